@@ -1,0 +1,30 @@
+# Everything a fresh machine needs: Python 3.11+ and the packages in requirements.txt, installed here.
+PYTHON ?= python3
+VENV := .venv
+READY := $(VENV)/.ready
+export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+
+.PHONY: demo test synth bench clean
+
+$(READY): requirements.txt
+	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11 or newer is needed" if sys.version_info < (3, 11) else 0)'
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
+	@# Make the library (lambdas/) and the sandbox importable as `python -m neptune_guard` from anywhere.
+	$(VENV)/bin/python -c "import pathlib, sysconfig; pathlib.Path(sysconfig.get_path('purelib'), 'neptune_guard.pth').write_text('$(CURDIR)/lambdas\n$(CURDIR)\n')"
+	touch $(READY)
+
+demo: $(READY)
+	$(VENV)/bin/python -m neptune_guard demo
+
+test: $(READY)
+	$(VENV)/bin/python -m pytest -q
+
+synth: $(READY)
+	$(VENV)/bin/python app.py
+
+bench: $(READY)
+	$(VENV)/bin/python benchmarks/scan_benchmark.py
+
+clean:
+	rm -rf $(VENV) cdk.out .pytest_cache

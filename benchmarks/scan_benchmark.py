@@ -1,0 +1,83 @@
+"""Scan benchmark: N accounts x R regions x C clusters (and as many manual snapshots) in the local AWS.
+
+A loopback moto server stands in for AWS; a fixed latency is added to every request (default 50 ms)
+to stand for the real APIs. Prints the requests the scan made against the floor, and the wall time.
+
+    python benchmarks/scan_benchmark.py --accounts 1 --regions 2 --clusters 300
+    python benchmarks/scan_benchmark.py --accounts 100 --regions 4 --clusters 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path[:0] = [str(Path(__file__).resolve().parent.parent / "lambdas"), str(Path(__file__).resolve().parent.parent)]
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "benchmark")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "benchmark")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+
+from neptune_guard.scanner import ScanOptions, scan  # noqa: E402
+from sandbox.organization import seed  # noqa: E402
+from sandbox.server import LoopbackAws  # noqa: E402
+
+REGIONS = ["us-east-1", "eu-west-1", "us-west-2", "ap-southeast-1", "eu-central-1", "us-east-2"]
+ENCRYPTIONS = ("none", "aws-managed", "cmk")
+
+
+def scenario(accounts: int, regions: int, clusters: int) -> dict:
+    region_spec = {
+        "keys": {"cmk": {"state": "Enabled"}},
+        "clusters": {f"graph-{n:04}": {"encryption": ENCRYPTIONS[n % 3]} for n in range(clusters)},
+        "snapshots": {f"graph-{n:04}-manual": f"graph-{n:04}" for n in range(clusters)},
+    }
+    return {"accounts": {f"{100000000000 + a:012}": {r: region_spec for r in REGIONS[:regions]} for a in range(1, accounts + 1)}}
+
+
+def floor(accounts: int, regions: int, clusters: int) -> int:
+    """The fewest requests a scan can make: caller identity, the Organization's account list, one role
+    per member account, then per account-region a page of clusters and of snapshots per 100 and one
+    request per key. The management account (the caller) is scanned too, with no role and no resources."""
+    keys = len({ENCRYPTIONS[n % 3] for n in range(clusters)} - {"none"})
+    snapshots = 2 * clusters  # each cluster's automated snapshot and its manual one
+    member_unit = max(1, math.ceil(clusters / 100)) + max(1, math.ceil(snapshots / 100)) + keys
+    empty_unit = 2
+    return 1 + math.ceil((accounts + 1) / 20) + accounts + regions * (accounts * member_unit + empty_unit)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--accounts", type=int, default=1)
+    parser.add_argument("--regions", type=int, default=2, choices=range(1, len(REGIONS) + 1))
+    parser.add_argument("--clusters", type=int, default=300)
+    parser.add_argument("--latency-ms", type=float, default=50.0)
+    parser.add_argument("--concurrency", type=int, default=16)
+    args = parser.parse_args()
+
+    with LoopbackAws() as local:
+        os.environ["AWS_ENDPOINT_URL"] = local.endpoint_url
+        started = time.perf_counter()
+        seed(scenario(args.accounts, args.regions, args.clusters))
+        print(f"seeded {args.accounts} x {args.regions} x {args.clusters} in {time.perf_counter() - started:.1f}s")
+
+        local.network.counts.clear()
+        local.network.latency = args.latency_ms / 1000
+        started = time.perf_counter()
+        result = scan(ScanOptions(accounts="org", regions=tuple(REGIONS[: args.regions]), concurrency=args.concurrency))
+        elapsed = time.perf_counter() - started
+
+    made = local.network.requests()
+    print(f"scan: {len(result.scanned_units)}/{len(result.units)} account-regions, {len(result.evaluations)} evaluations, "
+          f"{len(result.all_errors)} errors")
+    print(f"requests: {made} made, floor {floor(args.accounts, args.regions, args.clusters)}")
+    for action, count in sorted(local.network.counts.items()):
+        print(f"  {action:<40} {count}")
+    print(f"wall time: {elapsed:.2f}s at {args.latency_ms:.0f} ms per request, concurrency {args.concurrency}")
+
+
+if __name__ == "__main__":
+    main()

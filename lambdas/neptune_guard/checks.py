@@ -1,0 +1,184 @@
+"""The checks: each a small pure function over a typed record, with its metadata beside it.
+
+A check returns None when it does not apply to a resource (for example the key-state check on a
+cluster that is not on a customer-managed key), so "not applicable" never shows up as PASSED.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from .models import CLUSTER, CLUSTER_SNAPSHOT, Evaluation, KeyManager, Resource, Status
+
+DOCS_URL = "https://docs.aws.amazon.com/neptune/latest/userguide/encrypt.html"
+UNUSABLE_KEY_STATES = frozenset({"Disabled", "PendingDeletion"})
+
+CLUSTER_REQUIREMENTS = (
+    "AWS Security Hub Neptune.1",
+    "PCI DSS v3.2.1/3.4",
+    "PCI DSS v4.0/3.5.1",
+    "SOC 2 CC6.1",
+    "ISO/IEC 27001:2013 A.10.1.1",
+    "NIST.800-53.r5 SC-28",
+    "NIST.800-53.r5 SC-12",
+    "BSI C5 OPS-12",
+)
+SNAPSHOT_REQUIREMENTS = ("AWS Security Hub Neptune.6",) + CLUSTER_REQUIREMENTS[1:]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    passed: bool
+    message: str
+    severity: str | None = None  # overrides the check's severity for this finding
+
+
+@dataclass(frozen=True)
+class Check:
+    id: str
+    resource_type: str
+    title: str
+    severity: str
+    description: str
+    remediation: str
+    requirements: tuple[str, ...]
+    evaluate: Callable[[Resource], Outcome | None]
+    remediation_url: str = DOCS_URL
+
+
+def _kind(resource: Resource) -> str:
+    return "cluster" if resource.resource_type == CLUSTER else "cluster snapshot"
+
+
+def _storage_encrypted(resource: Resource) -> Outcome:
+    if resource.storage_encrypted:
+        return Outcome(True, f"Neptune {_kind(resource)} {resource.identifier} is encrypted at rest.")
+    return Outcome(False, f"Neptune {_kind(resource)} {resource.identifier} is not encrypted at rest.")
+
+
+def _uses_cmk(resource: Resource) -> Outcome | None:
+    name = f"Neptune {_kind(resource)} {resource.identifier}"
+    if not resource.storage_encrypted:
+        return Outcome(False, f"{name} is not encrypted, so it is not under a customer-managed key.", "HIGH")
+    key = resource.key
+    if key is None or key.manager is None:
+        return None  # the key could not be classified; the lookup failure is reported as a scan error
+    if key.manager is KeyManager.AWS:
+        return Outcome(False, f"{name} is encrypted with the AWS-managed key {key.arn} (aws/rds), not a customer-managed key.")
+    unknown_state = f" (key state unknown: {key.lookup_error})" if key.lookup_error else ""
+    return Outcome(True, f"{name} is encrypted with the customer-managed key {key.arn}{unknown_state}.")
+
+
+def _cmk_enabled(resource: Resource) -> Outcome | None:
+    key = resource.key
+    if not resource.storage_encrypted or key is None or not key.is_customer_managed or key.state is None:
+        return None
+    name = f"Neptune cluster {resource.identifier}"
+    if key.state in UNUSABLE_KEY_STATES:
+        return Outcome(
+            False,
+            f"The customer-managed key {key.arn} of {name} is {key.state}: the cluster will lose access to its data.",
+        )
+    return Outcome(True, f"The customer-managed key {key.arn} of {name} is {key.state}.")
+
+
+_RESTORE_FIX = (
+    "Encryption cannot be changed in place. Snapshot the cluster, restore the snapshot with a customer-managed "
+    "KMS key, recreate the instances and cut the application over (Neptune Guard's remediation workflow does "
+    "this with on-call approval)."
+)
+
+CHECKS: tuple[Check, ...] = (
+    Check(
+        id="neptune_cluster_storage_encrypted",
+        resource_type=CLUSTER,
+        title="Neptune DB clusters should be encrypted at rest",
+        severity="HIGH",
+        description="An unencrypted Neptune cluster stores its graph, logs, backups and snapshots in the clear.",
+        remediation=_RESTORE_FIX,
+        requirements=CLUSTER_REQUIREMENTS,
+        evaluate=_storage_encrypted,
+    ),
+    Check(
+        id="neptune_cluster_uses_cmk",
+        resource_type=CLUSTER,
+        title="Neptune DB clusters should be encrypted with a customer-managed KMS key",
+        severity="MEDIUM",
+        description=(
+            "The AWS-managed aws/rds key cannot be rotated on your schedule, its policy cannot be changed, and it "
+            "cannot be shared across accounts; a customer-managed key gives control over access and revocation."
+        ),
+        remediation=_RESTORE_FIX,
+        requirements=CLUSTER_REQUIREMENTS,
+        evaluate=_uses_cmk,
+    ),
+    Check(
+        id="neptune_cluster_cmk_enabled",
+        resource_type=CLUSTER,
+        title="The customer-managed KMS key of a Neptune DB cluster should be usable",
+        severity="CRITICAL",
+        description=(
+            "When a cluster's key is disabled or pending deletion, Neptune loses access to the data: the cluster "
+            "goes to inaccessible-encryption-credentials-recoverable and, after 7 days, to a terminal state."
+        ),
+        remediation=(
+            "Re-enable the key (kms:EnableKey) or cancel its deletion (kms:CancelKeyDeletion) before the cluster "
+            "becomes unrecoverable; then review who disabled it."
+        ),
+        requirements=CLUSTER_REQUIREMENTS,
+        evaluate=_cmk_enabled,
+        remediation_url="https://docs.aws.amazon.com/kms/latest/developerguide/deleting-keys.html",
+    ),
+    Check(
+        id="neptune_cluster_snapshot_storage_encrypted",
+        resource_type=CLUSTER_SNAPSHOT,
+        title="Neptune DB cluster snapshots should be encrypted at rest",
+        severity="HIGH",
+        description="An unencrypted snapshot holds a full copy of the graph in the clear and can be shared or restored.",
+        remediation=(
+            "An unencrypted snapshot cannot be encrypted by copying: restore it with a customer-managed key, "
+            "snapshot the new cluster, delete the temporary cluster and then the original snapshot."
+        ),
+        requirements=SNAPSHOT_REQUIREMENTS,
+        evaluate=_storage_encrypted,
+    ),
+    Check(
+        id="neptune_cluster_snapshot_uses_cmk",
+        resource_type=CLUSTER_SNAPSHOT,
+        title="Neptune DB cluster snapshots should be encrypted with a customer-managed KMS key",
+        severity="MEDIUM",
+        description="A snapshot under the AWS-managed aws/rds key cannot be shared across accounts or revoked by key policy.",
+        remediation="Copy the snapshot with a customer-managed KmsKeyId, verify the copy, then delete the original.",
+        requirements=SNAPSHOT_REQUIREMENTS,
+        evaluate=_uses_cmk,
+    ),
+)
+
+CHECKS_BY_ID = {check.id: check for check in CHECKS}
+
+
+def evaluate(resource: Resource) -> list[Evaluation]:
+    """Every applicable check's verdict on one resource."""
+    evaluations = []
+    for check in CHECKS:
+        if check.resource_type != resource.resource_type:
+            continue
+        outcome = check.evaluate(resource)
+        if outcome is None:
+            continue
+        evaluations.append(
+            Evaluation(
+                check_id=check.id,
+                status=Status.PASSED if outcome.passed else Status.FAILED,
+                severity="INFORMATIONAL" if outcome.passed else (outcome.severity or check.severity),
+                account_id=resource.account_id,
+                region=resource.region,
+                resource_type=resource.resource_type,
+                resource_id=resource.identifier,
+                resource_arn=resource.arn,
+                kms_key_id=resource.kms_key_id,
+                message=outcome.message,
+            )
+        )
+    return evaluations

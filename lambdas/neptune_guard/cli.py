@@ -1,0 +1,112 @@
+"""The `neptune-guard` command line: the same library the Lambda functions use."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+
+from . import report
+from .scanner import DEFAULT_AUDIT_ROLE, ScanOptions, ScanSetupError, scan
+
+REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
+EXIT_OK, EXIT_NOTHING_SCANNED, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    pass
+
+
+def _regions(value: str) -> tuple[str, ...]:
+    regions = tuple(dict.fromkeys(r.strip() for r in value.split(",") if r.strip()))
+    bad = [r for r in regions if not REGION.match(r)]
+    if bad or not regions:
+        raise argparse.ArgumentTypeError(f"not a list of region names: {value!r}")
+    return regions
+
+
+def _concurrency(value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= 64:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to 64, got {value!r}")
+    return int(value)
+
+
+def _accounts(value: str) -> str:
+    if value in ("self", "org"):
+        return value
+    from .inventory import parse_account_list
+
+    try:
+        return ",".join(parse_account_list(value))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+
+
+def _add_scan_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--accounts", type=_accounts, default="self",
+                        help="'self' (default: the caller's account), 'org' (every ACTIVE account), or a comma list of ids")
+    parser.add_argument("--role-name", default=DEFAULT_AUDIT_ROLE,
+                        help=f"role to assume in each account (default {DEFAULT_AUDIT_ROLE})")
+    parser.add_argument("--regions", type=_regions, help="comma list of regions (default: every region enabled for each account)")
+    parser.add_argument("--concurrency", type=_concurrency, default=16, help="account-regions scanned at once (default 16)")
+    parser.add_argument("--output", choices=("table", "json"), default="table")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="neptune-guard",
+        description="Find Amazon Neptune clusters and snapshots not protected by a customer-managed KMS key.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    scan_parser = commands.add_parser("scan", help="scan accounts and regions and report the checks")
+    _add_scan_arguments(scan_parser)
+    demo = commands.add_parser("demo", help="run Neptune Guard end to end against the embedded local AWS")
+    demo.add_argument("--scenario", help="JSON file describing the Organization to seed (default: the built-in demo)")
+    demo.add_argument("--output", choices=("table", "json"), default="table")
+    return parser
+
+
+class Progress:
+    """A one-line progress indicator on a terminal; silent when stderr is not one."""
+
+    def __init__(self, stream=sys.stderr):
+        self.stream = stream
+        self.enabled = stream.isatty()
+
+    def __call__(self, unit, done: int, known: int) -> None:
+        if self.enabled:
+            self.stream.write(f"\rscanned {done}/{known} account-regions ({unit.account_id} {unit.region})\033[K")
+            self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+
+
+def run_scan(args) -> int:
+    options = ScanOptions(accounts=args.accounts, role_name=args.role_name, regions=args.regions, concurrency=args.concurrency)
+    progress = Progress()
+    try:
+        result = scan(options, on_unit_done=progress)
+    except ScanSetupError as error:
+        progress.close()
+        print(f"neptune-guard: the scan could not start: {error}", file=sys.stderr)
+        return EXIT_NOTHING_SCANNED
+    progress.close()
+    print(json.dumps(result.to_dict(), indent=2) if args.output == "json" else report.table(result))
+    return EXIT_OK if result.scanned_units else EXIT_NOTHING_SCANNED
+
+
+def run_demo(args) -> int:
+    from sandbox.demo import run  # the sandbox ships with the repository, not with the Lambda code
+
+    return run(scenario_path=args.scenario, output=args.output)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "scan":
+        return run_scan(args)
+    return run_demo(args)

@@ -1,0 +1,150 @@
+"""Reading the Organization, its regions, Neptune clusters, snapshots and their keys into typed records."""
+
+from __future__ import annotations
+
+import threading
+
+from botocore.exceptions import ClientError
+
+from .aws import ACCOUNT_ID, ClientFactory
+from .models import Cluster, ClusterSnapshot, KeyInfo, KeyManager
+
+NEPTUNE_ONLY = [{"Name": "engine", "Values": ["neptune"]}]
+PAGE_SIZE = 100
+ACCESS_DENIED = {"AccessDenied", "AccessDeniedException"}
+
+
+class InventoryError(Exception):
+    """A fault that stops one account or account-region from being read; the others go on."""
+
+
+def error_message(error: Exception) -> str:
+    if isinstance(error, ClientError):
+        info = error.response.get("Error", {})
+        return f"{info.get('Code', 'Error')}: {info.get('Message', '')} ({error.operation_name})".strip()
+    return f"{type(error).__name__}: {error}"
+
+
+def organization_accounts(organizations) -> list[str]:
+    """Every ACTIVE account of the Organization."""
+    accounts = []
+    for page in organizations.get_paginator("list_accounts").paginate():
+        accounts += [a["Id"] for a in page["Accounts"] if a.get("Status") == "ACTIVE"]
+    return sorted(accounts)
+
+
+def parse_account_list(value: str) -> list[str]:
+    accounts = [item.strip() for item in value.split(",") if item.strip()]
+    bad = [a for a in accounts if not ACCOUNT_ID.match(a)]
+    if bad or not accounts:
+        raise ValueError(f"--accounts takes 'self', 'org' or a comma list of 12-digit account ids; got {value!r}")
+    return sorted(set(accounts))
+
+
+def enabled_regions(ec2, available: list[str]) -> list[str]:
+    """Regions enabled for the account (DescribeRegions without AllRegions lists only those) that offer Neptune."""
+    enabled = {r["RegionName"] for r in ec2.describe_regions()["Regions"]}
+    return sorted(enabled & set(available))
+
+
+def key_account(key_arn: str) -> str | None:
+    parts = key_arn.split(":")
+    return parts[4] if len(parts) > 5 and parts[0] == "arn" else None
+
+
+class KeyDirectory:
+    """Key classification by DescribeKey, cached per key ARN for the whole scan (keys do not change owner).
+
+    A complete answer (manager and state) is shared by every account; a partial one (another account's
+    key that this account may not describe) is kept for the asking account only, so that it never hides
+    the state the key's own account can read.
+    """
+
+    def __init__(self):
+        self._keys: dict[str | tuple[str, str], KeyInfo] = {}
+        self._lock = threading.Lock()
+
+    def classify(self, kms, key_arn: str, account_id: str) -> KeyInfo:
+        with self._lock:
+            cached = self._keys.get(key_arn) or self._keys.get((account_id, key_arn))
+        if cached is not None:
+            return cached
+        try:
+            metadata = kms.describe_key(KeyId=key_arn)["KeyMetadata"]
+            info = KeyInfo(arn=metadata["Arn"], manager=KeyManager(metadata["KeyManager"]), state=metadata["KeyState"])
+        except ClientError as error:
+            owner = key_account(key_arn)
+            if owner is None or owner == account_id:
+                # Same account: we cannot tell an AWS-managed key from a CMK without DescribeKey, so do not guess.
+                raise InventoryError(f"cannot classify key {key_arn}: {error_message(error)}") from error
+            # AWS-managed keys cannot be used across accounts, so a key from another account is a CMK.
+            info = KeyInfo(arn=key_arn, manager=KeyManager.CUSTOMER, lookup_error=error_message(error))
+        with self._lock:
+            self._keys[key_arn if info.state else (account_id, key_arn)] = info
+        return info
+
+
+def _pages(client, operation: str, result_key: str):
+    paginator = client.get_paginator(operation)
+    for page in paginator.paginate(Filters=NEPTUNE_ONLY, PaginationConfig={"PageSize": PAGE_SIZE}):
+        # The engine filter is honoured by Neptune, but the API is shared with RDS: keep only Neptune.
+        yield from (item for item in page[result_key] if item.get("Engine") == "neptune")
+
+
+def read_region(clients: ClientFactory, account_id: str, region: str, keys: KeyDirectory):
+    """All Neptune clusters and snapshots of one account-region, each with its key classified.
+
+    Returns (resources, key_errors): a key that cannot be classified leaves its resources with an
+    unclassified key and is reported, so that the rest of the region is still evaluated.
+    """
+    neptune = clients.client("neptune", region)
+    raw_clusters = list(_pages(neptune, "describe_db_clusters", "DBClusters"))
+    raw_snapshots = list(_pages(neptune, "describe_db_cluster_snapshots", "DBClusterSnapshots"))
+
+    kms = None
+    key_errors: dict[str, str] = {}
+
+    def key_for(raw: dict) -> KeyInfo | None:
+        nonlocal kms
+        key_arn = raw.get("KmsKeyId")
+        if not raw.get("StorageEncrypted") or not key_arn:
+            return None
+        if key_arn in key_errors:
+            return KeyInfo(arn=key_arn, manager=None, lookup_error=key_errors[key_arn])
+        kms = kms or clients.client("kms", region)
+        try:
+            return keys.classify(kms, key_arn, account_id)
+        except InventoryError as error:
+            key_errors[key_arn] = str(error)
+            return KeyInfo(arn=key_arn, manager=None, lookup_error=str(error))
+
+    resources = [
+        Cluster(
+            account_id=account_id,
+            region=region,
+            identifier=raw["DBClusterIdentifier"],
+            arn=raw["DBClusterArn"],
+            status=raw.get("Status", "unknown"),
+            storage_encrypted=bool(raw.get("StorageEncrypted")),
+            kms_key_id=raw.get("KmsKeyId") if raw.get("StorageEncrypted") else None,
+            key=key_for(raw),
+            engine_version=raw.get("EngineVersion"),
+        )
+        for raw in raw_clusters
+    ]
+    resources += [
+        ClusterSnapshot(
+            account_id=account_id,
+            region=region,
+            identifier=raw["DBClusterSnapshotIdentifier"],
+            arn=raw["DBClusterSnapshotArn"],
+            status=raw.get("Status", "unknown"),
+            storage_encrypted=bool(raw.get("StorageEncrypted")),
+            kms_key_id=raw.get("KmsKeyId") if raw.get("StorageEncrypted") else None,
+            key=key_for(raw),
+            cluster_identifier=raw.get("DBClusterIdentifier", ""),
+            snapshot_type=raw.get("SnapshotType", "manual"),
+        )
+        for raw in raw_snapshots
+    ]
+    return resources, list(key_errors.values())

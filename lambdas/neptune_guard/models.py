@@ -1,0 +1,136 @@
+"""Typed records the checks work on, and what a scan produces."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+
+CLUSTER = "AwsRdsDbCluster"
+CLUSTER_SNAPSHOT = "AwsRdsDbClusterSnapshot"
+
+
+class KeyManager(str, Enum):
+    AWS = "AWS"
+    CUSTOMER = "CUSTOMER"
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """What KMS told us about a key (or why it could not tell)."""
+
+    arn: str
+    manager: KeyManager | None
+    state: str | None = None
+    lookup_error: str | None = None
+
+    @property
+    def is_customer_managed(self) -> bool:
+        return self.manager is KeyManager.CUSTOMER
+
+
+@dataclass(frozen=True)
+class Cluster:
+    account_id: str
+    region: str
+    identifier: str
+    arn: str
+    status: str
+    storage_encrypted: bool
+    kms_key_id: str | None
+    key: KeyInfo | None
+    engine: str = "neptune"
+    engine_version: str | None = None
+    resource_type: str = field(default=CLUSTER, init=False)
+
+
+@dataclass(frozen=True)
+class ClusterSnapshot:
+    account_id: str
+    region: str
+    identifier: str
+    arn: str
+    status: str
+    storage_encrypted: bool
+    kms_key_id: str | None
+    key: KeyInfo | None
+    cluster_identifier: str
+    snapshot_type: str
+    engine: str = "neptune"
+    resource_type: str = field(default=CLUSTER_SNAPSHOT, init=False)
+
+
+Resource = Cluster | ClusterSnapshot
+
+
+class Status(str, Enum):
+    PASSED = "PASSED"
+    FAILED = "FAILED"
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    check_id: str
+    status: Status
+    severity: str
+    account_id: str
+    region: str
+    resource_type: str
+    resource_id: str
+    resource_arn: str
+    kms_key_id: str | None
+    message: str
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["status"] = self.status.value
+        return data
+
+
+@dataclass(frozen=True)
+class ScanError:
+    account_id: str
+    region: str | None
+    message: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class UnitResult:
+    """The outcome of one account-region: the unit of work, of fault isolation and of archival."""
+
+    account_id: str
+    region: str
+    resources: list[Resource] = field(default_factory=list)
+    evaluations: list[Evaluation] = field(default_factory=list)
+    errors: list[ScanError] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        """True when the inventory was read in full, so absence of a resource means it is gone."""
+        return not self.errors
+
+
+@dataclass
+class ScanResult:
+    units: list[UnitResult] = field(default_factory=list)
+    errors: list[ScanError] = field(default_factory=list)
+
+    @property
+    def evaluations(self) -> list[Evaluation]:
+        return [e for unit in self.units for e in unit.evaluations]
+
+    @property
+    def all_errors(self) -> list[ScanError]:
+        return self.errors + [e for unit in self.units for e in unit.errors]
+
+    @property
+    def scanned_units(self) -> list[UnitResult]:
+        return [unit for unit in self.units if unit.complete]
+
+    def to_dict(self) -> dict:
+        return {
+            "evaluations": [e.to_dict() for e in self.evaluations],
+            "errors": [e.to_dict() for e in self.all_errors],
+        }

@@ -1,0 +1,43 @@
+"""Rendering scan results for people."""
+
+from __future__ import annotations
+
+from itertools import groupby
+
+from .models import CLUSTER, ScanResult, Status
+
+SEVERITY_ORDER = {"CRITICAL": 0, "HIGH": 1, "MEDIUM": 2, "LOW": 3, "INFORMATIONAL": 4}
+
+
+def summary_line(result: ScanResult) -> str:
+    evaluations = result.evaluations
+    failed = [e for e in evaluations if e.status is Status.FAILED]
+    resources = {(e.account_id, e.region, e.resource_arn) for e in evaluations}
+    exposed = {(e.account_id, e.region, e.resource_arn) for e in failed}
+    accounts = {unit.account_id for unit in result.units} | {error.account_id for error in result.errors}
+    return (
+        f"{len(accounts)} accounts, {len(result.scanned_units)}/{len(result.units)} account-regions scanned, "
+        f"{len(resources)} resources, {len(exposed)} with failed checks ({len(failed)} failed checks), "
+        f"{len(result.all_errors)} errors"
+    )
+
+
+def table(result: ScanResult) -> str:
+    lines = [f"Neptune Guard scan: {summary_line(result)}"]
+    failed = sorted(
+        (e for e in result.evaluations if e.status is Status.FAILED),
+        key=lambda e: (e.account_id, SEVERITY_ORDER.get(e.severity, 9), e.region, e.resource_id, e.check_id),
+    )
+    for account_id, rows in groupby(failed, key=lambda e: e.account_id):
+        rows = list(rows)
+        lines += ["", f"Account {account_id}: {len(rows)} failed checks"]
+        lines.append(f"  {'SEVERITY':<9} {'REGION':<15} {'RESOURCE':<40} {'CHECK':<43} DETAIL")
+        for e in rows:
+            kind = "cluster" if e.resource_type == CLUSTER else "snapshot"
+            lines.append(f"  {e.severity:<9} {e.region:<15} {kind + ' ' + e.resource_id:<40} {e.check_id:<43} {e.message}")
+    if not failed:
+        lines += ["", "No failed checks."]
+    if result.all_errors:
+        lines += ["", "Errors (these account-regions were not fully scanned):"]
+        lines += [f"  {error.account_id} {error.region or '(account)'}: {error.message}" for error in result.all_errors]
+    return "\n".join(lines)

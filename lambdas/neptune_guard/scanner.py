@@ -1,0 +1,119 @@
+"""A scan: accounts, then their regions, then one unit of work per account-region, run concurrently.
+
+A fault in one account or account-region is recorded and never stops the others.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Callable
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+
+from . import aws, checks, inventory
+from .models import ScanError, ScanResult, UnitResult
+
+DEFAULT_AUDIT_ROLE = "NeptuneGuardAudit"
+
+
+class ScanSetupError(Exception):
+    """The scan cannot start at all (for example the Organization cannot be listed)."""
+
+
+@dataclass(frozen=True)
+class ScanOptions:
+    accounts: str = "self"  # "self", "org", or a comma list of account ids
+    role_name: str = DEFAULT_AUDIT_ROLE
+    regions: tuple[str, ...] | None = None  # None: every region enabled for each account
+    concurrency: int = 16
+
+
+@dataclass(frozen=True)
+class AccountContext:
+    account_id: str
+    clients: aws.ClientFactory
+    regions: list[str]
+
+
+def resolve_accounts(session: boto3.Session, options: ScanOptions) -> tuple[str, list[str]]:
+    """(caller account, accounts to scan)."""
+    if options.accounts not in ("self", "org"):
+        listed = inventory.parse_account_list(options.accounts)
+    try:
+        caller = aws.caller_account(session)
+        if options.accounts == "self":
+            return caller, [caller]
+        if options.accounts == "org":
+            organizations = session.client("organizations", region_name=aws.home_region(session), config=aws.CLIENT_CONFIG)
+            return caller, inventory.organization_accounts(organizations)
+    except (ClientError, BotoCoreError) as error:
+        raise ScanSetupError(inventory.error_message(error)) from error
+    return caller, listed
+
+
+def open_account(session: boto3.Session, caller: str, account_id: str, options: ScanOptions) -> AccountContext:
+    """Assume the audit role (not in our own account, whose credentials we already hold) and find its regions."""
+    region = aws.home_region(session)
+    account_session = session if account_id == caller else aws.assume_role(session, account_id, options.role_name, region)
+    clients = aws.ClientFactory(account_session)
+    if options.regions:
+        regions = list(options.regions)
+    else:
+        available = account_session.get_available_regions("neptune")
+        regions = inventory.enabled_regions(clients.client("ec2", region), available)
+    return AccountContext(account_id, clients, regions)
+
+
+def scan_unit(context: AccountContext, region: str, keys: inventory.KeyDirectory) -> UnitResult:
+    unit = UnitResult(account_id=context.account_id, region=region)
+    try:
+        resources, key_errors = inventory.read_region(context.clients, context.account_id, region, keys)
+    except (ClientError, BotoCoreError) as error:
+        unit.errors.append(ScanError(context.account_id, region, inventory.error_message(error)))
+        return unit
+    unit.resources = resources
+    unit.errors += [ScanError(context.account_id, region, message) for message in key_errors]
+    for resource in resources:
+        unit.evaluations += checks.evaluate(resource)
+    return unit
+
+
+def scan(
+    options: ScanOptions,
+    session: boto3.Session | None = None,
+    on_unit_done: Callable[[UnitResult, int, int], None] | None = None,
+) -> ScanResult:
+    """Scan every account-region named by `options`. `on_unit_done(unit, done, known)` reports progress."""
+    session = session or boto3.Session()
+    caller, accounts = resolve_accounts(session, options)
+    result = ScanResult()
+    keys = inventory.KeyDirectory()
+    known_units = 0
+
+    with ThreadPoolExecutor(max_workers=max(1, options.concurrency), thread_name_prefix="scan") as pool:
+        pending: dict[Future, str] = {
+            pool.submit(open_account, session, caller, account_id, options): account_id for account_id in accounts
+        }
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                account_id = pending.pop(future)
+                try:
+                    outcome = future.result()
+                except (ClientError, BotoCoreError) as error:
+                    result.errors.append(ScanError(account_id, None, inventory.error_message(error)))
+                    continue
+                if isinstance(outcome, AccountContext):
+                    known_units += len(outcome.regions)
+                    for region in outcome.regions:
+                        pending[pool.submit(scan_unit, outcome, region, keys)] = account_id
+                else:
+                    result.units.append(outcome)
+                    if on_unit_done:
+                        on_unit_done(outcome, len(result.units), known_units)
+
+    result.units.sort(key=lambda unit: (unit.account_id, unit.region))
+    result.errors.sort(key=lambda error: (error.account_id, error.region or ""))
+    return result

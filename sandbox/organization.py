@@ -1,0 +1,188 @@
+"""Seeding the local AWS with an Organization described as data (the `demo --scenario` file format).
+
+Everything is created through the public APIs, as the management account would: the Organization
+and its accounts, then, through each account's OrganizationAccountAccessRole, the Neptune Guard
+member roles (what the StackSet deploys), KMS keys, Neptune clusters, instances and snapshots.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from unittest import mock
+
+import boto3
+from moto.organizations import utils as organizations_utils
+
+from neptune_guard import aws
+
+MANAGEMENT_ACCOUNT = "123456789012"  # moto's default caller
+AUDIT_ROLE = "NeptuneGuardAudit"
+REMEDIATION_ROLE = "NeptuneGuardRemediation"
+
+DEMO_SCENARIO = {
+    "accounts": {
+        "111111111111": {
+            "us-east-1": {
+                "keys": {"alias/neptune-cmk": {"state": "Enabled"}},
+                "clusters": {
+                    "orders-graph": {
+                        "encryption": "none",
+                        "instances": {"orders-graph-1": "db.r6g.large", "orders-graph-2": "db.r6g.large"},
+                        "deletion_protection": True,
+                        "backup_retention": 7,
+                        "log_exports": ["audit"],
+                        "tags": {"team": "orders", "env": "prod"},
+                    },
+                    "recs-graph": {"encryption": "aws-managed", "instances": {"recs-graph-1": "db.r6g.xlarge"}},
+                    "fraud-graph": {"encryption": "alias/neptune-cmk", "instances": {"fraud-graph-1": "db.r6g.large"}},
+                },
+                "snapshots": {"orders-before-migration": "orders-graph", "recs-weekly": "recs-graph"},
+                "other_engines": {"billing-aurora": "aurora-postgresql"},
+            },
+            "eu-west-1": {
+                "keys": {"alias/neptune-cmk": {"state": "Enabled"}},
+                "clusters": {"catalog-graph": {"encryption": "alias/neptune-cmk", "instances": {"catalog-1": "db.t4g.medium"}}},
+                "snapshots": {"catalog-nightly": "catalog-graph"},
+            },
+        },
+        "222222222222": {
+            "us-east-1": {
+                "keys": {"alias/retired-key": {"state": "Disabled"}, "alias/neptune-cmk": {"state": "Enabled"}},
+                "clusters": {
+                    "kyc-graph": {"encryption": "alias/retired-key", "instances": {"kyc-graph-1": "db.r6g.large"}},
+                    "search-graph": {"encryption": "aws-managed", "instances": {"search-graph-1": "db.r6g.large"}, "port": 8183},
+                },
+                "snapshots": {},
+            },
+            "eu-west-1": {
+                "keys": {"alias/leaving-key": {"state": "PendingDeletion"}, "alias/neptune-cmk": {"state": "Enabled"}},
+                "clusters": {"audit-graph": {"encryption": "alias/leaving-key", "instances": {"audit-graph-1": "db.r6g.large"}}},
+                "snapshots": {"audit-archive": "audit-graph"},
+            },
+        },
+        "333333333333": {
+            "us-east-1": {
+                "keys": {"alias/neptune-cmk": {"state": "Enabled"}},
+                "clusters": {
+                    "iot-graph": {"encryption": "none", "instances": {"iot-graph-1": "db.r6g.large"}},
+                    "shared-key-graph": {"encryption": "arn:aws:kms:us-east-1:111111111111:alias/neptune-cmk", "instances": {}},
+                },
+                "snapshots": {"iot-export": "iot-graph"},
+            },
+            "eu-west-1": {"keys": {"alias/neptune-cmk": {"state": "Enabled"}}, "clusters": {}, "snapshots": {}},
+        },
+    },
+    "target_key": "alias/neptune-cmk",
+}
+
+
+def alias_name(name: str) -> str:
+    return name if name.startswith("alias/") else f"alias/{name}"
+
+
+def member_trust_policy() -> str:
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Effect": "Allow", "Action": "sts:AssumeRole", "Principal": {"AWS": f"arn:aws:iam::{MANAGEMENT_ACCOUNT}:root"}}
+            ],
+        }
+    )
+
+
+@contextmanager
+def _account_id_for_next_create(account_id: str):
+    # CreateAccount picks a random id; a scenario names its accounts, so hand moto the id it should pick.
+    with mock.patch.object(organizations_utils, "make_random_account_id", return_value=account_id):
+        yield
+
+
+def create_organization(session: boto3.Session, account_ids: list[str]) -> None:
+    organizations = session.client("organizations", region_name="us-east-1")
+    organizations.create_organization(FeatureSet="ALL")
+    for account_id in account_ids:
+        if account_id == MANAGEMENT_ACCOUNT:
+            continue
+        with _account_id_for_next_create(account_id):
+            organizations.create_account(Email=f"aws+{account_id}@example.com", AccountName=f"member-{account_id}")
+
+
+def account_session(session: boto3.Session, account_id: str) -> boto3.Session:
+    if account_id == MANAGEMENT_ACCOUNT:
+        return session
+    return aws.assume_role(session, account_id, "OrganizationAccountAccessRole", "us-east-1", "sandbox-seeder")
+
+
+def create_member_roles(session: boto3.Session) -> None:
+    iam = session.client("iam", region_name="us-east-1")
+    for role in (AUDIT_ROLE, REMEDIATION_ROLE):
+        iam.create_role(RoleName=role, AssumeRolePolicyDocument=member_trust_policy())
+
+
+def _create_key(kms, alias: str, state: str) -> str:
+    key_id = kms.create_key(Description=f"Neptune Guard sandbox key {alias}")["KeyMetadata"]["KeyId"]
+    kms.create_alias(AliasName=alias, TargetKeyId=key_id)
+    if state == "Disabled":
+        kms.disable_key(KeyId=key_id)
+    elif state == "PendingDeletion":
+        kms.schedule_key_deletion(KeyId=key_id, PendingWindowInDays=7)
+    return key_id
+
+
+def _encryption_arguments(encryption: str) -> dict:
+    if encryption == "none":
+        return {"StorageEncrypted": False}
+    if encryption == "aws-managed":
+        return {"StorageEncrypted": True}
+    key = encryption if encryption.startswith("arn:") else alias_name(encryption)
+    return {"StorageEncrypted": True, "KmsKeyId": key}
+
+
+def seed_region(session: boto3.Session, region: str, spec: dict) -> None:
+    kms = session.client("kms", region_name=region)
+    neptune = session.client("neptune", region_name=region)
+    for alias, key in spec.get("keys", {}).items():
+        _create_key(kms, alias_name(alias), key.get("state", "Enabled"))
+    for cluster_id, cluster in spec.get("clusters", {}).items():
+        arguments = {
+            "DBClusterIdentifier": cluster_id,
+            "Engine": "neptune",
+            "DeletionProtection": bool(cluster.get("deletion_protection", False)),
+            "BackupRetentionPeriod": int(cluster.get("backup_retention", 1)),
+            "Tags": [{"Key": k, "Value": v} for k, v in cluster.get("tags", {}).items()],
+            **_encryption_arguments(cluster.get("encryption", "none")),
+        }
+        if cluster.get("port"):
+            arguments["Port"] = int(cluster["port"])
+        if cluster.get("log_exports"):
+            arguments["EnableCloudwatchLogsExports"] = list(cluster["log_exports"])
+        if cluster.get("iam_auth"):
+            arguments["EnableIAMDatabaseAuthentication"] = True
+        neptune.create_db_cluster(**arguments)
+        for tier, (instance_id, instance_class) in enumerate(cluster.get("instances", {}).items()):
+            neptune.create_db_instance(
+                DBInstanceIdentifier=instance_id,
+                DBInstanceClass=instance_class,
+                Engine="neptune",
+                DBClusterIdentifier=cluster_id,
+                PromotionTier=tier,
+            )
+    for snapshot_id, cluster_id in spec.get("snapshots", {}).items():
+        neptune.create_db_cluster_snapshot(DBClusterSnapshotIdentifier=snapshot_id, DBClusterIdentifier=cluster_id)
+    rds = session.client("rds", region_name=region)
+    for cluster_id, engine in spec.get("other_engines", {}).items():
+        rds.create_db_cluster(DBClusterIdentifier=cluster_id, Engine=engine, MasterUsername="admin", MasterUserPassword="sandbox-pw-1")
+
+
+def seed(scenario: dict, session: boto3.Session | None = None) -> None:
+    """Create the scenario's Organization and resources in the (mocked) AWS."""
+    session = session or boto3.Session(region_name="us-east-1")
+    accounts = scenario["accounts"]
+    create_organization(session, list(accounts))
+    for account_id, regions in accounts.items():
+        member = account_session(session, account_id)
+        create_member_roles(member)
+        for region, spec in regions.items():
+            seed_region(member, region, spec)

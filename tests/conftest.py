@@ -1,0 +1,45 @@
+import os
+
+import boto3
+import pytest
+
+from sandbox import moto_fixes
+from sandbox.organization import seed
+
+REGIONS = ("us-east-1", "eu-west-1")
+
+
+@pytest.fixture(autouse=True)
+def aws_environment(monkeypatch):
+    """No test ever reaches real AWS: fake credentials, a fixed region, no endpoint override."""
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    moto_fixes.apply()
+
+
+@pytest.fixture
+def local_aws():
+    from moto import mock_aws
+
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+        yield boto3.Session(region_name="us-east-1")
+
+
+@pytest.fixture
+def seeded(local_aws):
+    """Seed a scenario (the demo's format) and return the session of the management account."""
+
+    def _seed(scenario: dict):
+        seed(scenario, local_aws)
+        return local_aws
+
+    return _seed
+
+
+def member_session(session, account_id: str) -> boto3.Session:
+    from neptune_guard import aws
+
+    return aws.assume_role(session, account_id, "OrganizationAccountAccessRole", "us-east-1", "test")

@@ -1,0 +1,86 @@
+"""The scan command: its JSON contract, its exit codes, and a black-box run against a loopback server."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from neptune_guard.cli import main
+from sandbox.organization import seed
+from sandbox.server import LoopbackAws
+from tests.test_scan import TWO_ACCOUNTS
+
+ROOT = Path(__file__).resolve().parent.parent
+EVALUATION_FIELDS = {"check_id", "status", "severity", "account_id", "region", "resource_type", "resource_id",
+                     "resource_arn", "kms_key_id", "message"}
+
+
+def test_json_output_is_the_documented_contract(seeded, capsys):
+    seeded(TWO_ACCOUNTS)
+    code = main(["scan", "--accounts", "org", "--regions", "us-east-1,eu-west-1", "--output", "json"])
+    document = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert set(document) == {"evaluations", "errors"}
+    assert document["errors"] == []
+    for evaluation in document["evaluations"]:
+        assert set(evaluation) == EVALUATION_FIELDS
+        assert evaluation["status"] in ("PASSED", "FAILED")
+        assert evaluation["resource_type"] in ("AwsRdsDbCluster", "AwsRdsDbClusterSnapshot")
+        assert evaluation["resource_arn"].startswith("arn:aws:rds:")
+    plain = [e for e in document["evaluations"] if e["resource_id"] == "plain"]
+    assert {(e["check_id"], e["status"], e["severity"]) for e in plain} == {
+        ("neptune_cluster_storage_encrypted", "FAILED", "HIGH"),
+        ("neptune_cluster_uses_cmk", "FAILED", "HIGH"),
+    }
+
+
+def test_table_groups_failures_by_account_with_a_summary(seeded, capsys):
+    seeded(TWO_ACCOUNTS)
+    assert main(["scan", "--accounts", "org", "--regions", "us-east-1,eu-west-1"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].startswith("Neptune Guard scan: 3 accounts, 6/6 account-regions scanned")
+    assert "Account 111111111111:" in out and "Account 222222222222:" in out
+    assert "CRITICAL" in out and "locked" in out
+
+
+def test_exit_code_is_1_when_nothing_could_be_scanned(seeded, capsys):
+    seeded(TWO_ACCOUNTS)
+    assert main(["scan", "--accounts", "444444444444", "--regions", "us-east-1", "--output", "json"]) == 1
+    assert json.loads(capsys.readouterr().out)["errors"][0]["account_id"] == "444444444444"
+
+
+@pytest.mark.parametrize(
+    "arguments, complaint",
+    [
+        (["--accounts", "12345"], "12-digit"),
+        (["--accounts", "org,111111111111"], "12-digit"),
+        (["--regions", "Mars"], "region"),
+        (["--concurrency", "0"], "1 to 64"),
+        (["--output", "xml"], "invalid choice"),
+    ],
+)
+def test_bad_usage_exits_2_with_a_clear_message(arguments, complaint, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["scan", *arguments])
+    assert exit_info.value.code == 2
+    assert complaint in capsys.readouterr().err
+
+
+def test_black_box_scan_against_a_loopback_server(monkeypatch):
+    with LoopbackAws() as local:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", local.endpoint_url)
+        seed(TWO_ACCOUNTS)
+        completed = subprocess.run(
+            [sys.executable, "-m", "neptune_guard", "scan", "--accounts", "org", "--regions", "us-east-1,eu-west-1",
+             "--output", "json"],
+            capture_output=True, text=True, timeout=120, cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": f"{ROOT / 'lambdas'}{os.pathsep}{ROOT}"},
+        )
+    assert completed.returncode == 0, completed.stderr
+    failed = {(e["account_id"], e["resource_id"], e["check_id"])
+              for e in json.loads(completed.stdout)["evaluations"] if e["status"] == "FAILED"}
+    assert ("222222222222", "locked", "neptune_cluster_cmk_enabled") in failed
+    assert ("111111111111", "default-key", "neptune_cluster_uses_cmk") in failed

@@ -1,0 +1,155 @@
+"""The scan against the local AWS: accounts, regions, paging, keys, faults."""
+
+import boto3
+import pytest
+
+from neptune_guard import inventory
+from neptune_guard.models import Status
+from neptune_guard.scanner import ScanOptions, scan
+from sandbox.organization import MANAGEMENT_ACCOUNT
+from sandbox.server import LoopbackAws
+from tests.conftest import REGIONS, member_session
+
+TWO_ACCOUNTS = {
+    "accounts": {
+        "111111111111": {
+            "us-east-1": {
+                "keys": {"cmk": {"state": "Enabled"}},
+                "clusters": {
+                    "plain": {"encryption": "none"},
+                    "default-key": {"encryption": "aws-managed"},
+                    "good": {"encryption": "cmk"},
+                },
+                "snapshots": {"plain-snap": "plain", "default-snap": "default-key", "good-snap": "good"},
+                "other_engines": {"aurora-db": "aurora-postgresql"},
+            },
+            "eu-west-1": {"keys": {"leaving": {"state": "PendingDeletion"}}, "clusters": {"doomed": {"encryption": "leaving"}}},
+        },
+        "222222222222": {
+            "us-east-1": {
+                "keys": {"off": {"state": "Disabled"}},
+                "clusters": {
+                    "locked": {"encryption": "off"},
+                    "borrowed": {"encryption": "arn:aws:kms:us-east-1:111111111111:alias/cmk"},
+                },
+            },
+            "eu-west-1": {"clusters": {"eu-plain": {"encryption": "none"}}},
+        },
+    }
+}
+
+
+def failed(result):
+    return {(e.account_id, e.region, e.resource_id, e.check_id) for e in result.evaluations if e.status is Status.FAILED}
+
+
+def manual(result):
+    """Evaluations of everything but the automated snapshots moto (like AWS) takes at cluster creation."""
+    return {k for k in failed(result) if not k[2].startswith("rds:")}
+
+
+def test_org_scan_covers_every_account_and_region(seeded):
+    seeded(TWO_ACCOUNTS)
+    result = scan(ScanOptions(accounts="org", regions=REGIONS))
+    assert not result.all_errors
+    assert {(u.account_id, u.region) for u in result.units} == {
+        (a, r) for a in (MANAGEMENT_ACCOUNT, "111111111111", "222222222222") for r in REGIONS
+    }
+    assert manual(result) == {
+        ("111111111111", "us-east-1", "plain", "neptune_cluster_storage_encrypted"),
+        ("111111111111", "us-east-1", "plain", "neptune_cluster_uses_cmk"),
+        ("111111111111", "us-east-1", "default-key", "neptune_cluster_uses_cmk"),
+        ("111111111111", "us-east-1", "plain-snap", "neptune_cluster_snapshot_storage_encrypted"),
+        ("111111111111", "us-east-1", "plain-snap", "neptune_cluster_snapshot_uses_cmk"),
+        ("111111111111", "us-east-1", "default-snap", "neptune_cluster_snapshot_uses_cmk"),
+        ("111111111111", "eu-west-1", "doomed", "neptune_cluster_cmk_enabled"),
+        ("222222222222", "us-east-1", "locked", "neptune_cluster_cmk_enabled"),
+        ("222222222222", "eu-west-1", "eu-plain", "neptune_cluster_storage_encrypted"),
+        ("222222222222", "eu-west-1", "eu-plain", "neptune_cluster_uses_cmk"),
+    }
+    resources = {e.resource_id for e in result.evaluations}
+    assert "aurora-db" not in resources  # other RDS engines are not Neptune
+    passed = {(e.resource_id, e.check_id) for e in result.evaluations if e.status is Status.PASSED}
+    assert ("borrowed", "neptune_cluster_uses_cmk") in passed  # a CMK shared from another account
+    assert ("good", "neptune_cluster_cmk_enabled") in passed
+
+
+def test_evaluations_carry_the_arns_and_keys_the_api_returned(seeded):
+    session = seeded(TWO_ACCOUNTS)
+    result = scan(ScanOptions(accounts="111111111111", regions=("us-east-1",)), session)
+    neptune = member_session(session, "111111111111").client("neptune", region_name="us-east-1")
+    api = {c["DBClusterIdentifier"]: c for c in neptune.describe_db_clusters()["DBClusters"]}
+    default_key = next(e for e in result.evaluations if e.resource_id == "default-key")
+    assert default_key.resource_arn == api["default-key"]["DBClusterArn"]
+    assert default_key.kms_key_id == api["default-key"]["KmsKeyId"]
+    assert default_key.resource_type == "AwsRdsDbCluster"
+    assert next(e for e in result.evaluations if e.resource_id == "plain").kms_key_id is None
+
+
+def test_clusters_and_snapshots_past_one_page_are_all_read_one_request_per_page(local_aws):
+    neptune = local_aws.client("neptune", region_name="us-east-1")
+    for n in range(130):
+        neptune.create_db_cluster(DBClusterIdentifier=f"c{n:03}", Engine="neptune", StorageEncrypted=True)
+    for n in range(105):
+        neptune.create_db_cluster_snapshot(DBClusterSnapshotIdentifier=f"s{n:03}", DBClusterIdentifier=f"c{n:03}")
+    calls = []
+    local_aws.events.register("before-call.neptune.*", lambda model, **_: calls.append(model.name))
+    local_aws.events.register("before-call.kms.*", lambda model, **_: calls.append(model.name))
+
+    result = scan(ScanOptions(regions=("us-east-1",)), local_aws)
+
+    clusters = {e.resource_id for e in result.evaluations if e.resource_type == "AwsRdsDbCluster"}
+    snapshots = {e.resource_id for e in result.evaluations if e.resource_type == "AwsRdsDbClusterSnapshot"}
+    assert len(clusters) == 130
+    assert len(snapshots) == 130 + 105  # the automated snapshot of each cluster and the manual ones
+    assert calls.count("DescribeDBClusters") == 2
+    assert calls.count("DescribeDBClusterSnapshots") == 3
+    assert calls.count("DescribeKey") == 1  # every cluster is on the same aws/rds key: classified once
+
+
+def test_account_whose_role_cannot_be_assumed_is_reported_and_others_scanned(seeded):
+    seeded(TWO_ACCOUNTS)
+    result = scan(ScanOptions(accounts="111111111111,444444444444", regions=REGIONS))
+    assert [(e.account_id, e.region) for e in result.errors] == [("444444444444", None)]
+    assert "AccessDenied" in result.errors[0].message
+    assert {u.account_id for u in result.scanned_units} == {"111111111111"}
+
+
+def test_cross_account_key_that_cannot_be_described_is_customer_managed(local_aws):
+    kms = local_aws.client("kms", region_name="us-east-1")
+    foreign = "arn:aws:kms:us-east-1:999999999999:key/0f0f0f0f-1111-2222-3333-444444444444"
+    info = inventory.KeyDirectory().classify(kms, foreign, MANAGEMENT_ACCOUNT)
+    assert info.is_customer_managed and info.state is None and "NotFoundException" in info.lookup_error
+
+
+def test_same_account_key_that_cannot_be_described_is_reported_not_guessed(local_aws):
+    kms = local_aws.client("kms", region_name="us-east-1")
+    missing = f"arn:aws:kms:us-east-1:{MANAGEMENT_ACCOUNT}:key/0f0f0f0f-1111-2222-3333-444444444444"
+    with pytest.raises(inventory.InventoryError, match="cannot classify key"):
+        inventory.KeyDirectory().classify(kms, missing, MANAGEMENT_ACCOUNT)
+
+
+def test_regions_default_to_those_enabled_for_the_account(seeded):
+    seeded({"accounts": {MANAGEMENT_ACCOUNT: {"eu-west-1": {"clusters": {"far": {"encryption": "none"}}}}}})
+    result = scan(ScanOptions(concurrency=32))
+    regions = {u.region for u in result.units}
+    assert {"us-east-1", "eu-west-1"} <= regions
+    assert regions <= set(boto3.Session().get_available_regions("neptune"))
+    assert ("eu-west-1", "far") in {(e.region, e.resource_id) for e in result.evaluations}
+
+
+def test_a_region_that_throws_does_not_stop_the_others(monkeypatch):
+    with LoopbackAws() as local:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", local.endpoint_url)
+        from sandbox.organization import seed
+
+        seed(TWO_ACCOUNTS)
+        local.network.failing_regions.add("eu-west-1")
+        result = scan(ScanOptions(accounts="org", regions=REGIONS, concurrency=4))
+    assert {(e.account_id, e.region) for e in result.all_errors} == {
+        (a, "eu-west-1") for a in (MANAGEMENT_ACCOUNT, "111111111111", "222222222222")
+    }
+    assert {(u.account_id, u.region) for u in result.scanned_units} == {
+        (a, "us-east-1") for a in (MANAGEMENT_ACCOUNT, "111111111111", "222222222222")
+    }
+    assert ("222222222222", "us-east-1", "locked", "neptune_cluster_cmk_enabled") in failed(result)
