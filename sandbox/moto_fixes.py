@@ -7,15 +7,23 @@ is moto that is brought in line here, once, before any mock or server starts (`a
 from __future__ import annotations
 
 import functools
+import json
 import re
 
 from moto.core.responses import ActionResult
 from moto.iam.models import iam_backends
 from moto.kms import models as kms_models
+from moto.core.utils import utcnow
 from moto.rds import models as rds_models
 from moto.rds import responses as rds_responses
+from moto.securityhub import exceptions as securityhub_exceptions
+from moto.securityhub import models as securityhub_models
+from moto.securityhub import responses as securityhub_responses
+from moto.securityhub import urls as securityhub_urls
+from moto.securityhub.exceptions import SecurityHubClientError
 from moto.sts import models as sts_models
 from moto.sts.exceptions import STSClientError
+from moto.utilities.paginator import paginate
 from moto.utilities.utils import get_partition
 
 _applied = False
@@ -65,6 +73,7 @@ def neptune_reports_real_key_arns() -> None:
         account_id, region = self.account_id, self.region
         if requested.startswith("arn:"):  # possibly another account's key (CMKs can be used across accounts)
             _, _, _, region, account_id, requested = requested.split(":", 5)
+            requested = requested.removeprefix("key/")
         kms = _kms_backend(account_id, region)
         if requested.startswith("alias/aws/"):
             kms.get_key_id_from_alias(requested)  # creates the AWS-managed key on first use, as AWS does
@@ -129,6 +138,122 @@ def assume_role_needs_the_role() -> None:
     sts_models.STSBackend.assume_role = assume_role
 
 
+def _finding_values(finding: dict, name: str) -> list:
+    """The values a Security Hub filter name selects in a finding (the names this project sends)."""
+    nested = {
+        "ComplianceStatus": lambda f: [f.get("Compliance", {}).get("Status")],
+        "WorkflowStatus": lambda f: [f.get("Workflow", {}).get("Status")],
+        "SeverityLabel": lambda f: [f.get("Severity", {}).get("Label")],
+        "ResourceId": lambda f: [r.get("Id") for r in f.get("Resources", [])],
+        "ResourceType": lambda f: [r.get("Type") for r in f.get("Resources", [])],
+    }
+    if name in nested:
+        return nested[name](finding)
+    if name in ("Id", "ProductArn", "GeneratorId", "RecordState", "AwsAccountId", "Region", "Title"):
+        return [finding.get(name)]
+    raise securityhub_exceptions.InvalidInputException(op="GetFindings", msg=f"filter {name} is not emulated by the sandbox")
+
+
+def _string_filter_matches(values: list, condition: dict) -> bool:
+    value, comparison = condition["Value"], condition.get("Comparison", "EQUALS")
+    present = [v for v in values if isinstance(v, str)]
+    if comparison == "EQUALS":
+        return value in present
+    if comparison == "PREFIX":
+        return any(v.startswith(value) for v in present)
+    if comparison == "NOT_EQUALS":
+        return value not in present
+    if comparison == "PREFIX_NOT_EQUALS":
+        return not any(v.startswith(value) for v in present)
+    raise securityhub_exceptions.InvalidInputException(op="GetFindings", msg=f"comparison {comparison} is not emulated")
+
+
+def _matches(finding: dict, filters: dict) -> bool:
+    # Conditions on one field are ORed for EQUALS/PREFIX and ANDed for the negative comparisons; fields are ANDed.
+    for name, conditions in (filters or {}).items():
+        values = _finding_values(finding, name)
+        positive = [c for c in conditions if c.get("Comparison", "EQUALS") in ("EQUALS", "PREFIX")]
+        negative = [c for c in conditions if c not in positive]
+        if positive and not any(_string_filter_matches(values, c) for c in positive):
+            return False
+        if not all(_string_filter_matches(values, c) for c in negative):
+            return False
+    return True
+
+
+def _require_hub(backend, operation: str) -> None:
+    if not backend.enabled:
+        raise SecurityHubClientError("InvalidAccessException", f"Account {backend.account_id} is not subscribed to AWS Security Hub ({operation})")
+
+
+def security_hub_behaves_as_documented() -> None:
+    """Security Hub, as its API reference documents it:
+
+    - Calls in an account-region where Security Hub is not enabled fail with `InvalidAccessException`.
+      https://docs.aws.amazon.com/securityhub/1.0/APIReference/API_GetFindings.html (Errors)
+    - `GetFindings` returns only the findings that match `Filters` (string filters: EQUALS, PREFIX,
+      NOT_EQUALS, PREFIX_NOT_EQUALS). https://docs.aws.amazon.com/securityhub/1.0/APIReference/API_AwsSecurityFindingFilters.html
+    - `BatchImportFindings` from a custom integration accepts only findings whose `AwsAccountId` is the
+      calling account and whose `ProductArn` is that account's default product; an existing finding
+      is updated only when the new `UpdatedAt` is later, and `Workflow` and `Note` are not changed by
+      an import (only by `BatchUpdateFindings`). A new finding starts with `Workflow.Status` NEW.
+      https://docs.aws.amazon.com/securityhub/latest/userguide/finding-update-batchimportfindings.html
+    - `BatchUpdateFindings` updates `Note` and `Workflow.Status` of the identified findings.
+      https://docs.aws.amazon.com/securityhub/1.0/APIReference/API_BatchUpdateFindings.html
+    """
+    backend_class = securityhub_models.SecurityHubBackend
+
+    @paginate(pagination_model=backend_class.PAGINATION_MODEL)
+    def get_findings(self, filters=None, sort_criteria=None, max_results=None):
+        _require_hub(self, "GetFindings")
+        return [f.as_dict() for f in self.findings if _matches(f.as_dict(), filters)]
+
+    def batch_import_findings(self, findings):
+        _require_hub(self, "BatchImportFindings")
+        failed = []
+        for data in findings:
+            own_product = f"arn:{get_partition(self.region_name)}:securityhub:{self.region_name}:{self.account_id}:product/{self.account_id}/default"
+            if data.get("AwsAccountId") != self.account_id or data.get("ProductArn") != own_product:
+                failed.append({"Id": data.get("Id", ""), "ErrorCode": "AccessDeniedException",
+                               "ErrorMessage": "a custom integration may import only its own account's findings"})
+                continue
+            existing = next((f for f in self.findings if f.id == data["Id"]), None)
+            if existing is None:
+                self.findings.append(securityhub_models.Finding(data["Id"], {"Workflow": {"Status": "NEW"}, **data}))
+            elif data.get("UpdatedAt", "") > existing.data.get("UpdatedAt", ""):
+                kept = {k: existing.data[k] for k in ("Workflow", "Note") if k in existing.data}
+                existing.data.update({**data, **kept})
+        return len(failed), len(findings) - len(failed), failed
+
+    def batch_update_findings(self, identifiers, note=None, workflow=None):
+        _require_hub(self, "BatchUpdateFindings")
+        processed, unprocessed = [], []
+        for identifier in identifiers:
+            finding = next((f for f in self.findings if f.id == identifier["Id"] and f.data.get("ProductArn") == identifier["ProductArn"]), None)
+            if finding is None:
+                unprocessed.append({"FindingIdentifier": identifier, "ErrorCode": "FindingNotFound", "ErrorMessage": "no such finding"})
+                continue
+            if note:
+                finding.data["Note"] = {**note, "UpdatedAt": utcnow().isoformat() + "Z"}
+            if workflow:
+                finding.data["Workflow"] = {"Status": workflow["Status"]}
+            processed.append(identifier)
+        return processed, unprocessed
+
+    def batch_update_findings_response(self):
+        body = json.loads(self.body)
+        processed, unprocessed = self.securityhub_backend.batch_update_findings(
+            body["FindingIdentifiers"], body.get("Note"), body.get("Workflow")
+        )
+        return json.dumps({"ProcessedFindings": processed, "UnprocessedFindings": unprocessed})
+
+    backend_class.get_findings = get_findings
+    backend_class.batch_import_findings = batch_import_findings
+    backend_class.batch_update_findings = batch_update_findings
+    securityhub_responses.SecurityHubResponse.batch_update_findings = batch_update_findings_response
+    securityhub_urls.url_paths["{0}/findings/batchupdate$"] = securityhub_responses.SecurityHubResponse.dispatch
+
+
 def apply() -> None:
     """Apply every correction once per process."""
     global _applied
@@ -138,4 +263,5 @@ def apply() -> None:
     neptune_reports_real_key_arns()
     describe_calls_page()
     assume_role_needs_the_role()
+    security_hub_behaves_as_documented()
     _applied = True

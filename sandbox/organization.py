@@ -141,6 +141,8 @@ def _encryption_arguments(encryption: str) -> dict:
 
 
 def seed_region(session: boto3.Session, region: str, spec: dict) -> None:
+    if spec.get("security_hub", True):
+        session.client("securityhub", region_name=region).enable_security_hub(EnableDefaultStandards=False)
     kms = session.client("kms", region_name=region)
     neptune = session.client("neptune", region_name=region)
     for alias, key in spec.get("keys", {}).items():

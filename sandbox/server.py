@@ -25,6 +25,7 @@ class NetworkStandIn:
         self.app = app
         self.latency = latency
         self.failing_regions: set[str] = set()
+        self.failing_actions: set[tuple[str, str]] = set()  # (region, "service:Action")
         self.counts: collections.Counter[str] = collections.Counter()
         self._lock = threading.Lock()
 
@@ -36,7 +37,7 @@ class NetworkStandIn:
             self.counts[f"{service}:{action}"] += 1
         if self.latency:
             time.sleep(self.latency)
-        if region in self.failing_regions:
+        if region in self.failing_regions or (region, f"{service}:{action}") in self.failing_actions:
             # What AWS answers in a region the account has not enabled (not retried by botocore).
             body = (
                 b"<ErrorResponse><Error><Type>Sender</Type><Code>InvalidClientTokenId</Code>"

@@ -29,35 +29,50 @@ def partition_of(session: boto3.Session, region: str) -> str:
     return session.get_partition_for_region(region)
 
 
-def assume_role(
+def assume_role_credentials(
     session: boto3.Session, account_id: str, role_name: str, region: str, session_name: str = "neptune-guard"
-) -> boto3.Session:
-    """A session in `account_id` through `role_name`, via the regional STS endpoint of `region`."""
+) -> dict[str, str]:
+    """Temporary credentials in `account_id` through `role_name`, via the regional STS endpoint of `region`."""
     partition = partition_of(session, region)
     sts = session.client("sts", region_name=region, config=CLIENT_CONFIG)
     credentials = sts.assume_role(
         RoleArn=f"arn:{partition}:iam::{account_id}:role/{role_name}",
         RoleSessionName=session_name,
     )["Credentials"]
-    return boto3.Session(
-        aws_access_key_id=credentials["AccessKeyId"],
-        aws_secret_access_key=credentials["SecretAccessKey"],
-        aws_session_token=credentials["SessionToken"],
-        region_name=region,
-    )
+    return {
+        "aws_access_key_id": credentials["AccessKeyId"],
+        "aws_secret_access_key": credentials["SecretAccessKey"],
+        "aws_session_token": credentials["SessionToken"],
+    }
+
+
+def assume_role(
+    session: boto3.Session, account_id: str, role_name: str, region: str, session_name: str = "neptune-guard"
+) -> boto3.Session:
+    """A session of its own in `account_id`, for callers that work in one account at a time."""
+    credentials = assume_role_credentials(session, account_id, role_name, region, session_name)
+    return boto3.Session(region_name=region, **credentials)
 
 
 def caller_account(session: boto3.Session) -> str:
     return session.client("sts", region_name=home_region(session), config=CLIENT_CONFIG).get_caller_identity()["Account"]
 
 
-class ClientFactory:
-    """Clients from one session, safe to ask for from many threads (boto3 sessions are not thread-safe)."""
+_CLIENT_LOCK = threading.Lock()
 
-    def __init__(self, session: boto3.Session):
+
+class ClientFactory:
+    """Clients for one account, all made from one shared session with that account's credentials.
+
+    Sharing the session means service models and client classes are loaded once per scan rather than
+    once per account, which is most of a client's cost. boto3 sessions are not thread-safe, clients
+    are: hence the lock around creation only.
+    """
+
+    def __init__(self, session: boto3.Session, credentials: dict[str, str] | None = None):
         self.session = session
-        self._lock = threading.Lock()
+        self.credentials = credentials or {}
 
     def client(self, service: str, region: str):
-        with self._lock:
-            return self.session.client(service, region_name=region, config=CLIENT_CONFIG)
+        with _CLIENT_LOCK:
+            return self.session.client(service, region_name=region, config=CLIENT_CONFIG, **self.credentials)

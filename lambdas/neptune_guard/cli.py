@@ -61,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     scan_parser = commands.add_parser("scan", help="scan accounts and regions and report the checks")
     _add_scan_arguments(scan_parser)
+    scan_parser.add_argument("--publish", action="store_true",
+                             help="import the findings into each account's own Security Hub and archive resolved ones")
     demo = commands.add_parser("demo", help="run Neptune Guard end to end against the embedded local AWS")
     demo.add_argument("--scenario", help="JSON file describing the Organization to seed (default: the built-in demo)")
     demo.add_argument("--output", choices=("table", "json"), default="table")
@@ -86,7 +88,9 @@ class Progress:
 
 
 def run_scan(args) -> int:
-    options = ScanOptions(accounts=args.accounts, role_name=args.role_name, regions=args.regions, concurrency=args.concurrency)
+    options = ScanOptions(
+        accounts=args.accounts, role_name=args.role_name, regions=args.regions, concurrency=args.concurrency, publish=args.publish
+    )
     progress = Progress()
     try:
         result = scan(options, on_unit_done=progress)

@@ -105,6 +105,7 @@ class UnitResult:
     resources: list[Resource] = field(default_factory=list)
     evaluations: list[Evaluation] = field(default_factory=list)
     errors: list[ScanError] = field(default_factory=list)
+    publish_errors: list[ScanError] = field(default_factory=list)  # after the scan: they archive nothing
 
     @property
     def complete(self) -> bool:
@@ -123,7 +124,7 @@ class ScanResult:
 
     @property
     def all_errors(self) -> list[ScanError]:
-        return self.errors + [e for unit in self.units for e in unit.errors]
+        return self.errors + [e for unit in self.units for e in unit.errors + unit.publish_errors]
 
     @property
     def scanned_units(self) -> list[UnitResult]:

@@ -12,7 +12,7 @@ from typing import Callable
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from . import aws, checks, inventory
+from . import aws, checks, inventory, securityhub
 from .models import ScanError, ScanResult, UnitResult
 
 DEFAULT_AUDIT_ROLE = "NeptuneGuardAudit"
@@ -28,6 +28,7 @@ class ScanOptions:
     role_name: str = DEFAULT_AUDIT_ROLE
     regions: tuple[str, ...] | None = None  # None: every region enabled for each account
     concurrency: int = 16
+    publish: bool = False  # import findings into each account-region's Security Hub
 
 
 @dataclass(frozen=True)
@@ -56,17 +57,16 @@ def resolve_accounts(session: boto3.Session, options: ScanOptions) -> tuple[str,
 def open_account(session: boto3.Session, caller: str, account_id: str, options: ScanOptions) -> AccountContext:
     """Assume the audit role (not in our own account, whose credentials we already hold) and find its regions."""
     region = aws.home_region(session)
-    account_session = session if account_id == caller else aws.assume_role(session, account_id, options.role_name, region)
-    clients = aws.ClientFactory(account_session)
+    credentials = None if account_id == caller else aws.assume_role_credentials(session, account_id, options.role_name, region)
+    clients = aws.ClientFactory(session, credentials)
     if options.regions:
         regions = list(options.regions)
     else:
-        available = account_session.get_available_regions("neptune")
-        regions = inventory.enabled_regions(clients.client("ec2", region), available)
+        regions = inventory.enabled_regions(clients.client("ec2", region), session.get_available_regions("neptune"))
     return AccountContext(account_id, clients, regions)
 
 
-def scan_unit(context: AccountContext, region: str, keys: inventory.KeyDirectory) -> UnitResult:
+def scan_unit(context: AccountContext, region: str, keys: inventory.KeyDirectory, publish: bool) -> UnitResult:
     unit = UnitResult(account_id=context.account_id, region=region)
     try:
         resources, key_errors = inventory.read_region(context.clients, context.account_id, region, keys)
@@ -77,6 +77,8 @@ def scan_unit(context: AccountContext, region: str, keys: inventory.KeyDirectory
     unit.errors += [ScanError(context.account_id, region, message) for message in key_errors]
     for resource in resources:
         unit.evaluations += checks.evaluate(resource)
+    if publish:
+        unit.publish_errors = securityhub.publish_unit(context.clients, unit, aws.partition_of(context.clients.session, region))
     return unit
 
 
@@ -108,7 +110,7 @@ def scan(
                 if isinstance(outcome, AccountContext):
                     known_units += len(outcome.regions)
                     for region in outcome.regions:
-                        pending[pool.submit(scan_unit, outcome, region, keys)] = account_id
+                        pending[pool.submit(scan_unit, outcome, region, keys, options.publish)] = account_id
                 else:
                     result.units.append(outcome)
                     if on_unit_done:

@@ -1,0 +1,75 @@
+"""The scheduled detector: scan the Organization and publish to Security Hub. Configuration comes from
+the environment: ACCOUNTS (self|org|ids, default org), AUDIT_ROLE_NAME, REGIONS (comma list; empty for
+every enabled region), CONCURRENCY, PUBLISH (true|false)."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from neptune_guard.models import ScanResult, UnitResult
+from neptune_guard.scanner import DEFAULT_AUDIT_ROLE, ScanOptions, scan
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+
+
+def options_from_environment() -> ScanOptions:
+    regions = tuple(r.strip() for r in os.environ.get("REGIONS", "").split(",") if r.strip())
+    return ScanOptions(
+        accounts=os.environ.get("ACCOUNTS", "org"),
+        role_name=os.environ.get("AUDIT_ROLE_NAME", DEFAULT_AUDIT_ROLE),
+        regions=regions or None,
+        concurrency=int(os.environ.get("CONCURRENCY", "16")),
+        publish=os.environ.get("PUBLISH", "true").lower() == "true",
+    )
+
+
+def log_unit(unit: UnitResult, done: int, known: int) -> None:
+    failed = sum(1 for e in unit.evaluations if e.status.value == "FAILED")
+    errors = [e.message for e in unit.errors + unit.publish_errors]
+    log = logger.warning if errors else logger.info
+    log("account-region scanned", account_id=unit.account_id, region=unit.region, resources=len(unit.resources),
+        failed_checks=failed, errors=errors, progress=f"{done}/{known}")
+
+
+def record_metrics(result: ScanResult) -> dict:
+    accounts = {u.account_id for u in result.units} | {e.account_id for e in result.errors}
+    failed_accounts = {e.account_id for e in result.errors}
+    summary = {
+        "accounts_scanned": len(accounts - failed_accounts),
+        "accounts_failed": len(failed_accounts),
+        "account_regions_scanned": len(result.scanned_units),
+        "account_regions_failed": len(result.units) - len(result.scanned_units),
+        "findings_failed": sum(1 for e in result.evaluations if e.status.value == "FAILED"),
+        "findings_passed": sum(1 for e in result.evaluations if e.status.value == "PASSED"),
+        "errors": len(result.all_errors),
+    }
+    for name in ("accounts_scanned", "accounts_failed", "account_regions_scanned", "account_regions_failed"):
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=summary[name])
+    by_check = Counter((e.check_id, e.status.value) for e in result.evaluations)
+    for (check_id, status), count in sorted(by_check.items()):
+        with single_metric(name="findings", unit=MetricUnit.Count, value=count, namespace=metrics.namespace) as metric:
+            metric.add_dimension(name="check_id", value=check_id)
+            metric.add_dimension(name="status", value=status)
+    return summary
+
+
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+@logger.inject_lambda_context
+@event_source(data_class=EventBridgeEvent)
+def handler(event: EventBridgeEvent, context: LambdaContext) -> dict:
+    logger.info("scheduled scan starting", trigger=event.detail_type, rule=event.resources)
+    result = scan(options_from_environment(), on_unit_done=log_unit)
+    summary = record_metrics(result)
+    for error in result.all_errors:
+        logger.error("scan fault", account_id=error.account_id, region=error.region, detail=error.message)
+    logger.info("scheduled scan finished", **summary)
+    return summary

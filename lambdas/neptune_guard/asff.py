@@ -1,0 +1,89 @@
+"""Building AWS Security Finding Format documents from evaluations: pure, no I/O."""
+
+from __future__ import annotations
+
+from .checks import CHECKS_BY_ID
+from .models import CLUSTER, Cluster, ClusterSnapshot, Evaluation, Resource, Status
+
+GENERATOR_PREFIX = "neptune-guard/"
+CLUSTER_WORKFLOW = "NeptuneGuardClusterRemediation"
+SNAPSHOT_WORKFLOW = "NeptuneGuardSnapshotRemediation"
+TYPES = ["Software and Configuration Checks/AWS Security Best Practices", "Effects/Data Exposure"]
+
+
+def product_arn(partition: str, region: str, account_id: str) -> str:
+    """A custom integration imports under the account's own default product."""
+    return f"arn:{partition}:securityhub:{region}:{account_id}:product/{account_id}/default"
+
+
+def finding_id(resource_arn: str, check_id: str) -> str:
+    """Deterministic: one finding per resource and check, across runs."""
+    return f"{resource_arn}/{GENERATOR_PREFIX}{check_id}"
+
+
+def _details(resource: Resource) -> dict:
+    common = {"StorageEncrypted": resource.storage_encrypted, "Engine": resource.engine, "Status": resource.status}
+    if resource.kms_key_id:
+        common["KmsKeyId"] = resource.kms_key_id
+    if isinstance(resource, Cluster):
+        details = {"DbClusterIdentifier": resource.identifier, **common}
+        if resource.engine_version:
+            details["EngineVersion"] = resource.engine_version
+        return {"AwsRdsDbCluster": details}
+    assert isinstance(resource, ClusterSnapshot)
+    return {
+        "AwsRdsDbClusterSnapshot": {
+            "DbClusterSnapshotIdentifier": resource.identifier,
+            "DbClusterIdentifier": resource.cluster_identifier,
+            "SnapshotType": resource.snapshot_type,
+            **common,
+        }
+    }
+
+
+def build(evaluation: Evaluation, resource: Resource, partition: str, now: str, first_seen: str | None) -> dict:
+    """The ASFF finding for one evaluation. `first_seen` is the CreatedAt of an existing finding, kept."""
+    check = CHECKS_BY_ID[evaluation.check_id]
+    kind = "cluster" if resource.resource_type == CLUSTER else "cluster snapshot"
+    key = f"KMS key: {resource.kms_key_id}." if resource.kms_key_id else "KMS key: none (not encrypted)."
+    workflow = CLUSTER_WORKFLOW if resource.resource_type == CLUSTER else SNAPSHOT_WORKFLOW
+    created = first_seen or now
+    return {
+        "SchemaVersion": "2018-10-08",
+        "Id": finding_id(resource.arn, check.id),
+        "ProductArn": product_arn(partition, resource.region, resource.account_id),
+        "ProductName": "Neptune Guard",
+        "CompanyName": "Neptune Guard",
+        "GeneratorId": f"{GENERATOR_PREFIX}{check.id}",
+        "AwsAccountId": resource.account_id,
+        "Region": resource.region,
+        "Types": TYPES,
+        "CreatedAt": created,
+        "FirstObservedAt": created,
+        "LastObservedAt": now,
+        "UpdatedAt": now,
+        "Severity": {"Label": evaluation.severity},
+        "Title": f"{check.title} ({kind} {resource.identifier})"[:256],
+        "Description": f"{evaluation.message} {key} {check.description}"[:1024],
+        "Remediation": {"Recommendation": {"Text": check.remediation[:512], "Url": check.remediation_url}},
+        "Compliance": {"Status": evaluation.status.value, "RelatedRequirements": list(check.requirements)},
+        "ProductFields": {
+            "neptune-guard/CheckId": check.id,
+            "neptune-guard/Remediation": workflow if evaluation.status is Status.FAILED and check.id != "neptune_cluster_cmk_enabled" else "none",
+        },
+        "Resources": [
+            {
+                "Type": resource.resource_type,
+                "Id": resource.arn,
+                "Partition": partition,
+                "Region": resource.region,
+                "Details": _details(resource),
+            }
+        ],
+        "RecordState": "ACTIVE",
+    }
+
+
+def archived(existing: dict, now: str) -> dict:
+    """The same finding, re-imported ARCHIVED: its resource was not seen in a complete scan."""
+    return {**existing, "RecordState": "ARCHIVED", "UpdatedAt": now}
