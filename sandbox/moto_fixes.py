@@ -7,13 +7,22 @@ is moto that is brought in line here, once, before any mock or server starts (`a
 from __future__ import annotations
 
 import functools
+import importlib
 import json
+import os
 import re
+import threading
+import traceback
+import types
+import uuid
+from unittest import mock
 
+from moto.awslambda import models as awslambda_models
 from moto.core.responses import ActionResult
 from moto.iam.models import iam_backends
 from moto.kms import models as kms_models
 from moto.core.utils import utcnow
+from moto.rds import exceptions as rds_exceptions
 from moto.rds import models as rds_models
 from moto.rds import responses as rds_responses
 from moto.securityhub import exceptions as securityhub_exceptions
@@ -27,6 +36,7 @@ from moto.utilities.paginator import paginate
 from moto.utilities.utils import get_partition
 
 _applied = False
+_LAMBDA_ENVIRONMENT_LOCK = threading.RLock()
 
 
 def _kms_backend(account_id: str, region: str):
@@ -63,9 +73,11 @@ def neptune_reports_real_key_arns() -> None:
 
     @functools.wraps(original)
     def init(self, backend, **kwargs):
+        iam_auth = kwargs.pop("enable_iam_database_authentication", None) if kwargs.get("engine") == "neptune" else None
         original(self, backend, **kwargs)
         if self.engine != "neptune":
             return
+        self.iam_auth = bool(iam_auth)
         if not self.storage_encrypted:
             self.kms_key_id = None
             return
@@ -80,6 +92,121 @@ def neptune_reports_real_key_arns() -> None:
         self.kms_key_id = kms.describe_key(requested).arn
 
     rds_models.DBCluster.__init__ = init
+
+
+def neptune_restores_as_documented() -> None:
+    """`RestoreDBClusterFromSnapshot` builds a new cluster from the snapshot and the request alone: the
+    source cluster's security groups, subnet group, parameter group, IAM roles, log exports, deletion
+    protection, backup retention and windows are not carried over; `KmsKeyId` encrypts the new cluster
+    under that key, also from an unencrypted snapshot. (moto copied the source cluster's whole
+    configuration, and failed on Neptune snapshots.) Also: `EnableIAMDatabaseAuthentication` is
+    accepted for Neptune on create and modify, and reported; a cluster renamed with
+    `NewDBClusterIdentifier` keeps its instances as members.
+
+    https://docs.aws.amazon.com/neptune/latest/apiref/API_RestoreDBClusterFromSnapshot.html
+    https://docs.aws.amazon.com/neptune/latest/userguide/iam-auth-enable.html
+    https://docs.aws.amazon.com/neptune/latest/apiref/API_ModifyDBCluster.html (NewDBClusterIdentifier)
+    """
+    original_restore = rds_models.RDSBackend.restore_db_cluster_from_snapshot
+    original_modify = rds_models.RDSBackend.modify_db_cluster
+
+    @functools.wraps(original_restore)
+    def restore(self, from_snapshot_id, overrides):
+        snapshot = self.describe_db_cluster_snapshots(db_cluster_identifier=None, db_snapshot_identifier=from_snapshot_id)[0]
+        if snapshot.engine != "neptune":
+            return original_restore(self, from_snapshot_id, overrides)
+        request = {_snake(k): v for k, v in overrides.items()}
+        kms_key_id = request.get("kms_key_id")
+        return self.create_db_cluster(
+            {
+                "db_cluster_identifier": request["db_cluster_identifier"],
+                "engine": "neptune",
+                "engine_version": request.get("engine_version") or snapshot.engine_version,
+                "port": request.get("port") or snapshot.port,
+                "storage_encrypted": bool(kms_key_id) or snapshot.storage_encrypted,
+                "kms_key_id": kms_key_id or snapshot.kms_key_id,
+                "vpc_security_group_ids": request.get("vpc_security_group_ids"),
+                "db_subnet_group_name": request.get("db_subnet_group_name"),
+                "db_cluster_parameter_group_name": request.get("db_cluster_parameter_group_name"),
+                "enable_iam_database_authentication": request.get("enable_iam_database_authentication"),
+                "enable_cloudwatch_logs_exports": request.get("enable_cloudwatch_logs_exports"),
+                "deletion_protection": bool(request.get("deletion_protection")),
+                "copy_tags_to_snapshot": bool(request.get("copy_tags_to_snapshot")),
+                "tags": request.get("tags") or [],
+                "backup_retention_period": 1,
+            }
+        )
+
+    @functools.wraps(original_modify)
+    def modify(self, kwargs):
+        old_identifier = kwargs["db_cluster_identifier"].lower()
+        identifier = (kwargs.get("new_db_cluster_identifier") or old_identifier).lower()
+        result = original_modify(self, kwargs)
+        cluster = self.clusters[identifier]
+        if identifier != old_identifier:  # a renamed cluster keeps its instances
+            for instance in self.databases.values():
+                if isinstance(instance, rds_models.DBInstanceClustered) and instance.db_cluster_identifier == old_identifier:
+                    instance.db_cluster_identifier = identifier
+        if cluster.engine == "neptune" and kwargs.get("enable_iam_database_authentication") is not None:
+            cluster.iam_auth = result.iam_auth = bool(kwargs["enable_iam_database_authentication"])
+        return result
+
+    rds_models.RDSBackend.restore_db_cluster_from_snapshot = restore
+    rds_models.RDSBackend.modify_db_cluster = modify
+
+
+def _snake(name: str) -> str:
+    name = name.replace("DBCluster", "DbCluster").replace("DBSubnet", "DbSubnet").replace("IAMDatabase", "IamDatabase")
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def unencrypted_snapshots_cannot_be_encrypted_by_copy() -> None:
+    """`CopyDBClusterSnapshot` with `KmsKeyId` on an unencrypted snapshot is refused: an unencrypted
+    snapshot can only be encrypted by restoring it with a key.
+
+    https://docs.aws.amazon.com/neptune/latest/apiref/API_CopyDBClusterSnapshot.html ("If you copy an
+    unencrypted DB cluster snapshot and specify a value for the KmsKeyId parameter, an error is returned.")
+    """
+    original = rds_models.RDSBackend.copy_db_cluster_snapshot
+
+    @functools.wraps(original)
+    def copy(self, source_db_cluster_snapshot_identifier, target_db_cluster_snapshot_identifier, kms_key_id=None, **kwargs):
+        source = self.get_db_cluster_snapshot(source_db_cluster_snapshot_identifier)
+        if kms_key_id and not source.storage_encrypted:
+            raise rds_exceptions.InvalidParameterValue(
+                "The specified KmsKeyId cannot be used to copy an unencrypted DB cluster snapshot."
+            )
+        if source.engine == "neptune" and kms_key_id:
+            kms = _kms_backend(self.account_id, self.region_name)
+            kms_key_id = kms.describe_key(kms_key_id.split(":key/")[-1] if ":key/" in kms_key_id else kms_key_id).arn
+        return original(self, source_db_cluster_snapshot_identifier, target_db_cluster_snapshot_identifier, kms_key_id=kms_key_id, **kwargs)
+
+    rds_models.RDSBackend.copy_db_cluster_snapshot = copy
+
+
+def lambda_runs_handlers_in_process() -> None:
+    """Lambda invocations run the function's real handler in this process (moto would need Docker,
+    which is not here). Not an AWS behaviour correction: the local stand-in for the Lambda runtime.
+    The handler named by the function (`module.function`) gets the event and the function's environment;
+    an exception becomes a `FunctionError` with the `errorType` and `errorMessage` Lambda reports.
+    https://docs.aws.amazon.com/lambda/latest/dg/python-exceptions.html
+    """
+
+    def invoke_in_process(self, event=None):
+        module_name, function_name = self.handler.rsplit(".", 1)
+        payload = json.loads(event) if isinstance(event, str) else (event or {})
+        context = types.SimpleNamespace(
+            function_name=self.function_name, memory_limit_in_mb=self.memory_size, aws_request_id=str(uuid.uuid4()),
+            invoked_function_arn=self.function_arn, get_remaining_time_in_millis=lambda: 900_000,
+        )
+        with _LAMBDA_ENVIRONMENT_LOCK, mock.patch.dict(os.environ, {k: str(v) for k, v in self.environment_vars.items()}):
+            try:
+                result = getattr(importlib.import_module(module_name), function_name)(payload, context)
+            except Exception as error:  # the runtime's contract: any exception is a function error
+                return json.dumps({"errorType": type(error).__name__, "errorMessage": str(error)}), True, traceback.format_exc()
+        return json.dumps(result), False, ""
+
+    awslambda_models.LambdaFunction._invoke_lambda = invoke_in_process
 
 
 def _paginate(items: list, params: dict) -> tuple[list, str | None]:
@@ -264,4 +391,7 @@ def apply() -> None:
     describe_calls_page()
     assume_role_needs_the_role()
     security_hub_behaves_as_documented()
+    neptune_restores_as_documented()
+    unencrypted_snapshots_cannot_be_encrypted_by_copy()
+    lambda_runs_handlers_in_process()
     _applied = True

@@ -1,0 +1,450 @@
+"""Re-encrypting a Neptune cluster under a customer-managed key: the plan and the workflow's steps.
+
+The state machine (state_machines/cluster_remediation.asl.json) calls one step at a time. Every step
+is idempotent and convergent: it looks at what is there, does the next thing, and raises
+ResourceNotReady while AWS is still working, so that the waiting and the back-off live in the ASL.
+All AWS calls go through the member account's remediation role.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from datetime import datetime, timezone
+
+import boto3
+from botocore.exceptions import ClientError
+
+from . import aws
+
+DEFAULT_REMEDIATION_ROLE = "NeptuneGuardRemediation"
+DEFAULT_APPROVAL_TIMEOUT_SECONDS = 24 * 3600
+RETIRED_SUFFIX = "-pre-cmk"
+NEW_SUFFIX = "-cmk"
+IDENTIFIER = re.compile(r"^[a-zA-Z](?!.*--)[a-zA-Z0-9-]{0,62}(?<!-)$")
+KEY_ARN = re.compile(r"^arn:aws[\w-]*:kms:([a-z0-9-]+):(\d{12}):key/[\w-]+$")
+KEY_ALIAS = re.compile(r"^alias/[\w/+=,.@-]+$")
+
+
+class InvalidRequest(Exception):
+    """Refused before anything changed: bad input, wrong key, cluster in the wrong state."""
+
+
+class ResourceNotReady(Exception):
+    """AWS is still working; the state machine retries this step with back-off."""
+
+
+class VerificationFailed(Exception):
+    """The new cluster does not match the plan: roll back."""
+
+
+def _neptune(state: dict):
+    return _session(state).client("neptune", region_name=state["region"], config=aws.CLIENT_CONFIG)
+
+
+def _session(state: dict) -> boto3.Session:
+    base = boto3.Session(region_name=state["region"])
+    role = state.get("role_name") or DEFAULT_REMEDIATION_ROLE
+    if state["account_id"] == aws.caller_account(base):
+        return base
+    return aws.assume_role(base, state["account_id"], role, state["region"], "neptune-guard-remediation")
+
+
+def _cluster(neptune, identifier: str) -> dict | None:
+    try:
+        return neptune.describe_db_clusters(DBClusterIdentifier=identifier)["DBClusters"][0]
+    except ClientError as error:
+        if error.response["Error"]["Code"] == "DBClusterNotFoundFault":
+            return None
+        raise
+
+
+def _instance(neptune, identifier: str) -> dict | None:
+    try:
+        return neptune.describe_db_instances(DBInstanceIdentifier=identifier)["DBInstances"][0]
+    except ClientError as error:
+        if error.response["Error"]["Code"] == "DBInstanceNotFound":
+            return None
+        raise
+
+
+def validate_request(request: dict) -> None:
+    for field in ("account_id", "region", "cluster_id", "target_key"):
+        if not isinstance(request.get(field), str) or not request[field]:
+            raise InvalidRequest(f"missing or malformed field {field!r}")
+    if not aws.ACCOUNT_ID.match(request["account_id"]):
+        raise InvalidRequest(f"account_id must be 12 digits, got {request['account_id']!r}")
+    if not re.match(r"^[a-z]{2}(-[a-z]+)+-\d+$", request["region"]):
+        raise InvalidRequest(f"not a region: {request['region']!r}")
+    if not IDENTIFIER.match(request["cluster_id"]) or len(request["cluster_id"]) > 63 - len(RETIRED_SUFFIX):
+        raise InvalidRequest(f"not a Neptune cluster identifier (or too long to rename): {request['cluster_id']!r}")
+    key = request["target_key"]
+    arn = KEY_ARN.match(key)
+    if not arn and not KEY_ALIAS.match(key):
+        raise InvalidRequest(f"target_key must be a KMS key ARN or an alias name, got {key!r}")
+    if key.startswith("alias/aws/"):
+        raise InvalidRequest(f"{key} is an AWS-managed key: the target must be a customer-managed key")
+    if arn and arn.group(1) != request["region"]:
+        raise InvalidRequest(f"the key {key} is in {arn.group(1)}, the cluster in {request['region']}")
+
+
+def plan_cluster(event: dict) -> dict:
+    """Read the cluster, its instances and the key; refuse what cannot be done; list what will be carried."""
+    request = event["state"]
+    validate_request(request)
+    session = _session(request)
+    neptune = session.client("neptune", region_name=request["region"], config=aws.CLIENT_CONFIG)
+    kms = session.client("kms", region_name=request["region"], config=aws.CLIENT_CONFIG)
+    cluster = _cluster(neptune, request["cluster_id"])
+    if cluster is None or cluster.get("Engine") != "neptune":
+        raise InvalidRequest(f"no Neptune cluster {request['cluster_id']} in {request['account_id']} {request['region']}")
+    if cluster["Status"] != "available":
+        raise InvalidRequest(f"cluster {request['cluster_id']} is {cluster['Status']}, not available")
+    try:
+        key = kms.describe_key(KeyId=request["target_key"])["KeyMetadata"]
+    except ClientError as error:
+        raise InvalidRequest(f"cannot use key {request['target_key']}: {error.response['Error']['Message']}") from error
+    if key["KeyManager"] != "CUSTOMER":
+        raise InvalidRequest(f"{request['target_key']} is an AWS-managed key: the target must be a customer-managed key")
+    if key["KeyState"] != "Enabled":
+        raise InvalidRequest(f"key {key['Arn']} is {key['KeyState']}, not Enabled")
+    if key["Arn"].split(":")[3] != request["region"]:
+        raise InvalidRequest(f"key {key['Arn']} is not in the cluster's region {request['region']}")
+    if cluster.get("StorageEncrypted") and cluster.get("KmsKeyId") == key["Arn"]:
+        raise InvalidRequest(f"cluster {request['cluster_id']} is already encrypted with {key['Arn']}")
+    cluster_id = cluster["DBClusterIdentifier"]
+    for taken in (cluster_id + RETIRED_SUFFIX, cluster_id + NEW_SUFFIX):
+        if _cluster(neptune, taken) is not None:
+            raise InvalidRequest(f"a cluster named {taken} already exists: an earlier remediation left it; resolve it first")
+
+    instances = []
+    for member in sorted(cluster.get("DBClusterMembers", []), key=lambda m: not m.get("IsClusterWriter")):
+        described = _instance(neptune, member["DBInstanceIdentifier"])
+        instances.append({
+            "id": described["DBInstanceIdentifier"],
+            "new_id": described["DBInstanceIdentifier"] + NEW_SUFFIX,
+            "retired_id": described["DBInstanceIdentifier"] + RETIRED_SUFFIX,
+            "class": described["DBInstanceClass"],
+            "promotion_tier": described.get("PromotionTier", 1),
+            "availability_zone": described.get("AvailabilityZone"),
+            "parameter_group": (described.get("DBParameterGroups") or [{}])[0].get("DBParameterGroupName"),
+            "writer": bool(member.get("IsClusterWriter")),
+        })
+    tags = neptune.list_tags_for_resource(ResourceName=cluster["DBClusterArn"]).get("TagList", [])
+    restore = {
+        "VpcSecurityGroupIds": [g["VpcSecurityGroupId"] for g in cluster.get("VpcSecurityGroups", [])],
+        "DBSubnetGroupName": cluster.get("DBSubnetGroup"),
+        "DBClusterParameterGroupName": cluster.get("DBClusterParameterGroup"),
+        "EnableIAMDatabaseAuthentication": bool(cluster.get("IAMDatabaseAuthenticationEnabled")),
+        "EnableCloudwatchLogsExports": cluster.get("EnabledCloudwatchLogsExports", []),
+        "DeletionProtection": bool(cluster.get("DeletionProtection")),
+        "CopyTagsToSnapshot": bool(cluster.get("CopyTagsToSnapshot")),
+        "Tags": tags,
+        "Port": cluster.get("Port"),
+        "EngineVersion": cluster.get("EngineVersion"),
+    }
+    if cluster.get("ServerlessV2ScalingConfiguration"):
+        restore["ServerlessV2ScalingConfiguration"] = cluster["ServerlessV2ScalingConfiguration"]
+    modify = {
+        "BackupRetentionPeriod": cluster.get("BackupRetentionPeriod", 1),
+        "PreferredBackupWindow": cluster.get("PreferredBackupWindow"),
+        "PreferredMaintenanceWindow": cluster.get("PreferredMaintenanceWindow"),
+    }
+    suffix = event.get("execution_name", "manual")[-12:].lower().strip("-") or "manual"
+    return {
+        "cluster_id": cluster_id,
+        "cluster_arn": cluster["DBClusterArn"],
+        "original_key": cluster.get("KmsKeyId") if cluster.get("StorageEncrypted") else None,
+        "target_key_arn": key["Arn"],
+        "snapshot_id": f"{cluster_id}-pre-cmk-{re.sub('[^a-z0-9]', '', suffix)}"[:63],
+        "new_cluster_id": cluster_id + NEW_SUFFIX,
+        "retired_cluster_id": cluster_id + RETIRED_SUFFIX,
+        "restore": {k: v for k, v in restore.items() if v not in (None, [])} | {"Tags": tags},
+        "modify": {k: v for k, v in modify.items() if v is not None},
+        "roles": [r["RoleArn"] for r in cluster.get("AssociatedRoles", [])],
+        "instances": instances,
+        "approval_timeout_seconds": int(request.get("approval_timeout_seconds") or DEFAULT_APPROVAL_TIMEOUT_SECONDS),
+        "warning": "Writes to the cluster after the snapshot is taken are lost unless the application is stopped first.",
+    }
+
+
+def request_approval(event: dict) -> dict:
+    """Tell on-call what is asked of them; the execution waits for `approve` or `reject`."""
+    state, stage = event["state"], event["stage"]
+    plan = state["plan"]
+    if stage == "snapshot":
+        question = (f"Approve snapshot and re-encryption of Neptune cluster {plan['cluster_id']} in {state['account_id']} "
+                    f"{state['region']} under {plan['target_key_arn']}? {plan['warning']}")
+    else:
+        question = (f"Approve cutover: {plan['new_cluster_id']} (verified, encrypted with {plan['target_key_arn']}) takes the "
+                    f"name {plan['cluster_id']}; the original becomes {plan['retired_cluster_id']} and is stopped, not deleted.")
+    message = {
+        "question": question,
+        "execution": event["execution"],
+        "stage": stage,
+        "approve": f"python -m neptune_guard approve {event['execution']}",
+        "reject": f"python -m neptune_guard reject {event['execution']} --reason '...'",
+        "plan": plan,
+        "verified": state.get("verified"),
+    }
+    _notify(f"Neptune Guard: approval needed ({stage}) for {plan['cluster_id']}", message)
+    return {"requested_at": _now()}
+
+
+def create_snapshot(event: dict) -> dict:
+    state, plan = event["state"], event["state"]["plan"]
+    neptune = _neptune(state)
+    try:
+        neptune.create_db_cluster_snapshot(DBClusterSnapshotIdentifier=plan["snapshot_id"], DBClusterIdentifier=plan["cluster_id"],
+                                           Tags=[{"Key": "neptune-guard:execution", "Value": event["execution"].split(":")[-1]}])
+    except ClientError as error:
+        if error.response["Error"]["Code"] != "DBClusterSnapshotAlreadyExistsFault":
+            raise
+    return {"snapshot_id": plan["snapshot_id"]}
+
+
+def snapshot_available(event: dict) -> dict:
+    state, plan = event["state"], event["state"]["plan"]
+    snapshot = _neptune(state).describe_db_cluster_snapshots(DBClusterSnapshotIdentifier=plan["snapshot_id"])["DBClusterSnapshots"][0]
+    if snapshot["Status"] != "available":
+        raise ResourceNotReady(f"snapshot {plan['snapshot_id']} is {snapshot['Status']}")
+    return {"status": "available"}
+
+
+def restore_cluster(event: dict) -> dict:
+    state, plan = event["state"], event["state"]["plan"]
+    neptune = _neptune(state)
+    if _cluster(neptune, plan["new_cluster_id"]) is None:
+        neptune.restore_db_cluster_from_snapshot(
+            DBClusterIdentifier=plan["new_cluster_id"], SnapshotIdentifier=plan["snapshot_id"], Engine="neptune",
+            KmsKeyId=plan["target_key_arn"], **plan["restore"],
+        )
+    return {"cluster_id": plan["new_cluster_id"]}
+
+
+def new_cluster_available(event: dict) -> dict:
+    state, plan = event["state"], event["state"]["plan"]
+    cluster = _cluster(_neptune(state), plan["new_cluster_id"])
+    if cluster is None or cluster["Status"] != "available":
+        raise ResourceNotReady(f"cluster {plan['new_cluster_id']} is {cluster and cluster['Status']}")
+    return {"status": "available"}
+
+
+def apply_settings(event: dict) -> dict:
+    """What the restore does not take: backup retention and windows, IAM roles."""
+    state, plan = event["state"], event["state"]["plan"]
+    neptune = _neptune(state)
+    neptune.modify_db_cluster(DBClusterIdentifier=plan["new_cluster_id"], ApplyImmediately=True, **plan["modify"])
+    present = {r["RoleArn"] for r in _cluster(neptune, plan["new_cluster_id"]).get("AssociatedRoles", [])}
+    for role_arn in plan["roles"]:
+        if role_arn not in present:
+            neptune.add_role_to_db_cluster(DBClusterIdentifier=plan["new_cluster_id"], RoleArn=role_arn)
+    return {"applied": sorted(plan["modify"]) + (["roles"] if plan["roles"] else [])}
+
+
+def create_instances(event: dict) -> dict:
+    state, plan = event["state"], event["state"]["plan"]
+    neptune = _neptune(state)
+    for instance in plan["instances"]:
+        if _instance(neptune, instance["new_id"]) is not None:
+            continue
+        arguments = {"DBInstanceIdentifier": instance["new_id"], "DBInstanceClass": instance["class"], "Engine": "neptune",
+                     "DBClusterIdentifier": plan["new_cluster_id"], "PromotionTier": instance["promotion_tier"]}
+        if instance.get("availability_zone"):
+            arguments["AvailabilityZone"] = instance["availability_zone"]
+        if instance.get("parameter_group"):
+            arguments["DBParameterGroupName"] = instance["parameter_group"]
+        neptune.create_db_instance(**arguments)
+    return {"instances": [i["new_id"] for i in plan["instances"]]}
+
+
+def instances_available(event: dict) -> dict:
+    state, plan = event["state"], event["state"]["plan"]
+    neptune = _neptune(state)
+    for instance in plan["instances"]:
+        described = _instance(neptune, instance["new_id"])
+        if described is None or described["DBInstanceStatus"] != "available":
+            raise ResourceNotReady(f"instance {instance['new_id']} is {described and described['DBInstanceStatus']}")
+    return {"status": "available"}
+
+
+def verify(event: dict) -> dict:
+    """The new cluster against the plan: key, every carried setting, every instance."""
+    state, plan = event["state"], event["state"]["plan"]
+    neptune = _neptune(state)
+    cluster = _cluster(neptune, plan["new_cluster_id"])
+    wanted = plan["restore"]
+    checks = {
+        "encrypted": (cluster.get("StorageEncrypted"), True),
+        "key": (cluster.get("KmsKeyId"), plan["target_key_arn"]),
+        "deletion protection": (cluster.get("DeletionProtection"), wanted.get("DeletionProtection", False)),
+        "IAM authentication": (cluster.get("IAMDatabaseAuthenticationEnabled"), wanted.get("EnableIAMDatabaseAuthentication", False)),
+        "log exports": (sorted(cluster.get("EnabledCloudwatchLogsExports", [])), sorted(wanted.get("EnableCloudwatchLogsExports", []))),
+        "port": (cluster.get("Port"), wanted.get("Port", cluster.get("Port"))),
+        "backup retention": (cluster.get("BackupRetentionPeriod"), plan["modify"].get("BackupRetentionPeriod")),
+        "roles": (sorted(r["RoleArn"] for r in cluster.get("AssociatedRoles", [])), sorted(plan["roles"])),
+        "tags": (_tag_map(neptune.list_tags_for_resource(ResourceName=cluster["DBClusterArn"]).get("TagList", [])), _tag_map(wanted["Tags"])),
+    }
+    if wanted.get("VpcSecurityGroupIds"):
+        checks["security groups"] = (sorted(g["VpcSecurityGroupId"] for g in cluster.get("VpcSecurityGroups", [])), sorted(wanted["VpcSecurityGroupIds"]))
+    if wanted.get("DBClusterParameterGroupName"):
+        checks["parameter group"] = (cluster.get("DBClusterParameterGroup"), wanted["DBClusterParameterGroupName"])
+    members = {m["DBInstanceIdentifier"] for m in cluster.get("DBClusterMembers", [])}
+    checks["instances"] = (sorted(members), sorted(i["new_id"] for i in plan["instances"]))
+    for instance in plan["instances"]:
+        described = _instance(neptune, instance["new_id"]) or {}
+        checks[f"class of {instance['new_id']}"] = (described.get("DBInstanceClass"), instance["class"])
+        checks[f"promotion tier of {instance['new_id']}"] = (described.get("PromotionTier"), instance["promotion_tier"])
+    mismatches = [f"{name}: {have!r}, expected {want!r}" for name, (have, want) in checks.items() if have != want]
+    if mismatches:
+        raise VerificationFailed("; ".join(mismatches))
+    return {"cluster_id": plan["new_cluster_id"], "endpoint": cluster.get("Endpoint"), "checked": sorted(checks)}
+
+
+def _tag_map(tags: list[dict]) -> dict:
+    return {t["Key"]: t["Value"] for t in tags}
+
+
+def _rename_cluster(neptune, old: str, new: str) -> None:
+    neptune.modify_db_cluster(DBClusterIdentifier=old, NewDBClusterIdentifier=new, ApplyImmediately=True)
+
+
+def _rename_instance(neptune, old: str, new: str) -> None:
+    neptune.modify_db_instance(DBInstanceIdentifier=old, NewDBInstanceIdentifier=new, ApplyImmediately=True)
+
+
+def _settled(neptune, cluster_id: str) -> bool:
+    cluster = _cluster(neptune, cluster_id)
+    return cluster is not None and cluster["Status"] == "available"
+
+
+def cut_over(event: dict) -> dict:
+    """Original away to <id>-pre-cmk, then the new cluster to <id>: the application's endpoint name stays."""
+    state, plan = event["state"], event["state"]["plan"]
+    neptune = _neptune(state)
+    original, new, retired = plan["cluster_id"], plan["new_cluster_id"], plan["retired_cluster_id"]
+    if _cluster(neptune, retired) is None:
+        for instance in plan["instances"]:
+            if _instance(neptune, instance["id"]) is not None:
+                _rename_instance(neptune, instance["id"], instance["retired_id"])
+        _rename_cluster(neptune, original, retired)
+        raise ResourceNotReady(f"renaming {original} to {retired}")
+    if not _settled(neptune, retired):
+        raise ResourceNotReady(f"{retired} is still renaming")
+    if _cluster(neptune, new) is not None:
+        _rename_cluster(neptune, new, original)
+        for instance in plan["instances"]:
+            _rename_instance(neptune, instance["new_id"], instance["id"])
+        raise ResourceNotReady(f"renaming {new} to {original}")
+    if not _settled(neptune, original) or any(_instance(neptune, i["id"]) is None for i in plan["instances"]):
+        raise ResourceNotReady(f"{original} is still renaming")
+    return {"serving": original, "retired": retired}
+
+
+def retain_original(event: dict) -> dict:
+    """Stop the retired original: kept as the way back, for on-call to delete later with a final snapshot."""
+    state, plan = event["state"], event["state"]["plan"]
+    neptune = _neptune(state)
+    retired = _cluster(neptune, plan["retired_cluster_id"])
+    if retired and retired["Status"] == "available":
+        neptune.stop_db_cluster(DBClusterIdentifier=plan["retired_cluster_id"])
+    return {"retained": plan["retired_cluster_id"], "status": "stopped"}
+
+
+def resolve_finding(event: dict) -> dict:
+    state = event["state"]
+    finding = state.get("finding")
+    if not finding:
+        return {"finding": None}
+    approvers = [state.get("approvals", {}).get(stage, {}).get("approver") for stage in ("snapshot", "cutover")]
+    note = (f"Re-encrypted under {state['plan']['target_key_arn']} by Neptune Guard execution {event['execution']}; "
+            f"approved by {', '.join(a for a in approvers if a)}; original retained as {state['plan']['retired_cluster_id']}.")
+    securityhub = _session(state).client("securityhub", region_name=state["region"], config=aws.CLIENT_CONFIG)
+    securityhub.batch_update_findings(
+        FindingIdentifiers=[{"Id": finding["id"], "ProductArn": finding["product_arn"]}],
+        Note={"Text": note[:512], "UpdatedBy": "neptune-guard"},
+        Workflow={"Status": "RESOLVED"},
+    )
+    return {"finding": finding["id"], "note": note}
+
+
+def roll_back(event: dict) -> dict:
+    """Converge back to the original serving under its own name, and remove what the workflow created."""
+    state = event["state"]
+    plan = state.get("plan")
+    if not plan:
+        return {"rolled_back": "nothing had changed"}
+    neptune = _neptune(state)
+    original, new, retired = plan["cluster_id"], plan["new_cluster_id"], plan["retired_cluster_id"]
+    holder = _cluster(neptune, original)
+    if _cluster(neptune, retired) is not None:
+        if holder is not None and holder.get("KmsKeyId") == plan["target_key_arn"] and holder["DBClusterArn"] != plan["cluster_arn"]:
+            _rename_cluster(neptune, original, new)  # the new cluster had taken the name: give it back
+            for instance in plan["instances"]:
+                if _instance(neptune, instance["id"]) is not None:
+                    _rename_instance(neptune, instance["id"], instance["new_id"])
+            raise ResourceNotReady(f"moving {original} back to {new}")
+        if holder is None:
+            _rename_cluster(neptune, retired, original)
+            for instance in plan["instances"]:
+                if _instance(neptune, instance["retired_id"]) is not None:
+                    _rename_instance(neptune, instance["retired_id"], instance["id"])
+            raise ResourceNotReady(f"renaming {retired} back to {original}")
+    if not _settled(neptune, original):
+        raise ResourceNotReady(f"{original} is not yet available")
+    remaining = [i["new_id"] for i in plan["instances"] if _instance(neptune, i["new_id"]) is not None]
+    for instance_id in remaining:
+        neptune.delete_db_instance(DBInstanceIdentifier=instance_id, SkipFinalSnapshot=True)
+    new_cluster = _cluster(neptune, new)
+    if new_cluster is not None:
+        if remaining or new_cluster.get("DBClusterMembers"):
+            raise ResourceNotReady(f"instances of {new} are being deleted")
+        if new_cluster.get("DeletionProtection"):
+            neptune.modify_db_cluster(DBClusterIdentifier=new, DeletionProtection=False, ApplyImmediately=True)
+        neptune.delete_db_cluster(DBClusterIdentifier=new, SkipFinalSnapshot=True)
+    try:
+        neptune.delete_db_cluster_snapshot(DBClusterSnapshotIdentifier=plan["snapshot_id"])
+    except ClientError as error:
+        if error.response["Error"]["Code"] != "DBClusterSnapshotNotFoundFault":
+            raise
+    return {"serving": original, "removed": [new, plan["snapshot_id"], *remaining]}
+
+
+def notify(event: dict) -> dict:
+    state, outcome = event["state"], event["outcome"]
+    subject = f"Neptune Guard: remediation of {state.get('cluster_id')} {outcome}"
+    _notify(subject, {"outcome": outcome, "execution": event["execution"], "error": state.get("error"), "plan": state.get("plan")})
+    return {"notified": outcome}
+
+
+def _notify(subject: str, message: dict) -> None:
+    topic = os.environ.get("NOTIFICATION_TOPIC_ARN")
+    if topic:
+        region = topic.split(":")[3]
+        boto3.client("sns", region_name=region, config=aws.CLIENT_CONFIG).publish(
+            TopicArn=topic, Subject=subject[:100], Message=json.dumps(message, indent=2, default=str)
+        )
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+STEPS = {
+    "plan": plan_cluster,
+    "request_approval": request_approval,
+    "create_snapshot": create_snapshot,
+    "snapshot_available": snapshot_available,
+    "restore_cluster": restore_cluster,
+    "new_cluster_available": new_cluster_available,
+    "apply_settings": apply_settings,
+    "create_instances": create_instances,
+    "instances_available": instances_available,
+    "verify": verify,
+    "cut_over": cut_over,
+    "retain_original": retain_original,
+    "resolve_finding": resolve_finding,
+    "roll_back": roll_back,
+    "notify": notify,
+}

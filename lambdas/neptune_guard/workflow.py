@@ -1,0 +1,78 @@
+"""Starting remediation executions and answering their approvals.
+
+Approval is an IAM-authorised call (states:SendTaskSuccess / SendTaskFailure on the state machine's
+tasks, and states:GetExecutionHistory to find the waiting task): there is no link to click. The
+approver's identity, from STS, is recorded in the execution's output and, from there, in the finding.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timezone
+
+from . import aws
+
+APPROVAL_STEP = "request_approval"
+
+
+class NoPendingApproval(Exception):
+    pass
+
+
+def execution_name(request: dict) -> str:
+    """Deterministic: the same resource and key give the same name, so a double click starts one execution."""
+    basis = json.dumps([request["account_id"], request["region"], request.get("cluster_id") or request.get("snapshot_id"),
+                        request["target_key"]])
+    resource = (request.get("cluster_id") or request.get("snapshot_id") or "resource")[:40]
+    return f"{resource}-{hashlib.sha256(basis.encode()).hexdigest()[:16]}"
+
+
+def start(sfn, state_machine_arn: str, request: dict) -> tuple[str, bool]:
+    """(execution ARN, started now). An execution of the same name already running is returned, not duplicated."""
+    name = execution_name(request)
+    try:
+        return sfn.start_execution(stateMachineArn=state_machine_arn, name=name, input=json.dumps(request))["executionArn"], True
+    except sfn.exceptions.ExecutionAlreadyExists:
+        arn = state_machine_arn.replace(":stateMachine:", ":execution:") + f":{name}"
+        return arn, False
+
+
+def pending_approval(sfn, execution_arn: str) -> dict:
+    """The approval the execution waits on now: its stage and task token, from the execution history."""
+    events = []
+    for page in sfn.get_paginator("get_execution_history").paginate(executionArn=execution_arn):
+        events += page["events"]
+    pending = None
+    for event in events:
+        details = event.get("taskScheduledEventDetails")
+        if details:
+            payload = json.loads(details["parameters"]).get("Payload", {})
+            is_approval = payload.get("step") == APPROVAL_STEP
+            pending = {"stage": payload["stage"], "token": payload["task_token"], "plan": payload["state"].get("plan")} if is_approval else None
+        elif event["type"] in ("TaskSucceeded", "TaskFailed", "TaskTimedOut", "TaskStateExited"):
+            pending = None
+    if pending is None:
+        raise NoPendingApproval(f"execution {execution_arn} is not waiting for an approval")
+    return pending
+
+
+def _approver(session) -> str:
+    return session.client("sts", region_name=aws.home_region(session), config=aws.CLIENT_CONFIG).get_caller_identity()["Arn"]
+
+
+def approve(session, execution_arn: str) -> dict:
+    sfn = session.client("stepfunctions", region_name=execution_arn.split(":")[3], config=aws.CLIENT_CONFIG)
+    pending = pending_approval(sfn, execution_arn)
+    decision = {"approved": True, "approver": _approver(session), "stage": pending["stage"],
+                "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    sfn.send_task_success(taskToken=pending["token"], output=json.dumps(decision))
+    return decision
+
+
+def reject(session, execution_arn: str, reason: str) -> dict:
+    sfn = session.client("stepfunctions", region_name=execution_arn.split(":")[3], config=aws.CLIENT_CONFIG)
+    pending = pending_approval(sfn, execution_arn)
+    approver = _approver(session)
+    sfn.send_task_failure(taskToken=pending["token"], error="Rejected", cause=f"rejected by {approver}: {reason}"[:32768])
+    return {"approved": False, "approver": approver, "stage": pending["stage"], "reason": reason}

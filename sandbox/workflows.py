@@ -1,0 +1,69 @@
+"""Deploying the real ASL files into the local AWS, as the CDK app does in AWS, for tests and the demo."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+import types
+import zipfile
+from pathlib import Path
+from unittest import mock
+
+import boto3
+from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+
+STATE_MACHINES = Path(__file__).resolve().parent.parent / "state_machines"
+TRUST = json.dumps({"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Principal": {"Service": ["lambda.amazonaws.com", "states.amazonaws.com"]}, "Action": "sts:AssumeRole"}]})
+
+
+def definition(name: str, substitutions: dict[str, str]) -> str:
+    text = (STATE_MACHINES / f"{name}.asl.json").read_text()
+    for placeholder, value in substitutions.items():
+        text = text.replace("${" + placeholder + "}", value)
+    return text
+
+
+def _code_zip() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("README", "the sandbox runs the handlers from the repository, in-process")
+    return buffer.getvalue()
+
+
+def deploy(session: boto3.Session | None = None, region: str = "us-east-1") -> dict[str, str]:
+    session = session or boto3.Session(region_name=region)
+    role_arn = session.client("iam").create_role(RoleName="NeptuneGuardWorkflow", AssumeRolePolicyDocument=TRUST)["Role"]["Arn"]
+    topic_arn = session.client("sns", region_name=region).create_topic(Name="neptune-guard-on-call")["TopicArn"]
+    function_arn = session.client("lambda", region_name=region).create_function(
+        FunctionName="neptune-guard-steps", Runtime="python3.13", Role=role_arn, Handler="handlers.steps.handler",
+        Code={"ZipFile": _code_zip()}, Timeout=300, Environment={"Variables": {"NOTIFICATION_TOPIC_ARN": topic_arn}},
+    )["FunctionArn"]
+    sfn = session.client("stepfunctions", region_name=region)
+    cluster = sfn.create_state_machine(
+        name="NeptuneGuardClusterRemediation", roleArn=role_arn,
+        definition=definition("cluster_remediation", {"StepsFunctionArn": function_arn}),
+    )["stateMachineArn"]
+    return {"cluster": cluster, "steps_function": function_arn, "topic": topic_arn, "role": role_arn}
+
+
+def fast_clock():
+    """Retry intervals of the local interpreter pass at once: the ASL's real back-off would make a
+    local run wait minutes for resources that moto makes available immediately. Not an AWS correction."""
+    clock = types.SimpleNamespace(**{name: getattr(time, name) for name in dir(time) if not name.startswith("_")})
+    clock.sleep = lambda seconds: None
+    return mock.patch.object(retrier_decl, "time", clock)
+
+
+def wait_for(sfn, execution_arn: str, until, timeout: float = 300.0) -> dict:
+    """Poll the execution until `until(description, history)` holds or it stops running."""
+    deadline = time.monotonic() + timeout
+    while True:
+        description = sfn.describe_execution(executionArn=execution_arn)
+        history = sfn.get_execution_history(executionArn=execution_arn, maxResults=1000)["events"]
+        if description["status"] != "RUNNING" or until(description, history):
+            return description
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{execution_arn} still running")
+        time.sleep(0.05)
