@@ -63,6 +63,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_scan_arguments(scan_parser)
     scan_parser.add_argument("--publish", action="store_true",
                              help="import the findings into each account's own Security Hub and archive resolved ones")
+    remediate = commands.add_parser("remediate", help="start the cluster remediation workflow (it waits for on-call approval)")
+    remediate.add_argument("--state-machine-arn", required=True)
+    remediate.add_argument("--account", required=True)
+    remediate.add_argument("--region", required=True)
+    remediate.add_argument("--cluster", required=True)
+    remediate.add_argument("--target-key", required=True, help="customer-managed key ARN or alias/NAME in the cluster's region")
+    approve = commands.add_parser("approve", help="approve the step an execution waits on (needs states:SendTaskSuccess)")
+    approve.add_argument("execution_arn")
+    reject = commands.add_parser("reject", help="reject the step an execution waits on (needs states:SendTaskFailure)")
+    reject.add_argument("execution_arn")
+    reject.add_argument("--reason", required=True)
     demo = commands.add_parser("demo", help="run Neptune Guard end to end against the embedded local AWS")
     demo.add_argument("--scenario", help="JSON file describing the Organization to seed (default: the built-in demo)")
     demo.add_argument("--output", choices=("table", "json"), default="table")
@@ -109,8 +120,31 @@ def run_demo(args) -> int:
     return run(scenario_path=args.scenario, output=args.output)
 
 
+def run_workflow_command(args) -> int:
+    import boto3
+
+    from . import workflow
+
+    session = boto3.Session()
+    try:
+        if args.command == "remediate":
+            sfn = session.client("stepfunctions", region_name=args.state_machine_arn.split(":")[3])
+            request = {"account_id": args.account, "region": args.region, "cluster_id": args.cluster, "target_key": args.target_key}
+            print(json.dumps({"execution_arn": workflow.start(sfn, args.state_machine_arn, request)}))
+        elif args.command == "approve":
+            print(json.dumps(workflow.approve(session, args.execution_arn)))
+        else:
+            print(json.dumps(workflow.reject(session, args.execution_arn, args.reason)))
+    except workflow.NoPendingApproval as error:
+        print(f"neptune-guard: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "scan":
         return run_scan(args)
-    return run_demo(args)
+    if args.command == "demo":
+        return run_demo(args)
+    return run_workflow_command(args)

@@ -155,6 +155,7 @@ def plan_cluster(event: dict) -> dict:
     return {
         "cluster_id": cluster_id,
         "cluster_arn": cluster["DBClusterArn"],
+        "cluster_resource_id": cluster["DbClusterResourceId"],  # immutable; the ARN follows renames
         "original_key": cluster.get("KmsKeyId") if cluster.get("StorageEncrypted") else None,
         "target_key_arn": key["Arn"],
         "snapshot_id": f"{cluster_id}-pre-cmk-{re.sub('[^a-z0-9]', '', suffix)}"[:63],
@@ -379,7 +380,7 @@ def roll_back(event: dict) -> dict:
     original, new, retired = plan["cluster_id"], plan["new_cluster_id"], plan["retired_cluster_id"]
     holder = _cluster(neptune, original)
     if _cluster(neptune, retired) is not None:
-        if holder is not None and holder.get("KmsKeyId") == plan["target_key_arn"] and holder["DBClusterArn"] != plan["cluster_arn"]:
+        if holder is not None and holder["DbClusterResourceId"] != plan["cluster_resource_id"]:
             _rename_cluster(neptune, original, new)  # the new cluster had taken the name: give it back
             for instance in plan["instances"]:
                 if _instance(neptune, instance["id"]) is not None:

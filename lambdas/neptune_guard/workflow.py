@@ -28,14 +28,14 @@ def execution_name(request: dict) -> str:
     return f"{resource}-{hashlib.sha256(basis.encode()).hexdigest()[:16]}"
 
 
-def start(sfn, state_machine_arn: str, request: dict) -> tuple[str, bool]:
-    """(execution ARN, started now). An execution of the same name already running is returned, not duplicated."""
+def start(sfn, state_machine_arn: str, request: dict) -> str:
+    """The execution for this request: StartExecution with the same name and input is idempotent while
+    the execution runs, so a second trigger gets the first execution's ARN."""
     name = execution_name(request)
     try:
-        return sfn.start_execution(stateMachineArn=state_machine_arn, name=name, input=json.dumps(request))["executionArn"], True
-    except sfn.exceptions.ExecutionAlreadyExists:
-        arn = state_machine_arn.replace(":stateMachine:", ":execution:") + f":{name}"
-        return arn, False
+        return sfn.start_execution(stateMachineArn=state_machine_arn, name=name, input=json.dumps(request))["executionArn"]
+    except sfn.exceptions.ExecutionAlreadyExists:  # same name, different input (or finished): the existing one stands
+        return state_machine_arn.replace(":stateMachine:", ":execution:") + f":{name}"
 
 
 def pending_approval(sfn, execution_arn: str) -> dict:

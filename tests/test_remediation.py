@@ -1,0 +1,184 @@
+"""The cluster remediation state machine: the real ASL in moto's interpreter, steps run in-process."""
+
+import json
+
+import boto3
+import pytest
+
+from neptune_guard import workflow
+from sandbox import workflows
+from tests.conftest import member_session
+
+ACCOUNT, REGION = "111111111111", "us-east-1"
+SCENARIO = {
+    "accounts": {
+        ACCOUNT: {
+            REGION: {
+                "keys": {"neptune-cmk": {"state": "Enabled"}, "off": {"state": "Disabled"}},
+                "clusters": {
+                    "orders": {
+                        "encryption": "none",
+                        "instances": {"orders-1": "db.r6g.large", "orders-2": "db.r6g.xlarge"},
+                        "deletion_protection": True, "iam_auth": True, "port": 8183, "backup_retention": 7,
+                        "log_exports": ["audit"], "tags": {"team": "orders"},
+                    },
+                    "done": {"encryption": "neptune-cmk", "instances": {"done-1": "db.r6g.large"}},
+                },
+            }
+        }
+    }
+}
+
+
+@pytest.fixture
+def deployed(seeded, monkeypatch):
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "1")
+    session = seeded(SCENARIO)
+    with workflows.fast_clock():
+        arns = workflows.deploy(session)
+        yield session, session.client("stepfunctions", region_name=REGION), arns
+
+
+def request(**overrides):
+    return {"account_id": ACCOUNT, "region": REGION, "cluster_id": "orders", "target_key": "alias/neptune-cmk", **overrides}
+
+
+def clusters(session):
+    neptune = member_session(session, ACCOUNT).client("neptune", region_name=REGION)
+    return {c["DBClusterIdentifier"]: c for c in neptune.describe_db_clusters()["DBClusters"]}
+
+
+def awaiting(sfn, execution_arn, stage="snapshot"):
+    def until(description, history):
+        try:
+            return workflow.pending_approval(sfn, execution_arn)["stage"] == stage
+        except workflow.NoPendingApproval:
+            return False
+    return workflows.wait_for(sfn, execution_arn, until)
+
+
+def finish(sfn, execution_arn):
+    return workflows.wait_for(sfn, execution_arn, lambda d, h: False)
+
+
+def test_approved_remediation_keeps_every_setting_under_the_original_names(deployed):
+    session, sfn, arns = deployed
+    before = clusters(session)["orders"]
+    execution = workflow.start(sfn, arns["cluster"], request())
+
+    assert awaiting(sfn, execution)["status"] == "RUNNING"
+    assert workflow.pending_approval(sfn, execution)["stage"] == "snapshot"
+    assert "orders-cmk" not in clusters(session)  # nothing happens before the first approval
+    first = workflow.approve(session, execution)
+    awaiting(sfn, execution, "cutover")
+    assert workflow.pending_approval(sfn, execution)["stage"] == "cutover"
+    workflow.approve(session, execution)
+    result = finish(sfn, execution)
+
+    assert result["status"] == "SUCCEEDED", result.get("cause")
+    after = clusters(session)
+    key_arn = member_session(session, ACCOUNT).client("kms", region_name=REGION).describe_key(KeyId="alias/neptune-cmk")["KeyMetadata"]["Arn"]
+    serving = after["orders"]
+    assert serving["StorageEncrypted"] and serving["KmsKeyId"] == key_arn
+    assert serving["DbClusterResourceId"] != before["DbClusterResourceId"]
+    for setting in ("DeletionProtection", "IAMDatabaseAuthenticationEnabled", "Port", "BackupRetentionPeriod", "EnabledCloudwatchLogsExports"):
+        assert serving[setting] == before[setting], setting
+    assert sorted(m["DBInstanceIdentifier"] for m in serving["DBClusterMembers"]) == ["orders-1", "orders-2"]
+    retired = after["orders-pre-cmk"]
+    assert retired["Status"] == "stopped" and retired["DbClusterResourceId"] == before["DbClusterResourceId"]
+    assert "orders-cmk" not in after
+    output = json.loads(result["output"])
+    assert output["approvals"]["snapshot"]["approver"] == first["approver"]
+    assert output["approvals"]["cutover"]["approved"] is True
+
+
+def test_rejection_before_the_snapshot_changes_nothing(deployed):
+    session, sfn, arns = deployed
+    before = clusters(session)
+    execution = workflow.start(sfn, arns["cluster"], request())
+    awaiting(sfn, execution)
+    workflow.reject(session, execution, "not during the sale")
+    result = finish(sfn, execution)
+    assert (result["status"], result["error"]) == ("FAILED", "NotApproved")
+    assert set(clusters(session)) == set(before)
+
+
+def test_rejection_at_cutover_removes_the_new_cluster_and_leaves_the_original(deployed):
+    session, sfn, arns = deployed
+    before = clusters(session)["orders"]
+    execution = workflow.start(sfn, arns["cluster"], request())
+    awaiting(sfn, execution)
+    workflow.approve(session, execution)
+    awaiting(sfn, execution, "cutover")
+    assert "orders-cmk" in clusters(session)
+    workflow.reject(session, execution, "endpoint check failed")
+    result = finish(sfn, execution)
+    assert (result["status"], result["error"]) == ("FAILED", "RemediationRolledBack")
+    after = clusters(session)
+    assert "orders-cmk" not in after and "orders-pre-cmk" not in after
+    assert after["orders"]["DbClusterResourceId"] == before["DbClusterResourceId"] and after["orders"]["Status"] == "available"
+    snapshots = member_session(session, ACCOUNT).client("neptune", region_name=REGION).describe_db_cluster_snapshots(SnapshotType="manual")
+    assert not [s for s in snapshots["DBClusterSnapshots"] if s["DBClusterSnapshotIdentifier"].startswith("orders-pre-cmk")]
+
+
+def test_approval_timeout_changes_nothing(deployed):
+    session, sfn, arns = deployed
+    execution = workflow.start(sfn, arns["cluster"], request(approval_timeout_seconds=1))
+    result = finish(sfn, execution)
+    assert (result["status"], result["error"]) == ("FAILED", "NotApproved")
+    assert "orders-cmk" not in clusters(session)
+
+
+@pytest.mark.parametrize(
+    "overrides, complaint",
+    [
+        ({"target_key": "alias/aws/rds"}, "AWS-managed"),
+        ({"target_key": "arn:aws:kms:us-east-1:111111111111:key"}, "KMS key ARN or an alias"),
+        ({"target_key": "arn:aws:kms:eu-west-1:111111111111:key/1234abcd-12ab-34cd-56ef-1234567890ab"}, "is in eu-west-1"),
+        ({"target_key": "alias/off"}, "Disabled"),
+        ({"cluster_id": "done", "target_key": "alias/neptune-cmk"}, "already encrypted"),
+        ({"cluster_id": "no-such-cluster"}, "no Neptune cluster"),
+        ({"account_id": "1234"}, "12 digits"),
+    ],
+)
+def test_bad_requests_are_refused_before_anything_changes(deployed, overrides, complaint):
+    session, sfn, arns = deployed
+    before = clusters(session)
+    execution = workflow.start(sfn, arns["cluster"], request(**overrides))
+    result = finish(sfn, execution)
+    assert (result["status"], result["error"]) == ("FAILED", "Refused")
+    assert complaint in result["cause"]
+    assert set(clusters(session)) == set(before)
+
+
+def test_a_cluster_that_is_not_available_is_refused(deployed):
+    session, sfn, arns = deployed
+    member_session(session, ACCOUNT).client("neptune", region_name=REGION).stop_db_cluster(DBClusterIdentifier="orders")
+    execution = workflow.start(sfn, arns["cluster"], request())
+    result = finish(sfn, execution)
+    assert result["error"] == "Refused" and "stopped, not available" in result["cause"]
+
+
+def test_a_double_trigger_starts_one_execution(deployed):
+    session, sfn, arns = deployed
+    first = workflow.start(sfn, arns["cluster"], request())
+    second = workflow.start(sfn, arns["cluster"], request())
+    assert first == second
+    assert len(sfn.list_executions(stateMachineArn=arns["cluster"])["executions"]) == 1
+
+
+def test_cli_starts_and_approves_and_refuses_an_execution_not_waiting(deployed, capsys):
+    from neptune_guard.cli import main
+
+    session, sfn, arns = deployed
+    assert main(["remediate", "--state-machine-arn", arns["cluster"], "--account", ACCOUNT, "--region", REGION,
+                 "--cluster", "orders", "--target-key", "alias/neptune-cmk"]) == 0
+    execution = json.loads(capsys.readouterr().out)["execution_arn"]
+    awaiting(sfn, execution)
+    assert main(["approve", execution]) == 0
+    assert json.loads(capsys.readouterr().out)["stage"] == "snapshot"
+    awaiting(sfn, execution, "cutover")
+    assert main(["reject", execution, "--reason", "not today"]) == 0
+    finish(sfn, execution)
+    assert main(["approve", execution]) == 2
+    assert "not waiting for an approval" in capsys.readouterr().err
