@@ -182,3 +182,90 @@ def test_cli_starts_and_approves_and_refuses_an_execution_not_waiting(deployed, 
     finish(sfn, execution)
     assert main(["approve", execution]) == 2
     assert "not waiting for an approval" in capsys.readouterr().err
+
+
+def _fail(monkeypatch, method: str, when=lambda *args, **kwargs: True):
+    """Make one local AWS operation fail, as AWS can at any step."""
+    from moto.rds import exceptions as rds_exceptions
+    from moto.rds import models as rds_models
+
+    original = getattr(rds_models.RDSBackend, method)
+
+    def failing(self, *args, **kwargs):
+        if when(*args, **kwargs):
+            raise rds_exceptions.RDSClientError("InternalFailure", f"injected fault in {method}")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(rds_models.RDSBackend, method, failing)
+
+
+def _drop_tags_on_restore(monkeypatch):
+    from moto.rds import models as rds_models
+
+    original = rds_models.RDSBackend.restore_db_cluster_from_snapshot
+
+    def restore_without_tags(self, snapshot_id, overrides):
+        return original(self, snapshot_id, {**overrides, "Tags": []})
+
+    monkeypatch.setattr(rds_models.RDSBackend, "restore_db_cluster_from_snapshot", restore_without_tags)
+
+
+FAILURE_POINTS = {
+    "snapshot": lambda mp: _fail(mp, "create_db_cluster_snapshot"),
+    "restore": lambda mp: _fail(mp, "restore_db_cluster_from_snapshot"),
+    "settings": lambda mp: _fail(mp, "modify_db_cluster", lambda kwargs: kwargs.get("backup_retention_period") is not None),
+    "instances": lambda mp: _fail(mp, "create_db_instance", lambda kwargs: kwargs["db_instance_identifier"].endswith("-cmk")),
+    "verify": _drop_tags_on_restore,
+    "cutover": lambda mp: _fail(mp, "modify_db_cluster", lambda kwargs: kwargs.get("new_db_cluster_identifier") == "orders"
+                                and kwargs["db_cluster_identifier"] == "orders-cmk"),
+}
+
+
+@pytest.mark.parametrize("failure_point", FAILURE_POINTS)
+def test_every_failure_point_rolls_back_to_the_original_under_its_own_name(deployed, monkeypatch, failure_point):
+    session, sfn, arns = deployed
+    before = clusters(session)
+    FAILURE_POINTS[failure_point](monkeypatch)
+    execution = workflow.start(sfn, arns["cluster"], request())
+    awaiting(sfn, execution)
+    workflow.approve(session, execution)
+    if failure_point == "cutover":
+        awaiting(sfn, execution, "cutover")
+        workflow.approve(session, execution)
+    result = finish(sfn, execution)
+
+    assert (result["status"], result["error"]) == ("FAILED", "RemediationRolledBack"), result.get("cause")
+    after = clusters(session)
+    assert set(after) == set(before)
+    original = after["orders"]
+    assert original["DbClusterResourceId"] == before["orders"]["DbClusterResourceId"]
+    assert original["Status"] == "available" and not original["StorageEncrypted"]
+    assert sorted(m["DBInstanceIdentifier"] for m in original["DBClusterMembers"]) == ["orders-1", "orders-2"]
+    neptune = member_session(session, ACCOUNT).client("neptune", region_name=REGION)
+    leftovers = [i["DBInstanceIdentifier"] for i in neptune.describe_db_instances()["DBInstances"]
+                 if i["DBInstanceIdentifier"].endswith(("-cmk", "-pre-cmk"))]
+    assert leftovers == []
+    manual = neptune.describe_db_cluster_snapshots(SnapshotType="manual")["DBClusterSnapshots"]
+    assert not [s for s in manual if s["DBClusterSnapshotIdentifier"].startswith("orders-pre-cmk")]
+
+
+def test_success_resolves_the_finding_with_a_note_naming_execution_and_approvers(deployed):
+    from neptune_guard import asff
+    from neptune_guard.scanner import ScanOptions, scan
+
+    session, sfn, arns = deployed
+    scan(ScanOptions(accounts=ACCOUNT, regions=(REGION,), publish=True))
+    securityhub = member_session(session, ACCOUNT).client("securityhub", region_name=REGION)
+    orders_arn = clusters(session)["orders"]["DBClusterArn"]
+    finding = {"id": asff.finding_id(orders_arn, "neptune_cluster_uses_cmk"),
+               "product_arn": asff.product_arn("aws", REGION, ACCOUNT)}
+    execution = workflow.start(sfn, arns["cluster"], request(finding=finding))
+    awaiting(sfn, execution)
+    approver = workflow.approve(session, execution)["approver"]
+    awaiting(sfn, execution, "cutover")
+    workflow.approve(session, execution)
+    assert finish(sfn, execution)["status"] == "SUCCEEDED"
+
+    stored = securityhub.get_findings(Filters={"Id": [{"Value": finding["id"], "Comparison": "EQUALS"}]})["Findings"][0]
+    assert stored["Workflow"]["Status"] == "RESOLVED"
+    assert execution in stored["Note"]["Text"] and approver in stored["Note"]["Text"]
