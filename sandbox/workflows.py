@@ -45,7 +45,11 @@ def deploy(session: boto3.Session | None = None, region: str = "us-east-1") -> d
         name="NeptuneGuardClusterRemediation", roleArn=role_arn,
         definition=definition("cluster_remediation", {"StepsFunctionArn": function_arn}),
     )["stateMachineArn"]
-    return {"cluster": cluster, "steps_function": function_arn, "topic": topic_arn, "role": role_arn}
+    snapshot = sfn.create_state_machine(
+        name="NeptuneGuardSnapshotRemediation", roleArn=role_arn,
+        definition=definition("snapshot_remediation", {"StepsFunctionArn": function_arn}),
+    )["stateMachineArn"]
+    return {"cluster": cluster, "snapshot": snapshot, "steps_function": function_arn, "topic": topic_arn, "role": role_arn}
 
 
 def fast_clock():

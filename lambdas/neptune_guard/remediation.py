@@ -39,11 +39,11 @@ class VerificationFailed(Exception):
     """The new cluster does not match the plan: roll back."""
 
 
-def _neptune(state: dict):
-    return _session(state).client("neptune", region_name=state["region"], config=aws.CLIENT_CONFIG)
+def neptune_client(state: dict):
+    return member_session(state).client("neptune", region_name=state["region"], config=aws.CLIENT_CONFIG)
 
 
-def _session(state: dict) -> boto3.Session:
+def member_session(state: dict) -> boto3.Session:
     base = boto3.Session(region_name=state["region"])
     role = state.get("role_name") or DEFAULT_REMEDIATION_ROLE
     if state["account_id"] == aws.caller_account(base):
@@ -51,7 +51,7 @@ def _session(state: dict) -> boto3.Session:
     return aws.assume_role(base, state["account_id"], role, state["region"], "neptune-guard-remediation")
 
 
-def _cluster(neptune, identifier: str) -> dict | None:
+def describe_cluster(neptune, identifier: str) -> dict | None:
     try:
         return neptune.describe_db_clusters(DBClusterIdentifier=identifier)["DBClusters"][0]
     except ClientError as error:
@@ -60,7 +60,7 @@ def _cluster(neptune, identifier: str) -> dict | None:
         raise
 
 
-def _instance(neptune, identifier: str) -> dict | None:
+def describe_instance(neptune, identifier: str) -> dict | None:
     try:
         return neptune.describe_db_instances(DBInstanceIdentifier=identifier)["DBInstances"][0]
     except ClientError as error:
@@ -69,16 +69,18 @@ def _instance(neptune, identifier: str) -> dict | None:
         raise
 
 
-def validate_request(request: dict) -> None:
-    for field in ("account_id", "region", "cluster_id", "target_key"):
+def validate_request(request: dict, resource_field: str = "cluster_id") -> None:
+    for field in ("account_id", "region", resource_field, "target_key"):
         if not isinstance(request.get(field), str) or not request[field]:
             raise InvalidRequest(f"missing or malformed field {field!r}")
     if not aws.ACCOUNT_ID.match(request["account_id"]):
         raise InvalidRequest(f"account_id must be 12 digits, got {request['account_id']!r}")
     if not re.match(r"^[a-z]{2}(-[a-z]+)+-\d+$", request["region"]):
         raise InvalidRequest(f"not a region: {request['region']!r}")
-    if not IDENTIFIER.match(request["cluster_id"]) or len(request["cluster_id"]) > 63 - len(RETIRED_SUFFIX):
+    if resource_field == "cluster_id" and (not IDENTIFIER.match(request["cluster_id"]) or len(request["cluster_id"]) > 63 - len(RETIRED_SUFFIX)):
         raise InvalidRequest(f"not a Neptune cluster identifier (or too long to rename): {request['cluster_id']!r}")
+    if resource_field == "snapshot_id" and not re.match(r"^(rds:)?[a-zA-Z][a-zA-Z0-9-]{0,250}$", request["snapshot_id"]):
+        raise InvalidRequest(f"not a cluster snapshot identifier: {request['snapshot_id']!r}")
     key = request["target_key"]
     arn = KEY_ARN.match(key)
     if not arn and not KEY_ALIAS.match(key):
@@ -89,18 +91,8 @@ def validate_request(request: dict) -> None:
         raise InvalidRequest(f"the key {key} is in {arn.group(1)}, the cluster in {request['region']}")
 
 
-def plan_cluster(event: dict) -> dict:
-    """Read the cluster, its instances and the key; refuse what cannot be done; list what will be carried."""
-    request = event["state"]
-    validate_request(request)
-    session = _session(request)
-    neptune = session.client("neptune", region_name=request["region"], config=aws.CLIENT_CONFIG)
-    kms = session.client("kms", region_name=request["region"], config=aws.CLIENT_CONFIG)
-    cluster = _cluster(neptune, request["cluster_id"])
-    if cluster is None or cluster.get("Engine") != "neptune":
-        raise InvalidRequest(f"no Neptune cluster {request['cluster_id']} in {request['account_id']} {request['region']}")
-    if cluster["Status"] != "available":
-        raise InvalidRequest(f"cluster {request['cluster_id']} is {cluster['Status']}, not available")
+def validated_key(kms, request: dict) -> dict:
+    """The target key's metadata, if it is a customer-managed, Enabled key in the resource's region."""
     try:
         key = kms.describe_key(KeyId=request["target_key"])["KeyMetadata"]
     except ClientError as error:
@@ -110,17 +102,33 @@ def plan_cluster(event: dict) -> dict:
     if key["KeyState"] != "Enabled":
         raise InvalidRequest(f"key {key['Arn']} is {key['KeyState']}, not Enabled")
     if key["Arn"].split(":")[3] != request["region"]:
-        raise InvalidRequest(f"key {key['Arn']} is not in the cluster's region {request['region']}")
+        raise InvalidRequest(f"key {key['Arn']} is not in the resource's region {request['region']}")
+    return key
+
+
+def plan_cluster(event: dict) -> dict:
+    """Read the cluster, its instances and the key; refuse what cannot be done; list what will be carried."""
+    request = event["state"]
+    validate_request(request)
+    session = member_session(request)
+    neptune = session.client("neptune", region_name=request["region"], config=aws.CLIENT_CONFIG)
+    kms = session.client("kms", region_name=request["region"], config=aws.CLIENT_CONFIG)
+    cluster = describe_cluster(neptune, request["cluster_id"])
+    if cluster is None or cluster.get("Engine") != "neptune":
+        raise InvalidRequest(f"no Neptune cluster {request['cluster_id']} in {request['account_id']} {request['region']}")
+    if cluster["Status"] != "available":
+        raise InvalidRequest(f"cluster {request['cluster_id']} is {cluster['Status']}, not available")
+    key = validated_key(kms, request)
     if cluster.get("StorageEncrypted") and cluster.get("KmsKeyId") == key["Arn"]:
         raise InvalidRequest(f"cluster {request['cluster_id']} is already encrypted with {key['Arn']}")
     cluster_id = cluster["DBClusterIdentifier"]
     for taken in (cluster_id + RETIRED_SUFFIX, cluster_id + NEW_SUFFIX):
-        if _cluster(neptune, taken) is not None:
+        if describe_cluster(neptune, taken) is not None:
             raise InvalidRequest(f"a cluster named {taken} already exists: an earlier remediation left it; resolve it first")
 
     instances = []
     for member in sorted(cluster.get("DBClusterMembers", []), key=lambda m: not m.get("IsClusterWriter")):
-        described = _instance(neptune, member["DBInstanceIdentifier"])
+        described = describe_instance(neptune, member["DBInstanceIdentifier"])
         instances.append({
             "id": described["DBInstanceIdentifier"],
             "new_id": described["DBInstanceIdentifier"] + NEW_SUFFIX,
@@ -165,23 +173,28 @@ def plan_cluster(event: dict) -> dict:
         "modify": {k: v for k, v in modify.items() if v is not None},
         "roles": [r["RoleArn"] for r in cluster.get("AssociatedRoles", [])],
         "instances": instances,
-        "approval_timeout_seconds": int(request.get("approval_timeout_seconds") or DEFAULT_APPROVAL_TIMEOUT_SECONDS),
-        "warning": "Writes to the cluster after the snapshot is taken are lost unless the application is stopped first.",
+        "approval_timeout_seconds": approval_timeout(request),
+        "questions": {
+            "snapshot": (f"Approve snapshot and re-encryption of Neptune cluster {cluster_id} in {request['account_id']} "
+                         f"{request['region']} under {key['Arn']}? Writes to the cluster after the snapshot is taken are "
+                         "lost unless the application is stopped first."),
+            "cutover": (f"Approve cutover: {cluster_id}{NEW_SUFFIX} (verified, encrypted with {key['Arn']}) takes the name "
+                        f"{cluster_id}; the original becomes {cluster_id}{RETIRED_SUFFIX} and is stopped, not deleted."),
+        },
+        "summary": f"Cluster re-encrypted under {key['Arn']}; original retained, stopped, as {cluster_id}{RETIRED_SUFFIX}",
     }
+
+
+def approval_timeout(request: dict) -> int:
+    return int(request.get("approval_timeout_seconds") or DEFAULT_APPROVAL_TIMEOUT_SECONDS)
 
 
 def request_approval(event: dict) -> dict:
     """Tell on-call what is asked of them; the execution waits for `approve` or `reject`."""
     state, stage = event["state"], event["stage"]
     plan = state["plan"]
-    if stage == "snapshot":
-        question = (f"Approve snapshot and re-encryption of Neptune cluster {plan['cluster_id']} in {state['account_id']} "
-                    f"{state['region']} under {plan['target_key_arn']}? {plan['warning']}")
-    else:
-        question = (f"Approve cutover: {plan['new_cluster_id']} (verified, encrypted with {plan['target_key_arn']}) takes the "
-                    f"name {plan['cluster_id']}; the original becomes {plan['retired_cluster_id']} and is stopped, not deleted.")
     message = {
-        "question": question,
+        "question": plan["questions"][stage],
         "execution": event["execution"],
         "stage": stage,
         "approve": f"python -m neptune_guard approve {event['execution']}",
@@ -189,13 +202,13 @@ def request_approval(event: dict) -> dict:
         "plan": plan,
         "verified": state.get("verified"),
     }
-    _notify(f"Neptune Guard: approval needed ({stage}) for {plan['cluster_id']}", message)
+    send_notification(f"Neptune Guard: approval needed ({stage}) in {state['account_id']} {state['region']}", message)
     return {"requested_at": _now()}
 
 
 def create_snapshot(event: dict) -> dict:
     state, plan = event["state"], event["state"]["plan"]
-    neptune = _neptune(state)
+    neptune = neptune_client(state)
     try:
         neptune.create_db_cluster_snapshot(DBClusterSnapshotIdentifier=plan["snapshot_id"], DBClusterIdentifier=plan["cluster_id"],
                                            Tags=[{"Key": "neptune-guard:execution", "Value": event["execution"].split(":")[-1]}])
@@ -207,7 +220,7 @@ def create_snapshot(event: dict) -> dict:
 
 def snapshot_available(event: dict) -> dict:
     state, plan = event["state"], event["state"]["plan"]
-    snapshot = _neptune(state).describe_db_cluster_snapshots(DBClusterSnapshotIdentifier=plan["snapshot_id"])["DBClusterSnapshots"][0]
+    snapshot = neptune_client(state).describe_db_cluster_snapshots(DBClusterSnapshotIdentifier=plan["snapshot_id"])["DBClusterSnapshots"][0]
     if snapshot["Status"] != "available":
         raise ResourceNotReady(f"snapshot {plan['snapshot_id']} is {snapshot['Status']}")
     return {"status": "available"}
@@ -215,8 +228,8 @@ def snapshot_available(event: dict) -> dict:
 
 def restore_cluster(event: dict) -> dict:
     state, plan = event["state"], event["state"]["plan"]
-    neptune = _neptune(state)
-    if _cluster(neptune, plan["new_cluster_id"]) is None:
+    neptune = neptune_client(state)
+    if describe_cluster(neptune, plan["new_cluster_id"]) is None:
         neptune.restore_db_cluster_from_snapshot(
             DBClusterIdentifier=plan["new_cluster_id"], SnapshotIdentifier=plan["snapshot_id"], Engine="neptune",
             KmsKeyId=plan["target_key_arn"], **plan["restore"],
@@ -226,7 +239,7 @@ def restore_cluster(event: dict) -> dict:
 
 def new_cluster_available(event: dict) -> dict:
     state, plan = event["state"], event["state"]["plan"]
-    cluster = _cluster(_neptune(state), plan["new_cluster_id"])
+    cluster = describe_cluster(neptune_client(state), plan["new_cluster_id"])
     if cluster is None or cluster["Status"] != "available":
         raise ResourceNotReady(f"cluster {plan['new_cluster_id']} is {cluster and cluster['Status']}")
     return {"status": "available"}
@@ -235,9 +248,9 @@ def new_cluster_available(event: dict) -> dict:
 def apply_settings(event: dict) -> dict:
     """What the restore does not take: backup retention and windows, IAM roles."""
     state, plan = event["state"], event["state"]["plan"]
-    neptune = _neptune(state)
+    neptune = neptune_client(state)
     neptune.modify_db_cluster(DBClusterIdentifier=plan["new_cluster_id"], ApplyImmediately=True, **plan["modify"])
-    present = {r["RoleArn"] for r in _cluster(neptune, plan["new_cluster_id"]).get("AssociatedRoles", [])}
+    present = {r["RoleArn"] for r in describe_cluster(neptune, plan["new_cluster_id"]).get("AssociatedRoles", [])}
     for role_arn in plan["roles"]:
         if role_arn not in present:
             neptune.add_role_to_db_cluster(DBClusterIdentifier=plan["new_cluster_id"], RoleArn=role_arn)
@@ -246,9 +259,9 @@ def apply_settings(event: dict) -> dict:
 
 def create_instances(event: dict) -> dict:
     state, plan = event["state"], event["state"]["plan"]
-    neptune = _neptune(state)
+    neptune = neptune_client(state)
     for instance in plan["instances"]:
-        if _instance(neptune, instance["new_id"]) is not None:
+        if describe_instance(neptune, instance["new_id"]) is not None:
             continue
         arguments = {"DBInstanceIdentifier": instance["new_id"], "DBInstanceClass": instance["class"], "Engine": "neptune",
                      "DBClusterIdentifier": plan["new_cluster_id"], "PromotionTier": instance["promotion_tier"]}
@@ -262,9 +275,9 @@ def create_instances(event: dict) -> dict:
 
 def instances_available(event: dict) -> dict:
     state, plan = event["state"], event["state"]["plan"]
-    neptune = _neptune(state)
+    neptune = neptune_client(state)
     for instance in plan["instances"]:
-        described = _instance(neptune, instance["new_id"])
+        described = describe_instance(neptune, instance["new_id"])
         if described is None or described["DBInstanceStatus"] != "available":
             raise ResourceNotReady(f"instance {instance['new_id']} is {described and described['DBInstanceStatus']}")
     return {"status": "available"}
@@ -273,8 +286,8 @@ def instances_available(event: dict) -> dict:
 def verify(event: dict) -> dict:
     """The new cluster against the plan: key, every carried setting, every instance."""
     state, plan = event["state"], event["state"]["plan"]
-    neptune = _neptune(state)
-    cluster = _cluster(neptune, plan["new_cluster_id"])
+    neptune = neptune_client(state)
+    cluster = describe_cluster(neptune, plan["new_cluster_id"])
     wanted = plan["restore"]
     checks = {
         "encrypted": (cluster.get("StorageEncrypted"), True),
@@ -294,7 +307,7 @@ def verify(event: dict) -> dict:
     members = {m["DBInstanceIdentifier"] for m in cluster.get("DBClusterMembers", [])}
     checks["instances"] = (sorted(members), sorted(i["new_id"] for i in plan["instances"]))
     for instance in plan["instances"]:
-        described = _instance(neptune, instance["new_id"]) or {}
+        described = describe_instance(neptune, instance["new_id"]) or {}
         checks[f"class of {instance['new_id']}"] = (described.get("DBInstanceClass"), instance["class"])
         checks[f"promotion tier of {instance['new_id']}"] = (described.get("PromotionTier"), instance["promotion_tier"])
     mismatches = [f"{name}: {have!r}, expected {want!r}" for name, (have, want) in checks.items() if have != want]
@@ -316,29 +329,29 @@ def _rename_instance(neptune, old: str, new: str) -> None:
 
 
 def _settled(neptune, cluster_id: str) -> bool:
-    cluster = _cluster(neptune, cluster_id)
+    cluster = describe_cluster(neptune, cluster_id)
     return cluster is not None and cluster["Status"] == "available"
 
 
 def cut_over(event: dict) -> dict:
     """Original away to <id>-pre-cmk, then the new cluster to <id>: the application's endpoint name stays."""
     state, plan = event["state"], event["state"]["plan"]
-    neptune = _neptune(state)
+    neptune = neptune_client(state)
     original, new, retired = plan["cluster_id"], plan["new_cluster_id"], plan["retired_cluster_id"]
-    if _cluster(neptune, retired) is None:
+    if describe_cluster(neptune, retired) is None:
         for instance in plan["instances"]:
-            if _instance(neptune, instance["id"]) is not None:
+            if describe_instance(neptune, instance["id"]) is not None:
                 _rename_instance(neptune, instance["id"], instance["retired_id"])
         _rename_cluster(neptune, original, retired)
         raise ResourceNotReady(f"renaming {original} to {retired}")
     if not _settled(neptune, retired):
         raise ResourceNotReady(f"{retired} is still renaming")
-    if _cluster(neptune, new) is not None:
+    if describe_cluster(neptune, new) is not None:
         _rename_cluster(neptune, new, original)
         for instance in plan["instances"]:
             _rename_instance(neptune, instance["new_id"], instance["id"])
         raise ResourceNotReady(f"renaming {new} to {original}")
-    if not _settled(neptune, original) or any(_instance(neptune, i["id"]) is None for i in plan["instances"]):
+    if not _settled(neptune, original) or any(describe_instance(neptune, i["id"]) is None for i in plan["instances"]):
         raise ResourceNotReady(f"{original} is still renaming")
     return {"serving": original, "retired": retired}
 
@@ -346,8 +359,8 @@ def cut_over(event: dict) -> dict:
 def retain_original(event: dict) -> dict:
     """Stop the retired original: kept as the way back, for on-call to delete later with a final snapshot."""
     state, plan = event["state"], event["state"]["plan"]
-    neptune = _neptune(state)
-    retired = _cluster(neptune, plan["retired_cluster_id"])
+    neptune = neptune_client(state)
+    retired = describe_cluster(neptune, plan["retired_cluster_id"])
     if retired and retired["Status"] == "available":
         neptune.stop_db_cluster(DBClusterIdentifier=plan["retired_cluster_id"])
     return {"retained": plan["retired_cluster_id"], "status": "stopped"}
@@ -358,10 +371,9 @@ def resolve_finding(event: dict) -> dict:
     finding = state.get("finding")
     if not finding:
         return {"finding": None}
-    approvers = [state.get("approvals", {}).get(stage, {}).get("approver") for stage in ("snapshot", "cutover")]
-    note = (f"Re-encrypted under {state['plan']['target_key_arn']} by Neptune Guard execution {event['execution']}; "
-            f"approved by {', '.join(a for a in approvers if a)}; original retained as {state['plan']['retired_cluster_id']}.")
-    securityhub = _session(state).client("securityhub", region_name=state["region"], config=aws.CLIENT_CONFIG)
+    approvers = sorted({decision.get("approver") for decision in state.get("approvals", {}).values() if decision.get("approver")})
+    note = f"{state['plan']['summary']}. Neptune Guard execution {event['execution']}, approved by {', '.join(approvers)}."
+    securityhub = member_session(state).client("securityhub", region_name=state["region"], config=aws.CLIENT_CONFIG)
     securityhub.batch_update_findings(
         FindingIdentifiers=[{"Id": finding["id"], "ProductArn": finding["product_arn"]}],
         Note={"Text": note[:512], "UpdatedBy": "neptune-guard"},
@@ -376,28 +388,28 @@ def roll_back(event: dict) -> dict:
     plan = state.get("plan")
     if not plan:
         return {"rolled_back": "nothing had changed"}
-    neptune = _neptune(state)
+    neptune = neptune_client(state)
     original, new, retired = plan["cluster_id"], plan["new_cluster_id"], plan["retired_cluster_id"]
-    holder = _cluster(neptune, original)
-    if _cluster(neptune, retired) is not None:
+    holder = describe_cluster(neptune, original)
+    if describe_cluster(neptune, retired) is not None:
         if holder is not None and holder["DbClusterResourceId"] != plan["cluster_resource_id"]:
             _rename_cluster(neptune, original, new)  # the new cluster had taken the name: give it back
             for instance in plan["instances"]:
-                if _instance(neptune, instance["id"]) is not None:
+                if describe_instance(neptune, instance["id"]) is not None:
                     _rename_instance(neptune, instance["id"], instance["new_id"])
             raise ResourceNotReady(f"moving {original} back to {new}")
         if holder is None:
             _rename_cluster(neptune, retired, original)
             for instance in plan["instances"]:
-                if _instance(neptune, instance["retired_id"]) is not None:
+                if describe_instance(neptune, instance["retired_id"]) is not None:
                     _rename_instance(neptune, instance["retired_id"], instance["id"])
             raise ResourceNotReady(f"renaming {retired} back to {original}")
     if not _settled(neptune, original):
         raise ResourceNotReady(f"{original} is not yet available")
-    remaining = [i["new_id"] for i in plan["instances"] if _instance(neptune, i["new_id"]) is not None]
+    remaining = [i["new_id"] for i in plan["instances"] if describe_instance(neptune, i["new_id"]) is not None]
     for instance_id in remaining:
         neptune.delete_db_instance(DBInstanceIdentifier=instance_id, SkipFinalSnapshot=True)
-    new_cluster = _cluster(neptune, new)
+    new_cluster = describe_cluster(neptune, new)
     if new_cluster is not None:
         if remaining or new_cluster.get("DBClusterMembers"):
             raise ResourceNotReady(f"instances of {new} are being deleted")
@@ -414,12 +426,12 @@ def roll_back(event: dict) -> dict:
 
 def notify(event: dict) -> dict:
     state, outcome = event["state"], event["outcome"]
-    subject = f"Neptune Guard: remediation of {state.get('cluster_id')} {outcome}"
-    _notify(subject, {"outcome": outcome, "execution": event["execution"], "error": state.get("error"), "plan": state.get("plan")})
+    subject = f"Neptune Guard: remediation of {state.get('cluster_id') or state.get('snapshot_id')} {outcome}"
+    send_notification(subject, {"outcome": outcome, "execution": event["execution"], "error": state.get("error"), "plan": state.get("plan")})
     return {"notified": outcome}
 
 
-def _notify(subject: str, message: dict) -> None:
+def send_notification(subject: str, message: dict) -> None:
     topic = os.environ.get("NOTIFICATION_TOPIC_ARN")
     if topic:
         region = topic.split(":")[3]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from datetime import datetime, timezone
 
 from . import aws
@@ -24,7 +25,7 @@ def execution_name(request: dict) -> str:
     """Deterministic: the same resource and key give the same name, so a double click starts one execution."""
     basis = json.dumps([request["account_id"], request["region"], request.get("cluster_id") or request.get("snapshot_id"),
                         request["target_key"]])
-    resource = (request.get("cluster_id") or request.get("snapshot_id") or "resource")[:40]
+    resource = re.sub(r"[^A-Za-z0-9_-]", "-", request.get("cluster_id") or request.get("snapshot_id") or "resource")[:40]
     return f"{resource}-{hashlib.sha256(basis.encode()).hexdigest()[:16]}"
 
 
