@@ -1,0 +1,38 @@
+"""Security Hub custom action "Remediate with CMK" -> the remediation state machines.
+
+Environment: CLUSTER_STATE_MACHINE_ARN, SNAPSHOT_STATE_MACHINE_ARN, TARGET_KEY, REMEDIATION_ROLE_NAME,
+APPROVAL_TIMEOUT_SECONDS."""
+
+import os
+
+import boto3
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from neptune_guard.aws import CLIENT_CONFIG
+from neptune_guard.trigger import TriggerConfig, trigger
+
+logger = Logger()
+tracer = Tracer()
+
+
+def config_from_environment() -> TriggerConfig:
+    return TriggerConfig(
+        cluster_state_machine_arn=os.environ["CLUSTER_STATE_MACHINE_ARN"],
+        snapshot_state_machine_arn=os.environ["SNAPSHOT_STATE_MACHINE_ARN"],
+        target_key=os.environ["TARGET_KEY"],
+        remediation_role_name=os.environ.get("REMEDIATION_ROLE_NAME", "NeptuneGuardRemediation"),
+        approval_timeout_seconds=int(os.environ.get("APPROVAL_TIMEOUT_SECONDS", "86400")),
+    )
+
+
+@tracer.capture_lambda_handler
+@logger.inject_lambda_context
+@event_source(data_class=EventBridgeEvent)
+def handler(event: EventBridgeEvent, context: LambdaContext) -> dict:
+    config = config_from_environment()
+    sfn = boto3.client("stepfunctions", region_name=config.cluster_state_machine_arn.split(":")[3], config=CLIENT_CONFIG)
+    result = trigger(event.detail.get("findings", []), config, sfn)
+    logger.info("custom action handled", action=event.detail.get("actionName"), **result)
+    return result

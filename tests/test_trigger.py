@@ -1,0 +1,75 @@
+"""The Security Hub custom action trigger, with the event Security Hub sends to EventBridge."""
+
+import pytest
+
+from neptune_guard.scanner import ScanOptions, scan
+from sandbox import workflows
+from tests.conftest import member_session
+from tests.test_detector_lambda import Context
+
+ACCOUNT, REGION = "111111111111", "us-east-1"
+SCENARIO = {
+    "accounts": {
+        ACCOUNT: {
+            REGION: {
+                "keys": {"neptune-cmk": {"state": "Enabled"}, "off": {"state": "Disabled"}},
+                "clusters": {"plain": {"encryption": "none"}, "good": {"encryption": "neptune-cmk"},
+                             "locked": {"encryption": "off"}},
+                "snapshots": {"plain-snap": "plain"},
+            }
+        }
+    }
+}
+
+
+def custom_action_event(findings):
+    return {
+        "version": "0", "id": "8e5622f9-d81c-4d81-612a-9319e7ee2506",
+        "detail-type": "Security Hub Findings - Custom Action", "source": "aws.securityhub",
+        "account": "123456789012", "time": "2026-11-22T10:00:00Z", "region": REGION,
+        "resources": [f"arn:aws:securityhub:{REGION}:123456789012:action/custom/RemediateWithCMK"],
+        "detail": {"actionName": "Remediate with CMK", "actionDescription": "Re-encrypt under the CMK", "findings": findings},
+    }
+
+
+@pytest.fixture
+def setup(seeded, monkeypatch):
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "1")
+    session = seeded(SCENARIO)
+    with workflows.fast_clock():
+        arns = workflows.deploy(session)
+        monkeypatch.setenv("CLUSTER_STATE_MACHINE_ARN", arns["cluster"])
+        monkeypatch.setenv("SNAPSHOT_STATE_MACHINE_ARN", arns["snapshot"])
+        monkeypatch.setenv("TARGET_KEY", "alias/neptune-cmk")
+        scan(ScanOptions(accounts=ACCOUNT, regions=(REGION,), publish=True))
+        hub = member_session(session, ACCOUNT).client("securityhub", region_name=REGION)
+        yield session, hub, arns
+
+
+def by_title(hub, text, check):
+    return next(f for f in hub.get_findings()["Findings"] if text in f["Title"] and f["GeneratorId"].endswith(check))
+
+
+def test_only_failed_active_findings_of_this_tool_start_workflows_once(setup):
+    from handlers import trigger
+
+    session, hub, arns = setup
+    cluster = by_title(hub, "(cluster plain)", "neptune_cluster_uses_cmk")
+    snapshot = by_title(hub, "(cluster snapshot plain-snap)", "neptune_cluster_snapshot_uses_cmk")
+    passed = by_title(hub, "(cluster good)", "neptune_cluster_uses_cmk")
+    key_state = by_title(hub, "(cluster locked)", "neptune_cluster_cmk_enabled")
+    foreign = {**cluster, "Id": "other/1", "GeneratorId": "aws-foundational/Neptune.1"}
+    event = custom_action_event([cluster, snapshot, passed, key_state, foreign])
+
+    result = trigger.handler(event, Context())
+    again = trigger.handler(event, Context())
+
+    assert [s["finding"] for s in result["started"]] == [cluster["Id"], snapshot["Id"]]
+    assert {s["finding"] for s in result["skipped"]} == {passed["Id"], key_state["Id"], "other/1"}
+    assert [s["execution_arn"] for s in again["started"]] == [s["execution_arn"] for s in result["started"]]
+    sfn = session.client("stepfunctions", region_name=REGION)
+    assert len(sfn.list_executions(stateMachineArn=arns["cluster"])["executions"]) == 1
+    assert len(sfn.list_executions(stateMachineArn=arns["snapshot"])["executions"]) == 1
+    notified = by_title(hub, "(cluster plain)", "neptune_cluster_uses_cmk")
+    assert notified["Workflow"]["Status"] == "NOTIFIED"
+    assert result["started"][0]["execution_arn"] in notified["Note"]["Text"]
