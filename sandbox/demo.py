@@ -1,18 +1,28 @@
-"""`neptune-guard demo`: the main job end to end against the embedded local AWS (moto, in-process)."""
+"""`neptune-guard demo`: the whole job against the embedded local AWS (moto, in-process).
+
+Seed an Organization, scan it, remediate every failed cluster and manual snapshot through the real
+state machines (approving each step as the on-call engineer would), scan again, show before and after.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import time
 
-from . import moto_fixes
-from .organization import DEMO_SCENARIO, seed
+import boto3
+
+from . import moto_fixes, workflows
+from .organization import DEMO_SCENARIO, alias_name, seed
 
 SANDBOX_ENVIRONMENT = {
     "AWS_ACCESS_KEY_ID": "sandbox",
     "AWS_SECRET_ACCESS_KEY": "sandbox",
     "AWS_DEFAULT_REGION": "us-east-1",
+    "POWERTOOLS_TRACE_DISABLED": "1",
+    "POWERTOOLS_LOG_LEVEL": "WARNING",
 }
+REMEDIABLE = {"neptune_cluster_uses_cmk": "cluster", "neptune_cluster_snapshot_uses_cmk": "snapshot"}
 
 
 def load_scenario(path: str | None) -> dict:
@@ -26,10 +36,66 @@ def scenario_regions(scenario: dict) -> tuple[str, ...]:
     return tuple(sorted({region for regions in scenario["accounts"].values() for region in regions}))
 
 
+def remediation_requests(evaluations, target_key: str) -> list[tuple[str, dict]]:
+    """(workflow, request) for every failed cluster and manual snapshot; automated snapshots follow their cluster."""
+    requests = {}
+    for e in evaluations:
+        kind = REMEDIABLE.get(e.check_id)
+        if e.status.value != "FAILED" or kind is None or e.resource_id.startswith("rds:"):
+            continue
+        field = "cluster_id" if kind == "cluster" else "snapshot_id"
+        requests[(e.account_id, e.region, e.resource_id)] = (kind, {
+            "account_id": e.account_id, "region": e.region, field: e.resource_id, "target_key": target_key,
+            "approval_timeout_seconds": 600,
+        })
+    return list(requests.values())
+
+
+def approve_until_done(session: boto3.Session, sfn, executions: list[str], timeout: float = 600) -> None:
+    """Act as on-call: approve every step any execution waits on, until none is running."""
+    from neptune_guard import workflow
+
+    deadline = time.monotonic() + timeout
+    running = set(executions)
+    while running and time.monotonic() < deadline:
+        for execution in list(running):
+            if sfn.describe_execution(executionArn=execution)["status"] != "RUNNING":
+                running.discard(execution)
+                continue
+            try:
+                workflow.approve(session, execution)
+            except workflow.NoPendingApproval:
+                pass
+        time.sleep(0.1)
+
+
+def final_clusters(session: boto3.Session, scenario: dict) -> list[dict]:
+    from neptune_guard import aws
+
+    clusters = []
+    for account_id, regions in scenario["accounts"].items():
+        member = session if account_id == aws.caller_account(session) else aws.assume_role(
+            session, account_id, "OrganizationAccountAccessRole", "us-east-1", "demo")
+        for region in regions:
+            neptune = member.client("neptune", region_name=region)
+            instances = {i["DBInstanceIdentifier"]: i["DBInstanceClass"] for i in neptune.describe_db_instances()["DBInstances"]}
+            for c in neptune.describe_db_clusters(Filters=[{"Name": "engine", "Values": ["neptune"]}])["DBClusters"]:
+                tags = neptune.list_tags_for_resource(ResourceName=c["DBClusterArn"]).get("TagList", [])
+                clusters.append({
+                    "account_id": account_id, "region": region, "id": c["DBClusterIdentifier"], "status": c["Status"],
+                    "storage_encrypted": c["StorageEncrypted"], "kms_key_id": c.get("KmsKeyId"),
+                    "deletion_protection": c["DeletionProtection"], "iam_auth": c["IAMDatabaseAuthenticationEnabled"],
+                    "port": c["Port"], "backup_retention": c["BackupRetentionPeriod"],
+                    "log_exports": c.get("EnabledCloudwatchLogsExports", []), "tags": {t["Key"]: t["Value"] for t in tags},
+                    "instances": {m["DBInstanceIdentifier"]: instances.get(m["DBInstanceIdentifier"]) for m in c["DBClusterMembers"]},
+                })
+    return clusters
+
+
 def run(scenario_path: str | None = None, output: str = "table") -> int:
     from moto import mock_aws
 
-    from neptune_guard import report
+    from neptune_guard import report, workflow
     from neptune_guard.scanner import ScanOptions, scan
 
     scenario = load_scenario(scenario_path)
@@ -37,12 +103,46 @@ def run(scenario_path: str | None = None, output: str = "table") -> int:
         os.environ.setdefault(name, value)
     os.environ.pop("AWS_ENDPOINT_URL", None)  # the demo's AWS is in-process
     moto_fixes.apply()
-    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
-        seed(scenario)
-        before = scan(ScanOptions(accounts="org", regions=scenario_regions(scenario)))
-        if output == "json":
-            print(json.dumps({"before": before.to_dict()["evaluations"], "errors": before.to_dict()["errors"]}, indent=2))
-        else:
-            print("== Scan of the demo Organization ==")
-            print(report.table(before))
+    options = ScanOptions(accounts="org", regions=scenario_regions(scenario))
+    target_key = alias_name(scenario.get("target_key", "neptune-cmk"))
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}), workflows.fast_clock():
+        session = boto3.Session(region_name="us-east-1")
+        seed(scenario, session)
+        before = scan(options, session)
+        arns = workflows.deploy(session)
+        sfn = session.client("stepfunctions", region_name="us-east-1")
+        started = [(kind, request, workflow.start(sfn, arns[kind], request))
+                   for kind, request in remediation_requests(before.evaluations, target_key)]
+        approve_until_done(session, sfn, [execution for _, _, execution in started])
+        remediations = []
+        for kind, request, execution in started:
+            description = sfn.describe_execution(executionArn=execution)
+            remediations.append({
+                "account_id": request["account_id"], "region": request["region"],
+                "resource_type": "AwsRdsDbCluster" if kind == "cluster" else "AwsRdsDbClusterSnapshot",
+                "resource_id": request.get("cluster_id") or request.get("snapshot_id"),
+                "status": description["status"], "execution_arn": execution,
+                **({"error": description.get("error"), "cause": description.get("cause")} if description["status"] != "SUCCEEDED" else {}),
+            })
+        after = scan(options, session)
+        clusters = final_clusters(session, scenario)
+
+    if output == "json":
+        print(json.dumps({"before": before.to_dict()["evaluations"], "remediations": remediations,
+                          "after": after.to_dict()["evaluations"], "clusters": clusters,
+                          "errors": before.to_dict()["errors"] + after.to_dict()["errors"]}, indent=2))
+        return 0
+    print("== Before: the demo Organization as found ==")
+    print(report.table(before))
+    print(f"\n== Remediation: {len(remediations)} executions of the real state machines, each approved twice by on-call ==")
+    for r in remediations:
+        kind = "cluster" if r["resource_type"] == "AwsRdsDbCluster" else "snapshot"
+        detail = "" if r["status"] == "SUCCEEDED" else f"  ({r['error']}: {r['cause']})"
+        print(f"  {r['status']:<10} {r['account_id']} {r['region']:<10} {kind} {r['resource_id']}{detail}")
+    print("\n== After ==")
+    print(report.table(after))
+    print("\nStill failing after remediation, by design: the retained originals (<id>-pre-cmk, stopped: the way back,\n"
+          "for on-call to delete with a final snapshot), the snapshot each workflow took before restoring, and\n"
+          "their automated snapshots; and clusters whose CMK is disabled or pending deletion, which need the key\n"
+          "re-enabled, not a re-encryption.")
     return 0

@@ -159,14 +159,14 @@ def plan_cluster(event: dict) -> dict:
         "PreferredBackupWindow": cluster.get("PreferredBackupWindow"),
         "PreferredMaintenanceWindow": cluster.get("PreferredMaintenanceWindow"),
     }
-    suffix = event.get("execution_name", "manual")[-12:].lower().strip("-") or "manual"
+    suffix = re.sub("[^a-z0-9]", "", event["execution"].split(":")[-1][-12:].lower()) or "manual"
     return {
         "cluster_id": cluster_id,
         "cluster_arn": cluster["DBClusterArn"],
         "cluster_resource_id": cluster["DbClusterResourceId"],  # immutable; the ARN follows renames
         "original_key": cluster.get("KmsKeyId") if cluster.get("StorageEncrypted") else None,
         "target_key_arn": key["Arn"],
-        "snapshot_id": f"{cluster_id}-pre-cmk-{re.sub('[^a-z0-9]', '', suffix)}"[:63],
+        "snapshot_id": f"{cluster_id}-pre-cmk-{suffix}"[:63],
         "new_cluster_id": cluster_id + NEW_SUFFIX,
         "retired_cluster_id": cluster_id + RETIRED_SUFFIX,
         "restore": {k: v for k, v in restore.items() if v not in (None, [])} | {"Tags": tags},

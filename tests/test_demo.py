@@ -1,0 +1,52 @@
+"""`demo --scenario FILE --output json`: a seeded Organization remediated end to end through the real ASL."""
+
+import json
+
+from neptune_guard.cli import main
+
+SCENARIO = {
+    "accounts": {
+        "444455556666": {
+            "eu-west-1": {
+                "keys": {"neptune-cmk": {"state": "Enabled"}},
+                "clusters": {
+                    "payments": {
+                        "encryption": "aws-managed",
+                        "instances": {"payments-1": "db.r6g.large", "payments-2": "db.r6g.2xlarge"},
+                        "deletion_protection": True, "iam_auth": True, "port": 8199, "backup_retention": 14,
+                        "log_exports": ["audit"], "tags": {"cost-centre": "42", "env": "prod"},
+                    },
+                    "ledger": {"encryption": "none", "instances": {"ledger-1": "db.t4g.medium"}},
+                },
+                "snapshots": {"ledger-2025": "ledger"},
+            }
+        }
+    },
+    "target_key": "neptune-cmk",
+}
+
+
+def test_scenario_comes_back_with_every_setting_kept_under_the_original_names(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    path = tmp_path / "scenario.json"
+    path.write_text(json.dumps(SCENARIO))
+
+    assert main(["demo", "--scenario", str(path), "--output", "json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+
+    assert set(document) >= {"before", "remediations", "after", "clusters"}
+    assert {(r["resource_id"], r["status"]) for r in document["remediations"]} == {
+        ("payments", "SUCCEEDED"), ("ledger", "SUCCEEDED"), ("ledger-2025", "SUCCEEDED")}
+    clusters = {c["id"]: c for c in document["clusters"]}
+    payments = clusters["payments"]
+    assert payments["storage_encrypted"] and ":key/" in payments["kms_key_id"]
+    assert (payments["deletion_protection"], payments["iam_auth"], payments["port"], payments["backup_retention"]) == (True, True, 8199, 14)
+    assert payments["log_exports"] == ["audit"] and payments["tags"] == {"cost-centre": "42", "env": "prod"}
+    assert payments["instances"] == {"payments-1": "db.r6g.large", "payments-2": "db.r6g.2xlarge"}
+    assert clusters["payments-pre-cmk"]["status"] == "stopped"
+    assert clusters["ledger"]["storage_encrypted"] and clusters["ledger"]["instances"] == {"ledger-1": "db.t4g.medium"}
+    after = {(e["resource_id"], e["check_id"]): e["status"] for e in document["after"]}
+    assert after[("payments", "neptune_cluster_uses_cmk")] == "PASSED"
+    assert after[("ledger", "neptune_cluster_storage_encrypted")] == "PASSED"
+    assert after[("ledger-2025-cmk", "neptune_cluster_snapshot_uses_cmk")] == "PASSED"
+    assert ("ledger-2025", "neptune_cluster_snapshot_uses_cmk") not in after
