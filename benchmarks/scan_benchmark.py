@@ -39,14 +39,14 @@ def scenario(accounts: int, regions: int, clusters: int) -> dict:
 
 
 def floor(accounts: int, regions: int, clusters: int) -> int:
-    """The fewest requests a scan can make: caller identity, the Organization's account list, one role
-    per member account, then per account-region a page of clusters and of snapshots per 100 and one
-    request per key. The management account (the caller) is scanned too, with no role and no resources."""
+    """The fewest requests a scan can make: the Organization's account list, one role per account, then
+    per account-region a page of clusters and of snapshots per 100 and one request per key. The
+    management account (the caller) is scanned too, through its role, and has no resources."""
     keys = len({ENCRYPTIONS[n % 3] for n in range(clusters)} - {"none"})
     snapshots = 2 * clusters  # each cluster's automated snapshot and its manual one
     member_unit = max(1, math.ceil(clusters / 100)) + max(1, math.ceil(snapshots / 100)) + keys
     empty_unit = 2
-    return 1 + math.ceil((accounts + 1) / 20) + accounts + regions * (accounts * member_unit + empty_unit)
+    return math.ceil((accounts + 1) / 20) + (accounts + 1) + regions * (accounts * member_unit + empty_unit)
 
 
 def main() -> None:

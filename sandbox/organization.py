@@ -183,6 +183,10 @@ def seed(scenario: dict, session: boto3.Session | None = None) -> None:
     session = session or boto3.Session(region_name="us-east-1")
     accounts = scenario["accounts"]
     create_organization(session, list(accounts))
+    if MANAGEMENT_ACCOUNT not in accounts:
+        # Service-managed StackSets skip the management account; the team deploys the member stack there
+        # by hand when it wants that account scanned, as this local Organization does.
+        create_member_roles(session)
     for account_id, regions in accounts.items():
         member = account_session(session, account_id)
         create_member_roles(member)

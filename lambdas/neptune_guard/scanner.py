@@ -38,26 +38,27 @@ class AccountContext:
     regions: list[str]
 
 
-def resolve_accounts(session: boto3.Session, options: ScanOptions) -> tuple[str, list[str]]:
-    """(caller account, accounts to scan)."""
+def resolve_accounts(session: boto3.Session, options: ScanOptions) -> list[str]:
     if options.accounts not in ("self", "org"):
         listed = inventory.parse_account_list(options.accounts)
     try:
-        caller = aws.caller_account(session)
         if options.accounts == "self":
-            return caller, [caller]
+            return [aws.caller_account(session)]
         if options.accounts == "org":
             organizations = session.client("organizations", region_name=aws.home_region(session), config=aws.CLIENT_CONFIG)
-            return caller, inventory.organization_accounts(organizations)
+            return inventory.organization_accounts(organizations)
     except (ClientError, BotoCoreError) as error:
         raise ScanSetupError(inventory.error_message(error)) from error
-    return caller, listed
+    return listed
 
 
-def open_account(session: boto3.Session, caller: str, account_id: str, options: ScanOptions) -> AccountContext:
-    """Assume the audit role (not in our own account, whose credentials we already hold) and find its regions."""
+def open_account(session: boto3.Session, account_id: str, options: ScanOptions) -> AccountContext:
+    """Assume the audit role and find the account's regions. Only `self` uses the caller's own credentials:
+    otherwise the security account is scanned through its audit role too, so that the detector's own role
+    needs nothing but sts:AssumeRole on the member roles."""
     region = aws.home_region(session)
-    credentials = None if account_id == caller else aws.assume_role_credentials(session, account_id, options.role_name, region)
+    use_own = options.accounts == "self"
+    credentials = None if use_own else aws.assume_role_credentials(session, account_id, options.role_name, region)
     clients = aws.ClientFactory(session, credentials)
     if options.regions:
         regions = list(options.regions)
@@ -89,14 +90,14 @@ def scan(
 ) -> ScanResult:
     """Scan every account-region named by `options`. `on_unit_done(unit, done, known)` reports progress."""
     session = session or boto3.Session()
-    caller, accounts = resolve_accounts(session, options)
+    accounts = resolve_accounts(session, options)
     result = ScanResult()
     keys = inventory.KeyDirectory()
     known_units = 0
 
     with ThreadPoolExecutor(max_workers=max(1, options.concurrency), thread_name_prefix="scan") as pool:
         pending: dict[Future, str] = {
-            pool.submit(open_account, session, caller, account_id, options): account_id for account_id in accounts
+            pool.submit(open_account, session, account_id, options): account_id for account_id in accounts
         }
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
