@@ -1,6 +1,8 @@
 """`demo --scenario FILE --output json`: a seeded Organization remediated end to end through the real ASL."""
 
 import json
+import os
+from unittest import mock
 
 from neptune_guard.cli import main
 
@@ -31,7 +33,8 @@ def test_scenario_comes_back_with_every_setting_kept_under_the_original_names(tm
     path = tmp_path / "scenario.json"
     path.write_text(json.dumps(SCENARIO))
 
-    assert main(["demo", "--scenario", str(path), "--output", "json"]) == 0
+    with mock.patch.dict(os.environ):  # the demo sets its sandbox environment; keep it from the other tests
+        assert main(["demo", "--scenario", str(path), "--output", "json"]) == 0
     document = json.loads(capsys.readouterr().out)
 
     assert set(document) >= {"before", "remediations", "after", "clusters"}

@@ -32,6 +32,7 @@ def test_scheduled_event_scans_publishes_and_reports(seeded, monkeypatch, capsys
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "NeptuneGuard")
     monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "detector")
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "1")
+    monkeypatch.setenv("POWERTOOLS_LOG_LEVEL", "INFO")
     from handlers import detector
 
     summary = detector.handler(SCHEDULED_EVENT, Context())

@@ -44,11 +44,11 @@ def neptune_client(state: dict):
 
 
 def member_session(state: dict) -> boto3.Session:
-    base = boto3.Session(region_name=state["region"])
+    """The remediation role of the resource's account (the security account's own included), so that the
+    workflow's own role needs nothing but sts:AssumeRole."""
     role = state.get("role_name") or DEFAULT_REMEDIATION_ROLE
-    if state["account_id"] == aws.caller_account(base):
-        return base
-    return aws.assume_role(base, state["account_id"], role, state["region"], "neptune-guard-remediation")
+    return aws.assume_role(boto3.Session(region_name=state["region"]), state["account_id"], role, state["region"],
+                           "neptune-guard-remediation")
 
 
 def describe_cluster(neptune, identifier: str) -> dict | None:

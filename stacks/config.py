@@ -1,0 +1,79 @@
+"""Deployment settings, from CDK context (cdk.json, or `-c neptune-guard:<name>=<value>`), validated."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from constructs import Node
+
+PREFIX = "neptune-guard:"
+DETECTOR_ROLE = "NeptuneGuardDetector"
+WORKFLOW_ROLE = "NeptuneGuardWorkflow"
+TRIGGER_ROLE = "NeptuneGuardTrigger"
+CLUSTER_STATE_MACHINE = "NeptuneGuardClusterRemediation"
+SNAPSHOT_STATE_MACHINE = "NeptuneGuardSnapshotRemediation"
+
+
+@dataclass(frozen=True)
+class Config:
+    accounts: str
+    regions: str
+    schedule: str
+    audit_role_name: str
+    remediation_role_name: str
+    target_key: str
+    approval_timeout_seconds: int
+    notification_email: str
+    concurrency: int
+    organization_id: str
+    organizational_unit_ids: tuple[str, ...]
+    stack_set_region: str
+    stack_set_call_as: str
+    powertools_layer_version: int
+    log_retention_days: int
+
+    @classmethod
+    def from_context(cls, node: Node) -> "Config":
+        def get(name):
+            value = node.try_get_context(PREFIX + name)
+            if value is None:
+                raise ValueError(f"missing context value {PREFIX}{name} (see cdk.json)")
+            return value
+
+        config = cls(
+            accounts=str(get("accounts")),
+            regions=str(get("regions")),
+            schedule=str(get("schedule")),
+            audit_role_name=str(get("auditRoleName")),
+            remediation_role_name=str(get("remediationRoleName")),
+            target_key=str(get("targetKey")),
+            approval_timeout_seconds=int(get("approvalTimeoutSeconds")),
+            notification_email=str(get("notificationEmail")),
+            concurrency=int(get("concurrency")),
+            organization_id=str(get("organizationId")),
+            organizational_unit_ids=tuple(u.strip() for u in str(get("organizationalUnitIds")).split(",") if u.strip()),
+            stack_set_region=str(get("stackSetRegion")),
+            stack_set_call_as=str(get("stackSetCallAs")),
+            powertools_layer_version=int(get("powertoolsLayerVersion")),
+            log_retention_days=int(get("logRetentionDays")),
+        )
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        if not re.match(r"^o-[a-z0-9]{10,32}$", self.organization_id):
+            raise ValueError(f"organizationId must look like o-xxxxxxxxxx, got {self.organization_id!r}")
+        if not self.organizational_unit_ids or not all(re.match(r"^(r-[0-9a-z]{4,32}|ou-[0-9a-z]{4,32}-[a-z0-9]{8,32})$", u)
+                                                       for u in self.organizational_unit_ids):
+            raise ValueError(f"organizationalUnitIds must be root or OU ids, got {self.organizational_unit_ids!r}")
+        if self.target_key.startswith("alias/aws/"):
+            raise ValueError("targetKey must be a customer-managed key, not an AWS-managed alias")
+        if not 60 <= self.approval_timeout_seconds <= 7 * 24 * 3600:
+            raise ValueError("approvalTimeoutSeconds must be between 60 and 604800")
+        if self.stack_set_call_as not in ("SELF", "DELEGATED_ADMIN"):
+            raise ValueError("stackSetCallAs must be SELF or DELEGATED_ADMIN")
+        if self.log_retention_days not in (30, 90, 180, 365, 400, 731):
+            raise ValueError("logRetentionDays must be one of 30, 90, 180, 365, 400, 731")
+        if not 1 <= self.concurrency <= 64:
+            raise ValueError("concurrency must be from 1 to 64")

@@ -1,0 +1,203 @@
+"""The security account: detector on a schedule, the remediation workflows, the Security Hub custom
+action and its trigger, on-call notifications, and the StackSet that puts the member roles in every
+account of the Organization."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from aws_cdk import Aws, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_cloudformation as cloudformation
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import custom_resources as cr
+from cdk_nag import NagSuppressions
+from constructs import Construct
+
+from .config import CLUSTER_STATE_MACHINE, DETECTOR_ROLE, SNAPSHOT_STATE_MACHINE, TRIGGER_ROLE, WORKFLOW_ROLE, Config
+
+ROOT = Path(__file__).resolve().parent.parent
+RETENTION = {30: logs.RetentionDays.ONE_MONTH, 90: logs.RetentionDays.THREE_MONTHS, 180: logs.RetentionDays.SIX_MONTHS,
+             365: logs.RetentionDays.ONE_YEAR, 400: logs.RetentionDays.THIRTEEN_MONTHS, 731: logs.RetentionDays.TWO_YEARS}
+CUSTOM_ACTION_NAME = "Remediate with CMK"  # Security Hub: at most 20 characters
+CUSTOM_ACTION_ID = "RemediateWithCMK"
+
+
+class SecurityStack(Stack):
+    def __init__(self, scope: Construct, construct_id: str, *, config: Config, member_template: dict, **kwargs) -> None:
+        super().__init__(scope, construct_id, description="Neptune Guard: detector, remediation workflows, triggers", **kwargs)
+        self.config = config
+        self.code = lambda_.Code.from_asset(str(ROOT / "lambdas"), exclude=["**/__pycache__", "**/*.pyc"])
+        self.powertools = lambda_.LayerVersion.from_layer_version_arn(
+            self, "Powertools",
+            f"arn:{Aws.PARTITION}:lambda:{Aws.REGION}:017000801446:layer:AWSLambdaPowertoolsPythonV3-python313-x86_64:"
+            f"{config.powertools_layer_version}")
+
+        key = kms.Key(self, "NotificationKey", enable_key_rotation=True, description="Neptune Guard on-call notifications",
+                      removal_policy=RemovalPolicy.RETAIN)
+        key.grant(iam.ServicePrincipal("cloudwatch.amazonaws.com"), "kms:Decrypt", "kms:GenerateDataKey*")
+        self.topic = sns.Topic(self, "OnCall", display_name="Neptune Guard on-call", master_key=key, enforce_ssl=True)
+        if config.notification_email:
+            self.topic.add_subscription(subscriptions.EmailSubscription(config.notification_email))
+
+        self.detector = self._detector()
+        self.steps = self._function("Steps", "handlers.steps.handler", WORKFLOW_ROLE, Duration.minutes(5), 512,
+                                    {"NOTIFICATION_TOPIC_ARN": self.topic.topic_arn})
+        self._may_assume(self.steps.role, config.remediation_role_name)
+        self.topic.grant_publish(self.steps)
+        key.grant(self.steps, "kms:Decrypt", "kms:GenerateDataKey*")
+        self.cluster_workflow = self._state_machine("ClusterRemediation", CLUSTER_STATE_MACHINE, "cluster_remediation")
+        self.snapshot_workflow = self._state_machine("SnapshotRemediation", SNAPSHOT_STATE_MACHINE, "snapshot_remediation")
+        self.trigger = self._trigger()
+        self.approver_policy = self._approver_policy()
+        self.stack_set = self._member_stack_set(member_template)
+        self._suppressions()
+
+    def _function(self, name: str, handler: str, role_name: str, timeout: Duration, memory: int, environment: dict) -> lambda_.Function:
+        log_group = logs.LogGroup(self, f"{name}Logs", retention=RETENTION[self.config.log_retention_days],
+                                  removal_policy=RemovalPolicy.RETAIN)
+        role = iam.Role(self, f"{name}Role", role_name=role_name, assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+                        description=f"Neptune Guard {name} function")
+        log_group.grant_write(role)
+        return lambda_.Function(
+            self, name, runtime=lambda_.Runtime.PYTHON_3_13, architecture=lambda_.Architecture.X86_64, handler=handler,
+            code=self.code, layers=[self.powertools], role=role, timeout=timeout, memory_size=memory,
+            tracing=lambda_.Tracing.ACTIVE, log_group=log_group,
+            environment={"POWERTOOLS_SERVICE_NAME": f"neptune-guard-{name.lower()}", "POWERTOOLS_METRICS_NAMESPACE": "NeptuneGuard",
+                         **environment},
+        )
+
+    def _may_assume(self, role: iam.IRole, member_role_name: str) -> None:
+        role.add_to_principal_policy(iam.PolicyStatement(
+            sid=f"Assume{member_role_name}", actions=["sts:AssumeRole"],
+            resources=[f"arn:{Aws.PARTITION}:iam::*:role/{member_role_name}"]))
+
+    def _detector(self) -> lambda_.Function:
+        config = self.config
+        detector = self._function("Detector", "handlers.detector.handler", DETECTOR_ROLE, Duration.minutes(15), 1024, {
+            "ACCOUNTS": config.accounts, "AUDIT_ROLE_NAME": config.audit_role_name, "REGIONS": config.regions,
+            "CONCURRENCY": str(config.concurrency), "PUBLISH": "true", "POWERTOOLS_SERVICE_NAME": "detector",
+        })
+        self._may_assume(detector.role, config.audit_role_name)
+        detector.add_to_role_policy(iam.PolicyStatement(sid="ListOrganizationAccounts", actions=["organizations:ListAccounts"],
+                                                        resources=["*"]))
+        events.Rule(self, "DailyScan", description="Neptune Guard scheduled scan",
+                    schedule=events.Schedule.expression(config.schedule), targets=[targets.LambdaFunction(detector)])
+        alarm_action = cloudwatch_actions.SnsAction(self.topic)
+        errors = cloudwatch.Alarm(
+            self, "DetectorErrors", metric=detector.metric_errors(period=Duration.hours(1)), threshold=1, evaluation_periods=1,
+            alarm_description="The Neptune Guard detector failed", treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING)
+        unscanned = cloudwatch.Alarm(
+            self, "AccountRegionsNotScanned", threshold=1, evaluation_periods=1,
+            metric=cloudwatch.Metric(namespace="NeptuneGuard", metric_name="account_regions_failed",
+                                     dimensions_map={"service": "detector"}, statistic="Maximum", period=Duration.hours(1)),
+            alarm_description="Some account-regions could not be scanned (role missing, access denied, region not enabled)",
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING)
+        for alarm in (errors, unscanned):
+            alarm.add_alarm_action(alarm_action)
+        return detector
+
+    def _state_machine(self, construct_id: str, name: str, asl_file: str) -> sfn.StateMachine:
+        log_group = logs.LogGroup(self, f"{construct_id}Logs", retention=RETENTION[self.config.log_retention_days],
+                                  removal_policy=RemovalPolicy.RETAIN)
+        machine = sfn.StateMachine(
+            self, construct_id, state_machine_name=name,
+            # Inline, so that the template shows the definition that runs (with the substitution below).
+            definition_body=sfn.DefinitionBody.from_string((ROOT / "state_machines" / f"{asl_file}.asl.json").read_text()),
+            definition_substitutions={"StepsFunctionArn": self.steps.function_arn},
+            logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
+            tracing_enabled=True,
+        )
+        self.steps.grant_invoke(machine)
+        return machine
+
+    def _trigger(self) -> lambda_.Function:
+        config = self.config
+        trigger = self._function("Trigger", "handlers.trigger.handler", TRIGGER_ROLE, Duration.minutes(1), 256, {
+            "CLUSTER_STATE_MACHINE_ARN": self.cluster_workflow.state_machine_arn,
+            "SNAPSHOT_STATE_MACHINE_ARN": self.snapshot_workflow.state_machine_arn,
+            "TARGET_KEY": config.target_key, "REMEDIATION_ROLE_NAME": config.remediation_role_name,
+            "APPROVAL_TIMEOUT_SECONDS": str(config.approval_timeout_seconds),
+        })
+        self.cluster_workflow.grant_start_execution(trigger)
+        self.snapshot_workflow.grant_start_execution(trigger)
+        self._may_assume(trigger.role, config.remediation_role_name)
+        # CloudFormation has no resource type for Security Hub custom actions: create it through the API.
+        action_arn = f"arn:{Aws.PARTITION}:securityhub:{Aws.REGION}:{Aws.ACCOUNT_ID}:action/custom/{CUSTOM_ACTION_ID}"
+        hub_arn = f"arn:{Aws.PARTITION}:securityhub:{Aws.REGION}:{Aws.ACCOUNT_ID}:hub/default"
+        cr.AwsCustomResource(
+            self, "RemediateAction", install_latest_aws_sdk=False,
+            on_create=cr.AwsSdkCall(service="SecurityHub", action="createActionTarget", parameters={
+                "Name": CUSTOM_ACTION_NAME, "Id": CUSTOM_ACTION_ID,
+                "Description": "Re-encrypt under the customer-managed key, with on-call approval"},
+                physical_resource_id=cr.PhysicalResourceId.of(action_arn)),
+            on_delete=cr.AwsSdkCall(service="SecurityHub", action="deleteActionTarget", parameters={"ActionTargetArn": action_arn}),
+            policy=cr.AwsCustomResourcePolicy.from_statements([iam.PolicyStatement(
+                actions=["securityhub:CreateActionTarget", "securityhub:DeleteActionTarget"], resources=[action_arn, hub_arn])]),
+        )
+        events.Rule(self, "RemediateActionRule", description="Security Hub custom action: Remediate with CMK",
+                    event_pattern=events.EventPattern(source=["aws.securityhub"],
+                                                      detail_type=["Security Hub Findings - Custom Action"],
+                                                      resources=[action_arn]),
+                    targets=[targets.LambdaFunction(trigger)])
+        return trigger
+
+    def _approver_policy(self) -> iam.ManagedPolicy:
+        """For on-call engineers: answer the workflows' approvals, and read the executions they answer."""
+        machines = [self.cluster_workflow, self.snapshot_workflow]
+        executions = [f"arn:{Aws.PARTITION}:states:{Aws.REGION}:{Aws.ACCOUNT_ID}:execution:{name}:*"
+                      for name in (CLUSTER_STATE_MACHINE, SNAPSHOT_STATE_MACHINE)]
+        return iam.ManagedPolicy(self, "ApproverPolicy", managed_policy_name="NeptuneGuardApprover", statements=[
+            iam.PolicyStatement(sid="AnswerApprovals", actions=["states:SendTaskSuccess", "states:SendTaskFailure"],
+                                resources=[m.state_machine_arn for m in machines]),
+            iam.PolicyStatement(sid="ReadExecutions", actions=["states:DescribeExecution", "states:GetExecutionHistory"],
+                                resources=executions),
+            iam.PolicyStatement(sid="ListExecutions", actions=["states:ListExecutions"], resources=[m.state_machine_arn for m in machines]),
+        ])
+
+    def _member_stack_set(self, member_template: dict) -> cloudformation.CfnStackSet:
+        config = self.config
+        stack_set = cloudformation.CfnStackSet(
+            self, "MemberRoles", stack_set_name="NeptuneGuardMemberRoles", permission_model="SERVICE_MANAGED",
+            call_as=config.stack_set_call_as, capabilities=["CAPABILITY_NAMED_IAM"],
+            auto_deployment=cloudformation.CfnStackSet.AutoDeploymentProperty(enabled=True, retain_stacks_on_account_removal=False),
+            template_body=json.dumps(member_template),
+            parameters=[
+                cloudformation.CfnStackSet.ParameterProperty(parameter_key="SecurityAccountId", parameter_value=Aws.ACCOUNT_ID),
+                cloudformation.CfnStackSet.ParameterProperty(parameter_key="OrganizationId", parameter_value=config.organization_id),
+            ],
+            stack_instances_group=[cloudformation.CfnStackSet.StackInstancesProperty(
+                deployment_targets=cloudformation.CfnStackSet.DeploymentTargetsProperty(
+                    organizational_unit_ids=list(config.organizational_unit_ids)),
+                regions=[config.stack_set_region],  # IAM roles are global: one region is enough
+            )],
+            operation_preferences=cloudformation.CfnStackSet.OperationPreferencesProperty(
+                failure_tolerance_percentage=10, max_concurrent_percentage=25, region_concurrency_type="PARALLEL"),
+        )
+        for function in (self.detector, self.steps, self.trigger):  # member trust policies name these roles
+            stack_set.node.add_dependency(function.role)
+        return stack_set
+
+    def _suppressions(self) -> None:
+        NagSuppressions.add_stack_suppressions(self, [
+            {"id": "AwsSolutions-IAM5", "reason": (
+                "Wildcards are limited to: sts:AssumeRole on the member role name in any account of the Organization (the "
+                "member trust policies also require aws:PrincipalOrgID); X-Ray and CloudWatch Logs delivery, which have no "
+                "resource-level permissions; organizations:ListAccounts, which has none either; Lambda invoke of the step "
+                "function's versions; log streams of the function's own log group.")},
+            {"id": "AwsSolutions-L1", "reason": (
+                "python3.13 is the runtime the code and the Powertools v3 public layer are built and tested for.")},
+            {"id": "AwsSolutions-IAM4", "reason": (
+                "Only the CDK-managed custom resource provider (which creates the Security Hub custom action) uses "
+                "AWSLambdaBasicExecutionRole, for its own logs; Neptune Guard's functions have inline least-privilege roles.")},
+        ])

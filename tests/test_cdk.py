@@ -1,0 +1,149 @@
+"""The CDK app: what it deploys, how it is wired, and the least-privilege rules, via aws_cdk.assertions."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from aws_cdk import App
+from aws_cdk.assertions import Annotations, Match, Template
+
+from stacks.app import build
+
+ROOT = Path(__file__).resolve().parent.parent
+CONTEXT = json.loads((ROOT / "cdk.json").read_text())["context"]
+
+
+@pytest.fixture(scope="module")
+def stacks(tmp_path_factory):
+    app = App(context=CONTEXT, outdir=str(tmp_path_factory.mktemp("cdk.out")))
+    security, members = build(app)
+    return security, members, Template.from_stack(security), Template.from_stack(members)
+
+
+def statements(template: Template):
+    for resource in list(template.find_resources("AWS::IAM::Policy").values()) + list(
+            template.find_resources("AWS::IAM::ManagedPolicy").values()):
+        yield from resource["Properties"]["PolicyDocument"]["Statement"]
+    for role in template.find_resources("AWS::IAM::Role").values():
+        for policy in role["Properties"].get("Policies", []):
+            yield from policy["PolicyDocument"]["Statement"]
+
+
+def actions(statement) -> list[str]:
+    return statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+
+
+def test_no_unsuppressed_cdk_nag_errors(stacks):
+    security, members, _, _ = stacks
+    for stack in (security, members):
+        assert Annotations.from_stack(stack).find_error("*", Match.string_like_regexp("AwsSolutions-.*")) == []
+
+
+def test_no_iam_statement_allows_every_action(stacks):
+    _, _, security, members = stacks
+    for template in (security, members):
+        for statement in statements(template):
+            assert all(action != "*" and not action.endswith(":*") for action in actions(statement)), statement
+
+
+def test_schedule_invokes_the_detector_with_its_configuration(stacks):
+    _, _, security, _ = stacks
+    security.has_resource_properties("AWS::Events::Rule", {
+        "ScheduleExpression": CONTEXT["neptune-guard:schedule"],
+        "Targets": [{"Arn": {"Fn::GetAtt": [Match.string_like_regexp("Detector"), "Arn"]}, "Id": Match.any_value()}],
+    })
+    security.has_resource_properties("AWS::Lambda::Function", {
+        "Handler": "handlers.detector.handler", "Runtime": "python3.13", "TracingConfig": {"Mode": "Active"},
+        "Environment": {"Variables": Match.object_like({"ACCOUNTS": "org", "AUDIT_ROLE_NAME": "NeptuneGuardAudit", "PUBLISH": "true"})},
+    })
+    detector = next(f for f in security.find_resources("AWS::Lambda::Function").values()
+                    if f["Properties"]["Handler"] == "handlers.detector.handler")
+    assert "AWSLambdaPowertoolsPythonV3-python313-x86_64:27" in json.dumps(detector["Properties"]["Layers"])
+    security.has_resource_properties("AWS::CloudWatch::Alarm", {"MetricName": "Errors", "AlarmActions": [{"Ref": Match.any_value()}]})
+    security.has_resource_properties("AWS::Logs::LogGroup", {"RetentionInDays": CONTEXT["neptune-guard:logRetentionDays"]})
+
+
+def test_custom_action_rule_invokes_the_trigger(stacks):
+    _, _, security, _ = stacks
+    rule = next(r for r in security.find_resources("AWS::Events::Rule").values() if "EventPattern" in r["Properties"])
+    pattern = rule["Properties"]["EventPattern"]
+    assert pattern["detail-type"] == ["Security Hub Findings - Custom Action"]
+    assert "action/custom/RemediateWithCMK" in json.dumps(pattern["resources"])
+    assert "Trigger" in json.dumps(rule["Properties"]["Targets"])
+    create = next(r for r in security.find_resources("Custom::AWS").values())["Properties"]["Create"]
+    assert "createActionTarget" in json.dumps(create) and "Remediate with CMK" in json.dumps(create)
+
+
+def test_state_machines_are_the_asl_files_with_every_placeholder_substituted(stacks):
+    _, _, security, _ = stacks
+    machines = security.find_resources("AWS::StepFunctions::StateMachine")
+    assert len(machines) == 2
+    for machine in machines.values():
+        properties = machine["Properties"]
+        definition = json.dumps(properties["DefinitionString"])
+        substitutions = properties.get("DefinitionSubstitutions", {})
+        placeholders = set(re.findall(r"\$\{(\w+)\}", definition)) - {"AWS::Partition", "AWS::Region", "AWS::AccountId"}
+        assert placeholders <= set(substitutions), placeholders - set(substitutions)
+        assert "Steps" in json.dumps(substitutions["StepsFunctionArn"])
+        assert properties["TracingConfiguration"] == {"Enabled": True}
+        assert properties["LoggingConfiguration"]["Level"] == "ALL"
+    names = {m["Properties"]["StateMachineName"] for m in machines.values()}
+    assert names == {"NeptuneGuardClusterRemediation", "NeptuneGuardSnapshotRemediation"}
+
+
+def test_on_call_topic_is_encrypted_with_a_rotated_cmk(stacks):
+    _, _, security, _ = stacks
+    security.has_resource_properties("AWS::SNS::Topic", {"KmsMasterKeyId": Match.any_value()})
+    security.has_resource_properties("AWS::KMS::Key", {"EnableKeyRotation": True})
+
+
+def test_security_roles_may_assume_only_the_member_roles_by_name(stacks):
+    _, _, security, _ = stacks
+    assumes = [s for s in statements(security) if s["Action"] == "sts:AssumeRole"]
+    resources = {json.dumps(s["Resource"]) for s in assumes}
+    assert len(resources) == 2 and all(":role/NeptuneGuardAudit" in r or ":role/NeptuneGuardRemediation" in r for r in resources)
+
+
+def test_member_roles_trust_the_security_roles_in_the_organization_only(stacks):
+    _, _, _, members = stacks
+    roles = members.find_resources("AWS::IAM::Role")
+    assert {r["Properties"]["RoleName"] for r in roles.values()} == {"NeptuneGuardAudit", "NeptuneGuardRemediation"}
+    for role in roles.values():
+        for statement in role["Properties"]["AssumeRolePolicyDocument"]["Statement"]:
+            assert statement["Condition"] == {"StringEquals": {"aws:PrincipalOrgID": {"Ref": "OrganizationId"}}}
+            principal = json.dumps(statement["Principal"])
+            assert "SecurityAccountId" in principal and re.search(r"role/NeptuneGuard(Detector|Workflow|Trigger)", principal)
+
+
+def test_destructive_actions_are_scoped_to_what_the_workflow_creates(stacks):
+    _, _, _, members = stacks
+    deletes = [s for s in statements(members) if "rds:DeleteDBCluster" in actions(s)]
+    assert len(deletes) == 1
+    assert all(r["Fn::Join"][1][-1] in (":cluster:*-cmk", ":cluster:neptune-guard-tmp-*", ":db:*-cmk") for r in deletes[0]["Resource"])
+    kms = [s for s in statements(members) if any(a.startswith("kms:") for a in actions(s))]
+    assert {a for s in kms for a in actions(s)} == {
+        "kms:DescribeKey", "kms:CreateGrant", "kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey",
+        "kms:GenerateDataKeyWithoutPlaintext", "kms:ReEncryptTo", "kms:ReEncryptFrom"}
+    grant = next(s for s in kms if s["Action"] == "kms:CreateGrant")
+    assert grant["Condition"]["Bool"] == {"kms:GrantIsForAWSResource": "true"}
+
+
+def test_stack_set_deploys_the_member_roles_to_the_organization(stacks):
+    _, _, security, _ = stacks
+    stack_set = next(iter(security.find_resources("AWS::CloudFormation::StackSet").values()))["Properties"]
+    assert stack_set["PermissionModel"] == "SERVICE_MANAGED"
+    assert stack_set["AutoDeployment"] == {"Enabled": True, "RetainStacksOnAccountRemoval": False}
+    assert stack_set["StackInstancesGroup"][0]["DeploymentTargets"]["OrganizationalUnitIds"] == ["r-exmp"]
+    template = json.loads(stack_set["TemplateBody"])
+    assert {r["Properties"]["RoleName"] for r in template["Resources"].values() if r["Type"] == "AWS::IAM::Role"} == {
+        "NeptuneGuardAudit", "NeptuneGuardRemediation"}
+    assert {p["ParameterKey"] for p in stack_set["Parameters"]} == {"SecurityAccountId", "OrganizationId"}
+    assert "BootstrapVersion" not in template.get("Parameters", {})
+
+
+def test_bad_configuration_is_refused_with_a_clear_message():
+    with pytest.raises(ValueError, match="organizationId"):
+        build(App(context={**CONTEXT, "neptune-guard:organizationId": "my-org"}))
+    with pytest.raises(ValueError, match="customer-managed"):
+        build(App(context={**CONTEXT, "neptune-guard:targetKey": "alias/aws/rds"}))
