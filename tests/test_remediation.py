@@ -171,6 +171,14 @@ def test_cli_starts_and_approves_and_refuses_an_execution_not_waiting(deployed, 
     from neptune_guard.cli import main
 
     session, sfn, arns = deployed
+    before = clusters(session)
+    assert main(["plan", "--account", ACCOUNT, "--region", REGION, "--cluster", "orders", "--target-key", "alias/neptune-cmk"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["restore"]["Port"] == 8183 and plan["modify"]["BackupRetentionPeriod"] == 7
+    assert [i["class"] for i in plan["instances"]] == ["db.r6g.large", "db.r6g.xlarge"]
+    assert set(clusters(session)) == set(before)  # planning changes nothing
+    assert main(["plan", "--account", ACCOUNT, "--region", REGION, "--cluster", "orders", "--target-key", "alias/aws/rds"]) == 2
+    assert "AWS-managed" in capsys.readouterr().err
     assert main(["remediate", "--state-machine-arn", arns["cluster"], "--account", ACCOUNT, "--region", REGION,
                  "--cluster", "orders", "--target-key", "alias/neptune-cmk"]) == 0
     execution = json.loads(capsys.readouterr().out)["execution_arn"]

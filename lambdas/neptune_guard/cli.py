@@ -53,6 +53,21 @@ def _add_scan_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", choices=("table", "json"), default="table")
 
 
+def _add_target_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--account", required=True)
+    parser.add_argument("--region", required=True)
+    resource = parser.add_mutually_exclusive_group(required=True)
+    resource.add_argument("--cluster", help="a Neptune cluster identifier")
+    resource.add_argument("--snapshot", help="a manual Neptune cluster snapshot identifier")
+    parser.add_argument("--target-key", required=True, help="customer-managed key ARN or alias/NAME in the resource's region")
+    parser.add_argument("--role-name", default="NeptuneGuardRemediation", help="the member account's remediation role")
+
+
+def _target_request(args) -> dict:
+    request = {"account_id": args.account, "region": args.region, "target_key": args.target_key, "role_name": args.role_name}
+    return {**request, "cluster_id": args.cluster} if args.cluster else {**request, "snapshot_id": args.snapshot}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="neptune-guard",
@@ -63,12 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_scan_arguments(scan_parser)
     scan_parser.add_argument("--publish", action="store_true",
                              help="import the findings into each account's own Security Hub and archive resolved ones")
-    remediate = commands.add_parser("remediate", help="start the cluster remediation workflow (it waits for on-call approval)")
-    remediate.add_argument("--state-machine-arn", required=True)
-    remediate.add_argument("--account", required=True)
-    remediate.add_argument("--region", required=True)
-    remediate.add_argument("--cluster", required=True)
-    remediate.add_argument("--target-key", required=True, help="customer-managed key ARN or alias/NAME in the cluster's region")
+    plan = commands.add_parser("plan", help="show what remediation would do and carry over; changes nothing")
+    _add_target_arguments(plan)
+    remediate = commands.add_parser("remediate", help="start a remediation workflow (it waits for on-call approval)")
+    remediate.add_argument("--state-machine-arn", required=True, help="the cluster or snapshot remediation state machine")
+    _add_target_arguments(remediate)
     approve = commands.add_parser("approve", help="approve the step an execution waits on (needs states:SendTaskSuccess)")
     approve.add_argument("execution_arn")
     reject = commands.add_parser("reject", help="reject the step an execution waits on (needs states:SendTaskFailure)")
@@ -123,19 +137,21 @@ def run_demo(args) -> int:
 def run_workflow_command(args) -> int:
     import boto3
 
-    from . import workflow
+    from . import remediation, snapshot_remediation, workflow
 
     session = boto3.Session()
     try:
-        if args.command == "remediate":
+        if args.command == "plan":
+            step = remediation.plan_cluster if args.cluster else snapshot_remediation.plan_snapshot
+            print(json.dumps(step({"state": _target_request(args), "execution": "plan-only"}), indent=2))
+        elif args.command == "remediate":
             sfn = session.client("stepfunctions", region_name=args.state_machine_arn.split(":")[3])
-            request = {"account_id": args.account, "region": args.region, "cluster_id": args.cluster, "target_key": args.target_key}
-            print(json.dumps({"execution_arn": workflow.start(sfn, args.state_machine_arn, request)}))
+            print(json.dumps({"execution_arn": workflow.start(sfn, args.state_machine_arn, _target_request(args))}))
         elif args.command == "approve":
             print(json.dumps(workflow.approve(session, args.execution_arn)))
         else:
             print(json.dumps(workflow.reject(session, args.execution_arn, args.reason)))
-    except workflow.NoPendingApproval as error:
+    except (workflow.NoPendingApproval, remediation.InvalidRequest) as error:
         print(f"neptune-guard: {error}", file=sys.stderr)
         return EXIT_USAGE
     return EXIT_OK
