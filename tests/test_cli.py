@@ -84,3 +84,38 @@ def test_black_box_scan_against_a_loopback_server(monkeypatch):
               for e in json.loads(completed.stdout)["evaluations"] if e["status"] == "FAILED"}
     assert ("222222222222", "locked", "neptune_cluster_cmk_enabled") in failed
     assert ("111111111111", "default-key", "neptune_cluster_uses_cmk") in failed
+
+
+def test_black_box_publish_lands_findings_once_and_archives_what_is_gone(monkeypatch):
+    import boto3
+
+    from tests.conftest import member_session
+
+    def run_scan():
+        completed = subprocess.run(
+            [sys.executable, "-m", "neptune_guard", "scan", "--accounts", "org", "--regions", "us-east-1,eu-west-1",
+             "--publish", "--output", "json"],
+            capture_output=True, text=True, timeout=120, cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": f"{ROOT / 'lambdas'}{os.pathsep}{ROOT}"},
+        )
+        assert completed.returncode == 0, completed.stderr
+        return json.loads(completed.stdout)
+
+    def hub_findings(account):
+        hub = member_session(session, account).client("securityhub", region_name="us-east-1")
+        return [f for page in hub.get_paginator("get_findings").paginate() for f in page["Findings"]]
+
+    with LoopbackAws() as local:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", local.endpoint_url)
+        session = boto3.Session(region_name="us-east-1")
+        seed(TWO_ACCOUNTS, session)
+        run_scan()
+        first = {account: hub_findings(account) for account in ("111111111111", "222222222222")}
+        run_scan()
+        assert {a: len(hub_findings(a)) for a in first} == {a: len(f) for a, f in first.items()}
+        assert all(first.values())
+        member_session(session, "111111111111").client("neptune", region_name="us-east-1").delete_db_cluster_snapshot(
+            DBClusterSnapshotIdentifier="plain-snap")
+        run_scan()
+        archived = [f for f in hub_findings("111111111111") if f["RecordState"] == "ARCHIVED"]
+    assert {f["Resources"][0]["Details"]["AwsRdsDbClusterSnapshot"]["DbClusterSnapshotIdentifier"] for f in archived} == {"plain-snap"}

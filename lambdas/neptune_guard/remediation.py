@@ -237,12 +237,16 @@ def restore_cluster(event: dict) -> dict:
     return {"cluster_id": plan["new_cluster_id"]}
 
 
-def new_cluster_available(event: dict) -> dict:
-    state, plan = event["state"], event["state"]["plan"]
-    cluster = describe_cluster(neptune_client(state), plan["new_cluster_id"])
+def require_available_cluster(state: dict, identifier: str) -> dict:
+    """A waiting step's check: done when the cluster is available, ResourceNotReady (retried by the ASL) until then."""
+    cluster = describe_cluster(neptune_client(state), identifier)
     if cluster is None or cluster["Status"] != "available":
-        raise ResourceNotReady(f"cluster {plan['new_cluster_id']} is {cluster and cluster['Status']}")
+        raise ResourceNotReady(f"cluster {identifier} is {cluster['Status'] if cluster else 'not there yet'}")
     return {"status": "available"}
+
+
+def new_cluster_available(event: dict) -> dict:
+    return require_available_cluster(event["state"], event["state"]["plan"]["new_cluster_id"])
 
 
 def apply_settings(event: dict) -> dict:

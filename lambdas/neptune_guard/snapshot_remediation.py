@@ -21,6 +21,7 @@ from .remediation import (
     describe_cluster,
     member_session,
     neptune_client,
+    require_available_cluster,
     validate_request,
     validated_key,
 )
@@ -107,11 +108,7 @@ def restore_temporary_cluster(event: dict) -> dict:
 
 
 def temporary_cluster_available(event: dict) -> dict:
-    state, plan = event["state"], event["state"]["plan"]
-    cluster = describe_cluster(neptune_client(state), plan["temporary_cluster_id"])
-    if cluster is None or cluster["Status"] != "available":
-        raise ResourceNotReady(f"cluster {plan['temporary_cluster_id']} is {cluster and cluster['Status']}")
-    return {"status": "available"}
+    return require_available_cluster(event["state"], event["state"]["plan"]["temporary_cluster_id"])
 
 
 def snapshot_temporary_cluster(event: dict) -> dict:
