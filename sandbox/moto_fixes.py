@@ -11,11 +11,9 @@ import importlib
 import json
 import os
 import re
-import threading
 import traceback
 import types
 import uuid
-from unittest import mock
 
 from moto.awslambda import models as awslambda_models
 from moto.core.responses import ActionResult
@@ -36,7 +34,6 @@ from moto.utilities.paginator import paginate
 from moto.utilities.utils import get_partition
 
 _applied = False
-_LAMBDA_ENVIRONMENT_LOCK = threading.RLock()
 
 
 def _kms_backend(account_id: str, region: str):
@@ -187,8 +184,10 @@ def unencrypted_snapshots_cannot_be_encrypted_by_copy() -> None:
 def lambda_runs_handlers_in_process() -> None:
     """Lambda invocations run the function's real handler in this process (moto would need Docker,
     which is not here). Not an AWS behaviour correction: the local stand-in for the Lambda runtime.
-    The handler named by the function (`module.function`) gets the event and the function's environment;
-    an exception becomes a `FunctionError` with the `errorType` and `errorMessage` Lambda reports.
+    The handler named by the function (`module.function`) gets the event; the function's environment is
+    applied to this process (every sandbox function shares it, and their variables are constant: restoring
+    them after each call would race executions running on other threads). An exception becomes a
+    `FunctionError` with the `errorType` and `errorMessage` Lambda reports.
     https://docs.aws.amazon.com/lambda/latest/dg/python-exceptions.html
     """
 
@@ -199,11 +198,11 @@ def lambda_runs_handlers_in_process() -> None:
             function_name=self.function_name, memory_limit_in_mb=self.memory_size, aws_request_id=str(uuid.uuid4()),
             invoked_function_arn=self.function_arn, get_remaining_time_in_millis=lambda: 900_000,
         )
-        with _LAMBDA_ENVIRONMENT_LOCK, mock.patch.dict(os.environ, {k: str(v) for k, v in self.environment_vars.items()}):
-            try:
-                result = getattr(importlib.import_module(module_name), function_name)(payload, context)
-            except Exception as error:  # the runtime's contract: any exception is a function error
-                return json.dumps({"errorType": type(error).__name__, "errorMessage": str(error)}), True, traceback.format_exc()
+        os.environ.update({k: str(v) for k, v in self.environment_vars.items()})
+        try:
+            result = getattr(importlib.import_module(module_name), function_name)(payload, context)
+        except Exception as error:  # the runtime's contract: any exception is a function error
+            return json.dumps({"errorType": type(error).__name__, "errorMessage": str(error)}), True, traceback.format_exc()
         return json.dumps(result), False, ""
 
     awslambda_models.LambdaFunction._invoke_lambda = invoke_in_process

@@ -99,14 +99,19 @@ def _account_id_for_next_create(account_id: str):
         yield
 
 
-def create_organization(session: boto3.Session, account_ids: list[str]) -> None:
+def create_organization(session: boto3.Session, account_ids: list[str]) -> dict[str, str]:
+    """The Organization and its accounts: {scenario id: id AWS gave}. In-process the ids are the
+    scenario's; a server in another process picks its own, and the scenario follows them."""
     organizations = session.client("organizations", region_name="us-east-1")
     organizations.create_organization(FeatureSet="ALL")
+    created = {MANAGEMENT_ACCOUNT: MANAGEMENT_ACCOUNT}
     for account_id in account_ids:
         if account_id == MANAGEMENT_ACCOUNT:
             continue
         with _account_id_for_next_create(account_id):
-            organizations.create_account(Email=f"aws+{account_id}@example.com", AccountName=f"member-{account_id}")
+            status = organizations.create_account(Email=f"aws+{account_id}@example.com", AccountName=f"member-{account_id}")
+        created[account_id] = status["CreateAccountStatus"]["AccountId"]
+    return created
 
 
 def account_session(session: boto3.Session, account_id: str) -> boto3.Session:
@@ -182,13 +187,13 @@ def seed(scenario: dict, session: boto3.Session | None = None) -> None:
     """Create the scenario's Organization and resources in the (mocked) AWS."""
     session = session or boto3.Session(region_name="us-east-1")
     accounts = scenario["accounts"]
-    create_organization(session, list(accounts))
+    actual = create_organization(session, list(accounts))
     if MANAGEMENT_ACCOUNT not in accounts:
         # Service-managed StackSets skip the management account; the team deploys the member stack there
         # by hand when it wants that account scanned, as this local Organization does.
         create_member_roles(session)
     for account_id, regions in accounts.items():
-        member = account_session(session, account_id)
+        member = account_session(session, actual[account_id])
         create_member_roles(member)
         for region, spec in regions.items():
             seed_region(member, region, spec)

@@ -1,5 +1,3 @@
-import os
-
 import boto3
 import pytest
 

@@ -2,7 +2,6 @@
 
 import json
 
-import boto3
 import pytest
 
 from neptune_guard import workflow

@@ -1,6 +1,5 @@
 """Publishing to Security Hub: ASFF, one finding per resource and check, PASSED, ARCHIVED, faults."""
 
-import pytest
 from moto.securityhub import models as securityhub_models
 
 from neptune_guard import asff
@@ -63,7 +62,7 @@ def test_findings_land_in_each_member_accounts_own_security_hub(seeded):
     resource = finding["Resources"][0]
     assert (resource["Type"], resource["Id"], resource["Region"], resource["Partition"]) == ("AwsRdsDbCluster", plain_arn, "us-east-1", "aws")
     assert resource["Details"]["AwsRdsDbCluster"]["StorageEncrypted"] is False
-    assert finding["ProductFields"]["neptune-guard/Remediation"] == asff.CLUSTER_WORKFLOW
+    assert finding["ProductFields"]["neptune-guard/Remediation"] == "NeptuneGuardClusterRemediation"
     good = [f for f in ours.values() if "(cluster good)" in f["Title"]]
     assert {f["Compliance"]["Status"] for f in good} == {"PASSED"} and len(good) == 3
     assert findings(session, "222222222222", "us-east-1")  # the other member's findings stay in its own hub

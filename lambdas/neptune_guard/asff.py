@@ -6,8 +6,6 @@ from .checks import CHECKS_BY_ID
 from .models import CLUSTER, Cluster, ClusterSnapshot, Evaluation, Resource, Status
 
 GENERATOR_PREFIX = "neptune-guard/"
-CLUSTER_WORKFLOW = "NeptuneGuardClusterRemediation"
-SNAPSHOT_WORKFLOW = "NeptuneGuardSnapshotRemediation"
 TYPES = ["Software and Configuration Checks/AWS Security Best Practices", "Effects/Data Exposure"]
 
 
@@ -46,7 +44,6 @@ def build(evaluation: Evaluation, resource: Resource, partition: str, now: str, 
     check = CHECKS_BY_ID[evaluation.check_id]
     kind = "cluster" if resource.resource_type == CLUSTER else "cluster snapshot"
     key = f"KMS key: {resource.kms_key_id}." if resource.kms_key_id else "KMS key: none (not encrypted)."
-    workflow = CLUSTER_WORKFLOW if resource.resource_type == CLUSTER else SNAPSHOT_WORKFLOW
     created = first_seen or now
     return {
         "SchemaVersion": "2018-10-08",
@@ -69,7 +66,7 @@ def build(evaluation: Evaluation, resource: Resource, partition: str, now: str, 
         "Compliance": {"Status": evaluation.status.value, "RelatedRequirements": list(check.requirements)},
         "ProductFields": {
             "neptune-guard/CheckId": check.id,
-            "neptune-guard/Remediation": workflow if evaluation.status is Status.FAILED and check.id != "neptune_cluster_cmk_enabled" else "none",
+            "neptune-guard/Remediation": check.workflow if evaluation.status is Status.FAILED and check.workflow else "none",
         },
         "Resources": [
             {

@@ -10,6 +10,7 @@ from botocore.config import Config
 
 DEFAULT_REGION = "us-east-1"
 ACCOUNT_ID = re.compile(r"^\d{12}$")
+REGION_NAME = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
 
 # Adaptive mode adds client-side rate limiting on top of retries, which is what a scan fanning out over
 # many account-regions needs when the Neptune or KMS APIs start throttling.

@@ -12,6 +12,8 @@ from typing import Callable
 from .models import CLUSTER, CLUSTER_SNAPSHOT, Evaluation, KeyManager, Resource, Status
 
 DOCS_URL = "https://docs.aws.amazon.com/neptune/latest/userguide/encrypt.html"
+CLUSTER_WORKFLOW = "NeptuneGuardClusterRemediation"
+SNAPSHOT_WORKFLOW = "NeptuneGuardSnapshotRemediation"
 UNUSABLE_KEY_STATES = frozenset({"Disabled", "PendingDeletion"})
 
 CLUSTER_REQUIREMENTS = (
@@ -44,6 +46,7 @@ class Check:
     remediation: str
     requirements: tuple[str, ...]
     evaluate: Callable[[Resource], Outcome | None]
+    workflow: str | None  # the state machine that fixes a failure, if re-encryption is the fix
     remediation_url: str = DOCS_URL
 
 
@@ -99,6 +102,7 @@ CHECKS: tuple[Check, ...] = (
         remediation=_RESTORE_FIX,
         requirements=CLUSTER_REQUIREMENTS,
         evaluate=_storage_encrypted,
+        workflow=CLUSTER_WORKFLOW,
     ),
     Check(
         id="neptune_cluster_uses_cmk",
@@ -112,6 +116,7 @@ CHECKS: tuple[Check, ...] = (
         remediation=_RESTORE_FIX,
         requirements=CLUSTER_REQUIREMENTS,
         evaluate=_uses_cmk,
+        workflow=CLUSTER_WORKFLOW,
     ),
     Check(
         id="neptune_cluster_cmk_enabled",
@@ -128,6 +133,7 @@ CHECKS: tuple[Check, ...] = (
         ),
         requirements=CLUSTER_REQUIREMENTS,
         evaluate=_cmk_enabled,
+        workflow=None,
         remediation_url="https://docs.aws.amazon.com/kms/latest/developerguide/deleting-keys.html",
     ),
     Check(
@@ -142,6 +148,7 @@ CHECKS: tuple[Check, ...] = (
         ),
         requirements=SNAPSHOT_REQUIREMENTS,
         evaluate=_storage_encrypted,
+        workflow=SNAPSHOT_WORKFLOW,
     ),
     Check(
         id="neptune_cluster_snapshot_uses_cmk",
@@ -152,6 +159,7 @@ CHECKS: tuple[Check, ...] = (
         remediation="Copy the snapshot with a customer-managed KmsKeyId, verify the copy, then delete the original.",
         requirements=SNAPSHOT_REQUIREMENTS,
         evaluate=_uses_cmk,
+        workflow=SNAPSHOT_WORKFLOW,
     ),
 )
 

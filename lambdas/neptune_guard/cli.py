@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 
 from . import report
+from .aws import REGION_NAME
 from .scanner import DEFAULT_AUDIT_ROLE, ScanOptions, ScanSetupError, scan
 
-REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
 EXIT_OK, EXIT_NOTHING_SCANNED, EXIT_USAGE = 0, 1, 2
 
 
@@ -20,7 +19,7 @@ class UsageError(Exception):
 
 def _regions(value: str) -> tuple[str, ...]:
     regions = tuple(dict.fromkeys(r.strip() for r in value.split(",") if r.strip()))
-    bad = [r for r in regions if not REGION.match(r)]
+    bad = [r for r in regions if not REGION_NAME.match(r)]
     if bad or not regions:
         raise argparse.ArgumentTypeError(f"not a list of region names: {value!r}")
     return regions

@@ -75,7 +75,7 @@ def validate_request(request: dict, resource_field: str = "cluster_id") -> None:
             raise InvalidRequest(f"missing or malformed field {field!r}")
     if not aws.ACCOUNT_ID.match(request["account_id"]):
         raise InvalidRequest(f"account_id must be 12 digits, got {request['account_id']!r}")
-    if not re.match(r"^[a-z]{2}(-[a-z]+)+-\d+$", request["region"]):
+    if not aws.REGION_NAME.match(request["region"]):
         raise InvalidRequest(f"not a region: {request['region']!r}")
     if resource_field == "cluster_id" and (not IDENTIFIER.match(request["cluster_id"]) or len(request["cluster_id"]) > 63 - len(RETIRED_SUFFIX)):
         raise InvalidRequest(f"not a Neptune cluster identifier (or too long to rename): {request['cluster_id']!r}")

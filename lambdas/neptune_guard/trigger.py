@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import asff, aws, workflow
+from .checks import CLUSTER_WORKFLOW, SNAPSHOT_WORKFLOW
 from .remediation import member_session
 
 
@@ -47,9 +48,9 @@ def remediation_request(finding: dict, config: TriggerConfig) -> tuple[str, dict
         "approval_timeout_seconds": config.approval_timeout_seconds,
         "finding": {"id": finding["Id"], "product_arn": finding["ProductArn"]},
     }
-    if kind == asff.CLUSTER_WORKFLOW and resource.get("Type") == "AwsRdsDbCluster":
+    if kind == CLUSTER_WORKFLOW and resource.get("Type") == "AwsRdsDbCluster":
         return config.cluster_state_machine_arn, {**common, "cluster_id": details["AwsRdsDbCluster"]["DbClusterIdentifier"]}
-    if kind == asff.SNAPSHOT_WORKFLOW and resource.get("Type") == "AwsRdsDbClusterSnapshot":
+    if kind == SNAPSHOT_WORKFLOW and resource.get("Type") == "AwsRdsDbClusterSnapshot":
         return config.snapshot_state_machine_arn, {
             **common, "snapshot_id": details["AwsRdsDbClusterSnapshot"]["DbClusterSnapshotIdentifier"]}
     raise NotRemediable("this check has no re-encryption workflow (a key that cannot decrypt is re-enabled, not re-encrypted)")
