@@ -30,12 +30,8 @@ def partition_of(session: boto3.Session, region: str) -> str:
     return session.get_partition_for_region(region)
 
 
-def assume_role_credentials(
-    session: boto3.Session, account_id: str, role_name: str, region: str, session_name: str = "neptune-guard"
-) -> dict[str, str]:
-    """Temporary credentials in `account_id` through `role_name`, via the regional STS endpoint of `region`."""
-    partition = partition_of(session, region)
-    sts = session.client("sts", region_name=region, config=CLIENT_CONFIG)
+def assume_role_credentials(sts, partition: str, account_id: str, role_name: str, session_name: str = "neptune-guard") -> dict[str, str]:
+    """Temporary credentials in `account_id` through `role_name`, from a (regional) STS client."""
     credentials = sts.assume_role(
         RoleArn=f"arn:{partition}:iam::{account_id}:role/{role_name}",
         RoleSessionName=session_name,
@@ -51,7 +47,8 @@ def assume_role(
     session: boto3.Session, account_id: str, role_name: str, region: str, session_name: str = "neptune-guard"
 ) -> boto3.Session:
     """A session of its own in `account_id`, for callers that work in one account at a time."""
-    credentials = assume_role_credentials(session, account_id, role_name, region, session_name)
+    sts = session.client("sts", region_name=region, config=CLIENT_CONFIG)
+    credentials = assume_role_credentials(sts, partition_of(session, region), account_id, role_name, session_name)
     return boto3.Session(region_name=region, **credentials)
 
 

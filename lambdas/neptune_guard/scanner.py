@@ -52,13 +52,14 @@ def resolve_accounts(session: boto3.Session, options: ScanOptions) -> list[str]:
     return listed
 
 
-def open_account(session: boto3.Session, account_id: str, options: ScanOptions) -> AccountContext:
+def open_account(session: boto3.Session, sts, account_id: str, options: ScanOptions) -> AccountContext:
     """Assume the audit role and find the account's regions. Only `self` uses the caller's own credentials:
     otherwise the security account is scanned through its audit role too, so that the detector's own role
     needs nothing but sts:AssumeRole on the member roles."""
     region = aws.home_region(session)
     use_own = options.accounts == "self"
-    credentials = None if use_own else aws.assume_role_credentials(session, account_id, options.role_name, region)
+    partition = aws.partition_of(session, region)
+    credentials = None if use_own else aws.assume_role_credentials(sts, partition, account_id, options.role_name)
     clients = aws.ClientFactory(session, credentials)
     if options.regions:
         regions = list(options.regions)
@@ -93,11 +94,12 @@ def scan(
     accounts = resolve_accounts(session, options)
     result = ScanResult()
     keys = inventory.KeyDirectory()
+    sts = aws.ClientFactory(session).client("sts", aws.home_region(session))  # regional endpoint; shared by all accounts
     known_units = 0
 
     with ThreadPoolExecutor(max_workers=max(1, options.concurrency), thread_name_prefix="scan") as pool:
         pending: dict[Future, str] = {
-            pool.submit(open_account, session, account_id, options): account_id for account_id in accounts
+            pool.submit(open_account, session, sts, account_id, options): account_id for account_id in accounts
         }
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
