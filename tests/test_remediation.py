@@ -158,12 +158,18 @@ def test_a_cluster_that_is_not_available_is_refused(deployed):
     assert result["error"] == "Refused" and "stopped, not available" in result["cause"]
 
 
-def test_a_double_trigger_starts_one_execution(deployed):
+def test_a_double_trigger_starts_one_execution_and_a_retry_after_it_ended_starts_anew(deployed):
     session, sfn, arns = deployed
     first = workflow.start(sfn, arns["cluster"], request())
-    second = workflow.start(sfn, arns["cluster"], request())
-    assert first == second
+    assert workflow.start(sfn, arns["cluster"], request()) == first
+    assert workflow.start(sfn, arns["cluster"], request(approval_timeout_seconds=600)) == first  # still running
     assert len(sfn.list_executions(stateMachineArn=arns["cluster"])["executions"]) == 1
+    awaiting(sfn, first)
+    workflow.reject(session, first, "not now")
+    finish(sfn, first)
+    retry = workflow.start(sfn, arns["cluster"], request())
+    assert retry != first and retry.endswith("-2")
+    assert sfn.describe_execution(executionArn=retry)["status"] == "RUNNING"
 
 
 def test_cli_starts_and_approves_and_refuses_an_execution_not_waiting(deployed, capsys):

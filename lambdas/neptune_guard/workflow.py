@@ -29,14 +29,23 @@ def execution_name(request: dict) -> str:
     return f"{resource}-{hashlib.sha256(basis.encode()).hexdigest()[:16]}"
 
 
+MAX_ATTEMPTS_PER_RESOURCE = 50
+
+
 def start(sfn, state_machine_arn: str, request: dict) -> str:
-    """The execution for this request: StartExecution with the same name and input is idempotent while
-    the execution runs, so a second trigger gets the first execution's ARN."""
-    name = execution_name(request)
-    try:
-        return sfn.start_execution(stateMachineArn=state_machine_arn, name=name, input=json.dumps(request))["executionArn"]
-    except sfn.exceptions.ExecutionAlreadyExists:  # same name, different input (or finished): the existing one stands
-        return state_machine_arn.replace(":stateMachine:", ":execution:") + f":{name}"
+    """The execution for this request. While one runs for the same resource and key, it is returned, not
+    duplicated (a double click). Once it has finished (rolled back, rejected, timed out), a new attempt
+    starts: execution names stay taken for 90 days, so attempts are numbered."""
+    base = execution_name(request)
+    for attempt in range(1, MAX_ATTEMPTS_PER_RESOURCE + 1):
+        name = base if attempt == 1 else f"{base}-{attempt}"
+        try:
+            return sfn.start_execution(stateMachineArn=state_machine_arn, name=name, input=json.dumps(request))["executionArn"]
+        except sfn.exceptions.ExecutionAlreadyExists:
+            existing = state_machine_arn.replace(":stateMachine:", ":execution:") + f":{name}"
+            if sfn.describe_execution(executionArn=existing)["status"] == "RUNNING":
+                return existing
+    raise RuntimeError(f"{MAX_ATTEMPTS_PER_RESOURCE} executions already ran for {base}; look at why before trying again")
 
 
 def pending_approval(sfn, execution_arn: str) -> dict:
