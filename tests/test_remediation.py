@@ -282,3 +282,18 @@ def test_success_resolves_the_finding_with_a_note_naming_execution_and_approvers
     stored = securityhub.get_findings(Filters={"Id": [{"Value": finding["id"], "Comparison": "EQUALS"}]})["Findings"][0]
     assert stored["Workflow"]["Status"] == "RESOLVED"
     assert execution in stored["Note"]["Text"] and approver in stored["Note"]["Text"]
+
+
+def test_a_failure_after_cutover_is_reported_not_rolled_back(deployed, monkeypatch):
+    session, sfn, arns = deployed
+    _fail(monkeypatch, "stop_db_cluster")
+    execution = workflow.start(sfn, arns["cluster"], request())
+    awaiting(sfn, execution)
+    workflow.approve(session, execution)
+    awaiting(sfn, execution, "cutover")
+    workflow.approve(session, execution)
+    result = finish(sfn, execution)
+    assert result["status"] == "SUCCEEDED"
+    assert "injected fault" in json.loads(result["output"])["bookkeeping_error"]["Cause"]
+    after = clusters(session)
+    assert after["orders"]["StorageEncrypted"] and after["orders-pre-cmk"]["Status"] == "available"

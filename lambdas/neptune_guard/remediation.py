@@ -431,7 +431,8 @@ def roll_back(event: dict) -> dict:
 def notify(event: dict) -> dict:
     state, outcome = event["state"], event["outcome"]
     subject = f"Neptune Guard: remediation of {state.get('cluster_id') or state.get('snapshot_id')} {outcome}"
-    send_notification(subject, {"outcome": outcome, "execution": event["execution"], "error": state.get("error"), "plan": state.get("plan")})
+    send_notification(subject, {"outcome": outcome, "execution": event["execution"], "error": state.get("error"),
+                                "needs_attention": state.get("bookkeeping_error"), "plan": state.get("plan")})
     return {"notified": outcome}
 
 
