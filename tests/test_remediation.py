@@ -297,3 +297,22 @@ def test_a_failure_after_cutover_is_reported_not_rolled_back(deployed, monkeypat
     assert "injected fault" in json.loads(result["output"])["bookkeeping_error"]["Cause"]
     after = clusters(session)
     assert after["orders"]["StorageEncrypted"] and after["orders-pre-cmk"]["Status"] == "available"
+
+
+def test_on_call_is_told_the_plan_the_risk_and_how_to_answer(deployed):
+    session, sfn, arns = deployed
+    sqs = session.client("sqs", region_name=REGION)
+    queue = sqs.create_queue(QueueName="on-call")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    session.client("sns", region_name=REGION).subscribe(TopicArn=arns["topic"], Protocol="sqs", Endpoint=queue_arn,
+                                                         Attributes={"RawMessageDelivery": "true"})
+    execution = workflow.start(sfn, arns["cluster"], request())
+    awaiting(sfn, execution)
+
+    message = json.loads(sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=1)["Messages"][0]["Body"])
+    assert message["stage"] == "snapshot" and message["execution"] == execution
+    assert "lost unless the application is stopped" in message["question"]
+    assert message["approve"] == f"python -m neptune_guard approve {execution}"
+    plan = message["plan"]
+    assert plan["restore"]["DeletionProtection"] is True and plan["restore"]["EnableCloudwatchLogsExports"] == ["audit"]
+    assert [i["id"] for i in plan["instances"]] == ["orders-1", "orders-2"]
