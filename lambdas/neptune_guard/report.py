@@ -16,10 +16,14 @@ def summary_line(result: ScanResult) -> str:
     exposed = {(e.account_id, e.region, e.resource_arn) for e in failed}
     accounts = {unit.account_id for unit in result.units} | {error.account_id for error in result.errors}
     return (
-        f"{len(accounts)} accounts, {len(result.scanned_units)}/{len(result.units)} account-regions scanned, "
-        f"{len(resources)} resources, {len(exposed)} with failed checks ({len(failed)} failed checks), "
-        f"{len(result.all_errors)} errors"
+        f"{_count(len(accounts), 'account')}, {len(result.scanned_units)}/{len(result.units)} account-regions scanned, "
+        f"{_count(len(resources), 'resource')}, {len(exposed)} with failed checks ({_count(len(failed), 'failed check')}), "
+        f"{_count(len(result.all_errors), 'error')}"
     )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def table(result: ScanResult) -> str:
