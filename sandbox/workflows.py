@@ -52,6 +52,36 @@ def deploy(session: boto3.Session | None = None, region: str = "us-east-1") -> d
     return {"cluster": cluster, "snapshot": snapshot, "steps_function": function_arn, "topic": topic_arn, "role": role_arn}
 
 
+def stop_running(sfn, state_machine_arns, timeout: float = 30.0) -> None:
+    """Stop every execution still running, and wait until it has stopped: the interpreter runs them on
+    threads that would otherwise go on calling AWS after their local AWS is gone, or in the next one."""
+    for arn in state_machine_arns:
+        for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=arn, statusFilter="RUNNING"):
+            for execution in page["executions"]:
+                deadline = time.monotonic() + timeout
+                while True:
+                    try:
+                        sfn.stop_execution(executionArn=execution["executionArn"], error="SandboxTeardown")
+                        break
+                    except Exception:  # the interpreter has not started it yet: moto cannot stop it before that
+                        if time.monotonic() > deadline:
+                            raise
+                        time.sleep(0.05)
+                _wake_if_waiting_for_approval(sfn, execution["executionArn"])
+                wait_for(sfn, execution["executionArn"], lambda description, history: False, timeout)
+
+
+def _wake_if_waiting_for_approval(sfn, execution_arn: str) -> None:
+    """moto's interpreter notices a stop only between states; a task waiting for its token must be woken."""
+    from neptune_guard import workflow
+
+    try:
+        token = workflow.pending_approval(sfn, execution_arn)["token"]
+    except workflow.NoPendingApproval:
+        return
+    sfn.send_task_failure(taskToken=token, error="SandboxTeardown", cause="the test that started it has ended")
+
+
 def fast_clock():
     """Retry intervals of the local interpreter pass at once: the ASL's real back-off would make a
     local run wait minutes for resources that moto makes available immediately. Not an AWS correction."""

@@ -35,7 +35,9 @@ def deployed(seeded, monkeypatch):
     session = seeded(SCENARIO)
     with workflows.fast_clock():
         arns = workflows.deploy(session)
-        yield session, session.client("stepfunctions", region_name=REGION), arns
+        sfn = session.client("stepfunctions", region_name=REGION)
+        yield session, sfn, arns
+        workflows.stop_running(sfn, [arns["cluster"], arns["snapshot"]])
 
 
 def request(**overrides):
@@ -316,3 +318,13 @@ def test_on_call_is_told_the_plan_the_risk_and_how_to_answer(deployed):
     plan = message["plan"]
     assert plan["restore"]["DeletionProtection"] is True and plan["restore"]["EnableCloudwatchLogsExports"] == ["audit"]
     assert [i["id"] for i in plan["instances"]] == ["orders-1", "orders-2"]
+
+
+def test_teardown_leaves_no_execution_running(deployed):
+    session, sfn, arns = deployed
+    execution = workflow.start(sfn, arns["cluster"], request())
+    awaiting(sfn, execution)
+    before = clusters(session)
+    workflows.stop_running(sfn, [arns["cluster"]])
+    assert sfn.describe_execution(executionArn=execution)["status"] != "RUNNING"
+    assert set(clusters(session)) == set(before)

@@ -27,7 +27,10 @@ def deployed(seeded, monkeypatch):
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "1")
     session = seeded(SCENARIO)
     with workflows.fast_clock():
-        yield session, session.client("stepfunctions", region_name=REGION), workflows.deploy(session)
+        arns = workflows.deploy(session)
+        sfn = session.client("stepfunctions", region_name=REGION)
+        yield session, sfn, arns
+        workflows.stop_running(sfn, [arns["cluster"], arns["snapshot"]])
 
 
 def neptune(session):

@@ -44,6 +44,7 @@ def setup(seeded, monkeypatch):
         scan(ScanOptions(accounts=ACCOUNT, regions=(REGION,), publish=True))
         hub = member_session(session, ACCOUNT).client("securityhub", region_name=REGION)
         yield session, hub, arns
+        workflows.stop_running(session.client("stepfunctions", region_name=REGION), [arns["cluster"], arns["snapshot"]])
 
 
 def by_title(hub, text, check):
