@@ -53,20 +53,19 @@ def key_account(key_arn: str) -> str | None:
 
 
 class KeyDirectory:
-    """Key classification by DescribeKey, cached per key ARN for the whole scan (keys do not change owner).
+    """Key classification by DescribeKey, cached per account and key ARN for the whole scan.
 
-    A complete answer (manager and state) is shared by every account; a partial one (another account's
-    key that this account may not describe) is kept for the asking account only, so that it never hides
-    the state the key's own account can read.
+    Per account, not per key alone: what an account's findings say about a key is what that account's
+    own role can see, so a result never depends on which account happened to ask first.
     """
 
     def __init__(self):
-        self._keys: dict[str | tuple[str, str], KeyInfo] = {}
+        self._keys: dict[tuple[str, str], KeyInfo] = {}
         self._lock = threading.Lock()
 
     def classify(self, kms, key_arn: str, account_id: str) -> KeyInfo:
         with self._lock:
-            cached = self._keys.get(key_arn) or self._keys.get((account_id, key_arn))
+            cached = self._keys.get((account_id, key_arn))
         if cached is not None:
             return cached
         try:
@@ -80,7 +79,7 @@ class KeyDirectory:
             # AWS-managed keys cannot be used across accounts, so a key from another account is a CMK.
             info = KeyInfo(arn=key_arn, manager=KeyManager.CUSTOMER, lookup_error=error_message(error))
         with self._lock:
-            self._keys[key_arn if info.state else (account_id, key_arn)] = info
+            self._keys[(account_id, key_arn)] = info
         return info
 
 
