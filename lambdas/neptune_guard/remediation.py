@@ -51,22 +51,39 @@ def member_session(state: dict) -> boto3.Session:
                            "neptune-guard-remediation")
 
 
+def _first_or_none(call, result_key: str, not_found: str, **arguments) -> dict | None:
+    """The one resource a describe call names, or None where AWS says there is no such resource."""
+    try:
+        found = call(**arguments)[result_key]
+    except ClientError as error:
+        if error.response["Error"]["Code"] == not_found:
+            return None
+        raise
+    return found[0] if found else None
+
+
 def describe_cluster(neptune, identifier: str) -> dict | None:
-    try:
-        return neptune.describe_db_clusters(DBClusterIdentifier=identifier)["DBClusters"][0]
-    except ClientError as error:
-        if error.response["Error"]["Code"] == "DBClusterNotFoundFault":
-            return None
-        raise
+    return _first_or_none(neptune.describe_db_clusters, "DBClusters", "DBClusterNotFoundFault", DBClusterIdentifier=identifier)
 
 
-def describe_instance(neptune, identifier: str) -> dict | None:
-    try:
-        return neptune.describe_db_instances(DBInstanceIdentifier=identifier)["DBInstances"][0]
-    except ClientError as error:
-        if error.response["Error"]["Code"] == "DBInstanceNotFound":
-            return None
-        raise
+def describe_snapshot(neptune, identifier: str) -> dict | None:
+    return _first_or_none(neptune.describe_db_cluster_snapshots, "DBClusterSnapshots", "DBClusterSnapshotNotFoundFault",
+                          DBClusterSnapshotIdentifier=identifier)
+
+
+def instances_in(neptune, cluster_ids: list[str]) -> dict[str, dict]:
+    """The instances of these clusters, by identifier: one request (Neptune documents the db-cluster-id
+    filter, which takes several clusters), not one per instance."""
+    found: dict[str, dict] = {}
+    pages = neptune.get_paginator("describe_db_instances").paginate(Filters=[{"Name": "db-cluster-id", "Values": cluster_ids}])
+    for page in pages:
+        found.update((instance["DBInstanceIdentifier"], instance) for instance in page["DBInstances"])
+    return found
+
+
+def workflow_instances(neptune, plan: dict) -> dict[str, dict]:
+    """Every instance of the clusters the workflow works on, under whichever of their names they have now."""
+    return instances_in(neptune, [plan["cluster_id"], plan["new_cluster_id"], plan["retired_cluster_id"]])
 
 
 def validate_request(request: dict, resource_field: str = "cluster_id") -> None:
@@ -126,9 +143,11 @@ def plan_cluster(event: dict) -> dict:
         if describe_cluster(neptune, taken) is not None:
             raise InvalidRequest(f"a cluster named {taken} already exists: an earlier remediation left it; resolve it first")
 
+    members = sorted(cluster.get("DBClusterMembers", []), key=lambda m: not m.get("IsClusterWriter"))
+    members_described = instances_in(neptune, [cluster_id])
     instances = []
-    for member in sorted(cluster.get("DBClusterMembers", []), key=lambda m: not m.get("IsClusterWriter")):
-        described = describe_instance(neptune, member["DBInstanceIdentifier"])
+    for member in members:
+        described = members_described[member["DBInstanceIdentifier"]]
         instances.append({
             "id": described["DBInstanceIdentifier"],
             "new_id": described["DBInstanceIdentifier"] + NEW_SUFFIX,
@@ -218,12 +237,16 @@ def create_snapshot(event: dict) -> dict:
     return {"snapshot_id": plan["snapshot_id"]}
 
 
-def snapshot_available(event: dict) -> dict:
-    state, plan = event["state"], event["state"]["plan"]
-    snapshot = neptune_client(state).describe_db_cluster_snapshots(DBClusterSnapshotIdentifier=plan["snapshot_id"])["DBClusterSnapshots"][0]
-    if snapshot["Status"] != "available":
-        raise ResourceNotReady(f"snapshot {plan['snapshot_id']} is {snapshot['Status']}")
+def require_available_snapshot(state: dict, identifier: str) -> dict:
+    """A waiting step's check: done when the snapshot is available, ResourceNotReady (retried by the ASL) until then."""
+    snapshot = describe_snapshot(neptune_client(state), identifier)
+    if snapshot is None or snapshot["Status"] != "available":
+        raise ResourceNotReady(f"snapshot {identifier} is {snapshot['Status'] if snapshot else 'not there yet'}")
     return {"status": "available"}
+
+
+def snapshot_available(event: dict) -> dict:
+    return require_available_snapshot(event["state"], event["state"]["plan"]["snapshot_id"])
 
 
 def restore_cluster(event: dict) -> dict:
@@ -264,8 +287,9 @@ def apply_settings(event: dict) -> dict:
 def create_instances(event: dict) -> dict:
     state, plan = event["state"], event["state"]["plan"]
     neptune = neptune_client(state)
+    existing = instances_in(neptune, [plan["new_cluster_id"]])
     for instance in plan["instances"]:
-        if describe_instance(neptune, instance["new_id"]) is not None:
+        if instance["new_id"] in existing:
             continue
         arguments = {"DBInstanceIdentifier": instance["new_id"], "DBInstanceClass": instance["class"], "Engine": "neptune",
                      "DBClusterIdentifier": plan["new_cluster_id"], "PromotionTier": instance["promotion_tier"]}
@@ -279,9 +303,9 @@ def create_instances(event: dict) -> dict:
 
 def instances_available(event: dict) -> dict:
     state, plan = event["state"], event["state"]["plan"]
-    neptune = neptune_client(state)
+    described_by_id = instances_in(neptune_client(state), [plan["new_cluster_id"]])
     for instance in plan["instances"]:
-        described = describe_instance(neptune, instance["new_id"])
+        described = described_by_id.get(instance["new_id"])
         if described is None or described["DBInstanceStatus"] != "available":
             raise ResourceNotReady(f"instance {instance['new_id']} is {described and described['DBInstanceStatus']}")
     return {"status": "available"}
@@ -310,8 +334,9 @@ def verify(event: dict) -> dict:
         checks["parameter group"] = (cluster.get("DBClusterParameterGroup"), wanted["DBClusterParameterGroupName"])
     members = {m["DBInstanceIdentifier"] for m in cluster.get("DBClusterMembers", [])}
     checks["instances"] = (sorted(members), sorted(i["new_id"] for i in plan["instances"]))
+    described_by_id = instances_in(neptune, [plan["new_cluster_id"]])
     for instance in plan["instances"]:
-        described = describe_instance(neptune, instance["new_id"]) or {}
+        described = described_by_id.get(instance["new_id"], {})
         checks[f"class of {instance['new_id']}"] = (described.get("DBInstanceClass"), instance["class"])
         checks[f"promotion tier of {instance['new_id']}"] = (described.get("PromotionTier"), instance["promotion_tier"])
     mismatches = [f"{name}: {have!r}, expected {want!r}" for name, (have, want) in checks.items() if have != want]
@@ -343,8 +368,9 @@ def cut_over(event: dict) -> dict:
     neptune = neptune_client(state)
     original, new, retired = plan["cluster_id"], plan["new_cluster_id"], plan["retired_cluster_id"]
     if describe_cluster(neptune, retired) is None:
+        present = workflow_instances(neptune, plan)
         for instance in plan["instances"]:
-            if describe_instance(neptune, instance["id"]) is not None:
+            if instance["id"] in present:
                 _rename_instance(neptune, instance["id"], instance["retired_id"])
         _rename_cluster(neptune, original, retired)
         raise ResourceNotReady(f"renaming {original} to {retired}")
@@ -355,8 +381,11 @@ def cut_over(event: dict) -> dict:
         for instance in plan["instances"]:
             _rename_instance(neptune, instance["new_id"], instance["id"])
         raise ResourceNotReady(f"renaming {new} to {original}")
-    if not _settled(neptune, original) or any(describe_instance(neptune, i["id"]) is None for i in plan["instances"]):
+    if not _settled(neptune, original):
         raise ResourceNotReady(f"{original} is still renaming")
+    present = workflow_instances(neptune, plan)
+    if any(instance["id"] not in present for instance in plan["instances"]):
+        raise ResourceNotReady(f"the instances of {original} are still renaming")
     return {"serving": original, "retired": retired}
 
 
@@ -398,19 +427,22 @@ def roll_back(event: dict) -> dict:
     if describe_cluster(neptune, retired) is not None:
         if holder is not None and holder["DbClusterResourceId"] != plan["cluster_resource_id"]:
             _rename_cluster(neptune, original, new)  # the new cluster had taken the name: give it back
+            present = workflow_instances(neptune, plan)
             for instance in plan["instances"]:
-                if describe_instance(neptune, instance["id"]) is not None:
+                if instance["id"] in present:
                     _rename_instance(neptune, instance["id"], instance["new_id"])
             raise ResourceNotReady(f"moving {original} back to {new}")
         if holder is None:
             _rename_cluster(neptune, retired, original)
+            present = workflow_instances(neptune, plan)
             for instance in plan["instances"]:
-                if describe_instance(neptune, instance["retired_id"]) is not None:
+                if instance["retired_id"] in present:
                     _rename_instance(neptune, instance["retired_id"], instance["id"])
             raise ResourceNotReady(f"renaming {retired} back to {original}")
     if not _settled(neptune, original):
         raise ResourceNotReady(f"{original} is not yet available")
-    remaining = [i["new_id"] for i in plan["instances"] if describe_instance(neptune, i["new_id"]) is not None]
+    present = workflow_instances(neptune, plan)
+    remaining = [i["new_id"] for i in plan["instances"] if i["new_id"] in present]
     for instance_id in remaining:
         neptune.delete_db_instance(DBInstanceIdentifier=instance_id, SkipFinalSnapshot=True)
     new_cluster = describe_cluster(neptune, new)

@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import hashlib
 
-from botocore.exceptions import ClientError
-
 from . import aws
 from .remediation import (
     InvalidRequest,
-    ResourceNotReady,
     VerificationFailed,
     approval_timeout,
     describe_cluster,
+    describe_snapshot,
     member_session,
     neptune_client,
     require_available_cluster,
+    require_available_snapshot,
     validate_request,
     validated_key,
 )
@@ -29,21 +28,12 @@ from .remediation import (
 NEW_SNAPSHOT_SUFFIX = "-cmk"
 
 
-def _snapshot(neptune, identifier: str) -> dict | None:
-    try:
-        return neptune.describe_db_cluster_snapshots(DBClusterSnapshotIdentifier=identifier)["DBClusterSnapshots"][0]
-    except ClientError as error:
-        if error.response["Error"]["Code"] == "DBClusterSnapshotNotFoundFault":
-            return None
-        raise
-
-
 def plan_snapshot(event: dict) -> dict:
     request = event["state"]
     validate_request(request, "snapshot_id")
     session = member_session(request)
     neptune = session.client("neptune", region_name=request["region"], config=aws.CLIENT_CONFIG)
-    snapshot = _snapshot(neptune, request["snapshot_id"])
+    snapshot = describe_snapshot(neptune, request["snapshot_id"])
     if snapshot is None or snapshot.get("Engine") != "neptune":
         raise InvalidRequest(f"no Neptune cluster snapshot {request['snapshot_id']} in {request['account_id']} {request['region']}")
     if snapshot.get("SnapshotType") != "manual":
@@ -56,7 +46,7 @@ def plan_snapshot(event: dict) -> dict:
         raise InvalidRequest(f"snapshot {request['snapshot_id']} is already encrypted with {key['Arn']}")
     snapshot_id = snapshot["DBClusterSnapshotIdentifier"]
     new_snapshot_id = snapshot_id + NEW_SNAPSHOT_SUFFIX
-    if _snapshot(neptune, new_snapshot_id) is not None:
+    if describe_snapshot(neptune, new_snapshot_id) is not None:
         raise InvalidRequest(f"a snapshot named {new_snapshot_id} already exists: an earlier remediation left it; resolve it first")
     tags = neptune.list_tags_for_resource(ResourceName=snapshot["DBClusterSnapshotArn"]).get("TagList", [])
     path = "copy" if snapshot.get("StorageEncrypted") else "restore"
@@ -80,7 +70,7 @@ def plan_snapshot(event: dict) -> dict:
 def copy_snapshot(event: dict) -> dict:
     state, plan = event["state"], event["state"]["plan"]
     neptune = neptune_client(state)
-    if _snapshot(neptune, plan["new_snapshot_id"]) is None:
+    if describe_snapshot(neptune, plan["new_snapshot_id"]) is None:
         neptune.copy_db_cluster_snapshot(
             SourceDBClusterSnapshotIdentifier=plan["snapshot_id"], TargetDBClusterSnapshotIdentifier=plan["new_snapshot_id"],
             KmsKeyId=plan["target_key_arn"], Tags=plan["tags"],
@@ -89,11 +79,7 @@ def copy_snapshot(event: dict) -> dict:
 
 
 def new_snapshot_available(event: dict) -> dict:
-    state, plan = event["state"], event["state"]["plan"]
-    snapshot = _snapshot(neptune_client(state), plan["new_snapshot_id"])
-    if snapshot is None or snapshot["Status"] != "available":
-        raise ResourceNotReady(f"snapshot {plan['new_snapshot_id']} is {snapshot and snapshot['Status']}")
-    return {"status": "available"}
+    return require_available_snapshot(event["state"], event["state"]["plan"]["new_snapshot_id"])
 
 
 def restore_temporary_cluster(event: dict) -> dict:
@@ -114,7 +100,7 @@ def temporary_cluster_available(event: dict) -> dict:
 def snapshot_temporary_cluster(event: dict) -> dict:
     state, plan = event["state"], event["state"]["plan"]
     neptune = neptune_client(state)
-    if _snapshot(neptune, plan["new_snapshot_id"]) is None:
+    if describe_snapshot(neptune, plan["new_snapshot_id"]) is None:
         neptune.create_db_cluster_snapshot(
             DBClusterSnapshotIdentifier=plan["new_snapshot_id"], DBClusterIdentifier=plan["temporary_cluster_id"], Tags=plan["tags"]
         )
@@ -132,7 +118,7 @@ def delete_temporary_cluster(event: dict) -> dict:
 def verify_snapshot(event: dict) -> dict:
     state, plan = event["state"], event["state"]["plan"]
     neptune = neptune_client(state)
-    snapshot = _snapshot(neptune, plan["new_snapshot_id"]) or {}
+    snapshot = describe_snapshot(neptune, plan["new_snapshot_id"]) or {}
     tags = neptune.list_tags_for_resource(ResourceName=snapshot.get("DBClusterSnapshotArn", "")).get("TagList", []) if snapshot else []
     checks = {
         "encrypted": (snapshot.get("StorageEncrypted"), True),
@@ -148,7 +134,7 @@ def verify_snapshot(event: dict) -> dict:
 def delete_original_snapshot(event: dict) -> dict:
     state, plan = event["state"], event["state"]["plan"]
     neptune = neptune_client(state)
-    if _snapshot(neptune, plan["snapshot_id"]) is not None:
+    if describe_snapshot(neptune, plan["snapshot_id"]) is not None:
         neptune.delete_db_cluster_snapshot(DBClusterSnapshotIdentifier=plan["snapshot_id"])
     return {"deleted": plan["snapshot_id"]}
 
@@ -164,7 +150,7 @@ def roll_back_snapshot(event: dict) -> dict:
     if describe_cluster(neptune, plan["temporary_cluster_id"]) is not None:
         neptune.delete_db_cluster(DBClusterIdentifier=plan["temporary_cluster_id"], SkipFinalSnapshot=True)
         removed.append(plan["temporary_cluster_id"])
-    if _snapshot(neptune, plan["new_snapshot_id"]) is not None and _snapshot(neptune, plan["snapshot_id"]) is not None:
+    if describe_snapshot(neptune, plan["new_snapshot_id"]) is not None and describe_snapshot(neptune, plan["snapshot_id"]) is not None:
         neptune.delete_db_cluster_snapshot(DBClusterSnapshotIdentifier=plan["new_snapshot_id"])
         removed.append(plan["new_snapshot_id"])
     return {"kept": plan["snapshot_id"], "removed": removed}
