@@ -37,6 +37,28 @@ def seeded(local_aws):
     return _seed
 
 
+@pytest.fixture
+def deploy_workflows(seeded, monkeypatch):
+    """Seed a scenario and deploy the real state machines into the local AWS: (session, sfn, ARNs).
+    Executions the test leaves running are stopped afterwards, so that none outlives its local AWS."""
+    from sandbox import workflows
+
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "1")
+    deployed = []
+
+    def _deploy(scenario: dict):
+        session = seeded(scenario)
+        arns = workflows.deploy(session)
+        sfn = session.client("stepfunctions", region_name="us-east-1")
+        deployed.append((sfn, arns))
+        return session, sfn, arns
+
+    with workflows.fast_clock():
+        yield _deploy
+        for sfn, arns in deployed:
+            workflows.stop_running(sfn, [arns["cluster"], arns["snapshot"]])
+
+
 def member_session(session, account_id: str) -> boto3.Session:
     from neptune_guard import aws
 

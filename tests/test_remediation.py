@@ -30,14 +30,8 @@ SCENARIO = {
 
 
 @pytest.fixture
-def deployed(seeded, monkeypatch):
-    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "1")
-    session = seeded(SCENARIO)
-    with workflows.fast_clock():
-        arns = workflows.deploy(session)
-        sfn = session.client("stepfunctions", region_name=REGION)
-        yield session, sfn, arns
-        workflows.stop_running(sfn, [arns["cluster"], arns["snapshot"]])
+def deployed(deploy_workflows):
+    return deploy_workflows(SCENARIO)
 
 
 def request(**overrides):

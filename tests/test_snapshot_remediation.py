@@ -3,7 +3,6 @@
 import pytest
 
 from neptune_guard import workflow
-from sandbox import workflows
 from tests.conftest import member_session
 from tests.test_remediation import awaiting, finish
 
@@ -23,14 +22,8 @@ SCENARIO = {
 
 
 @pytest.fixture
-def deployed(seeded, monkeypatch):
-    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "1")
-    session = seeded(SCENARIO)
-    with workflows.fast_clock():
-        arns = workflows.deploy(session)
-        sfn = session.client("stepfunctions", region_name=REGION)
-        yield session, sfn, arns
-        workflows.stop_running(sfn, [arns["cluster"], arns["snapshot"]])
+def deployed(deploy_workflows):
+    return deploy_workflows(SCENARIO)
 
 
 def neptune(session):

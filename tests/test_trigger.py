@@ -3,7 +3,6 @@
 import pytest
 
 from neptune_guard.scanner import ScanOptions, scan
-from sandbox import workflows
 from tests.conftest import member_session
 from tests.test_detector_lambda import Context
 
@@ -33,18 +32,13 @@ def custom_action_event(findings):
 
 
 @pytest.fixture
-def setup(seeded, monkeypatch):
-    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "1")
-    session = seeded(SCENARIO)
-    with workflows.fast_clock():
-        arns = workflows.deploy(session)
-        monkeypatch.setenv("CLUSTER_STATE_MACHINE_ARN", arns["cluster"])
-        monkeypatch.setenv("SNAPSHOT_STATE_MACHINE_ARN", arns["snapshot"])
-        monkeypatch.setenv("TARGET_KEY", "alias/neptune-cmk")
-        scan(ScanOptions(accounts=ACCOUNT, regions=(REGION,), publish=True))
-        hub = member_session(session, ACCOUNT).client("securityhub", region_name=REGION)
-        yield session, hub, arns
-        workflows.stop_running(session.client("stepfunctions", region_name=REGION), [arns["cluster"], arns["snapshot"]])
+def setup(deploy_workflows, monkeypatch):
+    session, _, arns = deploy_workflows(SCENARIO)
+    monkeypatch.setenv("CLUSTER_STATE_MACHINE_ARN", arns["cluster"])
+    monkeypatch.setenv("SNAPSHOT_STATE_MACHINE_ARN", arns["snapshot"])
+    monkeypatch.setenv("TARGET_KEY", "alias/neptune-cmk")
+    scan(ScanOptions(accounts=ACCOUNT, regions=(REGION,), publish=True))
+    return session, member_session(session, ACCOUNT).client("securityhub", region_name=REGION), arns
 
 
 def by_title(hub, text, check):
