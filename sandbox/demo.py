@@ -13,7 +13,7 @@ import time
 import boto3
 
 from . import moto_fixes, workflows
-from .organization import DEMO_SCENARIO, alias_name, seed
+from .organization import DEMO_SCENARIO, account_session, alias_name, seed
 
 SANDBOX_ENVIRONMENT = {
     "AWS_ACCESS_KEY_ID": "sandbox",
@@ -22,7 +22,6 @@ SANDBOX_ENVIRONMENT = {
     "POWERTOOLS_TRACE_DISABLED": "1",
     "POWERTOOLS_LOG_LEVEL": "WARNING",
 }
-REMEDIABLE = {"neptune_cluster_uses_cmk": "cluster", "neptune_cluster_snapshot_uses_cmk": "snapshot"}
 
 
 def load_scenario(path: str | None) -> dict:
@@ -37,10 +36,14 @@ def scenario_regions(scenario: dict) -> tuple[str, ...]:
 
 
 def remediation_requests(evaluations, target_key: str) -> list[tuple[str, dict]]:
-    """(workflow, request) for every failed cluster and manual snapshot; automated snapshots follow their cluster."""
+    """(workflow, request) for every failed cluster and manual snapshot, once each, as the checks' registry
+    says which workflow fixes which failure; automated snapshots follow their cluster."""
+    from neptune_guard.checks import CHECKS_BY_ID, CLUSTER_WORKFLOW, SNAPSHOT_WORKFLOW
+
+    kinds = {CLUSTER_WORKFLOW: "cluster", SNAPSHOT_WORKFLOW: "snapshot"}
     requests = {}
     for e in evaluations:
-        kind = REMEDIABLE.get(e.check_id)
+        kind = kinds.get(CHECKS_BY_ID[e.check_id].workflow)
         if e.status.value != "FAILED" or kind is None or e.resource_id.startswith("rds:"):
             continue
         field = "cluster_id" if kind == "cluster" else "snapshot_id"
@@ -70,12 +73,9 @@ def approve_until_done(session: boto3.Session, sfn, executions: list[str], timeo
 
 
 def final_clusters(session: boto3.Session, scenario: dict) -> list[dict]:
-    from neptune_guard import aws
-
     clusters = []
     for account_id, regions in scenario["accounts"].items():
-        member = session if account_id == aws.caller_account(session) else aws.assume_role(
-            session, account_id, "OrganizationAccountAccessRole", "us-east-1", "demo")
+        member = account_session(session, account_id)
         for region in regions:
             neptune = member.client("neptune", region_name=region)
             instances = {i["DBInstanceIdentifier"]: i["DBInstanceClass"] for i in neptune.describe_db_instances()["DBInstances"]}

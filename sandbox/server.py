@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import io
 import json
 import re
 import threading
@@ -65,8 +66,6 @@ class NetworkStandIn:
             # Query-protocol APIs (RDS, STS, EC2) send the action in the form body: read and put it back.
             length = int(environ.get("CONTENT_LENGTH") or 0)
             body = environ["wsgi.input"].read(length) if length else b""
-            import io
-
             environ["wsgi.input"] = io.BytesIO(body)
             form = parse_qs(body.decode("utf-8", "replace"))
             if "Action" in form:

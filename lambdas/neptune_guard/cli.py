@@ -8,6 +8,7 @@ import sys
 
 from . import report
 from .aws import REGION_NAME
+from .inventory import parse_account_list
 from .scanner import DEFAULT_AUDIT_ROLE, ScanOptions, ScanSetupError, scan
 
 EXIT_OK, EXIT_NOTHING_SCANNED, EXIT_USAGE = 0, 1, 2
@@ -34,8 +35,6 @@ def _concurrency(value: str) -> int:
 def _accounts(value: str) -> str:
     if value in ("self", "org"):
         return value
-    from .inventory import parse_account_list
-
     try:
         return ",".join(parse_account_list(value))
     except ValueError as error:

@@ -117,33 +117,21 @@ def read_region(clients: ClientFactory, account_id: str, region: str, keys: KeyD
             key_errors[key_arn] = str(error)
             return KeyInfo(arn=key_arn, manager=None, lookup_error=str(error))
 
+    def common(raw: dict) -> dict:
+        """What clusters and snapshots report alike: where they are, their state and their encryption."""
+        encrypted = bool(raw.get("StorageEncrypted"))
+        return {"account_id": account_id, "region": region, "status": raw.get("Status", "unknown"),
+                "storage_encrypted": encrypted, "kms_key_id": raw.get("KmsKeyId") if encrypted else None, "key": key_for(raw)}
+
     resources = [
-        Cluster(
-            account_id=account_id,
-            region=region,
-            identifier=raw["DBClusterIdentifier"],
-            arn=raw["DBClusterArn"],
-            status=raw.get("Status", "unknown"),
-            storage_encrypted=bool(raw.get("StorageEncrypted")),
-            kms_key_id=raw.get("KmsKeyId") if raw.get("StorageEncrypted") else None,
-            key=key_for(raw),
-            engine_version=raw.get("EngineVersion"),
-        )
+        Cluster(identifier=raw["DBClusterIdentifier"], arn=raw["DBClusterArn"], engine_version=raw.get("EngineVersion"),
+                **common(raw))
         for raw in raw_clusters
     ]
     resources += [
-        ClusterSnapshot(
-            account_id=account_id,
-            region=region,
-            identifier=raw["DBClusterSnapshotIdentifier"],
-            arn=raw["DBClusterSnapshotArn"],
-            status=raw.get("Status", "unknown"),
-            storage_encrypted=bool(raw.get("StorageEncrypted")),
-            kms_key_id=raw.get("KmsKeyId") if raw.get("StorageEncrypted") else None,
-            key=key_for(raw),
-            cluster_identifier=raw.get("DBClusterIdentifier", ""),
-            snapshot_type=raw.get("SnapshotType", "manual"),
-        )
+        ClusterSnapshot(identifier=raw["DBClusterSnapshotIdentifier"], arn=raw["DBClusterSnapshotArn"],
+                        cluster_identifier=raw.get("DBClusterIdentifier", ""), snapshot_type=raw.get("SnapshotType", "manual"),
+                        **common(raw))
         for raw in raw_snapshots
     ]
     return resources, list(key_errors.values())

@@ -40,16 +40,14 @@ class AccountContext:
 
 def resolve_accounts(session: boto3.Session, options: ScanOptions) -> list[str]:
     if options.accounts not in ("self", "org"):
-        listed = inventory.parse_account_list(options.accounts)
+        return inventory.parse_account_list(options.accounts)
     try:
         if options.accounts == "self":
             return [aws.caller_account(session)]
-        if options.accounts == "org":
-            organizations = session.client("organizations", region_name=aws.home_region(session), config=aws.CLIENT_CONFIG)
-            return inventory.organization_accounts(organizations)
+        organizations = session.client("organizations", region_name=aws.home_region(session), config=aws.CLIENT_CONFIG)
+        return inventory.organization_accounts(organizations)
     except (ClientError, BotoCoreError) as error:
         raise ScanSetupError(inventory.error_message(error)) from error
-    return listed
 
 
 def open_account(session: boto3.Session, sts, account_id: str, options: ScanOptions) -> AccountContext:

@@ -67,22 +67,23 @@ def pending_approval(sfn, execution_arn: str) -> dict:
     return pending
 
 
-def _approver(session) -> str:
-    return session.client("sts", region_name=aws.home_region(session), config=aws.CLIENT_CONFIG).get_caller_identity()["Arn"]
+def _answering(session, execution_arn: str) -> tuple:
+    """(Step Functions client, the pending approval, who is answering it)."""
+    sfn = session.client("stepfunctions", region_name=execution_arn.split(":")[3], config=aws.CLIENT_CONFIG)
+    pending = pending_approval(sfn, execution_arn)
+    sts = session.client("sts", region_name=aws.home_region(session), config=aws.CLIENT_CONFIG)
+    return sfn, pending, sts.get_caller_identity()["Arn"]
 
 
 def approve(session, execution_arn: str) -> dict:
-    sfn = session.client("stepfunctions", region_name=execution_arn.split(":")[3], config=aws.CLIENT_CONFIG)
-    pending = pending_approval(sfn, execution_arn)
-    decision = {"approved": True, "approver": _approver(session), "stage": pending["stage"],
+    sfn, pending, approver = _answering(session, execution_arn)
+    decision = {"approved": True, "approver": approver, "stage": pending["stage"],
                 "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     sfn.send_task_success(taskToken=pending["token"], output=json.dumps(decision))
     return decision
 
 
 def reject(session, execution_arn: str, reason: str) -> dict:
-    sfn = session.client("stepfunctions", region_name=execution_arn.split(":")[3], config=aws.CLIENT_CONFIG)
-    pending = pending_approval(sfn, execution_arn)
-    approver = _approver(session)
+    sfn, pending, approver = _answering(session, execution_arn)
     sfn.send_task_failure(taskToken=pending["token"], error="Rejected", cause=f"rejected by {approver}: {reason}"[:32768])
     return {"approved": False, "approver": approver, "stage": pending["stage"], "reason": reason}
