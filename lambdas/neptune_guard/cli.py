@@ -88,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     reject.add_argument("--reason", required=True)
     demo = commands.add_parser("demo", help="run Neptune Guard end to end against the embedded local AWS")
     demo.add_argument("--scenario", help="JSON file describing the Organization to seed (default: the built-in demo)")
-    demo.add_argument("--output", choices=("table", "json"), default="table")
+    demo.add_argument("--output", choices=("table", "json"), default="table",
+                      help='json: one document {"before", "remediations", "after", "clusters", "errors"}')
     return parser
 
 
