@@ -249,15 +249,18 @@ def snapshot_available(event: dict) -> dict:
     return require_available_snapshot(event["state"], event["state"]["plan"]["snapshot_id"])
 
 
-def restore_cluster(event: dict) -> dict:
-    state, plan = event["state"], event["state"]["plan"]
+def restore_under_key(state: dict, cluster_id: str, snapshot_id: str, key_arn: str, **settings) -> dict:
+    """Restore the snapshot as a new cluster encrypted with the key, unless an earlier try already did."""
     neptune = neptune_client(state)
-    if describe_cluster(neptune, plan["new_cluster_id"]) is None:
-        neptune.restore_db_cluster_from_snapshot(
-            DBClusterIdentifier=plan["new_cluster_id"], SnapshotIdentifier=plan["snapshot_id"], Engine="neptune",
-            KmsKeyId=plan["target_key_arn"], **plan["restore"],
-        )
-    return {"cluster_id": plan["new_cluster_id"]}
+    if describe_cluster(neptune, cluster_id) is None:
+        neptune.restore_db_cluster_from_snapshot(DBClusterIdentifier=cluster_id, SnapshotIdentifier=snapshot_id,
+                                                 Engine="neptune", KmsKeyId=key_arn, **settings)
+    return {"cluster_id": cluster_id}
+
+
+def restore_cluster(event: dict) -> dict:
+    plan = event["state"]["plan"]
+    return restore_under_key(event["state"], plan["new_cluster_id"], plan["snapshot_id"], plan["target_key_arn"], **plan["restore"])
 
 
 def require_available_cluster(state: dict, identifier: str) -> dict:

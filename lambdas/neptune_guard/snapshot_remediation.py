@@ -21,6 +21,7 @@ from .remediation import (
     neptune_client,
     require_available_cluster,
     require_available_snapshot,
+    restore_under_key,
     validate_request,
     validated_key,
 )
@@ -83,14 +84,9 @@ def new_snapshot_available(event: dict) -> dict:
 
 
 def restore_temporary_cluster(event: dict) -> dict:
-    state, plan = event["state"], event["state"]["plan"]
-    neptune = neptune_client(state)
-    if describe_cluster(neptune, plan["temporary_cluster_id"]) is None:
-        neptune.restore_db_cluster_from_snapshot(
-            DBClusterIdentifier=plan["temporary_cluster_id"], SnapshotIdentifier=plan["snapshot_id"], Engine="neptune",
-            KmsKeyId=plan["target_key_arn"], Tags=[{"Key": "neptune-guard:temporary", "Value": plan["snapshot_id"]}],
-        )
-    return {"cluster_id": plan["temporary_cluster_id"]}
+    plan = event["state"]["plan"]
+    return restore_under_key(event["state"], plan["temporary_cluster_id"], plan["snapshot_id"], plan["target_key_arn"],
+                             Tags=[{"Key": "neptune-guard:temporary", "Value": plan["snapshot_id"]}])
 
 
 def temporary_cluster_available(event: dict) -> dict:
