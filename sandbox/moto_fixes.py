@@ -130,6 +130,8 @@ def neptune_restores_as_documented() -> None:
                 "deletion_protection": bool(request.get("deletion_protection")),
                 "copy_tags_to_snapshot": bool(request.get("copy_tags_to_snapshot")),
                 "tags": request.get("tags") or [],
+                "storage_type": request.get("storage_type"),
+                "serverless_v2_scaling_configuration": request.get("serverless_v2_scaling_configuration"),
                 "backup_retention_period": 1,
             }
         )
@@ -179,6 +181,49 @@ def unencrypted_snapshots_cannot_be_encrypted_by_copy() -> None:
         return original(self, source_db_cluster_snapshot_identifier, target_db_cluster_snapshot_identifier, kms_key_id=kms_key_id, **kwargs)
 
     rds_models.RDSBackend.copy_db_cluster_snapshot = copy
+
+
+def neptune_storage_types() -> None:
+    """A Neptune cluster's `StorageType` is `standard` (the default) or `iopt1` (I/O-Optimized); Neptune
+    allocates storage itself. (moto knew only the instance storage types, refused `iopt1` and reported `gp2`.)
+
+    https://docs.aws.amazon.com/neptune/latest/apiref/API_CreateDBCluster.html (StorageType)
+    https://docs.aws.amazon.com/neptune/latest/userguide/storage-types.html
+    """
+    original_init = rds_models.DBCluster.__init__
+    original_allocated = rds_models.DBCluster.default_allocated_storage
+
+    @functools.wraps(original_init)
+    def init(self, backend, **kwargs):
+        neptune = kwargs.get("engine") == "neptune"
+        if neptune:
+            kwargs["storage_type"] = kwargs.get("storage_type") or "standard"
+        original_init(self, backend, **kwargs)
+
+    def allocated(engine, storage_type):
+        return 0 if engine == "neptune" else original_allocated(engine, storage_type)
+
+    rds_models.DBCluster.__init__ = init
+    rds_models.DBCluster.default_allocated_storage = staticmethod(allocated)
+
+
+def deleting_a_cluster_deletes_its_automated_backups() -> None:
+    """`DeleteDBCluster` deletes the cluster's automated backups (its `rds:` snapshots); manual snapshots stay.
+    (moto kept them, so a deleted cluster's automated snapshot stayed in every later scan.)
+
+    https://docs.aws.amazon.com/neptune/latest/userguide/manage-console-delete.html ("automated backups ...
+    are deleted when you delete the DB cluster"; keep a final or manual snapshot to retain the data)
+    """
+    original = rds_models.RDSBackend.delete_db_cluster
+
+    @functools.wraps(original)
+    def delete(self, cluster_identifier, snapshot_name=None):
+        cluster = original(self, cluster_identifier, snapshot_name)
+        for snapshot_id in [i for i, s in self.cluster_snapshots.items() if s.snapshot_type == "automated" and s.cluster.db_cluster_resource_id == cluster.db_cluster_resource_id]:
+            del self.cluster_snapshots[snapshot_id]
+        return cluster
+
+    rds_models.RDSBackend.delete_db_cluster = delete
 
 
 def lambda_runs_handlers_in_process() -> None:
@@ -392,5 +437,7 @@ def apply() -> None:
     security_hub_behaves_as_documented()
     neptune_restores_as_documented()
     unencrypted_snapshots_cannot_be_encrypted_by_copy()
+    deleting_a_cluster_deletes_its_automated_backups()
+    neptune_storage_types()
     lambda_runs_handlers_in_process()
     _applied = True

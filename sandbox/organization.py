@@ -16,6 +16,8 @@ from moto.organizations import utils as organizations_utils
 
 from neptune_guard import aws
 
+from . import write_activity
+
 MANAGEMENT_ACCOUNT = "123456789012"  # moto's default caller
 AUDIT_ROLE = "NeptuneGuardAudit"
 REMEDIATION_ROLE = "NeptuneGuardRemediation"
@@ -145,7 +147,7 @@ def _encryption_arguments(encryption: str) -> dict:
     return {"StorageEncrypted": True, "KmsKeyId": key}
 
 
-def seed_region(session: boto3.Session, region: str, spec: dict) -> None:
+def seed_region(session: boto3.Session, region: str, spec: dict, account_id: str | None = None) -> None:
     if spec.get("security_hub", True):
         session.client("securityhub", region_name=region).enable_security_hub(EnableDefaultStandards=False)
     kms = session.client("kms", region_name=region)
@@ -167,7 +169,10 @@ def seed_region(session: boto3.Session, region: str, spec: dict) -> None:
             arguments["EnableCloudwatchLogsExports"] = list(cluster["log_exports"])
         if cluster.get("iam_auth"):
             arguments["EnableIAMDatabaseAuthentication"] = True
-        neptune.create_db_cluster(**arguments)
+        if cluster.get("storage_type"):
+            arguments["StorageType"] = cluster["storage_type"]
+        created = neptune.create_db_cluster(**arguments)["DBCluster"]
+        instance_tags = cluster.get("instance_tags", {})
         for tier, (instance_id, instance_class) in enumerate(cluster.get("instances", {}).items()):
             neptune.create_db_instance(
                 DBInstanceIdentifier=instance_id,
@@ -175,9 +180,18 @@ def seed_region(session: boto3.Session, region: str, spec: dict) -> None:
                 Engine="neptune",
                 DBClusterIdentifier=cluster_id,
                 PromotionTier=tier,
+                Tags=[{"Key": k, "Value": v} for k, v in instance_tags.get(instance_id, {}).items()],
             )
-    for snapshot_id, cluster_id in spec.get("snapshots", {}).items():
-        neptune.create_db_cluster_snapshot(DBClusterSnapshotIdentifier=snapshot_id, DBClusterIdentifier=cluster_id)
+        if cluster.get("global_cluster"):
+            neptune.create_global_cluster(GlobalClusterIdentifier=cluster["global_cluster"], SourceDBClusterIdentifier=created["DBClusterArn"])
+        if cluster.get("writes_during_remediation"):
+            write_activity.keep_writing(account_id or aws.caller_account(session), region, cluster_id)
+    for snapshot_id, source in spec.get("snapshots", {}).items():
+        source = source if isinstance(source, dict) else {"cluster": source}
+        neptune.create_db_cluster_snapshot(DBClusterSnapshotIdentifier=snapshot_id, DBClusterIdentifier=source["cluster"])
+        if source.get("shared_with"):
+            neptune.modify_db_cluster_snapshot_attribute(DBClusterSnapshotIdentifier=snapshot_id, AttributeName="restore",
+                                                         ValuesToAdd=list(source["shared_with"]))
     rds = session.client("rds", region_name=region)
     for cluster_id, engine in spec.get("other_engines", {}).items():
         rds.create_db_cluster(DBClusterIdentifier=cluster_id, Engine=engine, MasterUsername="admin", MasterUserPassword="sandbox-pw-1")
@@ -186,6 +200,8 @@ def seed_region(session: boto3.Session, region: str, spec: dict) -> None:
 def seed(scenario: dict, session: boto3.Session | None = None) -> None:
     """Create the scenario's Organization and resources in the (mocked) AWS."""
     session = session or boto3.Session(region_name="us-east-1")
+    write_activity.install()
+    write_activity.stop_all()
     accounts = scenario["accounts"]
     actual = create_organization(session, list(accounts))
     if MANAGEMENT_ACCOUNT not in accounts:
@@ -196,4 +212,4 @@ def seed(scenario: dict, session: boto3.Session | None = None) -> None:
         member = account_session(session, actual[account_id])
         create_member_roles(member)
         for region, spec in regions.items():
-            seed_region(member, region, spec)
+            seed_region(member, region, spec, actual[account_id])

@@ -43,11 +43,11 @@ def deploy(session: boto3.Session | None = None, region: str = "us-east-1") -> d
     sfn = session.client("stepfunctions", region_name=region)
     cluster = sfn.create_state_machine(
         name="NeptuneGuardClusterRemediation", roleArn=role_arn,
-        definition=definition("cluster_remediation", {"StepsFunctionArn": function_arn}),
+        definition=definition("cluster_remediation", {"StepsFunctionArn": function_arn, "Partition": "aws"}),
     )["stateMachineArn"]
     snapshot = sfn.create_state_machine(
         name="NeptuneGuardSnapshotRemediation", roleArn=role_arn,
-        definition=definition("snapshot_remediation", {"StepsFunctionArn": function_arn}),
+        definition=definition("snapshot_remediation", {"StepsFunctionArn": function_arn, "Partition": "aws"}),
     )["stateMachineArn"]
     return {"cluster": cluster, "snapshot": snapshot, "steps_function": function_arn, "topic": topic_arn, "role": role_arn}
 

@@ -63,3 +63,25 @@ def member_session(session, account_id: str) -> boto3.Session:
     from neptune_guard import aws
 
     return aws.assume_role(session, account_id, "OrganizationAccountAccessRole", "us-east-1", "test")
+
+
+@pytest.fixture
+def fail(monkeypatch):
+    """Make one local AWS RDS operation fail, as AWS can at any step: fail(method, when=lambda *args: ..., times=N)
+    (`times`: how many matching calls fail; None for every one)."""
+    from moto.rds import exceptions as rds_exceptions
+    from moto.rds import models as rds_models
+
+    def _fail(method: str, when=lambda *args, **kwargs: True, times: int | None = None):
+        original = getattr(rds_models.RDSBackend, method)
+        failed = []
+
+        def failing(self, *args, **kwargs):
+            if when(*args, **kwargs) and (times is None or len(failed) < times):
+                failed.append(method)
+                raise rds_exceptions.RDSClientError("InternalFailure", f"injected fault in {method}")
+            return original(self, *args, **kwargs)
+
+        monkeypatch.setattr(rds_models.RDSBackend, method, failing)
+
+    return _fail

@@ -1,14 +1,17 @@
-"""The cluster remediation state machine: the real ASL in moto's interpreter, steps run in-process."""
+"""The cluster remediation state machine: the real ASL in moto's interpreter, steps run in-process.
+
+Every test drives a real execution and looks at the local AWS afterwards, as a database owner would."""
 
 import json
 
 import pytest
 
-from neptune_guard import workflow
+from neptune_guard import naming, workflow
 from sandbox import workflows
 from tests.conftest import member_session
 
 ACCOUNT, REGION = "111111111111", "us-east-1"
+LONG_ID = "g" + "x" * 62
 SCENARIO = {
     "accounts": {
         ACCOUNT: {
@@ -19,14 +22,21 @@ SCENARIO = {
                         "encryption": "none",
                         "instances": {"orders-1": "db.r6g.large", "orders-2": "db.r6g.xlarge"},
                         "deletion_protection": True, "iam_auth": True, "port": 8183, "backup_retention": 7,
-                        "log_exports": ["audit"], "tags": {"team": "orders"},
+                        "log_exports": ["audit"], "tags": {"team": "orders"}, "storage_type": "iopt1",
+                        "instance_tags": {"orders-1": {"role": "writer"}},
                     },
+                    "busy": {"encryption": "aws-managed", "instances": {"busy-1": "db.r6g.large"}, "writes_during_remediation": True},
                     "done": {"encryption": "neptune-cmk", "instances": {"done-1": "db.r6g.large"}},
+                    "billing-cmk": {"encryption": "none", "instances": {"billing-cmk-1": "db.r6g.large"}},
+                    "ledger-pre-cmk": {"encryption": "none", "instances": {}},
+                    "member-of-global": {"encryption": "aws-managed", "instances": {}, "global_cluster": "worldwide"},
+                    LONG_ID: {"encryption": "none", "instances": {LONG_ID[:60] + "-01": "db.r6g.large"}},
                 },
             }
         }
     }
 }
+FAST = {"approval_timeout_seconds": 600, "soak_seconds": 0, "metrics_settle_seconds": 0}
 
 
 @pytest.fixture
@@ -35,12 +45,19 @@ def deployed(deploy_workflows):
 
 
 def request(**overrides):
-    return {"account_id": ACCOUNT, "region": REGION, "cluster_id": "orders", "target_key": "alias/neptune-cmk", **overrides}
+    return {"account_id": ACCOUNT, "region": REGION, "cluster_id": "orders", "target_key": "alias/neptune-cmk", **FAST, **overrides}
+
+
+def neptune(session):
+    return member_session(session, ACCOUNT).client("neptune", region_name=REGION)
 
 
 def clusters(session):
-    neptune = member_session(session, ACCOUNT).client("neptune", region_name=REGION)
-    return {c["DBClusterIdentifier"]: c for c in neptune.describe_db_clusters()["DBClusters"]}
+    return {c["DBClusterIdentifier"]: c for c in neptune(session).describe_db_clusters()["DBClusters"]}
+
+
+def tags(session, arn):
+    return {t["Key"]: t["Value"] for t in neptune(session).list_tags_for_resource(ResourceName=arn)["TagList"]}
 
 
 def awaiting(sfn, execution_arn, stage="snapshot"):
@@ -52,76 +69,250 @@ def awaiting(sfn, execution_arn, stage="snapshot"):
     return workflows.wait_for(sfn, execution_arn, until)
 
 
+def decide(sfn, execution_arn, stage, **decision):
+    """Answer the approval the execution waits on, as the approval endpoint does once it has checked who asks."""
+    waiting = awaiting(sfn, execution_arn, stage)
+    assert waiting["status"] == "RUNNING", f"ended before {stage}: {final_state(sfn, execution_arn).get('error')}"
+    pending = workflow.pending_approval(sfn, execution_arn)
+    sfn.send_task_success(taskToken=pending["token"], output=json.dumps(
+        {"approved": True, "stage": stage, "approver": "arn:aws:sts::123456789012:assumed-role/OnCall/alice", **decision}))
+    return pending
+
+
 def finish(sfn, execution_arn):
     return workflows.wait_for(sfn, execution_arn, lambda d, h: False)
 
 
-def test_approved_remediation_keeps_every_setting_under_the_original_names(deployed):
-    session, sfn, arns = deployed
-    before = clusters(session)["orders"]
-    execution = workflow.start(sfn, arns["cluster"], request())
-
-    assert awaiting(sfn, execution)["status"] == "RUNNING"
-    assert workflow.pending_approval(sfn, execution)["stage"] == "snapshot"
-    assert "orders-cmk" not in clusters(session)  # nothing happens before the first approval
-    first = workflow.approve(session, execution)
-    awaiting(sfn, execution, "cutover")
-    assert workflow.pending_approval(sfn, execution)["stage"] == "cutover"
-    workflow.approve(session, execution)
-    result = finish(sfn, execution)
-
-    assert result["status"] == "SUCCEEDED", result.get("cause")
-    after = clusters(session)
-    key_arn = member_session(session, ACCOUNT).client("kms", region_name=REGION).describe_key(KeyId="alias/neptune-cmk")["KeyMetadata"]["Arn"]
-    serving = after["orders"]
-    assert serving["StorageEncrypted"] and serving["KmsKeyId"] == key_arn
-    assert serving["DbClusterResourceId"] != before["DbClusterResourceId"]
-    for setting in ("DeletionProtection", "IAMDatabaseAuthenticationEnabled", "Port", "BackupRetentionPeriod", "EnabledCloudwatchLogsExports"):
-        assert serving[setting] == before[setting], setting
-    assert sorted(m["DBInstanceIdentifier"] for m in serving["DBClusterMembers"]) == ["orders-1", "orders-2"]
-    retired = after["orders-pre-cmk"]
-    assert retired["Status"] == "stopped" and retired["DbClusterResourceId"] == before["DbClusterResourceId"]
-    assert "orders-cmk" not in after
-    output = json.loads(result["output"])
-    assert output["approvals"]["snapshot"]["approver"] == first["approver"]
-    assert output["approvals"]["cutover"]["approved"] is True
+def final_state(sfn, execution_arn) -> dict:
+    """The state the execution ended with: its output, or for a failed one (which has none) the last state's input."""
+    history = sfn.get_execution_history(executionArn=execution_arn, maxResults=1000, reverseOrder=True)["events"]
+    entered = next(e for e in history if e["type"] in ("FailStateEntered", "SucceedStateEntered"))
+    return json.loads(entered["stateEnteredEventDetails"]["input"])
 
 
-def test_rejection_before_the_snapshot_changes_nothing(deployed):
+def run_to_end(sfn, execution_arn, stages=("snapshot", "cutover", "decommission"), **cutover_decision):
+    for stage in stages:
+        decide(sfn, execution_arn, stage, **(cutover_decision if stage == "cutover" else {}))
+    return finish(sfn, execution_arn)
+
+
+def manual_snapshots(session):
+    return {s["DBClusterSnapshotIdentifier"]: s for s in neptune(session).describe_db_cluster_snapshots()["DBClusterSnapshots"]}
+
+
+def test_the_whole_lifecycle_keeps_every_setting_and_ends_with_nothing_left_unencrypted(deployed):
     session, sfn, arns = deployed
     before = clusters(session)
     execution = workflow.start(sfn, arns["cluster"], request())
     awaiting(sfn, execution)
-    workflow.reject(session, execution, "not during the sale")
+    assert [c for c in clusters(session) if c not in before] == []  # nothing happens before the first approval
+    result = run_to_end(sfn, execution)
+
+    assert (result["status"], result.get("cause")) == ("SUCCEEDED", None)
+    after = clusters(session)
+    key_arn = member_session(session, ACCOUNT).client("kms", region_name=REGION).describe_key(KeyId="alias/neptune-cmk")["KeyMetadata"]["Arn"]
+    serving = after["orders"]
+    assert serving["StorageEncrypted"] and serving["KmsKeyId"] == key_arn
+    assert serving["DbClusterResourceId"] != before["orders"]["DbClusterResourceId"]
+    for setting in ("DeletionProtection", "IAMDatabaseAuthenticationEnabled", "Port", "BackupRetentionPeriod",
+                    "EnabledCloudwatchLogsExports", "StorageType", "PreferredBackupWindow", "PreferredMaintenanceWindow"):
+        assert serving[setting] == before["orders"][setting], setting
+    assert sorted(m["DBInstanceIdentifier"] for m in serving["DBClusterMembers"]) == ["orders-1", "orders-2"]
+    writer = neptune(session).describe_db_instances(DBInstanceIdentifier="orders-1")["DBInstances"][0]
+    assert tags(session, writer["DBInstanceArn"])["role"] == "writer"
+    serving_tags = tags(session, serving["DBClusterArn"])
+    assert serving_tags["team"] == "orders" and serving_tags["neptune-guard:remediated-by"] == execution
+    assert "neptune-guard:created-by" not in serving_tags  # production now: our role may no longer delete it
+    # decommissioned: the original, its automated backups and the workflow's snapshot are gone; the archive is under the CMK
+    assert set(after) == set(before)
+    output = final_state(sfn, execution)
+    snapshots = manual_snapshots(session)
+    archive = snapshots[output["archive"]["archive"]]
+    assert archive["StorageEncrypted"] and archive["KmsKeyId"] == key_arn
+    assert [s for s, d in snapshots.items() if not d["StorageEncrypted"] and "orders" in s] == []
+    for untouched in ("billing-cmk", "ledger-pre-cmk", "done"):  # customer clusters, whatever their names
+        assert after[untouched]["DbClusterResourceId"] == before[untouched]["DbClusterResourceId"]
+        assert after[untouched]["Status"] == "available"
+    assert output["write_check"]["writes_detected"] is False and output["final_write_check"]["writes_detected"] is False
+
+
+def test_writes_after_the_snapshot_stop_the_cutover_and_nothing_is_lost(deployed):
+    session, sfn, arns = deployed
+    before = clusters(session)["busy"]
+    execution = workflow.start(sfn, arns["cluster"], request(cluster_id="busy"))
+    decide(sfn, execution, "snapshot")
+    pending = awaiting(sfn, execution, "cutover") and workflow.pending_approval(sfn, execution)
+    history = sfn.get_execution_history(executionArn=execution, maxResults=1000)["events"]
+    asked = [json.loads(e["taskScheduledEventDetails"]["parameters"])["Payload"]["state"] for e in history if e["type"] == "TaskScheduled"][-1]
+    assert asked["write_check"]["writes_detected"] is True and asked["write_check"]["metrics"]["NumIndexInsertsPerSec"] > 0
+    assert pending["stage"] == "cutover"
+    decide(sfn, execution, "cutover")  # a plain approval cannot override detected writes
     result = finish(sfn, execution)
-    assert (result["status"], result["error"]) == ("FAILED", "NotApproved")
-    assert set(clusters(session)) == set(before)
+
+    assert (result["status"], result["error"]) == ("FAILED", "WritesDetected")
+    after = clusters(session)
+    assert after["busy"]["DbClusterResourceId"] == before["DbClusterResourceId"] and after["busy"]["Status"] == "available"
+    assert [c for c in after if c.startswith("busy-")] == []
+    assert [s for s in manual_snapshots(session) if s.startswith("busy-")] == []
+    assert "neptune-guard:cutover" not in tags(session, after["busy"]["DBClusterArn"])
 
 
-def test_rejection_at_cutover_removes_the_new_cluster_and_leaves_the_original(deployed):
+def test_accepting_write_loss_is_explicit_and_recorded(deployed):
+    session, sfn, arns = deployed
+    execution = workflow.start(sfn, arns["cluster"], request(cluster_id="busy"))
+    result = run_to_end(sfn, execution, accept_write_loss=True)
+
+    assert result["status"] == "SUCCEEDED", result.get("cause")
+    output = final_state(sfn, execution)
+    assert output["approvals"]["cutover"]["accept_write_loss"] is True
+    assert output["final_write_check"]["writes_detected"] is True
+    assert clusters(session)["busy"]["KmsKeyId"].endswith(output["plan"]["target_key_arn"].split("/")[-1])
+
+
+def test_a_resource_already_bearing_the_workflows_name_is_never_adopted(deployed):
+    session, sfn, arns = deployed
+    execution = workflow.start(sfn, arns["cluster"], request())
+    plan = awaiting(sfn, execution) and workflow.pending_approval(sfn, execution)["plan"]
+    # someone else's snapshot under exactly the name this execution derived (an earlier run's, or planted)
+    neptune(session).create_db_cluster_snapshot(DBClusterSnapshotIdentifier=plan["snapshot_id"], DBClusterIdentifier="billing-cmk")
+    decide(sfn, execution, "snapshot")
+    result = finish(sfn, execution)
+
+    assert (result["status"], result["error"]) == ("FAILED", "RolledBack")
+    assert plan["snapshot_id"] in manual_snapshots(session)  # not ours: left untouched, not deleted
+    assert "was not created for execution" in final_state(sfn, execution)["error"]["Cause"]
+    assert plan["new_cluster_id"] not in clusters(session)
+
+
+def test_a_fault_after_the_new_cluster_served_keeps_it_and_puts_the_original_back(deployed, monkeypatch, fail):
     session, sfn, arns = deployed
     before = clusters(session)["orders"]
+    fail("modify_db_instance", lambda identifier, changes: changes.get("new_db_instance_identifier") == "orders-2", times=1)
     execution = workflow.start(sfn, arns["cluster"], request())
-    awaiting(sfn, execution)
-    workflow.approve(session, execution)
+    decide(sfn, execution, "snapshot")
+    decide(sfn, execution, "cutover")
+    result = finish(sfn, execution)
+
+    assert (result["status"], result["error"]) == ("FAILED", "RolledBack")
+    output = final_state(sfn, execution)
+    after = clusters(session)
+    assert after["orders"]["DbClusterResourceId"] == before["DbClusterResourceId"] and after["orders"]["Status"] == "available"
+    served = after[output["plan"]["new_cluster_id"]]  # it held the production name: kept, stopped, never deleted
+    assert served["Status"] == "stopped" and "neptune-guard:served-production" in tags(session, served["DBClusterArn"])
+    assert any("served production" in kept for kept in output["rollback"]["kept"])
+    instances = {i["DBInstanceIdentifier"]: i["DBClusterIdentifier"] for i in neptune(session).describe_db_instances()["DBInstances"]}
+    assert instances["orders-1"] == instances["orders-2"] == "orders"
+
+
+def test_a_fault_renaming_an_instance_aside_converges_back(deployed, fail):
+    session, sfn, arns = deployed
+    execution = workflow.start(sfn, arns["cluster"], request())
+    plan = awaiting(sfn, execution) and workflow.pending_approval(sfn, execution)["plan"]
+    retired_second = next(i["retired_id"] for i in plan["instances"] if i["id"] == "orders-2")
+    fail("modify_db_instance", lambda identifier, changes: changes.get("new_db_instance_identifier") == retired_second, times=1)
+    decide(sfn, execution, "snapshot")
+    decide(sfn, execution, "cutover")
+    result = finish(sfn, execution)
+
+    assert (result["status"], result["error"]) == ("FAILED", "RolledBack")
+    after = clusters(session)
+    assert sorted(m["DBInstanceIdentifier"] for m in after["orders"]["DBClusterMembers"]) == ["orders-1", "orders-2"]
+    assert plan["retired_cluster_id"] not in after and plan["new_cluster_id"] not in after
+
+
+def test_one_remediation_per_cluster_whatever_the_key_or_spelling(deployed):
+    session, sfn, arns = deployed
+    first = workflow.start(sfn, arns["cluster"], request())
+    key_arn = member_session(session, ACCOUNT).client("kms", region_name=REGION).describe_key(KeyId="alias/neptune-cmk")["KeyMetadata"]["Arn"]
+    assert workflow.start(sfn, arns["cluster"], request(target_key=key_arn)) == first
+    assert workflow.start(sfn, arns["cluster"], request(cluster_id="ORDERS")) == first
+    decide(sfn, first, "snapshot")
+    awaiting(sfn, first, "cutover")
+    # a second execution started around the guard (another name) is refused by the plan: the original is marked
+    other = sfn.start_execution(stateMachineArn=arns["cluster"], name="around-the-guard", input=json.dumps(request()))["executionArn"]
+    result = finish(sfn, other)
+    assert (result["status"], result["error"]) == ("FAILED", "Refused")
+    assert "one remediation per cluster" in final_state(sfn, other)["error"]["Cause"]
+
+
+@pytest.mark.parametrize("length", range(53, 64))
+def test_names_keep_the_execution_suffix_at_every_length(length):
+    cluster_id = ("c" + "-a" * 40)[:length].rstrip("-") + "z" * (length - len(("c" + "-a" * 40)[:length].rstrip("-")))
+    assert len(cluster_id) == length and naming.is_identifier(cluster_id)
+    token = naming.execution_token("arn:aws:states:us-east-1:123456789012:execution:NeptuneGuardClusterRemediation:x")
+    for role in ("cmk", "retired", "pre-cmk", "archive"):
+        name = naming.derived(cluster_id, role, token)
+        assert naming.is_identifier(name) and name.endswith(f"-{role}-{token}") and len(name) <= 63
+
+
+def test_a_63_character_cluster_is_remediated(deployed):
+    session, sfn, arns = deployed
+    execution = workflow.start(sfn, arns["cluster"], request(cluster_id=LONG_ID))
+    result = run_to_end(sfn, execution)
+    assert result["status"] == "SUCCEEDED", result.get("cause")
+    assert clusters(session)[LONG_ID]["StorageEncrypted"]
+
+
+def test_a_global_database_member_is_refused_before_anything_changes(deployed):
+    session, sfn, arns = deployed
+    result = finish(sfn, workflow.start(sfn, arns["cluster"], request(cluster_id="member-of-global")))
+    assert (result["status"], result["error"]) == ("FAILED", "Refused")
+    assert "is a member of global database" in final_state(sfn, result["executionArn"])["error"]["Cause"]
+
+
+def test_the_retained_original_is_stopped_again_when_neptune_restarts_it(deployed):
+    session, sfn, arns = deployed
+    execution = workflow.start(sfn, arns["cluster"], request(soak_seconds=4))
+    decide(sfn, execution, "snapshot")
+    plan = decide(sfn, execution, "cutover")["plan"]
+    workflows.wait_for(sfn, execution, lambda d, h: any(e.get("stateEnteredEventDetails", {}).get("name") == "WaitWhileRetained" for e in h))
+    retired = clusters(session)[plan["retired_cluster_id"]]
+    assert retired["Status"] == "stopped"
+    assert tags(session, retired["DBClusterArn"])["neptune-guard:retired-by"] == execution
+    neptune(session).start_db_cluster(DBClusterIdentifier=plan["retired_cluster_id"])  # Neptune's 7-day restart
+    awaiting(sfn, execution, "decommission")
+    assert clusters(session)[plan["retired_cluster_id"]]["Status"] == "stopped"
+    workflow.reject(session, execution, "keep it a while longer")
+    result = finish(sfn, execution)
+    assert result["status"] == "SUCCEEDED" and final_state(sfn, execution)["soak"]["restopped"] is True
+    assert clusters(session)[plan["retired_cluster_id"]]["Status"] == "stopped"  # rejected decommission keeps it
+
+
+def test_a_retained_original_is_never_itself_remediated(deployed):
+    session, sfn, arns = deployed
+    execution = workflow.start(sfn, arns["cluster"], request())
+    decide(sfn, execution, "snapshot")
+    plan = decide(sfn, execution, "cutover")["plan"]
+    awaiting(sfn, execution, "decommission")
+    again = finish(sfn, workflow.start(sfn, arns["cluster"], request(cluster_id=plan["retired_cluster_id"])))
+    assert (again["status"], again["error"]) == ("FAILED", "Refused")
+    assert "decommissioned by that execution" in final_state(sfn, again["executionArn"])["error"]["Cause"]
+
+
+def test_rejection_at_cutover_removes_what_the_execution_made_and_leaves_the_original(deployed):
+    session, sfn, arns = deployed
+    before = clusters(session)
+    execution = workflow.start(sfn, arns["cluster"], request())
+    decide(sfn, execution, "snapshot")
     awaiting(sfn, execution, "cutover")
-    assert "orders-cmk" in clusters(session)
     workflow.reject(session, execution, "endpoint check failed")
     result = finish(sfn, execution)
-    assert (result["status"], result["error"]) == ("FAILED", "RemediationRolledBack")
+
+    assert (result["status"], result["error"]) == ("FAILED", "NotApproved")
     after = clusters(session)
-    assert "orders-cmk" not in after and "orders-pre-cmk" not in after
-    assert after["orders"]["DbClusterResourceId"] == before["DbClusterResourceId"] and after["orders"]["Status"] == "available"
-    snapshots = member_session(session, ACCOUNT).client("neptune", region_name=REGION).describe_db_cluster_snapshots(SnapshotType="manual")
-    assert not [s for s in snapshots["DBClusterSnapshots"] if s["DBClusterSnapshotIdentifier"].startswith("orders-pre-cmk")]
+    assert set(after) == set(before)
+    assert after["orders"]["DbClusterResourceId"] == before["orders"]["DbClusterResourceId"]
+    assert not tags(session, after["orders"]["DBClusterArn"]).get("neptune-guard:cutover")
+    assert [s for s in manual_snapshots(session) if s.startswith("orders-")] == []
 
 
-def test_approval_timeout_changes_nothing(deployed):
+def test_a_decision_that_is_not_an_approval_does_not_pass_the_gate(deployed):
     session, sfn, arns = deployed
-    execution = workflow.start(sfn, arns["cluster"], request(approval_timeout_seconds=1))
+    execution = workflow.start(sfn, arns["cluster"], request())
+    decide(sfn, execution, "snapshot", approved=False)
     result = finish(sfn, execution)
     assert (result["status"], result["error"]) == ("FAILED", "NotApproved")
-    assert "orders-cmk" not in clusters(session)
+    assert [c for c in clusters(session) if c.startswith("orders-")] == []
 
 
 @pytest.mark.parametrize(
@@ -131,171 +322,51 @@ def test_approval_timeout_changes_nothing(deployed):
         ({"target_key": "arn:aws:kms:us-east-1:111111111111:key"}, "KMS key ARN or an alias"),
         ({"target_key": "arn:aws:kms:eu-west-1:111111111111:key/1234abcd-12ab-34cd-56ef-1234567890ab"}, "is in eu-west-1"),
         ({"target_key": "alias/off"}, "Disabled"),
-        ({"cluster_id": "done", "target_key": "alias/neptune-cmk"}, "already encrypted"),
+        ({"cluster_id": "done"}, "already encrypted"),
         ({"cluster_id": "no-such-cluster"}, "no Neptune cluster"),
         ({"account_id": "1234"}, "12 digits"),
+        ({"surprise": True}, "unknown request fields"),
     ],
 )
 def test_bad_requests_are_refused_before_anything_changes(deployed, overrides, complaint):
     session, sfn, arns = deployed
     before = clusters(session)
-    execution = workflow.start(sfn, arns["cluster"], request(**overrides))
-    result = finish(sfn, execution)
+    result = finish(sfn, workflow.start(sfn, arns["cluster"], request(**overrides)))
     assert (result["status"], result["error"]) == ("FAILED", "Refused")
-    assert complaint in result["cause"]
+    assert complaint in final_state(sfn, result["executionArn"])["error"]["Cause"]
     assert set(clusters(session)) == set(before)
 
 
-def test_a_cluster_that_is_not_available_is_refused(deployed):
+def test_the_steps_function_acts_only_for_a_running_execution_past_its_approval(deployed):
+    """Invoked directly with a crafted event, the steps function changes nothing."""
     session, sfn, arns = deployed
-    member_session(session, ACCOUNT).client("neptune", region_name=REGION).stop_db_cluster(DBClusterIdentifier="orders")
     execution = workflow.start(sfn, arns["cluster"], request())
-    result = finish(sfn, execution)
-    assert result["error"] == "Refused" and "stopped, not available" in result["cause"]
+    pending = awaiting(sfn, execution) and workflow.pending_approval(sfn, execution)
+    lambda_ = session.client("lambda", region_name=REGION)
+    state = {"request": request(), "plan": pending["plan"]}
 
+    def invoke(event):
+        response = lambda_.invoke(FunctionName=arns["steps_function"], Payload=json.dumps(event))
+        return json.loads(response["Payload"].read())
 
-def test_a_double_trigger_starts_one_execution_and_a_retry_after_it_ended_starts_anew(deployed):
-    session, sfn, arns = deployed
-    first = workflow.start(sfn, arns["cluster"], request())
-    assert workflow.start(sfn, arns["cluster"], request()) == first
-    assert workflow.start(sfn, arns["cluster"], request(approval_timeout_seconds=600)) == first  # still running
-    assert len(sfn.list_executions(stateMachineArn=arns["cluster"])["executions"]) == 1
-    awaiting(sfn, first)
-    workflow.reject(session, first, "not now")
-    finish(sfn, first)
-    retry = workflow.start(sfn, arns["cluster"], request())
-    assert retry != first and retry.endswith("-2")
-    assert sfn.describe_execution(executionArn=retry)["status"] == "RUNNING"
-
-
-def test_cli_starts_and_approves_and_refuses_an_execution_not_waiting(deployed, capsys):
-    from neptune_guard.cli import main
-
-    session, sfn, arns = deployed
     before = clusters(session)
-    assert main(["plan", "--account", ACCOUNT, "--region", REGION, "--cluster", "orders", "--target-key", "alias/neptune-cmk"]) == 0
-    plan = json.loads(capsys.readouterr().out)
-    assert plan["restore"]["Port"] == 8183 and plan["modify"]["BackupRetentionPeriod"] == 7
-    assert [i["class"] for i in plan["instances"]] == ["db.r6g.large", "db.r6g.xlarge"]
-    assert set(clusters(session)) == set(before)  # planning changes nothing
-    assert main(["plan", "--account", ACCOUNT, "--region", REGION, "--cluster", "orders", "--target-key", "alias/aws/rds"]) == 2
-    assert "AWS-managed" in capsys.readouterr().err
-    assert main(["remediate", "--state-machine-arn", arns["cluster"], "--account", ACCOUNT, "--region", REGION,
-                 "--cluster", "orders", "--target-key", "alias/neptune-cmk"]) == 0
-    execution = json.loads(capsys.readouterr().out)["execution_arn"]
-    awaiting(sfn, execution)
-    assert main(["approve", execution]) == 0
-    assert json.loads(capsys.readouterr().out)["stage"] == "snapshot"
-    awaiting(sfn, execution, "cutover")
-    assert main(["reject", execution, "--reason", "not today"]) == 0
-    finish(sfn, execution)
-    assert main(["approve", execution]) == 2
-    assert "not waiting for an approval" in capsys.readouterr().err
+    too_early = invoke({"step": "move_original_aside", "execution": execution, "state": state})
+    assert too_early["errorType"] == "NotAuthorizedStep" and "'cutover' approval" in too_early["errorMessage"]
+    forged_plan = invoke({"step": "mark_original", "execution": execution,
+                          "state": {**state, "plan": {**pending["plan"], "cluster_id": "billing-cmk"}}})
+    assert forged_plan["errorType"] == "NotAuthorizedStep"
+    other_request = invoke({"step": "plan", "execution": execution, "state": {"request": request(cluster_id="billing-cmk")}})
+    assert other_request["errorType"] == "NotAuthorizedStep"
+    not_ours = invoke({"step": "roll_back", "state": state,
+                       "execution": "arn:aws:states:us-east-1:123456789012:execution:SomeoneElses:x"})
+    assert not_ours["errorType"] == "NotAuthorizedStep"
+    malformed = invoke({"step": "delete_retired", "execution": "x", "state": {}})
+    assert malformed["errorType"] == "InvalidStepEvent"
+    assert clusters(session).keys() == before.keys()
+    assert all(not tags(session, c["DBClusterArn"]).get("neptune-guard:cutover") for c in clusters(session).values())
 
 
-def _fail(monkeypatch, method: str, when=lambda *args, **kwargs: True):
-    """Make one local AWS operation fail, as AWS can at any step."""
-    from moto.rds import exceptions as rds_exceptions
-    from moto.rds import models as rds_models
-
-    original = getattr(rds_models.RDSBackend, method)
-
-    def failing(self, *args, **kwargs):
-        if when(*args, **kwargs):
-            raise rds_exceptions.RDSClientError("InternalFailure", f"injected fault in {method}")
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(rds_models.RDSBackend, method, failing)
-
-
-def _drop_tags_on_restore(monkeypatch):
-    from moto.rds import models as rds_models
-
-    original = rds_models.RDSBackend.restore_db_cluster_from_snapshot
-
-    def restore_without_tags(self, snapshot_id, overrides):
-        return original(self, snapshot_id, {**overrides, "Tags": []})
-
-    monkeypatch.setattr(rds_models.RDSBackend, "restore_db_cluster_from_snapshot", restore_without_tags)
-
-
-FAILURE_POINTS = {
-    "snapshot": lambda mp: _fail(mp, "create_db_cluster_snapshot"),
-    "restore": lambda mp: _fail(mp, "restore_db_cluster_from_snapshot"),
-    "settings": lambda mp: _fail(mp, "modify_db_cluster", lambda kwargs: kwargs.get("backup_retention_period") is not None),
-    "instances": lambda mp: _fail(mp, "create_db_instance", lambda kwargs: kwargs["db_instance_identifier"].endswith("-cmk")),
-    "verify": _drop_tags_on_restore,
-    "cutover": lambda mp: _fail(mp, "modify_db_cluster", lambda kwargs: kwargs.get("new_db_cluster_identifier") == "orders"
-                                and kwargs["db_cluster_identifier"] == "orders-cmk"),
-}
-
-
-@pytest.mark.parametrize("failure_point", FAILURE_POINTS)
-def test_every_failure_point_rolls_back_to_the_original_under_its_own_name(deployed, monkeypatch, failure_point):
-    session, sfn, arns = deployed
-    before = clusters(session)
-    FAILURE_POINTS[failure_point](monkeypatch)
-    execution = workflow.start(sfn, arns["cluster"], request())
-    awaiting(sfn, execution)
-    workflow.approve(session, execution)
-    if failure_point == "cutover":
-        awaiting(sfn, execution, "cutover")
-        workflow.approve(session, execution)
-    result = finish(sfn, execution)
-
-    assert (result["status"], result["error"]) == ("FAILED", "RemediationRolledBack"), result.get("cause")
-    after = clusters(session)
-    assert set(after) == set(before)
-    original = after["orders"]
-    assert original["DbClusterResourceId"] == before["orders"]["DbClusterResourceId"]
-    assert original["Status"] == "available" and not original["StorageEncrypted"]
-    assert sorted(m["DBInstanceIdentifier"] for m in original["DBClusterMembers"]) == ["orders-1", "orders-2"]
-    neptune = member_session(session, ACCOUNT).client("neptune", region_name=REGION)
-    leftovers = [i["DBInstanceIdentifier"] for i in neptune.describe_db_instances()["DBInstances"]
-                 if i["DBInstanceIdentifier"].endswith(("-cmk", "-pre-cmk"))]
-    assert leftovers == []
-    manual = neptune.describe_db_cluster_snapshots(SnapshotType="manual")["DBClusterSnapshots"]
-    assert not [s for s in manual if s["DBClusterSnapshotIdentifier"].startswith("orders-pre-cmk")]
-
-
-def test_success_resolves_the_finding_with_a_note_naming_execution_and_approvers(deployed):
-    from neptune_guard import asff
-    from neptune_guard.scanner import ScanOptions, scan
-
-    session, sfn, arns = deployed
-    scan(ScanOptions(accounts=ACCOUNT, regions=(REGION,), publish=True))
-    securityhub = member_session(session, ACCOUNT).client("securityhub", region_name=REGION)
-    orders_arn = clusters(session)["orders"]["DBClusterArn"]
-    finding = {"id": asff.finding_id(orders_arn, "neptune_cluster_uses_cmk"),
-               "product_arn": asff.product_arn("aws", REGION, ACCOUNT)}
-    execution = workflow.start(sfn, arns["cluster"], request(finding=finding))
-    awaiting(sfn, execution)
-    approver = workflow.approve(session, execution)["approver"]
-    awaiting(sfn, execution, "cutover")
-    workflow.approve(session, execution)
-    assert finish(sfn, execution)["status"] == "SUCCEEDED"
-
-    stored = securityhub.get_findings(Filters={"Id": [{"Value": finding["id"], "Comparison": "EQUALS"}]})["Findings"][0]
-    assert stored["Workflow"]["Status"] == "RESOLVED"
-    assert execution in stored["Note"]["Text"] and approver in stored["Note"]["Text"]
-
-
-def test_a_failure_after_cutover_is_reported_not_rolled_back(deployed, monkeypatch):
-    session, sfn, arns = deployed
-    _fail(monkeypatch, "stop_db_cluster")
-    execution = workflow.start(sfn, arns["cluster"], request())
-    awaiting(sfn, execution)
-    workflow.approve(session, execution)
-    awaiting(sfn, execution, "cutover")
-    workflow.approve(session, execution)
-    result = finish(sfn, execution)
-    assert result["status"] == "SUCCEEDED"
-    assert "injected fault" in json.loads(result["output"])["bookkeeping_error"]["Cause"]
-    after = clusters(session)
-    assert after["orders"]["StorageEncrypted"] and after["orders-pre-cmk"]["Status"] == "available"
-
-
-def test_on_call_is_told_the_plan_the_risk_and_how_to_answer(deployed):
+def test_on_call_is_told_the_plan_the_write_check_and_how_to_answer(deployed):
     session, sfn, arns = deployed
     sqs = session.client("sqs", region_name=REGION)
     queue = sqs.create_queue(QueueName="on-call")["QueueUrl"]
@@ -303,22 +374,15 @@ def test_on_call_is_told_the_plan_the_risk_and_how_to_answer(deployed):
     session.client("sns", region_name=REGION).subscribe(TopicArn=arns["topic"], Protocol="sqs", Endpoint=queue_arn,
                                                          Attributes={"RawMessageDelivery": "true"})
     execution = workflow.start(sfn, arns["cluster"], request())
-    awaiting(sfn, execution)
+    decide(sfn, execution, "snapshot")
+    awaiting(sfn, execution, "cutover")
 
-    message = json.loads(sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=1)["Messages"][0]["Body"])
-    assert message["stage"] == "snapshot" and message["execution"] == execution
-    assert "lost unless the application is stopped" in message["question"]
-    assert message["approve"] == f"python -m neptune_guard approve {execution}"
-    plan = message["plan"]
-    assert plan["restore"]["DeletionProtection"] is True and plan["restore"]["EnableCloudwatchLogsExports"] == ["audit"]
-    assert [i["id"] for i in plan["instances"]] == ["orders-1", "orders-2"]
-
-
-def test_teardown_leaves_no_execution_running(deployed):
-    session, sfn, arns = deployed
-    execution = workflow.start(sfn, arns["cluster"], request())
-    awaiting(sfn, execution)
-    before = clusters(session)
-    workflows.stop_running(sfn, [arns["cluster"]])
-    assert sfn.describe_execution(executionArn=execution)["status"] != "RUNNING"
-    assert set(clusters(session)) == set(before)
+    messages = [json.loads(m["Body"]) for m in sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=1, MaxNumberOfMessages=10)["Messages"]]
+    first, cutover = messages[0], messages[-1]
+    assert first["stage"] == "snapshot" and "STOP ALL WRITES" in first["question"]
+    assert first["approve"] == f"neptune-guard approve {execution}"
+    assert cutover["stage"] == "cutover" and cutover["write_activity"]["writes_detected"] is False
+    iam = cutover["iam_authentication"]
+    assert iam["old_resource_id"] == clusters(session)["orders"]["DbClusterResourceId"]
+    assert iam["new_resource_id"] and iam["new_resource_id"] != iam["old_resource_id"]
+    assert f"cluster-{iam['old_resource_id']}" in iam["find_policies"]

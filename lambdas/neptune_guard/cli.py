@@ -12,6 +12,7 @@ from .inventory import parse_account_list
 from .scanner import DEFAULT_AUDIT_ROLE, ScanOptions, ScanSetupError, scan
 
 EXIT_OK, EXIT_NOTHING_SCANNED, EXIT_USAGE = 0, 1, 2
+PLAN_ONLY = "arn:aws:states:us-east-1:000000000000:execution:NeptuneGuardClusterRemediation:plan-only"  # names in a plan shown, never run
 
 
 class UsageError(Exception):
@@ -137,12 +138,13 @@ def run_workflow_command(args) -> int:
     import boto3
 
     from . import remediation, snapshot_remediation, workflow
+    from .rds_resources import Step
 
     session = boto3.Session()
     try:
         if args.command == "plan":
             step = remediation.plan_cluster if args.cluster else snapshot_remediation.plan_snapshot
-            print(json.dumps(step({"state": _target_request(args), "execution": "plan-only"}), indent=2))
+            print(json.dumps(step(Step(request=_target_request(args), execution=PLAN_ONLY)), indent=2, default=str))
         elif args.command == "remediate":
             sfn = session.client("stepfunctions", region_name=args.state_machine_arn.split(":")[3])
             print(json.dumps({"execution_arn": workflow.start(sfn, args.state_machine_arn, _target_request(args))}))

@@ -1,9 +1,17 @@
 """Re-encrypting a Neptune cluster under a customer-managed key: the plan and the workflow's steps.
 
-The state machine (state_machines/cluster_remediation.asl.json) calls one step at a time. Every step
-is idempotent and convergent: it looks at what is there, does the next thing, and raises
-ResourceNotReady while AWS is still working, so that the waiting and the back-off live in the ASL.
-All AWS calls go through the member account's remediation role.
+The state machine (state_machines/cluster_remediation.asl.json) calls one step at a time, each a
+function of a `Step` (the request, the plan, the state so far). Every step is idempotent and
+convergent: it looks at what is there, does the next thing, and raises ResourceNotReady while AWS is
+still working, so that the waiting and the back-off live in the ASL. A step touches only what carries
+this execution's tag (see rds_resources); all AWS calls go through the member account's remediation role.
+
+Write safety: the application must stop writing before the snapshot. The workflow measures, from the
+original's CloudWatch metrics, every index insert, index delete and bulk-load request since the
+snapshot: before asking for the cutover, and again after the original has been renamed away (its
+endpoint no longer resolves) and the metrics have had time to arrive. Any write, and the new cluster
+never takes the name: the original is renamed back and keeps serving, unless on-call explicitly
+approved with --accept-write-loss, which the execution records.
 """
 
 from __future__ import annotations
@@ -11,93 +19,80 @@ from __future__ import annotations
 import json
 import os
 import re
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import boto3
 from botocore.exceptions import ClientError
 
-from . import aws
+from . import aws, naming
+from .rds_resources import (
+    CREATED_BY,
+    CUTOVER,
+    REMEDIATED_BY,
+    REPLACED_BY,
+    RETAINED_UNTIL,
+    RETIRED_BY,
+    TAG_PREFIX,
+    InvalidRequest,
+    NotOurs,
+    ResourceNotReady,
+    Step,
+    VerificationFailed,
+    created_by,
+    customer_tags,
+    describe_cluster,
+    describe_snapshot,
+    instances_in,
+    parse_arn,
+    require_available_cluster,
+    require_available_snapshot,
+    require_ours,
+    tag_list,
+    tags_of,
+)
 
-DEFAULT_REMEDIATION_ROLE = "NeptuneGuardRemediation"
 DEFAULT_APPROVAL_TIMEOUT_SECONDS = 24 * 3600
-RETIRED_SUFFIX = "-pre-cmk"
-NEW_SUFFIX = "-cmk"
-IDENTIFIER = re.compile(r"^[a-zA-Z](?!.*--)[a-zA-Z0-9-]{0,62}(?<!-)$")
+DEFAULT_SOAK_SECONDS = 7 * 24 * 3600
+RETAINED_CHECK_SECONDS = 24 * 3600  # Neptune restarts a stopped cluster after 7 days: look once a day
+# Neptune publishes its metrics at 1 to 5 minute granularity, and only non-zero values: two 5-minute
+# periods after the original stopped answering under its name, every write it took is visible.
+DEFAULT_METRICS_SETTLE_SECONDS = 600
+WRITE_METRICS = ("NumIndexInsertsPerSec", "NumIndexDeletesPerSec", "LoaderRequestsPerSec")
+SERVED = TAG_PREFIX + "served-production"  # set on the new cluster just before it takes the production name
 KEY_ARN = re.compile(r"^arn:aws[\w-]*:kms:([a-z0-9-]+):(\d{12}):key/[\w-]+$")
 KEY_ALIAS = re.compile(r"^alias/[\w/+=,.@-]+$")
+REQUEST_FIELDS = {"account_id", "region", "cluster_id", "snapshot_id", "target_key", "role_name", "approval_timeout_seconds",
+                  "soak_seconds", "metrics_settle_seconds", "replace_key", "finding", "requested_by"}
 
 
-class InvalidRequest(Exception):
-    """Refused before anything changed: bad input, wrong key, cluster in the wrong state."""
-
-
-class ResourceNotReady(Exception):
-    """AWS is still working; the state machine retries this step with back-off."""
-
-
-class VerificationFailed(Exception):
-    """The new cluster does not match the plan: roll back."""
-
-
-def neptune_client(state: dict):
-    return member_session(state).client("neptune", region_name=state["region"], config=aws.CLIENT_CONFIG)
-
-
-def member_session(state: dict) -> boto3.Session:
-    """The remediation role of the resource's account (the security account's own included), so that the
-    workflow's own role needs nothing but sts:AssumeRole."""
-    role = state.get("role_name") or DEFAULT_REMEDIATION_ROLE
-    return aws.assume_role(boto3.Session(region_name=state["region"]), state["account_id"], role, state["region"],
-                           "neptune-guard-remediation")
-
-
-def _first_or_none(call, result_key: str, not_found: str, **arguments) -> dict | None:
-    """The one resource a describe call names, or None where AWS says there is no such resource."""
-    try:
-        found = call(**arguments)[result_key]
-    except ClientError as error:
-        if error.response["Error"]["Code"] == not_found:
-            return None
-        raise
-    return found[0] if found else None
-
-
-def describe_cluster(neptune, identifier: str) -> dict | None:
-    return _first_or_none(neptune.describe_db_clusters, "DBClusters", "DBClusterNotFoundFault", DBClusterIdentifier=identifier)
-
-
-def describe_snapshot(neptune, identifier: str) -> dict | None:
-    return _first_or_none(neptune.describe_db_cluster_snapshots, "DBClusterSnapshots", "DBClusterSnapshotNotFoundFault",
-                          DBClusterSnapshotIdentifier=identifier)
-
-
-def instances_in(neptune, cluster_ids: list[str]) -> dict[str, dict]:
-    """The instances of these clusters, by identifier: one request (Neptune documents the db-cluster-id
-    filter, which takes several clusters), not one per instance."""
-    found: dict[str, dict] = {}
-    pages = neptune.get_paginator("describe_db_instances").paginate(Filters=[{"Name": "db-cluster-id", "Values": cluster_ids}])
-    for page in pages:
-        found.update((instance["DBInstanceIdentifier"], instance) for instance in page["DBInstances"])
-    return found
-
-
-def workflow_instances(neptune, plan: dict) -> dict[str, dict]:
-    """Every instance of the clusters the workflow works on, under whichever of their names they have now."""
-    return instances_in(neptune, [plan["cluster_id"], plan["new_cluster_id"], plan["retired_cluster_id"]])
+def _bounded_seconds(request: dict, name: str, low: int, high: int) -> None:
+    value = request.get(name)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high):
+        raise InvalidRequest(f"{name} must be a whole number of seconds from {low} to {high}, got {value!r}")
 
 
 def validate_request(request: dict, resource_field: str = "cluster_id") -> None:
-    for field in ("account_id", "region", resource_field, "target_key"):
-        if not isinstance(request.get(field), str) or not request[field]:
-            raise InvalidRequest(f"missing or malformed field {field!r}")
+    if not isinstance(request, dict):
+        raise InvalidRequest("the request must be a JSON object")
+    unknown = sorted(set(request) - REQUEST_FIELDS)
+    if unknown:
+        raise InvalidRequest(f"unknown request fields: {', '.join(unknown)}")
+    for name in ("account_id", "region", resource_field, "target_key"):
+        if not isinstance(request.get(name), str) or not request[name]:
+            raise InvalidRequest(f"missing or malformed field {name!r}")
     if not aws.ACCOUNT_ID.match(request["account_id"]):
         raise InvalidRequest(f"account_id must be 12 digits, got {request['account_id']!r}")
     if not aws.REGION_NAME.match(request["region"]):
         raise InvalidRequest(f"not a region: {request['region']!r}")
-    if resource_field == "cluster_id" and (not IDENTIFIER.match(request["cluster_id"]) or len(request["cluster_id"]) > 63 - len(RETIRED_SUFFIX)):
-        raise InvalidRequest(f"not a Neptune cluster identifier (or too long to rename): {request['cluster_id']!r}")
-    if resource_field == "snapshot_id" and not re.match(r"^(rds:)?[a-zA-Z][a-zA-Z0-9-]{0,250}$", request["snapshot_id"]):
+    if resource_field == "cluster_id" and not naming.is_identifier(request["cluster_id"]):
+        raise InvalidRequest(f"not a Neptune cluster identifier: {request['cluster_id']!r}")
+    if resource_field == "snapshot_id" and not re.match(r"^(rds:)?[a-zA-Z](?!.*--)[a-zA-Z0-9-]{0,250}(?<!-)$", request["snapshot_id"]):
         raise InvalidRequest(f"not a cluster snapshot identifier: {request['snapshot_id']!r}")
+    if request.get("role_name") is not None and not re.match(r"^[\w+=,.@-]{1,64}$", str(request["role_name"])):
+        raise InvalidRequest(f"not a role name: {request['role_name']!r}")
+    _bounded_seconds(request, "approval_timeout_seconds", 1, 7 * 24 * 3600)
+    _bounded_seconds(request, "soak_seconds", 0, 365 * 24 * 3600)
+    _bounded_seconds(request, "metrics_settle_seconds", 0, 3600)
     key = request["target_key"]
     arn = KEY_ARN.match(key)
     if not arn and not KEY_ALIAS.match(key):
@@ -105,11 +100,17 @@ def validate_request(request: dict, resource_field: str = "cluster_id") -> None:
     if key.startswith("alias/aws/"):
         raise InvalidRequest(f"{key} is an AWS-managed key: the target must be a customer-managed key")
     if arn and arn.group(1) != request["region"]:
-        raise InvalidRequest(f"the key {key} is in {arn.group(1)}, the cluster in {request['region']}")
+        raise InvalidRequest(f"the key {key} is in {arn.group(1)}, the resource in {request['region']}")
+
+
+def allowed_key_arns() -> frozenset[str]:
+    """Keys of other accounts that the deployment explicitly allows as targets (ALLOWED_TARGET_KEY_ARNS)."""
+    return frozenset(k.strip() for k in os.environ.get("ALLOWED_TARGET_KEY_ARNS", "").split(",") if k.strip())
 
 
 def validated_key(kms, request: dict) -> dict:
-    """The target key's metadata, if it is a customer-managed, Enabled key in the resource's region."""
+    """The target key's metadata, if it is a customer-managed, Enabled key in the resource's region, owned by
+    the resource's account or explicitly allowed by the deployment."""
     try:
         key = kms.describe_key(KeyId=request["target_key"])["KeyMetadata"]
     except ClientError as error:
@@ -118,47 +119,95 @@ def validated_key(kms, request: dict) -> dict:
         raise InvalidRequest(f"{request['target_key']} is an AWS-managed key: the target must be a customer-managed key")
     if key["KeyState"] != "Enabled":
         raise InvalidRequest(f"key {key['Arn']} is {key['KeyState']}, not Enabled")
-    if key["Arn"].split(":")[3] != request["region"]:
+    arn = parse_arn(key["Arn"], "key ARN")
+    if arn["region"] != request["region"]:
         raise InvalidRequest(f"key {key['Arn']} is not in the resource's region {request['region']}")
+    if arn["account"] != request["account_id"] and key["Arn"] not in allowed_key_arns():
+        raise InvalidRequest(f"key {key['Arn']} belongs to account {arn['account']}, not to the resource's account "
+                             f"{request['account_id']}, and is not in the deployment's ALLOWED_TARGET_KEY_ARNS")
     return key
 
 
-def plan_cluster(event: dict) -> dict:
-    """Read the cluster, its instances and the key; refuse what cannot be done; list what will be carried."""
-    request = event["state"]
+def _refuse_unless_ours_to_remediate(cluster: dict, tags: dict[str, str]) -> None:
+    if RETIRED_BY in tags:
+        raise InvalidRequest(f"{cluster['DBClusterIdentifier']} is an original retained by {tags[RETIRED_BY]} until "
+                             f"{tags.get(RETAINED_UNTIL)}: it is decommissioned by that execution, not re-encrypted")
+    for key in (CREATED_BY, CUTOVER):
+        if key in tags:
+            raise InvalidRequest(f"{cluster['DBClusterIdentifier']} is part of remediation {tags[key]} ({key}); "
+                                 "one remediation per cluster at a time")
+    if cluster.get("GlobalClusterIdentifier"):
+        raise InvalidRequest(f"{cluster['DBClusterIdentifier']} is a member of global database {cluster['GlobalClusterIdentifier']}: "
+                             "a restore cannot rejoin it; remove it from the global database first (Neptune's documented "
+                             "procedure), then remediate, then add the new cluster back")
+
+
+def _current_key_is_customer_managed(kms, cluster: dict) -> bool:
+    if not cluster.get("StorageEncrypted"):
+        return False
+    try:
+        return kms.describe_key(KeyId=cluster["KmsKeyId"])["KeyMetadata"]["KeyManager"] == "CUSTOMER"
+    except ClientError:
+        return True  # another account's key, which only a customer-managed key can be
+
+
+def cluster_names(cluster_id: str, instance_ids: list[str], execution: str) -> dict:
+    """Every name this execution gives: derived from the cluster's and instances' identifiers and the
+    execution, so a stale resource of an earlier run can never carry one of them."""
+    token = naming.execution_token(execution)
+    return {
+        "snapshot_id": naming.derived(cluster_id, "pre-cmk", token, naming.MAX_SNAPSHOT_IDENTIFIER),
+        "archive_snapshot_id": naming.derived(cluster_id, "archive", token, naming.MAX_SNAPSHOT_IDENTIFIER),
+        "archive_cluster_id": naming.derived(cluster_id, "archive", token),
+        "new_cluster_id": naming.derived(cluster_id, "cmk", token),
+        "retired_cluster_id": naming.derived(cluster_id, "retired", token),
+        "instances": {i: {"new_id": naming.derived(i, "cmk", token), "retired_id": naming.derived(i, "retired", token)}
+                      for i in instance_ids},
+    }
+
+
+def plan_cluster(step: Step) -> dict:
+    """Read the cluster, its instances and the key; refuse what cannot be done safely; list what will be carried."""
+    request = step.request
     validate_request(request)
-    session = member_session(request)
-    neptune = session.client("neptune", region_name=request["region"], config=aws.CLIENT_CONFIG)
-    kms = session.client("kms", region_name=request["region"], config=aws.CLIENT_CONFIG)
+    neptune, kms = step.neptune, step.client("kms")
     cluster = describe_cluster(neptune, request["cluster_id"])
     if cluster is None or cluster.get("Engine") != "neptune":
         raise InvalidRequest(f"no Neptune cluster {request['cluster_id']} in {request['account_id']} {request['region']}")
+    cluster_tags = tags_of(neptune, cluster["DBClusterArn"])
+    _refuse_unless_ours_to_remediate(cluster, cluster_tags)
     if cluster["Status"] != "available":
         raise InvalidRequest(f"cluster {request['cluster_id']} is {cluster['Status']}, not available")
     key = validated_key(kms, request)
     if cluster.get("StorageEncrypted") and cluster.get("KmsKeyId") == key["Arn"]:
         raise InvalidRequest(f"cluster {request['cluster_id']} is already encrypted with {key['Arn']}")
+    if _current_key_is_customer_managed(kms, cluster) and not request.get("replace_key"):
+        raise InvalidRequest(f"cluster {request['cluster_id']} is already on the customer-managed key {cluster['KmsKeyId']}; "
+                             "replacing one CMK with another must be asked for explicitly (replace_key)")
     cluster_id = cluster["DBClusterIdentifier"]
-    for taken in (cluster_id + RETIRED_SUFFIX, cluster_id + NEW_SUFFIX):
-        if describe_cluster(neptune, taken) is not None:
-            raise InvalidRequest(f"a cluster named {taken} already exists: an earlier remediation left it; resolve it first")
-
     members = sorted(cluster.get("DBClusterMembers", []), key=lambda m: not m.get("IsClusterWriter"))
-    members_described = instances_in(neptune, [cluster_id])
+    names = cluster_names(cluster_id, [m["DBInstanceIdentifier"] for m in members], step.execution)
+    described = instances_in(neptune, [cluster_id])
     instances = []
     for member in members:
-        described = members_described[member["DBInstanceIdentifier"]]
+        instance = described[member["DBInstanceIdentifier"]]
+        if CUTOVER in tags_of(neptune, instance["DBInstanceArn"]):
+            raise InvalidRequest(f"instance {instance['DBInstanceIdentifier']} is part of another remediation")
         instances.append({
-            "id": described["DBInstanceIdentifier"],
-            "new_id": described["DBInstanceIdentifier"] + NEW_SUFFIX,
-            "retired_id": described["DBInstanceIdentifier"] + RETIRED_SUFFIX,
-            "class": described["DBInstanceClass"],
-            "promotion_tier": described.get("PromotionTier", 1),
-            "availability_zone": described.get("AvailabilityZone"),
-            "parameter_group": (described.get("DBParameterGroups") or [{}])[0].get("DBParameterGroupName"),
+            "id": instance["DBInstanceIdentifier"],
+            **names["instances"][instance["DBInstanceIdentifier"]],
             "writer": bool(member.get("IsClusterWriter")),
+            "create": {k: v for k, v in {
+                "DBInstanceClass": instance["DBInstanceClass"],
+                "PromotionTier": instance.get("PromotionTier", 1),
+                "AvailabilityZone": instance.get("AvailabilityZone"),
+                "DBParameterGroupName": (instance.get("DBParameterGroups") or [{}])[0].get("DBParameterGroupName"),
+                "AutoMinorVersionUpgrade": instance.get("AutoMinorVersionUpgrade"),
+                "PreferredMaintenanceWindow": instance.get("PreferredMaintenanceWindow"),
+                "Tags": customer_tags(neptune.list_tags_for_resource(ResourceName=instance["DBInstanceArn"]).get("TagList", [])),
+            }.items() if v is not None},
+            "ca_certificate": instance.get("CACertificateIdentifier"),
         })
-    tags = neptune.list_tags_for_resource(ResourceName=cluster["DBClusterArn"]).get("TagList", [])
     restore = {
         "VpcSecurityGroupIds": [g["VpcSecurityGroupId"] for g in cluster.get("VpcSecurityGroups", [])],
         "DBSubnetGroupName": cluster.get("DBSubnetGroup"),
@@ -167,249 +216,518 @@ def plan_cluster(event: dict) -> dict:
         "EnableCloudwatchLogsExports": cluster.get("EnabledCloudwatchLogsExports", []),
         "DeletionProtection": bool(cluster.get("DeletionProtection")),
         "CopyTagsToSnapshot": bool(cluster.get("CopyTagsToSnapshot")),
-        "Tags": tags,
         "Port": cluster.get("Port"),
         "EngineVersion": cluster.get("EngineVersion"),
+        "StorageType": cluster.get("StorageType"),
+        "ServerlessV2ScalingConfiguration": cluster.get("ServerlessV2ScalingConfiguration"),
     }
-    if cluster.get("ServerlessV2ScalingConfiguration"):
-        restore["ServerlessV2ScalingConfiguration"] = cluster["ServerlessV2ScalingConfiguration"]
     modify = {
         "BackupRetentionPeriod": cluster.get("BackupRetentionPeriod", 1),
         "PreferredBackupWindow": cluster.get("PreferredBackupWindow"),
         "PreferredMaintenanceWindow": cluster.get("PreferredMaintenanceWindow"),
     }
-    suffix = re.sub("[^a-z0-9]", "", event["execution"].split(":")[-1][-12:].lower()) or "manual"
+    old_resource_id = cluster["DbClusterResourceId"]
+    iam_resource = f"arn:{parse_arn(cluster['DBClusterArn'])['partition']}:neptune-db:{request['region']}:{request['account_id']}:cluster-{old_resource_id}/*"
+    soak = request.get("soak_seconds", DEFAULT_SOAK_SECONDS)
     return {
+        "kind": "cluster-plan",
+        "execution": step.execution,
         "cluster_id": cluster_id,
         "cluster_arn": cluster["DBClusterArn"],
-        "cluster_resource_id": cluster["DbClusterResourceId"],  # immutable; the ARN follows renames
+        "cluster_resource_id": old_resource_id,  # immutable; the ARN follows renames
+        "original_encrypted": bool(cluster.get("StorageEncrypted")),
         "original_key": cluster.get("KmsKeyId") if cluster.get("StorageEncrypted") else None,
         "target_key_arn": key["Arn"],
-        "snapshot_id": f"{cluster_id}-pre-cmk-{suffix}"[:63],
-        "new_cluster_id": cluster_id + NEW_SUFFIX,
-        "retired_cluster_id": cluster_id + RETIRED_SUFFIX,
-        "restore": {k: v for k, v in restore.items() if v not in (None, [])} | {"Tags": tags},
+        **{k: v for k, v in names.items() if k != "instances"},
+        "restore": {k: v for k, v in restore.items() if v not in (None, [], {})}
+                   | {"Tags": customer_tags(tag_list(cluster_tags)) + created_by(step.execution)},
         "modify": {k: v for k, v in modify.items() if v is not None},
-        "roles": [r["RoleArn"] for r in cluster.get("AssociatedRoles", [])],
+        "roles": [{"RoleArn": r["RoleArn"], **({"FeatureName": r["FeatureName"]} if r.get("FeatureName") else {})}
+                  for r in cluster.get("AssociatedRoles", [])],
         "instances": instances,
-        "approval_timeout_seconds": approval_timeout(request),
-        "questions": {
-            "snapshot": (f"Approve snapshot and re-encryption of Neptune cluster {cluster_id} in {request['account_id']} "
-                         f"{request['region']} under {key['Arn']}? Writes to the cluster after the snapshot is taken are "
-                         "lost unless the application is stopped first."),
-            "cutover": (f"Approve cutover: {cluster_id}{NEW_SUFFIX} (verified, encrypted with {key['Arn']}) takes the name "
-                        f"{cluster_id}; the original becomes {cluster_id}{RETIRED_SUFFIX} and is stopped, not deleted."),
+        "iam_authentication": {
+            "enabled": bool(cluster.get("IAMDatabaseAuthenticationEnabled")),
+            "old_resource_id": old_resource_id,
+            "policy_resource": iam_resource,
+            "find_policies": ("aws iam get-account-authorization-details --output json | "
+                              f"grep -n 'cluster-{old_resource_id}'"),
         },
-        "summary": f"Cluster re-encrypted under {key['Arn']}; original retained, stopped, as {cluster_id}{RETIRED_SUFFIX}",
+        "approval_timeout_seconds": request.get("approval_timeout_seconds", DEFAULT_APPROVAL_TIMEOUT_SECONDS),
+        "metrics_settle_seconds": request.get("metrics_settle_seconds", DEFAULT_METRICS_SETTLE_SECONDS),
+        "soak_seconds": soak,
+        "retained_check_seconds": min(RETAINED_CHECK_SECONDS, soak),
+        "not_carried": ["custom endpoints (none may exist: the plan cannot see them yet; recreate any by hand)"],
+        "summary": (f"Re-encrypted under {key['Arn']}; the original is retained, stopped, as {names['retired_cluster_id']} "
+                    f"for {soak // 86400} days, then archived under the key and deleted after on-call approval."),
+        "questions": {
+            "snapshot": (f"Approve re-encryption of Neptune cluster {cluster_id} in {request['account_id']} {request['region']} under "
+                         f"{key['Arn']}? STOP ALL WRITES to {cluster_id} before approving: the workflow snapshots it now and "
+                         "refuses the cutover if CloudWatch shows any write to it after the snapshot."),
+            "cutover": (f"Approve cutover: {names['new_cluster_id']} (verified, encrypted with {key['Arn']}) takes the name "
+                        f"{cluster_id}; the original becomes {names['retired_cluster_id']}, stopped, retained "
+                        f"{soak // 86400} days, then decommissioned after a third approval."),
+            "decommission": (f"Approve decommissioning {names['retired_cluster_id']} (the original of {cluster_id}): archive it under "
+                             f"{key['Arn']} as {names['archive_snapshot_id']}, then delete it, its automated backups and the "
+                             f"workflow's snapshot {names['snapshot_id']}?"),
+        },
     }
 
 
-def approval_timeout(request: dict) -> int:
-    return int(request.get("approval_timeout_seconds") or DEFAULT_APPROVAL_TIMEOUT_SECONDS)
-
-
-def request_approval(event: dict) -> dict:
+def request_approval(step: Step, stage: str, task_token: str) -> dict:
     """Tell on-call what is asked of them; the execution waits for `approve` or `reject`."""
-    state, stage = event["state"], event["stage"]
-    plan = state["plan"]
+    plan, state = step.plan, step.state
     message = {
         "question": plan["questions"][stage],
-        "execution": event["execution"],
+        "execution": step.execution,
         "stage": stage,
-        "approve": f"python -m neptune_guard approve {event['execution']}",
-        "reject": f"python -m neptune_guard reject {event['execution']} --reason '...'",
+        "approve": f"neptune-guard approve {step.execution}",
+        "reject": f"neptune-guard reject {step.execution} --reason '...'",
         "plan": plan,
-        "verified": state.get("verified"),
     }
-    send_notification(f"Neptune Guard: approval needed ({stage}) in {state['account_id']} {state['region']}", message)
+    if stage == "cutover":
+        writes = state.get("write_check", {})
+        message["write_activity"] = writes
+        if writes.get("writes_detected"):
+            message["question"] = (f"WRITES DETECTED on {plan['cluster_id']} after its snapshot ({writes['metrics']}). A cutover "
+                                   "now would lose them. Reject (the original keeps serving; re-run once writes are stopped), "
+                                   "or approve with --accept-write-loss to lose them on purpose. " + message["question"])
+            message["approve"] += " --accept-write-loss"
+        new_id = state.get("verified", {}).get("resource_id")
+        message["iam_authentication"] = {
+            **plan["iam_authentication"], "new_resource_id": new_id,
+            "update": (f"IAM policies granting neptune-db:* on cluster-{plan['cluster_resource_id']} must name "
+                       f"cluster-{new_id} after the cutover"),
+        }
+    send_notification(f"Neptune Guard: approval needed ({stage}) in {step.request['account_id']} {step.request['region']}", message)
     return {"requested_at": _now()}
 
 
-def create_snapshot(event: dict) -> dict:
-    state, plan = event["state"], event["state"]["plan"]
-    neptune = neptune_client(state)
-    try:
+def mark_original(step: Step) -> dict:
+    """After the first approval: tag the original and its instances for this execution's cutover, which is
+    what lets the remediation role rename (and later stop) them, and what keeps a second remediation off."""
+    plan, neptune = step.plan, step.neptune
+    cluster = describe_cluster(neptune, plan["cluster_id"])
+    if cluster is None or cluster["DbClusterResourceId"] != plan["cluster_resource_id"]:
+        raise NotOurs(f"{plan['cluster_id']} is no longer the cluster that was planned and approved")
+    tags = tags_of(neptune, cluster["DBClusterArn"])
+    if tags.get(CUTOVER, step.execution) != step.execution or RETIRED_BY in tags or CREATED_BY in tags:
+        raise NotOurs(f"{plan['cluster_id']} is already part of remediation {tags.get(CUTOVER) or tags.get(RETIRED_BY) or tags.get(CREATED_BY)}")
+    members = sorted(m["DBInstanceIdentifier"] for m in cluster.get("DBClusterMembers", []))
+    if members != sorted(i["id"] for i in plan["instances"]):
+        raise NotOurs(f"the instances of {plan['cluster_id']} changed since the plan: {members}")
+    marker = [{"Key": CUTOVER, "Value": step.execution}]
+    neptune.add_tags_to_resource(ResourceName=cluster["DBClusterArn"], Tags=marker)
+    for instance in instances_in(neptune, [plan["cluster_id"]]).values():
+        neptune.add_tags_to_resource(ResourceName=instance["DBInstanceArn"], Tags=marker)
+    return {"marked": [plan["cluster_id"], *members]}
+
+
+def create_snapshot(step: Step) -> dict:
+    plan, neptune = step.plan, step.neptune
+    existing = describe_snapshot(neptune, plan["snapshot_id"])
+    if existing is not None:
+        require_ours(neptune, existing, "DBClusterSnapshotArn", step.execution)
+    else:
         neptune.create_db_cluster_snapshot(DBClusterSnapshotIdentifier=plan["snapshot_id"], DBClusterIdentifier=plan["cluster_id"],
-                                           Tags=[{"Key": "neptune-guard:execution", "Value": event["execution"].split(":")[-1]}])
-    except ClientError as error:
-        if error.response["Error"]["Code"] != "DBClusterSnapshotAlreadyExistsFault":
-            raise
+                                           Tags=created_by(step.execution))
     return {"snapshot_id": plan["snapshot_id"]}
 
 
-def require_available_snapshot(state: dict, identifier: str) -> dict:
-    """A waiting step's check: done when the snapshot is available, ResourceNotReady (retried by the ASL) until then."""
-    snapshot = describe_snapshot(neptune_client(state), identifier)
-    if snapshot is None or snapshot["Status"] != "available":
-        raise ResourceNotReady(f"snapshot {identifier} is {snapshot['Status'] if snapshot else 'not there yet'}")
+def snapshot_available(step: Step) -> dict:
+    plan, neptune = step.plan, step.neptune
+    snapshot = require_available_snapshot(neptune, plan["snapshot_id"])
+    require_ours(neptune, snapshot, "DBClusterSnapshotArn", step.execution)
+    return {"snapshot_id": plan["snapshot_id"], "created_at": _iso(snapshot["SnapshotCreateTime"])}
+
+
+def restore_cluster(step: Step) -> dict:
+    plan, neptune = step.plan, step.neptune
+    existing = describe_cluster(neptune, plan["new_cluster_id"])
+    if existing is not None:
+        require_ours(neptune, existing, "DBClusterArn", step.execution)
+    else:
+        snapshot = describe_snapshot(neptune, plan["snapshot_id"])
+        if snapshot is None:
+            raise NotOurs(f"the workflow's snapshot {plan['snapshot_id']} is gone")
+        require_ours(neptune, snapshot, "DBClusterSnapshotArn", step.execution)
+        neptune.restore_db_cluster_from_snapshot(DBClusterIdentifier=plan["new_cluster_id"], SnapshotIdentifier=plan["snapshot_id"],
+                                                 Engine="neptune", KmsKeyId=plan["target_key_arn"], **plan["restore"])
+    return {"cluster_id": plan["new_cluster_id"]}
+
+
+def new_cluster_available(step: Step) -> dict:
+    require_available_cluster(step.neptune, step.plan["new_cluster_id"])
     return {"status": "available"}
 
 
-def snapshot_available(event: dict) -> dict:
-    return require_available_snapshot(event["state"], event["state"]["plan"]["snapshot_id"])
-
-
-def restore_under_key(state: dict, cluster_id: str, snapshot_id: str, key_arn: str, **settings) -> dict:
-    """Restore the snapshot as a new cluster encrypted with the key, unless an earlier try already did."""
-    neptune = neptune_client(state)
-    if describe_cluster(neptune, cluster_id) is None:
-        neptune.restore_db_cluster_from_snapshot(DBClusterIdentifier=cluster_id, SnapshotIdentifier=snapshot_id,
-                                                 Engine="neptune", KmsKeyId=key_arn, **settings)
-    return {"cluster_id": cluster_id}
-
-
-def restore_cluster(event: dict) -> dict:
-    plan = event["state"]["plan"]
-    return restore_under_key(event["state"], plan["new_cluster_id"], plan["snapshot_id"], plan["target_key_arn"], **plan["restore"])
-
-
-def require_available_cluster(state: dict, identifier: str) -> dict:
-    """A waiting step's check: done when the cluster is available, ResourceNotReady (retried by the ASL) until then."""
-    cluster = describe_cluster(neptune_client(state), identifier)
-    if cluster is None or cluster["Status"] != "available":
-        raise ResourceNotReady(f"cluster {identifier} is {cluster['Status'] if cluster else 'not there yet'}")
-    return {"status": "available"}
-
-
-def new_cluster_available(event: dict) -> dict:
-    return require_available_cluster(event["state"], event["state"]["plan"]["new_cluster_id"])
-
-
-def apply_settings(event: dict) -> dict:
-    """What the restore does not take: backup retention and windows, IAM roles."""
-    state, plan = event["state"], event["state"]["plan"]
-    neptune = neptune_client(state)
+def apply_settings(step: Step) -> dict:
+    """What the restore does not take: backup retention and windows, IAM roles with their feature names."""
+    plan, neptune = step.plan, step.neptune
+    cluster = require_available_cluster(neptune, plan["new_cluster_id"])
+    require_ours(neptune, cluster, "DBClusterArn", step.execution)
     neptune.modify_db_cluster(DBClusterIdentifier=plan["new_cluster_id"], ApplyImmediately=True, **plan["modify"])
-    present = {r["RoleArn"] for r in describe_cluster(neptune, plan["new_cluster_id"]).get("AssociatedRoles", [])}
-    for role_arn in plan["roles"]:
-        if role_arn not in present:
-            neptune.add_role_to_db_cluster(DBClusterIdentifier=plan["new_cluster_id"], RoleArn=role_arn)
+    present = {r["RoleArn"] for r in cluster.get("AssociatedRoles", [])}
+    for role in plan["roles"]:
+        if role["RoleArn"] not in present:
+            neptune.add_role_to_db_cluster(DBClusterIdentifier=plan["new_cluster_id"], **role)
     return {"applied": sorted(plan["modify"]) + (["roles"] if plan["roles"] else [])}
 
 
-def create_instances(event: dict) -> dict:
-    state, plan = event["state"], event["state"]["plan"]
-    neptune = neptune_client(state)
+def create_instances(step: Step) -> dict:
+    plan, neptune = step.plan, step.neptune
     existing = instances_in(neptune, [plan["new_cluster_id"]])
     for instance in plan["instances"]:
         if instance["new_id"] in existing:
+            require_ours(neptune, existing[instance["new_id"]], "DBInstanceArn", step.execution)
             continue
-        arguments = {"DBInstanceIdentifier": instance["new_id"], "DBInstanceClass": instance["class"], "Engine": "neptune",
-                     "DBClusterIdentifier": plan["new_cluster_id"], "PromotionTier": instance["promotion_tier"]}
-        if instance.get("availability_zone"):
-            arguments["AvailabilityZone"] = instance["availability_zone"]
-        if instance.get("parameter_group"):
-            arguments["DBParameterGroupName"] = instance["parameter_group"]
-        neptune.create_db_instance(**arguments)
+        create = instance["create"]
+        neptune.create_db_instance(DBInstanceIdentifier=instance["new_id"], Engine="neptune", DBClusterIdentifier=plan["new_cluster_id"],
+                                   **{**create, "Tags": create.get("Tags", []) + created_by(step.execution)})
     return {"instances": [i["new_id"] for i in plan["instances"]]}
 
 
-def instances_available(event: dict) -> dict:
-    state, plan = event["state"], event["state"]["plan"]
-    described_by_id = instances_in(neptune_client(state), [plan["new_cluster_id"]])
+def instances_available(step: Step) -> dict:
+    """Waits for the new instances, then sets what CreateDBInstance does not take (the CA certificate)."""
+    plan, neptune = step.plan, step.neptune
+    described_by_id = instances_in(neptune, [plan["new_cluster_id"]])
     for instance in plan["instances"]:
         described = described_by_id.get(instance["new_id"])
         if described is None or described["DBInstanceStatus"] != "available":
             raise ResourceNotReady(f"instance {instance['new_id']} is {described and described['DBInstanceStatus']}")
+    for instance in plan["instances"]:
+        wanted = instance.get("ca_certificate")
+        if wanted and described_by_id[instance["new_id"]].get("CACertificateIdentifier") != wanted:
+            require_ours(neptune, described_by_id[instance["new_id"]], "DBInstanceArn", step.execution)
+            neptune.modify_db_instance(DBInstanceIdentifier=instance["new_id"], CACertificateIdentifier=wanted, ApplyImmediately=True)
+            raise ResourceNotReady(f"setting the CA certificate of {instance['new_id']}")
     return {"status": "available"}
 
 
-def verify(event: dict) -> dict:
-    """The new cluster against the plan: key, every carried setting, every instance."""
-    state, plan = event["state"], event["state"]["plan"]
-    neptune = neptune_client(state)
+def verify(step: Step) -> dict:
+    """The new cluster against the plan: key, every carried setting, every instance and its settings."""
+    plan, neptune = step.plan, step.neptune
     cluster = describe_cluster(neptune, plan["new_cluster_id"])
-    wanted = plan["restore"]
+    if cluster is None:
+        raise VerificationFailed(f"{plan['new_cluster_id']} is gone")
+    wanted, modify = plan["restore"], plan["modify"]
     checks = {
         "encrypted": (cluster.get("StorageEncrypted"), True),
         "key": (cluster.get("KmsKeyId"), plan["target_key_arn"]),
         "deletion protection": (cluster.get("DeletionProtection"), wanted.get("DeletionProtection", False)),
         "IAM authentication": (cluster.get("IAMDatabaseAuthenticationEnabled"), wanted.get("EnableIAMDatabaseAuthentication", False)),
         "log exports": (sorted(cluster.get("EnabledCloudwatchLogsExports", [])), sorted(wanted.get("EnableCloudwatchLogsExports", []))),
-        "port": (cluster.get("Port"), wanted.get("Port", cluster.get("Port"))),
-        "backup retention": (cluster.get("BackupRetentionPeriod"), plan["modify"].get("BackupRetentionPeriod")),
-        "roles": (sorted(r["RoleArn"] for r in cluster.get("AssociatedRoles", [])), sorted(plan["roles"])),
-        "tags": (_tag_map(neptune.list_tags_for_resource(ResourceName=cluster["DBClusterArn"]).get("TagList", [])), _tag_map(wanted["Tags"])),
+        "copy tags to snapshot": (bool(cluster.get("CopyTagsToSnapshot")), wanted.get("CopyTagsToSnapshot", False)),
+        "roles": (sorted((r["RoleArn"], r.get("FeatureName")) for r in cluster.get("AssociatedRoles", [])),
+                  sorted((r["RoleArn"], r.get("FeatureName")) for r in plan["roles"])),
+        "tags": (tags_of(neptune, cluster["DBClusterArn"]), {t["Key"]: t["Value"] for t in wanted["Tags"]}),
     }
+    for field, described_as in (("Port", "Port"), ("EngineVersion", "EngineVersion"), ("DBSubnetGroupName", "DBSubnetGroup"),
+                                ("DBClusterParameterGroupName", "DBClusterParameterGroup"), ("StorageType", "StorageType"),
+                                ("ServerlessV2ScalingConfiguration", "ServerlessV2ScalingConfiguration")):
+        if field in wanted:
+            checks[field] = (cluster.get(described_as), wanted[field])
     if wanted.get("VpcSecurityGroupIds"):
-        checks["security groups"] = (sorted(g["VpcSecurityGroupId"] for g in cluster.get("VpcSecurityGroups", [])), sorted(wanted["VpcSecurityGroupIds"]))
-    if wanted.get("DBClusterParameterGroupName"):
-        checks["parameter group"] = (cluster.get("DBClusterParameterGroup"), wanted["DBClusterParameterGroupName"])
-    members = {m["DBInstanceIdentifier"] for m in cluster.get("DBClusterMembers", [])}
-    checks["instances"] = (sorted(members), sorted(i["new_id"] for i in plan["instances"]))
+        checks["security groups"] = (sorted(g["VpcSecurityGroupId"] for g in cluster.get("VpcSecurityGroups", [])),
+                                     sorted(wanted["VpcSecurityGroupIds"]))
+    for field in modify:
+        checks[field] = (cluster.get(field), modify[field])
+    checks["instances"] = (sorted(m["DBInstanceIdentifier"] for m in cluster.get("DBClusterMembers", [])),
+                           sorted(i["new_id"] for i in plan["instances"]))
+    writers = [m["DBInstanceIdentifier"] for m in cluster.get("DBClusterMembers", []) if m.get("IsClusterWriter")]
+    checks["writer"] = (writers, [i["new_id"] for i in plan["instances"] if i["writer"]])
     described_by_id = instances_in(neptune, [plan["new_cluster_id"]])
     for instance in plan["instances"]:
         described = described_by_id.get(instance["new_id"], {})
-        checks[f"class of {instance['new_id']}"] = (described.get("DBInstanceClass"), instance["class"])
-        checks[f"promotion tier of {instance['new_id']}"] = (described.get("PromotionTier"), instance["promotion_tier"])
+        for field, want in instance["create"].items():
+            have = described.get(field) if field not in ("DBParameterGroupName", "Tags") else None
+            if field == "DBParameterGroupName":
+                have = (described.get("DBParameterGroups") or [{}])[0].get("DBParameterGroupName")
+            if field == "Tags":
+                have = tags_of(neptune, described["DBInstanceArn"]) if described else {}
+                want = {t["Key"]: t["Value"] for t in want + created_by(step.execution)}
+            checks[f"{field} of {instance['new_id']}"] = (have, want)
+        if instance.get("ca_certificate"):
+            checks[f"CA certificate of {instance['new_id']}"] = (described.get("CACertificateIdentifier"), instance["ca_certificate"])
     mismatches = [f"{name}: {have!r}, expected {want!r}" for name, (have, want) in checks.items() if have != want]
     if mismatches:
         raise VerificationFailed("; ".join(mismatches))
-    return {"cluster_id": plan["new_cluster_id"], "endpoint": cluster.get("Endpoint"), "checked": sorted(checks)}
+    return {"cluster_id": plan["new_cluster_id"], "resource_id": cluster["DbClusterResourceId"], "endpoint": cluster.get("Endpoint"),
+            "checked": sorted(checks)}
 
 
-def _tag_map(tags: list[dict]) -> dict:
-    return {t["Key"]: t["Value"] for t in tags}
+def write_activity(cloudwatch, windows: list[tuple[str, datetime, datetime]]) -> dict:
+    """Every write CloudWatch saw for these (cluster identifier, start, end) windows: index inserts and deletes
+    (every mutation of the graph writes its indexes) and bulk-loader requests."""
+    queries, labels = [], {}
+    for n, (cluster_id, start, end) in enumerate(windows):
+        for metric in WRITE_METRICS:
+            query_id = f"m{n}{WRITE_METRICS.index(metric)}"
+            labels[query_id] = metric
+            queries.append({"Id": query_id, "ReturnData": True, "MetricStat": {
+                "Metric": {"Namespace": "AWS/Neptune", "MetricName": metric,
+                           "Dimensions": [{"Name": "DBClusterIdentifier", "Value": cluster_id}]},
+                "Period": 60, "Stat": "Sum"}})
+    totals = dict.fromkeys(WRITE_METRICS, 0.0)
+    for n, (cluster_id, start, end) in enumerate(windows):
+        window_queries = [q for q in queries if q["Id"].startswith(f"m{n}")]
+        for page in cloudwatch.get_paginator("get_metric_data").paginate(MetricDataQueries=window_queries, StartTime=start, EndTime=end):
+            for result in page["MetricDataResults"]:
+                totals[labels[result["Id"]]] += sum(result.get("Values", []))
+    return {"windows": [{"cluster_id": c, "from": _iso(s), "to": _iso(e)} for c, s, e in windows],
+            "metrics": totals, "writes_detected": any(v > 0 for v in totals.values())}
+
+
+def _snapshot_minute(step: Step) -> datetime:
+    """Metrics are per minute: the window starts with the snapshot's minute, so a write just after it counts."""
+    return datetime.fromisoformat(step.state["snapshot"]["created_at"]).replace(second=0, microsecond=0)
+
+
+def measure_writes(step: Step) -> dict:
+    """Writes that reached the original since the snapshot, for the cutover question."""
+    return write_activity(step.client("cloudwatch"), [(step.plan["cluster_id"], _snapshot_minute(step), _utcnow())])
+
+
+def writes_until_now(step: Step) -> dict:
+    """Writes since the snapshot, under the original's name until it moved aside and under its retired name after."""
+    plan = step.plan
+    moved_at = datetime.fromisoformat(step.state["moved_aside"]["moved_at"])
+    now = _utcnow()
+    return write_activity(step.client("cloudwatch"), [(plan["cluster_id"], _snapshot_minute(step), now),
+                                                      (plan["retired_cluster_id"], moved_at - timedelta(minutes=1), now)])
+
+
+BUSY = ("InvalidDBClusterStateFault", "InvalidDBInstanceStateFault")
 
 
 def _rename_cluster(neptune, old: str, new: str) -> None:
-    neptune.modify_db_cluster(DBClusterIdentifier=old, NewDBClusterIdentifier=new, ApplyImmediately=True)
+    try:
+        neptune.modify_db_cluster(DBClusterIdentifier=old, NewDBClusterIdentifier=new, ApplyImmediately=True)
+    except ClientError as error:
+        if error.response["Error"]["Code"] in BUSY:
+            raise ResourceNotReady(f"{old} cannot be renamed yet: {error.response['Error']['Message']}") from error
+        raise
 
 
 def _rename_instance(neptune, old: str, new: str) -> None:
-    neptune.modify_db_instance(DBInstanceIdentifier=old, NewDBInstanceIdentifier=new, ApplyImmediately=True)
+    try:
+        neptune.modify_db_instance(DBInstanceIdentifier=old, NewDBInstanceIdentifier=new, ApplyImmediately=True)
+    except ClientError as error:
+        if error.response["Error"]["Code"] in BUSY:
+            raise ResourceNotReady(f"{old} cannot be renamed yet: {error.response['Error']['Message']}") from error
+        raise
 
 
-def _settled(neptune, cluster_id: str) -> bool:
-    cluster = describe_cluster(neptune, cluster_id)
-    return cluster is not None and cluster["Status"] == "available"
+def _converge_instance_names(neptune, cluster_id: str, renames: dict[str, str]) -> bool:
+    """Rename the cluster's instances per `renames` (old id -> new id); True when nothing is left to do."""
+    pending = False
+    for instance_id, instance in instances_in(neptune, [cluster_id]).items():
+        if instance_id in renames:
+            _rename_instance(neptune, instance_id, renames[instance_id])
+            pending = True
+        elif instance["DBInstanceStatus"] == "renaming":
+            pending = True
+    return not pending
 
 
-def cut_over(event: dict) -> dict:
-    """Original away to <id>-pre-cmk, then the new cluster to <id>: the application's endpoint name stays."""
-    state, plan = event["state"], event["state"]["plan"]
-    neptune = neptune_client(state)
-    original, new, retired = plan["cluster_id"], plan["new_cluster_id"], plan["retired_cluster_id"]
-    if describe_cluster(neptune, retired) is None:
-        present = workflow_instances(neptune, plan)
-        for instance in plan["instances"]:
-            if instance["id"] in present:
-                _rename_instance(neptune, instance["id"], instance["retired_id"])
+def move_original_aside(step: Step) -> dict:
+    """Cutover, first half: the original (marked for this execution) and its instances move to their retired
+    names, so nothing reaches it under the production names any more."""
+    plan, neptune = step.plan, step.neptune
+    original, retired = plan["cluster_id"], plan["retired_cluster_id"]
+    holder = describe_cluster(neptune, original)
+    if holder is not None and holder["DbClusterResourceId"] == plan["cluster_resource_id"]:
+        require_ours(neptune, holder, "DBClusterArn", step.execution, CUTOVER)
+        if holder["Status"] != "available":
+            raise ResourceNotReady(f"{original} is {holder['Status']}")
         _rename_cluster(neptune, original, retired)
         raise ResourceNotReady(f"renaming {original} to {retired}")
-    if not _settled(neptune, retired):
-        raise ResourceNotReady(f"{retired} is still renaming")
-    if describe_cluster(neptune, new) is not None:
+    moved = describe_cluster(neptune, retired)
+    if moved is None or moved["DbClusterResourceId"] != plan["cluster_resource_id"]:
+        raise ResourceNotReady(f"{retired} is not there yet")
+    if moved["Status"] != "available":
+        raise ResourceNotReady(f"{retired} is {moved['Status']}")
+    if not _converge_instance_names(neptune, retired, {i["id"]: i["retired_id"] for i in plan["instances"]}):
+        raise ResourceNotReady(f"the instances of {retired} are renaming")
+    return {"moved_at": _iso(_utcnow()), "retired_cluster_id": retired}
+
+
+def confirm_no_writes(step: Step) -> dict:
+    """After the metrics have settled: every write since the snapshot, up to now."""
+    return writes_until_now(step)
+
+
+class WritesDetected(Exception):
+    """Writes reached the original after its snapshot and on-call did not accept losing them."""
+
+
+def _accepted_write_loss(step: Step) -> bool:
+    return bool(step.state.get("approvals", {}).get("cutover", {}).get("accept_write_loss"))
+
+
+def give_new_cluster_the_name(step: Step) -> dict:
+    """Cutover, second half: the new cluster and its instances take the production names. Checks the writes
+    once more first: a direct call can never skip the write check."""
+    plan, neptune = step.plan, step.neptune
+    original, new = plan["cluster_id"], plan["new_cluster_id"]
+    new_resource_id = step.state["verified"]["resource_id"]
+    holder = describe_cluster(neptune, original)
+    if holder is None:
+        writes = writes_until_now(step)
+        if writes["writes_detected"] and not _accepted_write_loss(step):
+            raise WritesDetected(f"writes reached {original} after its snapshot: {writes['metrics']}")
+        candidate = describe_cluster(neptune, new)
+        if candidate is None or candidate["DbClusterResourceId"] != new_resource_id:
+            raise NotOurs(f"{new} is not the verified new cluster")
+        require_ours(neptune, candidate, "DBClusterArn", step.execution)
+        neptune.add_tags_to_resource(ResourceName=candidate["DBClusterArn"], Tags=[{"Key": SERVED, "Value": _iso(_utcnow())}])
         _rename_cluster(neptune, new, original)
-        for instance in plan["instances"]:
-            _rename_instance(neptune, instance["new_id"], instance["id"])
         raise ResourceNotReady(f"renaming {new} to {original}")
-    if not _settled(neptune, original):
-        raise ResourceNotReady(f"{original} is still renaming")
-    present = workflow_instances(neptune, plan)
-    if any(instance["id"] not in present for instance in plan["instances"]):
-        raise ResourceNotReady(f"the instances of {original} are still renaming")
-    return {"serving": original, "retired": retired}
+    if holder["DbClusterResourceId"] != new_resource_id:
+        raise NotOurs(f"{original} is held by {holder['DbClusterResourceId']}, neither the original nor the new cluster")
+    if holder["Status"] != "available":
+        raise ResourceNotReady(f"{original} is {holder['Status']}")
+    if not _converge_instance_names(neptune, original, {i["new_id"]: i["id"] for i in plan["instances"]}):
+        raise ResourceNotReady(f"the instances of {original} are renaming")
+    return {"serving": original, "resource_id": new_resource_id, "cutover_at": _iso(_utcnow())}
 
 
-def retain_original(event: dict) -> dict:
-    """Stop the retired original: kept as the way back, for on-call to delete later with a final snapshot."""
-    state, plan = event["state"], event["state"]["plan"]
-    neptune = neptune_client(state)
+def retire_original(step: Step) -> dict:
+    """The original, under its retired name: tagged with what replaced it and until when it is kept, stopped."""
+    plan, neptune = step.plan, step.neptune
     retired = describe_cluster(neptune, plan["retired_cluster_id"])
-    if retired and retired["Status"] == "available":
+    if retired is None:
+        raise NotOurs(f"{plan['retired_cluster_id']} is gone")
+    require_ours(neptune, retired, "DBClusterArn", step.execution, CUTOVER, RETIRED_BY)
+    until = _utcnow() + timedelta(seconds=plan["soak_seconds"])
+    retirement = [{"Key": RETIRED_BY, "Value": step.execution}, {"Key": REPLACED_BY, "Value": step.state["cutover"]["resource_id"]},
+                  {"Key": RETAINED_UNTIL, "Value": _iso(until)}]
+    neptune.add_tags_to_resource(ResourceName=retired["DBClusterArn"], Tags=retirement)
+    for instance in instances_in(neptune, [plan["retired_cluster_id"]]).values():
+        neptune.add_tags_to_resource(ResourceName=instance["DBInstanceArn"], Tags=retirement[:1])
+    if retired["Status"] == "available":
         neptune.stop_db_cluster(DBClusterIdentifier=plan["retired_cluster_id"])
-    return {"retained": plan["retired_cluster_id"], "status": "stopped"}
+    return {"retained": plan["retired_cluster_id"], "retained_until": _iso(until), "status": "stopping"}
 
 
-def resolve_finding(event: dict) -> dict:
-    state = event["state"]
-    finding = state.get("finding")
+def hand_over_new_cluster(step: Step) -> dict:
+    """The new cluster is production now: it loses the created-by tag (the remediation role may no longer
+    delete or rename it) and keeps a record of the remediation."""
+    plan, neptune = step.plan, step.neptune
+    serving = describe_cluster(neptune, plan["cluster_id"])
+    if serving is None or serving["DbClusterResourceId"] != step.state["cutover"]["resource_id"]:
+        raise NotOurs(f"{plan['cluster_id']} is not the cluster this execution cut over to")
+    resources = [serving["DBClusterArn"]] + [i["DBInstanceArn"] for i in instances_in(neptune, [plan["cluster_id"]]).values()]
+    for arn in resources:
+        tags = tags_of(neptune, arn)
+        if tags.get(CREATED_BY) not in (None, step.execution):
+            raise NotOurs(f"{arn} was created by {tags[CREATED_BY]}")
+        neptune.add_tags_to_resource(ResourceName=arn, Tags=[{"Key": REMEDIATED_BY, "Value": step.execution}])
+        neptune.remove_tags_from_resource(ResourceName=arn, TagKeys=[CREATED_BY, SERVED])
+    return {"handed_over": plan["cluster_id"]}
+
+
+def keep_retired_stopped(step: Step) -> dict:
+    """During the soak: Neptune restarts a stopped cluster after 7 days; stop it again."""
+    plan, neptune = step.plan, step.neptune
+    retired = describe_cluster(neptune, plan["retired_cluster_id"])
+    if retired is None:
+        raise NotOurs(f"{plan['retired_cluster_id']} is gone: decommission has nothing to do")
+    require_ours(neptune, retired, "DBClusterArn", step.execution, RETIRED_BY)
+    restopped = retired["Status"] == "available"
+    if restopped:
+        neptune.stop_db_cluster(DBClusterIdentifier=plan["retired_cluster_id"])
+    until = datetime.fromisoformat(step.state["retired"]["retained_until"])
+    return {"status": "stopping" if restopped else retired["Status"], "restopped": restopped, "soak_over": _utcnow() >= until}
+
+
+def prove_no_writes_since_cutover(step: Step) -> dict:
+    plan = step.plan
+    since = datetime.fromisoformat(step.state["cutover"]["cutover_at"]).replace(second=0, microsecond=0)
+    activity = write_activity(step.client("cloudwatch"), [(plan["retired_cluster_id"], since, _utcnow())])
+    if activity["writes_detected"]:
+        raise WritesDetected(f"writes reached the retired {plan['retired_cluster_id']} after the cutover: {activity['metrics']}; "
+                             "it is kept")
+    return activity
+
+
+def archive_retired(step: Step) -> dict:
+    """An archive of the retired original, only ever under the CMK. No write reached the original after the
+    workflow's snapshot (proved before the cutover and since), so that snapshot holds exactly its data: copied
+    under the key when encrypted, or restored under the key and snapshotted when it is not."""
+    plan, neptune = step.plan, step.neptune
+    archive_tag = [{"Key": TAG_PREFIX + "archived-by", "Value": step.execution}]
+    archive = describe_snapshot(neptune, plan["archive_snapshot_id"])
+    if archive is not None:
+        require_ours(neptune, archive, "DBClusterSnapshotArn", step.execution, TAG_PREFIX + "archived-by")
+        if archive["Status"] != "available":
+            raise ResourceNotReady(f"archive {plan['archive_snapshot_id']} is {archive['Status']}")
+        if not archive.get("StorageEncrypted") or archive.get("KmsKeyId") != plan["target_key_arn"]:
+            raise VerificationFailed(f"archive {plan['archive_snapshot_id']} is not under {plan['target_key_arn']}")
+        temporary = describe_cluster(neptune, plan["archive_cluster_id"])
+        if temporary is not None:
+            require_ours(neptune, temporary, "DBClusterArn", step.execution)
+            if temporary["Status"] != "deleting":
+                neptune.delete_db_cluster(DBClusterIdentifier=plan["archive_cluster_id"], SkipFinalSnapshot=True)
+            raise ResourceNotReady(f"deleting the temporary {plan['archive_cluster_id']}")
+        return {"archive": plan["archive_snapshot_id"], "key": plan["target_key_arn"]}
+    source = describe_snapshot(neptune, plan["snapshot_id"])
+    if source is None:
+        raise NotOurs(f"the workflow's snapshot {plan['snapshot_id']} is gone: nothing to archive from")
+    require_ours(neptune, source, "DBClusterSnapshotArn", step.execution)
+    tags = customer_tags(plan["restore"]["Tags"]) + archive_tag
+    if plan["original_encrypted"]:
+        neptune.copy_db_cluster_snapshot(SourceDBClusterSnapshotIdentifier=plan["snapshot_id"],
+                                         TargetDBClusterSnapshotIdentifier=plan["archive_snapshot_id"],
+                                         KmsKeyId=plan["target_key_arn"], Tags=tags)
+        raise ResourceNotReady(f"copying {plan['snapshot_id']} under the key")
+    temporary = describe_cluster(neptune, plan["archive_cluster_id"])
+    if temporary is None:
+        neptune.restore_db_cluster_from_snapshot(DBClusterIdentifier=plan["archive_cluster_id"], SnapshotIdentifier=plan["snapshot_id"],
+                                                 Engine="neptune", KmsKeyId=plan["target_key_arn"], Tags=created_by(step.execution))
+        raise ResourceNotReady(f"restoring {plan['snapshot_id']} under the key")
+    require_ours(neptune, temporary, "DBClusterArn", step.execution)
+    if temporary["Status"] != "available":
+        raise ResourceNotReady(f"{plan['archive_cluster_id']} is {temporary['Status']}")
+    neptune.create_db_cluster_snapshot(DBClusterSnapshotIdentifier=plan["archive_snapshot_id"],
+                                       DBClusterIdentifier=plan["archive_cluster_id"], Tags=tags)
+    raise ResourceNotReady(f"snapshotting {plan['archive_cluster_id']}")
+
+
+def delete_retired(step: Step) -> dict:
+    """The retired original (with its automated backups) and the workflow's own snapshot, once archived."""
+    plan, neptune = step.plan, step.neptune
+    retired = describe_cluster(neptune, plan["retired_cluster_id"])
+    if retired is not None:
+        require_ours(neptune, retired, "DBClusterArn", step.execution, RETIRED_BY)
+        if retired["Status"] == "deleting":
+            raise ResourceNotReady(f"deleting {plan['retired_cluster_id']}")
+        members = instances_in(neptune, [plan["retired_cluster_id"]])
+        for instance in members.values():
+            require_ours(neptune, instance, "DBInstanceArn", step.execution, RETIRED_BY)
+            if instance["DBInstanceStatus"] != "deleting":
+                neptune.delete_db_instance(DBInstanceIdentifier=instance["DBInstanceIdentifier"], SkipFinalSnapshot=True)
+        if members:
+            raise ResourceNotReady(f"deleting the instances of {plan['retired_cluster_id']}")
+        if retired.get("DeletionProtection"):
+            neptune.modify_db_cluster(DBClusterIdentifier=plan["retired_cluster_id"], DeletionProtection=False, ApplyImmediately=True)
+        neptune.delete_db_cluster(DBClusterIdentifier=plan["retired_cluster_id"], SkipFinalSnapshot=True)
+        raise ResourceNotReady(f"deleting {plan['retired_cluster_id']}")
+    snapshot = describe_snapshot(neptune, plan["snapshot_id"])
+    if snapshot is not None:
+        require_ours(neptune, snapshot, "DBClusterSnapshotArn", step.execution)
+        neptune.delete_db_cluster_snapshot(DBClusterSnapshotIdentifier=plan["snapshot_id"])
+    return {"deleted": [plan["retired_cluster_id"], plan["snapshot_id"]], "archive": plan["archive_snapshot_id"]}
+
+
+def resolve_finding(step: Step) -> dict:
+    finding = step.request.get("finding")
     if not finding:
         return {"finding": None}
-    approvers = sorted({decision.get("approver") for decision in state.get("approvals", {}).values() if decision.get("approver")})
-    note = f"{state['plan']['summary']}. Neptune Guard execution {event['execution']}, approved by {', '.join(approvers)}."
-    securityhub = member_session(state).client("securityhub", region_name=state["region"], config=aws.CLIENT_CONFIG)
+    approvers = sorted({d.get("approver") for d in step.state.get("approvals", {}).values() if isinstance(d, dict) and d.get("approver")})
+    writes = step.state.get("final_write_check", {})
+    note = (f"{step.plan['summary']} Execution {step.execution}, approved by {', '.join(approvers) or 'unknown'}."
+            + (" WRITE LOSS ACCEPTED by on-call." if writes.get("writes_detected") else ""))
+    securityhub = step.client("securityhub")
     securityhub.batch_update_findings(
         FindingIdentifiers=[{"Id": finding["id"], "ProductArn": finding["product_arn"]}],
         Note={"Text": note[:512], "UpdatedBy": "neptune-guard"},
@@ -418,86 +736,135 @@ def resolve_finding(event: dict) -> dict:
     return {"finding": finding["id"], "note": note}
 
 
-def roll_back(event: dict) -> dict:
-    """Converge back to the original serving under its own name, and remove what the workflow created."""
-    state = event["state"]
-    plan = state.get("plan")
+def roll_back(step: Step) -> dict:
+    """Converge back to the original serving under its own name. A new cluster that held the production name
+    (it served writes) is kept, renamed aside and stopped; only what this execution created and never served
+    is deleted. Raises ResourceNotReady until every rename has settled."""
+    plan = step.plan
     if not plan:
-        return {"rolled_back": "nothing had changed"}
-    neptune = neptune_client(state)
+        return {"serving": step.request.get("cluster_id"), "changed": "nothing"}
+    neptune = step.neptune
     original, new, retired = plan["cluster_id"], plan["new_cluster_id"], plan["retired_cluster_id"]
     holder = describe_cluster(neptune, original)
-    if describe_cluster(neptune, retired) is not None:
-        if holder is not None and holder["DbClusterResourceId"] != plan["cluster_resource_id"]:
-            _rename_cluster(neptune, original, new)  # the new cluster had taken the name: give it back
-            present = workflow_instances(neptune, plan)
-            for instance in plan["instances"]:
-                if instance["id"] in present:
-                    _rename_instance(neptune, instance["id"], instance["new_id"])
-            raise ResourceNotReady(f"moving {original} back to {new}")
-        if holder is None:
-            _rename_cluster(neptune, retired, original)
-            present = workflow_instances(neptune, plan)
-            for instance in plan["instances"]:
-                if instance["retired_id"] in present:
-                    _rename_instance(neptune, instance["retired_id"], instance["id"])
-            raise ResourceNotReady(f"renaming {retired} back to {original}")
-    if not _settled(neptune, original):
-        raise ResourceNotReady(f"{original} is not yet available")
-    present = workflow_instances(neptune, plan)
-    remaining = [i["new_id"] for i in plan["instances"] if i["new_id"] in present]
-    for instance_id in remaining:
-        neptune.delete_db_instance(DBInstanceIdentifier=instance_id, SkipFinalSnapshot=True)
-    new_cluster = describe_cluster(neptune, new)
-    if new_cluster is not None:
-        if remaining or new_cluster.get("DBClusterMembers"):
-            raise ResourceNotReady(f"instances of {new} are being deleted")
-        if new_cluster.get("DeletionProtection"):
-            neptune.modify_db_cluster(DBClusterIdentifier=new, DeletionProtection=False, ApplyImmediately=True)
-        neptune.delete_db_cluster(DBClusterIdentifier=new, SkipFinalSnapshot=True)
-    try:
-        neptune.delete_db_cluster_snapshot(DBClusterSnapshotIdentifier=plan["snapshot_id"])
-    except ClientError as error:
-        if error.response["Error"]["Code"] != "DBClusterSnapshotNotFoundFault":
-            raise
-    return {"serving": original, "removed": [new, plan["snapshot_id"], *remaining]}
+    if holder is not None and holder["DbClusterResourceId"] != plan["cluster_resource_id"]:
+        require_ours(neptune, holder, "DBClusterArn", step.execution)  # the new cluster had taken the name
+        if holder["Status"] != "available":
+            raise ResourceNotReady(f"{original} is {holder['Status']}")
+        if not _converge_instance_names(neptune, original, {i["id"]: i["new_id"] for i in plan["instances"]}):
+            raise ResourceNotReady(f"renaming the new cluster's instances back to their own names")
+        _rename_cluster(neptune, original, new)
+        raise ResourceNotReady(f"moving the new cluster from {original} back to {new}")
+    if holder is None:
+        aside = describe_cluster(neptune, retired)
+        if aside is None or aside["DbClusterResourceId"] != plan["cluster_resource_id"] or aside["Status"] != "available":
+            raise ResourceNotReady(f"waiting for the original under {retired} to settle")
+        _rename_cluster(neptune, retired, original)
+        raise ResourceNotReady(f"renaming {retired} back to {original}")
+    if holder["Status"] != "available":
+        raise ResourceNotReady(f"{original} is {holder['Status']}")
+    if not _converge_instance_names(neptune, original, {i["retired_id"]: i["id"] for i in plan["instances"]}):
+        raise ResourceNotReady(f"renaming the instances of {original} back")
+    kept, removed = _remove_what_never_served(step)
+    for arn in [holder["DBClusterArn"]] + [i["DBInstanceArn"] for i in instances_in(neptune, [original]).values()]:
+        if tags_of(neptune, arn).get(CUTOVER) == step.execution:
+            neptune.remove_tags_from_resource(ResourceName=arn, TagKeys=[CUTOVER])
+    return {"serving": original, "serving_resource_id": plan["cluster_resource_id"], "kept": kept, "removed": removed}
 
 
-def notify(event: dict) -> dict:
-    state, outcome = event["state"], event["outcome"]
-    subject = f"Neptune Guard: remediation of {state.get('cluster_id') or state.get('snapshot_id')} {outcome}"
-    send_notification(subject, {"outcome": outcome, "execution": event["execution"], "error": state.get("error"),
-                                "needs_attention": state.get("bookkeeping_error"), "plan": state.get("plan")})
+def _remove_what_never_served(step: Step) -> tuple[list[str], list[str]]:
+    """(kept, removed): deletes the new cluster and the workflow's snapshot only if this execution created them
+    and the cluster never held the production name; ResourceNotReady while a deletion is under way."""
+    plan, neptune = step.plan, step.neptune
+    new = plan["new_cluster_id"]
+    kept, removed = [], []
+    cluster = describe_cluster(neptune, new)
+    if cluster is not None:
+        tags = tags_of(neptune, cluster["DBClusterArn"])
+        if tags.get(CREATED_BY) != step.execution:
+            kept.append(f"{new} (not created by this execution)")
+        elif SERVED in tags:
+            if cluster["Status"] == "available":
+                neptune.stop_db_cluster(DBClusterIdentifier=new)
+            kept.append(f"{new} (served production from {tags[SERVED]}: kept, stopped, for its owner)")
+        else:
+            members = instances_in(neptune, [new])
+            for instance in members.values():
+                require_ours(neptune, instance, "DBInstanceArn", step.execution)
+                if instance["DBInstanceStatus"] != "deleting":
+                    neptune.delete_db_instance(DBInstanceIdentifier=instance["DBInstanceIdentifier"], SkipFinalSnapshot=True)
+            if members:
+                raise ResourceNotReady(f"deleting the instances of {new}")
+            if cluster["Status"] != "deleting":
+                if cluster.get("DeletionProtection"):
+                    neptune.modify_db_cluster(DBClusterIdentifier=new, DeletionProtection=False, ApplyImmediately=True)
+                neptune.delete_db_cluster(DBClusterIdentifier=new, SkipFinalSnapshot=True)
+            raise ResourceNotReady(f"deleting {new}")
+    snapshot = describe_snapshot(neptune, plan["snapshot_id"])
+    if snapshot is not None:
+        if tags_of(neptune, snapshot["DBClusterSnapshotArn"]).get(CREATED_BY) == step.execution:
+            neptune.delete_db_cluster_snapshot(DBClusterSnapshotIdentifier=plan["snapshot_id"])
+            removed.append(plan["snapshot_id"])
+        else:
+            kept.append(f"{plan['snapshot_id']} (not created by this execution)")
+    return kept, removed
+
+
+def notify(step: Step, outcome: str) -> dict:
+    subject = f"Neptune Guard: remediation of {step.request.get('cluster_id') or step.request.get('snapshot_id')} {outcome}"
+    send_notification(subject, {"outcome": outcome, "execution": step.execution, "error": step.state.get("error"),
+                                "rollback": step.state.get("rollback"), "needs_attention": step.state.get("bookkeeping_error"),
+                                "plan": step.plan})
     return {"notified": outcome}
 
 
 def send_notification(subject: str, message: dict) -> None:
     topic = os.environ.get("NOTIFICATION_TOPIC_ARN")
     if topic:
-        region = topic.split(":")[3]
-        boto3.client("sns", region_name=region, config=aws.CLIENT_CONFIG).publish(
+        boto3.client("sns", region_name=parse_arn(topic, "topic ARN")["region"], config=aws.CLIENT_CONFIG).publish(
             TopicArn=topic, Subject=subject[:100], Message=json.dumps(message, indent=2, default=str)
         )
 
 
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _iso(moment) -> str:
+    if isinstance(moment, str):
+        return moment
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).isoformat(timespec="seconds")
+
+
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return _iso(_utcnow())
 
 
+# Each step with the approval it needs to have been granted, in this execution's history, before it may run.
 STEPS = {
-    "plan": plan_cluster,
-    "request_approval": request_approval,
-    "create_snapshot": create_snapshot,
-    "snapshot_available": snapshot_available,
-    "restore_cluster": restore_cluster,
-    "new_cluster_available": new_cluster_available,
-    "apply_settings": apply_settings,
-    "create_instances": create_instances,
-    "instances_available": instances_available,
-    "verify": verify,
-    "cut_over": cut_over,
-    "retain_original": retain_original,
-    "resolve_finding": resolve_finding,
-    "roll_back": roll_back,
-    "notify": notify,
+    "plan": (plan_cluster, None),
+    "request_approval": (request_approval, None),
+    "mark_original": (mark_original, "snapshot"),
+    "create_snapshot": (create_snapshot, "snapshot"),
+    "snapshot_available": (snapshot_available, "snapshot"),
+    "restore_cluster": (restore_cluster, "snapshot"),
+    "new_cluster_available": (new_cluster_available, "snapshot"),
+    "apply_settings": (apply_settings, "snapshot"),
+    "create_instances": (create_instances, "snapshot"),
+    "instances_available": (instances_available, "snapshot"),
+    "verify": (verify, "snapshot"),
+    "measure_writes": (measure_writes, "snapshot"),
+    "move_original_aside": (move_original_aside, "cutover"),
+    "confirm_no_writes": (confirm_no_writes, "cutover"),
+    "give_new_cluster_the_name": (give_new_cluster_the_name, "cutover"),
+    "retire_original": (retire_original, "cutover"),
+    "hand_over_new_cluster": (hand_over_new_cluster, "cutover"),
+    "resolve_finding": (resolve_finding, "cutover"),
+    "keep_retired_stopped": (keep_retired_stopped, "cutover"),
+    "prove_no_writes_since_cutover": (prove_no_writes_since_cutover, "decommission"),
+    "archive_retired": (archive_retired, "decommission"),
+    "delete_retired": (delete_retired, "decommission"),
+    "roll_back": (roll_back, None),
+    "notify": (notify, None),
 }

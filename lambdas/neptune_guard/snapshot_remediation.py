@@ -1,125 +1,194 @@
 """Re-encrypting a Neptune cluster snapshot under a customer-managed key.
 
 An encrypted snapshot is copied under the key. An unencrypted one cannot be encrypted by copying: it
-is restored under the key to a temporary cluster, which is snapshotted and then deleted. The original
-snapshot is deleted only after the new one is verified and on-call approves. Steps follow the same
-rules as the cluster workflow's: idempotent, convergent, ResourceNotReady while AWS works.
+is restored under the key to a temporary cluster, which is snapshotted and then deleted. The new
+snapshot keeps the original's audience (the accounts it is shared with); the original is deleted only
+after the new one is verified and on-call approves. Steps follow the same rules as the cluster
+workflow's: idempotent, convergent, ResourceNotReady while AWS works, only resources tagged for this
+execution touched.
 """
 
 from __future__ import annotations
 
-import hashlib
-
-from . import aws
-from .remediation import (
+from . import naming
+from .rds_resources import (
+    CREATED_BY,
+    REMEDIATED_BY,
+    REPLACE_APPROVED_BY,
+    TAG_PREFIX,
     InvalidRequest,
+    NotOurs,
+    ResourceNotReady,
+    Step,
     VerificationFailed,
-    approval_timeout,
+    created_by,
+    customer_tags,
     describe_cluster,
     describe_snapshot,
-    member_session,
-    neptune_client,
+    parse_arn,
     require_available_cluster,
     require_available_snapshot,
-    restore_under_key,
-    validate_request,
-    validated_key,
+    require_ours,
+    tags_of,
 )
+from .remediation import DEFAULT_APPROVAL_TIMEOUT_SECONDS, _current_key_is_customer_managed, validate_request, validated_key
 
-NEW_SNAPSHOT_SUFFIX = "-cmk"
+
+def shared_with(neptune, snapshot_id: str) -> list[str]:
+    """The accounts (or "all") that may restore the snapshot: its `restore` attribute."""
+    result = neptune.describe_db_cluster_snapshot_attributes(DBClusterSnapshotIdentifier=snapshot_id)["DBClusterSnapshotAttributesResult"]
+    return sorted(v for a in result.get("DBClusterSnapshotAttributes", []) if a["AttributeName"] == "restore"
+                  for v in a.get("AttributeValues", []))
 
 
-def plan_snapshot(event: dict) -> dict:
-    request = event["state"]
+def plan_snapshot(step: Step) -> dict:
+    request = step.request
     validate_request(request, "snapshot_id")
-    session = member_session(request)
-    neptune = session.client("neptune", region_name=request["region"], config=aws.CLIENT_CONFIG)
+    neptune, kms = step.neptune, step.client("kms")
     snapshot = describe_snapshot(neptune, request["snapshot_id"])
     if snapshot is None or snapshot.get("Engine") != "neptune":
         raise InvalidRequest(f"no Neptune cluster snapshot {request['snapshot_id']} in {request['account_id']} {request['region']}")
+    owner = parse_arn(snapshot["DBClusterSnapshotArn"])["account"]
+    if snapshot.get("SnapshotType") == "shared" or owner != request["account_id"]:
+        raise InvalidRequest(f"{request['snapshot_id']} is shared with this account by {owner}: only its owner can re-encrypt it")
     if snapshot.get("SnapshotType") != "manual":
         raise InvalidRequest(f"{request['snapshot_id']} is an automated snapshot: it follows its cluster's key and expires; "
                              "remediate the cluster instead")
     if snapshot["Status"] != "available":
         raise InvalidRequest(f"snapshot {request['snapshot_id']} is {snapshot['Status']}, not available")
-    key = validated_key(session.client("kms", region_name=request["region"], config=aws.CLIENT_CONFIG), request)
+    tags = tags_of(neptune, snapshot["DBClusterSnapshotArn"])
+    ours = sorted(k for k in tags if k.startswith(TAG_PREFIX) and k != REMEDIATED_BY)
+    if ours:
+        raise InvalidRequest(f"{request['snapshot_id']} belongs to a Neptune Guard execution ({', '.join(f'{k}={tags[k]}' for k in ours)}): "
+                             "that execution keeps or removes it")
+    key = validated_key(kms, request)
     if snapshot.get("StorageEncrypted") and snapshot.get("KmsKeyId") == key["Arn"]:
         raise InvalidRequest(f"snapshot {request['snapshot_id']} is already encrypted with {key['Arn']}")
+    if _current_key_is_customer_managed(kms, snapshot) and not request.get("replace_key"):
+        raise InvalidRequest(f"snapshot {request['snapshot_id']} is already on the customer-managed key {snapshot['KmsKeyId']}; "
+                             "replacing one CMK with another must be asked for explicitly (replace_key)")
+    audience = shared_with(neptune, request["snapshot_id"])
+    if "all" in audience:
+        raise InvalidRequest(f"{request['snapshot_id']} is public (shared with all): Neptune Guard does not re-create a public "
+                             "snapshot; make it private first")
     snapshot_id = snapshot["DBClusterSnapshotIdentifier"]
-    new_snapshot_id = snapshot_id + NEW_SNAPSHOT_SUFFIX
-    if describe_snapshot(neptune, new_snapshot_id) is not None:
-        raise InvalidRequest(f"a snapshot named {new_snapshot_id} already exists: an earlier remediation left it; resolve it first")
-    tags = neptune.list_tags_for_resource(ResourceName=snapshot["DBClusterSnapshotArn"]).get("TagList", [])
+    token = naming.execution_token(step.execution)
+    new_snapshot_id = naming.derived(snapshot_id, "cmk", token, naming.MAX_SNAPSHOT_IDENTIFIER)
     path = "copy" if snapshot.get("StorageEncrypted") else "restore"
+    grants = (f" The accounts it is shared with ({', '.join(audience)}) can restore the new snapshot only if the key policy of "
+              f"{key['Arn']} allows them kms:Decrypt, kms:DescribeKey and kms:CreateGrant (for RDS); add them before approving."
+              if audience else "")
     return {
+        "kind": "snapshot-plan",
+        "execution": step.execution,
         "snapshot_id": snapshot_id,
         "snapshot_arn": snapshot["DBClusterSnapshotArn"],
         "new_snapshot_id": new_snapshot_id,
-        "temporary_cluster_id": "neptune-guard-tmp-" + hashlib.sha256(snapshot["DBClusterSnapshotArn"].encode()).hexdigest()[:12],
+        "temporary_cluster_id": naming.derived(snapshot_id[:40], "tmp", token),
         "target_key_arn": key["Arn"],
         "path": path,
-        "tags": tags,
-        "approval_timeout_seconds": approval_timeout(request),
+        "tags": customer_tags([{"Key": k, "Value": v} for k, v in tags.items()]),
+        "shared_with": audience,
+        "approval_timeout_seconds": request.get("approval_timeout_seconds", DEFAULT_APPROVAL_TIMEOUT_SECONDS),
+        "summary": f"Re-encrypted under {key['Arn']} as {new_snapshot_id}, shared as before; the original {snapshot_id} deleted.",
         "questions": {
-            "delete-original": (f"The snapshot {new_snapshot_id} (encrypted with {key['Arn']}, verified, tags kept) replaces "
-                                f"{snapshot_id} in {request['account_id']} {request['region']}. Approve deleting {snapshot_id}?"),
+            "delete-original": (f"The snapshot {new_snapshot_id} (encrypted with {key['Arn']}, verified, tags and sharing kept) "
+                                f"replaces {snapshot_id} in {request['account_id']} {request['region']}. Approve deleting "
+                                f"{snapshot_id}?{grants}"),
         },
-        "summary": f"Snapshot re-encrypted under {key['Arn']} as {new_snapshot_id}; original {snapshot_id} deleted",
     }
 
 
-def copy_snapshot(event: dict) -> dict:
-    state, plan = event["state"], event["state"]["plan"]
-    neptune = neptune_client(state)
-    if describe_snapshot(neptune, plan["new_snapshot_id"]) is None:
+def copy_snapshot(step: Step) -> dict:
+    plan, neptune = step.plan, step.neptune
+    existing = describe_snapshot(neptune, plan["new_snapshot_id"])
+    if existing is not None:
+        require_ours(neptune, existing, "DBClusterSnapshotArn", step.execution)
+    else:
         neptune.copy_db_cluster_snapshot(
             SourceDBClusterSnapshotIdentifier=plan["snapshot_id"], TargetDBClusterSnapshotIdentifier=plan["new_snapshot_id"],
-            KmsKeyId=plan["target_key_arn"], Tags=plan["tags"],
+            KmsKeyId=plan["target_key_arn"], Tags=plan["tags"] + created_by(step.execution),
         )
     return {"snapshot_id": plan["new_snapshot_id"]}
 
 
-def new_snapshot_available(event: dict) -> dict:
-    return require_available_snapshot(event["state"], event["state"]["plan"]["new_snapshot_id"])
+def new_snapshot_available(step: Step) -> dict:
+    snapshot = require_available_snapshot(step.neptune, step.plan["new_snapshot_id"])
+    require_ours(step.neptune, snapshot, "DBClusterSnapshotArn", step.execution)
+    return {"status": "available"}
 
 
-def restore_temporary_cluster(event: dict) -> dict:
-    plan = event["state"]["plan"]
-    return restore_under_key(event["state"], plan["temporary_cluster_id"], plan["snapshot_id"], plan["target_key_arn"],
-                             Tags=[{"Key": "neptune-guard:temporary", "Value": plan["snapshot_id"]}])
+def restore_temporary_cluster(step: Step) -> dict:
+    plan, neptune = step.plan, step.neptune
+    existing = describe_cluster(neptune, plan["temporary_cluster_id"])
+    if existing is not None:
+        require_ours(neptune, existing, "DBClusterArn", step.execution)
+    else:
+        neptune.restore_db_cluster_from_snapshot(DBClusterIdentifier=plan["temporary_cluster_id"], SnapshotIdentifier=plan["snapshot_id"],
+                                                 Engine="neptune", KmsKeyId=plan["target_key_arn"], Tags=created_by(step.execution))
+    return {"cluster_id": plan["temporary_cluster_id"]}
 
 
-def temporary_cluster_available(event: dict) -> dict:
-    return require_available_cluster(event["state"], event["state"]["plan"]["temporary_cluster_id"])
+def temporary_cluster_available(step: Step) -> dict:
+    require_available_cluster(step.neptune, step.plan["temporary_cluster_id"])
+    return {"status": "available"}
 
 
-def snapshot_temporary_cluster(event: dict) -> dict:
-    state, plan = event["state"], event["state"]["plan"]
-    neptune = neptune_client(state)
-    if describe_snapshot(neptune, plan["new_snapshot_id"]) is None:
-        neptune.create_db_cluster_snapshot(
-            DBClusterSnapshotIdentifier=plan["new_snapshot_id"], DBClusterIdentifier=plan["temporary_cluster_id"], Tags=plan["tags"]
-        )
+def snapshot_temporary_cluster(step: Step) -> dict:
+    plan, neptune = step.plan, step.neptune
+    existing = describe_snapshot(neptune, plan["new_snapshot_id"])
+    if existing is not None:
+        require_ours(neptune, existing, "DBClusterSnapshotArn", step.execution)
+    else:
+        temporary = describe_cluster(neptune, plan["temporary_cluster_id"])
+        if temporary is None:
+            raise NotOurs(f"the temporary cluster {plan['temporary_cluster_id']} is gone")
+        require_ours(neptune, temporary, "DBClusterArn", step.execution)
+        neptune.create_db_cluster_snapshot(DBClusterSnapshotIdentifier=plan["new_snapshot_id"],
+                                           DBClusterIdentifier=plan["temporary_cluster_id"], Tags=plan["tags"] + created_by(step.execution))
     return {"snapshot_id": plan["new_snapshot_id"]}
 
 
-def delete_temporary_cluster(event: dict) -> dict:
-    state, plan = event["state"], event["state"]["plan"]
-    neptune = neptune_client(state)
-    if describe_cluster(neptune, plan["temporary_cluster_id"]) is not None:
-        neptune.delete_db_cluster(DBClusterIdentifier=plan["temporary_cluster_id"], SkipFinalSnapshot=True)
-    return {"deleted": plan["temporary_cluster_id"]}
+def _delete_temporary_cluster(step: Step) -> bool:
+    """True once the temporary cluster (ours) is gone."""
+    neptune, identifier = step.neptune, step.plan["temporary_cluster_id"]
+    temporary = describe_cluster(neptune, identifier)
+    if temporary is None:
+        return True
+    require_ours(neptune, temporary, "DBClusterArn", step.execution)
+    if temporary["Status"] != "deleting":
+        neptune.delete_db_cluster(DBClusterIdentifier=identifier, SkipFinalSnapshot=True)
+    return False
 
 
-def verify_snapshot(event: dict) -> dict:
-    state, plan = event["state"], event["state"]["plan"]
-    neptune = neptune_client(state)
-    snapshot = describe_snapshot(neptune, plan["new_snapshot_id"]) or {}
-    tags = neptune.list_tags_for_resource(ResourceName=snapshot.get("DBClusterSnapshotArn", "")).get("TagList", []) if snapshot else []
+def delete_temporary_cluster(step: Step) -> dict:
+    if not _delete_temporary_cluster(step):
+        raise ResourceNotReady(f"deleting {step.plan['temporary_cluster_id']}")
+    return {"deleted": step.plan["temporary_cluster_id"]}
+
+
+def share_new_snapshot(step: Step) -> dict:
+    """The new snapshot gets the original's audience: the same accounts may restore it."""
+    plan, neptune = step.plan, step.neptune
+    if plan["shared_with"]:
+        snapshot = describe_snapshot(neptune, plan["new_snapshot_id"])
+        require_ours(neptune, snapshot, "DBClusterSnapshotArn", step.execution)
+        neptune.modify_db_cluster_snapshot_attribute(DBClusterSnapshotIdentifier=plan["new_snapshot_id"], AttributeName="restore",
+                                                     ValuesToAdd=plan["shared_with"])
+    return {"shared_with": plan["shared_with"]}
+
+
+def verify_snapshot(step: Step) -> dict:
+    plan, neptune = step.plan, step.neptune
+    snapshot = describe_snapshot(neptune, plan["new_snapshot_id"])
+    if snapshot is None:
+        raise VerificationFailed(f"{plan['new_snapshot_id']} is gone")
     checks = {
         "encrypted": (snapshot.get("StorageEncrypted"), True),
         "key": (snapshot.get("KmsKeyId"), plan["target_key_arn"]),
-        "tags": ({t["Key"]: t["Value"] for t in tags}, {t["Key"]: t["Value"] for t in plan["tags"]}),
+        "tags": (tags_of(neptune, snapshot["DBClusterSnapshotArn"]),
+                 {t["Key"]: t["Value"] for t in plan["tags"] + created_by(step.execution)}),
+        "shared with": (shared_with(neptune, plan["new_snapshot_id"]), plan["shared_with"]),
     }
     mismatches = [f"{name}: {have!r}, expected {want!r}" for name, (have, want) in checks.items() if have != want]
     if mismatches:
@@ -127,40 +196,52 @@ def verify_snapshot(event: dict) -> dict:
     return {"snapshot_id": plan["new_snapshot_id"], "checked": sorted(checks)}
 
 
-def delete_original_snapshot(event: dict) -> dict:
-    state, plan = event["state"], event["state"]["plan"]
-    neptune = neptune_client(state)
-    if describe_snapshot(neptune, plan["snapshot_id"]) is not None:
+def delete_original_snapshot(step: Step) -> dict:
+    """After approval: the original is tagged as approved for replacement by this execution (what the
+    remediation role's delete permission requires), then deleted; the new snapshot becomes the customer's."""
+    plan, neptune = step.plan, step.neptune
+    original = describe_snapshot(neptune, plan["snapshot_id"])
+    if original is not None:
+        if original["DBClusterSnapshotArn"] != plan["snapshot_arn"]:
+            raise NotOurs(f"{plan['snapshot_id']} is not the snapshot that was planned")
+        neptune.add_tags_to_resource(ResourceName=original["DBClusterSnapshotArn"],
+                                     Tags=[{"Key": REPLACE_APPROVED_BY, "Value": step.execution}])
         neptune.delete_db_cluster_snapshot(DBClusterSnapshotIdentifier=plan["snapshot_id"])
-    return {"deleted": plan["snapshot_id"]}
+    new = describe_snapshot(neptune, plan["new_snapshot_id"])
+    require_ours(neptune, new, "DBClusterSnapshotArn", step.execution, CREATED_BY, REMEDIATED_BY)
+    neptune.add_tags_to_resource(ResourceName=new["DBClusterSnapshotArn"], Tags=[{"Key": REMEDIATED_BY, "Value": step.execution}])
+    neptune.remove_tags_from_resource(ResourceName=new["DBClusterSnapshotArn"], TagKeys=[CREATED_BY])
+    return {"deleted": plan["snapshot_id"], "replaced_by": plan["new_snapshot_id"]}
 
 
-def roll_back_snapshot(event: dict) -> dict:
-    """Remove what the workflow created; the original snapshot is never touched before approval."""
-    state = event["state"]
-    plan = state.get("plan")
+def roll_back_snapshot(step: Step) -> dict:
+    """Remove what this execution created; the original snapshot is never touched before approval, and the new
+    one is removed only while the original still exists."""
+    plan = step.plan
     if not plan:
-        return {"rolled_back": "nothing had changed"}
-    neptune = neptune_client(state)
+        return {"kept": step.request.get("snapshot_id"), "removed": []}
+    neptune = step.neptune
+    if not _delete_temporary_cluster(step):
+        raise ResourceNotReady(f"deleting {plan['temporary_cluster_id']}")
     removed = []
-    if describe_cluster(neptune, plan["temporary_cluster_id"]) is not None:
-        neptune.delete_db_cluster(DBClusterIdentifier=plan["temporary_cluster_id"], SkipFinalSnapshot=True)
-        removed.append(plan["temporary_cluster_id"])
-    if describe_snapshot(neptune, plan["new_snapshot_id"]) is not None and describe_snapshot(neptune, plan["snapshot_id"]) is not None:
+    original = describe_snapshot(neptune, plan["snapshot_id"])
+    new = describe_snapshot(neptune, plan["new_snapshot_id"])
+    if new is not None and original is not None and tags_of(neptune, new["DBClusterSnapshotArn"]).get(CREATED_BY) == step.execution:
         neptune.delete_db_cluster_snapshot(DBClusterSnapshotIdentifier=plan["new_snapshot_id"])
         removed.append(plan["new_snapshot_id"])
-    return {"kept": plan["snapshot_id"], "removed": removed}
+    return {"kept": plan["snapshot_id"] if original else plan["new_snapshot_id"], "removed": removed}
 
 
 STEPS = {
-    "plan_snapshot": plan_snapshot,
-    "copy_snapshot": copy_snapshot,
-    "new_snapshot_available": new_snapshot_available,
-    "restore_temporary_cluster": restore_temporary_cluster,
-    "temporary_cluster_available": temporary_cluster_available,
-    "snapshot_temporary_cluster": snapshot_temporary_cluster,
-    "delete_temporary_cluster": delete_temporary_cluster,
-    "verify_snapshot": verify_snapshot,
-    "delete_original_snapshot": delete_original_snapshot,
-    "roll_back_snapshot": roll_back_snapshot,
+    "plan_snapshot": (plan_snapshot, None),
+    "copy_snapshot": (copy_snapshot, None),
+    "new_snapshot_available": (new_snapshot_available, None),
+    "restore_temporary_cluster": (restore_temporary_cluster, None),
+    "temporary_cluster_available": (temporary_cluster_available, None),
+    "snapshot_temporary_cluster": (snapshot_temporary_cluster, None),
+    "delete_temporary_cluster": (delete_temporary_cluster, None),
+    "share_new_snapshot": (share_new_snapshot, None),
+    "verify_snapshot": (verify_snapshot, None),
+    "delete_original_snapshot": (delete_original_snapshot, "delete-original"),
+    "roll_back_snapshot": (roll_back_snapshot, None),
 }

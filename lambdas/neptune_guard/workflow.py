@@ -22,19 +22,20 @@ class NoPendingApproval(Exception):
 
 
 def execution_name(request: dict) -> str:
-    """Deterministic: the same resource and key give the same name, so a double click starts one execution."""
-    basis = json.dumps([request["account_id"], request["region"], request.get("cluster_id") or request.get("snapshot_id"),
-                        request["target_key"]])
-    resource = re.sub(r"[^A-Za-z0-9_-]", "-", request.get("cluster_id") or request.get("snapshot_id") or "resource")[:40]
-    return f"{resource}-{hashlib.sha256(basis.encode()).hexdigest()[:16]}"
+    """Deterministic per resource, whatever key is asked for or however the identifier is spelled (Neptune
+    identifiers are case-insensitive): while one execution runs for a resource, no second one can start."""
+    resource = str(request.get("cluster_id") or request.get("snapshot_id") or "resource").lower()
+    kind = "cluster" if request.get("cluster_id") else "snapshot"
+    basis = json.dumps([request["account_id"], request["region"], kind, resource])
+    return f"{re.sub(r'[^a-z0-9_-]', '-', resource)[:40]}-{hashlib.sha256(basis.encode()).hexdigest()[:16]}"
 
 
 MAX_ATTEMPTS_PER_RESOURCE = 50
 
 
 def start(sfn, state_machine_arn: str, request: dict) -> str:
-    """The execution for this request. While one runs for the same resource and key, it is returned, not
-    duplicated (a double click). Once it has finished (rolled back, rejected, timed out), a new attempt
+    """The execution for this request. While one runs for the same resource (with any key), it is returned, not
+    duplicated: one remediation per resource at a time. Once it has finished (rolled back, rejected, timed out), a new attempt
     starts: execution names stay taken for 90 days, so attempts are numbered."""
     base = execution_name(request)
     for attempt in range(1, MAX_ATTEMPTS_PER_RESOURCE + 1):

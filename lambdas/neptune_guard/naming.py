@@ -1,0 +1,42 @@
+"""Names of what the workflows create, validated before anything is created.
+
+Neptune cluster, instance and snapshot identifiers: 1 to 63 characters (snapshots 255), letters,
+digits and hyphens, a letter first, no hyphen last, never two hyphens in a row
+(https://docs.aws.amazon.com/neptune/latest/apiref/API_CreateDBCluster.html, DBClusterIdentifier).
+A derived name always keeps its unique suffix whole and shortens the customer's part instead, so two
+executions can never derive the same name, however long the cluster's identifier.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+IDENTIFIER = re.compile(r"^[a-zA-Z](?!.*--)[a-zA-Z0-9-]*(?<!-)$")
+MAX_IDENTIFIER = 63
+MAX_SNAPSHOT_IDENTIFIER = 255
+
+
+class InvalidName(ValueError):
+    pass
+
+
+def is_identifier(name: str, limit: int = MAX_IDENTIFIER) -> bool:
+    return isinstance(name, str) and 0 < len(name) <= limit and bool(IDENTIFIER.match(name))
+
+
+def execution_token(execution_arn: str) -> str:
+    """Eight hex characters unique to one execution: part of every name the execution derives."""
+    return hashlib.sha256(execution_arn.encode()).hexdigest()[:8]
+
+
+def derived(base: str, role: str, token: str, limit: int = MAX_IDENTIFIER) -> str:
+    """`<base>-<role>-<token>`, the base shortened (never the suffix) to fit `limit`, and valid."""
+    suffix = f"-{role}-{token}"
+    room = limit - len(suffix)
+    if room < 1:
+        raise InvalidName(f"suffix {suffix!r} leaves no room in {limit} characters")
+    name = base[:room].rstrip("-") + suffix
+    if not is_identifier(name, limit):
+        raise InvalidName(f"{name!r} (derived from {base!r}) is not a valid Neptune identifier")
+    return name
