@@ -1,7 +1,10 @@
+import json
+
 import boto3
 import pytest
 
-from sandbox import moto_fixes
+from neptune_guard import workflow
+from sandbox import moto_fixes, workflows
 from sandbox.organization import seed
 
 REGIONS = ("us-east-1", "eu-west-1")
@@ -85,3 +88,36 @@ def fail(monkeypatch):
         monkeypatch.setattr(rds_models.RDSBackend, method, failing)
 
     return _fail
+
+
+# Driving a remediation execution as on-call would (shared by the workflow tests).
+
+
+def awaiting(sfn, execution_arn, stage="snapshot"):
+    def until(description, history):
+        try:
+            return workflow.pending_approval(sfn, execution_arn)["stage"] == stage
+        except workflow.NoPendingApproval:
+            return False
+    return workflows.wait_for(sfn, execution_arn, until)
+
+
+def decide(sfn, execution_arn, stage, **decision):
+    """Answer the approval the execution waits on, as the approval endpoint does once it has checked who asks."""
+    waiting = awaiting(sfn, execution_arn, stage)
+    assert waiting["status"] == "RUNNING", f"ended before {stage}: {final_state(sfn, execution_arn).get('error')}"
+    pending = workflow.pending_approval(sfn, execution_arn)
+    sfn.send_task_success(taskToken=pending["token"], output=json.dumps(
+        {"approved": True, "stage": stage, "approver": "arn:aws:sts::123456789012:assumed-role/OnCall/alice", **decision}))
+    return pending
+
+
+def finish(sfn, execution_arn):
+    return workflows.wait_for(sfn, execution_arn, lambda d, h: False)
+
+
+def final_state(sfn, execution_arn) -> dict:
+    """The state the execution ended with: its output, or for a failed one (which has none) the last state's input."""
+    history = sfn.get_execution_history(executionArn=execution_arn, maxResults=1000, reverseOrder=True)["events"]
+    entered = next(e for e in history if e["type"] in ("FailStateEntered", "SucceedStateEntered"))
+    return json.loads(entered["stateEnteredEventDetails"]["input"])

@@ -8,7 +8,7 @@ import pytest
 
 from neptune_guard import naming, workflow
 from sandbox import workflows
-from tests.conftest import member_session
+from tests.conftest import awaiting, decide, final_state, finish, member_session
 
 ACCOUNT, REGION = "111111111111", "us-east-1"
 LONG_ID = "g" + "x" * 62
@@ -58,36 +58,6 @@ def clusters(session):
 
 def tags(session, arn):
     return {t["Key"]: t["Value"] for t in neptune(session).list_tags_for_resource(ResourceName=arn)["TagList"]}
-
-
-def awaiting(sfn, execution_arn, stage="snapshot"):
-    def until(description, history):
-        try:
-            return workflow.pending_approval(sfn, execution_arn)["stage"] == stage
-        except workflow.NoPendingApproval:
-            return False
-    return workflows.wait_for(sfn, execution_arn, until)
-
-
-def decide(sfn, execution_arn, stage, **decision):
-    """Answer the approval the execution waits on, as the approval endpoint does once it has checked who asks."""
-    waiting = awaiting(sfn, execution_arn, stage)
-    assert waiting["status"] == "RUNNING", f"ended before {stage}: {final_state(sfn, execution_arn).get('error')}"
-    pending = workflow.pending_approval(sfn, execution_arn)
-    sfn.send_task_success(taskToken=pending["token"], output=json.dumps(
-        {"approved": True, "stage": stage, "approver": "arn:aws:sts::123456789012:assumed-role/OnCall/alice", **decision}))
-    return pending
-
-
-def finish(sfn, execution_arn):
-    return workflows.wait_for(sfn, execution_arn, lambda d, h: False)
-
-
-def final_state(sfn, execution_arn) -> dict:
-    """The state the execution ended with: its output, or for a failed one (which has none) the last state's input."""
-    history = sfn.get_execution_history(executionArn=execution_arn, maxResults=1000, reverseOrder=True)["events"]
-    entered = next(e for e in history if e["type"] in ("FailStateEntered", "SucceedStateEntered"))
-    return json.loads(entered["stateEnteredEventDetails"]["input"])
 
 
 def run_to_end(sfn, execution_arn, stages=("snapshot", "cutover", "decommission"), **cutover_decision):

@@ -3,10 +3,9 @@
 import pytest
 
 from neptune_guard import workflow
-from tests.conftest import member_session
-from tests.test_remediation import awaiting, finish
+from tests.conftest import awaiting, decide, final_state, finish, member_session
 
-ACCOUNT, REGION = "111111111111", "us-east-1"
+ACCOUNT, REGION, PARTNER = "111111111111", "us-east-1", "444444444444"
 SCENARIO = {
     "accounts": {
         ACCOUNT: {
@@ -14,7 +13,8 @@ SCENARIO = {
                 "keys": {"neptune-cmk": {"state": "Enabled"}},
                 "clusters": {"plain": {"encryption": "none"}, "default": {"encryption": "aws-managed"},
                              "good": {"encryption": "neptune-cmk"}},
-                "snapshots": {"plain-snap": "plain", "default-snap": "default", "good-snap": "good"},
+                "snapshots": {"plain-snap": "plain", "default-snap": {"cluster": "default", "shared_with": [PARTNER]},
+                              "good-snap": "good", "public-snap": "plain"},
             }
         }
     }
@@ -34,58 +34,80 @@ def snapshots(session):
     return {s["DBClusterSnapshotIdentifier"]: s for s in neptune(session).describe_db_cluster_snapshots(SnapshotType="manual")["DBClusterSnapshots"]}
 
 
+def shared_with(session, snapshot_id):
+    attributes = neptune(session).describe_db_cluster_snapshot_attributes(DBClusterSnapshotIdentifier=snapshot_id)
+    return sorted(v for a in attributes["DBClusterSnapshotAttributesResult"]["DBClusterSnapshotAttributes"]
+                  if a["AttributeName"] == "restore" for v in a["AttributeValues"])
+
+
 def key_arn(session):
     return member_session(session, ACCOUNT).client("kms", region_name=REGION).describe_key(KeyId="alias/neptune-cmk")["KeyMetadata"]["Arn"]
 
 
 def request(snapshot_id):
-    return {"account_id": ACCOUNT, "region": REGION, "snapshot_id": snapshot_id, "target_key": "alias/neptune-cmk"}
+    return {"account_id": ACCOUNT, "region": REGION, "snapshot_id": snapshot_id, "target_key": "alias/neptune-cmk",
+            "approval_timeout_seconds": 600}
 
 
 @pytest.mark.parametrize("snapshot_id", ["default-snap", "plain-snap"])
-def test_snapshot_is_replaced_by_one_under_the_cmk_with_its_tags_after_approval(deployed, snapshot_id):
+def test_snapshot_is_replaced_by_one_under_the_cmk_with_its_tags_and_audience_after_approval(deployed, snapshot_id):
     session, sfn, arns = deployed
     original = snapshots(session)[snapshot_id]
+    audience = shared_with(session, snapshot_id)
     neptune(session).add_tags_to_resource(ResourceName=original["DBClusterSnapshotArn"], Tags=[{"Key": "retention", "Value": "7y"}])
     execution = workflow.start(sfn, arns["snapshot"], request(snapshot_id))
-    awaiting(sfn, execution, "delete-original")
+    plan = awaiting(sfn, execution, "delete-original") and workflow.pending_approval(sfn, execution)["plan"]
     assert snapshot_id in snapshots(session)  # the original stays until on-call approves
-    workflow.approve(session, execution)
+    if audience:
+        assert PARTNER in plan["questions"]["delete-original"] and "kms:CreateGrant" in plan["questions"]["delete-original"]
+    decide(sfn, execution, "delete-original")
     result = finish(sfn, execution)
 
-    assert result["status"] == "SUCCEEDED", result.get("cause")
+    assert result["status"] == "SUCCEEDED", final_state(sfn, execution).get("error")
     after = snapshots(session)
     assert snapshot_id not in after
-    new = after[f"{snapshot_id}-cmk"]
+    new = after[plan["new_snapshot_id"]]
     assert new["StorageEncrypted"] and new["KmsKeyId"] == key_arn(session)
-    tags = neptune(session).list_tags_for_resource(ResourceName=new["DBClusterSnapshotArn"])["TagList"]
-    assert {"Key": "retention", "Value": "7y"} in tags
-    temporary = [c for c in neptune(session).describe_db_clusters()["DBClusters"] if c["DBClusterIdentifier"].startswith("neptune-guard-tmp")]
+    tags = {t["Key"]: t["Value"] for t in neptune(session).list_tags_for_resource(ResourceName=new["DBClusterSnapshotArn"])["TagList"]}
+    assert tags["retention"] == "7y" and "neptune-guard:created-by" not in tags  # the customer's now
+    assert shared_with(session, plan["new_snapshot_id"]) == audience
+    temporary = [c for c in neptune(session).describe_db_clusters()["DBClusters"] if c["DBClusterIdentifier"] == plan["temporary_cluster_id"]]
     assert temporary == []
 
 
 def test_rejection_keeps_the_original_and_removes_the_new_snapshot(deployed):
     session, sfn, arns = deployed
     execution = workflow.start(sfn, arns["snapshot"], request("plain-snap"))
-    awaiting(sfn, execution, "delete-original")
+    plan = awaiting(sfn, execution, "delete-original") and workflow.pending_approval(sfn, execution)["plan"]
     workflow.reject(session, execution, "legal hold")
     result = finish(sfn, execution)
-    assert (result["status"], result["error"]) == ("FAILED", "RemediationRolledBack")
+    assert (result["status"], result["error"]) == ("FAILED", "NotApproved")
     after = snapshots(session)
-    assert "plain-snap" in after and "plain-snap-cmk" not in after
+    assert "plain-snap" in after and plan["new_snapshot_id"] not in after
+
+
+def test_a_public_snapshot_is_refused(deployed):
+    session, sfn, arns = deployed
+    neptune(session).modify_db_cluster_snapshot_attribute(DBClusterSnapshotIdentifier="public-snap", AttributeName="restore",
+                                                          ValuesToAdd=["all"])
+    execution = workflow.start(sfn, arns["snapshot"], request("public-snap"))
+    result = finish(sfn, execution)
+    assert result["error"] == "Refused" and "public" in final_state(sfn, execution)["error"]["Cause"]
 
 
 @pytest.mark.parametrize("snapshot_id, complaint", [("good-snap", "already encrypted"), ("no-such-snap", "no Neptune cluster snapshot")])
 def test_bad_snapshot_requests_are_refused(deployed, snapshot_id, complaint):
     session, sfn, arns = deployed
     before = snapshots(session)
-    result = finish(sfn, workflow.start(sfn, arns["snapshot"], request(snapshot_id)))
-    assert (result["error"], complaint in result["cause"]) == ("Refused", True)
+    execution = workflow.start(sfn, arns["snapshot"], request(snapshot_id))
+    result = finish(sfn, execution)
+    assert result["error"] == "Refused" and complaint in final_state(sfn, execution)["error"]["Cause"]
     assert snapshots(session).keys() == before.keys()
 
 
 def test_automated_snapshots_are_refused(deployed):
     session, sfn, arns = deployed
     automated = neptune(session).describe_db_cluster_snapshots(SnapshotType="automated")["DBClusterSnapshots"][0]
-    result = finish(sfn, workflow.start(sfn, arns["snapshot"], request(automated["DBClusterSnapshotIdentifier"])))
-    assert result["error"] == "Refused" and "automated snapshot" in result["cause"]
+    execution = workflow.start(sfn, arns["snapshot"], request(automated["DBClusterSnapshotIdentifier"]))
+    result = finish(sfn, execution)
+    assert result["error"] == "Refused" and "automated snapshot" in final_state(sfn, execution)["error"]["Cause"]
