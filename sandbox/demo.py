@@ -49,13 +49,15 @@ def remediation_requests(evaluations, target_key: str) -> list[tuple[str, dict]]
         field = "cluster_id" if kind == "cluster" else "snapshot_id"
         requests[(e.account_id, e.region, e.resource_id)] = (kind, {
             "account_id": e.account_id, "region": e.region, field: e.resource_id, "target_key": target_key,
-            "approval_timeout_seconds": 600,
+            **({"soak_seconds": 0, "metrics_settle_seconds": 0} if kind == "cluster" else {}), "approval_timeout_seconds": 600,
         })
     return list(requests.values())
 
 
-def approve_until_done(session: boto3.Session, sfn, executions: list[str], timeout: float = 600) -> None:
-    """Act as on-call: approve every step any execution waits on, until none is running."""
+def approve_until_done(session: boto3.Session, sfn, executions: list[str], accept_write_loss: set[str] = frozenset(),
+                       timeout: float = 600) -> None:
+    """Act as on-call: approve every step any execution waits on, until none is running. Writes detected at a
+    cutover are accepted only for the executions the scenario says on-call accepts them for."""
     from neptune_guard import workflow
 
     deadline = time.monotonic() + timeout
@@ -66,10 +68,35 @@ def approve_until_done(session: boto3.Session, sfn, executions: list[str], timeo
                 running.discard(execution)
                 continue
             try:
-                workflow.approve(session, execution)
+                workflow.approve(session, execution, accept_write_loss=execution in accept_write_loss)
             except workflow.NoPendingApproval:
                 pass
         time.sleep(0.1)
+
+
+OUTCOMES = {"Refused": "refused", "RolledBack": "rolled back", "WritesDetected": "writes detected", "NotApproved": "not approved"}
+
+
+def final_state(sfn, execution: str) -> dict:
+    """What the execution ended with: its output, or for a failed one (which has none) the last state's input."""
+    history = sfn.get_execution_history(executionArn=execution, maxResults=1000, reverseOrder=True)["events"]
+    ended = next((e for e in history if e["type"] in ("FailStateEntered", "SucceedStateEntered")), None)
+    return json.loads(ended["stateEnteredEventDetails"]["input"]) if ended else {}
+
+
+def final_snapshots(session: boto3.Session, scenario: dict) -> list[dict]:
+    snapshots = []
+    for account_id, regions in scenario["accounts"].items():
+        member = account_session(session, account_id)
+        for region in regions:
+            neptune = member.client("neptune", region_name=region)
+            for s in neptune.describe_db_cluster_snapshots(SnapshotType="manual")["DBClusterSnapshots"]:
+                attributes = neptune.describe_db_cluster_snapshot_attributes(DBClusterSnapshotIdentifier=s["DBClusterSnapshotIdentifier"])
+                shared = sorted(v for a in attributes["DBClusterSnapshotAttributesResult"]["DBClusterSnapshotAttributes"]
+                                if a["AttributeName"] == "restore" for v in a["AttributeValues"])
+                snapshots.append({"account_id": account_id, "region": region, "id": s["DBClusterSnapshotIdentifier"],
+                                  "storage_encrypted": s["StorageEncrypted"], "kms_key_id": s.get("KmsKeyId"), "shared_with": shared})
+    return snapshots
 
 
 def final_clusters(session: boto3.Session, scenario: dict) -> list[dict]:
@@ -78,7 +105,8 @@ def final_clusters(session: boto3.Session, scenario: dict) -> list[dict]:
         member = account_session(session, account_id)
         for region in regions:
             neptune = member.client("neptune", region_name=region)
-            instances = {i["DBInstanceIdentifier"]: i["DBInstanceClass"] for i in neptune.describe_db_instances()["DBInstances"]}
+            described = {i["DBInstanceIdentifier"]: i for i in neptune.describe_db_instances()["DBInstances"]}
+            instances = {i: d["DBInstanceClass"] for i, d in described.items()}
             for c in neptune.describe_db_clusters(Filters=[{"Name": "engine", "Values": ["neptune"]}])["DBClusters"]:
                 tags = neptune.list_tags_for_resource(ResourceName=c["DBClusterArn"]).get("TagList", [])
                 clusters.append({
@@ -88,6 +116,11 @@ def final_clusters(session: boto3.Session, scenario: dict) -> list[dict]:
                     "port": c["Port"], "backup_retention": c["BackupRetentionPeriod"],
                     "log_exports": c.get("EnabledCloudwatchLogsExports", []), "tags": {t["Key"]: t["Value"] for t in tags},
                     "instances": {m["DBInstanceIdentifier"]: instances.get(m["DBInstanceIdentifier"]) for m in c["DBClusterMembers"]},
+                    "resource_id": c["DbClusterResourceId"], "storage_type": c.get("StorageType"),
+                    "custom_endpoints": {},  # not emulated by the sandbox: see the README
+                    "instance_tags": {m["DBInstanceIdentifier"]: {t["Key"]: t["Value"] for t in neptune.list_tags_for_resource(
+                        ResourceName=described[m["DBInstanceIdentifier"]]["DBInstanceArn"])["TagList"]}
+                        for m in c["DBClusterMembers"] if m["DBInstanceIdentifier"] in described},
                 })
     return clusters
 
@@ -113,23 +146,34 @@ def run(scenario_path: str | None = None, output: str = "table") -> int:
         sfn = session.client("stepfunctions", region_name="us-east-1")
         started = [(kind, request, workflow.start(sfn, arns[kind], request))
                    for kind, request in remediation_requests(before.evaluations, target_key)]
-        approve_until_done(session, sfn, [execution for _, _, execution in started])
-        remediations = []
+        accepting = {execution for kind, request, execution in started
+                     if scenario["accounts"].get(request["account_id"], {}).get(request["region"], {}).get("clusters", {})
+                     .get(request.get("cluster_id"), {}).get("accept_write_loss")}
+        approve_until_done(session, sfn, [execution for _, _, execution in started], accepting)
+        remediations, decommissions = [], []
         for kind, request, execution in started:
             description = sfn.describe_execution(executionArn=execution)
+            ended = final_state(sfn, execution)
+            resource_id = request.get("cluster_id") or request.get("snapshot_id")
             remediations.append({
                 "account_id": request["account_id"], "region": request["region"],
                 "resource_type": "AwsRdsDbCluster" if kind == "cluster" else "AwsRdsDbClusterSnapshot",
-                "resource_id": request.get("cluster_id") or request.get("snapshot_id"),
-                "status": description["status"], "execution_arn": execution,
-                **({"error": description.get("error"), "cause": description.get("cause")} if description["status"] != "SUCCEEDED" else {}),
+                "resource_id": resource_id, "status": description["status"], "execution_arn": execution,
+                **({"outcome": OUTCOMES.get(description.get("error"), description.get("error")),
+                    "error": description.get("error"), "cause": (ended.get("error") or {}).get("Cause") or description.get("cause")}
+                   if description["status"] != "SUCCEEDED" else {}),
             })
+            if kind == "cluster" and "cutover" in ended:
+                decommissions.append({"account_id": request["account_id"], "region": request["region"], "resource_id": resource_id,
+                                      "status": "DECOMMISSIONED" if "decommissioned" in ended else "RETAINED",
+                                      "retired_cluster_id": ended["plan"]["retired_cluster_id"], "execution_arn": execution})
         after = scan(options, session)
         clusters = final_clusters(session, scenario)
+        snapshots = final_snapshots(session, scenario)
 
     if output == "json":
-        print(json.dumps({"before": before.to_dict()["evaluations"], "remediations": remediations,
-                          "after": after.to_dict()["evaluations"], "clusters": clusters,
+        print(json.dumps({"before": before.to_dict()["evaluations"], "remediations": remediations, "decommissions": decommissions,
+                          "after": after.to_dict()["evaluations"], "clusters": clusters, "snapshots": snapshots,
                           "errors": before.to_dict()["errors"] + after.to_dict()["errors"]}, indent=2))
         return 0
     print("== Before: the demo Organization as found ==")
@@ -137,12 +181,13 @@ def run(scenario_path: str | None = None, output: str = "table") -> int:
     print(f"\n== Remediation: {len(remediations)} executions of the real state machines, every approval answered as on-call would ==")
     for r in remediations:
         kind = "cluster" if r["resource_type"] == "AwsRdsDbCluster" else "snapshot"
-        detail = "" if r["status"] == "SUCCEEDED" else f"  ({r['error']}: {r['cause']})"
+        detail = "" if r["status"] == "SUCCEEDED" else f"  ({r['outcome']}: {r['cause']})"
         print(f"  {r['status']:<10} {r['account_id']} {r['region']:<10} {kind} {r['resource_id']}{detail}")
+    print(f"\n== Decommission: {len(decommissions)} retired originals, soak shortened, the third approval answered as on-call would ==")
+    for d in decommissions:
+        print(f"  {d['status']:<14} {d['account_id']} {d['region']:<10} {d['retired_cluster_id']} (the original of {d['resource_id']})")
     print("\n== After ==")
     print(report.table(after))
-    print("\nStill failing after remediation, by design: the retained originals (<id>-pre-cmk, stopped: the way back,\n"
-          "for on-call to delete with a final snapshot), the snapshot each workflow took before restoring, and\n"
-          "their automated snapshots; and clusters whose CMK is disabled or pending deletion, which need the key\n"
-          "re-enabled, not a re-encryption.")
+    print("\nStill failing by design: clusters whose CMK is disabled or pending deletion. They need the key re-enabled\n"
+          "(or its deletion cancelled), not a re-encryption.")
     return 0

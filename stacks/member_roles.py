@@ -8,7 +8,20 @@ from aws_cdk import aws_iam as iam
 from cdk_nag import NagSuppressions
 from constructs import Construct
 
+from neptune_guard.rds_resources import (
+    CREATED_BY,
+    CUTOVER,
+    REMEDIATED_BY,
+    REPLACE_APPROVED_BY,
+    REPLACED_BY,
+    RETAINED_UNTIL,
+    RETIRED_BY,
+)
+from neptune_guard.remediation import ARCHIVED_BY, SERVED
+
 from .config import DETECTOR_ROLE, TRIGGER_ROLE, WORKFLOW_ROLE, Config
+
+BOOKKEEPING_TAGS = (CUTOVER, RETIRED_BY, REPLACED_BY, RETAINED_UNTIL, REMEDIATED_BY, SERVED, REPLACE_APPROVED_BY)
 
 RESTORE_KMS_ACTIONS = [  # the permissions Neptune documents for creating an encrypted cluster
     "kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey", "kms:GenerateDataKeyWithoutPlaintext",
@@ -50,25 +63,48 @@ class MemberRolesStack(Stack):
             assumed_by=iam.CompositePrincipal(security_role(WORKFLOW_ROLE), security_role(TRIGGER_ROLE)),
             description="Neptune Guard workflows: re-encrypt Neptune clusters and snapshots under a customer-managed key",
         )
+        executions = f"arn:{Aws.PARTITION}:states:*:{security_account}:execution:NeptuneGuard*Remediation:*"
+
+        def tagged_for_an_execution(key: str, *, requested: bool = False) -> dict:
+            return {"StringLike": {f"aws:{'RequestTag' if requested else 'ResourceTag'}/{key}": executions}}
+
+        neptune_resources = [f"{account_rds}:cluster:*", f"{account_rds}:db:*", f"{account_rds}:cluster-snapshot:*"]
+        build_resources = neptune_resources + [f"{account_rds}:subgrp:*", f"{account_rds}:cluster-pg:*", f"{account_rds}:pg:*",
+                                               f"arn:{Aws.PARTITION}:ec2:*:{Aws.ACCOUNT_ID}:security-group/*"]
         remediation.add_to_policy(iam.PolicyStatement(
             sid="ReadNeptune",
-            actions=["rds:DescribeDBClusters", "rds:DescribeDBInstances", "rds:DescribeDBClusterSnapshots", "rds:ListTagsForResource"],
-            resources=[f"{account_rds}:cluster:*", f"{account_rds}:db:*", f"{account_rds}:cluster-snapshot:*"]))
+            actions=["rds:DescribeDBClusters", "rds:DescribeDBInstances", "rds:DescribeDBClusterSnapshots",
+                     "rds:DescribeDBClusterSnapshotAttributes", "rds:ListTagsForResource"],
+            resources=neptune_resources))
         remediation.add_to_policy(iam.PolicyStatement(
-            sid="BuildReEncryptedCopies",
-            actions=["rds:CreateDBClusterSnapshot", "rds:CopyDBClusterSnapshot", "rds:RestoreDBClusterFromSnapshot",
-                     "rds:CreateDBInstance", "rds:AddTagsToResource", "rds:ModifyDBCluster", "rds:ModifyDBInstance",
-                     "rds:AddRoleToDBCluster", "rds:StopDBCluster"],
-            resources=[f"{account_rds}:cluster:*", f"{account_rds}:db:*", f"{account_rds}:cluster-snapshot:*",
-                       f"{account_rds}:subgrp:*", f"{account_rds}:cluster-pg:*", f"{account_rds}:pg:*",
-                       f"arn:{Aws.PARTITION}:ec2:*:{Aws.ACCOUNT_ID}:security-group/*"]))
+            sid="MeasureWriteActivity", actions=["cloudwatch:GetMetricData"], resources=["*"]))
+        for sid, key in (("CreateOnlyTaggedForAnExecution", CREATED_BY), ("ArchiveOnlyTaggedForAnExecution", ARCHIVED_BY)):
+            remediation.add_to_policy(iam.PolicyStatement(
+                sid=sid,
+                actions=["rds:CreateDBClusterSnapshot", "rds:CopyDBClusterSnapshot", "rds:RestoreDBClusterFromSnapshot",
+                         "rds:CreateDBInstance", "rds:AddTagsToResource"],
+                resources=build_resources, conditions=tagged_for_an_execution(key, requested=True)))
         remediation.add_to_policy(iam.PolicyStatement(
-            sid="DeleteOnlyWhatTheWorkflowCreated",
-            actions=["rds:DeleteDBCluster", "rds:DeleteDBInstance"],
-            resources=[f"{account_rds}:cluster:*-cmk", f"{account_rds}:cluster:neptune-guard-tmp-*", f"{account_rds}:db:*-cmk"]))
+            sid="BookkeepingTagsOnly", actions=["rds:AddTagsToResource"], resources=neptune_resources,
+            conditions={"ForAllValues:StringEquals": {"aws:TagKeys": list(BOOKKEEPING_TAGS)}}))
         remediation.add_to_policy(iam.PolicyStatement(
-            sid="DeleteReplacedSnapshotsAfterApproval", actions=["rds:DeleteDBClusterSnapshot"],
-            resources=[f"{account_rds}:cluster-snapshot:*"]))
+            sid="RemoveOwnershipTagsOnly", actions=["rds:RemoveTagsFromResource"], resources=neptune_resources,
+            conditions={"ForAllValues:StringEquals": {"aws:TagKeys": [CREATED_BY, CUTOVER, SERVED]}}))
+        remediation.add_to_policy(iam.PolicyStatement(
+            sid="ChangeOnlyWhatAnExecutionCreated",
+            actions=["rds:ModifyDBCluster", "rds:ModifyDBInstance", "rds:StopDBCluster", "rds:AddRoleToDBCluster",
+                     "rds:DeleteDBCluster", "rds:DeleteDBInstance", "rds:DeleteDBClusterSnapshot", "rds:ModifyDBClusterSnapshotAttribute"],
+            resources=build_resources, conditions=tagged_for_an_execution(CREATED_BY)))
+        remediation.add_to_policy(iam.PolicyStatement(
+            sid="RenameTheApprovedOriginal", actions=["rds:ModifyDBCluster", "rds:ModifyDBInstance", "rds:StopDBCluster"],
+            resources=neptune_resources[:2], conditions=tagged_for_an_execution(CUTOVER)))
+        remediation.add_to_policy(iam.PolicyStatement(
+            sid="DecommissionTheRetiredOriginal",
+            actions=["rds:ModifyDBCluster", "rds:StopDBCluster", "rds:DeleteDBCluster", "rds:DeleteDBInstance"],
+            resources=neptune_resources[:2], conditions=tagged_for_an_execution(RETIRED_BY)))
+        remediation.add_to_policy(iam.PolicyStatement(
+            sid="DeleteTheApprovedOriginalSnapshot", actions=["rds:DeleteDBClusterSnapshot"],
+            resources=[f"{account_rds}:cluster-snapshot:*"], conditions=tagged_for_an_execution(REPLACE_APPROVED_BY)))
         remediation.add_to_policy(iam.PolicyStatement(
             sid="CarryClusterRoles", actions=["iam:PassRole"], resources=[f"arn:{Aws.PARTITION}:iam::{Aws.ACCOUNT_ID}:role/*"],
             conditions={"StringEquals": {"iam:PassedToService": "rds.amazonaws.com"}}))
@@ -87,7 +123,10 @@ class MemberRolesStack(Stack):
             [audit, remediation], apply_to_children=True,
             suppressions=[{"id": "AwsSolutions-IAM5", "reason": (
                 "Resources are scoped to this account and service resource type; the names of clusters, snapshots and "
-                "keys are not known when the Organization-wide roles are deployed. ec2:DescribeRegions has no resource "
-                "type. Deletion is limited to the workflow's own names (*-cmk, neptune-guard-tmp-*), except snapshots, "
-                "whose deletion happens only after on-call approval.")}],
+                "keys are not known when the Organization-wide roles are deployed. ec2:DescribeRegions and "
+                "cloudwatch:GetMetricData have no resource type. Every rename, stop, deletion-protection change and "
+                "deletion is conditioned on a Neptune Guard tag naming a remediation execution of the security account: "
+                "created-by (set only at creation), cutover (the original, after on-call approval), retired-by (after the "
+                "cutover) or replace-approved-by (a snapshot whose deletion on-call approved). A principal holding this role "
+                "can add those bookkeeping tags itself; only the security account's workflow role may assume it.")}],
         )

@@ -59,6 +59,7 @@ RETAINED_CHECK_SECONDS = 24 * 3600  # Neptune restarts a stopped cluster after 7
 DEFAULT_METRICS_SETTLE_SECONDS = 600
 WRITE_METRICS = ("NumIndexInsertsPerSec", "NumIndexDeletesPerSec", "LoaderRequestsPerSec")
 SERVED = TAG_PREFIX + "served-production"  # set on the new cluster just before it takes the production name
+ARCHIVED_BY = TAG_PREFIX + "archived-by"  # the archive of a decommissioned original: the customer's, never deleted by us
 KEY_ARN = re.compile(r"^arn:aws[\w-]*:kms:([a-z0-9-]+):(\d{12}):key/[\w-]+$")
 KEY_ALIAS = re.compile(r"^alias/[\w/+=,.@-]+$")
 REQUEST_FIELDS = {"account_id", "region", "cluster_id", "snapshot_id", "target_key", "role_name", "approval_timeout_seconds",
@@ -655,10 +656,10 @@ def archive_retired(step: Step) -> dict:
     workflow's snapshot (proved before the cutover and since), so that snapshot holds exactly its data: copied
     under the key when encrypted, or restored under the key and snapshotted when it is not."""
     plan, neptune = step.plan, step.neptune
-    archive_tag = [{"Key": TAG_PREFIX + "archived-by", "Value": step.execution}]
+    archive_tag = [{"Key": ARCHIVED_BY, "Value": step.execution}]
     archive = describe_snapshot(neptune, plan["archive_snapshot_id"])
     if archive is not None:
-        require_ours(neptune, archive, "DBClusterSnapshotArn", step.execution, TAG_PREFIX + "archived-by")
+        require_ours(neptune, archive, "DBClusterSnapshotArn", step.execution, ARCHIVED_BY)
         if archive["Status"] != "available":
             raise ResourceNotReady(f"archive {plan['archive_snapshot_id']} is {archive['Status']}")
         if not archive.get("StorageEncrypted") or archive.get("KmsKeyId") != plan["target_key_arn"]:

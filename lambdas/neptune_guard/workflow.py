@@ -76,9 +76,9 @@ def _answering(session, execution_arn: str) -> tuple:
     return sfn, pending, sts.get_caller_identity()["Arn"]
 
 
-def approve(session, execution_arn: str) -> dict:
+def approve(session, execution_arn: str, accept_write_loss: bool = False) -> dict:
     sfn, pending, approver = _answering(session, execution_arn)
-    decision = {"approved": True, "approver": approver, "stage": pending["stage"],
+    decision = {"approved": True, "approver": approver, "stage": pending["stage"], "accept_write_loss": accept_write_loss,
                 "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     sfn.send_task_success(taskToken=pending["token"], output=json.dumps(decision))
     return decision
