@@ -54,6 +54,11 @@ class SecurityStack(Stack):
         self.steps = self._function("Steps", "handlers.steps.handler", WORKFLOW_ROLE, Duration.minutes(5), 512,
                                     {"NOTIFICATION_TOPIC_ARN": self.topic.topic_arn})
         self._may_assume(self.steps.role, config.remediation_role_name)
+        # Every step reads the execution it acts for (running, ours, approved) before it does anything.
+        self.steps.add_to_role_policy(iam.PolicyStatement(
+            sid="ConfirmTheExecution", actions=["states:DescribeExecution", "states:GetExecutionHistory"],
+            resources=[f"arn:{Aws.PARTITION}:states:{Aws.REGION}:{Aws.ACCOUNT_ID}:execution:{name}:*"
+                       for name in (CLUSTER_STATE_MACHINE, SNAPSHOT_STATE_MACHINE)]))
         self.topic.grant_publish(self.steps)
         key.grant(self.steps, "kms:Decrypt", "kms:GenerateDataKey*")
         self.cluster_workflow = self._state_machine("ClusterRemediation", CLUSTER_STATE_MACHINE, "cluster_remediation")
@@ -114,7 +119,7 @@ class SecurityStack(Stack):
             self, construct_id, state_machine_name=name,
             # Inline, so that the template shows the definition that runs (with the substitution below).
             definition_body=sfn.DefinitionBody.from_string((ROOT / "state_machines" / f"{asl_file}.asl.json").read_text()),
-            definition_substitutions={"StepsFunctionArn": self.steps.function_arn},
+            definition_substitutions={"StepsFunctionArn": self.steps.function_arn, "Partition": Aws.PARTITION},
             logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
             tracing_enabled=True,
         )

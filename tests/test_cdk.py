@@ -116,11 +116,21 @@ def test_member_roles_trust_the_security_roles_in_the_organization_only(stacks):
             assert "SecurityAccountId" in principal and re.search(r"role/NeptuneGuard(Detector|Workflow|Trigger)", principal)
 
 
-def test_destructive_actions_are_scoped_to_what_the_workflow_creates(stacks):
+DESTRUCTIVE = {"rds:ModifyDBCluster", "rds:ModifyDBInstance", "rds:StopDBCluster", "rds:DeleteDBCluster", "rds:DeleteDBInstance",
+               "rds:DeleteDBClusterSnapshot", "rds:ModifyDBClusterSnapshotAttribute", "rds:AddRoleToDBCluster"}
+
+
+def test_destructive_actions_need_a_neptune_guard_execution_tag_not_a_name(stacks):
     _, _, _, members = stacks
-    deletes = [s for s in statements(members) if "rds:DeleteDBCluster" in actions(s)]
-    assert len(deletes) == 1
-    assert all(r["Fn::Join"][1][-1] in (":cluster:*-cmk", ":cluster:neptune-guard-tmp-*", ":db:*-cmk") for r in deletes[0]["Resource"])
+    destructive = [s for s in statements(members) if DESTRUCTIVE & set(actions(s))]
+    assert {a for s in destructive for a in actions(s)} >= {"rds:DeleteDBCluster", "rds:ModifyDBCluster", "rds:DeleteDBClusterSnapshot"}
+    for statement in destructive:
+        (tag_key, executions), = statement["Condition"]["StringLike"].items()
+        assert tag_key.startswith("aws:ResourceTag/neptune-guard:")
+        assert ":execution:NeptuneGuard*Remediation:*" in json.dumps(executions)
+        assert not any(pattern in json.dumps(statement["Resource"]) for pattern in ("-cmk", "tmp"))  # no name patterns
+    creates = [s for s in statements(members) if "rds:RestoreDBClusterFromSnapshot" in actions(s)]
+    assert creates and all(next(iter(s["Condition"]["StringLike"])).startswith("aws:RequestTag/neptune-guard:") for s in creates)
     kms = [s for s in statements(members) if any(a.startswith("kms:") for a in actions(s))]
     assert {a for s in kms for a in actions(s)} == {
         "kms:DescribeKey", "kms:CreateGrant", "kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey",

@@ -44,12 +44,17 @@ def test_scenario_comes_back_with_every_setting_kept_under_the_original_names(tm
     payments = clusters["payments"]
     assert payments["storage_encrypted"] and ":key/" in payments["kms_key_id"]
     assert (payments["deletion_protection"], payments["iam_auth"], payments["port"], payments["backup_retention"]) == (True, True, 8199, 14)
-    assert payments["log_exports"] == ["audit"] and payments["tags"] == {"cost-centre": "42", "env": "prod"}
+    assert payments["log_exports"] == ["audit"] and {k: v for k, v in payments["tags"].items() if not k.startswith("neptune-guard:")} == {"cost-centre": "42", "env": "prod"}
+    assert payments["tags"]["neptune-guard:remediated-by"].startswith("arn:aws:states:")
     assert payments["instances"] == {"payments-1": "db.r6g.large", "payments-2": "db.r6g.2xlarge"}
-    assert clusters["payments-pre-cmk"]["status"] == "stopped"
+    assert not [c for c in clusters if c.startswith("payments-")]  # the original was decommissioned
+    assert {(d["resource_id"], d["status"]) for d in document["decommissions"]} == {("payments", "DECOMMISSIONED"), ("ledger", "DECOMMISSIONED")}
+    failed_after = [e for e in document["after"] if e["status"] == "FAILED"]
+    assert failed_after == []
     assert clusters["ledger"]["storage_encrypted"] and clusters["ledger"]["instances"] == {"ledger-1": "db.t4g.medium"}
     after = {(e["resource_id"], e["check_id"]): e["status"] for e in document["after"]}
     assert after[("payments", "neptune_cluster_uses_cmk")] == "PASSED"
     assert after[("ledger", "neptune_cluster_storage_encrypted")] == "PASSED"
-    assert after[("ledger-2025-cmk", "neptune_cluster_snapshot_uses_cmk")] == "PASSED"
+    replacement = next(s for s in document["snapshots"] if s["id"].startswith("ledger-2025-cmk-"))
+    assert after[(replacement["id"], "neptune_cluster_snapshot_uses_cmk")] == "PASSED"
     assert ("ledger-2025", "neptune_cluster_snapshot_uses_cmk") not in after

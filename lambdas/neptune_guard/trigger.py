@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from . import asff, aws, workflow
 from .checks import CLUSTER_WORKFLOW, SNAPSHOT_WORKFLOW
-from .remediation import member_session
+from .rds_resources import member_session
 
 
 @dataclass(frozen=True)
