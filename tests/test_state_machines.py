@@ -1,0 +1,38 @@
+"""The ASL files themselves: one retry policy everywhere, every approval checked before it is acted on."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+STATE_MACHINES = Path(__file__).resolve().parent.parent / "state_machines"
+POLICY = json.loads((STATE_MACHINES / "retry_policy.json").read_text())
+
+
+@pytest.fixture(params=["cluster_remediation", "snapshot_remediation"])
+def states(request):
+    return json.loads((STATE_MACHINES / f"{request.param}.asl.json").read_text())["States"]
+
+
+def test_every_task_retries_lambda_service_errors_with_the_one_policy(states):
+    for name, state in states.items():
+        if state["Type"] == "Task":
+            assert POLICY["LambdaErrors"] in state["Retry"], name
+            waits = [r for r in state["Retry"] if r["ErrorEquals"] == ["ResourceNotReady"]]
+            assert waits in ([], [POLICY["ResourceNotReady"]]), name
+
+
+def test_every_approval_is_checked_for_approved_true_and_its_stage_before_anything_destructive(states):
+    for name, state in states.items():
+        if state.get("Resource", "").endswith("waitForTaskToken"):
+            stage = state["Parameters"]["Payload"]["stage"]
+            check = states[state["Next"]]
+            assert check["Type"] == "Choice", name
+            text = json.dumps(check["Choices"])
+            assert f"$.approvals.{stage}.approved" in text and f'"StringEquals": "{stage}"' in text, name
+            assert '"BooleanEquals": true' in text and "IsBoolean" in text, name
+
+
+def test_the_lambda_integration_is_partition_aware(states):
+    for name, state in states.items():
+        assert "arn:aws:" not in json.dumps(state), name
