@@ -13,6 +13,8 @@ import time
 import boto3
 
 from . import moto_fixes, workflows
+from neptune_guard.remediation import custom_endpoints
+
 from .organization import DEMO_SCENARIO, account_session, alias_name, seed
 
 SANDBOX_ENVIRONMENT = {
@@ -117,7 +119,8 @@ def final_clusters(session: boto3.Session, scenario: dict) -> list[dict]:
                     "log_exports": c.get("EnabledCloudwatchLogsExports", []), "tags": {t["Key"]: t["Value"] for t in tags},
                     "instances": {m["DBInstanceIdentifier"]: instances.get(m["DBInstanceIdentifier"]) for m in c["DBClusterMembers"]},
                     "resource_id": c["DbClusterResourceId"], "storage_type": c.get("StorageType"),
-                    "custom_endpoints": {},  # not emulated by the sandbox: see the README
+                    "custom_endpoints": {e["id"]: {"type": e["type"], "members": e["static_members"]}
+                                         for e in custom_endpoints(neptune, c["DBClusterIdentifier"])},
                     "instance_tags": {m["DBInstanceIdentifier"]: {t["Key"]: t["Value"] for t in neptune.list_tags_for_resource(
                         ResourceName=described[m["DBInstanceIdentifier"]]["DBInstanceArn"])["TagList"]}
                         for m in c["DBClusterMembers"] if m["DBInstanceIdentifier"] in described},

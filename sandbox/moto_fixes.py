@@ -33,6 +33,8 @@ from moto.sts.exceptions import STSClientError
 from moto.utilities.paginator import paginate
 from moto.utilities.utils import get_partition
 
+from . import cluster_endpoints, write_activity
+
 _applied = False
 
 
@@ -440,4 +442,7 @@ def apply() -> None:
     deleting_a_cluster_deletes_its_automated_backups()
     neptune_storage_types()
     lambda_runs_handlers_in_process()
+    # Not corrections: stand-ins for what moto lacks, each documented in its own module.
+    cluster_endpoints.install()
+    write_activity.install()
     _applied = True

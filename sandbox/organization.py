@@ -182,6 +182,9 @@ def seed_region(session: boto3.Session, region: str, spec: dict, account_id: str
                 PromotionTier=tier,
                 Tags=[{"Key": k, "Value": v} for k, v in instance_tags.get(instance_id, {}).items()],
             )
+        for endpoint_id, endpoint in cluster.get("custom_endpoints", {}).items():
+            neptune.create_db_cluster_endpoint(DBClusterIdentifier=cluster_id, DBClusterEndpointIdentifier=endpoint_id,
+                                               EndpointType=endpoint["type"], StaticMembers=list(endpoint.get("members", [])))
         if cluster.get("global_cluster"):
             neptune.create_global_cluster(GlobalClusterIdentifier=cluster["global_cluster"], SourceDBClusterIdentifier=created["DBClusterArn"])
         if cluster.get("writes_during_remediation"):
@@ -200,7 +203,6 @@ def seed_region(session: boto3.Session, region: str, spec: dict, account_id: str
 def seed(scenario: dict, session: boto3.Session | None = None) -> None:
     """Create the scenario's Organization and resources in the (mocked) AWS."""
     session = session or boto3.Session(region_name="us-east-1")
-    write_activity.install()
     write_activity.stop_all()
     accounts = scenario["accounts"]
     actual = create_organization(session, list(accounts))

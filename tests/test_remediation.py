@@ -24,6 +24,7 @@ SCENARIO = {
                         "deletion_protection": True, "iam_auth": True, "port": 8183, "backup_retention": 7,
                         "log_exports": ["audit"], "tags": {"team": "orders"}, "storage_type": "iopt1",
                         "instance_tags": {"orders-1": {"role": "writer"}},
+                        "custom_endpoints": {"orders-analytics": {"type": "READER", "members": ["orders-2"]}},
                     },
                     "busy": {"encryption": "aws-managed", "instances": {"busy-1": "db.r6g.large"}, "writes_during_remediation": True},
                     "done": {"encryption": "neptune-cmk", "instances": {"done-1": "db.r6g.large"}},
@@ -66,6 +67,10 @@ def run_to_end(sfn, execution_arn, stages=("snapshot", "cutover", "decommission"
     return finish(sfn, execution_arn)
 
 
+def custom_endpoint(session, identifier="orders-analytics"):
+    return neptune(session).describe_db_cluster_endpoints(DBClusterEndpointIdentifier=identifier)["DBClusterEndpoints"][0]
+
+
 def manual_snapshots(session):
     return {s["DBClusterSnapshotIdentifier"]: s for s in neptune(session).describe_db_cluster_snapshots()["DBClusterSnapshots"]}
 
@@ -73,6 +78,7 @@ def manual_snapshots(session):
 def test_the_whole_lifecycle_keeps_every_setting_and_ends_with_nothing_left_unencrypted(deployed):
     session, sfn, arns = deployed
     before = clusters(session)
+    endpoint_before = custom_endpoint(session)
     execution = workflow.start(sfn, arns["cluster"], request())
     awaiting(sfn, execution)
     assert [c for c in clusters(session) if c not in before] == []  # nothing happens before the first approval
@@ -88,6 +94,9 @@ def test_the_whole_lifecycle_keeps_every_setting_and_ends_with_nothing_left_unen
                     "EnabledCloudwatchLogsExports", "StorageType", "PreferredBackupWindow", "PreferredMaintenanceWindow"):
         assert serving[setting] == before["orders"][setting], setting
     assert sorted(m["DBInstanceIdentifier"] for m in serving["DBClusterMembers"]) == ["orders-1", "orders-2"]
+    endpoint = custom_endpoint(session)  # recreated on the serving cluster: same name, type and members
+    assert (endpoint["DBClusterIdentifier"], endpoint["Endpoint"], endpoint["CustomEndpointType"], endpoint["StaticMembers"]) == (
+        "orders", endpoint_before["Endpoint"], "READER", ["orders-2"])
     writer = neptune(session).describe_db_instances(DBInstanceIdentifier="orders-1")["DBInstances"][0]
     assert tags(session, writer["DBInstanceArn"])["role"] == "writer"
     serving_tags = tags(session, serving["DBClusterArn"])
@@ -172,6 +181,7 @@ def test_a_fault_after_the_new_cluster_served_keeps_it_and_puts_the_original_bac
     assert any("served production" in kept for kept in output["rollback"]["kept"])
     instances = {i["DBInstanceIdentifier"]: i["DBClusterIdentifier"] for i in neptune(session).describe_db_instances()["DBInstances"]}
     assert instances["orders-1"] == instances["orders-2"] == "orders"
+    assert custom_endpoint(session)["DBClusterIdentifier"] == "orders"
 
 
 def test_a_fault_renaming_an_instance_aside_converges_back(deployed, fail):

@@ -227,6 +227,7 @@ def plan_cluster(step: Step) -> dict:
         "PreferredBackupWindow": cluster.get("PreferredBackupWindow"),
         "PreferredMaintenanceWindow": cluster.get("PreferredMaintenanceWindow"),
     }
+    endpoints = custom_endpoints(neptune, cluster_id)
     old_resource_id = cluster["DbClusterResourceId"]
     iam_resource = f"arn:{parse_arn(cluster['DBClusterArn'])['partition']}:neptune-db:{request['region']}:{request['account_id']}:cluster-{old_resource_id}/*"
     soak = request.get("soak_seconds", DEFAULT_SOAK_SECONDS)
@@ -257,7 +258,7 @@ def plan_cluster(step: Step) -> dict:
         "metrics_settle_seconds": request.get("metrics_settle_seconds", DEFAULT_METRICS_SETTLE_SECONDS),
         "soak_seconds": soak,
         "retained_check_seconds": min(RETAINED_CHECK_SECONDS, soak),
-        "not_carried": ["custom endpoints (none may exist: the plan cannot see them yet; recreate any by hand)"],
+        "custom_endpoints": endpoints,
         "summary": (f"Re-encrypted under {key['Arn']}; the original is retained, stopped, as {names['retired_cluster_id']} "
                     f"for {soak // 86400} days, then archived under the key and deleted after on-call approval."),
         "questions": {
@@ -272,6 +273,58 @@ def plan_cluster(step: Step) -> dict:
                              f"workflow's snapshot {names['snapshot_id']}?"),
         },
     }
+
+
+def custom_endpoints(neptune, cluster_id: str) -> list[dict]:
+    """The cluster's custom endpoints, as CreateDBClusterEndpoint takes them back: a restore does not carry them."""
+    found = neptune.describe_db_cluster_endpoints(DBClusterIdentifier=cluster_id,
+                                                  Filters=[{"Name": "db-cluster-endpoint-type", "Values": ["custom"]}])
+    return [{"id": e["DBClusterEndpointIdentifier"], "type": e["CustomEndpointType"], "arn": e["DBClusterEndpointArn"],
+             "static_members": e.get("StaticMembers", []), "excluded_members": e.get("ExcludedMembers", []),
+             "tags": customer_tags(neptune.list_tags_for_resource(ResourceName=e["DBClusterEndpointArn"]).get("TagList", []))}
+            for e in found["DBClusterEndpoints"]]
+
+
+def _describe_endpoint(neptune, identifier: str) -> dict | None:
+    try:
+        found = neptune.describe_db_cluster_endpoints(DBClusterEndpointIdentifier=identifier)["DBClusterEndpoints"]
+    except ClientError as error:
+        if error.response["Error"]["Code"] == "DBClusterEndpointNotFoundFault":
+            return None
+        raise
+    return found[0] if found else None
+
+
+def _converge_endpoints(step: Step) -> bool:
+    """Every planned custom endpoint on whichever cluster holds the production name, under its own identifier (so
+    its DNS name stays); True when nothing is left to do. An endpoint is moved only if it carries this execution's
+    cutover tag."""
+    plan, neptune = step.plan, step.neptune
+    done = True
+    for endpoint in plan.get("custom_endpoints", []):
+        found = _describe_endpoint(neptune, endpoint["id"])
+        if found is not None and found["DBClusterIdentifier"] == plan["cluster_id"]:
+            done = done and found["Status"] == "available"
+            continue
+        done = False
+        if found is not None:
+            if tags_of(neptune, found["DBClusterEndpointArn"]).get(CUTOVER) != step.execution:
+                raise NotOurs(f"custom endpoint {endpoint['id']} is not marked for execution {step.execution}")
+            if found["Status"] != "deleting":
+                neptune.delete_db_cluster_endpoint(DBClusterEndpointIdentifier=endpoint["id"])
+            continue
+        members = {k: v for k, v in (("StaticMembers", endpoint["static_members"]), ("ExcludedMembers", endpoint["excluded_members"])) if v}
+        neptune.create_db_cluster_endpoint(DBClusterIdentifier=plan["cluster_id"], DBClusterEndpointIdentifier=endpoint["id"],
+                                           EndpointType=endpoint["type"], **members,
+                                           Tags=endpoint["tags"] + [{"Key": CUTOVER, "Value": step.execution}])
+    return done
+
+
+def move_custom_endpoints(step: Step) -> dict:
+    """After the new cluster took the production name: its custom endpoints, recreated with their type and members."""
+    if not _converge_endpoints(step):
+        raise ResourceNotReady("moving the custom endpoints to the serving cluster")
+    return {"custom_endpoints": [e["id"] for e in step.plan.get("custom_endpoints", [])]}
 
 
 def request_approval(step: Step, stage: str, task_token: str) -> dict:
@@ -320,7 +373,12 @@ def mark_original(step: Step) -> dict:
     neptune.add_tags_to_resource(ResourceName=cluster["DBClusterArn"], Tags=marker)
     for instance in instances_in(neptune, [plan["cluster_id"]]).values():
         neptune.add_tags_to_resource(ResourceName=instance["DBInstanceArn"], Tags=marker)
-    return {"marked": [plan["cluster_id"], *members]}
+    endpoints = custom_endpoints(neptune, plan["cluster_id"])
+    if sorted(e["id"] for e in endpoints) != sorted(e["id"] for e in plan.get("custom_endpoints", [])):
+        raise NotOurs(f"the custom endpoints of {plan['cluster_id']} changed since the plan")
+    for endpoint in endpoints:
+        neptune.add_tags_to_resource(ResourceName=endpoint["arn"], Tags=marker)
+    return {"marked": [plan["cluster_id"], *members, *(e["id"] for e in endpoints)]}
 
 
 def create_snapshot(step: Step) -> dict:
@@ -618,6 +676,9 @@ def hand_over_new_cluster(step: Step) -> dict:
     if serving is None or serving["DbClusterResourceId"] != step.state["cutover"]["resource_id"]:
         raise NotOurs(f"{plan['cluster_id']} is not the cluster this execution cut over to")
     resources = [serving["DBClusterArn"]] + [i["DBInstanceArn"] for i in instances_in(neptune, [plan["cluster_id"]]).values()]
+    for endpoint in custom_endpoints(neptune, plan["cluster_id"]):
+        neptune.add_tags_to_resource(ResourceName=endpoint["arn"], Tags=[{"Key": REMEDIATED_BY, "Value": step.execution}])
+        neptune.remove_tags_from_resource(ResourceName=endpoint["arn"], TagKeys=[CUTOVER])
     for arn in resources:
         tags = tags_of(neptune, arn)
         if tags.get(CREATED_BY) not in (None, step.execution):
@@ -765,8 +826,12 @@ def roll_back(step: Step) -> dict:
         raise ResourceNotReady(f"{original} is {holder['Status']}")
     if not _converge_instance_names(neptune, original, {i["retired_id"]: i["id"] for i in plan["instances"]}):
         raise ResourceNotReady(f"renaming the instances of {original} back")
+    if not _converge_endpoints(step):
+        raise ResourceNotReady(f"moving the custom endpoints back to {original}")
     kept, removed = _remove_what_never_served(step)
-    for arn in [holder["DBClusterArn"]] + [i["DBInstanceArn"] for i in instances_in(neptune, [original]).values()]:
+    marked = ([holder["DBClusterArn"]] + [i["DBInstanceArn"] for i in instances_in(neptune, [original]).values()]
+              + [e["arn"] for e in custom_endpoints(neptune, original)])
+    for arn in marked:
         if tags_of(neptune, arn).get(CUTOVER) == step.execution:
             neptune.remove_tags_from_resource(ResourceName=arn, TagKeys=[CUTOVER])
     return {"serving": original, "serving_resource_id": plan["cluster_resource_id"], "kept": kept, "removed": removed}
@@ -859,6 +924,7 @@ STEPS = {
     "move_original_aside": (move_original_aside, "cutover"),
     "confirm_no_writes": (confirm_no_writes, "cutover"),
     "give_new_cluster_the_name": (give_new_cluster_the_name, "cutover"),
+    "move_custom_endpoints": (move_custom_endpoints, "cutover"),
     "retire_original": (retire_original, "cutover"),
     "hand_over_new_cluster": (hand_over_new_cluster, "cutover"),
     "resolve_finding": (resolve_finding, "cutover"),
