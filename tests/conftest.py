@@ -1,3 +1,5 @@
+import contextlib
+
 import boto3
 import pytest
 
@@ -39,21 +41,23 @@ def seeded(local_aws):
 
 @pytest.fixture
 def deploy_workflows(seeded, monkeypatch):
-    """Seed a scenario and deploy the real state machines into the local AWS: (session, sfn, ARNs).
+    """Seed a scenario and deploy the real state machines and the approval endpoint into the local AWS:
+    (session, sfn, ARNs); ARNs["approval_url"] is the endpoint's function URL, served on loopback.
     Executions the test leaves running are stopped afterwards, so that none outlives its local AWS."""
-    from sandbox import workflows
+    from sandbox import function_urls, workflows
 
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "1")
     deployed = []
 
-    def _deploy(scenario: dict):
-        session = seeded(scenario)
-        arns = workflows.deploy(session)
-        sfn = session.client("stepfunctions", region_name="us-east-1")
-        deployed.append((sfn, arns))
-        return session, sfn, arns
+    with workflows.fast_clock(), contextlib.ExitStack() as servers:
+        def _deploy(scenario: dict):
+            session = seeded(scenario)
+            arns = workflows.deploy(session)
+            arns["approval_url"] = servers.enter_context(function_urls.serve(session, arns["approval_function"])).url
+            sfn = session.client("stepfunctions", region_name="us-east-1")
+            deployed.append((sfn, arns))
+            return session, sfn, arns
 
-    with workflows.fast_clock():
         yield _deploy
         for sfn, arns in deployed:
             workflows.stop_running(sfn, [arns["cluster"], arns["snapshot"]])
