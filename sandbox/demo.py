@@ -1,18 +1,20 @@
 """`neptune-guard demo`: the whole job against the embedded local AWS (moto, in-process).
 
 Seed an Organization, scan it, remediate every failed cluster and manual snapshot through the real
-state machines (approving each step as the on-call engineer would), scan again, show before and after.
+state machines (one on-call engineer starts them through the approval endpoint, another approves each
+step there, as the two-person rule requires), scan again, show before and after.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
 
 import boto3
 
-from . import moto_fixes, workflows
+from . import function_urls, moto_fixes, on_call, workflows
 from .organization import DEMO_SCENARIO, account_session, alias_name, seed
 
 SANDBOX_ENVIRONMENT = {
@@ -54,9 +56,10 @@ def remediation_requests(evaluations, target_key: str) -> list[tuple[str, dict]]
     return list(requests.values())
 
 
-def approve_until_done(session: boto3.Session, sfn, executions: list[str], timeout: float = 600) -> None:
-    """Act as on-call: approve every step any execution waits on, until none is running."""
-    from neptune_guard import workflow
+def approve_until_done(approver: on_call.Engineer, sfn, executions: list[str], timeout: float = 600) -> None:
+    """Act as on-call: approve, through the approval endpoint, every step any execution waits on, until none is
+    running. The approver must not be who started them (the endpoint refuses that)."""
+    from neptune_guard import approvals
 
     deadline = time.monotonic() + timeout
     running = set(executions)
@@ -66,9 +69,10 @@ def approve_until_done(session: boto3.Session, sfn, executions: list[str], timeo
                 running.discard(execution)
                 continue
             try:
-                workflow.approve(session, execution)
-            except workflow.NoPendingApproval:
-                pass
+                approvals.pending_approval(sfn, execution)
+            except approvals.NoPendingApproval:
+                continue
+            approver.approve(execution)
         time.sleep(0.1)
 
 
@@ -95,7 +99,7 @@ def final_clusters(session: boto3.Session, scenario: dict) -> list[dict]:
 def run(scenario_path: str | None = None, output: str = "table") -> int:
     from moto import mock_aws
 
-    from neptune_guard import report, workflow
+    from neptune_guard import report
     from neptune_guard.scanner import ScanOptions, scan
 
     scenario = load_scenario(scenario_path)
@@ -105,15 +109,18 @@ def run(scenario_path: str | None = None, output: str = "table") -> int:
     moto_fixes.apply()
     options = ScanOptions(accounts="org", regions=scenario_regions(scenario))
     target_key = alias_name(scenario.get("target_key", "neptune-cmk"))
-    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}), workflows.fast_clock():
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}), workflows.fast_clock(), \
+            contextlib.ExitStack() as servers:
         session = boto3.Session(region_name="us-east-1")
         seed(scenario, session)
         before = scan(options, session)
         arns = workflows.deploy(session)
+        approval_url = servers.enter_context(function_urls.serve(session, arns["approval_function"])).url
+        requester, approver = on_call.Engineer(session, "requester", approval_url), on_call.Engineer(session, "approver", approval_url)
         sfn = session.client("stepfunctions", region_name="us-east-1")
-        started = [(kind, request, workflow.start(sfn, arns[kind], request))
+        started = [(kind, request, requester.start(arns[kind], request))
                    for kind, request in remediation_requests(before.evaluations, target_key)]
-        approve_until_done(session, sfn, [execution for _, _, execution in started])
+        approve_until_done(approver, sfn, [execution for _, _, execution in started])
         remediations = []
         for kind, request, execution in started:
             description = sfn.describe_execution(executionArn=execution)

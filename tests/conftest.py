@@ -63,6 +63,17 @@ def deploy_workflows(seeded, monkeypatch):
             workflows.stop_running(sfn, [arns["cluster"], arns["snapshot"]])
 
 
+
+@pytest.fixture
+def on_call(deployed):
+    """Two on-call engineers of the module's `deployed` workflows: alice starts executions through the approval
+    endpoint, bob approves them (the endpoint refuses the starter's own approval)."""
+    from sandbox.on_call import Engineer
+
+    session, _, arns = deployed
+    return Engineer(session, "alice", arns["approval_url"]), Engineer(session, "bob", arns["approval_url"])
+
+
 def member_session(session, account_id: str) -> boto3.Session:
     from neptune_guard import aws
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from neptune_guard import workflow
+from neptune_guard import approvals, workflow
 from sandbox import workflows
 from tests.conftest import member_session
 
@@ -34,6 +34,9 @@ def deployed(deploy_workflows):
     return deploy_workflows(SCENARIO)
 
 
+TRIGGER = "arn:aws:sts::123456789012:assumed-role/NeptuneGuardTrigger/neptune-guard-trigger"
+
+
 def request(**overrides):
     return {"account_id": ACCOUNT, "region": REGION, "cluster_id": "orders", "target_key": "alias/neptune-cmk", **overrides}
 
@@ -46,8 +49,8 @@ def clusters(session):
 def awaiting(sfn, execution_arn, stage="snapshot"):
     def until(description, history):
         try:
-            return workflow.pending_approval(sfn, execution_arn)["stage"] == stage
-        except workflow.NoPendingApproval:
+            return approvals.pending_approval(sfn, execution_arn)["stage"] == stage
+        except approvals.NoPendingApproval:
             return False
     return workflows.wait_for(sfn, execution_arn, until)
 
@@ -56,18 +59,19 @@ def finish(sfn, execution_arn):
     return workflows.wait_for(sfn, execution_arn, lambda d, h: False)
 
 
-def test_approved_remediation_keeps_every_setting_under_the_original_names(deployed):
+def test_approved_remediation_keeps_every_setting_under_the_original_names(deployed, on_call):
     session, sfn, arns = deployed
+    alice, bob = on_call
     before = clusters(session)["orders"]
-    execution = workflow.start(sfn, arns["cluster"], request())
+    execution = alice.start(arns["cluster"], request())
 
     assert awaiting(sfn, execution)["status"] == "RUNNING"
-    assert workflow.pending_approval(sfn, execution)["stage"] == "snapshot"
+    assert approvals.pending_approval(sfn, execution)["stage"] == "snapshot"
     assert "orders-cmk" not in clusters(session)  # nothing happens before the first approval
-    first = workflow.approve(session, execution)
+    first = bob.approve(execution)
     awaiting(sfn, execution, "cutover")
-    assert workflow.pending_approval(sfn, execution)["stage"] == "cutover"
-    workflow.approve(session, execution)
+    assert approvals.pending_approval(sfn, execution)["stage"] == "cutover"
+    bob.approve(execution)
     result = finish(sfn, execution)
 
     assert result["status"] == "SUCCEEDED", result.get("cause")
@@ -83,30 +87,33 @@ def test_approved_remediation_keeps_every_setting_under_the_original_names(deplo
     assert retired["Status"] == "stopped" and retired["DbClusterResourceId"] == before["DbClusterResourceId"]
     assert "orders-cmk" not in after
     output = json.loads(result["output"])
-    assert output["approvals"]["snapshot"]["approver"] == first["approver"]
+    assert output["approvals"]["snapshot"]["approver"] == first["approver"] == bob.arn
+    assert output["requested_by"] == alice.arn
     assert output["approvals"]["cutover"]["approved"] is True
 
 
-def test_rejection_before_the_snapshot_changes_nothing(deployed):
+def test_rejection_before_the_snapshot_changes_nothing(deployed, on_call):
     session, sfn, arns = deployed
+    alice, bob = on_call
     before = clusters(session)
-    execution = workflow.start(sfn, arns["cluster"], request())
+    execution = alice.start(arns["cluster"], request())
     awaiting(sfn, execution)
-    workflow.reject(session, execution, "not during the sale")
+    bob.reject(execution, "not during the sale")
     result = finish(sfn, execution)
     assert (result["status"], result["error"]) == ("FAILED", "NotApproved")
     assert set(clusters(session)) == set(before)
 
 
-def test_rejection_at_cutover_removes_the_new_cluster_and_leaves_the_original(deployed):
+def test_rejection_at_cutover_removes_the_new_cluster_and_leaves_the_original(deployed, on_call):
     session, sfn, arns = deployed
+    alice, bob = on_call
     before = clusters(session)["orders"]
-    execution = workflow.start(sfn, arns["cluster"], request())
+    execution = alice.start(arns["cluster"], request())
     awaiting(sfn, execution)
-    workflow.approve(session, execution)
+    bob.approve(execution)
     awaiting(sfn, execution, "cutover")
     assert "orders-cmk" in clusters(session)
-    workflow.reject(session, execution, "endpoint check failed")
+    bob.reject(execution, "endpoint check failed")
     result = finish(sfn, execution)
     assert (result["status"], result["error"]) == ("FAILED", "RemediationRolledBack")
     after = clusters(session)
@@ -154,24 +161,26 @@ def test_a_cluster_that_is_not_available_is_refused(deployed):
     assert result["error"] == "Refused" and "stopped, not available" in result["cause"]
 
 
-def test_a_double_trigger_starts_one_execution_and_a_retry_after_it_ended_starts_anew(deployed):
+def test_a_double_trigger_starts_one_execution_and_a_retry_after_it_ended_starts_anew(deployed, on_call):
     session, sfn, arns = deployed
+    _, bob = on_call
     first = workflow.start(sfn, arns["cluster"], request())
     assert workflow.start(sfn, arns["cluster"], request()) == first
     assert workflow.start(sfn, arns["cluster"], request(approval_timeout_seconds=600)) == first  # still running
     assert len(sfn.list_executions(stateMachineArn=arns["cluster"])["executions"]) == 1
     awaiting(sfn, first)
-    workflow.reject(session, first, "not now")
+    bob.reject(first, "not now")
     finish(sfn, first)
     retry = workflow.start(sfn, arns["cluster"], request())
     assert retry != first and retry.endswith("-2")
     assert sfn.describe_execution(executionArn=retry)["status"] == "RUNNING"
 
 
-def test_cli_starts_and_approves_and_refuses_an_execution_not_waiting(deployed, capsys):
+def test_cli_starts_and_approves_and_refuses_an_execution_not_waiting(deployed, on_call, capsys, monkeypatch):
     from neptune_guard.cli import main
 
     session, sfn, arns = deployed
+    alice, bob = on_call
     before = clusters(session)
     assert main(["plan", "--account", ACCOUNT, "--region", REGION, "--cluster", "orders", "--target-key", "alias/neptune-cmk"]) == 0
     plan = json.loads(capsys.readouterr().out)
@@ -180,17 +189,37 @@ def test_cli_starts_and_approves_and_refuses_an_execution_not_waiting(deployed, 
     assert set(clusters(session)) == set(before)  # planning changes nothing
     assert main(["plan", "--account", ACCOUNT, "--region", REGION, "--cluster", "orders", "--target-key", "alias/aws/rds"]) == 2
     assert "AWS-managed" in capsys.readouterr().err
+    monkeypatch.setenv("NEPTUNE_GUARD_APPROVAL_URL", arns["approval_url"])
+    as_person(monkeypatch, alice)
     assert main(["remediate", "--state-machine-arn", arns["cluster"], "--account", ACCOUNT, "--region", REGION,
                  "--cluster", "orders", "--target-key", "alias/neptune-cmk"]) == 0
     execution = json.loads(capsys.readouterr().out)["execution_arn"]
     awaiting(sfn, execution)
+    assert main(["approve", execution]) == 2  # alice started it: someone else must approve
+    assert "cannot approve it" in capsys.readouterr().err
+    as_person(monkeypatch, bob)
     assert main(["approve", execution]) == 0
-    assert json.loads(capsys.readouterr().out)["stage"] == "snapshot"
+    answer = json.loads(capsys.readouterr().out)
+    assert (answer["stage"], answer["approver"], answer["requested_by"]) == ("snapshot", bob.arn, alice.arn)
     awaiting(sfn, execution, "cutover")
     assert main(["reject", execution, "--reason", "not today"]) == 0
     finish(sfn, execution)
     assert main(["approve", execution]) == 2
     assert "not waiting for an approval" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as usage:  # never plain HTTP off loopback
+        main(["approve", execution, "--approval-url", "http://approvals.example.com/"])
+    assert usage.value.code == 2 and "must be https" in capsys.readouterr().err
+    monkeypatch.delenv("NEPTUNE_GUARD_APPROVAL_URL")
+    assert main(["approve", execution]) == 2
+    assert "give --approval-url or set NEPTUNE_GUARD_APPROVAL_URL" in capsys.readouterr().err
+
+
+def as_person(monkeypatch, engineer):
+    """The CLI finds its credentials as boto3 does: here, the engineer's own, in the environment."""
+    credentials = engineer.session.get_credentials()
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", credentials.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", credentials.secret_key)
+    monkeypatch.setenv("AWS_SESSION_TOKEN", credentials.token)
 
 
 def _fail(monkeypatch, method: str, when=lambda *args, **kwargs: True):
@@ -231,16 +260,17 @@ FAILURE_POINTS = {
 
 
 @pytest.mark.parametrize("failure_point", FAILURE_POINTS)
-def test_every_failure_point_rolls_back_to_the_original_under_its_own_name(deployed, monkeypatch, failure_point):
+def test_every_failure_point_rolls_back_to_the_original_under_its_own_name(deployed, on_call, monkeypatch, failure_point):
     session, sfn, arns = deployed
+    alice, bob = on_call
     before = clusters(session)
     FAILURE_POINTS[failure_point](monkeypatch)
-    execution = workflow.start(sfn, arns["cluster"], request())
+    execution = alice.start(arns["cluster"], request())
     awaiting(sfn, execution)
-    workflow.approve(session, execution)
+    bob.approve(execution)
     if failure_point == "cutover":
         awaiting(sfn, execution, "cutover")
-        workflow.approve(session, execution)
+        bob.approve(execution)
     result = finish(sfn, execution)
 
     assert (result["status"], result["error"]) == ("FAILED", "RemediationRolledBack"), result.get("cause")
@@ -258,21 +288,22 @@ def test_every_failure_point_rolls_back_to_the_original_under_its_own_name(deplo
     assert not [s for s in manual if s["DBClusterSnapshotIdentifier"].startswith("orders-pre-cmk")]
 
 
-def test_success_resolves_the_finding_with_a_note_naming_execution_and_approvers(deployed):
+def test_success_resolves_the_finding_with_a_note_naming_execution_and_approvers(deployed, on_call):
     from neptune_guard import asff
     from neptune_guard.scanner import ScanOptions, scan
 
     session, sfn, arns = deployed
+    alice, bob = on_call
     scan(ScanOptions(accounts=ACCOUNT, regions=(REGION,), publish=True))
     securityhub = member_session(session, ACCOUNT).client("securityhub", region_name=REGION)
     orders_arn = clusters(session)["orders"]["DBClusterArn"]
     finding = {"id": asff.finding_id(orders_arn, "neptune_cluster_uses_cmk"),
                "product_arn": asff.product_arn("aws", REGION, ACCOUNT)}
-    execution = workflow.start(sfn, arns["cluster"], request(finding=finding))
+    execution = workflow.start(sfn, arns["cluster"], request(finding=finding, requested_by=TRIGGER))  # as the trigger starts it
     awaiting(sfn, execution)
-    approver = workflow.approve(session, execution)["approver"]
+    approver = bob.approve(execution)["approver"]
     awaiting(sfn, execution, "cutover")
-    workflow.approve(session, execution)
+    bob.approve(execution)
     assert finish(sfn, execution)["status"] == "SUCCEEDED"
 
     stored = securityhub.get_findings(Filters={"Id": [{"Value": finding["id"], "Comparison": "EQUALS"}]})["Findings"][0]
@@ -280,14 +311,15 @@ def test_success_resolves_the_finding_with_a_note_naming_execution_and_approvers
     assert execution in stored["Note"]["Text"] and approver in stored["Note"]["Text"]
 
 
-def test_a_failure_after_cutover_is_reported_not_rolled_back(deployed, monkeypatch):
+def test_a_failure_after_cutover_is_reported_not_rolled_back(deployed, on_call, monkeypatch):
     session, sfn, arns = deployed
+    alice, bob = on_call
     _fail(monkeypatch, "stop_db_cluster")
-    execution = workflow.start(sfn, arns["cluster"], request())
+    execution = alice.start(arns["cluster"], request())
     awaiting(sfn, execution)
-    workflow.approve(session, execution)
+    bob.approve(execution)
     awaiting(sfn, execution, "cutover")
-    workflow.approve(session, execution)
+    bob.approve(execution)
     result = finish(sfn, execution)
     assert result["status"] == "SUCCEEDED"
     assert "injected fault" in json.loads(result["output"])["bookkeeping_error"]["Cause"]

@@ -43,14 +43,15 @@ def request(snapshot_id):
 
 
 @pytest.mark.parametrize("snapshot_id", ["default-snap", "plain-snap"])
-def test_snapshot_is_replaced_by_one_under_the_cmk_with_its_tags_after_approval(deployed, snapshot_id):
+def test_snapshot_is_replaced_by_one_under_the_cmk_with_its_tags_after_approval(deployed, on_call, snapshot_id):
     session, sfn, arns = deployed
+    alice, bob = on_call
     original = snapshots(session)[snapshot_id]
     neptune(session).add_tags_to_resource(ResourceName=original["DBClusterSnapshotArn"], Tags=[{"Key": "retention", "Value": "7y"}])
-    execution = workflow.start(sfn, arns["snapshot"], request(snapshot_id))
+    execution = alice.start(arns["snapshot"], request(snapshot_id))
     awaiting(sfn, execution, "delete-original")
     assert snapshot_id in snapshots(session)  # the original stays until on-call approves
-    workflow.approve(session, execution)
+    bob.approve(execution)
     result = finish(sfn, execution)
 
     assert result["status"] == "SUCCEEDED", result.get("cause")
@@ -64,11 +65,12 @@ def test_snapshot_is_replaced_by_one_under_the_cmk_with_its_tags_after_approval(
     assert temporary == []
 
 
-def test_rejection_keeps_the_original_and_removes_the_new_snapshot(deployed):
+def test_rejection_keeps_the_original_and_removes_the_new_snapshot(deployed, on_call):
     session, sfn, arns = deployed
-    execution = workflow.start(sfn, arns["snapshot"], request("plain-snap"))
+    alice, bob = on_call
+    execution = alice.start(arns["snapshot"], request("plain-snap"))
     awaiting(sfn, execution, "delete-original")
-    workflow.reject(session, execution, "legal hold")
+    bob.reject(execution, "legal hold")
     result = finish(sfn, execution)
     assert (result["status"], result["error"]) == ("FAILED", "RemediationRolledBack")
     after = snapshots(session)
