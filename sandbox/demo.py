@@ -141,7 +141,7 @@ def run(scenario_path: str | None = None, output: str = "table") -> int:
         return 0
     print("== Before: the demo Organization as found ==")
     print(report.table(before))
-    print(f"\n== Remediation: {len(remediations)} executions of the real state machines, every approval answered as on-call would ==")
+    print(f"\n== Remediation: {len(remediations)} executions of the real state machines, started by one on-call engineer, every approval answered by another through the approval endpoint ==")
     for r in remediations:
         kind = "cluster" if r["resource_type"] == "AwsRdsDbCluster" else "snapshot"
         detail = "" if r["status"] == "SUCCEEDED" else f"  ({r['error']}: {r['cause']})"
