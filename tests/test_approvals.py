@@ -158,18 +158,20 @@ def test_a_stage_that_is_not_the_one_waiting_is_refused(team):
     assert snapshots(session) == []
 
 
-def test_writes_detected_need_accept_write_loss(team, monkeypatch):
+def test_writes_detected_need_accept_write_loss_and_an_approval_may_say_why(team):
     session, sfn, arns, alice, bob = team
-    execution = alice.start(arns["cluster"], REQUEST)
+    from neptune_guard import workflow
+
+    # The lead's cutover stage puts state.write_check in the approval task's payload; the payload carries the whole
+    # state, so an execution whose state has it from the start shows the endpoint's side now.
+    execution = workflow.start(sfn, arns["cluster"], {**REQUEST, "requested_by": alice.arn,
+                                                      "write_check": {"writes_detected": True, "commits": 12}})
     waiting_for(sfn, execution, "snapshot")
-    real = approvals.pending_approval
-    # The lead's cutover stage puts state.write_check in the approval task's payload; until then, show it here.
-    monkeypatch.setattr(approvals, "pending_approval",
-                        lambda *args: {**real(*args), "write_check": {"writes_detected": True, "commits": 12}})
 
     refusal = refused(bob, {"action": "approve", "execution_arn": execution})
     assert refusal.status == 409 and "accept_write_loss" in str(refusal) and "or reject" in str(refusal)
-    assert bob.approve(execution, accept_write_loss=True)["accept_write_loss"] is True
+    answer = bob.approve(execution, accept_write_loss=True, reason="the application was stopped at 10:02")
+    assert answer["accept_write_loss"] is True and answer["reason"] == "the application was stopped at 10:02"
 
 
 def test_an_execution_started_without_a_recorded_requester_cannot_be_approved(team):

@@ -259,7 +259,7 @@ def approve(sfn, body: Approve, caller: Caller, endpoint: Endpoint) -> dict:
         raise NotApprovable("writes were detected on the cluster after the snapshot: they will be lost at the cutover. "
                             "Approve with accept_write_loss (CLI: --accept-write-loss) to accept that, or reject")
     decision = {"approved": True, "stage": pending["stage"], "approver": caller.arn, "at": _now(),
-                "accept_write_loss": body.accept_write_loss}
+                "accept_write_loss": body.accept_write_loss, **({"reason": body.reason} if body.reason else {})}
     _answer(sfn.send_task_success, taskToken=pending["token"], output=json.dumps(decision))
     return {**decision, "execution_arn": body.execution_arn, "requested_by": starter}
 
