@@ -271,3 +271,17 @@ def refused_as(session, url, body):
     with pytest.raises(approval_client.EndpointRefused) as refusal:
         approval_client.call(session, url, body)
     return refusal.value
+
+
+def test_remediate_without_an_approval_url_records_the_administrator_as_requester(team, capsys, monkeypatch):
+    from neptune_guard.cli import main
+
+    session, sfn, arns, alice, bob = team
+    monkeypatch.delenv("NEPTUNE_GUARD_APPROVAL_URL", raising=False)
+    assert main(["remediate", "--state-machine-arn", arns["cluster"], "--account", ACCOUNT, "--region", REGION,
+                 "--cluster", "orders", "--target-key", "alias/neptune-cmk"]) == 0  # straight to Step Functions
+    execution = json.loads(capsys.readouterr().out)["execution_arn"]
+    administrator = session.client("sts").get_caller_identity()["Arn"]
+    assert json.loads(sfn.describe_execution(executionArn=execution)["input"])["requested_by"] == administrator
+    waiting_for(sfn, execution, "snapshot")
+    assert bob.approve(execution)["requested_by"] == administrator
