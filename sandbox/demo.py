@@ -1,20 +1,22 @@
 """`neptune-guard demo`: the whole job against the embedded local AWS (moto, in-process).
 
 Seed an Organization, scan it, remediate every failed cluster and manual snapshot through the real
-state machines (approving each step as the on-call engineer would), scan again, show before and after.
+state machines (one on-call engineer starts them through the approval endpoint, another approves each
+step there, as the two-person rule requires), scan again, show before and after.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
 
 import boto3
 
-from . import moto_fixes, workflows
 from neptune_guard.remediation import custom_endpoints
 
+from . import function_urls, moto_fixes, on_call, workflows
 from .organization import DEMO_SCENARIO, account_session, alias_name, seed
 
 SANDBOX_ENVIRONMENT = {
@@ -56,11 +58,12 @@ def remediation_requests(evaluations, target_key: str) -> list[tuple[str, dict]]
     return list(requests.values())
 
 
-def approve_until_done(session: boto3.Session, sfn, executions: list[str], accept_write_loss: set[str] = frozenset(),
+def approve_until_done(approver: on_call.Engineer, sfn, executions: list[str], accept_write_loss: set[str] = frozenset(),
                        timeout: float = 600) -> None:
-    """Act as on-call: approve every step any execution waits on, until none is running. Writes detected at a
-    cutover are accepted only for the executions the scenario says on-call accepts them for."""
-    from neptune_guard import workflow
+    """Act as on-call: approve, through the approval endpoint, every step any execution waits on, until none is
+    running. The approver must not be who started them (the endpoint refuses that). Writes detected at a cutover
+    are accepted only for the executions the scenario says on-call accepts them for."""
+    from neptune_guard import approvals
 
     deadline = time.monotonic() + timeout
     running = set(executions)
@@ -70,9 +73,10 @@ def approve_until_done(session: boto3.Session, sfn, executions: list[str], accep
                 running.discard(execution)
                 continue
             try:
-                workflow.approve(session, execution, accept_write_loss=execution in accept_write_loss)
-            except workflow.NoPendingApproval:
-                pass
+                pending = approvals.pending_approval(sfn, execution)
+            except approvals.NoPendingApproval:
+                continue
+            approver.approve(execution, **({"accept_write_loss": True} if pending["stage"] == "cutover" and execution in accept_write_loss else {}))
         time.sleep(0.1)
 
 
@@ -131,7 +135,7 @@ def final_clusters(session: boto3.Session, scenario: dict) -> list[dict]:
 def run(scenario_path: str | None = None, output: str = "table") -> int:
     from moto import mock_aws
 
-    from neptune_guard import report, workflow
+    from neptune_guard import report
     from neptune_guard.scanner import ScanOptions, scan
 
     scenario = load_scenario(scenario_path)
@@ -141,18 +145,21 @@ def run(scenario_path: str | None = None, output: str = "table") -> int:
     moto_fixes.apply()
     options = ScanOptions(accounts="org", regions=scenario_regions(scenario))
     target_key = alias_name(scenario.get("target_key", "neptune-cmk"))
-    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}), workflows.fast_clock():
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}), workflows.fast_clock(), \
+            contextlib.ExitStack() as servers:
         session = boto3.Session(region_name="us-east-1")
         seed(scenario, session)
         before = scan(options, session)
         arns = workflows.deploy(session)
+        approval_url = servers.enter_context(function_urls.serve(session, arns["approval_function"])).url
+        requester, approver = on_call.Engineer(session, "requester", approval_url), on_call.Engineer(session, "approver", approval_url)
         sfn = session.client("stepfunctions", region_name="us-east-1")
-        started = [(kind, request, workflow.start(sfn, arns[kind], request))
+        started = [(kind, request, requester.start(arns[kind], request))
                    for kind, request in remediation_requests(before.evaluations, target_key)]
         accepting = {execution for kind, request, execution in started
                      if scenario["accounts"].get(request["account_id"], {}).get(request["region"], {}).get("clusters", {})
                      .get(request.get("cluster_id"), {}).get("accept_write_loss")}
-        approve_until_done(session, sfn, [execution for _, _, execution in started], accepting)
+        approve_until_done(approver, sfn, [execution for _, _, execution in started], accepting)
         remediations, decommissions = [], []
         for kind, request, execution in started:
             description = sfn.describe_execution(executionArn=execution)
@@ -181,7 +188,7 @@ def run(scenario_path: str | None = None, output: str = "table") -> int:
         return 0
     print("== Before: the demo Organization as found ==")
     print(report.table(before))
-    print(f"\n== Remediation: {len(remediations)} executions of the real state machines, every approval answered as on-call would ==")
+    print(f"\n== Remediation: {len(remediations)} executions of the real state machines, started by one on-call engineer, every approval answered by another through the approval endpoint ==")
     for r in remediations:
         kind = "cluster" if r["resource_type"] == "AwsRdsDbCluster" else "snapshot"
         detail = "" if r["status"] == "SUCCEEDED" else f"  ({r['outcome']}: {r['cause']})"

@@ -16,7 +16,7 @@ import types
 import uuid
 
 from moto.awslambda import models as awslambda_models
-from moto.core.responses import ActionResult
+from moto.core.responses import ActionResult, EmptyResult
 from moto.iam.models import iam_backends
 from moto.kms import models as kms_models
 from moto.core.utils import utcnow
@@ -28,6 +28,7 @@ from moto.securityhub import models as securityhub_models
 from moto.securityhub import responses as securityhub_responses
 from moto.securityhub import urls as securityhub_urls
 from moto.securityhub.exceptions import SecurityHubClientError
+from moto.stepfunctions import responses as stepfunctions_responses
 from moto.sts import models as sts_models
 from moto.sts.exceptions import STSClientError
 from moto.utilities.paginator import paginate
@@ -427,6 +428,22 @@ def security_hub_behaves_as_documented() -> None:
     securityhub_urls.url_paths["{0}/findings/batchupdate$"] = securityhub_responses.SecurityHubResponse.dispatch
 
 
+def send_task_failure_keeps_its_cause() -> None:
+    """`SendTaskFailure` passes its `cause` on: to the `TaskFailed` event and to the state's Catch
+    (`{"Error", "Cause"}`). (moto's request handler dropped it, so a rejection's reason was lost.)
+
+    https://docs.aws.amazon.com/step-functions/latest/apireference/API_SendTaskFailure.html
+    https://docs.aws.amazon.com/step-functions/latest/apireference/API_TaskFailedEventDetails.html
+    """
+
+    def send_task_failure(self):
+        self.stepfunction_backend.send_task_failure(self._get_param("taskToken"), error=self._get_param("error"),
+                                                    cause=self._get_param("cause"))
+        return EmptyResult()
+
+    stepfunctions_responses.StepFunctionResponse.send_task_failure = send_task_failure
+
+
 def apply() -> None:
     """Apply every correction once per process."""
     global _applied
@@ -445,4 +462,5 @@ def apply() -> None:
     # Not corrections: stand-ins for what moto lacks, each documented in its own module.
     cluster_endpoints.install()
     write_activity.install()
+    send_task_failure_keeps_its_cause()
     _applied = True

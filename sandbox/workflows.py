@@ -49,7 +49,24 @@ def deploy(session: boto3.Session | None = None, region: str = "us-east-1") -> d
         name="NeptuneGuardSnapshotRemediation", roleArn=role_arn,
         definition=definition("snapshot_remediation", {"StepsFunctionArn": function_arn, "Partition": "aws"}),
     )["stateMachineArn"]
-    return {"cluster": cluster, "snapshot": snapshot, "steps_function": function_arn, "topic": topic_arn, "role": role_arn}
+    approval_function = deploy_approval_endpoint(session, role_arn, region)
+    return {"cluster": cluster, "snapshot": snapshot, "steps_function": function_arn, "topic": topic_arn, "role": role_arn,
+            "approval_function": approval_function}
+
+
+def deploy_approval_endpoint(session: boto3.Session, role_arn: str, region: str) -> str:
+    """The approval function behind a function URL (AuthType AWS_IAM), on-call's sessions allow-listed.
+    Serve its URL with sandbox.function_urls.serve (moto configures function URLs but does not serve them)."""
+    from . import on_call
+
+    lambda_client = session.client("lambda", region_name=region)
+    name = lambda_client.create_function(
+        FunctionName="neptune-guard-approval", Runtime="python3.13", Role=role_arn, Handler="handlers.approval.handler",
+        Code={"ZipFile": _code_zip()}, Timeout=30,
+        Environment={"Variables": {"APPROVER_PRINCIPALS": on_call.create_role(session)}},
+    )["FunctionName"]
+    lambda_client.create_function_url_config(FunctionName=name, AuthType="AWS_IAM")
+    return name
 
 
 def stop_running(sfn, state_machine_arns, timeout: float = 30.0) -> None:
@@ -73,11 +90,11 @@ def stop_running(sfn, state_machine_arns, timeout: float = 30.0) -> None:
 
 def _wake_if_waiting_for_approval(sfn, execution_arn: str) -> None:
     """moto's interpreter notices a stop only between states; a task waiting for its token must be woken."""
-    from neptune_guard import workflow
+    from neptune_guard import approvals
 
     try:
-        token = workflow.pending_approval(sfn, execution_arn)["token"]
-    except workflow.NoPendingApproval:
+        token = approvals.pending_approval(sfn, execution_arn)["token"]
+    except approvals.NoPendingApproval:
         return
     sfn.send_task_failure(taskToken=token, error="SandboxTeardown", cause="the test that started it has ended")
 

@@ -11,6 +11,7 @@ PREFIX = "neptune-guard:"
 DETECTOR_ROLE = "NeptuneGuardDetector"
 WORKFLOW_ROLE = "NeptuneGuardWorkflow"
 TRIGGER_ROLE = "NeptuneGuardTrigger"
+APPROVAL_ROLE = "NeptuneGuardApproval"
 CLUSTER_STATE_MACHINE = "NeptuneGuardClusterRemediation"
 SNAPSHOT_STATE_MACHINE = "NeptuneGuardSnapshotRemediation"
 
@@ -32,6 +33,7 @@ class Config:
     stack_set_call_as: str
     powertools_layer_version: int
     log_retention_days: int
+    approver_principals: tuple[str, ...]
 
     @classmethod
     def from_context(cls, node: Node) -> "Config":
@@ -57,6 +59,7 @@ class Config:
             stack_set_call_as=str(get("stackSetCallAs")),
             powertools_layer_version=int(get("powertoolsLayerVersion")),
             log_retention_days=int(get("logRetentionDays")),
+            approver_principals=tuple(p.strip() for p in str(get("approverPrincipals")).split(",") if p.strip()),
         )
         config.validate()
         return config
@@ -77,3 +80,12 @@ class Config:
             raise ValueError("logRetentionDays must be one of 30, 90, 180, 365, 400, 731")
         if not 1 <= self.concurrency <= 64:
             raise ValueError("concurrency must be from 1 to 64")
+        if not self.approver_principals:
+            raise ValueError("approverPrincipals must name who may approve (principal ARN patterns, comma separated)")
+        for pattern in self.approver_principals:
+            if not pattern.startswith("arn:") or pattern.split(":")[-1] in ("*", ""):
+                raise ValueError(f"approverPrincipals: {pattern!r} is not a principal ARN pattern such as "
+                                 "arn:aws:sts::111122223333:assumed-role/OnCall/*")
+            if ":iam::" in pattern and ":role/" in pattern:
+                raise ValueError(f"approverPrincipals: {pattern!r} names a role, but callers through a role are its sessions: "
+                                 "arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION (use assumed-role/ROLE/*)")

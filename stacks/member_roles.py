@@ -49,13 +49,13 @@ class MemberRolesStack(Stack):
             description="Neptune Guard detector: read Neptune clusters, snapshots and keys; import this account's findings",
         )
         audit.add_to_policy(iam.PolicyStatement(
-            sid="ReadNeptune", actions=["rds:DescribeDBClusters", "rds:DescribeDBClusterSnapshots"],
+            sid="ReadNeptune", actions=["rds:DescribeDBClusters", "rds:DescribeDBClusterSnapshots", "rds:ListTagsForResource"],
             resources=[f"{account_rds}:cluster:*", f"{account_rds}:cluster-snapshot:*"]))
         audit.add_to_policy(iam.PolicyStatement(
             sid="ClassifyKeys", actions=["kms:DescribeKey"], resources=[f"arn:{Aws.PARTITION}:kms:*:*:key/*"]))
         audit.add_to_policy(iam.PolicyStatement(sid="FindRegions", actions=["ec2:DescribeRegions"], resources=["*"]))
         audit.add_to_policy(iam.PolicyStatement(
-            sid="PublishOwnFindings", actions=["securityhub:GetFindings", "securityhub:BatchImportFindings"],
+            sid="PublishOwnFindings", actions=["securityhub:GetFindings", "securityhub:BatchImportFindings", "securityhub:BatchUpdateFindings"],
             resources=[hub, f"arn:{Aws.PARTITION}:securityhub:*:{Aws.ACCOUNT_ID}:product/{Aws.ACCOUNT_ID}/default"]))
 
         remediation = iam.Role(

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from aws_cdk import Aws, Duration, RemovalPolicy, Stack
+from aws_cdk import Aws, CfnOutput, Duration, Fn, RemovalPolicy, Stack
 from aws_cdk import aws_cloudformation as cloudformation
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
@@ -24,7 +24,8 @@ from aws_cdk import custom_resources as cr
 from cdk_nag import NagSuppressions
 from constructs import Construct
 
-from .config import CLUSTER_STATE_MACHINE, DETECTOR_ROLE, SNAPSHOT_STATE_MACHINE, TRIGGER_ROLE, WORKFLOW_ROLE, Config
+from .config import (APPROVAL_ROLE, CLUSTER_STATE_MACHINE, DETECTOR_ROLE, SNAPSHOT_STATE_MACHINE, TRIGGER_ROLE, WORKFLOW_ROLE,
+                     Config)
 
 ROOT = Path(__file__).resolve().parent.parent
 RETENTION = {30: logs.RetentionDays.ONE_MONTH, 90: logs.RetentionDays.THREE_MONTHS, 180: logs.RetentionDays.SIX_MONTHS,
@@ -64,6 +65,7 @@ class SecurityStack(Stack):
         self.cluster_workflow = self._state_machine("ClusterRemediation", CLUSTER_STATE_MACHINE, "cluster_remediation")
         self.snapshot_workflow = self._state_machine("SnapshotRemediation", SNAPSHOT_STATE_MACHINE, "snapshot_remediation")
         self.trigger = self._trigger()
+        self.approval = self._approval_endpoint()
         self.approver_policy = self._approver_policy()
         self.stack_set = self._member_stack_set(member_template)
         self._suppressions()
@@ -157,16 +159,42 @@ class SecurityStack(Stack):
                     targets=[targets.LambdaFunction(trigger)])
         return trigger
 
-    def _approver_policy(self) -> iam.ManagedPolicy:
-        """For on-call engineers: answer the workflows' approvals, and read the executions they answer."""
+    def _executions(self) -> list[str]:
+        return [f"arn:{Aws.PARTITION}:states:{Aws.REGION}:{Aws.ACCOUNT_ID}:execution:{name}:*"
+                for name in (CLUSTER_STATE_MACHINE, SNAPSHOT_STATE_MACHINE)]
+
+    def _approval_endpoint(self) -> lambda_.Function:
+        """The only way a person starts, approves or rejects: a function URL with IAM auth, whose role alone answers
+        the workflows' task tokens, as the caller AWS verified."""
         machines = [self.cluster_workflow, self.snapshot_workflow]
-        executions = [f"arn:{Aws.PARTITION}:states:{Aws.REGION}:{Aws.ACCOUNT_ID}:execution:{name}:*"
-                      for name in (CLUSTER_STATE_MACHINE, SNAPSHOT_STATE_MACHINE)]
+        approval = self._function("Approval", "handlers.approval.handler", APPROVAL_ROLE, Duration.seconds(30), 256, {
+            # CloudFormation substitutes ${AWS::AccountId} and ${AWS::Partition} in the patterns.
+            "APPROVER_PRINCIPALS": Fn.sub(",".join(self.config.approver_principals)),
+        })
+        approval.add_to_role_policy(iam.PolicyStatement(
+            sid="StartAndAnswerTheWorkflows", resources=[m.state_machine_arn for m in machines],
+            actions=["states:StartExecution", "states:SendTaskSuccess", "states:SendTaskFailure"]))
+        approval.add_to_role_policy(iam.PolicyStatement(
+            sid="ReadTheirExecutions", actions=["states:DescribeExecution", "states:GetExecutionHistory"],
+            resources=self._executions()))
+        url = approval.add_function_url(auth_type=lambda_.FunctionUrlAuthType.AWS_IAM)
+        CfnOutput(self, "ApprovalUrl", value=url.url, description="The approval endpoint: NEPTUNE_GUARD_APPROVAL_URL for on-call")
+        return approval
+
+    def _approver_policy(self) -> iam.ManagedPolicy:
+        """For on-call engineers: call the approval endpoint (by its URL only, signed), and read the executions they
+        answer. No states:SendTask* and no StartExecution: the endpoint does that, as them."""
+        machines = [self.cluster_workflow, self.snapshot_workflow]
+        endpoint = self.approval.function_arn
         return iam.ManagedPolicy(self, "ApproverPolicy", managed_policy_name="NeptuneGuardApprover", statements=[
-            iam.PolicyStatement(sid="AnswerApprovals", actions=["states:SendTaskSuccess", "states:SendTaskFailure"],
-                                resources=[m.state_machine_arn for m in machines]),
+            iam.PolicyStatement(sid="CallTheApprovalEndpoint", actions=["lambda:InvokeFunctionUrl"], resources=[endpoint],
+                                conditions={"StringEquals": {"lambda:FunctionUrlAuthType": "AWS_IAM"}}),
+            # Function URLs created since October 2025 also need lambda:InvokeFunction; only through the URL, so that
+            # nobody can invoke the endpoint directly with a request context of their own making.
+            iam.PolicyStatement(sid="InvokeItOnlyThroughItsUrl", actions=["lambda:InvokeFunction"], resources=[endpoint],
+                                conditions={"Bool": {"lambda:InvokedViaFunctionUrl": "true"}}),
             iam.PolicyStatement(sid="ReadExecutions", actions=["states:DescribeExecution", "states:GetExecutionHistory"],
-                                resources=executions),
+                                resources=self._executions()),
             iam.PolicyStatement(sid="ListExecutions", actions=["states:ListExecutions"], resources=[m.state_machine_arn for m in machines]),
         ])
 
@@ -199,7 +227,9 @@ class SecurityStack(Stack):
                 "Wildcards are limited to: sts:AssumeRole on the member role name in any account of the Organization (the "
                 "member trust policies also require aws:PrincipalOrgID); X-Ray and CloudWatch Logs delivery, which have no "
                 "resource-level permissions; organizations:ListAccounts, which has none either; Lambda invoke of the step "
-                "function's versions; log streams of the function's own log group.")},
+                "function's versions; log streams of the function's own log group; reading the executions of the two "
+                "remediation state machines (execution:<state machine name>:*, whose names are not known in advance), for "
+                "the approval endpoint and the approver policy.")},
             {"id": "AwsSolutions-L1", "reason": (
                 "python3.13 is the runtime the code and the Powertools v3 public layer are built and tested for.")},
             {"id": "AwsSolutions-IAM4", "reason": (

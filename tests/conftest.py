@@ -1,9 +1,10 @@
+import contextlib
 import json
 
 import boto3
 import pytest
 
-from neptune_guard import workflow
+from neptune_guard import approvals
 from sandbox import moto_fixes, workflows
 from sandbox.organization import seed
 
@@ -42,24 +43,37 @@ def seeded(local_aws):
 
 @pytest.fixture
 def deploy_workflows(seeded, monkeypatch):
-    """Seed a scenario and deploy the real state machines into the local AWS: (session, sfn, ARNs).
+    """Seed a scenario and deploy the real state machines and the approval endpoint into the local AWS:
+    (session, sfn, ARNs); ARNs["approval_url"] is the endpoint's function URL, served on loopback.
     Executions the test leaves running are stopped afterwards, so that none outlives its local AWS."""
-    from sandbox import workflows
+    from sandbox import function_urls, workflows
 
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "1")
     deployed = []
 
-    def _deploy(scenario: dict):
-        session = seeded(scenario)
-        arns = workflows.deploy(session)
-        sfn = session.client("stepfunctions", region_name="us-east-1")
-        deployed.append((sfn, arns))
-        return session, sfn, arns
+    with workflows.fast_clock(), contextlib.ExitStack() as servers:
+        def _deploy(scenario: dict):
+            session = seeded(scenario)
+            arns = workflows.deploy(session)
+            arns["approval_url"] = servers.enter_context(function_urls.serve(session, arns["approval_function"])).url
+            sfn = session.client("stepfunctions", region_name="us-east-1")
+            deployed.append((sfn, arns))
+            return session, sfn, arns
 
-    with workflows.fast_clock():
         yield _deploy
         for sfn, arns in deployed:
             workflows.stop_running(sfn, [arns["cluster"], arns["snapshot"]])
+
+
+
+@pytest.fixture
+def on_call(deployed):
+    """Two on-call engineers of the module's `deployed` workflows: alice starts executions through the approval
+    endpoint, bob approves them (the endpoint refuses the starter's own approval)."""
+    from sandbox.on_call import Engineer
+
+    session, _, arns = deployed
+    return Engineer(session, "alice", arns["approval_url"]), Engineer(session, "bob", arns["approval_url"])
 
 
 def member_session(session, account_id: str) -> boto3.Session:
@@ -96,8 +110,8 @@ def fail(monkeypatch):
 def awaiting(sfn, execution_arn, stage="snapshot"):
     def until(description, history):
         try:
-            return workflow.pending_approval(sfn, execution_arn)["stage"] == stage
-        except workflow.NoPendingApproval:
+            return approvals.pending_approval(sfn, execution_arn)["stage"] == stage
+        except approvals.NoPendingApproval:
             return False
     return workflows.wait_for(sfn, execution_arn, until)
 
@@ -106,7 +120,7 @@ def decide(sfn, execution_arn, stage, **decision):
     """Answer the approval the execution waits on, as the approval endpoint does once it has checked who asks."""
     waiting = awaiting(sfn, execution_arn, stage)
     assert waiting["status"] == "RUNNING", f"ended before {stage}: {final_state(sfn, execution_arn).get('error')}"
-    pending = workflow.pending_approval(sfn, execution_arn)
+    pending = approvals.pending_approval(sfn, execution_arn)
     sfn.send_task_success(taskToken=pending["token"], output=json.dumps(
         {"approved": True, "stage": stage, "approver": "arn:aws:sts::123456789012:assumed-role/OnCall/alice", **decision}))
     return pending

@@ -157,3 +157,33 @@ def test_bad_configuration_is_refused_with_a_clear_message():
         build(App(context={**CONTEXT, "neptune-guard:organizationId": "my-org"}))
     with pytest.raises(ValueError, match="customer-managed"):
         build(App(context={**CONTEXT, "neptune-guard:targetKey": "alias/aws/rds"}))
+
+
+def test_people_approve_only_through_the_iam_authorized_endpoint(stacks):
+    _, _, security, _ = stacks
+    security.has_resource_properties("AWS::Lambda::Url", {"AuthType": "AWS_IAM", "TargetFunctionArn": {
+        "Fn::GetAtt": [Match.string_like_regexp("^Approval"), "Arn"]}})
+    endpoint = next(f for f in security.find_resources("AWS::Lambda::Function").values()
+                    if f["Properties"]["Handler"] == "handlers.approval.handler")
+    assert "assumed-role/NeptuneGuardOnCall/*" in json.dumps(endpoint["Properties"]["Environment"]["Variables"]["APPROVER_PRINCIPALS"])
+    approver = next(p for p in security.find_resources("AWS::IAM::ManagedPolicy").values()
+                    if p["Properties"]["ManagedPolicyName"] == "NeptuneGuardApprover")["Properties"]["PolicyDocument"]["Statement"]
+    granted = {a: s for s in approver for a in actions(s)}
+    assert not [a for a in granted if a.startswith("states:SendTask") or a == "states:StartExecution"]
+    assert granted["lambda:InvokeFunctionUrl"]["Condition"] == {"StringEquals": {"lambda:FunctionUrlAuthType": "AWS_IAM"}}
+    assert granted["lambda:InvokeFunction"]["Condition"] == {"Bool": {"lambda:InvokedViaFunctionUrl": "true"}}
+    assert all("Approval" in json.dumps(granted[a]["Resource"]) for a in ("lambda:InvokeFunctionUrl", "lambda:InvokeFunction"))
+    answering = [s for s in statements(security) if "states:SendTaskSuccess" in actions(s)]
+    assert len(answering) == 1 and set(actions(answering[0])) == {
+        "states:StartExecution", "states:SendTaskSuccess", "states:SendTaskFailure"}
+    assert "ClusterRemediation" in json.dumps(answering[0]["Resource"]) and "SnapshotRemediation" in json.dumps(answering[0]["Resource"])
+    assert "ApprovalUrl" in security.find_outputs("*")
+
+
+@pytest.mark.parametrize("principals, complaint", [
+    ("", "must name who may approve"), ("*", "not a principal ARN pattern"), ("arn:aws:sts::*:*", "not a principal ARN pattern"),
+    ("arn:aws:iam::111122223333:role/OnCall", "callers through a role are its sessions"),
+])
+def test_a_bad_approver_allow_list_is_refused(principals, complaint):
+    with pytest.raises(ValueError, match=complaint):
+        build(App(context={**CONTEXT, "neptune-guard:approverPrincipals": principals}))

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from neptune_guard import naming, workflow
+from neptune_guard import approvals, naming, workflow
 from sandbox import workflows
 from tests.conftest import awaiting, decide, final_state, finish, member_session
 
@@ -43,6 +43,9 @@ FAST = {"approval_timeout_seconds": 600, "soak_seconds": 0, "metrics_settle_seco
 @pytest.fixture
 def deployed(deploy_workflows):
     return deploy_workflows(SCENARIO)
+
+
+TRIGGER = "arn:aws:sts::123456789012:assumed-role/NeptuneGuardTrigger/neptune-guard-trigger"
 
 
 def request(**overrides):
@@ -120,7 +123,7 @@ def test_writes_after_the_snapshot_stop_the_cutover_and_nothing_is_lost(deployed
     before = clusters(session)["busy"]
     execution = workflow.start(sfn, arns["cluster"], request(cluster_id="busy"))
     decide(sfn, execution, "snapshot")
-    pending = awaiting(sfn, execution, "cutover") and workflow.pending_approval(sfn, execution)
+    pending = awaiting(sfn, execution, "cutover") and approvals.pending_approval(sfn, execution)
     history = sfn.get_execution_history(executionArn=execution, maxResults=1000)["events"]
     asked = [json.loads(e["taskScheduledEventDetails"]["parameters"])["Payload"]["state"] for e in history if e["type"] == "TaskScheduled"][-1]
     assert asked["write_check"]["writes_detected"] is True and asked["write_check"]["metrics"]["NumIndexInsertsPerSec"] > 0
@@ -151,7 +154,7 @@ def test_accepting_write_loss_is_explicit_and_recorded(deployed):
 def test_a_resource_already_bearing_the_workflows_name_is_never_adopted(deployed):
     session, sfn, arns = deployed
     execution = workflow.start(sfn, arns["cluster"], request())
-    plan = awaiting(sfn, execution) and workflow.pending_approval(sfn, execution)["plan"]
+    plan = awaiting(sfn, execution) and approvals.pending_approval(sfn, execution)["plan"]
     # someone else's snapshot under exactly the name this execution derived (an earlier run's, or planted)
     neptune(session).create_db_cluster_snapshot(DBClusterSnapshotIdentifier=plan["snapshot_id"], DBClusterIdentifier="billing-cmk")
     decide(sfn, execution, "snapshot")
@@ -187,7 +190,7 @@ def test_a_fault_after_the_new_cluster_served_keeps_it_and_puts_the_original_bac
 def test_a_fault_renaming_an_instance_aside_converges_back(deployed, fail):
     session, sfn, arns = deployed
     execution = workflow.start(sfn, arns["cluster"], request())
-    plan = awaiting(sfn, execution) and workflow.pending_approval(sfn, execution)["plan"]
+    plan = awaiting(sfn, execution) and approvals.pending_approval(sfn, execution)["plan"]
     retired_second = next(i["retired_id"] for i in plan["instances"] if i["id"] == "orders-2")
     fail("modify_db_instance", lambda identifier, changes: changes.get("new_db_instance_identifier") == retired_second, times=1)
     decide(sfn, execution, "snapshot")
@@ -240,8 +243,9 @@ def test_a_global_database_member_is_refused_before_anything_changes(deployed):
     assert "is a member of global database" in final_state(sfn, result["executionArn"])["error"]["Cause"]
 
 
-def test_the_retained_original_is_stopped_again_when_neptune_restarts_it(deployed):
+def test_the_retained_original_is_stopped_again_when_neptune_restarts_it(deployed, on_call):
     session, sfn, arns = deployed
+    _, bob = on_call
     execution = workflow.start(sfn, arns["cluster"], request(soak_seconds=4))
     decide(sfn, execution, "snapshot")
     plan = decide(sfn, execution, "cutover")["plan"]
@@ -252,7 +256,7 @@ def test_the_retained_original_is_stopped_again_when_neptune_restarts_it(deploye
     neptune(session).start_db_cluster(DBClusterIdentifier=plan["retired_cluster_id"])  # Neptune's 7-day restart
     awaiting(sfn, execution, "decommission")
     assert clusters(session)[plan["retired_cluster_id"]]["Status"] == "stopped"
-    workflow.reject(session, execution, "keep it a while longer")
+    bob.reject(execution, "keep it a while longer")
     result = finish(sfn, execution)
     assert result["status"] == "SUCCEEDED" and final_state(sfn, execution)["soak"]["restopped"] is True
     assert clusters(session)[plan["retired_cluster_id"]]["Status"] == "stopped"  # rejected decommission keeps it
@@ -269,13 +273,30 @@ def test_a_retained_original_is_never_itself_remediated(deployed):
     assert "decommissioned by that execution" in final_state(sfn, again["executionArn"])["error"]["Cause"]
 
 
-def test_rejection_at_cutover_removes_what_the_execution_made_and_leaves_the_original(deployed):
+    # until it is decommissioned, the scan shows it apart from new failures, and Security Hub says why
+    from neptune_guard import asff, report
+    from neptune_guard.scanner import ScanOptions, scan
+
+    result = scan(ScanOptions(accounts=ACCOUNT, regions=(REGION,), publish=True))
+    kept = [e for e in result.evaluations if e.resource_id == plan["retired_cluster_id"] and e.status.value == "FAILED"]
+    assert kept and all("decommission pending" in e.retained and execution in e.retained for e in kept)
+    assert all(e.retained is None for e in result.evaluations if e.resource_id == "billing-cmk")
+    table = report.table(result)
+    assert "Kept on purpose by a remediation" in table and table.index(plan["retired_cluster_id"]) > table.index("Kept on purpose")
+    securityhub = member_session(session, ACCOUNT).client("securityhub", region_name=REGION)
+    finding_id = asff.finding_id(kept[0].resource_arn, kept[0].check_id)
+    stored = securityhub.get_findings(Filters={"Id": [{"Value": finding_id, "Comparison": "EQUALS"}]})["Findings"][0]
+    assert "decommission pending" in stored["Note"]["Text"]
+
+
+def test_rejection_at_cutover_removes_what_the_execution_made_and_leaves_the_original(deployed, on_call):
     session, sfn, arns = deployed
+    _, bob = on_call
     before = clusters(session)
     execution = workflow.start(sfn, arns["cluster"], request())
     decide(sfn, execution, "snapshot")
     awaiting(sfn, execution, "cutover")
-    workflow.reject(session, execution, "endpoint check failed")
+    bob.reject(execution, "endpoint check failed")
     result = finish(sfn, execution)
 
     assert (result["status"], result["error"]) == ("FAILED", "NotApproved")
@@ -321,7 +342,7 @@ def test_the_steps_function_acts_only_for_a_running_execution_past_its_approval(
     """Invoked directly with a crafted event, the steps function changes nothing."""
     session, sfn, arns = deployed
     execution = workflow.start(sfn, arns["cluster"], request())
-    pending = awaiting(sfn, execution) and workflow.pending_approval(sfn, execution)
+    pending = awaiting(sfn, execution) and approvals.pending_approval(sfn, execution)
     lambda_ = session.client("lambda", region_name=REGION)
     state = {"request": request(), "plan": pending["plan"]}
 
@@ -360,7 +381,7 @@ def test_on_call_is_told_the_plan_the_write_check_and_how_to_answer(deployed):
     messages = [json.loads(m["Body"]) for m in sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=1, MaxNumberOfMessages=10)["Messages"]]
     first, cutover = messages[0], messages[-1]
     assert first["stage"] == "snapshot" and "STOP ALL WRITES" in first["question"]
-    assert first["approve"] == f"neptune-guard approve {execution}"
+    assert first["approve"].startswith(f"neptune-guard approve {execution}")
     assert cutover["stage"] == "cutover" and cutover["write_activity"]["writes_detected"] is False
     iam = cutover["iam_authentication"]
     assert iam["old_resource_id"] == clusters(session)["orders"]["DbClusterResourceId"]

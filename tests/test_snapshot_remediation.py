@@ -2,7 +2,7 @@
 
 import pytest
 
-from neptune_guard import workflow
+from neptune_guard import approvals, workflow
 from tests.conftest import awaiting, decide, final_state, finish, member_session
 
 ACCOUNT, REGION, PARTNER = "111111111111", "us-east-1", "444444444444"
@@ -56,7 +56,7 @@ def test_snapshot_is_replaced_by_one_under_the_cmk_with_its_tags_and_audience_af
     audience = shared_with(session, snapshot_id)
     neptune(session).add_tags_to_resource(ResourceName=original["DBClusterSnapshotArn"], Tags=[{"Key": "retention", "Value": "7y"}])
     execution = workflow.start(sfn, arns["snapshot"], request(snapshot_id))
-    plan = awaiting(sfn, execution, "delete-original") and workflow.pending_approval(sfn, execution)["plan"]
+    plan = awaiting(sfn, execution, "delete-original") and approvals.pending_approval(sfn, execution)["plan"]
     assert snapshot_id in snapshots(session)  # the original stays until on-call approves
     if audience:
         assert PARTNER in plan["questions"]["delete-original"] and "kms:CreateGrant" in plan["questions"]["delete-original"]
@@ -75,11 +75,12 @@ def test_snapshot_is_replaced_by_one_under_the_cmk_with_its_tags_and_audience_af
     assert temporary == []
 
 
-def test_rejection_keeps_the_original_and_removes_the_new_snapshot(deployed):
+def test_rejection_keeps_the_original_and_removes_the_new_snapshot(deployed, on_call):
     session, sfn, arns = deployed
+    _, bob = on_call
     execution = workflow.start(sfn, arns["snapshot"], request("plain-snap"))
-    plan = awaiting(sfn, execution, "delete-original") and workflow.pending_approval(sfn, execution)["plan"]
-    workflow.reject(session, execution, "legal hold")
+    plan = awaiting(sfn, execution, "delete-original") and approvals.pending_approval(sfn, execution)["plan"]
+    bob.reject(execution, "legal hold")
     result = finish(sfn, execution)
     assert (result["status"], result["error"]) == ("FAILED", "NotApproved")
     after = snapshots(session)

@@ -1,5 +1,7 @@
 """The Security Hub custom action trigger, with the event Security Hub sends to EventBridge."""
 
+import json
+
 import pytest
 
 from neptune_guard.scanner import ScanOptions, scan
@@ -65,6 +67,8 @@ def test_only_failed_active_findings_of_this_tool_start_workflows_once(setup):
     sfn = session.client("stepfunctions", region_name=REGION)
     assert len(sfn.list_executions(stateMachineArn=arns["cluster"])["executions"]) == 1
     assert len(sfn.list_executions(stateMachineArn=arns["snapshot"])["executions"]) == 1
+    started_by = json.loads(sfn.describe_execution(executionArn=result["started"][0]["execution_arn"])["input"])["requested_by"]
+    assert started_by == session.client("sts").get_caller_identity()["Arn"]  # the trigger records itself as the requester
     notified = by_title(hub, "(cluster plain)", "neptune_cluster_uses_cmk")
     assert notified["Workflow"]["Status"] == "NOTIFIED"
     assert result["started"][0]["execution_arn"] in notified["Note"]["Text"]

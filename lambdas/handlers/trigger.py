@@ -17,13 +17,14 @@ logger = Logger()
 tracer = Tracer()
 
 
-def config_from_environment() -> TriggerConfig:
+def config_from_environment(requested_by: str) -> TriggerConfig:
     return TriggerConfig(
         cluster_state_machine_arn=os.environ["CLUSTER_STATE_MACHINE_ARN"],
         snapshot_state_machine_arn=os.environ["SNAPSHOT_STATE_MACHINE_ARN"],
         target_key=os.environ["TARGET_KEY"],
         remediation_role_name=os.environ.get("REMEDIATION_ROLE_NAME", "NeptuneGuardRemediation"),
         approval_timeout_seconds=int(os.environ.get("APPROVAL_TIMEOUT_SECONDS", "86400")),
+        requested_by=requested_by,
     )
 
 
@@ -31,8 +32,10 @@ def config_from_environment() -> TriggerConfig:
 @logger.inject_lambda_context
 @event_source(data_class=EventBridgeEvent)
 def handler(event: EventBridgeEvent, context: LambdaContext) -> dict:
-    config = config_from_environment()
-    sfn = boto3.client("stepfunctions", region_name=config.cluster_state_machine_arn.split(":")[3], config=CLIENT_CONFIG)
+    region = os.environ["CLUSTER_STATE_MACHINE_ARN"].split(":")[3]
+    own_identity = boto3.client("sts", region_name=region, config=CLIENT_CONFIG).get_caller_identity()["Arn"]
+    config = config_from_environment(requested_by=own_identity)
+    sfn = boto3.client("stepfunctions", region_name=region, config=CLIENT_CONFIG)
     result = trigger(event.detail.get("findings", []), config, sfn)
     logger.info("custom action handled", action=event.detail.get("actionName"), **result)
     return result

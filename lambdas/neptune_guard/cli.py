@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
-from . import report
+from . import approval_client, report
 from .aws import REGION_NAME
 from .inventory import parse_account_list
 from .scanner import DEFAULT_AUDIT_ROLE, ScanOptions, ScanSetupError, scan
 
 EXIT_OK, EXIT_NOTHING_SCANNED, EXIT_USAGE = 0, 1, 2
 PLAN_ONLY = "arn:aws:states:us-east-1:000000000000:execution:NeptuneGuardClusterRemediation:plan-only"  # names in a plan shown, never run
+EXIT_FAILED = 1  # the approval endpoint could not be reached or failed: nothing is known to have changed
 
 
 class UsageError(Exception):
@@ -62,6 +64,18 @@ def _add_target_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--role-name", default="NeptuneGuardRemediation", help="the member account's remediation role")
 
 
+def _approval_url(value: str) -> str:
+    try:
+        return approval_client.check_url(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+
+
+def _add_approval_url_argument(parser: argparse.ArgumentParser, purpose: str) -> None:
+    parser.add_argument("--approval-url", type=_approval_url, default=os.environ.get(approval_client.URL_ENVIRONMENT_VARIABLE),
+                        help=f"{purpose}: the approval function URL (default: ${approval_client.URL_ENVIRONMENT_VARIABLE})")
+
+
 def _target_request(args) -> dict:
     request = {"account_id": args.account, "region": args.region, "target_key": args.target_key, "role_name": args.role_name}
     return {**request, "cluster_id": args.cluster} if args.cluster else {**request, "snapshot_id": args.snapshot}
@@ -82,11 +96,16 @@ def build_parser() -> argparse.ArgumentParser:
     remediate = commands.add_parser("remediate", help="start a remediation workflow (it waits for on-call approval)")
     remediate.add_argument("--state-machine-arn", required=True, help="the cluster or snapshot remediation state machine")
     _add_target_arguments(remediate)
-    approve = commands.add_parser("approve", help="approve the step an execution waits on (needs states:SendTaskSuccess)")
+    _add_approval_url_argument(remediate, "start through the approval endpoint, which records you as the requester")
+    approve = commands.add_parser("approve", help="approve the step an execution waits on, through the approval endpoint")
     approve.add_argument("execution_arn")
-    reject = commands.add_parser("reject", help="reject the step an execution waits on (needs states:SendTaskFailure)")
+    approve.add_argument("--accept-write-loss", action="store_true",
+                         help="approve a cutover although writes were detected after the snapshot (they are lost)")
+    _add_approval_url_argument(approve, "the approval endpoint (required)")
+    reject = commands.add_parser("reject", help="reject the step an execution waits on, through the approval endpoint")
     reject.add_argument("execution_arn")
     reject.add_argument("--reason", required=True)
+    _add_approval_url_argument(reject, "the approval endpoint (required)")
     demo = commands.add_parser("demo", help="run Neptune Guard end to end against the embedded local AWS")
     demo.add_argument("--scenario", help="JSON file describing the Organization to seed (default: the built-in demo)")
     demo.add_argument("--output", choices=("table", "json"), default="table",
@@ -134,6 +153,15 @@ def run_demo(args) -> int:
     return run(scenario_path=args.scenario, output=args.output)
 
 
+def approval_request(args) -> dict:
+    """What the approval endpoint is asked; the endpoint, not this client, says who asks."""
+    if args.command == "remediate":
+        return {"action": "start", "state_machine_arn": args.state_machine_arn, "request": _target_request(args)}
+    if args.command == "approve":
+        return {"action": "approve", "execution_arn": args.execution_arn, "accept_write_loss": args.accept_write_loss}
+    return {"action": "reject", "execution_arn": args.execution_arn, "reason": args.reason}
+
+
 def run_workflow_command(args) -> int:
     import boto3
 
@@ -145,16 +173,24 @@ def run_workflow_command(args) -> int:
         if args.command == "plan":
             step = remediation.plan_cluster if args.cluster else snapshot_remediation.plan_snapshot
             print(json.dumps(step(Step(request=_target_request(args), execution=PLAN_ONLY)), indent=2, default=str))
-        elif args.command == "remediate":
+        elif args.command == "remediate" and not args.approval_url:
+            # Straight to Step Functions: for holders of states:StartExecution (administrators, automation), who
+            # are recorded as the requester by their own STS identity so that someone else must approve.
             sfn = session.client("stepfunctions", region_name=args.state_machine_arn.split(":")[3])
-            print(json.dumps({"execution_arn": workflow.start(sfn, args.state_machine_arn, _target_request(args))}))
-        elif args.command == "approve":
-            print(json.dumps(workflow.approve(session, args.execution_arn)))
+            requester = session.client("sts").get_caller_identity()["Arn"]
+            print(json.dumps({"execution_arn": workflow.start(sfn, args.state_machine_arn,
+                                                              {**_target_request(args), "requested_by": requester})}))
+        elif not args.approval_url:
+            raise UsageError(f"{args.command} goes through the approval endpoint: give --approval-url or set "
+                             f"{approval_client.URL_ENVIRONMENT_VARIABLE}")
         else:
-            print(json.dumps(workflow.reject(session, args.execution_arn, args.reason)))
-    except (workflow.NoPendingApproval, remediation.InvalidRequest) as error:
+            print(json.dumps(approval_client.call(session, args.approval_url, approval_request(args))))
+    except (remediation.InvalidRequest, approval_client.EndpointRefused, UsageError) as error:
         print(f"neptune-guard: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except approval_client.EndpointError as error:
+        print(f"neptune-guard: {error}", file=sys.stderr)
+        return EXIT_FAILED
     return EXIT_OK
 
 

@@ -8,6 +8,7 @@ from botocore.exceptions import ClientError
 
 from .aws import ACCOUNT_ID, ClientFactory
 from .models import Cluster, ClusterSnapshot, KeyInfo, KeyManager
+from .rds_resources import CREATED_BY, REPLACED_BY, RETAINED_UNTIL, RETIRED_BY, tag_map
 
 NEPTUNE_ONLY = [{"Name": "engine", "Values": ["neptune"]}]
 PAGE_SIZE = 100
@@ -135,3 +136,17 @@ def read_region(clients: ClientFactory, account_id: str, region: str, keys: KeyD
         for raw in raw_snapshots
     ]
     return resources, list(key_errors.values())
+
+
+def retention(neptune, arns: list[str]) -> dict[str, str]:
+    """Why each of these (failing) resources is kept on purpose, from the tags a remediation put on it: the
+    original it replaced, retained until decommission, or the snapshot it took, removed at decommission."""
+    reasons = {}
+    for arn in arns:
+        tags = tag_map(neptune.list_tags_for_resource(ResourceName=arn).get("TagList", []))
+        if RETIRED_BY in tags:
+            reasons[arn] = (f"retained until {tags.get(RETAINED_UNTIL, 'decommission')}, decommission pending "
+                            f"(replaced by {tags.get(REPLACED_BY)}; execution {tags[RETIRED_BY]})")
+        elif CREATED_BY in tags:
+            reasons[arn] = f"taken by remediation {tags[CREATED_BY]}; removed when it decommissions the original"
+    return reasons

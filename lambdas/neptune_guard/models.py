@@ -79,6 +79,7 @@ class Evaluation:
     resource_arn: str
     kms_key_id: str | None
     message: str
+    retained: str | None = None  # why a failing resource is kept on purpose: a remediation's original or snapshot
 
     def to_dict(self) -> dict:
         data = asdict(self)

@@ -334,7 +334,7 @@ def request_approval(step: Step, stage: str, task_token: str) -> dict:
         "question": plan["questions"][stage],
         "execution": step.execution,
         "stage": stage,
-        "approve": f"neptune-guard approve {step.execution}",
+        "approve": f"neptune-guard approve {step.execution}  (NEPTUNE_GUARD_APPROVAL_URL: the stack's ApprovalUrl)",
         "reject": f"neptune-guard reject {step.execution} --reason '...'",
         "plan": plan,
     }

@@ -28,10 +28,12 @@ def _count(n: int, noun: str) -> str:
 
 def table(result: ScanResult) -> str:
     lines = [f"Neptune Guard scan: {summary_line(result)}"]
-    failed = sorted(
+    failing = sorted(
         (e for e in result.evaluations if e.status is Status.FAILED),
         key=lambda e: (e.account_id, SEVERITY_ORDER.get(e.severity, 9), e.region, e.resource_id, e.check_id),
     )
+    failed = [e for e in failing if not e.retained]
+    retained = [e for e in failing if e.retained]
     for account_id, rows in groupby(failed, key=lambda e: e.account_id):
         rows = list(rows)
         lines += ["", f"Account {account_id}: {len(rows)} failed checks"]
@@ -41,6 +43,11 @@ def table(result: ScanResult) -> str:
             lines.append(f"  {e.severity:<9} {e.region:<15} {kind + ' ' + e.resource_id:<40} {e.check_id:<43} {e.message}")
     if not failed:
         lines += ["", "No failed checks."]
+    if retained:
+        lines += ["", f"Kept on purpose by a remediation ({_count(len(retained), 'failed check')}, not new failures):"]
+        for e in retained:
+            kind = "cluster" if e.resource_type == CLUSTER else "snapshot"
+            lines.append(f"  {e.account_id} {e.region:<15} {kind + ' ' + e.resource_id:<40} {e.check_id:<43} {e.retained}")
     if result.all_errors:
         lines += ["", "Errors (these account-regions were not fully scanned):"]
         lines += [f"  {error.account_id} {error.region or '(account)'}: {error.message}" for error in result.all_errors]

@@ -6,14 +6,14 @@ A fault in one account or account-region is recorded and never stops the others.
 from __future__ import annotations
 
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from . import aws, checks, inventory, securityhub
-from .models import ScanError, ScanResult, UnitResult
+from .models import ScanError, ScanResult, Status, UnitResult
 
 DEFAULT_AUDIT_ROLE = "NeptuneGuardAudit"
 
@@ -77,6 +77,14 @@ def scan_unit(context: AccountContext, region: str, keys: inventory.KeyDirectory
     unit.errors += [ScanError(context.account_id, region, message) for message in key_errors]
     for resource in resources:
         unit.evaluations += checks.evaluate(resource)
+    failing = sorted({e.resource_arn for e in unit.evaluations if e.status is Status.FAILED})
+    if failing:
+        try:
+            reasons = inventory.retention(context.clients.client("neptune", region), failing)
+        except (ClientError, BotoCoreError) as error:
+            unit.errors.append(ScanError(context.account_id, region, f"reading tags: {inventory.error_message(error)}"))
+            reasons = {}
+        unit.evaluations = [replace(e, retained=reasons[e.resource_arn]) if e.resource_arn in reasons else e for e in unit.evaluations]
     if publish:
         unit.publish_errors = securityhub.publish_unit(context.clients, unit, aws.partition_of(context.clients.session, region))
     return unit

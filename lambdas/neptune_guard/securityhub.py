@@ -66,6 +66,25 @@ def import_findings(securityhub, findings: list[dict]) -> list[str]:
     return problems
 
 
+def note_retained(securityhub, unit: UnitResult, product: str, existing: dict[str, dict]) -> list[str]:
+    """A failing finding kept on purpose (a remediation's retained original or its snapshot) carries a Note saying
+    why. BatchUpdateFindings is the only way to set a Note; only Notes that change are written."""
+    notes: dict[str, list[str]] = {}
+    for evaluation in unit.evaluations:
+        if evaluation.retained and evaluation.status.value == "FAILED":
+            finding_id = asff.finding_id(evaluation.resource_arn, evaluation.check_id)
+            text = f"Neptune Guard: {evaluation.retained}."[:512]
+            if existing.get(finding_id, {}).get("Note", {}).get("Text") != text:
+                notes.setdefault(text, []).append(finding_id)
+    problems = []
+    for text, finding_ids in notes.items():
+        for start in range(0, len(finding_ids), 100):
+            identifiers = [{"Id": i, "ProductArn": product} for i in finding_ids[start:start + 100]]
+            response = securityhub.batch_update_findings(FindingIdentifiers=identifiers, Note={"Text": text, "UpdatedBy": "neptune-guard"})
+            problems += [f"finding {u['FindingIdentifier']['Id']} not noted: {u.get('ErrorMessage')}" for u in response.get("UnprocessedFindings", [])]
+    return problems
+
+
 def publish_unit(clients: ClientFactory, unit: UnitResult, partition: str) -> list[ScanError]:
     """Import one account-region's findings into its own Security Hub; archive what is gone.
 
@@ -87,6 +106,7 @@ def publish_unit(clients: ClientFactory, unit: UnitResult, partition: str) -> li
             current = {finding["Id"] for finding in findings}
             findings += [asff.archived(old, now) for finding_id, old in existing.items() if finding_id not in current]
         problems = import_findings(securityhub, findings)
+        problems += note_retained(securityhub, unit, product, existing)
     except (ClientError, BotoCoreError) as error:
         code = error.response.get("Error", {}).get("Code") if isinstance(error, ClientError) else None
         if code == "InvalidAccessException":

@@ -21,6 +21,9 @@ class TriggerConfig:
     target_key: str  # an alias present in every member account-region, or a key ARN
     remediation_role_name: str
     approval_timeout_seconds: int
+    # Who asks, for the two-person rule: the custom action's event does not name the person who clicked, so the
+    # trigger's own identity is recorded and any allow-listed on-call engineer may approve.
+    requested_by: str
 
 
 class NotRemediable(Exception):
@@ -46,6 +49,7 @@ def remediation_request(finding: dict, config: TriggerConfig) -> tuple[str, dict
         "target_key": config.target_key,
         "role_name": config.remediation_role_name,
         "approval_timeout_seconds": config.approval_timeout_seconds,
+        "requested_by": config.requested_by,
         "finding": {"id": finding["Id"], "product_arn": finding["ProductArn"]},
     }
     if kind == CLUSTER_WORKFLOW and resource.get("Type") == "AwsRdsDbCluster":
