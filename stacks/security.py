@@ -51,6 +51,14 @@ class SecurityStack(Stack):
         if config.notification_email:
             self.topic.add_subscription(subscriptions.EmailSubscription(config.notification_email))
 
+        # CloudWatch Logs encrypts the functions' and state machines' log groups with this key; its key policy lets
+        # only the Logs service of this region use it, for this account's log groups.
+        self.logs_key = kms.Key(self, "LogsKey", enable_key_rotation=True, description="Neptune Guard log groups",
+                                removal_policy=RemovalPolicy.RETAIN)
+        self.logs_key.add_to_resource_policy(iam.PolicyStatement(
+            actions=["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
+            principals=[iam.ServicePrincipal(f"logs.{Aws.REGION}.amazonaws.com")], resources=["*"],
+            conditions={"ArnLike": {"kms:EncryptionContext:aws:logs:arn": f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:log-group:*"}}))
         self.detector = self._detector()
         self.steps = self._function("Steps", "handlers.steps.handler", WORKFLOW_ROLE, Duration.minutes(5), 512,
                                     {"NOTIFICATION_TOPIC_ARN": self.topic.topic_arn})
@@ -71,7 +79,7 @@ class SecurityStack(Stack):
         self._suppressions()
 
     def _function(self, name: str, handler: str, role_name: str, timeout: Duration, memory: int, environment: dict) -> lambda_.Function:
-        log_group = logs.LogGroup(self, f"{name}Logs", retention=RETENTION[self.config.log_retention_days],
+        log_group = logs.LogGroup(self, f"{name}Logs", retention=RETENTION[self.config.log_retention_days], encryption_key=self.logs_key,
                                   removal_policy=RemovalPolicy.RETAIN)
         role = iam.Role(self, f"{name}Role", role_name=role_name, assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
                         description=f"Neptune Guard {name} function")
@@ -116,13 +124,16 @@ class SecurityStack(Stack):
 
     def _state_machine(self, construct_id: str, name: str, asl_file: str) -> sfn.StateMachine:
         log_group = logs.LogGroup(self, f"{construct_id}Logs", retention=RETENTION[self.config.log_retention_days],
+                                  encryption_key=self.logs_key,
                                   removal_policy=RemovalPolicy.RETAIN)
         machine = sfn.StateMachine(
             self, construct_id, state_machine_name=name,
             # Inline, so that the template shows the definition that runs (with the substitution below).
             definition_body=sfn.DefinitionBody.from_string((ROOT / "state_machines" / f"{asl_file}.asl.json").read_text()),
             definition_substitutions={"StepsFunctionArn": self.steps.function_arn, "Partition": Aws.PARTITION},
-            logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
+            # Every event, without execution data: the state carries plans and task tokens, which stay in the execution
+            # history (readable with states:GetExecutionHistory only), never in a log group.
+            logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=False),
             tracing_enabled=True,
         )
         self.steps.grant_invoke(machine)

@@ -187,3 +187,12 @@ def test_people_approve_only_through_the_iam_authorized_endpoint(stacks):
 def test_a_bad_approver_allow_list_is_refused(principals, complaint):
     with pytest.raises(ValueError, match=complaint):
         build(App(context={**CONTEXT, "neptune-guard:approverPrincipals": principals}))
+
+
+def test_logs_are_encrypted_and_carry_no_execution_data(stacks):
+    _, _, security, _ = stacks
+    log_groups = security.find_resources("AWS::Logs::LogGroup")
+    assert log_groups and all("KmsKeyId" in group["Properties"] for group in log_groups.values())
+    for machine in security.find_resources("AWS::StepFunctions::StateMachine").values():
+        logging = machine["Properties"]["LoggingConfiguration"]
+        assert logging["IncludeExecutionData"] is False  # plans and task tokens stay in the execution history
