@@ -139,6 +139,15 @@ def require_ours(neptune, resource: dict, arn_field: str, execution: str, *keys:
     return tags
 
 
+def adopt_or_create(neptune, found: dict | None, arn_field: str, execution: str, create) -> None:
+    """A step's idempotent create: what already exists under the name must be this execution's (NotOurs
+    otherwise); what does not, `create()` makes."""
+    if found is not None:
+        require_ours(neptune, found, arn_field, execution)
+    else:
+        create()
+
+
 def require_available_cluster(neptune, identifier: str) -> dict:
     """A waiting step's check: the cluster when available, ResourceNotReady (retried by the ASL) until then."""
     cluster = describe_cluster(neptune, identifier)

@@ -38,6 +38,7 @@ from .rds_resources import (
     ResourceNotReady,
     Step,
     VerificationFailed,
+    adopt_or_create,
     created_by,
     customer_tags,
     describe_cluster,
@@ -383,12 +384,9 @@ def mark_original(step: Step) -> dict:
 
 def create_snapshot(step: Step) -> dict:
     plan, neptune = step.plan, step.neptune
-    existing = describe_snapshot(neptune, plan["snapshot_id"])
-    if existing is not None:
-        require_ours(neptune, existing, "DBClusterSnapshotArn", step.execution)
-    else:
-        neptune.create_db_cluster_snapshot(DBClusterSnapshotIdentifier=plan["snapshot_id"], DBClusterIdentifier=plan["cluster_id"],
-                                           Tags=created_by(step.execution))
+    adopt_or_create(neptune, describe_snapshot(neptune, plan["snapshot_id"]), "DBClusterSnapshotArn", step.execution,
+                    lambda: neptune.create_db_cluster_snapshot(DBClusterSnapshotIdentifier=plan["snapshot_id"],
+                                                               DBClusterIdentifier=plan["cluster_id"], Tags=created_by(step.execution)))
     return {"snapshot_id": plan["snapshot_id"]}
 
 
@@ -401,16 +399,16 @@ def snapshot_available(step: Step) -> dict:
 
 def restore_cluster(step: Step) -> dict:
     plan, neptune = step.plan, step.neptune
-    existing = describe_cluster(neptune, plan["new_cluster_id"])
-    if existing is not None:
-        require_ours(neptune, existing, "DBClusterArn", step.execution)
-    else:
+
+    def restore():
         snapshot = describe_snapshot(neptune, plan["snapshot_id"])
         if snapshot is None:
             raise NotOurs(f"the workflow's snapshot {plan['snapshot_id']} is gone")
         require_ours(neptune, snapshot, "DBClusterSnapshotArn", step.execution)
         neptune.restore_db_cluster_from_snapshot(DBClusterIdentifier=plan["new_cluster_id"], SnapshotIdentifier=plan["snapshot_id"],
                                                  Engine="neptune", KmsKeyId=plan["target_key_arn"], **plan["restore"])
+
+    adopt_or_create(neptune, describe_cluster(neptune, plan["new_cluster_id"]), "DBClusterArn", step.execution, restore)
     return {"cluster_id": plan["new_cluster_id"]}
 
 
@@ -558,22 +556,22 @@ def writes_until_now(step: Step) -> dict:
 BUSY = ("InvalidDBClusterStateFault", "InvalidDBInstanceStateFault")
 
 
-def _rename_cluster(neptune, old: str, new: str) -> None:
+def _renaming(modify, old: str, **arguments) -> None:
+    """A rename that AWS refuses while the resource is busy is not ready yet, not a failure."""
     try:
-        neptune.modify_db_cluster(DBClusterIdentifier=old, NewDBClusterIdentifier=new, ApplyImmediately=True)
+        modify(ApplyImmediately=True, **arguments)
     except ClientError as error:
         if error.response["Error"]["Code"] in BUSY:
             raise ResourceNotReady(f"{old} cannot be renamed yet: {error.response['Error']['Message']}") from error
         raise
+
+
+def _rename_cluster(neptune, old: str, new: str) -> None:
+    _renaming(neptune.modify_db_cluster, old, DBClusterIdentifier=old, NewDBClusterIdentifier=new)
 
 
 def _rename_instance(neptune, old: str, new: str) -> None:
-    try:
-        neptune.modify_db_instance(DBInstanceIdentifier=old, NewDBInstanceIdentifier=new, ApplyImmediately=True)
-    except ClientError as error:
-        if error.response["Error"]["Code"] in BUSY:
-            raise ResourceNotReady(f"{old} cannot be renamed yet: {error.response['Error']['Message']}") from error
-        raise
+    _renaming(neptune.modify_db_instance, old, DBInstanceIdentifier=old, NewDBInstanceIdentifier=new)
 
 
 def _converge_instance_names(neptune, cluster_id: str, renames: dict[str, str]) -> bool:

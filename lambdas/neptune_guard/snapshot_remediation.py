@@ -21,6 +21,7 @@ from .rds_resources import (
     ResourceNotReady,
     Step,
     VerificationFailed,
+    adopt_or_create,
     created_by,
     customer_tags,
     describe_cluster,
@@ -101,14 +102,10 @@ def plan_snapshot(step: Step) -> dict:
 
 def copy_snapshot(step: Step) -> dict:
     plan, neptune = step.plan, step.neptune
-    existing = describe_snapshot(neptune, plan["new_snapshot_id"])
-    if existing is not None:
-        require_ours(neptune, existing, "DBClusterSnapshotArn", step.execution)
-    else:
-        neptune.copy_db_cluster_snapshot(
-            SourceDBClusterSnapshotIdentifier=plan["snapshot_id"], TargetDBClusterSnapshotIdentifier=plan["new_snapshot_id"],
-            KmsKeyId=plan["target_key_arn"], Tags=plan["tags"] + created_by(step.execution),
-        )
+    adopt_or_create(neptune, describe_snapshot(neptune, plan["new_snapshot_id"]), "DBClusterSnapshotArn", step.execution,
+                    lambda: neptune.copy_db_cluster_snapshot(
+                        SourceDBClusterSnapshotIdentifier=plan["snapshot_id"], TargetDBClusterSnapshotIdentifier=plan["new_snapshot_id"],
+                        KmsKeyId=plan["target_key_arn"], Tags=plan["tags"] + created_by(step.execution)))
     return {"snapshot_id": plan["new_snapshot_id"]}
 
 
@@ -120,12 +117,10 @@ def new_snapshot_available(step: Step) -> dict:
 
 def restore_temporary_cluster(step: Step) -> dict:
     plan, neptune = step.plan, step.neptune
-    existing = describe_cluster(neptune, plan["temporary_cluster_id"])
-    if existing is not None:
-        require_ours(neptune, existing, "DBClusterArn", step.execution)
-    else:
-        neptune.restore_db_cluster_from_snapshot(DBClusterIdentifier=plan["temporary_cluster_id"], SnapshotIdentifier=plan["snapshot_id"],
-                                                 Engine="neptune", KmsKeyId=plan["target_key_arn"], Tags=created_by(step.execution))
+    adopt_or_create(neptune, describe_cluster(neptune, plan["temporary_cluster_id"]), "DBClusterArn", step.execution,
+                    lambda: neptune.restore_db_cluster_from_snapshot(
+                        DBClusterIdentifier=plan["temporary_cluster_id"], SnapshotIdentifier=plan["snapshot_id"], Engine="neptune",
+                        KmsKeyId=plan["target_key_arn"], Tags=created_by(step.execution)))
     return {"cluster_id": plan["temporary_cluster_id"]}
 
 
@@ -136,16 +131,16 @@ def temporary_cluster_available(step: Step) -> dict:
 
 def snapshot_temporary_cluster(step: Step) -> dict:
     plan, neptune = step.plan, step.neptune
-    existing = describe_snapshot(neptune, plan["new_snapshot_id"])
-    if existing is not None:
-        require_ours(neptune, existing, "DBClusterSnapshotArn", step.execution)
-    else:
+
+    def snapshot():
         temporary = describe_cluster(neptune, plan["temporary_cluster_id"])
         if temporary is None:
             raise NotOurs(f"the temporary cluster {plan['temporary_cluster_id']} is gone")
         require_ours(neptune, temporary, "DBClusterArn", step.execution)
         neptune.create_db_cluster_snapshot(DBClusterSnapshotIdentifier=plan["new_snapshot_id"],
                                            DBClusterIdentifier=plan["temporary_cluster_id"], Tags=plan["tags"] + created_by(step.execution))
+
+    adopt_or_create(neptune, describe_snapshot(neptune, plan["new_snapshot_id"]), "DBClusterSnapshotArn", step.execution, snapshot)
     return {"snapshot_id": plan["new_snapshot_id"]}
 
 
