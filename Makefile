@@ -1,4 +1,4 @@
-# Everything a fresh machine needs: Python 3.11+ and the packages in requirements.txt, installed here.
+# Everything a fresh machine needs: Python 3.11+; the project and its pinned packages are installed into .venv here.
 PYTHON ?= python3
 VENV := .venv
 READY := $(VENV)/.ready
@@ -7,16 +7,14 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
 .PHONY: demo test synth bench clean
 
-$(READY): requirements.txt
+$(READY): requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11 or newer is needed" if sys.version_info < (3, 11) else 0)'
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
-	@# Make the library (lambdas/) and the sandbox importable as `python -m neptune_guard` from anywhere.
-	$(VENV)/bin/python -c "import pathlib, sysconfig; pathlib.Path(sysconfig.get_path('purelib'), 'neptune_guard.pth').write_text('$(CURDIR)/lambdas\n$(CURDIR)\n')"
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[dev,cdk]' -c requirements.txt
 	touch $(READY)
 
 demo: $(READY)
-	$(VENV)/bin/python -m neptune_guard demo
+	$(VENV)/bin/neptune-guard demo
 
 test: $(READY)
 	$(VENV)/bin/python -m pytest -q

@@ -38,7 +38,7 @@ class SecurityStack(Stack):
     def __init__(self, scope: Construct, construct_id: str, *, config: Config, member_template: dict, **kwargs) -> None:
         super().__init__(scope, construct_id, description="Neptune Guard: detector, remediation workflows, triggers", **kwargs)
         self.config = config
-        self.code = lambda_.Code.from_asset(str(ROOT / "lambdas"), exclude=["**/__pycache__", "**/*.pyc"])
+        self.code = lambda_.Code.from_asset(str(ROOT / "lambdas"), exclude=["**/__pycache__", "**/*.pyc", "*.egg-info"])
         self.powertools = lambda_.LayerVersion.from_layer_version_arn(
             self, "Powertools",
             f"arn:{Aws.PARTITION}:lambda:{Aws.REGION}:017000801446:layer:AWSLambdaPowertoolsPythonV3-python313-x86_64:"

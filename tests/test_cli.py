@@ -15,7 +15,7 @@ from tests.test_scan import TWO_ACCOUNTS
 
 ROOT = Path(__file__).resolve().parent.parent
 EVALUATION_FIELDS = {"check_id", "status", "severity", "account_id", "region", "resource_type", "resource_id",
-                     "resource_arn", "kms_key_id", "message"}
+                     "resource_arn", "kms_key_id", "message", "retained"}
 
 
 def test_json_output_is_the_documented_contract(seeded, capsys):

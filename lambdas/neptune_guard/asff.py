@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from . import __version__
 from .checks import CHECKS_BY_ID
 from .models import CLUSTER, Cluster, ClusterSnapshot, Evaluation, Resource, Status
 
@@ -66,6 +67,8 @@ def build(evaluation: Evaluation, resource: Resource, partition: str, now: str, 
         "Compliance": {"Status": evaluation.status.value, "RelatedRequirements": list(check.requirements)},
         "ProductFields": {
             "neptune-guard/CheckId": check.id,
+            "neptune-guard/Version": __version__,
+            **({"neptune-guard/Retained": evaluation.retained[:2048]} if evaluation.retained else {}),
             "neptune-guard/Remediation": check.workflow if evaluation.status is Status.FAILED and check.workflow else "none",
         },
         "Resources": [

@@ -6,8 +6,9 @@ import argparse
 import json
 import os
 import sys
+from importlib.metadata import PackageNotFoundError, entry_points, version
 
-from . import approval_client, report
+from . import __version__, approval_client, report
 from .aws import REGION_NAME
 from .inventory import parse_account_list
 from .scanner import DEFAULT_AUDIT_ROLE, ScanOptions, ScanSetupError, scan
@@ -81,11 +82,19 @@ def _target_request(args) -> dict:
     return {**request, "cluster_id": args.cluster} if args.cluster else {**request, "snapshot_id": args.snapshot}
 
 
+def package_version() -> str:
+    try:
+        return version("neptune-guard")
+    except PackageNotFoundError:  # run from the source tree without an install
+        return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="neptune-guard",
         description="Find Amazon Neptune clusters and snapshots not protected by a customer-managed KMS key.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
     scan_parser = commands.add_parser("scan", help="scan accounts and regions and report the checks")
     _add_scan_arguments(scan_parser)
@@ -147,9 +156,18 @@ def run_scan(args) -> int:
     return EXIT_OK if result.scanned_units else EXIT_NOTHING_SCANNED
 
 
-def run_demo(args) -> int:
-    from sandbox.demo import run  # the sandbox ships with the repository, not with the Lambda code
+DEMO_ENTRY_POINTS = "neptune_guard.demo"
 
+
+def run_demo(args) -> int:
+    """The demo lives in the repository's sandbox (above the library); it is found through its entry point."""
+    found = entry_points(group=DEMO_ENTRY_POINTS, name="demo")
+    try:
+        run = next(iter(found)).load()
+    except (StopIteration, ImportError) as error:
+        print(f"neptune-guard: the demo needs the development install (make demo, or pip install -e '.[dev]' in the "
+              f"repository): {error or 'no demo is installed'}", file=sys.stderr)
+        return EXIT_USAGE
     return run(scenario_path=args.scenario, output=args.output)
 
 
