@@ -19,8 +19,12 @@ demo: $(READY)
 test: $(READY)
 	$(VENV)/bin/python -m pytest -q
 
-synth: $(READY)
-	$(VENV)/bin/python app.py
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund
+
+# The pinned CDK CLI (package.json), offline, with the venv's Python running app.py.
+synth: $(READY) node_modules/.package-lock.json
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" npx --no-install cdk synth --quiet
 
 bench: $(READY)
 	$(VENV)/bin/python benchmarks/scan_benchmark.py

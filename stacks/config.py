@@ -31,7 +31,7 @@ class Config:
     organizational_unit_ids: tuple[str, ...]
     stack_set_region: str
     stack_set_call_as: str
-    powertools_layer_version: int
+    powertools_version: str
     log_retention_days: int
     approver_principals: tuple[str, ...]
 
@@ -57,7 +57,7 @@ class Config:
             organizational_unit_ids=tuple(u.strip() for u in str(get("organizationalUnitIds")).split(",") if u.strip()),
             stack_set_region=str(get("stackSetRegion")),
             stack_set_call_as=str(get("stackSetCallAs")),
-            powertools_layer_version=int(get("powertoolsLayerVersion")),
+            powertools_version=str(get("powertoolsVersion")),
             log_retention_days=int(get("logRetentionDays")),
             approver_principals=tuple(p.strip() for p in str(get("approverPrincipals")).split(",") if p.strip()),
         )
@@ -78,6 +78,8 @@ class Config:
             raise ValueError("stackSetCallAs must be SELF or DELEGATED_ADMIN")
         if self.log_retention_days not in (30, 90, 180, 365, 400, 731):
             raise ValueError("logRetentionDays must be one of 30, 90, 180, 365, 400, 731")
+        if not re.match(r"^3\.\d+\.\d+$", self.powertools_version):
+            raise ValueError(f"powertoolsVersion must be a Powertools v3 release such as 3.37.0, got {self.powertools_version!r}")
         if not 1 <= self.concurrency <= 64:
             raise ValueError("concurrency must be from 1 to 64")
         if not self.approver_principals:

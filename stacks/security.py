@@ -18,6 +18,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
+from aws_cdk import aws_ssm as ssm
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import custom_resources as cr
@@ -39,10 +40,10 @@ class SecurityStack(Stack):
         super().__init__(scope, construct_id, description="Neptune Guard: detector, remediation workflows, triggers", **kwargs)
         self.config = config
         self.code = lambda_.Code.from_asset(str(ROOT / "lambdas"), exclude=["**/__pycache__", "**/*.pyc", "*.egg-info"])
-        self.powertools = lambda_.LayerVersion.from_layer_version_arn(
-            self, "Powertools",
-            f"arn:{Aws.PARTITION}:lambda:{Aws.REGION}:017000801446:layer:AWSLambdaPowertoolsPythonV3-python313-x86_64:"
-            f"{config.powertools_layer_version}")
+        # The layer of exactly the Powertools release the tests run (requirements.txt), as Powertools publishes it:
+        # an SSM parameter per architecture, Python version and release, resolved at deployment.
+        self.powertools = lambda_.LayerVersion.from_layer_version_arn(self, "Powertools", ssm.StringParameter.value_for_string_parameter(
+            self, f"/aws/service/powertools/python/x86_64/python3.13/{config.powertools_version}"))
 
         key = kms.Key(self, "NotificationKey", enable_key_rotation=True, description="Neptune Guard on-call notifications",
                       removal_policy=RemovalPolicy.RETAIN)
@@ -155,6 +156,8 @@ class SecurityStack(Stack):
         hub_arn = f"arn:{Aws.PARTITION}:securityhub:{Aws.REGION}:{Aws.ACCOUNT_ID}:hub/default"
         cr.AwsCustomResource(
             self, "RemediateAction", install_latest_aws_sdk=False,
+            log_group=logs.LogGroup(self, "RemediateActionLogs", retention=RETENTION[self.config.log_retention_days],
+                                    encryption_key=self.logs_key, removal_policy=RemovalPolicy.RETAIN),
             on_create=cr.AwsSdkCall(service="SecurityHub", action="createActionTarget", parameters={
                 "Name": CUSTOM_ACTION_NAME, "Id": CUSTOM_ACTION_ID,
                 "Description": "Re-encrypt under the customer-managed key, with on-call approval"},

@@ -59,7 +59,8 @@ def test_schedule_invokes_the_detector_with_its_configuration(stacks):
     })
     detector = next(f for f in security.find_resources("AWS::Lambda::Function").values()
                     if f["Properties"]["Handler"] == "handlers.detector.handler")
-    assert "AWSLambdaPowertoolsPythonV3-python313-x86_64:27" in json.dumps(detector["Properties"]["Layers"])
+    (layer_parameter,) = [ref["Ref"] for ref in detector["Properties"]["Layers"]]
+    assert security.to_json()["Parameters"][layer_parameter]["Default"] == "/aws/service/powertools/python/x86_64/python3.13/3.37.0"
     security.has_resource_properties("AWS::CloudWatch::Alarm", {"MetricName": "Errors", "AlarmActions": [{"Ref": Match.any_value()}]})
     security.has_resource_properties("AWS::Logs::LogGroup", {"RetentionInDays": CONTEXT["neptune-guard:logRetentionDays"]})
 

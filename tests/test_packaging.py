@@ -49,3 +49,11 @@ def test_findings_carry_the_tool_version():
                             "c", cluster.arn, None, "not encrypted")
     finding = asff.build(evaluation, cluster, "aws", "2026-11-24T00:00:00Z", None)
     assert finding["ProductFields"]["neptune-guard/Version"] == __version__
+
+
+def test_the_deployed_powertools_layer_is_the_release_the_tests_run():
+    import json
+    from importlib.metadata import version
+
+    context = json.loads((ROOT / "cdk.json").read_text())["context"]
+    assert context["neptune-guard:powertoolsVersion"] == version("aws-lambda-powertools")
