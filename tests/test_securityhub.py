@@ -56,7 +56,7 @@ def test_findings_land_in_each_member_accounts_own_security_hub(seeded):
     assert finding["AwsAccountId"] == "111111111111"
     assert finding["GeneratorId"] == "neptune-guard/neptune_cluster_uses_cmk"
     assert finding["Severity"]["Label"] == "HIGH"
-    assert finding["Compliance"]["Status"] == "FAILED" and "AWS Security Hub Neptune.1" in finding["Compliance"]["RelatedRequirements"]
+    assert finding["Compliance"]["Status"] == "FAILED" and "NIST.800-53.r5 SC-28" in finding["Compliance"]["RelatedRequirements"]
     assert "plain" in finding["Title"] and "not encrypted" in finding["Description"]
     assert finding["Remediation"]["Recommendation"]["Url"].startswith("https://")
     resource = finding["Resources"][0]
@@ -154,3 +154,20 @@ def test_failed_findings_are_retried_and_permanent_failures_reported(seeded, mon
     rejected = [e for e in result.all_errors if "rejected: InvalidInput" in e.message]
     assert len(rejected) == 3  # the good cluster's three findings, reported, not retried
     assert all(attempts[i] == 1 for i in attempts if ":cluster:good/" in i)
+
+
+def test_findings_are_written_as_the_asff_reference_asks():
+    """FindingProviderFields, a page per check, only sourced framework requirements, Security Hub's own control apart."""
+    from neptune_guard import asff
+    from neptune_guard.checks import CHECKS
+    from neptune_guard.models import Cluster, Evaluation, Status
+
+    assert len({check.remediation_url for check in CHECKS}) == len(CHECKS)
+    assert all(r.source.startswith("https://") and "Security Hub" not in r.id for check in CHECKS for r in check.requirements)
+    cluster = Cluster("111111111111", "us-east-1", "c", "arn:aws:rds:us-east-1:111111111111:cluster:c", "available", False, None, None)
+    evaluation = Evaluation("neptune_cluster_storage_encrypted", Status.FAILED, "HIGH", "111111111111", "us-east-1",
+                            cluster.resource_type, "c", cluster.arn, None, "not encrypted")
+    finding = asff.build(evaluation, cluster, "aws", "2026-11-24T00:00:00Z", None, {"team": "orders"})
+    assert finding["FindingProviderFields"] == {"Severity": {"Label": "HIGH"}, "Types": asff.TYPES}
+    assert finding["ProductFields"]["neptune-guard/SecurityHubControl"] == "Neptune.1"
+    assert finding["Resources"][0]["Tags"] == {"team": "orders"}

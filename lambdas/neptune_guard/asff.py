@@ -40,8 +40,10 @@ def _details(resource: Resource) -> dict:
     }
 
 
-def build(evaluation: Evaluation, resource: Resource, partition: str, now: str, first_seen: str | None) -> dict:
-    """The ASFF finding for one evaluation. `first_seen` is the CreatedAt of an existing finding, kept."""
+def build(evaluation: Evaluation, resource: Resource, partition: str, now: str, first_seen: str | None,
+          tags: dict[str, str] | None = None) -> dict:
+    """The ASFF finding for one evaluation. `first_seen` is the CreatedAt of an existing finding, kept; `tags`, the
+    resource's tags where the scan read them."""
     check = CHECKS_BY_ID[evaluation.check_id]
     kind = "cluster" if resource.resource_type == CLUSTER else "cluster snapshot"
     key = f"KMS key: {resource.kms_key_id}." if resource.kms_key_id else "KMS key: none (not encrypted)."
@@ -61,13 +63,15 @@ def build(evaluation: Evaluation, resource: Resource, partition: str, now: str, 
         "LastObservedAt": now,
         "UpdatedAt": now,
         "Severity": {"Label": evaluation.severity},
+        "FindingProviderFields": {"Severity": {"Label": evaluation.severity}, "Types": TYPES},
         "Title": f"{check.title} ({kind} {resource.identifier})"[:256],
         "Description": f"{evaluation.message} {key} {check.description}"[:1024],
         "Remediation": {"Recommendation": {"Text": check.remediation[:512], "Url": check.remediation_url}},
-        "Compliance": {"Status": evaluation.status.value, "RelatedRequirements": list(check.requirements)},
+        "Compliance": {"Status": evaluation.status.value, "RelatedRequirements": [r.id for r in check.requirements]},
         "ProductFields": {
             "neptune-guard/CheckId": check.id,
             "neptune-guard/Version": __version__,
+            **({"neptune-guard/SecurityHubControl": check.security_hub_control} if check.security_hub_control else {}),
             **({"neptune-guard/Retained": evaluation.retained[:2048]} if evaluation.retained else {}),
             "neptune-guard/Remediation": check.workflow if evaluation.status is Status.FAILED and check.workflow else "none",
         },
@@ -78,6 +82,7 @@ def build(evaluation: Evaluation, resource: Resource, partition: str, now: str, 
                 "Partition": partition,
                 "Region": resource.region,
                 "Details": _details(resource),
+                **({"Tags": dict(list(tags.items())[:50])} if tags else {}),
             }
         ],
         "RecordState": "ACTIVE",

@@ -11,22 +11,28 @@ from typing import Callable
 
 from .models import CLUSTER, CLUSTER_SNAPSHOT, Evaluation, KeyManager, Resource, Status
 
-DOCS_URL = "https://docs.aws.amazon.com/neptune/latest/userguide/encrypt.html"
 CLUSTER_WORKFLOW = "NeptuneGuardClusterRemediation"
 SNAPSHOT_WORKFLOW = "NeptuneGuardSnapshotRemediation"
 UNUSABLE_KEY_STATES = frozenset({"Disabled", "PendingDeletion"})
 
-CLUSTER_REQUIREMENTS = (
-    "AWS Security Hub Neptune.1",
-    "PCI DSS v3.2.1/3.4",
-    "PCI DSS v4.0/3.5.1",
-    "SOC 2 CC6.1",
-    "ISO/IEC 27001:2013 A.10.1.1",
-    "NIST.800-53.r5 SC-28",
-    "NIST.800-53.r5 SC-12",
-    "BSI C5 OPS-12",
+
+@dataclass(frozen=True)
+class Requirement:
+    """A framework requirement a check supports, with the document that maps it (ASFF RelatedRequirements)."""
+
+    id: str
+    source: str
+
+
+SECURITY_HUB_NEPTUNE_CONTROLS = "https://docs.aws.amazon.com/securityhub/latest/userguide/neptune-controls.html"
+# Security Hub maps its own Neptune.1 (clusters) and Neptune.6 (snapshots) encryption controls to these NIST
+# SP 800-53 r5 controls; the key-management control SC-12 applies to who controls the key (a CMK).
+AT_REST = (
+    Requirement("NIST.800-53.r5 SC-28", SECURITY_HUB_NEPTUNE_CONTROLS),
+    Requirement("NIST.800-53.r5 SC-28(1)", SECURITY_HUB_NEPTUNE_CONTROLS),
+    Requirement("NIST.800-53.r5 SC-13", SECURITY_HUB_NEPTUNE_CONTROLS),
 )
-SNAPSHOT_REQUIREMENTS = ("AWS Security Hub Neptune.6",) + CLUSTER_REQUIREMENTS[1:]
+KEY_MANAGEMENT = AT_REST + (Requirement("NIST.800-53.r5 SC-12", "https://csrc.nist.gov/pubs/sp/800/53/r5/upd1/final"),)
 
 
 @dataclass(frozen=True)
@@ -44,10 +50,11 @@ class Check:
     severity: str
     description: str
     remediation: str
-    requirements: tuple[str, ...]
+    requirements: tuple[Requirement, ...]
     evaluate: Callable[[Resource], Outcome | None]
     workflow: str | None  # the state machine that fixes a failure, if re-encryption is the fix
-    remediation_url: str = DOCS_URL
+    remediation_url: str  # this check's own page
+    security_hub_control: str | None = None  # Security Hub's own control on the same question, if any
 
 
 def _kind(resource: Resource) -> str:
@@ -100,9 +107,11 @@ CHECKS: tuple[Check, ...] = (
         severity="HIGH",
         description="An unencrypted Neptune cluster stores its graph, logs, backups and snapshots in the clear.",
         remediation=_RESTORE_FIX,
-        requirements=CLUSTER_REQUIREMENTS,
+        requirements=AT_REST,
         evaluate=_storage_encrypted,
         workflow=CLUSTER_WORKFLOW,
+        remediation_url="https://docs.aws.amazon.com/neptune/latest/userguide/encrypt.html",
+        security_hub_control="Neptune.1",
     ),
     Check(
         id="neptune_cluster_uses_cmk",
@@ -114,9 +123,10 @@ CHECKS: tuple[Check, ...] = (
             "cannot be shared across accounts; a customer-managed key gives control over access and revocation."
         ),
         remediation=_RESTORE_FIX,
-        requirements=CLUSTER_REQUIREMENTS,
+        requirements=KEY_MANAGEMENT,
         evaluate=_uses_cmk,
         workflow=CLUSTER_WORKFLOW,
+        remediation_url="https://docs.aws.amazon.com/kms/latest/developerguide/concepts.html#customer-mgn-key",
     ),
     Check(
         id="neptune_cluster_cmk_enabled",
@@ -131,7 +141,7 @@ CHECKS: tuple[Check, ...] = (
             "Re-enable the key (kms:EnableKey) or cancel its deletion (kms:CancelKeyDeletion) before the cluster "
             "becomes unrecoverable; then review who disabled it."
         ),
-        requirements=CLUSTER_REQUIREMENTS,
+        requirements=KEY_MANAGEMENT,
         evaluate=_cmk_enabled,
         workflow=None,
         remediation_url="https://docs.aws.amazon.com/kms/latest/developerguide/deleting-keys.html",
@@ -146,9 +156,11 @@ CHECKS: tuple[Check, ...] = (
             "An unencrypted snapshot cannot be encrypted by copying: restore it with a customer-managed key, "
             "snapshot the new cluster, delete the temporary cluster and then the original snapshot."
         ),
-        requirements=SNAPSHOT_REQUIREMENTS,
+        requirements=AT_REST,
         evaluate=_storage_encrypted,
         workflow=SNAPSHOT_WORKFLOW,
+        remediation_url="https://docs.aws.amazon.com/neptune/latest/userguide/backup-restore-restore-snapshot.html",
+        security_hub_control="Neptune.6",
     ),
     Check(
         id="neptune_cluster_snapshot_uses_cmk",
@@ -157,9 +169,10 @@ CHECKS: tuple[Check, ...] = (
         severity="MEDIUM",
         description="A snapshot under the AWS-managed aws/rds key cannot be shared across accounts or revoked by key policy.",
         remediation="Copy the snapshot with a customer-managed KmsKeyId, verify the copy, then delete the original.",
-        requirements=SNAPSHOT_REQUIREMENTS,
+        requirements=KEY_MANAGEMENT,
         evaluate=_uses_cmk,
         workflow=SNAPSHOT_WORKFLOW,
+        remediation_url="https://docs.aws.amazon.com/neptune/latest/apiref/API_CopyDBClusterSnapshot.html",
     ),
 )
 

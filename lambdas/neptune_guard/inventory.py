@@ -138,15 +138,17 @@ def read_region(clients: ClientFactory, account_id: str, region: str, keys: KeyD
     return resources, list(key_errors.values())
 
 
-def retention(neptune, arns: list[str]) -> dict[str, str]:
-    """Why each of these (failing) resources is kept on purpose, from the tags a remediation put on it: the
-    original it replaced, retained until decommission, or the snapshot it took, removed at decommission."""
-    reasons = {}
-    for arn in arns:
-        tags = tag_map(neptune.list_tags_for_resource(ResourceName=arn).get("TagList", []))
-        if RETIRED_BY in tags:
-            reasons[arn] = (f"retained until {tags.get(RETAINED_UNTIL, 'decommission')}, decommission pending "
-                            f"(replaced by {tags.get(REPLACED_BY)}; execution {tags[RETIRED_BY]})")
-        elif CREATED_BY in tags:
-            reasons[arn] = f"taken by remediation {tags[CREATED_BY]}; removed when it decommissions the original"
-    return reasons
+def resource_tags(neptune, arns: list[str]) -> dict[str, dict[str, str]]:
+    """Each resource's tags: DescribeDBClusters and DescribeDBClusterSnapshots of the Neptune API carry none."""
+    return {arn: tag_map(neptune.list_tags_for_resource(ResourceName=arn).get("TagList", [])) for arn in arns}
+
+
+def retention_reason(tags: dict[str, str]) -> str | None:
+    """Why a (failing) resource is kept on purpose, from the tags a remediation put on it: the original it replaced,
+    retained until decommission, or the snapshot it took, removed at decommission."""
+    if RETIRED_BY in tags:
+        return (f"retained until {tags.get(RETAINED_UNTIL, 'decommission')}, decommission pending "
+                f"(replaced by {tags.get(REPLACED_BY)}; execution {tags[RETIRED_BY]})")
+    if CREATED_BY in tags:
+        return f"taken by remediation {tags[CREATED_BY]}; removed when it decommissions the original"
+    return None

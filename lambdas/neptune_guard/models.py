@@ -107,6 +107,7 @@ class UnitResult:
     evaluations: list[Evaluation] = field(default_factory=list)
     errors: list[ScanError] = field(default_factory=list)
     publish_errors: list[ScanError] = field(default_factory=list)  # after the scan: they archive nothing
+    tags: dict[str, dict[str, str]] = field(default_factory=dict)  # of the failing resources, by ARN
 
     @property
     def complete(self) -> bool:

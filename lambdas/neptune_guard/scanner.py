@@ -78,13 +78,13 @@ def scan_unit(context: AccountContext, region: str, keys: inventory.KeyDirectory
     for resource in resources:
         unit.evaluations += checks.evaluate(resource)
     failing = sorted({e.resource_arn for e in unit.evaluations if e.status is Status.FAILED})
-    if failing:
+    if failing:  # only failing resources: their findings carry tags, and a remediation's retained ones say so
         try:
-            reasons = inventory.retention(context.clients.client("neptune", region), failing)
+            unit.tags = inventory.resource_tags(context.clients.client("neptune", region), failing)
         except (ClientError, BotoCoreError) as error:
             unit.errors.append(ScanError(context.account_id, region, f"reading tags: {inventory.error_message(error)}"))
-            reasons = {}
-        unit.evaluations = [replace(e, retained=reasons[e.resource_arn]) if e.resource_arn in reasons else e for e in unit.evaluations]
+        reasons = {arn: inventory.retention_reason(tags) for arn, tags in unit.tags.items()}
+        unit.evaluations = [replace(e, retained=reasons.get(e.resource_arn)) for e in unit.evaluations]
     if publish:
         unit.publish_errors = securityhub.publish_unit(context.clients, unit, aws.partition_of(context.clients.session, region))
     return unit

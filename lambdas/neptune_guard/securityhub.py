@@ -101,7 +101,8 @@ def publish_unit(clients: ClientFactory, unit: UnitResult, partition: str) -> li
             resource = resources[evaluation.resource_arn]
             previous = existing.get(asff.finding_id(resource.arn, evaluation.check_id))
             # Title, Description and Remediation are capped in asff.build, far below the 240 KB a finding may be.
-            findings.append(asff.build(evaluation, resource, partition, now, previous and previous["CreatedAt"]))
+            findings.append(asff.build(evaluation, resource, partition, now, previous and previous["CreatedAt"],
+                                       unit.tags.get(resource.arn)))
         if unit.complete:
             current = {finding["Id"] for finding in findings}
             findings += [asff.archived(old, now) for finding_id, old in existing.items() if finding_id not in current]
