@@ -11,6 +11,7 @@ from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from neptune_guard.aws import CLIENT_CONFIG
+from neptune_guard.rds_resources import parse_arn
 from neptune_guard.trigger import TriggerConfig, trigger
 
 logger = Logger()
@@ -32,7 +33,7 @@ def config_from_environment(requested_by: str) -> TriggerConfig:
 @logger.inject_lambda_context
 @event_source(data_class=EventBridgeEvent)
 def handler(event: EventBridgeEvent, context: LambdaContext) -> dict:
-    region = os.environ["CLUSTER_STATE_MACHINE_ARN"].split(":")[3]
+    region = parse_arn(os.environ["CLUSTER_STATE_MACHINE_ARN"], "state machine ARN")["region"]
     own_identity = boto3.client("sts", region_name=region, config=CLIENT_CONFIG).get_caller_identity()["Arn"]
     config = config_from_environment(requested_by=own_identity)
     sfn = boto3.client("stepfunctions", region_name=region, config=CLIENT_CONFIG)

@@ -184,7 +184,7 @@ def run_workflow_command(args) -> int:
     import boto3
 
     from . import remediation, snapshot_remediation, workflow
-    from .rds_resources import Step
+    from .rds_resources import Step, parse_arn
 
     session = boto3.Session()
     try:
@@ -194,7 +194,7 @@ def run_workflow_command(args) -> int:
         elif args.command == "remediate" and not args.approval_url:
             # Straight to Step Functions: for holders of states:StartExecution (administrators, automation), who
             # are recorded as the requester by their own STS identity so that someone else must approve.
-            sfn = session.client("stepfunctions", region_name=args.state_machine_arn.split(":")[3])
+            sfn = session.client("stepfunctions", region_name=parse_arn(args.state_machine_arn, "state machine ARN")["region"])
             requester = session.client("sts").get_caller_identity()["Arn"]
             print(json.dumps({"execution_arn": workflow.start(sfn, args.state_machine_arn,
                                                               {**_target_request(args), "requested_by": requester})}))

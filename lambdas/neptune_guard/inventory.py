@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 from botocore.exceptions import ClientError
+from botocore.utils import ArnParser, InvalidArnException
 
 from .aws import ACCOUNT_ID, ClientFactory
 from .models import Cluster, ClusterSnapshot, KeyInfo, KeyManager
@@ -49,8 +50,10 @@ def enabled_regions(ec2, available: list[str]) -> list[str]:
 
 
 def key_account(key_arn: str) -> str | None:
-    parts = key_arn.split(":")
-    return parts[4] if len(parts) > 5 and parts[0] == "arn" else None
+    try:
+        return ArnParser().parse_arn(key_arn)["account"] or None
+    except InvalidArnException:
+        return None
 
 
 class KeyDirectory:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import random
+import time
 from datetime import datetime, timezone
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -15,6 +17,7 @@ from .models import ScanError, UnitResult
 BATCH_LIMIT = 100
 BATCH_BYTES = 5 * 1024 * 1024  # the API's request limit is 6 MB: leave headroom for the envelope
 IMPORT_ATTEMPTS = 3
+RETRY_BASE_SECONDS = 0.5
 
 
 def utc_now() -> str:
@@ -54,6 +57,8 @@ def import_findings(securityhub, findings: list[dict]) -> list[str]:
     for batch in batches(findings):
         pending = batch
         for attempt in range(IMPORT_ATTEMPTS):
+            if attempt:  # back off before retrying what Security Hub could not take yet (full jitter)
+                time.sleep(random.uniform(0, RETRY_BASE_SECONDS * 2 ** attempt))
             response = securityhub.batch_import_findings(Findings=pending)
             failed = {f["Id"]: f for f in response.get("FailedFindings", [])}
             retryable = [f for f in pending if f["Id"] in failed and not failed[f["Id"]].get("ErrorCode", "").startswith("Invalid")]
