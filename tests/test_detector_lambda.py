@@ -24,6 +24,10 @@ class Context:
     memory_limit_in_mb: int = 512
     invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:neptune-guard-detector"
     aws_request_id: str = "req-1"
+    remaining_ms: int = 900_000
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
 
 
 def test_scheduled_event_scans_publishes_and_reports(seeded, monkeypatch, capsys):
@@ -51,3 +55,18 @@ def test_scheduled_event_scans_publishes_and_reports(seeded, monkeypatch, capsys
     assert {"accounts_scanned", "account_regions_scanned", "account_regions_failed", "findings"} <= names
     by_check = [line for line in emf if line.get("check_id") == "neptune_cluster_uses_cmk" and line.get("status") == "FAILED"]
     assert by_check and by_check[0]["findings"] == [4.0]  # plain, default-key, other and unwatched
+
+
+def test_near_its_time_limit_the_detector_reports_every_account_region_it_did_not_start(seeded, monkeypatch, capsys):
+    session = seeded(ORG)
+    monkeypatch.setenv("REGIONS", "us-east-1,eu-west-1")
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "NeptuneGuard")
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "1")
+    from handlers import detector
+
+    summary = detector.handler(SCHEDULED_EVENT, Context(remaining_ms=(detector.FINISHING_RESERVE_SECONDS - 1) * 1000))
+
+    assert summary["account_regions_scanned"] == 0 and summary["account_regions_not_reached"] == 6  # 3 accounts x 2 regions
+    assert not findings(session, "111111111111", "us-east-1")  # nothing half-published
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{") and "_aws" in line]
+    assert any(line.get("account_regions_not_reached") == [6.0] for line in emf)

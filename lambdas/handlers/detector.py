@@ -5,7 +5,9 @@ every enabled region), CONCURRENCY, PUBLISH (true|false)."""
 from __future__ import annotations
 
 import os
+import time
 from collections import Counter
+from dataclasses import replace
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
@@ -13,7 +15,9 @@ from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from neptune_guard.models import ScanResult, UnitResult
-from neptune_guard.scanner import DEFAULT_AUDIT_ROLE, ScanOptions, scan
+from neptune_guard.scanner import DEFAULT_AUDIT_ROLE, NOT_REACHED, ScanOptions, scan
+
+FINISHING_RESERVE_SECONDS = 120  # the slowest account-region seen, with publishing, and then some
 
 logger = Logger()
 tracer = Tracer()
@@ -50,8 +54,9 @@ def record_metrics(result: ScanResult) -> dict:
         "findings_failed": sum(1 for e in result.evaluations if e.status.value == "FAILED"),
         "findings_passed": sum(1 for e in result.evaluations if e.status.value == "PASSED"),
         "errors": len(result.all_errors),
+        "account_regions_not_reached": sum(1 for e in result.all_errors if e.message == NOT_REACHED),
     }
-    for name in ("accounts_scanned", "accounts_failed", "account_regions_scanned", "account_regions_failed"):
+    for name in ("accounts_scanned", "accounts_failed", "account_regions_scanned", "account_regions_failed", "account_regions_not_reached"):
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=summary[name])
     by_check = Counter((e.check_id, e.status.value) for e in result.evaluations)
     for (check_id, status), count in sorted(by_check.items()):
@@ -67,7 +72,10 @@ def record_metrics(result: ScanResult) -> dict:
 @event_source(data_class=EventBridgeEvent)
 def handler(event: EventBridgeEvent, context: LambdaContext) -> dict:
     logger.info("scheduled scan starting", trigger=event.detail_type, rule=event.resources)
-    result = scan(options_from_environment(), on_unit_done=log_unit)
+    # Stop starting account-regions while there is still time to finish the running ones and publish: every one
+    # not reached is reported as an error and a metric, never silently left unpublished.
+    stop_starting_at = time.monotonic() + context.get_remaining_time_in_millis() / 1000 - FINISHING_RESERVE_SECONDS
+    result = scan(replace(options_from_environment(), stop_starting_at=stop_starting_at), on_unit_done=log_unit)
     summary = record_metrics(result)
     for error in result.all_errors:
         logger.error("scan fault", account_id=error.account_id, region=error.region, detail=error.message)

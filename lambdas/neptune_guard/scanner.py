@@ -5,6 +5,7 @@ A fault in one account or account-region is recorded and never stops the others.
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from typing import Callable
@@ -29,6 +30,10 @@ class ScanOptions:
     regions: tuple[str, ...] | None = None  # None: every region enabled for each account
     concurrency: int = 16
     publish: bool = False  # import findings into each account-region's Security Hub
+    stop_starting_at: float | None = None  # time.monotonic() after which no account-region starts (a Lambda's limit)
+
+
+NOT_REACHED = "not scanned: the run reached its time limit before this account-region started"
 
 
 @dataclass(frozen=True)
@@ -66,8 +71,12 @@ def open_account(session: boto3.Session, sts, account_id: str, options: ScanOpti
     return AccountContext(account_id, clients, regions)
 
 
-def scan_unit(context: AccountContext, region: str, keys: inventory.KeyDirectory, publish: bool) -> UnitResult:
+def scan_unit(context: AccountContext, region: str, keys: inventory.KeyDirectory, options: ScanOptions) -> UnitResult:
     unit = UnitResult(account_id=context.account_id, region=region)
+    if options.stop_starting_at is not None and time.monotonic() >= options.stop_starting_at:
+        unit.errors.append(ScanError(context.account_id, region, NOT_REACHED))  # an error: nothing is archived for it
+        return unit
+    publish = options.publish
     try:
         resources, key_errors = inventory.read_region(context.clients, context.account_id, region, keys)
     except (ClientError, BotoCoreError) as error:
@@ -119,7 +128,7 @@ def scan(
                 if isinstance(outcome, AccountContext):
                     known_units += len(outcome.regions)
                     for region in outcome.regions:
-                        pending[pool.submit(scan_unit, outcome, region, keys, options.publish)] = account_id
+                        pending[pool.submit(scan_unit, outcome, region, keys, options)] = account_id
                 else:
                     result.units.append(outcome)
                     if on_unit_done:
