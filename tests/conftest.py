@@ -1,5 +1,6 @@
 import contextlib
 import json
+from dataclasses import dataclass
 
 import boto3
 import pytest
@@ -135,3 +136,73 @@ def final_state(sfn, execution_arn) -> dict:
     history = sfn.get_execution_history(executionArn=execution_arn, maxResults=1000, reverseOrder=True)["events"]
     entered = next(e for e in history if e["type"] in ("FailStateEntered", "SucceedStateEntered"))
     return json.loads(entered["stateEnteredEventDetails"]["input"])
+
+
+# Scenarios and helpers shared by several test modules.
+
+ORG = {
+    "accounts": {
+        "111111111111": {
+            "us-east-1": {
+                "keys": {"cmk": {"state": "Enabled"}},
+                "clusters": {"plain": {"encryption": "none"}, "good": {"encryption": "cmk"}},
+                "snapshots": {"plain-snap": "plain"},
+            },
+            "eu-west-1": {"clusters": {"default-key": {"encryption": "aws-managed"}}},
+        },
+        "222222222222": {
+            "us-east-1": {"keys": {"off": {"state": "Disabled"}},
+                          "clusters": {"other": {"encryption": "none"}, "locked": {"encryption": "off"}}},
+            "eu-west-1": {"security_hub": False, "clusters": {"unwatched": {"encryption": "none"}}},
+        },
+    }
+}
+
+
+TWO_ACCOUNTS = {
+    "accounts": {
+        "111111111111": {
+            "us-east-1": {
+                "keys": {"cmk": {"state": "Enabled"}},
+                "clusters": {
+                    "plain": {"encryption": "none"},
+                    "default-key": {"encryption": "aws-managed"},
+                    "good": {"encryption": "cmk"},
+                },
+                "snapshots": {"plain-snap": "plain", "default-snap": "default-key", "good-snap": "good"},
+                "other_engines": {"aurora-db": "aurora-postgresql"},
+            },
+            "eu-west-1": {"keys": {"leaving": {"state": "PendingDeletion"}}, "clusters": {"doomed": {"encryption": "leaving"}}},
+        },
+        "222222222222": {
+            "us-east-1": {
+                "keys": {"off": {"state": "Disabled"}},
+                "clusters": {
+                    "locked": {"encryption": "off"},
+                    "borrowed": {"encryption": "arn:aws:kms:us-east-1:111111111111:alias/cmk"},
+                },
+            },
+            "eu-west-1": {"clusters": {"eu-plain": {"encryption": "none"}}},
+        },
+    }
+}
+
+
+def findings(session, account_id, region, **filters):
+    securityhub = member_session(session, account_id).client("securityhub", region_name=region)
+    conditions = {name: [{"Value": value, "Comparison": "EQUALS"}] for name, value in filters.items()}
+    pages = securityhub.get_paginator("get_findings").paginate(Filters=conditions)
+    return {f["Id"]: f for page in pages for f in page["Findings"]}
+
+
+
+@dataclass
+class LambdaContext:
+    function_name: str = "neptune-guard-detector"
+    memory_limit_in_mb: int = 512
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:neptune-guard-detector"
+    aws_request_id: str = "req-1"
+    remaining_ms: int = 900_000
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms

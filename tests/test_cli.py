@@ -11,7 +11,7 @@ import pytest
 from neptune_guard.cli import main
 from sandbox.organization import seed
 from sandbox.server import LoopbackAws
-from tests.test_scan import TWO_ACCOUNTS
+from tests.conftest import TWO_ACCOUNTS
 
 ROOT = Path(__file__).resolve().parent.parent
 EVALUATION_FIELDS = {"check_id", "status", "severity", "account_id", "region", "resource_type", "resource_id",

@@ -1,9 +1,8 @@
 """The detector Lambda, invoked with an EventBridge scheduled event against the local AWS."""
 
 import json
-from dataclasses import dataclass
 
-from tests.test_securityhub import ORG, findings
+from tests.conftest import ORG, LambdaContext as Context, findings
 
 SCHEDULED_EVENT = {
     "version": "0",
@@ -16,18 +15,6 @@ SCHEDULED_EVENT = {
     "resources": ["arn:aws:events:us-east-1:123456789012:rule/NeptuneGuardDailyScan"],
     "detail": {},
 }
-
-
-@dataclass
-class Context:
-    function_name: str = "neptune-guard-detector"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:neptune-guard-detector"
-    aws_request_id: str = "req-1"
-    remaining_ms: int = 900_000
-
-    def get_remaining_time_in_millis(self) -> int:
-        return self.remaining_ms
 
 
 def test_scheduled_event_scans_publishes_and_reports(seeded, monkeypatch, capsys):

@@ -8,35 +8,8 @@ from neptune_guard.models import Status
 from neptune_guard.scanner import ScanOptions, scan
 from sandbox.organization import MANAGEMENT_ACCOUNT
 from sandbox.server import LoopbackAws
-from tests.conftest import REGIONS, member_session
+from tests.conftest import REGIONS, TWO_ACCOUNTS, member_session
 
-TWO_ACCOUNTS = {
-    "accounts": {
-        "111111111111": {
-            "us-east-1": {
-                "keys": {"cmk": {"state": "Enabled"}},
-                "clusters": {
-                    "plain": {"encryption": "none"},
-                    "default-key": {"encryption": "aws-managed"},
-                    "good": {"encryption": "cmk"},
-                },
-                "snapshots": {"plain-snap": "plain", "default-snap": "default-key", "good-snap": "good"},
-                "other_engines": {"aurora-db": "aurora-postgresql"},
-            },
-            "eu-west-1": {"keys": {"leaving": {"state": "PendingDeletion"}}, "clusters": {"doomed": {"encryption": "leaving"}}},
-        },
-        "222222222222": {
-            "us-east-1": {
-                "keys": {"off": {"state": "Disabled"}},
-                "clusters": {
-                    "locked": {"encryption": "off"},
-                    "borrowed": {"encryption": "arn:aws:kms:us-east-1:111111111111:alias/cmk"},
-                },
-            },
-            "eu-west-1": {"clusters": {"eu-plain": {"encryption": "none"}}},
-        },
-    }
-}
 
 
 def failed(result):

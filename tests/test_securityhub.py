@@ -6,32 +6,8 @@ from neptune_guard import asff
 from neptune_guard.scanner import ScanOptions, scan
 from sandbox.organization import seed
 from sandbox.server import LoopbackAws
-from tests.conftest import REGIONS, member_session
+from tests.conftest import ORG, REGIONS, findings, member_session
 
-ORG = {
-    "accounts": {
-        "111111111111": {
-            "us-east-1": {
-                "keys": {"cmk": {"state": "Enabled"}},
-                "clusters": {"plain": {"encryption": "none"}, "good": {"encryption": "cmk"}},
-                "snapshots": {"plain-snap": "plain"},
-            },
-            "eu-west-1": {"clusters": {"default-key": {"encryption": "aws-managed"}}},
-        },
-        "222222222222": {
-            "us-east-1": {"keys": {"off": {"state": "Disabled"}},
-                          "clusters": {"other": {"encryption": "none"}, "locked": {"encryption": "off"}}},
-            "eu-west-1": {"security_hub": False, "clusters": {"unwatched": {"encryption": "none"}}},
-        },
-    }
-}
-
-
-def findings(session, account_id, region, **filters):
-    securityhub = member_session(session, account_id).client("securityhub", region_name=region)
-    conditions = {name: [{"Value": value, "Comparison": "EQUALS"}] for name, value in filters.items()}
-    pages = securityhub.get_paginator("get_findings").paginate(Filters=conditions)
-    return {f["Id"]: f for page in pages for f in page["Findings"]}
 
 
 def publish(**options):

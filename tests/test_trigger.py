@@ -6,7 +6,7 @@ import pytest
 
 from neptune_guard.scanner import ScanOptions, scan
 from tests.conftest import member_session
-from tests.test_detector_lambda import Context
+from tests.conftest import LambdaContext as Context
 
 ACCOUNT, REGION = "111111111111", "us-east-1"
 SCENARIO = {
