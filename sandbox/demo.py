@@ -59,10 +59,10 @@ def remediation_requests(evaluations, target_key: str) -> list[tuple[str, dict]]
 
 
 def approve_until_done(approver: on_call.Engineer, sfn, executions: list[str], accept_write_loss: set[str] = frozenset(),
-                       timeout: float = 600) -> None:
+                       hold: frozenset[str] = frozenset(), timeout: float = 600) -> None:
     """Act as on-call: approve, through the approval endpoint, every step any execution waits on, until none is
-    running. The approver must not be who started them (the endpoint refuses that). Writes detected at a cutover
-    are accepted only for the executions the scenario says on-call accepts them for."""
+    running or waits for a `hold` stage. The approver must not be who started them (the endpoint refuses that).
+    Writes detected at a cutover are accepted only for the executions the scenario says on-call accepts them for."""
     from neptune_guard import approvals
 
     deadline = time.monotonic() + timeout
@@ -75,6 +75,9 @@ def approve_until_done(approver: on_call.Engineer, sfn, executions: list[str], a
             try:
                 pending = approvals.pending_approval(sfn, execution)
             except approvals.NoPendingApproval:
+                continue
+            if pending["stage"] in hold:
+                running.discard(execution)
                 continue
             approver.approve(execution, **({"accept_write_loss": True} if pending["stage"] == "cutover" and execution in accept_write_loss else {}))
         time.sleep(0.1)
@@ -159,7 +162,10 @@ def run(scenario_path: str | None = None, output: str = "table") -> int:
         accepting = {execution for kind, request, execution in started
                      if scenario["accounts"].get(request["account_id"], {}).get(request["region"], {}).get("clusters", {})
                      .get(request.get("cluster_id"), {}).get("accept_write_loss")}
-        approve_until_done(approver, sfn, [execution for _, _, execution in started], accepting)
+        executions = [execution for _, _, execution in started]
+        approve_until_done(approver, sfn, executions, accepting, hold=frozenset({"decommission"}))
+        remediated = scan(options, session)  # retained originals and the workflows' snapshots, decommission pending
+        approve_until_done(approver, sfn, executions, accepting)
         remediations, decommissions = [], []
         for kind, request, execution in started:
             description = sfn.describe_execution(executionArn=execution)
@@ -182,9 +188,10 @@ def run(scenario_path: str | None = None, output: str = "table") -> int:
         snapshots = final_snapshots(session, scenario)
 
     if output == "json":
-        print(json.dumps({"before": before.to_dict()["evaluations"], "remediations": remediations, "decommissions": decommissions,
+        print(json.dumps({"before": before.to_dict()["evaluations"], "remediations": remediations,
+                          "remediated": remediated.to_dict()["evaluations"], "decommissions": decommissions,
                           "after": after.to_dict()["evaluations"], "clusters": clusters, "snapshots": snapshots,
-                          "errors": before.to_dict()["errors"] + after.to_dict()["errors"]}, indent=2))
+                          "errors": before.to_dict()["errors"] + remediated.to_dict()["errors"] + after.to_dict()["errors"]}, indent=2))
         return 0
     print("== Before: the demo Organization as found ==")
     print(report.table(before))
@@ -193,6 +200,8 @@ def run(scenario_path: str | None = None, output: str = "table") -> int:
         kind = "cluster" if r["resource_type"] == "AwsRdsDbCluster" else "snapshot"
         detail = "" if r["status"] == "SUCCEEDED" else f"  ({r['outcome']}: {r['cause']})"
         print(f"  {r['status']:<10} {r['account_id']} {r['region']:<10} {kind} {r['resource_id']}{detail}")
+    print("\n== After remediation, before decommission: the retained originals and the workflows' snapshots are kept on purpose ==")
+    print(report.table(remediated))
     print(f"\n== Decommission: {len(decommissions)} retired originals, soak shortened, the third approval answered as on-call would ==")
     for d in decommissions:
         print(f"  {d['status']:<14} {d['account_id']} {d['region']:<10} {d['retired_cluster_id']} (the original of {d['resource_id']})")

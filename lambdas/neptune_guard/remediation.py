@@ -661,9 +661,20 @@ def retire_original(step: Step) -> dict:
     neptune.add_tags_to_resource(ResourceName=retired["DBClusterArn"], Tags=retirement)
     for instance in instances_in(neptune, [plan["retired_cluster_id"]]).values():
         neptune.add_tags_to_resource(ResourceName=instance["DBInstanceArn"], Tags=retirement[:1])
+    for backup in automated_backups_of(neptune, retired, (plan["cluster_id"], plan["retired_cluster_id"])):  # deleted with it at decommission: say so where they show
+        neptune.add_tags_to_resource(ResourceName=backup["DBClusterSnapshotArn"], Tags=retirement)
     if retired["Status"] == "available":
         neptune.stop_db_cluster(DBClusterIdentifier=plan["retired_cluster_id"])
     return {"retained": plan["retired_cluster_id"], "retained_until": _iso(until), "status": "stopping"}
+
+
+def automated_backups_of(neptune, cluster: dict, names: tuple[str, ...]) -> list[dict]:
+    """The cluster's automated snapshots: a snapshot names the cluster it came from by the identifier it had then
+    (one of `names`), which after a rename is another cluster's, so the cluster's creation time must match too."""
+    pages = neptune.get_paginator("describe_db_cluster_snapshots").paginate(SnapshotType="automated")
+    return [s for page in pages for s in page["DBClusterSnapshots"]
+            if s.get("Engine") == "neptune" and s.get("DBClusterIdentifier") in names
+            and s.get("ClusterCreateTime") == cluster.get("ClusterCreateTime")]
 
 
 def hand_over_new_cluster(step: Step) -> dict:
