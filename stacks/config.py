@@ -23,6 +23,7 @@ class Config:
     schedule: str
     audit_role_name: str
     remediation_role_name: str
+    trigger_access_role_name: str
     target_key: str
     approval_timeout_seconds: int
     notification_email: str
@@ -49,6 +50,7 @@ class Config:
             schedule=str(get("schedule")),
             audit_role_name=str(get("auditRoleName")),
             remediation_role_name=str(get("remediationRoleName")),
+            trigger_access_role_name=str(get("triggerAccessRoleName")),
             target_key=str(get("targetKey")),
             approval_timeout_seconds=int(get("approvalTimeoutSeconds")),
             notification_email=str(get("notificationEmail")),

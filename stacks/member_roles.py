@@ -60,7 +60,7 @@ class MemberRolesStack(Stack):
 
         remediation = iam.Role(
             self, "RemediationRole", role_name=config.remediation_role_name,
-            assumed_by=iam.CompositePrincipal(security_role(WORKFLOW_ROLE), security_role(TRIGGER_ROLE)),
+            assumed_by=security_role(WORKFLOW_ROLE),
             description="Neptune Guard workflows: re-encrypt Neptune clusters and snapshots under a customer-managed key",
         )
         executions = f"arn:{Aws.PARTITION}:states:*:{security_account}:execution:NeptuneGuard*Remediation:*"
@@ -124,6 +124,18 @@ class MemberRolesStack(Stack):
             conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}, "StringLike": {"kms:ViaService": "rds.*.amazonaws.com"}}))
         remediation.add_to_policy(iam.PolicyStatement(
             sid="ResolveFindings", actions=["securityhub:BatchUpdateFindings"], resources=[hub]))
+
+        trigger_access = iam.Role(
+            self, "TriggerAccessRole", role_name=config.trigger_access_role_name, assumed_by=security_role(TRIGGER_ROLE),
+            description="Neptune Guard trigger: read the resource a finding names, and note the finding; nothing else",
+        )
+        trigger_access.add_to_policy(iam.PolicyStatement(
+            sid="ReadTheNamedResource", actions=["rds:DescribeDBClusters", "rds:DescribeDBClusterSnapshots"],
+            resources=[f"{account_rds}:cluster:*", f"{account_rds}:cluster-snapshot:*"]))
+        trigger_access.add_to_policy(iam.PolicyStatement(
+            sid="ClassifyItsKey", actions=["kms:DescribeKey"], resources=[f"arn:{Aws.PARTITION}:kms:*:*:key/*"]))
+        trigger_access.add_to_policy(iam.PolicyStatement(
+            sid="NoteTheFinding", actions=["securityhub:BatchUpdateFindings"], resources=[hub]))
 
         # Stack-wide: the stack holds only these roles, and the remediation role's policy is large enough that the CDK
         # splits it into overflow policies created after this point.

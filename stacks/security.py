@@ -146,11 +146,17 @@ class SecurityStack(Stack):
             "CLUSTER_STATE_MACHINE_ARN": self.cluster_workflow.state_machine_arn,
             "SNAPSHOT_STATE_MACHINE_ARN": self.snapshot_workflow.state_machine_arn,
             "TARGET_KEY": config.target_key, "REMEDIATION_ROLE_NAME": config.remediation_role_name,
+            "TRIGGER_ACCESS_ROLE_NAME": config.trigger_access_role_name,
             "APPROVAL_TIMEOUT_SECONDS": str(config.approval_timeout_seconds),
         })
         self.cluster_workflow.grant_start_execution(trigger)
         self.snapshot_workflow.grant_start_execution(trigger)
-        self._may_assume(trigger.role, config.remediation_role_name)
+        self._may_assume(trigger.role, config.trigger_access_role_name)
+        # A second finding of a resource already being remediated finds the running execution by its name.
+        trigger.add_to_role_policy(iam.PolicyStatement(
+            sid="FindTheRunningExecution", actions=["states:DescribeExecution"],
+            resources=[f"arn:{Aws.PARTITION}:states:{Aws.REGION}:{Aws.ACCOUNT_ID}:execution:{name}:*"
+                       for name in (CLUSTER_STATE_MACHINE, SNAPSHOT_STATE_MACHINE)]))
         # CloudFormation has no resource type for Security Hub custom actions: create it through the API.
         action_arn = f"arn:{Aws.PARTITION}:securityhub:{Aws.REGION}:{Aws.ACCOUNT_ID}:action/custom/{CUSTOM_ACTION_ID}"
         hub_arn = f"arn:{Aws.PARTITION}:securityhub:{Aws.REGION}:{Aws.ACCOUNT_ID}:hub/default"

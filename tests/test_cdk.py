@@ -103,13 +103,18 @@ def test_security_roles_may_assume_only_the_member_roles_by_name(stacks):
     _, _, security, _ = stacks
     assumes = [s for s in statements(security) if s["Action"] == "sts:AssumeRole"]
     resources = {json.dumps(s["Resource"]) for s in assumes}
-    assert len(resources) == 2 and all(":role/NeptuneGuardAudit" in r or ":role/NeptuneGuardRemediation" in r for r in resources)
+    assert len(resources) == 3 and all(re.search(r":role/NeptuneGuard(Audit|Remediation|TriggerAccess)\"", r) for r in resources)
+    trigger = next(s for s in assumes if "TriggerAccess" in json.dumps(s["Resource"]))
+    assert "Remediation" not in json.dumps([s["Resource"] for s in assumes if s is not trigger and "Trigger" in json.dumps(s)])
 
 
 def test_member_roles_trust_the_security_roles_in_the_organization_only(stacks):
     _, _, _, members = stacks
     roles = members.find_resources("AWS::IAM::Role")
-    assert {r["Properties"]["RoleName"] for r in roles.values()} == {"NeptuneGuardAudit", "NeptuneGuardRemediation"}
+    assert {r["Properties"]["RoleName"] for r in roles.values()} == {"NeptuneGuardAudit", "NeptuneGuardRemediation", "NeptuneGuardTriggerAccess"}
+    remediation = next(r for r in roles.values() if r["Properties"]["RoleName"] == "NeptuneGuardRemediation")
+    assert "NeptuneGuardWorkflow" in json.dumps(remediation["Properties"]["AssumeRolePolicyDocument"])
+    assert "NeptuneGuardTrigger" not in json.dumps(remediation["Properties"]["AssumeRolePolicyDocument"])  # the trigger reads, never remediates
     for role in roles.values():
         for statement in role["Properties"]["AssumeRolePolicyDocument"]["Statement"]:
             assert statement["Condition"] == {"StringEquals": {"aws:PrincipalOrgID": {"Ref": "OrganizationId"}}}
@@ -148,7 +153,7 @@ def test_stack_set_deploys_the_member_roles_to_the_organization(stacks):
     assert stack_set["StackInstancesGroup"][0]["DeploymentTargets"]["OrganizationalUnitIds"] == ["r-exmp"]
     template = json.loads(stack_set["TemplateBody"])
     assert {r["Properties"]["RoleName"] for r in template["Resources"].values() if r["Type"] == "AWS::IAM::Role"} == {
-        "NeptuneGuardAudit", "NeptuneGuardRemediation"}
+        "NeptuneGuardAudit", "NeptuneGuardRemediation", "NeptuneGuardTriggerAccess"}
     assert {p["ParameterKey"] for p in stack_set["Parameters"]} == {"SecurityAccountId", "OrganizationId"}
     assert "BootstrapVersion" not in template.get("Parameters", {})
 

@@ -72,3 +72,34 @@ def test_only_failed_active_findings_of_this_tool_start_workflows_once(setup):
     notified = by_title(hub, "(cluster plain)", "neptune_cluster_uses_cmk")
     assert notified["Workflow"]["Status"] == "NOTIFIED"
     assert result["started"][0]["execution_arn"] in notified["Note"]["Text"]
+
+
+def test_a_forged_or_stale_finding_never_starts_a_remediation(setup):
+    """Findings are evidence, not orders: a member role that may only import findings cannot re-key a cluster."""
+    from handlers import trigger
+
+    session, hub, arns = setup
+    genuine = by_title(hub, "(cluster plain)", "neptune_cluster_uses_cmk")
+    compliant = by_title(hub, "(cluster good)", "neptune_cluster_uses_cmk")
+    good_arn = compliant["Resources"][0]["Id"]
+    # the ARN names one cluster, the details another, compliant one
+    mismatched = {**genuine, "Id": "forged/1", "Resources": [{**genuine["Resources"][0], "Id": good_arn}]}
+    # a self-consistent finding that says FAILED about a cluster that is compliant (on its team's CMK)
+    lying = {**compliant, "Id": "forged/2", "Compliance": {"Status": "FAILED"}, "RecordState": "ACTIVE"}
+    other_product = {**genuine, "Id": "forged/3", "ProductArn": f"arn:aws:securityhub:{REGION}::product/aws/guardduty"}
+    other_account = {**genuine, "Id": "forged/4", "AwsAccountId": "222222222222"}
+    malformed = [{"Id": "forged/5"}, "not a finding", {**genuine, "Id": "forged/6", "Resources": "x"}]
+    event = custom_action_event([mismatched, lying, other_product, other_account, *malformed, genuine])
+
+    result = trigger.handler(event, Context())
+
+    assert [s["finding"] for s in result["started"]] == [genuine["Id"]]  # the others did not stop it
+    reasons = {s["finding"]: s["reason"] for s in result["skipped"]}
+    assert "do not agree" in reasons["forged/1"]
+    assert "does not fail neptune_cluster_uses_cmk now" in reasons["forged/2"]
+    assert "is not Neptune Guard's" in reasons["forged/3"]
+    assert len(result["skipped"]) == 7
+    sfn = session.client("stepfunctions", region_name=REGION)
+    started = [json.loads(sfn.describe_execution(executionArn=e["executionArn"])["input"])
+               for e in sfn.list_executions(stateMachineArn=arns["cluster"])["executions"]]
+    assert [request["cluster_id"] for request in started] == ["plain"]

@@ -26,6 +26,7 @@ def config_from_environment(requested_by: str) -> TriggerConfig:
         remediation_role_name=os.environ.get("REMEDIATION_ROLE_NAME", "NeptuneGuardRemediation"),
         approval_timeout_seconds=int(os.environ.get("APPROVAL_TIMEOUT_SECONDS", "86400")),
         requested_by=requested_by,
+        access_role_name=os.environ.get("TRIGGER_ACCESS_ROLE_NAME", "NeptuneGuardTriggerAccess"),
     )
 
 

@@ -87,22 +87,28 @@ class KeyDirectory:
         return info
 
 
-def _pages(client, operation: str, result_key: str):
+def _pages(client, operation: str, result_key: str, **selection):
     paginator = client.get_paginator(operation)
-    for page in paginator.paginate(Filters=NEPTUNE_ONLY, PaginationConfig={"PageSize": PAGE_SIZE}):
+    for page in paginator.paginate(Filters=NEPTUNE_ONLY, PaginationConfig={"PageSize": PAGE_SIZE}, **selection):
         # The engine filter is honoured by Neptune, but the API is shared with RDS: keep only Neptune.
         yield from (item for item in page[result_key] if item.get("Engine") == "neptune")
 
 
-def read_region(clients: ClientFactory, account_id: str, region: str, keys: KeyDirectory):
-    """All Neptune clusters and snapshots of one account-region, each with its key classified.
+def read_region(clients: ClientFactory, account_id: str, region: str, keys: KeyDirectory,
+                cluster_id: str | None = None, snapshot_id: str | None = None):
+    """All Neptune clusters and snapshots of one account-region (or only the one cluster or snapshot named), each
+    with its key classified.
 
     Returns (resources, key_errors): a key that cannot be classified leaves its resources with an
     unclassified key and is reported, so that the rest of the region is still evaluated.
     """
     neptune = clients.client("neptune", region)
-    raw_clusters = list(_pages(neptune, "describe_db_clusters", "DBClusters"))
-    raw_snapshots = list(_pages(neptune, "describe_db_cluster_snapshots", "DBClusterSnapshots"))
+    one = cluster_id or snapshot_id
+    raw_clusters = [] if one and not cluster_id else list(
+        _pages(neptune, "describe_db_clusters", "DBClusters", **({"DBClusterIdentifier": cluster_id} if cluster_id else {})))
+    raw_snapshots = [] if one and not snapshot_id else list(
+        _pages(neptune, "describe_db_cluster_snapshots", "DBClusterSnapshots",
+               **({"DBClusterSnapshotIdentifier": snapshot_id} if snapshot_id else {})))
 
     kms = None
     key_errors: dict[str, str] = {}
