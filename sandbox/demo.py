@@ -10,9 +10,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 import time
+from pathlib import Path
 
 import boto3
+import jsonschema
 
 from neptune_guard.remediation import custom_endpoints
 
@@ -28,11 +31,51 @@ SANDBOX_ENVIRONMENT = {
 }
 
 
+SCENARIO_SCHEMA = json.loads((Path(__file__).resolve().parent / "scenario.schema.json").read_text())
+
+
+EXIT_BAD_SCENARIO = 2  # as the CLI's usage errors
+
+
+class ScenarioError(Exception):
+    """The scenario file cannot be used: one line says why; nothing was seeded."""
+
+
 def load_scenario(path: str | None) -> dict:
+    """The scenario, validated against scenario.schema.json and for what refers to what, before anything is seeded."""
     if path is None:
         return DEMO_SCENARIO
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            scenario = json.load(handle)
+    except OSError as error:
+        raise ScenarioError(f"cannot read {path}: {error.strerror or error}") from None
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ScenarioError(f"{path} is not JSON: {error}") from None
+    problem = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(SCENARIO_SCHEMA).iter_errors(scenario))
+    if problem is not None:
+        where = "/".join(str(p) for p in problem.absolute_path) or "(top)"
+        raise ScenarioError(f"{path}: at {where}: {problem.message}")
+    for account_id, regions in scenario["accounts"].items():
+        for region, spec in regions.items():
+            _check_references(f"{path}: {account_id} {region}", spec)
+    return scenario
+
+
+def _check_references(where: str, spec: dict) -> None:
+    clusters, keys = spec.get("clusters", {}), {alias_name(k) for k in spec.get("keys", {})}
+    for cluster_id, cluster in clusters.items():
+        encryption = cluster.get("encryption", "none")
+        if encryption not in ("none", "aws-managed") and not encryption.startswith("arn:") and alias_name(encryption) not in keys:
+            raise ScenarioError(f"{where}: cluster {cluster_id} uses key {encryption}, which the region does not define")
+        instances = set(cluster.get("instances", {}))
+        named = set(cluster.get("instance_tags", {})) | {m for e in cluster.get("custom_endpoints", {}).values() for m in e.get("members", [])}
+        if named - instances:
+            raise ScenarioError(f"{where}: cluster {cluster_id} names instances it does not have: {', '.join(sorted(named - instances))}")
+    for snapshot_id, source in spec.get("snapshots", {}).items():
+        cluster_id = source if isinstance(source, str) else source["cluster"]
+        if cluster_id not in clusters:
+            raise ScenarioError(f"{where}: snapshot {snapshot_id} is of cluster {cluster_id}, which the region does not define")
 
 
 def scenario_regions(scenario: dict) -> tuple[str, ...]:
@@ -141,7 +184,11 @@ def run(scenario_path: str | None = None, output: str = "table") -> int:
     from neptune_guard import report
     from neptune_guard.scanner import ScanOptions, scan
 
-    scenario = load_scenario(scenario_path)
+    try:
+        scenario = load_scenario(scenario_path)
+    except ScenarioError as error:
+        print(f"neptune-guard demo: {error}", file=sys.stderr)
+        return EXIT_BAD_SCENARIO
     for name, value in SANDBOX_ENVIRONMENT.items():
         os.environ.setdefault(name, value)
     os.environ.pop("AWS_ENDPOINT_URL", None)  # the demo's AWS is in-process

@@ -4,6 +4,7 @@ every enabled region), CONCURRENCY, PUBLISH (true|false)."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import time
 from collections import Counter
@@ -14,6 +15,7 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from neptune_guard import cli
 from neptune_guard.models import ScanResult, UnitResult
 from neptune_guard.scanner import DEFAULT_AUDIT_ROLE, NOT_REACHED, ScanOptions, scan
 
@@ -24,15 +26,24 @@ tracer = Tracer()
 metrics = Metrics()
 
 
+class ConfigurationError(Exception):
+    """The function's environment is not a valid scan configuration: nothing is scanned."""
+
+
 def options_from_environment() -> ScanOptions:
-    regions = tuple(r.strip() for r in os.environ.get("REGIONS", "").split(",") if r.strip())
-    return ScanOptions(
-        accounts=os.environ.get("ACCOUNTS", "org"),
-        role_name=os.environ.get("AUDIT_ROLE_NAME", DEFAULT_AUDIT_ROLE),
-        regions=regions or None,
-        concurrency=int(os.environ.get("CONCURRENCY", "16")),
-        publish=os.environ.get("PUBLISH", "true").lower() == "true",
-    )
+    """The scan options, from the same validations the CLI applies to its flags."""
+    values = {"ACCOUNTS": os.environ.get("ACCOUNTS", "org"), "REGIONS": os.environ.get("REGIONS", ""),
+              "CONCURRENCY": os.environ.get("CONCURRENCY", "16"), "PUBLISH": os.environ.get("PUBLISH", "true")}
+    try:
+        regions = cli.regions_option(values["REGIONS"]) if values["REGIONS"].strip() else None
+        accounts = cli.accounts_option(values["ACCOUNTS"])
+        concurrency = cli.concurrency_option(values["CONCURRENCY"])
+    except argparse.ArgumentTypeError as error:
+        raise ConfigurationError(f"bad detector configuration: {error}") from None
+    if values["PUBLISH"].lower() not in ("true", "false"):
+        raise ConfigurationError(f"bad detector configuration: PUBLISH must be true or false, got {values['PUBLISH']!r}")
+    return ScanOptions(accounts=accounts, role_name=os.environ.get("AUDIT_ROLE_NAME", DEFAULT_AUDIT_ROLE), regions=regions,
+                       concurrency=concurrency, publish=values["PUBLISH"].lower() == "true")
 
 
 def log_unit(unit: UnitResult, done: int, known: int) -> None:
@@ -75,7 +86,12 @@ def handler(event: EventBridgeEvent, context: LambdaContext) -> dict:
     # Stop starting account-regions while there is still time to finish the running ones and publish: every one
     # not reached is reported as an error and a metric, never silently left unpublished.
     stop_starting_at = time.monotonic() + context.get_remaining_time_in_millis() / 1000 - FINISHING_RESERVE_SECONDS
-    result = scan(replace(options_from_environment(), stop_starting_at=stop_starting_at), on_unit_done=log_unit)
+    try:
+        options = options_from_environment()
+    except ConfigurationError as error:
+        logger.error(str(error))
+        raise
+    result = scan(replace(options, stop_starting_at=stop_starting_at), on_unit_done=log_unit)
     summary = record_metrics(result)
     for error in result.all_errors:
         logger.error("scan fault", account_id=error.account_id, region=error.region, detail=error.message)

@@ -8,21 +8,50 @@ import os
 import sys
 from importlib.metadata import PackageNotFoundError, entry_points, version
 
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError, PartialCredentialsError, ProfileNotFound
+from botocore.utils import ArnParser, InvalidArnException
+
 from . import __version__, approval_client, report
-from .aws import REGION_NAME
+from .aws import ACCOUNT_ID, REGION_NAME
 from .inventory import parse_account_list
 from .scanner import DEFAULT_AUDIT_ROLE, ScanOptions, ScanSetupError, scan
 
-EXIT_OK, EXIT_NOTHING_SCANNED, EXIT_USAGE = 0, 1, 2
-PLAN_ONLY = "arn:aws:states:us-east-1:000000000000:execution:NeptuneGuardClusterRemediation:plan-only"  # names in a plan shown, never run
+EXIT_OK, EXIT_NOTHING_SCANNED, EXIT_USAGE, EXIT_CREDENTIALS, EXIT_AWS = 0, 1, 2, 3, 4
 EXIT_FAILED = 1  # the approval endpoint could not be reached or failed: nothing is known to have changed
+EXIT_CODES = ("exit status: 0 done; 1 nothing scanned, or the approval endpoint failed; 2 bad usage, bad input or a "
+              "refused request; 3 no usable AWS credentials or configuration; 4 an AWS service error")
+PLAN_ONLY = "arn:aws:states:us-east-1:000000000000:execution:NeptuneGuardClusterRemediation:plan-only"  # names in a plan shown, never run
 
 
 class UsageError(Exception):
     pass
 
 
-def _regions(value: str) -> tuple[str, ...]:
+def _region(value: str) -> str:
+    if not REGION_NAME.match(value):
+        raise argparse.ArgumentTypeError(f"not a region name: {value!r}")
+    return value
+
+
+def _account(value: str) -> str:
+    if not ACCOUNT_ID.match(value):
+        raise argparse.ArgumentTypeError(f"not a 12-digit account id: {value!r}")
+    return value
+
+
+def _arn_of(service: str, resource_type: str):
+    def parse(value: str) -> str:
+        try:
+            arn = ArnParser().parse_arn(value)
+        except InvalidArnException:
+            raise argparse.ArgumentTypeError(f"not an ARN: {value!r}") from None
+        if arn["service"] != service or not arn["resource"].startswith(resource_type + ":") or not REGION_NAME.match(arn["region"]):
+            raise argparse.ArgumentTypeError(f"not a Step Functions {resource_type} ARN: {value!r}")
+        return value
+    return parse
+
+
+def regions_option(value: str) -> tuple[str, ...]:
     regions = tuple(dict.fromkeys(r.strip() for r in value.split(",") if r.strip()))
     bad = [r for r in regions if not REGION_NAME.match(r)]
     if bad or not regions:
@@ -30,13 +59,13 @@ def _regions(value: str) -> tuple[str, ...]:
     return regions
 
 
-def _concurrency(value: str) -> int:
+def concurrency_option(value: str) -> int:
     if not value.isdigit() or not 1 <= int(value) <= 64:
         raise argparse.ArgumentTypeError(f"must be a whole number from 1 to 64, got {value!r}")
     return int(value)
 
 
-def _accounts(value: str) -> str:
+def accounts_option(value: str) -> str:
     if value in ("self", "org"):
         return value
     try:
@@ -46,18 +75,18 @@ def _accounts(value: str) -> str:
 
 
 def _add_scan_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--accounts", type=_accounts, default="self",
+    parser.add_argument("--accounts", type=accounts_option, default="self",
                         help="'self' (default: the caller's account), 'org' (every ACTIVE account), or a comma list of ids")
     parser.add_argument("--role-name", default=DEFAULT_AUDIT_ROLE,
                         help=f"role to assume in each account (default {DEFAULT_AUDIT_ROLE})")
-    parser.add_argument("--regions", type=_regions, help="comma list of regions (default: every region enabled for each account)")
-    parser.add_argument("--concurrency", type=_concurrency, default=16, help="account-regions scanned at once (default 16)")
+    parser.add_argument("--regions", type=regions_option, help="comma list of regions (default: every region enabled for each account)")
+    parser.add_argument("--concurrency", type=concurrency_option, default=16, help="account-regions scanned at once (default 16)")
     parser.add_argument("--output", choices=("table", "json"), default="table")
 
 
 def _add_target_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--account", required=True)
-    parser.add_argument("--region", required=True)
+    parser.add_argument("--account", required=True, type=_account)
+    parser.add_argument("--region", required=True, type=_region)
     resource = parser.add_mutually_exclusive_group(required=True)
     resource.add_argument("--cluster", help="a Neptune cluster identifier")
     resource.add_argument("--snapshot", help="a manual Neptune cluster snapshot identifier")
@@ -93,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="neptune-guard",
         description="Find Amazon Neptune clusters and snapshots not protected by a customer-managed KMS key.",
+        epilog=EXIT_CODES,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -103,16 +133,16 @@ def build_parser() -> argparse.ArgumentParser:
     plan = commands.add_parser("plan", help="show what remediation would do and carry over; changes nothing")
     _add_target_arguments(plan)
     remediate = commands.add_parser("remediate", help="start a remediation workflow (it waits for on-call approval)")
-    remediate.add_argument("--state-machine-arn", required=True, help="the cluster or snapshot remediation state machine")
+    remediate.add_argument("--state-machine-arn", required=True, type=_arn_of("states", "stateMachine"), help="the cluster or snapshot remediation state machine")
     _add_target_arguments(remediate)
     _add_approval_url_argument(remediate, "start through the approval endpoint, which records you as the requester")
     approve = commands.add_parser("approve", help="approve the step an execution waits on, through the approval endpoint")
-    approve.add_argument("execution_arn")
+    approve.add_argument("execution_arn", type=_arn_of("states", "execution"))
     approve.add_argument("--accept-write-loss", action="store_true",
                          help="approve a cutover although writes were detected after the snapshot (they are lost)")
     _add_approval_url_argument(approve, "the approval endpoint (required)")
     reject = commands.add_parser("reject", help="reject the step an execution waits on, through the approval endpoint")
-    reject.add_argument("execution_arn")
+    reject.add_argument("execution_arn", type=_arn_of("states", "execution"))
     reject.add_argument("--reason", required=True)
     _add_approval_url_argument(reject, "the approval endpoint (required)")
     demo = commands.add_parser("demo", help="run Neptune Guard end to end against the embedded local AWS")
@@ -214,8 +244,15 @@ def run_workflow_command(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "scan":
-        return run_scan(args)
-    if args.command == "demo":
-        return run_demo(args)
-    return run_workflow_command(args)
+    try:
+        if args.command == "scan":
+            return run_scan(args)
+        if args.command == "demo":
+            return run_demo(args)
+        return run_workflow_command(args)
+    except (NoCredentialsError, PartialCredentialsError, ProfileNotFound, NoRegionError) as error:
+        print(f"neptune-guard: no usable AWS credentials or configuration: {error}", file=sys.stderr)
+        return EXIT_CREDENTIALS
+    except (ClientError, BotoCoreError) as error:
+        print(f"neptune-guard: AWS refused: {error}", file=sys.stderr)
+        return EXIT_AWS

@@ -12,6 +12,7 @@ from typing import Callable
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
+from botocore.parsers import ResponseParserError
 
 from . import aws, checks, inventory, securityhub
 from .models import ScanError, ScanResult, Status, UnitResult
@@ -82,6 +83,9 @@ def scan_unit(context: AccountContext, region: str, keys: inventory.KeyDirectory
     except (ClientError, BotoCoreError) as error:
         unit.errors.append(ScanError(context.account_id, region, inventory.error_message(error)))
         return unit
+    except (ResponseParserError, KeyError, TypeError) as error:  # a malformed response is this unit's fault alone
+        unit.errors.append(ScanError(context.account_id, region, f"malformed response from AWS: {type(error).__name__}: {error}"[:500]))
+        return unit
     unit.resources = resources
     unit.errors += [ScanError(context.account_id, region, message) for message in key_errors]
     for resource in resources:
@@ -124,6 +128,9 @@ def scan(
                     outcome = future.result()
                 except (ClientError, BotoCoreError) as error:
                     result.errors.append(ScanError(account_id, None, inventory.error_message(error)))
+                    continue
+                except (ResponseParserError, KeyError, TypeError) as error:
+                    result.errors.append(ScanError(account_id, None, f"malformed response from AWS: {type(error).__name__}: {error}"[:500]))
                     continue
                 if isinstance(outcome, AccountContext):
                     known_units += len(outcome.regions)

@@ -8,6 +8,7 @@ import time
 from datetime import datetime, timezone
 
 from botocore.exceptions import BotoCoreError, ClientError
+from botocore.parsers import ResponseParserError
 
 from . import asff
 from .aws import ClientFactory
@@ -113,6 +114,8 @@ def publish_unit(clients: ClientFactory, unit: UnitResult, partition: str) -> li
             findings += [asff.archived(old, now) for finding_id, old in existing.items() if finding_id not in current]
         problems = import_findings(securityhub, findings)
         problems += note_retained(securityhub, unit, product, existing)
+    except ResponseParserError as error:
+        return [ScanError(unit.account_id, unit.region, f"publishing failed: malformed response from Security Hub: {error}"[:500])]
     except (ClientError, BotoCoreError) as error:
         code = error.response.get("Error", {}).get("Code") if isinstance(error, ClientError) else None
         if code == "InvalidAccessException":

@@ -1,0 +1,173 @@
+"""Hostile input everywhere a user or an event reaches the code: one clear line, a documented exit code (or a
+documented error), never a traceback, and nothing changed in the local AWS."""
+
+import json
+
+import pytest
+from moto.rds import responses as rds_responses
+
+from neptune_guard.cli import main
+from neptune_guard.scanner import ScanOptions, scan
+from tests.conftest import LambdaContext, member_session
+
+ACCOUNT, REGION = "111111111111", "us-east-1"
+SCENARIO = {"accounts": {ACCOUNT: {
+    REGION: {"keys": {"neptune-cmk": {"state": "Enabled"}},
+             "clusters": {"orders": {"encryption": "none", "instances": {"orders-1": "db.r6g.large"}}},
+             "snapshots": {"orders-snap": "orders"}},
+    "eu-west-1": {"clusters": {"catalog": {"encryption": "aws-managed"}}},
+}}}
+EXECUTION = "arn:aws:states:us-east-1:123456789012:execution:NeptuneGuardClusterRemediation:x"
+TARGET = ["--account", ACCOUNT, "--region", REGION, "--target-key", "alias/neptune-cmk"]
+
+CLI = [
+    # scan
+    (["scan", "--regions", "moon"], 2), (["scan", "--regions", "us-east-1,"], 0), (["scan", "--regions", ","], 2),
+    (["scan", "--regions", "US-EAST-1"], 2), (["scan", "--regions", "us-east-1;rm -rf /"], 2), (["scan", "--accounts", "12"], 2),
+    (["scan", "--accounts", "1111111111111"], 2), (["scan", "--accounts", "abcdefghijkl"], 2), (["scan", "--accounts", ""], 2),
+    (["scan", "--concurrency", "0"], 2), (["scan", "--concurrency", "-1"], 2), (["scan", "--concurrency", "65"], 2),
+    (["scan", "--concurrency", "two"], 2), (["scan", "--output", "xml"], 2), (["scan", "--bogus"], 2),
+    # plan
+    (["plan", "--account", "12", "--region", REGION, "--cluster", "orders", "--target-key", "alias/neptune-cmk"], 2),
+    (["plan", "--account", ACCOUNT, "--region", "mars-1", "--cluster", "orders", "--target-key", "alias/neptune-cmk"], 2),
+    (["plan", *TARGET, "--cluster", "-orders"], 2), (["plan", *TARGET, "--cluster", "a--b"], 2),
+    (["plan", *TARGET, "--cluster", "x" * 64], 2), (["plan", *TARGET, "--cluster", "no-such-cluster"], 2),
+    (["plan", *TARGET[:-1], "alias/aws/rds", "--cluster", "orders"], 2), (["plan", *TARGET[:-1], "not a key", "--cluster", "orders"], 2),
+    (["plan", *TARGET[:-1], "arn:aws:kms:eu-west-1:111111111111:key/1234", "--cluster", "orders"], 2),
+    (["plan", *TARGET, "--snapshot", "rds:--bad"], 2), (["plan", *TARGET, "--snapshot", "no-such-snapshot"], 2),
+    (["plan", *TARGET, "--cluster", "orders", "--snapshot", "orders-snap"], 2), (["plan", *TARGET], 2),
+    # remediate
+    (["remediate", "--state-machine-arn", "not-an-arn", *TARGET, "--cluster", "orders"], 2),
+    (["remediate", "--state-machine-arn", "arn:aws:s3:::bucket", *TARGET, "--cluster", "orders"], 2),
+    (["remediate", "--state-machine-arn", EXECUTION, *TARGET, "--cluster", "orders"], 2),
+    # approve / reject
+    (["approve", "not-an-arn"], 2), (["approve", "arn:aws:states:us-east-1:123456789012:stateMachine:x"], 2),
+    (["approve", "arn:aws:lambda:us-east-1:123456789012:function:x"], 2), (["approve", ""], 2),
+    (["reject", "arn::::"], 2), (["reject", EXECUTION], 2), (["approve"], 2), (["--nonsense"], 2), ([], 2),
+]
+
+SCENARIOS = [
+    "not json", "", "[]", "null", '{"accounts": {}}', '{"accounts": {"12": {}}}', '{"accounts": {"111111111111": {"moon": {}}}}',
+    '{"accounts": {"111111111111": {"us-east-1": {"clusters": {"a": {"encryption": "alias/missing"}}}}}}',
+    '{"accounts": {"111111111111": {"us-east-1": {"snapshots": {"s": "nowhere"}}}}}',
+    '{"accounts": {"111111111111": {"us-east-1": {"clusters": {"a": {"port": "eighty"}}}}}}',
+    '{"accounts": {"111111111111": {"us-east-1": {"clusters": {"a": {"storage_type": "floppy"}}}}}}',
+    '{"accounts": {"111111111111": {"us-east-1": {"clusters": {"a": {"instance_tags": {"ghost": {}}}}}}}}',
+    '{"accounts": {"111111111111": {"us-east-1": {"clusters": {"-a": {}}}}}}', '{"accounts": {}, "surprise": 1}',
+]
+
+
+@pytest.fixture
+def world(deploy_workflows, monkeypatch):
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    session, sfn, arns = deploy_workflows(SCENARIO)
+
+    def state():
+        neptune = member_session(session, ACCOUNT).client("neptune", region_name=REGION)
+        return (sorted(c["DBClusterIdentifier"] for c in neptune.describe_db_clusters()["DBClusters"]),
+                sorted(s["DBClusterSnapshotIdentifier"] for s in neptune.describe_db_cluster_snapshots()["DBClusterSnapshots"]),
+                sorted(e["executionArn"] for arn in (arns["cluster"], arns["snapshot"])
+                       for e in sfn.list_executions(stateMachineArn=arn)["executions"]))
+
+    return session, arns, state
+
+
+def run_cli(argv, capsys):
+    try:
+        code = main(argv)
+    except SystemExit as exit_:  # argparse's usage errors
+        code = exit_.code
+    out, err = capsys.readouterr()
+    return code, out + err
+
+
+@pytest.mark.parametrize("argv, exit_code", CLI, ids=[" ".join(a)[:60] or "(nothing)" for a, _ in CLI])
+def test_the_cli_answers_hostile_arguments_with_one_line(world, capsys, argv, exit_code):
+    _, _, state = world
+    before = state()
+    code, output = run_cli(argv, capsys)
+    assert code == exit_code, output
+    assert "Traceback" not in output
+    if code != 0:
+        assert len([line for line in output.splitlines() if "error" in line or "neptune-guard" in line]) >= 1
+    assert state() == before
+
+
+@pytest.mark.parametrize("content", SCENARIOS + [None, "DIRECTORY"], ids=[f"scenario-{i}" for i in range(len(SCENARIOS) + 2)])
+def test_a_broken_scenario_file_is_one_line_and_seeds_nothing(world, capsys, tmp_path, content):
+    _, _, state = world
+    before = state()
+    path = tmp_path / "scenario.json"
+    if content == "DIRECTORY":
+        path.mkdir()
+    elif content is not None:
+        path.write_text(content)
+    code, output = run_cli(["demo", "--scenario", str(path), "--output", "json"], capsys)
+    assert code == 2 and "Traceback" not in output
+    assert len(output.strip().splitlines()) == 1 and output.startswith("neptune-guard demo: ")
+    assert state() == before
+
+
+@pytest.mark.parametrize("environment, complaint", [
+    ({"REGIONS": "moon"}, "region"), ({"REGIONS": "us-east-1,,x"}, "region"), ({"CONCURRENCY": "0"}, "1 to 64"),
+    ({"CONCURRENCY": "lots"}, "1 to 64"), ({"ACCOUNTS": "12"}, "12-digit"), ({"PUBLISH": "maybe"}, "PUBLISH"),
+])
+def test_the_detector_refuses_a_bad_configuration_before_scanning(world, monkeypatch, environment, complaint):
+    from handlers import detector
+
+    _, _, state = world
+    before = state()
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(detector.ConfigurationError, match=complaint):
+        detector.handler({"version": "0", "id": "1", "detail-type": "Scheduled Event", "source": "aws.events", "account": ACCOUNT,
+                          "time": "2026-11-24T06:00:00Z", "region": REGION, "resources": [], "detail": {}}, LambdaContext())
+    assert state() == before
+
+
+@pytest.mark.parametrize("detail", [{}, {"findings": "all of them"}, {"findings": [None, 1, "x", [], {}]},
+                                    {"findings": [{"GeneratorId": "neptune-guard/neptune_cluster_uses_cmk"}]},
+                                    {"findings": [{"GeneratorId": "neptune-guard/nope", "Resources": [{}]}]}])
+def test_the_trigger_skips_every_malformed_finding(world, monkeypatch, detail):
+    from handlers import trigger
+
+    _, arns, state = world
+    monkeypatch.setenv("CLUSTER_STATE_MACHINE_ARN", arns["cluster"])
+    monkeypatch.setenv("SNAPSHOT_STATE_MACHINE_ARN", arns["snapshot"])
+    monkeypatch.setenv("TARGET_KEY", "alias/neptune-cmk")
+    before = state()
+    event = {"version": "0", "id": "1", "detail-type": "Security Hub Findings - Custom Action", "source": "aws.securityhub",
+             "account": "123456789012", "time": "2026-11-24T06:00:00Z", "region": REGION, "resources": [], "detail": detail}
+    result = trigger.handler(event, LambdaContext())
+    assert result["started"] == []
+    assert state() == before
+
+
+@pytest.mark.parametrize("event", [{}, {"step": "delete_retired"}, {"step": "nope", "execution": EXECUTION, "state": {"request": {}}},
+                                   {"step": "plan", "execution": "x", "state": {"request": {}}},
+                                   {"step": "plan", "execution": EXECUTION, "state": "x"},
+                                   {"step": "plan", "execution": EXECUTION, "state": {"request": {}}, "extra": 1}])
+def test_the_steps_function_refuses_what_its_state_machines_would_never_send(world, event):
+    _, arns, state = world
+    session = world[0]
+    before = state()
+    response = session.client("lambda", region_name=REGION).invoke(FunctionName=arns["steps_function"], Payload=json.dumps(event))
+    answer = json.loads(response["Payload"].read())
+    assert answer["errorType"] in ("InvalidStepEvent", "NotAuthorizedStep")
+    assert state() == before
+
+
+def test_a_malformed_response_in_one_region_is_that_units_error_only(world, monkeypatch):
+    """As a proxy or a broken endpoint could answer: not XML at all, in one region."""
+    original = rds_responses.RDSResponse.describe_db_clusters
+
+    def garbage_in_eu(self):
+        if self.region == "eu-west-1":
+            return 200, {}, "<<<this is not a DescribeDBClusters response"
+        return original(self)
+
+    monkeypatch.setattr(rds_responses.RDSResponse, "describe_db_clusters", garbage_in_eu)
+    result = scan(ScanOptions(accounts=ACCOUNT, regions=(REGION, "eu-west-1")))
+    by_region = {unit.region: unit for unit in result.units}
+    assert by_region[REGION].complete and by_region[REGION].evaluations
+    assert not by_region["eu-west-1"].complete and "malformed" in by_region["eu-west-1"].errors[0].message
