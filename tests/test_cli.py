@@ -119,3 +119,21 @@ def test_black_box_publish_lands_findings_once_and_archives_what_is_gone(monkeyp
         run_scan()
         archived = [f for f in hub_findings("111111111111") if f["RecordState"] == "ARCHIVED"]
     assert {f["Resources"][0]["Details"]["AwsRdsDbClusterSnapshot"]["DbClusterSnapshotIdentifier"] for f in archived} == {"plain-snap"}
+
+
+def test_aws_cli_habits_profile_region_output_and_exit_codes(capsys, monkeypatch):
+    from neptune_guard.cli import main
+
+    assert main(["scan", "--profile", "no-such-profile", "--no-progress"]) == 3
+    assert "no usable AWS credentials or configuration" in capsys.readouterr().err
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    assert main(["plan", "--account", "111111111111", "--region", "us-east-1", "--cluster", "orders",
+                 "--target-key", "alias/k", "--output", "table"]) == 3
+    with pytest.raises(SystemExit) as help_:
+        main(["scan", "--help"])
+    out = capsys.readouterr().out
+    assert help_.value.code == 0 and all(flag in out for flag in ("--profile", "--region", "--debug", "--output", "--no-progress"))
+    assert "exit status: 0 done" in out

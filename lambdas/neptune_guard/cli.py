@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from importlib.metadata import PackageNotFoundError, entry_points, version
@@ -81,7 +82,7 @@ def _add_scan_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"role to assume in each account (default {DEFAULT_AUDIT_ROLE})")
     parser.add_argument("--regions", type=regions_option, help="comma list of regions (default: every region enabled for each account)")
     parser.add_argument("--concurrency", type=concurrency_option, default=16, help="account-regions scanned at once (default 16)")
-    parser.add_argument("--output", choices=("table", "json"), default="table")
+    parser.add_argument("--no-progress", action="store_true", help="no progress line on the terminal")
 
 
 def _add_target_arguments(parser: argparse.ArgumentParser) -> None:
@@ -118,6 +119,18 @@ def package_version() -> str:
         return __version__
 
 
+def _common_options(home_region: bool = True, output_default: str | None = None) -> argparse.ArgumentParser:
+    """What every command takes, as the AWS CLI does."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--profile", help="the AWS profile to use (default: the environment's credentials)")
+    if home_region:
+        common.add_argument("--region", type=_region, help="the home region for STS, Organizations and Step Functions calls")
+    common.add_argument("--debug", action="store_true", help="log botocore's requests and responses to stderr")
+    if output_default:
+        common.add_argument("--output", choices=("table", "json"), default=output_default)
+    return common
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="neptune-guard",
@@ -126,22 +139,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
-    scan_parser = commands.add_parser("scan", help="scan accounts and regions and report the checks")
+    home = _common_options(output_default="table")
+    answer = _common_options(output_default="json")
+    targeted = _common_options(home_region=False, output_default="json")  # --region is the resource's region there
+    scan_parser = commands.add_parser("scan", parents=[home], help="scan accounts and regions and report the checks", epilog=EXIT_CODES)
     _add_scan_arguments(scan_parser)
     scan_parser.add_argument("--publish", action="store_true",
                              help="import the findings into each account's own Security Hub and archive resolved ones")
-    plan = commands.add_parser("plan", help="show what remediation would do and carry over; changes nothing")
+    plan = commands.add_parser("plan", parents=[targeted], epilog=EXIT_CODES, help="show what remediation would do and carry over; changes nothing")
     _add_target_arguments(plan)
-    remediate = commands.add_parser("remediate", help="start a remediation workflow (it waits for on-call approval)")
+    remediate = commands.add_parser("remediate", parents=[targeted], epilog=EXIT_CODES, help="start a remediation workflow (it waits for on-call approval)")
     remediate.add_argument("--state-machine-arn", required=True, type=_arn_of("states", "stateMachine"), help="the cluster or snapshot remediation state machine")
     _add_target_arguments(remediate)
     _add_approval_url_argument(remediate, "start through the approval endpoint, which records you as the requester")
-    approve = commands.add_parser("approve", help="approve the step an execution waits on, through the approval endpoint")
+    approve = commands.add_parser("approve", parents=[answer], epilog=EXIT_CODES, help="approve the step an execution waits on, through the approval endpoint")
     approve.add_argument("execution_arn", type=_arn_of("states", "execution"))
     approve.add_argument("--accept-write-loss", action="store_true",
                          help="approve a cutover although writes were detected after the snapshot (they are lost)")
     _add_approval_url_argument(approve, "the approval endpoint (required)")
-    reject = commands.add_parser("reject", help="reject the step an execution waits on, through the approval endpoint")
+    reject = commands.add_parser("reject", parents=[answer], epilog=EXIT_CODES, help="reject the step an execution waits on, through the approval endpoint")
     reject.add_argument("execution_arn", type=_arn_of("states", "execution"))
     reject.add_argument("--reason", required=True)
     _add_approval_url_argument(reject, "the approval endpoint (required)")
@@ -155,9 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
 class Progress:
     """A one-line progress indicator on a terminal; silent when stderr is not one."""
 
-    def __init__(self, stream=sys.stderr):
+    def __init__(self, stream=sys.stderr, enabled: bool = True):
         self.stream = stream
-        self.enabled = stream.isatty()
+        self.enabled = enabled and stream.isatty()
 
     def __call__(self, unit, done: int, known: int) -> None:
         if self.enabled:
@@ -174,9 +190,9 @@ def run_scan(args) -> int:
     options = ScanOptions(
         accounts=args.accounts, role_name=args.role_name, regions=args.regions, concurrency=args.concurrency, publish=args.publish
     )
-    progress = Progress()
+    progress = Progress(enabled=not args.no_progress)
     try:
-        result = scan(options, on_unit_done=progress)
+        result = scan(options, aws_session(args), on_unit_done=progress)
     except ScanSetupError as error:
         progress.close()
         print(f"neptune-guard: the scan could not start: {error}", file=sys.stderr)
@@ -210,29 +226,47 @@ def approval_request(args) -> dict:
     return {"action": "reject", "execution_arn": args.execution_arn, "reason": args.reason}
 
 
+def aws_session(args):
+    """The session every AWS call of a command starts from: --profile and the home --region, as the AWS CLI takes them."""
+    import boto3
+
+    if args.debug:
+        boto3.set_stream_logger("botocore", logging.DEBUG)
+    return boto3.Session(profile_name=args.profile, region_name=getattr(args, "region", None))
+
+
+def show(document: dict, output: str) -> None:
+    """A command's answer: the JSON document, or one `key: value` line per field for people."""
+    if output == "json":
+        print(json.dumps(document, indent=2, default=str))
+        return
+    for key, value in document.items():
+        print(f"{key}: {value if isinstance(value, (str, int, float, bool)) or value is None else json.dumps(value, default=str)}")
+
+
 def run_workflow_command(args) -> int:
     import boto3
 
     from . import remediation, snapshot_remediation, workflow
     from .rds_resources import Step, parse_arn
 
-    session = boto3.Session()
+    session = aws_session(args)
     try:
         if args.command == "plan":
             step = remediation.plan_cluster if args.cluster else snapshot_remediation.plan_snapshot
-            print(json.dumps(step(Step(request=_target_request(args), execution=PLAN_ONLY)), indent=2, default=str))
+            show(step(Step(request=_target_request(args), execution=PLAN_ONLY, base=session)), args.output)
         elif args.command == "remediate" and not args.approval_url:
             # Straight to Step Functions: for holders of states:StartExecution (administrators, automation), who
             # are recorded as the requester by their own STS identity so that someone else must approve.
             sfn = session.client("stepfunctions", region_name=parse_arn(args.state_machine_arn, "state machine ARN")["region"])
             requester = session.client("sts").get_caller_identity()["Arn"]
-            print(json.dumps({"execution_arn": workflow.start(sfn, args.state_machine_arn,
-                                                              {**_target_request(args), "requested_by": requester})}))
+            show({"execution_arn": workflow.start(sfn, args.state_machine_arn, {**_target_request(args), "requested_by": requester})},
+                 args.output)
         elif not args.approval_url:
             raise UsageError(f"{args.command} goes through the approval endpoint: give --approval-url or set "
                              f"{approval_client.URL_ENVIRONMENT_VARIABLE}")
         else:
-            print(json.dumps(approval_client.call(session, args.approval_url, approval_request(args))))
+            show(approval_client.call(session, args.approval_url, approval_request(args)), args.output)
     except (remediation.InvalidRequest, approval_client.EndpointRefused, UsageError) as error:
         print(f"neptune-guard: {error}", file=sys.stderr)
         return EXIT_USAGE

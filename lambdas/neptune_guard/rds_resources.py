@@ -46,11 +46,12 @@ class NotOurs(Exception):
     """A resource the step would act on does not carry this execution's tag: the step refuses to touch it."""
 
 
-def member_session(request: dict) -> boto3.Session:
+def member_session(request: dict, base: boto3.Session | None = None) -> boto3.Session:
     """The remediation role of the resource's account (the security account's own included), so that the
-    workflow's own role needs nothing but sts:AssumeRole."""
+    workflow's own role needs nothing but sts:AssumeRole. `base`: whose credentials assume it (default: the
+    environment's)."""
     role = request.get("role_name") or DEFAULT_REMEDIATION_ROLE
-    return aws.assume_role(boto3.Session(region_name=request["region"]), request["account_id"], role, request["region"],
+    return aws.assume_role(base or boto3.Session(region_name=request["region"]), request["account_id"], role, request["region"],
                            "neptune-guard-remediation")
 
 
@@ -62,12 +63,13 @@ class Step:
     execution: str
     plan: dict | None = None
     state: dict = field(default_factory=dict)
+    base: boto3.Session | None = None  # whose credentials assume the member role (the CLI's --profile)
     _session: boto3.Session | None = None
 
     @property
     def session(self) -> boto3.Session:
         if self._session is None:
-            self._session = member_session(self.request)
+            self._session = member_session(self.request, self.base)
         return self._session
 
     def client(self, service: str):
