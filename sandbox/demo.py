@@ -91,7 +91,9 @@ def remediation_requests(evaluations, target_key: str) -> list[tuple[str, dict]]
     requests = {}
     for e in evaluations:
         kind = kinds.get(CHECKS_BY_ID[e.check_id].workflow)
-        if e.status.value != "FAILED" or kind is None or e.resource_id.startswith("rds:"):
+        if e.status.value != "FAILED" or kind is None or e.resource_id.startswith("rds:") or e.retained:
+            continue
+        if f":{e.account_id}:" not in e.resource_arn:  # shared with this account by another: only its owner can fix it
             continue
         field = "cluster_id" if kind == "cluster" else "snapshot_id"
         requests[(e.account_id, e.region, e.resource_id)] = (kind, {

@@ -6,6 +6,7 @@ is moto that is brought in line here, once, before any mock or server starts (`a
 
 from __future__ import annotations
 
+import copy
 import functools
 import importlib
 import json
@@ -208,6 +209,32 @@ def neptune_storage_types() -> None:
 
     rds_models.DBCluster.__init__ = init
     rds_models.DBCluster.default_allocated_storage = staticmethod(allocated)
+
+
+def snapshots_shared_with_the_account_are_listed_when_asked() -> None:
+    """`DescribeDBClusterSnapshots` with `IncludeShared` also returns the manual snapshots other accounts shared
+    with the caller's account (their `restore` attribute names it), as `SnapshotType` `shared`. (moto ignored it.)
+
+    https://docs.aws.amazon.com/neptune/latest/apiref/API_DescribeDBClusterSnapshots.html (IncludeShared, SnapshotType)
+    """
+    original = rds_responses.RDSResponse.describe_db_cluster_snapshots
+
+    @functools.wraps(original)
+    def describe(self):
+        result = original(self)
+        if str(self.params.get("IncludeShared", "")).lower() != "true" or self.params.get("DBClusterSnapshotIdentifier"):
+            return result
+        shared = []
+        for account_id, regions in rds_models.rds_backends.items():
+            backend = regions.get(self.region) if account_id != self.current_account else None
+            for snapshot in list(backend.cluster_snapshots.values()) if backend else []:
+                if self.current_account in snapshot.attributes.get("restore", []) or "all" in snapshot.attributes.get("restore", []):
+                    seen = copy.copy(snapshot)
+                    seen.snapshot_type = "shared"
+                    shared.append(seen)
+        return ActionResult({"DBClusterSnapshots": list(result._result["DBClusterSnapshots"]) + shared})
+
+    rds_responses.RDSResponse.describe_db_cluster_snapshots = describe
 
 
 def deleting_a_cluster_deletes_its_automated_backups() -> None:
@@ -451,6 +478,7 @@ def apply() -> None:
         return
     aws_managed_keys_are_aws_managed()
     neptune_reports_real_key_arns()
+    snapshots_shared_with_the_account_are_listed_when_asked()  # before paging, which pages what it returns
     describe_calls_page()
     assume_role_needs_the_role()
     security_hub_behaves_as_documented()

@@ -387,3 +387,17 @@ def test_on_call_is_told_the_plan_the_write_check_and_how_to_answer(deployed):
     assert iam["old_resource_id"] == clusters(session)["orders"]["DbClusterResourceId"]
     assert iam["new_resource_id"] and iam["new_resource_id"] != iam["old_resource_id"]
     assert f"cluster-{iam['old_resource_id']}" in iam["find_policies"]
+
+
+def test_a_decommission_left_unanswered_keeps_everything_retained(deployed):
+    session, sfn, arns = deployed
+    execution = workflow.start(sfn, arns["cluster"], request(approval_timeout_seconds=8))
+    decide(sfn, execution, "snapshot")
+    plan = decide(sfn, execution, "cutover")["plan"]
+    result = finish(sfn, execution)  # nobody answers the decommission question
+
+    assert result["status"] == "SUCCEEDED"
+    assert final_state(sfn, execution)["error"]["Error"] == "States.Timeout"
+    retired = clusters(session)[plan["retired_cluster_id"]]
+    assert retired["Status"] == "stopped" and tags(session, retired["DBClusterArn"])["neptune-guard:retired-by"] == execution
+    assert plan["snapshot_id"] in manual_snapshots(session)

@@ -126,3 +126,15 @@ def test_a_region_that_throws_does_not_stop_the_others(monkeypatch):
         (a, "us-east-1") for a in (MANAGEMENT_ACCOUNT, "111111111111", "222222222222")
     }
     assert ("222222222222", "us-east-1", "locked", "neptune_cluster_cmk_enabled") in failed(result)
+
+
+def test_a_snapshot_shared_with_the_account_is_reported_as_its_owners_to_fix(seeded):
+    seeded({"accounts": {
+        "111111111111": {"us-east-1": {"clusters": {"plain": {"encryption": "none"}},
+                                       "snapshots": {"export": {"cluster": "plain", "shared_with": ["222222222222"]}}}},
+        "222222222222": {"us-east-1": {}},
+    }})
+    result = scan(ScanOptions(accounts="222222222222", regions=("us-east-1",)))
+    seen = [e for e in result.evaluations if e.resource_id == "export"]
+    assert seen and all(e.status is Status.FAILED and e.account_id == "222222222222" for e in seen)
+    assert all("shared with this account by 111111111111: only its owner can re-encrypt it" in e.message for e in seen)

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from botocore.utils import ArnParser, InvalidArnException
+
 from .models import CLUSTER, CLUSTER_SNAPSHOT, Evaluation, KeyManager, Resource, Status
 
 CLUSTER_WORKFLOW = "NeptuneGuardClusterRemediation"
@@ -64,10 +66,29 @@ def _kind(resource: Resource) -> str:
 def _storage_encrypted(resource: Resource) -> Outcome:
     if resource.storage_encrypted:
         return Outcome(True, f"Neptune {_kind(resource)} {resource.identifier} is encrypted at rest.")
-    return Outcome(False, f"Neptune {_kind(resource)} {resource.identifier} is not encrypted at rest.")
+    shared = _shared_in(resource) if resource.resource_type == CLUSTER_SNAPSHOT else ""
+    return Outcome(False, f"Neptune {_kind(resource)} {resource.identifier} is not encrypted at rest.{shared}")
+
+
+def _shared_in(resource: Resource) -> str:
+    """For a snapshot another account shared with this one: whose it is, and that only its owner can re-encrypt it."""
+    try:
+        owner = ArnParser().parse_arn(resource.arn)["account"]
+    except InvalidArnException:
+        return ""
+    if owner == resource.account_id:
+        return ""
+    return f" It is shared with this account by {owner}: only its owner can re-encrypt it."
 
 
 def _uses_cmk(resource: Resource) -> Outcome | None:
+    outcome = _uses_cmk_verdict(resource)
+    if outcome is None or outcome.passed or resource.resource_type != CLUSTER_SNAPSHOT:
+        return outcome
+    return Outcome(outcome.passed, outcome.message + _shared_in(resource), outcome.severity)
+
+
+def _uses_cmk_verdict(resource: Resource) -> Outcome | None:
     name = f"Neptune {_kind(resource)} {resource.identifier}"
     if not resource.storage_encrypted:
         return Outcome(False, f"{name} is not encrypted, so it is not under a customer-managed key.", "HIGH")

@@ -108,7 +108,7 @@ def read_region(clients: ClientFactory, account_id: str, region: str, keys: KeyD
         _pages(neptune, "describe_db_clusters", "DBClusters", **({"DBClusterIdentifier": cluster_id} if cluster_id else {})))
     raw_snapshots = [] if one and not snapshot_id else list(
         _pages(neptune, "describe_db_cluster_snapshots", "DBClusterSnapshots",
-               **({"DBClusterSnapshotIdentifier": snapshot_id} if snapshot_id else {})))
+               **({"DBClusterSnapshotIdentifier": snapshot_id} if snapshot_id else {"IncludeShared": True})))
 
     kms = None
     key_errors: dict[str, str] = {}
