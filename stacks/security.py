@@ -25,6 +25,7 @@ from aws_cdk import custom_resources as cr
 from cdk_nag import NagSuppressions
 from constructs import Construct
 
+from . import lambda_code
 from .config import (APPROVAL_ROLE, CLUSTER_STATE_MACHINE, DETECTOR_ROLE, SNAPSHOT_STATE_MACHINE, TRIGGER_ROLE, WORKFLOW_ROLE,
                      Config)
 
@@ -39,7 +40,6 @@ class SecurityStack(Stack):
     def __init__(self, scope: Construct, construct_id: str, *, config: Config, member_template: dict, **kwargs) -> None:
         super().__init__(scope, construct_id, description="Neptune Guard: detector, remediation workflows, triggers", **kwargs)
         self.config = config
-        self.code = lambda_.Code.from_asset(str(ROOT / "lambdas"), exclude=["**/__pycache__", "**/*.pyc", "*.egg-info"])
         # The layer of exactly the Powertools release the tests run (requirements.txt), as Powertools publishes it:
         # an SSM parameter per architecture, Python version and release, resolved at deployment.
         self.powertools = lambda_.LayerVersion.from_layer_version_arn(self, "Powertools", ssm.StringParameter.value_for_string_parameter(
@@ -87,7 +87,9 @@ class SecurityStack(Stack):
         log_group.grant_write(role)
         return lambda_.Function(
             self, name, runtime=lambda_.Runtime.PYTHON_3_13, architecture=lambda_.Architecture.X86_64, handler=handler,
-            code=self.code, layers=[self.powertools], role=role, timeout=timeout, memory_size=memory,
+            # Each function ships only what its handler imports.
+            code=lambda_.Code.from_asset(str(lambda_code.LAMBDAS), exclude=lambda_code.excluded(handler.rsplit(".", 1)[0])),
+            layers=[self.powertools], role=role, timeout=timeout, memory_size=memory,
             tracing=lambda_.Tracing.ACTIVE, log_group=log_group,
             environment={"POWERTOOLS_SERVICE_NAME": f"neptune-guard-{name.lower()}", "POWERTOOLS_METRICS_NAMESPACE": "NeptuneGuard",
                          **environment},

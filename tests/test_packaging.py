@@ -57,3 +57,15 @@ def test_the_deployed_powertools_layer_is_the_release_the_tests_run():
 
     context = json.loads((ROOT / "cdk.json").read_text())["context"]
     assert context["neptune-guard:powertoolsVersion"] == version("aws-lambda-powertools")
+
+
+def test_each_lambda_ships_only_what_its_handler_imports():
+    from stacks import lambda_code
+
+    detector = {p.name for p in lambda_code.closure("handlers.detector")}
+    assert {"detector.py", "scanner.py", "securityhub.py", "options.py"} <= detector
+    assert not detector & {"cli.py", "report.py", "remediation.py", "approvals.py", "steps.py", "trigger.py"}
+    steps = {p.name for p in lambda_code.closure("handlers.steps")}
+    assert {"steps.py", "remediation.py", "execution_guard.py"} <= steps and not steps & {"cli.py", "scanner.py", "detector.py"}
+    excluded = lambda_code.excluded("handlers.approval")
+    assert "neptune_guard/cli.py" in excluded and "handlers/approval.py" not in excluded

@@ -15,7 +15,7 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from neptune_guard import cli
+from neptune_guard import options as scan_options
 from neptune_guard.models import ScanResult, UnitResult
 from neptune_guard.scanner import DEFAULT_AUDIT_ROLE, NOT_REACHED, ScanOptions, scan
 
@@ -35,9 +35,9 @@ def options_from_environment() -> ScanOptions:
     values = {"ACCOUNTS": os.environ.get("ACCOUNTS", "org"), "REGIONS": os.environ.get("REGIONS", ""),
               "CONCURRENCY": os.environ.get("CONCURRENCY", "16"), "PUBLISH": os.environ.get("PUBLISH", "true")}
     try:
-        regions = cli.regions_option(values["REGIONS"]) if values["REGIONS"].strip() else None
-        accounts = cli.accounts_option(values["ACCOUNTS"])
-        concurrency = cli.concurrency_option(values["CONCURRENCY"])
+        regions = scan_options.regions_option(values["REGIONS"]) if values["REGIONS"].strip() else None
+        accounts = scan_options.accounts_option(values["ACCOUNTS"])
+        concurrency = scan_options.concurrency_option(values["CONCURRENCY"])
     except argparse.ArgumentTypeError as error:
         raise ConfigurationError(f"bad detector configuration: {error}") from None
     if values["PUBLISH"].lower() not in ("true", "false"):

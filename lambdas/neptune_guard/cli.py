@@ -14,7 +14,7 @@ from botocore.utils import ArnParser, InvalidArnException
 
 from . import __version__, approval_client, report
 from .aws import ACCOUNT_ID, REGION_NAME
-from .inventory import parse_account_list
+from .options import accounts_option, concurrency_option, regions_option
 from .scanner import DEFAULT_AUDIT_ROLE, ScanOptions, ScanSetupError, scan
 
 EXIT_OK, EXIT_NOTHING_SCANNED, EXIT_USAGE, EXIT_CREDENTIALS, EXIT_AWS = 0, 1, 2, 3, 4
@@ -50,29 +50,6 @@ def _arn_of(service: str, resource_type: str):
             raise argparse.ArgumentTypeError(f"not a Step Functions {resource_type} ARN: {value!r}")
         return value
     return parse
-
-
-def regions_option(value: str) -> tuple[str, ...]:
-    regions = tuple(dict.fromkeys(r.strip() for r in value.split(",") if r.strip()))
-    bad = [r for r in regions if not REGION_NAME.match(r)]
-    if bad or not regions:
-        raise argparse.ArgumentTypeError(f"not a list of region names: {value!r}")
-    return regions
-
-
-def concurrency_option(value: str) -> int:
-    if not value.isdigit() or not 1 <= int(value) <= 64:
-        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to 64, got {value!r}")
-    return int(value)
-
-
-def accounts_option(value: str) -> str:
-    if value in ("self", "org"):
-        return value
-    try:
-        return ",".join(parse_account_list(value))
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from error
 
 
 def _add_scan_arguments(parser: argparse.ArgumentParser) -> None:
