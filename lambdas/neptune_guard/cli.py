@@ -222,8 +222,6 @@ def show(document: dict, output: str) -> None:
 
 
 def run_workflow_command(args) -> int:
-    import boto3
-
     from . import remediation, snapshot_remediation, workflow
     from .rds_resources import Step, parse_arn
 

@@ -822,7 +822,7 @@ def roll_back(step: Step) -> dict:
         if holder["Status"] != "available":
             raise ResourceNotReady(f"{original} is {holder['Status']}")
         if not _converge_instance_names(neptune, original, {i["id"]: i["new_id"] for i in plan["instances"]}):
-            raise ResourceNotReady(f"renaming the new cluster's instances back to their own names")
+            raise ResourceNotReady("renaming the new cluster's instances back to their own names")
         _rename_cluster(neptune, original, new)
         raise ResourceNotReady(f"moving the new cluster from {original} back to {new}")
     if holder is None:
