@@ -401,3 +401,20 @@ def test_a_decommission_left_unanswered_keeps_everything_retained(deployed):
     retired = clusters(session)[plan["retired_cluster_id"]]
     assert retired["Status"] == "stopped" and tags(session, retired["DBClusterArn"])["neptune-guard:retired-by"] == execution
     assert plan["snapshot_id"] in manual_snapshots(session)
+
+
+def test_writes_still_flowing_before_the_snapshot_change_nothing(deployed):
+    from sandbox import write_activity
+
+    session, sfn, arns = deployed
+    before = clusters(session)
+    execution = workflow.start(sfn, arns["cluster"], request())
+    awaiting(sfn, execution)
+    write_activity.record_write(ACCOUNT, REGION, "orders")  # the application has not stopped writing yet
+    decide(sfn, execution, "snapshot")
+    result = finish(sfn, execution)
+
+    assert (result["status"], result["error"]) == ("FAILED", "WritesDetected")
+    assert "nothing changed" in result["cause"]
+    assert clusters(session).keys() == before.keys() and [s for s in manual_snapshots(session) if s.startswith("orders-")] == []
+    assert "neptune-guard:cutover" not in tags(session, clusters(session)["orders"]["DBClusterArn"])

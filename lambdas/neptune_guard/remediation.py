@@ -264,8 +264,9 @@ def plan_cluster(step: Step) -> dict:
                     f"for {soak // 86400} days, then archived under the key and deleted after on-call approval."),
         "questions": {
             "snapshot": (f"Approve re-encryption of Neptune cluster {cluster_id} in {request['account_id']} {request['region']} under "
-                         f"{key['Arn']}? STOP ALL WRITES to {cluster_id} before approving: the workflow snapshots it now and "
-                         "refuses the cutover if CloudWatch shows any write to it after the snapshot."),
+                         f"{key['Arn']}? STOP ALL WRITES to {cluster_id} before approving: the workflow first checks that "
+                         "CloudWatch shows no write for ten minutes, then snapshots it, and refuses the cutover if any write "
+                         "reaches it after the snapshot."),
             "cutover": (f"Approve cutover: {names['new_cluster_id']} (verified, encrypted with {key['Arn']}) takes the name "
                         f"{cluster_id}; the original becomes {names['retired_cluster_id']}, stopped, retained "
                         f"{soak // 86400} days, then decommissioned after a third approval."),
@@ -524,6 +525,8 @@ def write_activity(cloudwatch, windows: list[tuple[str, datetime, datetime]]) ->
                 "Metric": {"Namespace": "AWS/Neptune", "MetricName": metric,
                            "Dimensions": [{"Name": "DBClusterIdentifier", "Value": cluster_id}]},
                 "Period": 60, "Stat": "Sum"}})
+    # Metrics are per minute: a window runs to the end of its last minute, so the latest writes are in it.
+    windows = [(c, start, (end + timedelta(minutes=1)).replace(second=0, microsecond=0)) for c, start, end in windows]
     totals = dict.fromkeys(WRITE_METRICS, 0.0)
     for n, (cluster_id, start, end) in enumerate(windows):
         window_queries = [q for q in queries if q["Id"].startswith(f"m{n}")]
@@ -537,6 +540,17 @@ def write_activity(cloudwatch, windows: list[tuple[str, datetime, datetime]]) ->
 def _snapshot_minute(step: Step) -> datetime:
     """Metrics are per minute: the window starts with the snapshot's minute, so a write just after it counts."""
     return datetime.fromisoformat(step.state["snapshot"]["created_at"]).replace(second=0, microsecond=0)
+
+
+QUIET_BEFORE_SNAPSHOT_SECONDS = 600  # two of Neptune's 5-minute metric periods without a write
+
+
+def writes_stopped(step: Step) -> dict:
+    """Before the snapshot: proof that the application has stopped writing (no write for the last ten minutes).
+    Writes before the snapshot are in it; this only spares a remediation that could never cut over."""
+    now = _utcnow()
+    since = (now - timedelta(seconds=QUIET_BEFORE_SNAPSHOT_SECONDS)).replace(second=0, microsecond=0)
+    return write_activity(step.client("cloudwatch"), [(step.plan["cluster_id"], since, now)])
 
 
 def measure_writes(step: Step) -> dict:
@@ -920,6 +934,7 @@ def _now() -> str:
 STEPS = {
     "plan": (plan_cluster, None),
     "request_approval": (request_approval, None),
+    "writes_stopped": (writes_stopped, "snapshot"),
     "mark_original": (mark_original, "snapshot"),
     "create_snapshot": (create_snapshot, "snapshot"),
     "snapshot_available": (snapshot_available, "snapshot"),
