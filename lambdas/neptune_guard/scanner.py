@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from typing import Callable
 
 import boto3
+from botocore.utils import ArnParser
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.parsers import ResponseParserError
 
@@ -18,6 +19,7 @@ from . import aws, checks, inventory, securityhub
 from .models import ScanError, ScanResult, Status, UnitResult
 
 DEFAULT_AUDIT_ROLE = "NeptuneGuardAudit"
+_ARNS = ArnParser()
 
 
 class ScanSetupError(Exception):
@@ -90,8 +92,11 @@ def scan_unit(context: AccountContext, region: str, keys: inventory.KeyDirectory
     unit.errors += [ScanError(context.account_id, region, message) for message in key_errors]
     for resource in resources:
         unit.evaluations += checks.evaluate(resource)
-    failing = sorted({e.resource_arn for e in unit.evaluations if e.status is Status.FAILED})
-    if failing:  # only failing resources: their findings carry tags, and a remediation's retained ones say so
+    # Only failing resources of this account: their findings carry tags, and a remediation's retained ones say so. A
+    # snapshot shared into the account is its owner's; only the owner may read its tags.
+    failing = sorted({e.resource_arn for e in unit.evaluations
+                      if e.status is Status.FAILED and _ARNS.parse_arn(e.resource_arn)["account"] == context.account_id})
+    if failing:
         try:
             unit.tags = inventory.resource_tags(context.clients.client("neptune", region), failing)
         except (ClientError, BotoCoreError) as error:
