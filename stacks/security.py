@@ -194,8 +194,12 @@ class SecurityStack(Stack):
             "APPROVER_PRINCIPALS": Fn.sub(",".join(self.config.approver_principals)),
         })
         approval.add_to_role_policy(iam.PolicyStatement(
-            sid="StartAndAnswerTheWorkflows", resources=[m.state_machine_arn for m in machines],
-            actions=["states:StartExecution", "states:SendTaskSuccess", "states:SendTaskFailure"]))
+            sid="StartTheWorkflows", resources=[m.state_machine_arn for m in machines], actions=["states:StartExecution"]))
+        # SendTaskSuccess and SendTaskFailure have no resource type (Service Authorization Reference, Step Functions):
+        # IAM evaluates them on "*", and the task token is the capability. This role reads tokens only from the
+        # histories of our two state machines (below), and the endpoint answers only their executions.
+        approval.add_to_role_policy(iam.PolicyStatement(
+            sid="AnswerTheirTaskTokens", resources=["*"], actions=["states:SendTaskSuccess", "states:SendTaskFailure"]))
         approval.add_to_role_policy(iam.PolicyStatement(
             sid="ReadTheirExecutions", actions=["states:DescribeExecution", "states:GetExecutionHistory"],
             resources=self._executions()))
@@ -251,7 +255,9 @@ class SecurityStack(Stack):
                 "resource-level permissions; organizations:ListAccounts, which has none either; Lambda invoke of the step "
                 "function's versions; log streams of the function's own log group; reading the executions of the two "
                 "remediation state machines (execution:<state machine name>:*, whose names are not known in advance), for "
-                "the approval endpoint and the approver policy.")},
+                "the approval endpoint and the approver policy; states:SendTaskSuccess/SendTaskFailure for the approval endpoint, "
+                "which have no resource type (the task token is the capability, and the endpoint reads tokens only from "
+                "our state machines' executions).")},
             {"id": "AwsSolutions-L1", "reason": (
                 "python3.13 is the runtime the code and the Powertools v3 public layer are built and tested for.")},
             {"id": "AwsSolutions-IAM4", "reason": (

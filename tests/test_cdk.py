@@ -179,10 +179,12 @@ def test_people_approve_only_through_the_iam_authorized_endpoint(stacks):
     assert granted["lambda:InvokeFunctionUrl"]["Condition"] == {"StringEquals": {"lambda:FunctionUrlAuthType": "AWS_IAM"}}
     assert granted["lambda:InvokeFunction"]["Condition"] == {"Bool": {"lambda:InvokedViaFunctionUrl": "true"}}
     assert all("Approval" in json.dumps(granted[a]["Resource"]) for a in ("lambda:InvokeFunctionUrl", "lambda:InvokeFunction"))
+    # Only the endpoint answers task tokens (actions with no resource type: "*"); it starts only our two workflows.
     answering = [s for s in statements(security) if "states:SendTaskSuccess" in actions(s)]
-    assert len(answering) == 1 and set(actions(answering[0])) == {
-        "states:StartExecution", "states:SendTaskSuccess", "states:SendTaskFailure"}
-    assert "ClusterRemediation" in json.dumps(answering[0]["Resource"]) and "SnapshotRemediation" in json.dumps(answering[0]["Resource"])
+    assert len(answering) == 1 and set(actions(answering[0])) == {"states:SendTaskSuccess", "states:SendTaskFailure"}
+    assert answering[0]["Sid"] == "AnswerTheirTaskTokens" and answering[0]["Resource"] == "*"
+    starting = next(s for s in statements(security) if s.get("Sid") == "StartTheWorkflows")
+    assert "ClusterRemediation" in json.dumps(starting["Resource"]) and "SnapshotRemediation" in json.dumps(starting["Resource"])
     assert "ApprovalUrl" in security.find_outputs("*")
 
 
