@@ -16,8 +16,8 @@ context Lambda fills in. `serve()` runs one function's URL on a loopback port. F
 4. maps the function's answer to the HTTP response as Lambda does: a `statusCode` object as given, any
    other JSON as a 200 JSON body, a function error as 502.
 
-Not emulated: the caller's IAM authorization of `lambda:InvokeFunctionUrl` / `lambda:InvokeFunction`
-(policy evaluation), `principalOrgId` (null), CORS, response streaming. It looks credentials up in moto's
+The caller's IAM authorization of `lambda:InvokeFunctionUrl` and `lambda:InvokeFunction` is evaluated only
+while sandbox/executed_iam.py is active. Not emulated: `principalOrgId` (null), CORS, response streaming. It looks credentials up in moto's
 in-process backends, so it runs in the process that holds the local AWS (tests, the demo).
 
 https://docs.aws.amazon.com/lambda/latest/dg/urls-invocation.html (request and response payloads)
@@ -204,6 +204,13 @@ class FunctionUrl:
             principal = authenticate(method, target, headers, body, self.region, now)
         except Denied as denied:
             return _json(403, str(denied))
+        from . import executed_iam
+
+        if executed_iam.ACTIVE is not None:
+            try:
+                executed_iam.ACTIVE.authorize_function_url(principal.access_key_id, self.function_arn)
+            except executed_iam.Denied as denied:
+                return _json(403, str(denied))
         event = request_event(method, target, headers, body, principal, self.function_account, self.url_id, self.region,
                               source_ip, now)
         answer = self.lambda_client.invoke(FunctionName=self.function_arn, Payload=json.dumps(event).encode())

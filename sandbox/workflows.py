@@ -25,32 +25,37 @@ def definition(name: str, substitutions: dict[str, str]) -> str:
     return text
 
 
-def _code_zip() -> bytes:
+def code_zip() -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("README", "the sandbox runs the handlers from the repository, in-process")
     return buffer.getvalue()
 
 
-def deploy(session: boto3.Session | None = None, region: str = "us-east-1") -> dict[str, str]:
+def deploy(session: boto3.Session | None = None, region: str = "us-east-1", roles: dict[str, str] | None = None) -> dict[str, str]:
+    """The state machines, the steps function and the approval endpoint. `roles` gives each its role ARN ("steps",
+    "approval", "cluster", "snapshot": the synthesized roles, sandbox/executed_iam.py); without it one sandbox role
+    serves all."""
     session = session or boto3.Session(region_name=region)
-    role_arn = session.client("iam").create_role(RoleName="NeptuneGuardWorkflow", AssumeRolePolicyDocument=TRUST)["Role"]["Arn"]
+    if roles is None:
+        role_arn = session.client("iam").create_role(RoleName="NeptuneGuardWorkflow", AssumeRolePolicyDocument=TRUST)["Role"]["Arn"]
+        roles = dict.fromkeys(("steps", "approval", "cluster", "snapshot"), role_arn)
     topic_arn = session.client("sns", region_name=region).create_topic(Name="neptune-guard-on-call")["TopicArn"]
     function_arn = session.client("lambda", region_name=region).create_function(
-        FunctionName="neptune-guard-steps", Runtime="python3.13", Role=role_arn, Handler="handlers.steps.handler",
-        Code={"ZipFile": _code_zip()}, Timeout=300, Environment={"Variables": {"NOTIFICATION_TOPIC_ARN": topic_arn}},
+        FunctionName="neptune-guard-steps", Runtime="python3.13", Role=roles["steps"], Handler="handlers.steps.handler",
+        Code={"ZipFile": code_zip()}, Timeout=300, Environment={"Variables": {"NOTIFICATION_TOPIC_ARN": topic_arn}},
     )["FunctionArn"]
     sfn = session.client("stepfunctions", region_name=region)
     cluster = sfn.create_state_machine(
-        name="NeptuneGuardClusterRemediation", roleArn=role_arn,
+        name="NeptuneGuardClusterRemediation", roleArn=roles["cluster"],
         definition=definition("cluster_remediation", {"StepsFunctionArn": function_arn, "Partition": "aws"}),
     )["stateMachineArn"]
     snapshot = sfn.create_state_machine(
-        name="NeptuneGuardSnapshotRemediation", roleArn=role_arn,
+        name="NeptuneGuardSnapshotRemediation", roleArn=roles["snapshot"],
         definition=definition("snapshot_remediation", {"StepsFunctionArn": function_arn, "Partition": "aws"}),
     )["stateMachineArn"]
-    approval_function = deploy_approval_endpoint(session, role_arn, region)
-    return {"cluster": cluster, "snapshot": snapshot, "steps_function": function_arn, "topic": topic_arn, "role": role_arn,
+    approval_function = deploy_approval_endpoint(session, roles["approval"], region)
+    return {"cluster": cluster, "snapshot": snapshot, "steps_function": function_arn, "topic": topic_arn, "role": roles["steps"],
             "approval_function": approval_function}
 
 
@@ -62,7 +67,7 @@ def deploy_approval_endpoint(session: boto3.Session, role_arn: str, region: str)
     lambda_client = session.client("lambda", region_name=region)
     name = lambda_client.create_function(
         FunctionName="neptune-guard-approval", Runtime="python3.13", Role=role_arn, Handler="handlers.approval.handler",
-        Code={"ZipFile": _code_zip()}, Timeout=30,
+        Code={"ZipFile": code_zip()}, Timeout=30,
         Environment={"Variables": {"APPROVER_PRINCIPALS": on_call.create_role(session)}},
     )["FunctionName"]
     lambda_client.create_function_url_config(FunctionName=name, AuthType="AWS_IAM")

@@ -23,6 +23,21 @@ def aws_environment(monkeypatch):
     moto_fixes.apply()
 
 
+@pytest.fixture(scope="session")
+def synthesized(tmp_path_factory):
+    """(security stack template, member roles template), synthesized once from cdk.json's context."""
+    from pathlib import Path
+
+    from aws_cdk import App
+    from aws_cdk.assertions import Template
+
+    from stacks.app import build
+
+    context = json.loads((Path(__file__).resolve().parent.parent / "cdk.json").read_text())["context"]
+    security, members = build(App(context=context, outdir=str(tmp_path_factory.mktemp("cdk.out"))))
+    return Template.from_stack(security).to_json(), Template.from_stack(members).to_json()
+
+
 @pytest.fixture
 def local_aws():
     from moto import mock_aws
@@ -206,3 +221,14 @@ class LambdaContext:
 
     def get_remaining_time_in_millis(self) -> int:
         return self.remaining_ms
+
+
+def custom_action_event(findings, region="us-east-1"):
+    """The event Security Hub sends EventBridge when someone chooses the custom action on `findings`."""
+    return {
+        "version": "0", "id": "8e5622f9-d81c-4d81-612a-9319e7ee2506",
+        "detail-type": "Security Hub Findings - Custom Action", "source": "aws.securityhub",
+        "account": "123456789012", "time": "2026-11-22T10:00:00Z", "region": region,
+        "resources": [f"arn:aws:securityhub:{region}:123456789012:action/custom/RemediateWithCMK"],
+        "detail": {"actionName": "Remediate with CMK", "actionDescription": "Re-encrypt under the CMK", "findings": findings},
+    }

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from neptune_guard.scanner import ScanOptions, scan
-from tests.conftest import member_session
+from tests.conftest import custom_action_event, member_session
 from tests.conftest import LambdaContext as Context
 
 ACCOUNT, REGION = "111111111111", "us-east-1"
@@ -21,16 +21,6 @@ SCENARIO = {
         }
     }
 }
-
-
-def custom_action_event(findings):
-    return {
-        "version": "0", "id": "8e5622f9-d81c-4d81-612a-9319e7ee2506",
-        "detail-type": "Security Hub Findings - Custom Action", "source": "aws.securityhub",
-        "account": "123456789012", "time": "2026-11-22T10:00:00Z", "region": REGION,
-        "resources": [f"arn:aws:securityhub:{REGION}:123456789012:action/custom/RemediateWithCMK"],
-        "detail": {"actionName": "Remediate with CMK", "actionDescription": "Re-encrypt under the CMK", "findings": findings},
-    }
 
 
 @pytest.fixture
