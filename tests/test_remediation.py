@@ -378,7 +378,12 @@ def test_on_call_is_told_the_plan_the_write_check_and_how_to_answer(deployed):
     decide(sfn, execution, "snapshot")
     awaiting(sfn, execution, "cutover")
 
-    messages = [json.loads(m["Body"]) for m in sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=1, MaxNumberOfMessages=10)["Messages"]]
+    messages = []  # the cutover question is published while the execution already waits for its answer: read until both came
+    for _ in range(20):
+        messages += [json.loads(m["Body"]) for m in sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=1, MaxNumberOfMessages=10)
+                     .get("Messages", [])]
+        if len(messages) >= 2:
+            break
     first, cutover = messages[0], messages[-1]
     assert first["stage"] == "snapshot" and "STOP ALL WRITES" in first["question"]
     assert first["approve"].startswith(f"neptune-guard approve {execution}")
