@@ -17,7 +17,7 @@ demo: $(READY)
 	$(VENV)/bin/neptune-guard demo
 
 test: $(READY)
-	$(VENV)/bin/python -m pytest -q
+	$(VENV)/bin/python -m pytest -q -n auto
 
 node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund
