@@ -22,6 +22,7 @@ MANAGEMENT_ACCOUNT = "123456789012"  # moto's default caller
 AUDIT_ROLE = "NeptuneGuardAudit"
 REMEDIATION_ROLE = "NeptuneGuardRemediation"
 TRIGGER_ACCESS_ROLE = "NeptuneGuardTriggerAccess"
+PLANNER_ROLE = "NeptuneGuardPlanner"
 
 DEMO_SCENARIO = {
     "accounts": {
@@ -129,7 +130,7 @@ def account_session(session: boto3.Session, account_id: str) -> boto3.Session:
 
 def create_member_roles(session: boto3.Session) -> None:
     iam = session.client("iam", region_name="us-east-1")
-    for role in (AUDIT_ROLE, REMEDIATION_ROLE, TRIGGER_ACCESS_ROLE):
+    for role in (AUDIT_ROLE, REMEDIATION_ROLE, TRIGGER_ACCESS_ROLE, PLANNER_ROLE):
         iam.create_role(RoleName=role, AssumeRolePolicyDocument=member_trust_policy())
 
 

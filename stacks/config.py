@@ -12,6 +12,7 @@ DETECTOR_ROLE = "NeptuneGuardDetector"
 WORKFLOW_ROLE = "NeptuneGuardWorkflow"
 TRIGGER_ROLE = "NeptuneGuardTrigger"
 APPROVAL_ROLE = "NeptuneGuardApproval"
+PLANNER_ROLE = "NeptuneGuardPlanner"  # member accounts: read what a remediation would carry, for on-call's `plan`
 CLUSTER_STATE_MACHINE = "NeptuneGuardClusterRemediation"
 SNAPSHOT_STATE_MACHINE = "NeptuneGuardSnapshotRemediation"
 
@@ -65,6 +66,17 @@ class Config:
         )
         config.validate()
         return config
+
+    @property
+    def on_call_roles(self) -> tuple[tuple[str | None, str], ...]:
+        """(account, role name) of each role whose sessions the approver patterns allow; account None: the security
+        account (the pattern says ${AWS::AccountId})."""
+        roles = []
+        for pattern in self.approver_principals:
+            match = re.match(r"^arn:(?:[\w-]+|\$\{AWS::Partition\}):sts::(\d{12}|\$\{AWS::AccountId\}):assumed-role/([\w+=,.@-]+)/", pattern)
+            if match:
+                roles.append((None if match.group(1).startswith("$") else match.group(1), match.group(2)))
+        return tuple(roles)
 
     def validate(self) -> None:
         if not re.match(r"^o-[a-z0-9]{10,32}$", self.organization_id):

@@ -19,7 +19,7 @@ from neptune_guard.rds_resources import (
 )
 from neptune_guard.remediation import ARCHIVED_BY, SERVED
 
-from .config import DETECTOR_ROLE, TRIGGER_ROLE, WORKFLOW_ROLE, Config
+from .config import DETECTOR_ROLE, PLANNER_ROLE, TRIGGER_ROLE, WORKFLOW_ROLE, Config
 
 BOOKKEEPING_TAGS = (CUTOVER, RETIRED_BY, REPLACED_BY, RETAINED_UNTIL, REMEDIATED_BY, SERVED, REPLACE_APPROVED_BY)
 
@@ -136,6 +136,21 @@ class MemberRolesStack(Stack):
             sid="ClassifyItsKey", actions=["kms:DescribeKey"], resources=[f"arn:{Aws.PARTITION}:kms:*:*:key/*"]))
         trigger_access.add_to_policy(iam.PolicyStatement(
             sid="NoteTheFinding", actions=["securityhub:BatchUpdateFindings"], resources=[hub]))
+
+        # On-call's `plan` reads what a remediation would carry, and nothing else; their own sessions assume it.
+        if config.on_call_roles:
+            on_call = [iam.ArnPrincipal(f"arn:{Aws.PARTITION}:iam::{account or security_account}:role/{name}").with_conditions(
+                in_organization) for account, name in config.on_call_roles]
+            planner = iam.Role(
+                self, "PlannerRole", role_name=PLANNER_ROLE, assumed_by=iam.CompositePrincipal(*on_call) if len(on_call) > 1 else on_call[0],
+                description="Neptune Guard plan, for on-call: read the Neptune resources and keys a remediation would carry")
+            planner.add_to_policy(iam.PolicyStatement(
+                sid="ReadNeptune",
+                actions=["rds:DescribeDBClusters", "rds:DescribeDBInstances", "rds:DescribeDBClusterSnapshots",
+                         "rds:DescribeDBClusterSnapshotAttributes", "rds:DescribeDBClusterEndpoints", "rds:ListTagsForResource"],
+                resources=neptune_resources))
+            planner.add_to_policy(iam.PolicyStatement(
+                sid="ClassifyKeys", actions=["kms:DescribeKey"], resources=[f"arn:{Aws.PARTITION}:kms:*:*:key/*"]))
 
         # Stack-wide: the stack holds only these roles, and the remediation role's policy is large enough that the CDK
         # splits it into overflow policies created after this point.

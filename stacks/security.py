@@ -26,8 +26,8 @@ from cdk_nag import NagSuppressions
 from constructs import Construct
 
 from . import lambda_code
-from .config import (APPROVAL_ROLE, CLUSTER_STATE_MACHINE, DETECTOR_ROLE, SNAPSHOT_STATE_MACHINE, TRIGGER_ROLE, WORKFLOW_ROLE,
-                     Config)
+from .config import (APPROVAL_ROLE, CLUSTER_STATE_MACHINE, DETECTOR_ROLE, PLANNER_ROLE, SNAPSHOT_STATE_MACHINE, TRIGGER_ROLE,
+                     WORKFLOW_ROLE, Config)
 
 ROOT = Path(__file__).resolve().parent.parent
 RETENTION = {30: logs.RetentionDays.ONE_MONTH, 90: logs.RetentionDays.THREE_MONTHS, 180: logs.RetentionDays.SIX_MONTHS,
@@ -222,6 +222,9 @@ class SecurityStack(Stack):
             iam.PolicyStatement(sid="ReadExecutions", actions=["states:DescribeExecution", "states:GetExecutionHistory"],
                                 resources=self._executions()),
             iam.PolicyStatement(sid="ListExecutions", actions=["states:ListExecutions"], resources=[m.state_machine_arn for m in machines]),
+            # `plan`: read a member account's cluster or snapshot through its read-only planner role.
+            iam.PolicyStatement(sid="PlanInMemberAccounts", actions=["sts:AssumeRole"],
+                                resources=[f"arn:{Aws.PARTITION}:iam::*:role/{PLANNER_ROLE}"]),
         ])
 
     def _member_stack_set(self, member_template: dict) -> cloudformation.CfnStackSet:
@@ -250,8 +253,9 @@ class SecurityStack(Stack):
     def _suppressions(self) -> None:
         NagSuppressions.add_stack_suppressions(self, [
             {"id": "AwsSolutions-IAM5", "reason": (
-                "Wildcards are limited to: sts:AssumeRole on the member role name in any account of the Organization (the "
-                "member trust policies also require aws:PrincipalOrgID); X-Ray and CloudWatch Logs delivery, which have no "
+                "Wildcards are limited to: sts:AssumeRole on a member role name in any account of the Organization (the "
+                "member trust policies also require aws:PrincipalOrgID), for the functions and, for on-call's plan, the read-only "
+                "planner role; X-Ray and CloudWatch Logs delivery, which have no "
                 "resource-level permissions; organizations:ListAccounts, which has none either; Lambda invoke of the step "
                 "function's versions; log streams of the function's own log group; reading the executions of the two "
                 "remediation state machines (execution:<state machine name>:*, whose names are not known in advance), for "

@@ -103,7 +103,9 @@ def test_security_roles_may_assume_only_the_member_roles_by_name(stacks):
     _, _, security, _ = stacks
     assumes = [s for s in statements(security) if s["Action"] == "sts:AssumeRole"]
     resources = {json.dumps(s["Resource"]) for s in assumes}
-    assert len(resources) == 3 and all(re.search(r":role/NeptuneGuard(Audit|Remediation|TriggerAccess)\"", r) for r in resources)
+    assert len(resources) == 4 and all(re.search(r":role/NeptuneGuard(Audit|Remediation|TriggerAccess|Planner)\"", r) for r in resources)
+    planner = next(s for s in assumes if "Planner" in json.dumps(s["Resource"]))
+    assert planner["Sid"] == "PlanInMemberAccounts"  # on-call's approver policy, for plan: read-only
     trigger = next(s for s in assumes if "TriggerAccess" in json.dumps(s["Resource"]))
     assert "Remediation" not in json.dumps([s["Resource"] for s in assumes if s is not trigger and "Trigger" in json.dumps(s)])
 
@@ -111,7 +113,8 @@ def test_security_roles_may_assume_only_the_member_roles_by_name(stacks):
 def test_member_roles_trust_the_security_roles_in_the_organization_only(stacks):
     _, _, _, members = stacks
     roles = members.find_resources("AWS::IAM::Role")
-    assert {r["Properties"]["RoleName"] for r in roles.values()} == {"NeptuneGuardAudit", "NeptuneGuardRemediation", "NeptuneGuardTriggerAccess"}
+    assert {r["Properties"]["RoleName"] for r in roles.values()} == {"NeptuneGuardAudit", "NeptuneGuardRemediation", "NeptuneGuardTriggerAccess",
+                                                                    "NeptuneGuardPlanner"}
     remediation = next(r for r in roles.values() if r["Properties"]["RoleName"] == "NeptuneGuardRemediation")
     assert "NeptuneGuardWorkflow" in json.dumps(remediation["Properties"]["AssumeRolePolicyDocument"])
     assert "NeptuneGuardTrigger" not in json.dumps(remediation["Properties"]["AssumeRolePolicyDocument"])  # the trigger reads, never remediates
@@ -119,7 +122,11 @@ def test_member_roles_trust_the_security_roles_in_the_organization_only(stacks):
         for statement in role["Properties"]["AssumeRolePolicyDocument"]["Statement"]:
             assert statement["Condition"] == {"StringEquals": {"aws:PrincipalOrgID": {"Ref": "OrganizationId"}}}
             principal = json.dumps(statement["Principal"])
-            assert "SecurityAccountId" in principal and re.search(r"role/NeptuneGuard(Detector|Workflow|Trigger)", principal)
+            assert "SecurityAccountId" in principal and re.search(r"role/NeptuneGuard(Detector|Workflow|Trigger|OnCall)", principal)
+    planner = next(logical for logical, r in roles.items() if r["Properties"]["RoleName"] == "NeptuneGuardPlanner")
+    planner_policy = next(p for p in members.find_resources("AWS::IAM::Policy").values() if {"Ref": planner} in p["Properties"]["Roles"])
+    planner_actions = {a for s in planner_policy["Properties"]["PolicyDocument"]["Statement"] for a in actions(s)}
+    assert planner_actions and all(a.split(":")[1].startswith(("Describe", "List")) for a in planner_actions), planner_actions
 
 
 DESTRUCTIVE = {"rds:ModifyDBCluster", "rds:ModifyDBInstance", "rds:StopDBCluster", "rds:DeleteDBCluster", "rds:DeleteDBInstance",
@@ -153,7 +160,7 @@ def test_stack_set_deploys_the_member_roles_to_the_organization(stacks):
     assert stack_set["StackInstancesGroup"][0]["DeploymentTargets"]["OrganizationalUnitIds"] == ["r-exmp"]
     template = json.loads(stack_set["TemplateBody"])
     assert {r["Properties"]["RoleName"] for r in template["Resources"].values() if r["Type"] == "AWS::IAM::Role"} == {
-        "NeptuneGuardAudit", "NeptuneGuardRemediation", "NeptuneGuardTriggerAccess"}
+        "NeptuneGuardAudit", "NeptuneGuardRemediation", "NeptuneGuardTriggerAccess", "NeptuneGuardPlanner"}
     assert {p["ParameterKey"] for p in stack_set["Parameters"]} == {"SecurityAccountId", "OrganizationId"}
     assert "BootstrapVersion" not in template.get("Parameters", {})
 

@@ -107,6 +107,11 @@ def test_every_code_path_runs_on_the_synthesized_roles_alone(deployed, monkeypat
         assert cli.main(["scan", "--accounts", "self", "--publish", "--no-progress", "--output", "json"]) == 0
     capsys.readouterr()
 
+    # plan, as a person: through the member account's read-only planner role.
+    for target in (["--cluster", "ledger"], ["--snapshot", "orders-snap"]):
+        assert as_person(alice, monkeypatch, url, "plan", "--account", ACCOUNT, "--region", REGION, *target,
+                         "--target-key", "alias/neptune-guard") == 0, denials(harness)
+
     # The custom action on the orders finding: the trigger re-reads it and starts the cluster workflow.
     orders, orders_snap, ledger_finding = (failed_finding(session, suffix) for suffix in (":cluster:orders", ":cluster-snapshot:orders-snap",
                                                                                           ":cluster:ledger"))

@@ -69,7 +69,8 @@ def _add_target_arguments(parser: argparse.ArgumentParser) -> None:
     resource.add_argument("--cluster", help="a Neptune cluster identifier")
     resource.add_argument("--snapshot", help="a manual Neptune cluster snapshot identifier")
     parser.add_argument("--target-key", required=True, help="customer-managed key ARN or alias/NAME in the resource's region")
-    parser.add_argument("--role-name", default="NeptuneGuardRemediation", help="the member account's remediation role")
+    parser.add_argument("--role-name", default="NeptuneGuardRemediation",
+                        help="the member account's role (plan: NeptuneGuardPlanner, read-only; remediate: NeptuneGuardRemediation)")
 
 
 def _approval_url(value: str) -> str:
@@ -125,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
                              help="import the findings into each account's own Security Hub and archive resolved ones")
     plan = commands.add_parser("plan", parents=[targeted], epilog=EXIT_CODES, help="show what remediation would do and carry over; changes nothing")
     _add_target_arguments(plan)
+    # On-call plans through the member accounts' read-only planner role (their approver policy may assume it).
+    plan.set_defaults(role_name="NeptuneGuardPlanner")
     remediate = commands.add_parser("remediate", parents=[targeted], epilog=EXIT_CODES, help="start a remediation workflow (it waits for on-call approval)")
     remediate.add_argument("--state-machine-arn", required=True, type=_arn_of("states", "stateMachine"), help="the cluster or snapshot remediation state machine")
     _add_target_arguments(remediate)
