@@ -76,9 +76,12 @@ def _condition_holds(operator: str, key: str, wanted, context: dict) -> bool:
     values = [str(v) for v in _as_list(context.get(key))] if present else []
     negated = base in NEGATED
     base = NEGATED.get(base, base)
+    # The set qualifiers test each request value: a negated operator is a negated match per value. ForAllValues is
+    # true for an empty or missing set, ForAnyValue false.
     if qualifier == "ForAllValues":
-        result = all(_matches_one(base, wanted, v) for v in values)  # true for an empty or missing set
-        return not result if negated else result
+        return all(_matches_one(base, wanted, v) != negated for v in values)
+    if qualifier == "ForAnyValue":
+        return any(_matches_one(base, wanted, v) != negated for v in values)
     if not present:
         return negated
     result = any(_matches_one(base, wanted, v) for v in values)

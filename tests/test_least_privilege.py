@@ -109,3 +109,13 @@ def test_the_evaluator_can_say_no():
                                  "Condition": {"ForAllValues:StringEquals": {"aws:TagKeys": ["a"]}}}]}]
     assert evaluate(only_tags, "rds:AddTagsToResource", cluster, {"aws:TagKeys": ["a"]}).allowed
     assert not evaluate(only_tags, "rds:AddTagsToResource", cluster, {"aws:TagKeys": ["a", "b"]}).allowed
+    not_guard = [{"Statement": [{"Effect": "Allow", "Action": "rds:AddTagsToResource", "Resource": "*",
+                                 "Condition": {"ForAllValues:StringNotEquals": {"aws:TagKeys": ["guard"]}}}]}]
+    assert evaluate(not_guard, "rds:AddTagsToResource", cluster, {"aws:TagKeys": ["a", "b"]}).allowed
+    assert not evaluate(not_guard, "rds:AddTagsToResource", cluster, {"aws:TagKeys": ["a", "guard"]}).allowed
+    assert evaluate(not_guard, "rds:AddTagsToResource", cluster, {}).allowed  # ForAllValues: true for a missing set
+    some_other = [{"Statement": [{"Effect": "Allow", "Action": "rds:AddTagsToResource", "Resource": "*",
+                                  "Condition": {"ForAnyValue:StringNotEquals": {"aws:TagKeys": ["guard"]}}}]}]
+    assert evaluate(some_other, "rds:AddTagsToResource", cluster, {"aws:TagKeys": ["a", "guard"]}).allowed
+    assert not evaluate(some_other, "rds:AddTagsToResource", cluster, {"aws:TagKeys": ["guard"]}).allowed
+    assert not evaluate(some_other, "rds:AddTagsToResource", cluster, {}).allowed  # ForAnyValue: false for a missing set
