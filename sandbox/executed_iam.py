@@ -382,7 +382,8 @@ def _parameters(response) -> dict:
 _RDS_IDENTIFIERS = {  # request parameter -> the resource type it names (the Amazon RDS / Neptune API references)
     "DBClusterIdentifier": "cluster", "DBInstanceIdentifier": "db", "DBClusterSnapshotIdentifier": "cluster-snapshot",
     "SourceDBClusterSnapshotIdentifier": "cluster-snapshot", "TargetDBClusterSnapshotIdentifier": "cluster-snapshot",
-    "SnapshotIdentifier": "cluster-snapshot", "DBClusterEndpointIdentifier": "cluster-endpoint",
+    "SnapshotIdentifier": "cluster-snapshot", "FinalDBSnapshotIdentifier": "cluster-snapshot",
+    "DBClusterEndpointIdentifier": "cluster-endpoint", "OptionGroupName": "og",
     "DBSubnetGroupName": "subgrp", "DBClusterParameterGroupName": "cluster-pg", "DBParameterGroupName": "pg",
 }
 
