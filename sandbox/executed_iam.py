@@ -57,7 +57,7 @@ import boto3
 import botocore.session
 from botocore.credentials import Credentials, ReadOnlyCredentials
 
-from .iam_evaluator import evaluate
+from .iam_evaluator import evaluate, resolve
 
 PREFIXES = {"monitoring": "cloudwatch"}  # signing name -> the Service Authorization Reference's prefix
 # API operations whose IAM action is named otherwise (Service Authorization Reference, AWS Lambda).
@@ -96,22 +96,6 @@ class Decision:
 # Resolving the synthesized templates.
 
 
-def resolve(value, references: dict[str, str], attributes: dict[tuple[str, str], str]):
-    """A template value with Ref, Fn::GetAtt and Fn::Join resolved (the intrinsics the IAM parts of our templates use)."""
-    if isinstance(value, list):
-        return [resolve(v, references, attributes) for v in value]
-    if isinstance(value, dict):
-        if set(value) == {"Ref"}:
-            return references[value["Ref"]]
-        if set(value) == {"Fn::GetAtt"}:
-            return attributes[tuple(value["Fn::GetAtt"])]
-        if set(value) == {"Fn::Join"}:
-            separator, parts = value["Fn::Join"]
-            return separator.join(str(resolve(p, references, attributes)) for p in parts)
-        return {k: resolve(v, references, attributes) for k, v in value.items()}
-    return value
-
-
 def template_roles(template: dict, account: str, region: str, parameters: dict[str, str],
                    physical: dict[str, str]) -> dict[str, Role]:
     """{logical id: Role} for a template deployed in `account`: each role's ARN (its RoleName, or its logical id when
@@ -137,13 +121,18 @@ def template_roles(template: dict, account: str, region: str, parameters: dict[s
     return roles
 
 
+def deployed(value, account: str, region: str, physical: dict[str, str]):
+    """A security-stack value (a policy document, a function's environment) as deployed: pseudo parameters, and Ref
+    and Fn::GetAtt of the resources the local deployment created."""
+    return resolve(value, {"AWS::Partition": "aws", "AWS::AccountId": account, "AWS::Region": region, **physical},
+                   {(k, "Arn"): v for k, v in physical.items()})
+
+
 def managed_policy(template: dict, name: str, account: str, region: str, physical: dict[str, str]) -> dict:
     """The resolved document of the customer-managed policy `name` (e.g. the approver policy people are given)."""
-    logical, item = next((k, r) for k, r in template["Resources"].items()
-                         if r["Type"] == "AWS::IAM::ManagedPolicy" and r["Properties"].get("ManagedPolicyName") == name)
-    references = {"AWS::Partition": "aws", "AWS::AccountId": account, "AWS::Region": region, **physical}
-    attributes = {(k, "Arn"): v for k, v in physical.items()}
-    return resolve(item["Properties"]["PolicyDocument"], references, attributes)
+    item = next(r for r in template["Resources"].values()
+                if r["Type"] == "AWS::IAM::ManagedPolicy" and r["Properties"].get("ManagedPolicyName") == name)
+    return deployed(item["Properties"]["PolicyDocument"], account, region, physical)
 
 
 # Credentials of a role, for the code that runs as it.
@@ -189,30 +178,24 @@ class ExecutedIAM:
     organization_id: str
     organization_accounts: set[str]
     decisions: list[Decision] = field(default_factory=list)
-    _keys: dict[str, str] = field(default_factory=dict)  # access key id -> role ARN
+    _keys: dict[str, str | None] = field(default_factory=dict)  # access key id -> role ARN, None: not a deployed role's
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self):
         self._reference = _authorization_data()
-        self._models = {}
 
     # Who asks.
 
-    def learn_key(self, credentials: ReadOnlyCredentials, role_arn: str) -> None:
-        self._keys[credentials.access_key] = role_arn
-
     def _role_of_key(self, access_key: str) -> str | None:
-        if access_key in self._keys:
-            return self._keys[access_key]
-        from moto.sts.models import sts_backends
+        """The deployed role whose temporary credentials these are (keys are issued before they are used, and never
+        reissued: an unknown key stays unknown)."""
+        if access_key not in self._keys:
+            from moto.sts.models import sts_backends
 
-        for account in {r.account for r in self.roles.values()}:
-            for assumed in sts_backends[account]["aws"].assumed_roles:
-                if assumed.access_key_id == access_key:
-                    role_arn = assumed.role_arn
-                    self._keys[access_key] = role_arn
-                    return role_arn
-        return None
+            issued = (a.role_arn for account in {r.account for r in self.roles.values()}
+                      for a in sts_backends[account]["aws"].assumed_roles if a.access_key_id == access_key)
+            self._keys[access_key] = next(issued, None)
+        return self._keys[access_key]
 
     # Deciding.
 
@@ -486,13 +469,20 @@ def deploy(session: boto3.Session, security_template: dict, member_template: dic
     organization_id = organizations.describe_organization()["Organization"]["Id"]
     accounts = [a["Id"] for page in organizations.get_paginator("list_accounts").paginate() for a in page["Accounts"]]
     items = security_template["Resources"]
+
+    def function(name: str) -> str:
+        return f"arn:aws:lambda:{region}:{account}:function:{name}"
+
+    def machine(name: str) -> str:
+        return f"arn:aws:states:{region}:{account}:stateMachine:{name}"
+
     physical = {}
     for logical, item in items.items():
         properties = item["Properties"]
         if item["Type"] == "AWS::Lambda::Function" and properties.get("Handler") in FUNCTIONS:
-            physical[logical] = f"arn:aws:lambda:{region}:{account}:function:{FUNCTIONS[properties['Handler']]}"
+            physical[logical] = function(FUNCTIONS[properties["Handler"]])
         elif item["Type"] == "AWS::StepFunctions::StateMachine":
-            physical[logical] = f"arn:aws:states:{region}:{account}:stateMachine:{properties['StateMachineName']}"
+            physical[logical] = machine(properties["StateMachineName"])
         elif item["Type"] == "AWS::SNS::Topic":
             physical[logical] = f"arn:aws:sns:{region}:{account}:neptune-guard-on-call"
     security_roles = template_roles(security_template, account, region, {}, physical)
@@ -515,18 +505,17 @@ def deploy(session: boto3.Session, security_template: dict, member_template: dic
             with contextlib.suppress(member_iam.exceptions.EntityAlreadyExistsException):
                 member_iam.create_role(RoleName=role.arn.rsplit("/", 1)[1], AssumeRolePolicyDocument=json.dumps(role.trust))
     harness = ExecutedIAM(roles, organization_id, set(accounts))
-    for machine, role_arn in machine_roles.items():
-        trusted = harness.trusts(role_arn, {"Service": "states.amazonaws.com"}, {"aws:SourceArn": machine, "aws:SourceAccount": account})
+    for machine_arn, role_arn in machine_roles.items():
+        trusted = harness.trusts(role_arn, {"Service": "states.amazonaws.com"}, {"aws:SourceArn": machine_arn, "aws:SourceAccount": account})
         if not trusted.allowed:
-            raise Denied(f"Step Functions may not assume {role_arn} for {machine}: {trusted.reason}")
+            raise Denied(f"Step Functions may not assume {role_arn} for {machine_arn}: {trusted.reason}")
         # moto routes Lambda's Invoke past its authorization hook: each state machine's role is evaluated here, once,
         # on the function its definition's tasks name (the steps function, by the substitution the stack makes).
-        harness.require(role_arn, "lambda:InvokeFunction", physical[next(k for k, i in items.items() if i["Properties"].get(
-            "Handler") == "handlers.steps.handler")], {})
+        harness.require(role_arn, "lambda:InvokeFunction", function("neptune-guard-steps"), {})
 
-    arns = workflows.deploy(session, region, roles={"steps": function_roles["neptune-guard-steps"], "approval": function_roles[
-        "neptune-guard-approval"], "cluster": machine_roles[physical_of(items, physical, "NeptuneGuardClusterRemediation")],
-        "snapshot": machine_roles[physical_of(items, physical, "NeptuneGuardSnapshotRemediation")]})
+    arns = workflows.deploy(session, region, roles={
+        "steps": function_roles["neptune-guard-steps"], "approval": function_roles["neptune-guard-approval"],
+        "cluster": machine_roles[machine("NeptuneGuardClusterRemediation")], "snapshot": machine_roles[machine("NeptuneGuardSnapshotRemediation")]})
     on_call_role = f"arn:aws:iam::{account}:role/{on_call.ON_CALL_ROLE}"
     roles[on_call_role] = Role(on_call_role, iam.get_role(RoleName=on_call.ON_CALL_ROLE)["Role"]["AssumeRolePolicyDocument"],
                                [managed_policy(security_template, "NeptuneGuardApprover", account, region, physical)])
@@ -534,19 +523,12 @@ def deploy(session: boto3.Session, security_template: dict, member_template: dic
     for logical, item in items.items():
         name = FUNCTIONS.get(item["Properties"].get("Handler"))
         if name in ("neptune-guard-detector", "neptune-guard-trigger"):
-            environment = resolve(item["Properties"]["Environment"]["Variables"],
-                                  {"AWS::Partition": "aws", "AWS::AccountId": account, "AWS::Region": region, **physical},
-                                  {(k, "Arn"): v for k, v in physical.items()})
+            environment = deployed(item["Properties"]["Environment"]["Variables"], account, region, physical)
             lambda_client.create_function(FunctionName=name, Runtime="python3.13", Role=function_roles[name],
                                           Handler=item["Properties"]["Handler"], Code={"ZipFile": workflows.code_zip()},
                                           Timeout=int(item["Properties"]["Timeout"]), Environment={"Variables": environment})
             arns[name.removeprefix("neptune-guard-")] = name
     return harness, arns
-
-
-def physical_of(items: dict, physical: dict, state_machine_name: str) -> str:
-    return next(physical[k] for k, i in items.items()
-                if i["Type"] == "AWS::StepFunctions::StateMachine" and i["Properties"]["StateMachineName"] == state_machine_name)
 
 
 # Turning it on.
@@ -585,7 +567,6 @@ def enforced(harness: ExecutedIAM):
             administrator = boto3.Session(aws_access_key_id=fallback.access_key, aws_secret_access_key=fallback.secret_key,
                                           region_name="us-east-1")
             function_credentials[self.role] = role_credentials(administrator, self.role, self.function_name)
-            harness.learn_key(function_credentials[self.role], self.role)
         with acting_as(function_credentials[self.role]):
             return original_invoke(self, event)
 

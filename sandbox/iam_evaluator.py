@@ -16,8 +16,8 @@ https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_condition-si
   keys are ANDed and a key's values ORed. A key missing from the request context makes the condition
   false, except Null (which tests for it) and ForAllValues (true for an empty or missing set), as the
   documentation says. Negated operators on a missing key are true.
-- CloudFormation intrinsics in the synthesized templates (Ref, Fn::Join, Fn::Sub of pseudo parameters and
-  stack parameters) are resolved from a dictionary the caller gives.
+- CloudFormation intrinsics in the synthesized templates (Ref, Fn::GetAtt, Fn::Join, Fn::Sub of pseudo parameters
+  and stack parameters) are resolved from dictionaries the caller gives.
 """
 
 from __future__ import annotations
@@ -26,20 +26,22 @@ import re
 from dataclasses import dataclass, field
 
 
-def resolve(value, references: dict[str, str]):
-    """A template value with its intrinsics resolved (Ref, Fn::Join, Fn::Sub)."""
+def resolve(value, references: dict[str, str], attributes: dict[tuple[str, str], str] | None = None):
+    """A template value with its intrinsics resolved (Ref, Fn::GetAtt from `attributes`, Fn::Join, Fn::Sub)."""
     if isinstance(value, list):
-        return [resolve(v, references) for v in value]
+        return [resolve(v, references, attributes) for v in value]
     if isinstance(value, dict):
         if set(value) == {"Ref"}:
             return references[value["Ref"]]
+        if set(value) == {"Fn::GetAtt"}:
+            return attributes[tuple(value["Fn::GetAtt"])]
         if set(value) == {"Fn::Join"}:
             separator, parts = value["Fn::Join"]
-            return separator.join(str(resolve(p, references)) for p in parts)
+            return separator.join(str(resolve(p, references, attributes)) for p in parts)
         if set(value) == {"Fn::Sub"}:
             template = value["Fn::Sub"] if isinstance(value["Fn::Sub"], str) else value["Fn::Sub"][0]
             return re.sub(r"\$\{([^}]+)\}", lambda m: references[m.group(1)], template)
-        return {k: resolve(v, references) for k, v in value.items()}
+        return {k: resolve(v, references, attributes) for k, v in value.items()}
     return value
 
 

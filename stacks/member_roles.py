@@ -23,6 +23,8 @@ from .config import DETECTOR_ROLE, PLANNER_ROLE, TRIGGER_ROLE, WORKFLOW_ROLE, Co
 
 BOOKKEEPING_TAGS = (CUTOVER, RETIRED_BY, REPLACED_BY, RETAINED_UNTIL, REMEDIATED_BY, SERVED, REPLACE_APPROVED_BY)
 
+READ_NEPTUNE_ACTIONS = ["rds:DescribeDBClusters", "rds:DescribeDBInstances", "rds:DescribeDBClusterSnapshots",
+                        "rds:DescribeDBClusterSnapshotAttributes", "rds:DescribeDBClusterEndpoints", "rds:ListTagsForResource"]
 RESTORE_KMS_ACTIONS = [  # the permissions Neptune documents for creating an encrypted cluster
     "kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey", "kms:GenerateDataKeyWithoutPlaintext",
     "kms:ReEncryptTo", "kms:ReEncryptFrom",
@@ -74,9 +76,7 @@ class MemberRolesStack(Stack):
                                                f"arn:{Aws.PARTITION}:ec2:*:{Aws.ACCOUNT_ID}:security-group/*"]
         remediation.add_to_policy(iam.PolicyStatement(
             sid="ReadNeptune",
-            actions=["rds:DescribeDBClusters", "rds:DescribeDBInstances", "rds:DescribeDBClusterSnapshots",
-                     "rds:DescribeDBClusterSnapshotAttributes", "rds:DescribeDBClusterEndpoints", "rds:ListTagsForResource"],
-            resources=neptune_resources))
+            actions=READ_NEPTUNE_ACTIONS, resources=neptune_resources))
         remediation.add_to_policy(iam.PolicyStatement(
             sid="MeasureWriteActivity", actions=["cloudwatch:GetMetricData"], resources=["*"]))
         for sid, key in (("CreateOnlyTaggedForAnExecution", CREATED_BY), ("ArchiveOnlyTaggedForAnExecution", ARCHIVED_BY)):
@@ -145,10 +145,7 @@ class MemberRolesStack(Stack):
                 self, "PlannerRole", role_name=PLANNER_ROLE, assumed_by=iam.CompositePrincipal(*on_call) if len(on_call) > 1 else on_call[0],
                 description="Neptune Guard plan, for on-call: read the Neptune resources and keys a remediation would carry")
             planner.add_to_policy(iam.PolicyStatement(
-                sid="ReadNeptune",
-                actions=["rds:DescribeDBClusters", "rds:DescribeDBInstances", "rds:DescribeDBClusterSnapshots",
-                         "rds:DescribeDBClusterSnapshotAttributes", "rds:DescribeDBClusterEndpoints", "rds:ListTagsForResource"],
-                resources=neptune_resources))
+                sid="ReadNeptune", actions=READ_NEPTUNE_ACTIONS, resources=neptune_resources))
             planner.add_to_policy(iam.PolicyStatement(
                 sid="ClassifyKeys", actions=["kms:DescribeKey"], resources=[f"arn:{Aws.PARTITION}:kms:*:*:key/*"]))
 

@@ -123,13 +123,13 @@ def fail(monkeypatch):
 # Driving a remediation execution as on-call would (shared by the workflow tests).
 
 
-def awaiting(sfn, execution_arn, stage="snapshot"):
+def awaiting(sfn, execution_arn, stage="snapshot", timeout: float = 300.0):
     def until(description, history):
         try:
             return approvals.pending_approval(sfn, execution_arn)["stage"] == stage
         except approvals.NoPendingApproval:
             return False
-    return workflows.wait_for(sfn, execution_arn, until)
+    return workflows.wait_for(sfn, execution_arn, until, timeout)
 
 
 def decide(sfn, execution_arn, stage, **decision):

@@ -14,7 +14,7 @@ from botocore.httpsession import URLLib3Session
 from neptune_guard import approval_client, approvals
 from sandbox import workflows
 from sandbox.on_call import Engineer
-from tests.conftest import member_session
+from tests.conftest import awaiting, member_session
 
 ACCOUNT, REGION = "111111111111", "us-east-1"
 SCENARIO = {"accounts": {ACCOUNT: {REGION: {
@@ -33,12 +33,7 @@ def team(deploy_workflows):
 
 
 def waiting_for(sfn, execution, stage):
-    def until(description, history):
-        try:
-            return approvals.pending_approval(sfn, execution)["stage"] == stage
-        except approvals.NoPendingApproval:
-            return False
-    assert workflows.wait_for(sfn, execution, until)["status"] == "RUNNING"
+    assert awaiting(sfn, execution, stage)["status"] == "RUNNING"
 
 
 def snapshots(session):

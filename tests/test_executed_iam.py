@@ -13,7 +13,7 @@ from botocore.exceptions import ClientError
 
 from neptune_guard import cli
 from sandbox import executed_iam, function_urls, on_call, workflows
-from tests.conftest import custom_action_event, findings, member_session
+from tests.conftest import awaiting, custom_action_event, findings, member_session
 
 ROOT = Path(__file__).resolve().parent.parent
 ACCOUNT, OTHER, REGION = "111111111111", "222222222222", "us-east-1"
@@ -56,10 +56,11 @@ def deployed(seeded, synthesized, monkeypatch):
             workflows.stop_running(sfn, [arns["cluster"], arns["snapshot"]])
 
 
-def engineer(session, name):
-    """A person on call: a session of the on-call role under their own name (the approver policy is theirs)."""
-    account = session.client("sts").get_caller_identity()["Account"]
-    return executed_iam.role_credentials(session, f"arn:aws:iam::{account}:role/{on_call.ON_CALL_ROLE}", name)
+def role_session(session, role_name, session_name, account=None):
+    """Credentials of a session of `role_name` (in the security account unless `account` says otherwise). A person on
+    call is a session of the on-call role under their own name: the approver policy is theirs."""
+    account = account or session.client("sts").get_caller_identity()["Account"]
+    return executed_iam.role_credentials(session, f"arn:aws:iam::{account}:role/{role_name}", session_name)
 
 
 def as_person(credentials, monkeypatch, url, *argv) -> tuple[int, dict]:
@@ -77,16 +78,8 @@ def invoke(session, name: str, event: dict) -> dict:
 
 
 def wait_for_stage(sfn, execution, stage):
-    from neptune_guard import approvals
-
-    def until(description, history):
-        try:
-            return approvals.pending_approval(sfn, execution)["stage"] == stage
-        except approvals.NoPendingApproval:
-            return False
-
     try:
-        description = workflows.wait_for(sfn, execution, until, timeout=60)
+        description = awaiting(sfn, execution, stage, timeout=60)
     except TimeoutError:
         description = {"status": "TIMED OUT"}
     if description["status"] != "RUNNING":
@@ -97,13 +90,13 @@ def wait_for_stage(sfn, execution, stage):
 def test_every_code_path_runs_on_the_synthesized_roles_alone(deployed, monkeypatch, capsys):
     session, harness, arns, url = deployed
     sfn = session.client("stepfunctions", region_name=REGION)
-    alice, bob = engineer(session, "alice"), engineer(session, "bob")
+    alice, bob = (role_session(session, on_call.ON_CALL_ROLE, name) for name in ("alice", "bob"))
 
     # The scheduled scan of the Organization, every enabled region, published; then the CLI's scan of its own account.
     scanned = invoke(session, "neptune-guard-detector", SCHEDULED)
     assert scanned["findings_failed"] > 0 and scanned["accounts_failed"] == 0, scanned
     # `scan --accounts self` uses the caller's own credentials: here a member account's audit role.
-    with executed_iam.acting_as(harness_credentials(session, harness, "NeptuneGuardAudit", ACCOUNT)):
+    with executed_iam.acting_as(role_session(session, "NeptuneGuardAudit", "cli", ACCOUNT)):
         assert cli.main(["scan", "--accounts", "self", "--publish", "--no-progress", "--output", "json"]) == 0
     capsys.readouterr()
 
@@ -211,14 +204,6 @@ def start(person, url, state_machine_arn, target: dict) -> str:
             "request": {"account_id": ACCOUNT, "region": REGION, "target_key": "alias/neptune-guard", **FAST, **target}})["execution_arn"]
 
 
-def harness_credentials(session, harness, role_name, account=None):
-    account = account or session.client("sts").get_caller_identity()["Account"]
-    role_arn = f"arn:aws:iam::{account}:role/{role_name}"
-    credentials = executed_iam.role_credentials(session, role_arn, "cli")
-    harness.learn_key(credentials, role_arn)
-    return credentials
-
-
 def documented_unexercised() -> set[str]:
     """The README's table of grants no code path calls: `| `ROLE` | `action`, `action` | why, with its documentation |`."""
     section = (ROOT / "README.md").read_text().split("#### Granted, never called by our code")[1].split("\n#")[0]
@@ -229,7 +214,7 @@ def documented_unexercised() -> set[str]:
 def test_the_remediation_roles_own_credentials_cannot_touch_an_untagged_customer_resource(deployed):
     session, harness, arns, _ = deployed
     member = member_session(session, ACCOUNT)
-    with executed_iam.acting_as(harness_credentials(session, harness, "NeptuneGuardWorkflow")):
+    with executed_iam.acting_as(role_session(session, "NeptuneGuardWorkflow", "steps")):
         remediation = executed_iam.role_credentials(boto3.Session(region_name=REGION),
                                                     f"arn:aws:iam::{ACCOUNT}:role/NeptuneGuardRemediation", "attacker")
     rds = boto3.Session(aws_access_key_id=remediation.access_key, aws_secret_access_key=remediation.secret_key,
