@@ -30,6 +30,9 @@ from moto.securityhub import responses as securityhub_responses
 from moto.securityhub import urls as securityhub_urls
 from moto.securityhub.exceptions import SecurityHubClientError
 from moto.stepfunctions import responses as stepfunctions_responses
+from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration import distributed_iteration_component
+from moto.stepfunctions.parser.asl.component.state.exec.state_map.result_writer.resource_eval import (
+    resource_eval_s3 as result_writer_s3)
 from moto.sts import models as sts_models
 from moto.sts.exceptions import STSClientError
 from moto.utilities.paginator import paginate
@@ -471,6 +474,57 @@ def send_task_failure_keeps_its_cause() -> None:
     stepfunctions_responses.StepFunctionResponse.send_task_failure = send_task_failure
 
 
+def distributed_map_writes_its_results() -> None:
+    """A Distributed Map's ResultWriter writes the child executions' results, not only a manifest: result files of
+    execution records (SUCCEEDED_0.json, FAILED_0.json) under `<Prefix>/<map run id>/`, each a JSON array of records
+    whose `Input` and `Output` are JSON strings, and a manifest.json that lists them with their sizes.
+    (moto's writer wrote a manifest listing no files: "TODO: generate result files".)
+
+    https://docs.aws.amazon.com/step-functions/latest/dg/input-output-resultwriter.html
+    """
+    original_map_run = distributed_iteration_component.DistributedIterationComponent._map_run
+
+    def map_run(self, env, eval_input):
+        inputs = list(env.stack[-1])
+        original_map_run(self, env, eval_input)
+        eval_input.map_run_record.sandbox_items = list(zip(inputs, env.stack[-1]))
+
+    def put_object(env, resource_runtime_part, state_credentials):
+        parameters = env.stack.pop()
+        env.stack.pop()  # the outputs alone; the records need each one's input too (map_run, above)
+        s3 = result_writer_s3.ResourceEvalS3._get_s3_client(resource_runtime_part=resource_runtime_part,
+                                                             state_credentials=state_credentials)
+        record = env.map_run_record_pool_manager.get_all().pop()
+        prefix = parameters.get("Prefix", "")
+        prefix = prefix if not prefix or prefix.endswith("/") else prefix + "/"
+        folder = f"{prefix}{record.map_run_arn.split(':')[-1]}/"
+        now = utcnow().isoformat()
+        records = {"SUCCEEDED": [], "FAILED": []}
+        for index, (item, output) in enumerate(getattr(record, "sandbox_items", [])):
+            entry = {"ExecutionArn": f"{record.map_run_arn}:{index}", "Input": json.dumps(item), "InputDetails": {"Included": True},
+                     "Name": str(index), "RedriveCount": 0, "RedriveStatus": "NOT_REDRIVABLE", "StartDate": now,
+                     "StateMachineArn": record.map_state_machine_arn, "StopDate": now}
+            if output is None:
+                records["FAILED"].append({**entry, "Status": "FAILED", "Error": "States.TaskFailed"})
+            else:
+                records["SUCCEEDED"].append({**entry, "Status": "SUCCEEDED", "Output": json.dumps(output),
+                                             "OutputDetails": {"Included": True}})
+        files = {"FAILED": [], "PENDING": [], "SUCCEEDED": []}
+        for status, entries in records.items():
+            if entries:
+                body = json.dumps(entries).encode()
+                key = f"{folder}{status}_0.json"
+                s3.put_object(Bucket=parameters["Bucket"], Key=key, Body=body)
+                files[status].append({"Key": key, "Size": len(body)})
+        manifest = f"{folder}manifest.json"
+        s3.put_object(Bucket=parameters["Bucket"], Key=manifest, Body=json.dumps(
+            {"DestinationBucket": parameters["Bucket"], "MapRunArn": record.map_run_arn, "ResultFiles": files}).encode())
+        env.stack.append({"MapRunArn": record.map_run_arn, "ResultWriterDetails": {"Bucket": parameters["Bucket"], "Key": manifest}})
+
+    distributed_iteration_component.DistributedIterationComponent._map_run = map_run
+    result_writer_s3.ResourceEvalS3._handle_put_object = staticmethod(put_object)
+
+
 def apply() -> None:
     """Apply every correction once per process."""
     global _applied
@@ -491,4 +545,5 @@ def apply() -> None:
     cluster_endpoints.install()
     write_activity.install()
     send_task_failure_keeps_its_cause()
+    distributed_map_writes_its_results()
     _applied = True

@@ -59,6 +59,29 @@ def deploy(session: boto3.Session | None = None, region: str = "us-east-1", role
             "approval_function": approval_function}
 
 
+def deploy_scheduled_scan(session: boto3.Session | None = None, region: str = "us-east-1", role_arn: str | None = None,
+                          environment: dict[str, str] | None = None) -> dict[str, str]:
+    """The scheduled scan: its runs bucket, its function and its state machine (Distributed Map), as the security stack
+    deploys them. `environment` overrides the function's settings (ACCOUNTS, REGIONS, MINIMUM_COVERAGE, ...)."""
+    session = session or boto3.Session(region_name=region)
+    if role_arn is None:
+        role_arn = session.client("iam").create_role(RoleName="NeptuneGuardScheduledScan", AssumeRolePolicyDocument=TRUST)["Role"]["Arn"]
+    bucket = f"neptune-guard-scan-runs-{session.client('sts').get_caller_identity()['Account']}"
+    s3 = session.client("s3", region_name=region)
+    s3.create_bucket(Bucket=bucket, **({} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}))
+    variables = {"ACCOUNTS": "org", "REGIONS": "", "CONCURRENCY": "16", "PUBLISH": "true", "RUNS_BUCKET": bucket,
+                 "MINIMUM_COVERAGE": "1", "MAP_CONCURRENCY": "8", **(environment or {})}
+    function_arn = session.client("lambda", region_name=region).create_function(
+        FunctionName="neptune-guard-scheduled-scan", Runtime="python3.13", Role=role_arn, Handler="handlers.scheduled_scan.handler",
+        Code={"ZipFile": code_zip()}, Timeout=900, Environment={"Variables": variables},
+    )["FunctionArn"]
+    machine = session.client("stepfunctions", region_name=region).create_state_machine(
+        name="NeptuneGuardScheduledScan", roleArn=role_arn,
+        definition=definition("scheduled_scan", {"ScanFunctionArn": function_arn, "Partition": "aws", "RunsBucket": bucket}),
+    )["stateMachineArn"]
+    return {"state_machine": machine, "function": function_arn, "bucket": bucket}
+
+
 def deploy_approval_endpoint(session: boto3.Session, role_arn: str, region: str) -> str:
     """The approval function behind a function URL (AuthType AWS_IAM), on-call's sessions allow-listed.
     Serve its URL with sandbox.function_urls.serve (moto configures function URLs but does not serve them)."""

@@ -4,8 +4,6 @@ every enabled region), CONCURRENCY, PUBLISH (true|false)."""
 
 from __future__ import annotations
 
-import argparse
-import os
 import time
 from collections import Counter
 from dataclasses import replace
@@ -15,35 +13,15 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from neptune_guard import options as scan_options
+from neptune_guard.options import ConfigurationError, options_from_environment
 from neptune_guard.models import ScanResult, UnitResult
-from neptune_guard.scanner import DEFAULT_AUDIT_ROLE, NOT_REACHED, ScanOptions, scan
+from neptune_guard.scanner import NOT_REACHED, scan
 
 FINISHING_RESERVE_SECONDS = 120  # the slowest account-region seen, with publishing, and then some
 
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
-
-
-class ConfigurationError(Exception):
-    """The function's environment is not a valid scan configuration: nothing is scanned."""
-
-
-def options_from_environment() -> ScanOptions:
-    """The scan options, from the same validations the CLI applies to its flags."""
-    values = {"ACCOUNTS": os.environ.get("ACCOUNTS", "org"), "REGIONS": os.environ.get("REGIONS", ""),
-              "CONCURRENCY": os.environ.get("CONCURRENCY", "16"), "PUBLISH": os.environ.get("PUBLISH", "true")}
-    try:
-        regions = scan_options.regions_option(values["REGIONS"]) if values["REGIONS"].strip() else None
-        accounts = scan_options.accounts_option(values["ACCOUNTS"])
-        concurrency = scan_options.concurrency_option(values["CONCURRENCY"])
-    except argparse.ArgumentTypeError as error:
-        raise ConfigurationError(f"bad detector configuration: {error}") from None
-    if values["PUBLISH"].lower() not in ("true", "false"):
-        raise ConfigurationError(f"bad detector configuration: PUBLISH must be true or false, got {values['PUBLISH']!r}")
-    return ScanOptions(accounts=accounts, role_name=os.environ.get("AUDIT_ROLE_NAME", DEFAULT_AUDIT_ROLE), regions=regions,
-                       concurrency=concurrency, publish=values["PUBLISH"].lower() == "true")
 
 
 def log_unit(unit: UnitResult, done: int, known: int) -> None:

@@ -4,9 +4,15 @@ the CLI's flags and the detector's variables alike (argparse's error type, which
 from __future__ import annotations
 
 import argparse
+import os
 
 from .aws import REGION_NAME
 from .inventory import parse_account_list
+from .scanner import DEFAULT_AUDIT_ROLE, ScanOptions
+
+
+class ConfigurationError(Exception):
+    """A function's environment is not a valid scan configuration: nothing is scanned."""
 
 
 def regions_option(value: str) -> tuple[str, ...]:
@@ -30,3 +36,20 @@ def accounts_option(value: str) -> str:
         return ",".join(parse_account_list(value))
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from error
+
+
+def options_from_environment(environ=os.environ) -> ScanOptions:
+    """The scan options of a scanning function (ACCOUNTS self|org|ids, default org; AUDIT_ROLE_NAME; REGIONS, a comma
+    list, empty for every enabled region; CONCURRENCY; PUBLISH true|false), with the validations the CLI's flags get."""
+    values = {"ACCOUNTS": environ.get("ACCOUNTS", "org"), "REGIONS": environ.get("REGIONS", ""),
+              "CONCURRENCY": environ.get("CONCURRENCY", "16"), "PUBLISH": environ.get("PUBLISH", "true")}
+    try:
+        regions = regions_option(values["REGIONS"]) if values["REGIONS"].strip() else None
+        accounts = accounts_option(values["ACCOUNTS"])
+        concurrency = concurrency_option(values["CONCURRENCY"])
+    except argparse.ArgumentTypeError as error:
+        raise ConfigurationError(f"bad scan configuration: {error}") from None
+    if values["PUBLISH"].lower() not in ("true", "false"):
+        raise ConfigurationError(f"bad scan configuration: PUBLISH must be true or false, got {values['PUBLISH']!r}")
+    return ScanOptions(accounts=accounts, role_name=environ.get("AUDIT_ROLE_NAME", DEFAULT_AUDIT_ROLE), regions=regions,
+                       concurrency=concurrency, publish=values["PUBLISH"].lower() == "true")
