@@ -15,6 +15,8 @@ APPROVAL_ROLE = "NeptuneGuardApproval"
 PLANNER_ROLE = "NeptuneGuardPlanner"  # member accounts: read what a remediation would carry, for on-call's `plan`
 CLUSTER_STATE_MACHINE = "NeptuneGuardClusterRemediation"
 SNAPSHOT_STATE_MACHINE = "NeptuneGuardSnapshotRemediation"
+SCAN_STATE_MACHINE = "NeptuneGuardScheduledScan"
+SCAN_MODES = ("distributed", "single")  # a Distributed Map over the accounts, or one Lambda for a small Organization
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,9 @@ class Config:
     approval_timeout_seconds: int
     notification_email: str
     concurrency: int
+    scan_mode: str
+    map_concurrency: int
+    minimum_coverage: float
     organization_id: str
     organizational_unit_ids: tuple[str, ...]
     stack_set_region: str
@@ -56,6 +61,9 @@ class Config:
             approval_timeout_seconds=int(get("approvalTimeoutSeconds")),
             notification_email=str(get("notificationEmail")),
             concurrency=int(get("concurrency")),
+            scan_mode=str(get("scanMode")),
+            map_concurrency=int(get("mapConcurrency")),
+            minimum_coverage=float(get("minimumCoverage")),
             organization_id=str(get("organizationId")),
             organizational_unit_ids=tuple(u.strip() for u in str(get("organizationalUnitIds")).split(",") if u.strip()),
             stack_set_region=str(get("stackSetRegion")),
@@ -96,6 +104,12 @@ class Config:
             raise ValueError(f"powertoolsVersion must be a Powertools v3 release such as 3.37.0, got {self.powertools_version!r}")
         if not 1 <= self.concurrency <= 64:
             raise ValueError("concurrency must be from 1 to 64")
+        if self.scan_mode not in SCAN_MODES:
+            raise ValueError(f"scanMode must be one of {', '.join(SCAN_MODES)}, got {self.scan_mode!r}")
+        if not 1 <= self.map_concurrency <= 10_000:
+            raise ValueError("mapConcurrency must be from 1 to 10000 (the Distributed Map's limit)")
+        if not 0 <= self.minimum_coverage <= 1:
+            raise ValueError("minimumCoverage must be a share from 0 to 1")
         if not self.approver_principals:
             raise ValueError("approverPrincipals must name who may approve (principal ARN patterns, comma separated)")
         for pattern in self.approver_principals:

@@ -17,6 +17,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_ssm as ssm
 from aws_cdk import aws_sns_subscriptions as subscriptions
@@ -26,8 +27,8 @@ from cdk_nag import NagSuppressions
 from constructs import Construct
 
 from . import lambda_code
-from .config import (APPROVAL_ROLE, CLUSTER_STATE_MACHINE, DETECTOR_ROLE, PLANNER_ROLE, SNAPSHOT_STATE_MACHINE, TRIGGER_ROLE,
-                     WORKFLOW_ROLE, Config)
+from .config import (APPROVAL_ROLE, CLUSTER_STATE_MACHINE, DETECTOR_ROLE, PLANNER_ROLE, SCAN_STATE_MACHINE, SNAPSHOT_STATE_MACHINE,
+                     TRIGGER_ROLE, WORKFLOW_ROLE, Config)
 
 ROOT = Path(__file__).resolve().parent.parent
 RETENTION = {30: logs.RetentionDays.ONE_MONTH, 90: logs.RetentionDays.THREE_MONTHS, 180: logs.RetentionDays.SIX_MONTHS,
@@ -60,7 +61,7 @@ class SecurityStack(Stack):
             actions=["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
             principals=[iam.ServicePrincipal(f"logs.{Aws.REGION}.amazonaws.com")], resources=["*"],
             conditions={"ArnLike": {"kms:EncryptionContext:aws:logs:arn": f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:log-group:*"}}))
-        self.detector = self._detector()
+        self.detector, self.scan_workflow = self._detector()
         self.steps = self._function("Steps", "handlers.steps.handler", WORKFLOW_ROLE, Duration.minutes(5), 512,
                                     {"NOTIFICATION_TOPIC_ARN": self.topic.topic_arn})
         self._may_assume(self.steps.role, config.remediation_role_name)
@@ -71,8 +72,10 @@ class SecurityStack(Stack):
                        for name in (CLUSTER_STATE_MACHINE, SNAPSHOT_STATE_MACHINE)]))
         self.topic.grant_publish(self.steps)
         key.grant(self.steps, "kms:Decrypt", "kms:GenerateDataKey*")
-        self.cluster_workflow = self._state_machine("ClusterRemediation", CLUSTER_STATE_MACHINE, "cluster_remediation")
-        self.snapshot_workflow = self._state_machine("SnapshotRemediation", SNAPSHOT_STATE_MACHINE, "snapshot_remediation")
+        steps = {"StepsFunctionArn": self.steps.function_arn}
+        self.cluster_workflow = self._state_machine("ClusterRemediation", CLUSTER_STATE_MACHINE, "cluster_remediation", self.steps, steps)
+        self.snapshot_workflow = self._state_machine("SnapshotRemediation", SNAPSHOT_STATE_MACHINE, "snapshot_remediation", self.steps,
+                                                     steps)
         self.trigger = self._trigger()
         self.approval = self._approval_endpoint()
         self.approver_policy = self._approver_policy()
@@ -100,32 +103,84 @@ class SecurityStack(Stack):
             sid=f"Assume{member_role_name}", actions=["sts:AssumeRole"],
             resources=[f"arn:{Aws.PARTITION}:iam::*:role/{member_role_name}"]))
 
-    def _detector(self) -> lambda_.Function:
+    def _detector(self) -> tuple[lambda_.Function, sfn.StateMachine | None]:
+        """The scheduled scan: a Distributed Map over the accounts whose items run in the detector function, or (scanMode
+        single, for a small Organization) the detector function alone. Either way the function is the detector role,
+        the one the member audit roles trust."""
         config = self.config
-        detector = self._function("Detector", "handlers.detector.handler", DETECTOR_ROLE, Duration.minutes(15), 1024, {
-            "ACCOUNTS": config.accounts, "AUDIT_ROLE_NAME": config.audit_role_name, "REGIONS": config.regions,
-            "CONCURRENCY": str(config.concurrency), "PUBLISH": "true", "POWERTOOLS_SERVICE_NAME": "detector",
-        })
+        distributed = config.scan_mode == "distributed"
+        runs = self._runs_bucket() if distributed else None
+        environment = {"ACCOUNTS": config.accounts, "AUDIT_ROLE_NAME": config.audit_role_name, "REGIONS": config.regions,
+                       "CONCURRENCY": str(config.concurrency), "PUBLISH": "true", "POWERTOOLS_SERVICE_NAME": "detector"}
+        if runs:
+            environment |= {"RUNS_BUCKET": runs.bucket_name, "MAP_CONCURRENCY": str(config.map_concurrency),
+                            "MINIMUM_COVERAGE": str(config.minimum_coverage)}
+        handler = "handlers.scheduled_scan.handler" if distributed else "handlers.detector.handler"
+        detector = self._function("Detector", handler, DETECTOR_ROLE, Duration.minutes(15), 1024, environment)
         self._may_assume(detector.role, config.audit_role_name)
         detector.add_to_role_policy(iam.PolicyStatement(sid="ListOrganizationAccounts", actions=["organizations:ListAccounts"],
                                                         resources=["*"]))
-        events.Rule(self, "DailyScan", description="Neptune Guard scheduled scan",
-                    schedule=events.Schedule.expression(config.schedule), targets=[targets.LambdaFunction(detector)])
         alarm_action = cloudwatch_actions.SnsAction(self.topic)
         errors = cloudwatch.Alarm(
             self, "DetectorErrors", metric=detector.metric_errors(period=Duration.hours(1)), threshold=1, evaluation_periods=1,
             alarm_description="The Neptune Guard detector failed", treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING)
-        unscanned = cloudwatch.Alarm(
+        alarms = [errors]
+        workflow = None
+        if runs:
+            runs.grant_put(detector, "runs/*/accounts.json")
+            runs.grant_read(detector, "runs/*")
+            workflow = self._state_machine("ScheduledScan", SCAN_STATE_MACHINE, "scheduled_scan", detector,
+                                           {"ScanFunctionArn": detector.function_arn, "RunsBucket": runs.bucket_name})
+            self._may_run_its_distributed_map(workflow, SCAN_STATE_MACHINE, runs)
+            events.Rule(self, "DailyScan", description="Neptune Guard scheduled scan",
+                        schedule=events.Schedule.expression(config.schedule), targets=[targets.SfnStateMachine(workflow)])
+            alarms.append(cloudwatch.Alarm(
+                self, "ScheduledScanFailed", metric=workflow.metric_failed(period=Duration.hours(1)), threshold=1,
+                evaluation_periods=1, treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+                alarm_description="The scheduled scan failed: its coverage fell below minimumCoverage, or it could not list the accounts"))
+        else:
+            events.Rule(self, "DailyScan", description="Neptune Guard scheduled scan",
+                        schedule=events.Schedule.expression(config.schedule), targets=[targets.LambdaFunction(detector)])
+        alarms.append(cloudwatch.Alarm(
             self, "AccountRegionsNotScanned", threshold=1, evaluation_periods=1,
             metric=cloudwatch.Metric(namespace="NeptuneGuard", metric_name="account_regions_failed",
                                      dimensions_map={"service": "detector"}, statistic="Maximum", period=Duration.hours(1)),
             alarm_description="Some account-regions could not be scanned (role missing, access denied, region not enabled)",
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING)
-        for alarm in (errors, unscanned):
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING))
+        for alarm in alarms:
             alarm.add_alarm_action(alarm_action)
-        return detector
+        return detector, workflow
 
-    def _state_machine(self, construct_id: str, name: str, asl_file: str) -> sfn.StateMachine:
+    def _runs_bucket(self) -> s3.Bucket:
+        """The scheduled scan's account lists and Map results: run bookkeeping, kept as long as the logs."""
+        bucket = s3.Bucket(self, "ScanRuns", encryption=s3.BucketEncryption.S3_MANAGED, enforce_ssl=True,
+                           block_public_access=s3.BlockPublicAccess.BLOCK_ALL, removal_policy=RemovalPolicy.RETAIN,
+                           object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+                           lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(self.config.log_retention_days))])
+        NagSuppressions.add_resource_suppressions(bucket, [{"id": "AwsSolutions-S1", "reason": (
+            "Only the detector function and the scheduled scan's state machine read or write it, both logged (function logs, "
+            "execution history); it holds account ids and item counts, no customer data. A second bucket for its access logs "
+            "would need the same exemption.")}])
+        return bucket
+
+    def _may_run_its_distributed_map(self, workflow: sfn.StateMachine, name: str, runs: s3.Bucket) -> None:
+        """What a Distributed Map needs of its state machine's role: start its child executions, and read its items
+        from and write its results to S3. The ARNs are built from the name, not the construct: a policy of the role
+        that named the state machine would depend on itself.
+        https://docs.aws.amazon.com/step-functions/latest/dg/iam-policies-eg-dist-map.html"""
+        machine = f"arn:{Aws.PARTITION}:states:{Aws.REGION}:{Aws.ACCOUNT_ID}:stateMachine:{name}"
+        workflow.add_to_role_policy(iam.PolicyStatement(sid="StartItsChildExecutions", actions=["states:StartExecution"],
+                                                        resources=[machine]))
+        workflow.add_to_role_policy(iam.PolicyStatement(
+            sid="ManageItsChildExecutions", actions=["states:DescribeExecution", "states:StopExecution"],
+            resources=[f"arn:{Aws.PARTITION}:states:{Aws.REGION}:{Aws.ACCOUNT_ID}:execution:{name}/*"]))
+        runs.grant_read(workflow, "runs/*/accounts.json")
+        workflow.add_to_role_policy(iam.PolicyStatement(
+            sid="WriteItsResults", actions=["s3:PutObject", "s3:GetObject", "s3:ListMultipartUploadParts", "s3:AbortMultipartUpload"],
+            resources=[runs.arn_for_objects("runs/*")]))
+
+    def _state_machine(self, construct_id: str, name: str, asl_file: str, function: lambda_.Function,
+                       substitutions: dict[str, str]) -> sfn.StateMachine:
         log_group = logs.LogGroup(self, f"{construct_id}Logs", retention=RETENTION[self.config.log_retention_days],
                                   encryption_key=self.logs_key,
                                   removal_policy=RemovalPolicy.RETAIN)
@@ -133,13 +188,13 @@ class SecurityStack(Stack):
             self, construct_id, state_machine_name=name,
             # Inline, so that the template shows the definition that runs (with the substitution below).
             definition_body=sfn.DefinitionBody.from_string((ROOT / "state_machines" / f"{asl_file}.asl.json").read_text()),
-            definition_substitutions={"StepsFunctionArn": self.steps.function_arn, "Partition": Aws.PARTITION},
+            definition_substitutions={**substitutions, "Partition": Aws.PARTITION},
             # Every event, without execution data: the state carries plans and task tokens, which stay in the execution
             # history (readable with states:GetExecutionHistory only), never in a log group.
             logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=False),
             tracing_enabled=True,
         )
-        self.steps.grant_invoke(machine)
+        function.grant_invoke(machine)
         return machine
 
     def _trigger(self) -> lambda_.Function:

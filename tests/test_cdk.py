@@ -47,22 +47,63 @@ def test_no_iam_statement_allows_every_action(stacks):
             assert all(action != "*" and not action.endswith(":*") for action in actions(statement)), statement
 
 
-def test_schedule_invokes_the_detector_with_its_configuration(stacks):
+def detector_function(template: Template) -> dict:
+    return next(f for f in template.find_resources("AWS::Lambda::Function").values()
+                if f["Properties"]["Handler"].startswith(("handlers.detector.", "handlers.scheduled_scan.")))
+
+
+def test_the_schedule_starts_the_distributed_scan_whose_items_run_in_the_detector(stacks):
     _, _, security, _ = stacks
     security.has_resource_properties("AWS::Events::Rule", {
         "ScheduleExpression": CONTEXT["neptune-guard:schedule"],
-        "Targets": [{"Arn": {"Fn::GetAtt": [Match.string_like_regexp("Detector"), "Arn"]}, "Id": Match.any_value()}],
+        "Targets": [Match.object_like({"Arn": {"Ref": Match.string_like_regexp("ScheduledScan")}})],
     })
-    security.has_resource_properties("AWS::Lambda::Function", {
-        "Handler": "handlers.detector.handler", "Runtime": "python3.13", "TracingConfig": {"Mode": "Active"},
-        "Environment": {"Variables": Match.object_like({"ACCOUNTS": "org", "AUDIT_ROLE_NAME": "NeptuneGuardAudit", "PUBLISH": "true"})},
-    })
-    detector = next(f for f in security.find_resources("AWS::Lambda::Function").values()
-                    if f["Properties"]["Handler"] == "handlers.detector.handler")
-    (layer_parameter,) = [ref["Ref"] for ref in detector["Properties"]["Layers"]]
+    detector = detector_function(security)["Properties"]
+    assert detector["Handler"] == "handlers.scheduled_scan.handler" and detector["Runtime"] == "python3.13"
+    assert detector["TracingConfig"] == {"Mode": "Active"} and detector["Timeout"] == 900
+    variables = detector["Environment"]["Variables"]
+    assert {k: variables[k] for k in ("ACCOUNTS", "AUDIT_ROLE_NAME", "PUBLISH", "MAP_CONCURRENCY", "MINIMUM_COVERAGE")} == {
+        "ACCOUNTS": "org", "AUDIT_ROLE_NAME": "NeptuneGuardAudit", "PUBLISH": "true",
+        "MAP_CONCURRENCY": str(CONTEXT["neptune-guard:mapConcurrency"]), "MINIMUM_COVERAGE": str(CONTEXT["neptune-guard:minimumCoverage"])}
+    assert "RUNS_BUCKET" in variables
+    (layer_parameter,) = [ref["Ref"] for ref in detector["Layers"]]
     assert security.to_json()["Parameters"][layer_parameter]["Default"] == "/aws/service/powertools/python/x86_64/python3.13/3.37.0"
     security.has_resource_properties("AWS::CloudWatch::Alarm", {"MetricName": "Errors", "AlarmActions": [{"Ref": Match.any_value()}]})
+    security.has_resource_properties("AWS::CloudWatch::Alarm", {"MetricName": "ExecutionsFailed", "AlarmActions": [{"Ref": Match.any_value()}]})
     security.has_resource_properties("AWS::Logs::LogGroup", {"RetentionInDays": CONTEXT["neptune-guard:logRetentionDays"]})
+    security.has_resource_properties("AWS::S3::Bucket", {"BucketEncryption": Match.any_value(), "LifecycleConfiguration": {
+        "Rules": [Match.object_like({"ExpirationInDays": CONTEXT["neptune-guard:logRetentionDays"]})]}})
+
+
+def test_the_scan_state_machine_may_run_its_map_and_nothing_else(stacks):
+    security = stacks[0]
+    template = Template.from_stack(security)
+    machine_role = next(logical for logical, m in template.find_resources("AWS::StepFunctions::StateMachine").items()
+                        if m["Properties"]["StateMachineName"] == "NeptuneGuardScheduledScan")
+    role = template.find_resources("AWS::StepFunctions::StateMachine")[machine_role]["Properties"]["RoleArn"]["Fn::GetAtt"][0]
+    policy = next(p for p in template.find_resources("AWS::IAM::Policy").values() if {"Ref": role} in p["Properties"]["Roles"])
+    granted = {a for st in policy["Properties"]["PolicyDocument"]["Statement"] for a in actions(st)}
+    required = {"states:StartExecution", "states:DescribeExecution", "states:StopExecution", "lambda:InvokeFunction",
+                "s3:GetObject", "s3:PutObject"}
+    # besides: multipart uploads of large result files, the read helpers of grant_read, and tracing and log delivery
+    others = {"s3:ListMultipartUploadParts", "s3:AbortMultipartUpload", "s3:GetBucket*", "s3:GetObject*", "s3:List*"}
+    assert required <= granted
+    assert not {a for a in granted - required - others if not a.startswith(("xray:", "logs:"))}, granted
+    start = next(st for st in policy["Properties"]["PolicyDocument"]["Statement"] if "states:StartExecution" in actions(st))
+    assert "stateMachine:NeptuneGuardScheduledScan" in json.dumps(start["Resource"])
+
+
+def test_a_small_organization_may_scan_in_the_detector_alone(tmp_path):
+    app = App(context={**CONTEXT, "neptune-guard:scanMode": "single"}, outdir=str(tmp_path))
+    security, _ = build(app)
+    template = Template.from_stack(security)
+    assert detector_function(template)["Properties"]["Handler"] == "handlers.detector.handler"
+    template.has_resource_properties("AWS::Events::Rule", {
+        "ScheduleExpression": CONTEXT["neptune-guard:schedule"],
+        "Targets": [{"Arn": {"Fn::GetAtt": [Match.string_like_regexp("Detector"), "Arn"]}, "Id": Match.any_value()}],
+    })
+    assert not template.find_resources("AWS::S3::Bucket")
+    assert len(template.find_resources("AWS::StepFunctions::StateMachine")) == 2
 
 
 def test_custom_action_rule_invokes_the_trigger(stacks):
@@ -79,18 +120,19 @@ def test_custom_action_rule_invokes_the_trigger(stacks):
 def test_state_machines_are_the_asl_files_with_every_placeholder_substituted(stacks):
     _, _, security, _ = stacks
     machines = security.find_resources("AWS::StepFunctions::StateMachine")
-    assert len(machines) == 2
+    assert len(machines) == 3
     for machine in machines.values():
         properties = machine["Properties"]
         definition = json.dumps(properties["DefinitionString"])
         substitutions = properties.get("DefinitionSubstitutions", {})
         placeholders = set(re.findall(r"\$\{(\w+)\}", definition)) - {"AWS::Partition", "AWS::Region", "AWS::AccountId"}
         assert placeholders <= set(substitutions), placeholders - set(substitutions)
-        assert "Steps" in json.dumps(substitutions["StepsFunctionArn"])
+        function = substitutions.get("StepsFunctionArn") or substitutions["ScanFunctionArn"]
+        assert ("Steps" if "StepsFunctionArn" in substitutions else "Detector") in json.dumps(function)
         assert properties["TracingConfiguration"] == {"Enabled": True}
         assert properties["LoggingConfiguration"]["Level"] == "ALL"
     names = {m["Properties"]["StateMachineName"] for m in machines.values()}
-    assert names == {"NeptuneGuardClusterRemediation", "NeptuneGuardSnapshotRemediation"}
+    assert names == {"NeptuneGuardClusterRemediation", "NeptuneGuardSnapshotRemediation", "NeptuneGuardScheduledScan"}
 
 
 def test_on_call_topic_is_encrypted_with_a_rotated_cmk(stacks):
