@@ -79,6 +79,8 @@ def test_scp_fits_the_organizations_size_limit():
 
 
 def guard(document: dict, tmp_path: Path) -> tuple[int, dict]:
+    if not CFN_GUARD.is_file():
+        pytest.fail(f"{CFN_GUARD} is missing: run `npm ci` (make test does)")
     data = tmp_path / "input.json"
     data.write_text(json.dumps(document))
     # --structured: the default text reporter of cfn-guard 3.1.1 panics on a hook's resource input.
@@ -129,12 +131,6 @@ def cluster(**properties) -> tuple[str, dict]:
 
 def graph(**properties) -> tuple[str, dict]:
     return "AWS::NeptuneGraph::Graph", {"ProvisionedMemory": 16} | properties
-
-
-@pytest.fixture(scope="module", autouse=True)
-def cfn_guard_installed():
-    if not CFN_GUARD.is_file():
-        pytest.fail(f"{CFN_GUARD} is missing: run `npm ci` (make test does)")
 
 
 @pytest.mark.parametrize(
@@ -287,6 +283,9 @@ def test_plan_check_passes(document, tmp_path):
         (plan(change("aws_neptune_cluster", "orders", ["create"], {"storage_encrypted": True}, {"kms_key_arn": True}),
               configuration={"root_module": {"resources": [configured("aws_neptune_cluster", "orders", storage_encrypted={"constant_value": True})]}}),
          ["aws_neptune_cluster.orders: kms_key_arn must name a customer-managed KMS key"]),
+        (plan(change("aws_neptune_cluster", "orders", ["create"], {"storage_encrypted": True}, {"kms_key_arn": True}),
+              configuration={"root_module": {"resources": [configured("aws_neptune_cluster", "orders", kms_key_arn={"constant_value": None})]}}),
+         ["aws_neptune_cluster.orders: kms_key_arn must name a customer-managed KMS key"]),
         (plan(change("aws_neptune_cluster", "orders", ["delete", "create"], ENCRYPTED_CLUSTER | {"kms_key_arn": "arn:aws:kms:us-east-1:111111111111:alias/aws/rds"})),
          ["aws_neptune_cluster.orders: kms_key_arn names an AWS-managed or AWS-owned key (arn:aws:kms:us-east-1:111111111111:alias/aws/rds); use a customer-managed key"]),
         (plan(change("aws_neptunegraph_graph", "analytics", ["create"], {"provisioned_memory": 16}, {"kms_key_identifier": True})),
@@ -297,7 +296,7 @@ def test_plan_check_passes(document, tmp_path):
               change("aws_neptune_cluster", "audit", ["create"], ENCRYPTED_CLUSTER)),
          ["aws_neptune_cluster.orders: storage_encrypted must be true", "aws_neptune_cluster.orders: kms_key_arn must name a customer-managed KMS key"]),
     ],
-    ids=["unencrypted-cluster", "cluster-key-unset", "replacement-on-aws-managed-alias", "graph-key-unset", "graph-on-aws-owned-key", "one-bad-cluster-of-two"],
+    ids=["unencrypted-cluster", "cluster-key-unset", "cluster-key-set-to-null", "replacement-on-aws-managed-alias", "graph-key-unset", "graph-on-aws-owned-key", "one-bad-cluster-of-two"],
 )
 def test_plan_check_fails_with_one_line_per_violation(document, expected, tmp_path):
     run = check_plan(document, tmp_path)

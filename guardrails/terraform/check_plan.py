@@ -16,7 +16,8 @@ are the scan's to report.
 
 Both key attributes are optional and computed in the AWS provider, so an unconfigured key is also unknown
 at plan time ("after_unknown"), exactly like one that refers to a key created in the same plan. An unknown
-key therefore counts as set only when the resource's configuration sets it ("configuration" section).
+key therefore counts as set only when the resource's configuration sets it from a reference ("configuration"
+section: another resource's attribute, a data source, a module variable).
 Plan format: https://developer.hashicorp.com/terraform/internals/json-format
 """
 
@@ -49,10 +50,16 @@ def _module_configuration(plan: dict, module_address: str | None) -> dict:
     return module
 
 
-def _configured(plan: dict, change: dict, attribute: str) -> bool:
+def _set_by_reference(plan: dict, change: dict, attribute: str) -> bool:
+    """Whether the resource's configuration sets `attribute` from something only known at apply (a reference).
+
+    A value known at plan time would already be in "after"; `attribute = null` has no references."""
     address = f"{change['type']}.{change['name']}"
     resources = _module_configuration(plan, change.get("module_address")).get("resources", [])
-    return any(r.get("address") == address and attribute in r.get("expressions", {}) for r in resources)
+    return any(
+        r.get("address") == address and r.get("expressions", {}).get(attribute, {}).get("references")
+        for r in resources
+    )
 
 
 def violations(plan) -> list[str]:
@@ -75,7 +82,7 @@ def violations(plan) -> list[str]:
         if isinstance(key, str) and key:
             if key == AWS_OWNED_KEY or AWS_MANAGED_ALIAS.search(key):
                 found.append(f"{address}: {key_attribute} names an AWS-managed or AWS-owned key ({key}); use a customer-managed key")
-        elif not (unknown.get(key_attribute) is True and _configured(plan, change, key_attribute)):
+        elif not (unknown.get(key_attribute) is True and _set_by_reference(plan, change, key_attribute)):
             found.append(f"{address}: {key_attribute} must name a customer-managed KMS key")
     return found
 
