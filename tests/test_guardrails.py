@@ -66,7 +66,7 @@ def test_scp_denies_creating_a_neptune_cluster_without_storage_encryption(contex
     ],
     ids=["encrypted-neptune", "other-engine", "instance-in-a-cluster", "other-action"],
 )
-def test_scp_allows_what_it_does_not_govern(action, context):
+def test_scp_allows_encrypted_neptune_clusters_and_what_it_does_not_govern(action, context):
     assert scp_allows(action, context)
 
 
