@@ -16,10 +16,11 @@ $(READY): requirements.txt pyproject.toml
 demo: $(READY)
 	$(VENV)/bin/neptune-guard demo
 
-test: $(READY)
+# node_modules: the guardrails' tests run the pinned cfn-guard binary (package.json).
+test: $(READY) node_modules/.package-lock.json
 	$(VENV)/bin/python -m pytest -q -n auto
 
-node_modules/.package-lock.json: package.json package-lock.json
+node_modules/.package-lock.json: package.json package-lock.json .npmrc
 	npm ci --no-audit --no-fund
 
 # The pinned CDK CLI (package.json), offline, with the venv's Python running app.py.

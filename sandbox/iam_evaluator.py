@@ -6,16 +6,17 @@ https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_con
 https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_condition-single-vs-multi-valued-context-keys.html
 
 - A request is allowed when some statement allows it and none denies it (an explicit deny wins; without
-  an allow it is implicitly denied). Only identity policies are evaluated: no SCPs, permission
-  boundaries, session policies or resource policies (the member roles have none of those).
+  an allow it is implicitly denied). The policies given are evaluated together, as one identity's: no
+  permission boundaries, session policies or resource policies (the member roles have none of those). An
+  SCP is evaluated the same way beside the FullAWSAccess policy AWS attaches by default (Allow * on *).
 - A statement matches when its Action (or NotAction) matches the action, its Resource (or NotResource)
   matches the resource ARN, and every condition holds. `*` and `?` are wildcards in actions and ARNs;
   actions compare case-insensitively.
 - Conditions: StringEquals, StringNotEquals, StringLike, StringNotLike, StringEqualsIgnoreCase, ArnLike,
-  ArnEquals, Bool and Null, with the ForAnyValue:/ForAllValues: set qualifiers. Within one operator the
-  keys are ANDed and a key's values ORed. A key missing from the request context makes the condition
-  false, except Null (which tests for it) and ForAllValues (true for an empty or missing set), as the
-  documentation says. Negated operators on a missing key are true.
+  ArnEquals, Bool and Null, with the ForAnyValue:/ForAllValues: set qualifiers and the IfExists suffix. Within
+  one operator the keys are ANDed and a key's values ORed. A key missing from the request context makes the
+  condition false, except Null (which tests for it), ForAllValues (true for an empty or missing set) and
+  ...IfExists (true), as the documentation says. Negated operators on a missing key are true.
 - CloudFormation intrinsics in the synthesized templates (Ref, Fn::GetAtt, Fn::Join, Fn::Sub of pseudo parameters
   and stack parameters) are resolved from dictionaries the caller gives.
 """
@@ -73,6 +74,10 @@ def _condition_holds(operator: str, key: str, wanted, context: dict) -> bool:
     qualifier, _, base = operator.rpartition(":")
     wanted = _as_list(wanted)
     present = key in context and context[key] is not None
+    if base.endswith("IfExists"):
+        if not present:
+            return True
+        base = base.removesuffix("IfExists")
     if base == "Null":
         return (not present) == (str(wanted[0]).lower() == "true")
     values = [str(v) for v in _as_list(context.get(key))] if present else []

@@ -1,0 +1,341 @@
+"""The prevention guardrails (guardrails/), each on inputs it must let through and inputs it must stop.
+
+- The SCP, evaluated by sandbox/iam_evaluator.py beside FullAWSAccess (an SCP only denies) against request
+  contexts carrying the condition keys the Service Authorization Reference lists for rds:CreateDBCluster.
+- The CloudFormation Guard rules, run by the real cfn-guard (pinned in package.json; `make test` installs it)
+  on templates and on a Guard Hook's resource input.
+- The Terraform plan check, run as CI runs it, on plans written to HashiCorp's JSON plan format.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sandbox.iam_evaluator import evaluate
+
+ROOT = Path(__file__).resolve().parent.parent
+GUARDRAILS = ROOT / "guardrails"
+SCP = json.loads((GUARDRAILS / "scp" / "deny-unencrypted-neptune-clusters.json").read_text())
+GUARD_RULES = GUARDRAILS / "cloudformation" / "neptune_encryption.guard"
+CHECK_PLAN = GUARDRAILS / "terraform" / "check_plan.py"
+CFN_GUARD = ROOT / "node_modules" / "@cdklabs" / "cdk-validator-cfnguard" / "bin" / "ubuntu" / platform.machine() / "cfn-guard"
+
+CLUSTER_RULE = "neptune_cluster_encrypted_with_cmk"
+GRAPH_RULE = "neptune_graph_encrypted_with_cmk"
+KEY_ARN = "arn:aws:kms:us-east-1:111111111111:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+
+
+# --- the service control policy -------------------------------------------------------------------------
+
+FULL_AWS_ACCESS = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+CLUSTER_ARN = "arn:aws:rds:us-east-1:111111111111:cluster:orders-graph"
+
+
+def scp_allows(action: str, context: dict) -> bool:
+    return evaluate([FULL_AWS_ACCESS, SCP], action, CLUSTER_ARN, context).allowed
+
+
+@pytest.mark.parametrize(
+    "context",
+    [
+        {"rds:DatabaseEngine": "neptune", "rds:StorageEncrypted": "false"},
+        {"rds:DatabaseEngine": "neptune"},  # StorageEncrypted left out of the request
+        {"rds:DatabaseEngine": "Neptune", "rds:StorageEncrypted": "false"},
+    ],
+    ids=["unencrypted", "encryption-unspecified", "engine-spelled-in-capitals"],
+)
+def test_scp_denies_creating_a_neptune_cluster_without_storage_encryption(context):
+    decision = evaluate([FULL_AWS_ACCESS, SCP], "rds:CreateDBCluster", CLUSTER_ARN, context)
+    assert (decision.allowed, decision.statements) == (False, ["DenyNeptuneClustersWithoutStorageEncryption"])
+
+
+@pytest.mark.parametrize(
+    "action, context",
+    [
+        ("rds:CreateDBCluster", {"rds:DatabaseEngine": "neptune", "rds:StorageEncrypted": "true"}),
+        ("rds:CreateDBCluster", {"rds:DatabaseEngine": "aurora-postgresql", "rds:StorageEncrypted": "false"}),
+        ("rds:CreateDBInstance", {"rds:DatabaseEngine": "neptune"}),
+        ("rds:ModifyDBCluster", {}),
+    ],
+    ids=["encrypted-neptune", "other-engine", "instance-in-a-cluster", "other-action"],
+)
+def test_scp_allows_encrypted_neptune_clusters_and_what_it_does_not_govern(action, context):
+    assert scp_allows(action, context)
+
+
+def test_scp_fits_the_organizations_size_limit():
+    # SCPs may be at most 5,120 characters (AWS Organizations quotas); whitespace counts, so deploy it minified.
+    assert len(json.dumps(SCP, separators=(",", ":"))) <= 5120
+
+
+# --- CloudFormation Guard ----------------------------------------------------------------------------------
+
+
+def guard(document: dict, tmp_path: Path) -> tuple[int, dict]:
+    if not CFN_GUARD.is_file():
+        pytest.fail(f"{CFN_GUARD} is missing: run `npm ci` (make test does)")
+    data = tmp_path / "input.json"
+    data.write_text(json.dumps(document))
+    # --structured: the default text reporter of cfn-guard 3.1.1 panics on a hook's resource input.
+    run = subprocess.run(
+        [str(CFN_GUARD), "validate", "--rules", str(GUARD_RULES), "--data", str(data), "--structured", "--output-format", "json", "--show-summary", "none"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert run.returncode in (0, 19), run.stderr
+    [report] = json.loads(run.stdout)
+    return run.returncode, report
+
+
+def failed_rules(report: dict) -> list[str]:
+    return sorted(entry["Rule"]["name"] for entry in report["not_compliant"])
+
+
+def failed_checks(report: dict) -> str:
+    """The failing clauses' text, to tell which requirement failed."""
+    found = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "context" and isinstance(value, str):
+                    found.append(value)
+                elif key == "error_message" and isinstance(value, str):
+                    found.append(value)
+                else:
+                    walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(report["not_compliant"])
+    return "\n".join(found)
+
+
+def template(*resources: tuple[str, dict | None]) -> dict:
+    body = {}
+    for number, (resource_type, properties) in enumerate(resources):
+        body[f"Resource{number}"] = {"Type": resource_type} | ({} if properties is None else {"Properties": properties})
+    return {"AWSTemplateFormatVersion": "2010-09-09", "Resources": body}
+
+
+def cluster(**properties) -> tuple[str, dict]:
+    return "AWS::Neptune::DBCluster", properties
+
+
+def graph(**properties) -> tuple[str, dict]:
+    return "AWS::NeptuneGraph::Graph", {"ProvisionedMemory": 16} | properties
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        template(cluster(StorageEncrypted=True, KmsKeyId={"Ref": "NeptuneKey"})),
+        template(cluster(StorageEncrypted="true", KmsKeyId=KEY_ARN)),
+        template(cluster(StorageEncrypted=True, KmsKeyId="alias/neptune-cmk")),
+        template(cluster(StorageEncrypted=True, KmsKeyId={"Fn::GetAtt": ["NeptuneKey", "Arn"]}), graph(KmsKeyIdentifier=KEY_ARN)),
+    ],
+    ids=["key-by-ref", "string-true-and-key-arn", "customer-alias", "cluster-and-graph"],
+)
+def test_guard_passes_neptune_resources_under_a_customer_managed_key(document, tmp_path):
+    code, report = guard(document, tmp_path)
+    assert (code, report["status"], failed_rules(report)) == (0, "PASS", [])
+
+
+@pytest.mark.parametrize(
+    "properties, failing",
+    [
+        ({"KmsKeyId": KEY_ARN}, "StorageEncrypted"),
+        ({"StorageEncrypted": False, "KmsKeyId": KEY_ARN}, "StorageEncrypted"),
+        ({"StorageEncrypted": "false", "KmsKeyId": KEY_ARN}, "StorageEncrypted"),
+        ({"StorageEncrypted": True}, "KmsKeyId EXISTS"),
+        ({"StorageEncrypted": True, "KmsKeyId": "alias/aws/rds"}, "alias\\x2Faws"),
+        ({"StorageEncrypted": True, "KmsKeyId": "arn:aws:kms:us-east-1:111111111111:alias/aws/rds"}, "alias\\x2Faws"),
+        (None, "Properties"),
+    ],
+    ids=["encryption-unset", "unencrypted", "unencrypted-as-string", "aws-rds-by-default", "aws-managed-alias", "aws-managed-alias-arn", "no-properties"],
+)
+def test_guard_fails_a_cluster_without_storage_encryption_under_a_cmk(properties, failing, tmp_path):
+    code, report = guard(template(("AWS::Neptune::DBCluster", properties)), tmp_path)
+    assert (code, failed_rules(report)) == (19, [CLUSTER_RULE])
+    assert failing in failed_checks(report)
+
+
+def test_guard_fails_a_graph_without_its_own_key(tmp_path):
+    code, report = guard(template(graph(), cluster(StorageEncrypted=True, KmsKeyId=KEY_ARN)), tmp_path)
+    assert (code, failed_rules(report)) == (19, [GRAPH_RULE])
+    assert "KmsKeyIdentifier" in failed_checks(report)
+
+
+def test_guard_fails_one_bad_cluster_among_good_ones(tmp_path):
+    document = template(cluster(StorageEncrypted=True, KmsKeyId=KEY_ARN), cluster(StorageEncrypted=True))
+    code, report = guard(document, tmp_path)
+    assert (code, failed_rules(report)) == (19, [CLUSTER_RULE])
+    assert "/Resources/Resource1/" in failed_checks(report)
+
+
+def test_guard_skips_templates_without_neptune(tmp_path):
+    code, report = guard(template(("AWS::S3::Bucket", {})), tmp_path)
+    assert (code, report["status"], sorted(report["not_applicable"])) == (0, "SKIP", [CLUSTER_RULE, GRAPH_RULE])
+
+
+def hook_input(invocation_point: str, resource_type: str, properties: dict) -> dict:
+    # The Guard Hook's resource input (TargetType RESOURCE), as the CloudFormation Hooks user guide shows it.
+    return {
+        "HookContext": {"AWSAccountID": "111111111111", "InvocationPoint": invocation_point, "TargetType": "RESOURCE", "TargetLogicalId": "Graph"},
+        "Resources": {"Graph": {"ResourceType": resource_type, "ResourceProperties": properties}},
+    }
+
+
+def test_guard_hook_stops_creating_an_unencrypted_cluster(tmp_path):
+    code, report = guard(hook_input("CREATE_PRE_PROVISION", "AWS::Neptune::DBCluster", {"StorageEncrypted": "false"}), tmp_path)
+    assert (code, failed_rules(report)) == (19, [CLUSTER_RULE])
+
+
+def test_guard_hook_stops_updating_a_graph_without_its_key(tmp_path):
+    code, report = guard(hook_input("UPDATE_PRE_PROVISION", "AWS::NeptuneGraph::Graph", {"ProvisionedMemory": 32}), tmp_path)
+    assert (code, failed_rules(report)) == (19, [GRAPH_RULE])
+
+
+def test_guard_hook_passes_a_compliant_cluster_and_lets_a_noncompliant_one_be_deleted(tmp_path):
+    compliant = {"StorageEncrypted": "true", "KmsKeyId": KEY_ARN}
+    code, report = guard(hook_input("CREATE_PRE_PROVISION", "AWS::Neptune::DBCluster", compliant), tmp_path)
+    assert (code, report["status"]) == (0, "PASS")
+    code, report = guard(hook_input("DELETE_PRE_PROVISION", "AWS::Neptune::DBCluster", {"StorageEncrypted": "false"}), tmp_path)
+    assert (code, failed_rules(report)) == (0, [])
+
+
+# --- the Terraform plan check ----------------------------------------------------------------------------
+
+
+def change(resource_type: str, name: str, actions: list[str], after: dict | None, after_unknown: dict | None = None, module: str | None = None) -> dict:
+    address = f"{resource_type}.{name}" if module is None else f"{module}.{resource_type}.{name}"
+    entry = {
+        "address": address, "mode": "managed", "type": resource_type, "name": name,
+        "provider_name": "registry.terraform.io/hashicorp/aws",
+        "change": {"actions": actions, "before": None, "after": after, "after_unknown": after_unknown or {}},
+    }
+    if module is not None:
+        entry["module_address"] = module
+    return entry
+
+
+def plan(*changes: dict, configuration: dict | None = None) -> dict:
+    return {
+        "format_version": "1.2", "terraform_version": "1.9.8", "planned_values": {"root_module": {}},
+        "resource_changes": list(changes), "configuration": configuration or {"root_module": {}},
+    }
+
+
+def configured(resource_type: str, name: str, **expressions) -> dict:
+    return {"address": f"{resource_type}.{name}", "mode": "managed", "type": resource_type, "name": name, "expressions": expressions}
+
+
+KEY_REFERENCE = {"references": ["aws_kms_key.neptune.arn", "aws_kms_key.neptune"]}
+ENCRYPTED_CLUSTER = {"engine": "neptune", "storage_encrypted": True, "kms_key_arn": KEY_ARN}
+# The provider's default for a graph without a key of its own, as a planned update shows it.
+GRAPH_ON_AWS_OWNED_KEY = {"graph_name": "orders", "provisioned_memory": 16, "kms_key_identifier": "AWS_OWNED_KEY"}
+
+
+def check_plan(document, tmp_path: Path) -> subprocess.CompletedProcess:
+    path = tmp_path / "plan.json"
+    path.write_text(document if isinstance(document, str) else json.dumps(document))
+    return subprocess.run([sys.executable, str(CHECK_PLAN), str(path)], capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        plan(change("aws_neptune_cluster", "orders", ["create"], ENCRYPTED_CLUSTER)),
+        # A key created in the same plan is unknown until apply; the configuration shows it is set.
+        plan(
+            change("aws_neptune_cluster", "orders", ["create"], {"storage_encrypted": True}, {"kms_key_arn": True}, module="module.graph_db[0]"),
+            change("aws_neptunegraph_graph", "analytics", ["create"], {"provisioned_memory": 16}, {"kms_key_identifier": True}, module="module.graph_db[0]"),
+            configuration={"root_module": {"module_calls": {"graph_db": {"module": {"resources": [
+                configured("aws_neptune_cluster", "orders", storage_encrypted={"constant_value": True}, kms_key_arn=KEY_REFERENCE),
+                configured("aws_neptunegraph_graph", "analytics", kms_key_identifier=KEY_REFERENCE),
+            ]}}}}},
+        ),
+        plan(change("aws_neptune_cluster", "legacy", ["delete"], None), change("aws_neptunegraph_graph", "legacy", ["delete"], None)),
+        plan(change("aws_neptunegraph_graph", "legacy", ["no-op"], GRAPH_ON_AWS_OWNED_KEY)),
+        plan(change("aws_s3_bucket", "logs", ["create"], {"bucket": "logs"})),
+        {"format_version": "1.2", "planned_values": {}},  # no changes: Terraform leaves resource_changes out
+    ],
+    ids=["cluster-with-key", "unknown-keys-set-in-a-module", "deletions", "unchanged-graph", "no-neptune", "empty-plan"],
+)
+def test_plan_check_passes(document, tmp_path):
+    run = check_plan(document, tmp_path)
+    assert (run.returncode, run.stdout, run.stderr) == (0, "", "")
+
+
+@pytest.mark.parametrize(
+    "document, expected",
+    [
+        (plan(change("aws_neptune_cluster", "orders", ["create"], {"storage_encrypted": False, "kms_key_arn": KEY_ARN})),
+         ["aws_neptune_cluster.orders: storage_encrypted must be true"]),
+        # Unset, the key is computed: unknown at plan time, and not in the configuration (aws/rds at apply).
+        (plan(change("aws_neptune_cluster", "orders", ["create"], {"storage_encrypted": True}, {"kms_key_arn": True}),
+              configuration={"root_module": {"resources": [configured("aws_neptune_cluster", "orders", storage_encrypted={"constant_value": True})]}}),
+         ["aws_neptune_cluster.orders: kms_key_arn must name a customer-managed KMS key"]),
+        (plan(change("aws_neptune_cluster", "orders", ["create"], {"storage_encrypted": True}, {"kms_key_arn": True}),
+              configuration={"root_module": {"resources": [configured("aws_neptune_cluster", "orders", kms_key_arn={"constant_value": None})]}}),
+         ["aws_neptune_cluster.orders: kms_key_arn must name a customer-managed KMS key"]),
+        (plan(change("aws_neptune_cluster", "orders", ["delete", "create"], ENCRYPTED_CLUSTER | {"kms_key_arn": "arn:aws:kms:us-east-1:111111111111:alias/aws/rds"})),
+         ["aws_neptune_cluster.orders: kms_key_arn names an AWS-managed or AWS-owned key (arn:aws:kms:us-east-1:111111111111:alias/aws/rds); use a customer-managed key"]),
+        (plan(change("aws_neptunegraph_graph", "analytics", ["create"], {"provisioned_memory": 16}, {"kms_key_identifier": True})),
+         ["aws_neptunegraph_graph.analytics: kms_key_identifier must name a customer-managed KMS key"]),
+        (plan(change("aws_neptunegraph_graph", "analytics", ["update"], GRAPH_ON_AWS_OWNED_KEY)),
+         ["aws_neptunegraph_graph.analytics: kms_key_identifier names an AWS-managed or AWS-owned key (AWS_OWNED_KEY); use a customer-managed key"]),
+        (plan(change("aws_neptune_cluster", "orders", ["create"], {"storage_encrypted": False}),
+              change("aws_neptune_cluster", "audit", ["create"], ENCRYPTED_CLUSTER)),
+         ["aws_neptune_cluster.orders: storage_encrypted must be true", "aws_neptune_cluster.orders: kms_key_arn must name a customer-managed KMS key"]),
+    ],
+    ids=["unencrypted-cluster", "cluster-key-unset", "cluster-key-set-to-null", "replacement-on-aws-managed-alias", "graph-key-unset", "graph-on-aws-owned-key", "one-bad-cluster-of-two"],
+)
+def test_plan_check_fails_with_one_line_per_violation(document, expected, tmp_path):
+    run = check_plan(document, tmp_path)
+    assert (run.returncode, run.stdout.splitlines(), run.stderr) == (1, expected, "")
+
+
+def test_plan_check_does_not_take_a_same_named_resource_of_another_module_as_configuration(tmp_path):
+    document = plan(
+        change("aws_neptune_cluster", "orders", ["create"], {"storage_encrypted": True}, {"kms_key_arn": True}, module="module.team_a"),
+        configuration={"root_module": {
+            "resources": [configured("aws_neptune_cluster", "orders", kms_key_arn=KEY_REFERENCE)],
+            "module_calls": {"team_a": {"module": {"resources": [configured("aws_neptune_cluster", "orders")]}}},
+        }},
+    )
+    run = check_plan(document, tmp_path)
+    assert (run.returncode, run.stdout) == (1, "module.team_a.aws_neptune_cluster.orders: kms_key_arn must name a customer-managed KMS key\n")
+
+
+@pytest.mark.parametrize(
+    "document",
+    ["not json", json.dumps({"format_version": "1.0", "values": {}}), json.dumps(["a", "list"]),
+     json.dumps({"format_version": "1.2", "planned_values": {}, "resource_changes": [{"mode": "managed", "type": "aws_neptune_cluster"}]})],
+    ids=["not-json", "state-not-plan", "not-an-object", "change-without-its-change"],
+)
+def test_plan_check_refuses_what_is_not_a_plan_in_one_line(document, tmp_path):
+    run = check_plan(document, tmp_path)
+    assert (run.returncode, run.stdout, len(run.stderr.splitlines())) == (2, "", 1)
+    assert run.stderr.startswith("check_plan.py: ")
+
+
+def test_ci_example_runs_the_check_on_the_json_of_the_plan_it_made():
+    workflow = yaml.safe_load((GUARDRAILS / "terraform" / "ci-example.yml").read_text())
+    steps = workflow["jobs"]["plan"]["steps"]
+    commands = [step["run"] for step in steps if "run" in step]
+    assert commands[-3:] == [
+        "terraform plan -input=false -lock=false -out=plan.out",
+        "terraform show -json plan.out > plan.json",
+        "python3 guardrails/terraform/check_plan.py plan.json",
+    ]
+    setup = next(step for step in steps if step.get("uses", "").startswith("hashicorp/setup-terraform@"))
+    assert setup["with"]["terraform_wrapper"] is False
+
