@@ -111,6 +111,8 @@ def template_roles(template: dict, account: str, region: str, parameters: dict[s
     for logical, item in items.items():
         service = item["Type"].split("::")[1].lower()
         attributes[(logical, "Arn")] = role_arns.get(logical) or physical.get(logical) or f"arn:aws:{service}:{region}:{account}:{logical}"
+        if item["Type"] == "AWS::S3::Bucket" and logical in physical:  # physical: the bucket's name, which its ARN holds alone
+            attributes[(logical, "Arn")] = f"arn:aws:s3:::{physical[logical]}"
     roles = {logical: Role(arn, resolve(items[logical]["Properties"]["AssumeRolePolicyDocument"], references, attributes),
                            [resolve(p["PolicyDocument"], references, attributes) for p in items[logical]["Properties"].get("Policies", [])])
              for logical, arn in role_arns.items()}
@@ -276,6 +278,19 @@ class ExecutedIAM:
         if action.lower() == "sts:getcalleridentity":
             return  # needs no permission: https://docs.aws.amazon.com/STS/latest/APIReference/API_GetCallerIdentity.html
         self._authorize(role_arn, action, prefix, operation, response, region)
+
+    def authorize_s3_request(self, response, bucket: str | None, key: str | None) -> None:
+        """S3 names its resources in the path, not the parameters: moto passes them, as it does to its own S3 check."""
+        from moto.core.exceptions import AccessDeniedError
+
+        scope = re.search(r"Credential=([^/]+)/", response.headers.get("Authorization", ""))
+        role_arn = self._role_of_key(scope.group(1)) if scope else None
+        if role_arn is None or role_arn not in self.roles:
+            return
+        action = f"s3:{response._get_action()}"
+        resource = f"arn:aws:s3:::{bucket or '*'}" + (f"/{key}" if key else "")
+        if not self.decide(role_arn, action, resource, {}).allowed:
+            raise AccessDeniedError(user_arn=role_arn, action=action)
 
     def _authorize(self, role_arn: str, action: str, prefix: str, operation: str, response, region: str) -> None:
         from moto.core.exceptions import AccessDeniedError
@@ -452,7 +467,8 @@ def _resource_tags(prefix: str, arn: str, region: str, account: str) -> dict:
 
 # Deploying the synthesized roles and functions into the local AWS.
 
-FUNCTIONS = {"handlers.detector.handler": "neptune-guard-detector", "handlers.steps.handler": "neptune-guard-steps",
+FUNCTIONS = {"handlers.detector.handler": "neptune-guard-detector", "handlers.scheduled_scan.handler": "neptune-guard-detector",
+             "handlers.steps.handler": "neptune-guard-steps",
              "handlers.trigger.handler": "neptune-guard-trigger", "handlers.approval.handler": "neptune-guard-approval"}
 
 
@@ -485,6 +501,8 @@ def deploy(session: boto3.Session, security_template: dict, member_template: dic
             physical[logical] = machine(properties["StateMachineName"])
         elif item["Type"] == "AWS::SNS::Topic":
             physical[logical] = f"arn:aws:sns:{region}:{account}:neptune-guard-on-call"
+        elif item["Type"] == "AWS::S3::Bucket":
+            physical[logical] = workflows.runs_bucket(account)
     security_roles = template_roles(security_template, account, region, {}, physical)
 
     def role_of(logical: str, attribute: str) -> str:
@@ -505,13 +523,16 @@ def deploy(session: boto3.Session, security_template: dict, member_template: dic
             with contextlib.suppress(member_iam.exceptions.EntityAlreadyExistsException):
                 member_iam.create_role(RoleName=role.arn.rsplit("/", 1)[1], AssumeRolePolicyDocument=json.dumps(role.trust))
     harness = ExecutedIAM(roles, organization_id, set(accounts))
+    machine_functions = {physical[k]: physical[next(v["Fn::GetAtt"][0] for v in i["Properties"]["DefinitionSubstitutions"].values()
+                                                    if isinstance(v, dict) and "Fn::GetAtt" in v)]
+                         for k, i in items.items() if i["Type"] == "AWS::StepFunctions::StateMachine"}
     for machine_arn, role_arn in machine_roles.items():
         trusted = harness.trusts(role_arn, {"Service": "states.amazonaws.com"}, {"aws:SourceArn": machine_arn, "aws:SourceAccount": account})
         if not trusted.allowed:
             raise Denied(f"Step Functions may not assume {role_arn} for {machine_arn}: {trusted.reason}")
         # moto routes Lambda's Invoke past its authorization hook: each state machine's role is evaluated here, once,
-        # on the function its definition's tasks name (the steps function, by the substitution the stack makes).
-        harness.require(role_arn, "lambda:InvokeFunction", function("neptune-guard-steps"), {})
+        # on the function its definition's tasks name (by the substitution the stack makes).
+        harness.require(role_arn, "lambda:InvokeFunction", machine_functions[machine_arn], {})
 
     arns = workflows.deploy(session, region, roles={
         "steps": function_roles["neptune-guard-steps"], "approval": function_roles["neptune-guard-approval"],
@@ -522,7 +543,12 @@ def deploy(session: boto3.Session, security_template: dict, member_template: dic
     lambda_client = session.client("lambda", region_name=region)
     for logical, item in items.items():
         name = FUNCTIONS.get(item["Properties"].get("Handler"))
-        if name in ("neptune-guard-detector", "neptune-guard-trigger"):
+        if item["Properties"].get("Handler") == "handlers.scheduled_scan.handler":
+            arns["scheduled_scan"] = workflows.deploy_scheduled_scan(
+                session, region, deployed(item["Properties"]["Environment"]["Variables"], account, region, physical),
+                function_roles[name], machine_roles[machine("NeptuneGuardScheduledScan")])["state_machine"]
+            arns["detector"] = name
+        elif name in ("neptune-guard-detector", "neptune-guard-trigger"):
             environment = deployed(item["Properties"]["Environment"]["Variables"], account, region, physical)
             lambda_client.create_function(FunctionName=name, Runtime="python3.13", Role=function_roles[name],
                                           Handler=item["Properties"]["Handler"], Code={"ZipFile": workflows.code_zip()},
@@ -544,6 +570,7 @@ def enforced(harness: ExecutedIAM):
     from moto.core.authorization import ActionAuthenticatorMixin
 
     original_authorize = ActionAuthenticatorMixin._authenticate_and_authorize_normal_action
+    original_authorize_s3 = ActionAuthenticatorMixin._authenticate_and_authorize_s3_action
     original_credentials = botocore.session.Session.get_credentials
     original_submit = ThreadPoolExecutor.submit
     fallback = boto3.Session().get_credentials().get_frozen_credentials()
@@ -556,6 +583,9 @@ def enforced(harness: ExecutedIAM):
 
     def authorize(self, resource: str = "*") -> None:
         harness.authorize_moto_request(self)
+
+    def authorize_s3(self, bucket_name: str | None = None, key_name: str | None = None) -> None:
+        harness.authorize_s3_request(self, bucket_name, key_name)
 
     def invoke_as_its_role(self, event=None):
         """The Lambda service assumes the function's role (its trust policy must let lambda.amazonaws.com) and the
@@ -585,6 +615,7 @@ def enforced(harness: ExecutedIAM):
         return original_submit(self, as_submitter, *args, **kwargs)
 
     ActionAuthenticatorMixin._authenticate_and_authorize_normal_action = authorize
+    ActionAuthenticatorMixin._authenticate_and_authorize_s3_action = authorize_s3
     LambdaFunction._invoke_lambda = invoke_as_its_role
     botocore.session.Session.get_credentials = get_credentials
     ThreadPoolExecutor.submit = submit
@@ -595,6 +626,7 @@ def enforced(harness: ExecutedIAM):
     finally:
         ACTIVE = None
         ActionAuthenticatorMixin._authenticate_and_authorize_normal_action = original_authorize
+        ActionAuthenticatorMixin._authenticate_and_authorize_s3_action = original_authorize_s3
         LambdaFunction._invoke_lambda = original_invoke
         botocore.session.Session.get_credentials = original_credentials
         ThreadPoolExecutor.submit = original_submit

@@ -59,24 +59,30 @@ def deploy(session: boto3.Session | None = None, region: str = "us-east-1", role
             "approval_function": approval_function}
 
 
-def deploy_scheduled_scan(session: boto3.Session | None = None, region: str = "us-east-1", role_arn: str | None = None,
-                          environment: dict[str, str] | None = None) -> dict[str, str]:
-    """The scheduled scan: its runs bucket, its function and its state machine (Distributed Map), as the security stack
-    deploys them. `environment` overrides the function's settings (ACCOUNTS, REGIONS, MINIMUM_COVERAGE, ...)."""
+def runs_bucket(account: str) -> str:
+    return f"neptune-guard-scan-runs-{account}"
+
+
+def deploy_scheduled_scan(session: boto3.Session | None = None, region: str = "us-east-1", environment: dict[str, str] | None = None,
+                          function_role: str | None = None, machine_role: str | None = None) -> dict[str, str]:
+    """The scheduled scan: its runs bucket, the detector function and the state machine (Distributed Map), as the
+    security stack deploys them. `environment` overrides the function's settings (ACCOUNTS, REGIONS, MINIMUM_COVERAGE,
+    ...); without the roles (the synthesized ones: sandbox/executed_iam.py) one sandbox role serves both."""
     session = session or boto3.Session(region_name=region)
-    if role_arn is None:
-        role_arn = session.client("iam").create_role(RoleName="NeptuneGuardScheduledScan", AssumeRolePolicyDocument=TRUST)["Role"]["Arn"]
-    bucket = f"neptune-guard-scan-runs-{session.client('sts').get_caller_identity()['Account']}"
+    if function_role is None or machine_role is None:
+        function_role = machine_role = session.client("iam").create_role(
+            RoleName="NeptuneGuardScheduledScan", AssumeRolePolicyDocument=TRUST)["Role"]["Arn"]
+    bucket = runs_bucket(session.client("sts").get_caller_identity()["Account"])
     s3 = session.client("s3", region_name=region)
     s3.create_bucket(Bucket=bucket, **({} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}))
     variables = {"ACCOUNTS": "org", "REGIONS": "", "CONCURRENCY": "16", "PUBLISH": "true", "RUNS_BUCKET": bucket,
                  "MINIMUM_COVERAGE": "1", "MAP_CONCURRENCY": "8", **(environment or {})}
     function_arn = session.client("lambda", region_name=region).create_function(
-        FunctionName="neptune-guard-scheduled-scan", Runtime="python3.13", Role=role_arn, Handler="handlers.scheduled_scan.handler",
+        FunctionName="neptune-guard-detector", Runtime="python3.13", Role=function_role, Handler="handlers.scheduled_scan.handler",
         Code={"ZipFile": code_zip()}, Timeout=900, Environment={"Variables": variables},
     )["FunctionArn"]
     machine = session.client("stepfunctions", region_name=region).create_state_machine(
-        name="NeptuneGuardScheduledScan", roleArn=role_arn,
+        name="NeptuneGuardScheduledScan", roleArn=machine_role,
         definition=definition("scheduled_scan", {"ScanFunctionArn": function_arn, "Partition": "aws", "RunsBucket": bucket}),
     )["stateMachineArn"]
     return {"state_machine": machine, "function": function_arn, "bucket": bucket}

@@ -127,8 +127,10 @@ class SecurityStack(Stack):
         alarms = [errors]
         workflow = None
         if runs:
-            runs.grant_put(detector, "runs/*/accounts.json")
-            runs.grant_read(detector, "runs/*")
+            detector.add_to_role_policy(iam.PolicyStatement(sid="WriteTheAccountList", actions=["s3:PutObject"],
+                                                            resources=[runs.arn_for_objects("runs/*/accounts.json")]))
+            detector.add_to_role_policy(iam.PolicyStatement(sid="ReadTheRunsResults", actions=["s3:GetObject"],
+                                                            resources=[runs.arn_for_objects("runs/*")]))
             workflow = self._state_machine("ScheduledScan", SCAN_STATE_MACHINE, "scheduled_scan", detector,
                                            {"ScanFunctionArn": detector.function_arn, "RunsBucket": runs.bucket_name})
             self._may_run_its_distributed_map(workflow, SCAN_STATE_MACHINE, runs)
@@ -174,9 +176,9 @@ class SecurityStack(Stack):
         workflow.add_to_role_policy(iam.PolicyStatement(
             sid="ManageItsChildExecutions", actions=["states:DescribeExecution", "states:StopExecution"],
             resources=[f"arn:{Aws.PARTITION}:states:{Aws.REGION}:{Aws.ACCOUNT_ID}:execution:{name}/*"]))
-        runs.grant_read(workflow, "runs/*/accounts.json")
         workflow.add_to_role_policy(iam.PolicyStatement(
-            sid="WriteItsResults", actions=["s3:PutObject", "s3:GetObject", "s3:ListMultipartUploadParts", "s3:AbortMultipartUpload"],
+            sid="ReadItsItemsWriteItsResults",
+            actions=["s3:PutObject", "s3:GetObject", "s3:ListMultipartUploadParts", "s3:AbortMultipartUpload"],
             resources=[runs.arn_for_objects("runs/*")]))
 
     def _state_machine(self, construct_id: str, name: str, asl_file: str, function: lambda_.Function,

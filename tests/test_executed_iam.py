@@ -13,7 +13,7 @@ from botocore.exceptions import ClientError
 
 from neptune_guard import cli
 from sandbox import executed_iam, function_urls, on_call, workflows
-from tests.conftest import awaiting, custom_action_event, findings, member_session
+from tests.conftest import awaiting, custom_action_event, final_state, findings, member_session
 
 ROOT = Path(__file__).resolve().parent.parent
 ACCOUNT, OTHER, REGION = "111111111111", "222222222222", "us-east-1"
@@ -36,8 +36,6 @@ SCENARIO = {
         OTHER: {REGION: {"clusters": {"graph": {"encryption": "aws-managed"}}}},
     }
 }
-SCHEDULED = {"version": "0", "id": "1", "detail-type": "Scheduled Event", "source": "aws.events", "account": "123456789012",
-             "time": "2026-12-02T00:00:00Z", "region": REGION, "resources": [], "detail": {}}
 FAST = {"approval_timeout_seconds": 600, "soak_seconds": 0, "metrics_settle_seconds": 0}
 
 
@@ -77,6 +75,14 @@ def invoke(session, name: str, event: dict) -> dict:
     return payload
 
 
+def scheduled_scan(sfn, arns, name="daily") -> dict:
+    """A run of the scheduled scan's Distributed Map, as the schedule starts it: the run's coverage."""
+    execution = sfn.start_execution(stateMachineArn=arns["scheduled_scan"], name=name, input="{}")["executionArn"]
+    description = workflows.wait_for(sfn, execution, lambda d, h: False, timeout=120)
+    assert description["status"] == "SUCCEEDED", final_state(sfn, execution)
+    return final_state(sfn, execution)["coverage"]
+
+
 def wait_for_stage(sfn, execution, stage):
     try:
         description = awaiting(sfn, execution, stage, timeout=60)
@@ -93,8 +99,8 @@ def test_every_code_path_runs_on_the_synthesized_roles_alone(deployed, monkeypat
     alice, bob = (role_session(session, on_call.ON_CALL_ROLE, name) for name in ("alice", "bob"))
 
     # The scheduled scan of the Organization, every enabled region, published; then the CLI's scan of its own account.
-    scanned = invoke(session, "neptune-guard-detector", SCHEDULED)
-    assert scanned["findings_failed"] > 0 and scanned["accounts_failed"] == 0, scanned
+    scanned = scheduled_scan(sfn, arns)
+    assert scanned["findings_failed"] > 0 and scanned["accounts_unreached"] == [], scanned
     # `scan --accounts self` uses the caller's own credentials: here a member account's audit role.
     with executed_iam.acting_as(role_session(session, "NeptuneGuardAudit", "cli", ACCOUNT)):
         assert cli.main(["scan", "--accounts", "self", "--publish", "--no-progress", "--output", "json"]) == 0
@@ -126,7 +132,7 @@ def test_every_code_path_runs_on_the_synthesized_roles_alone(deployed, monkeypat
     for stage in ("snapshot", "cutover", "decommission"):
         wait_for_stage(sfn, catalog, stage)
         if stage == "decommission":  # the scheduled scan during the soak notes the retained original
-            invoke(session, "neptune-guard-detector", SCHEDULED)
+            scheduled_scan(sfn, arns, "during-the-soak")
         read_the_question(bob, arns["cluster"], catalog)
         assert as_person(bob, monkeypatch, url, "approve", catalog) == 0, denials(harness)
     assert workflows.wait_for(sfn, catalog, lambda d, h: False)["status"] == "SUCCEEDED", denials(harness)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import time
 
-import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -42,7 +41,7 @@ logger = Logger()
 tracer = Tracer(auto_patch=False)
 metrics = Metrics()
 # One session for every invocation a warm function serves: building one costs 0.3 to 0.5 s of CPU.
-SESSION = boto3.Session()
+SESSION = aws.scan_session()
 
 
 class InvalidScanEvent(Exception):

@@ -114,7 +114,7 @@ def scan(
     on_unit_done: Callable[[UnitResult, int, int], None] | None = None,
 ) -> ScanResult:
     """Scan every account-region named by `options`. `on_unit_done(unit, done, known)` reports progress."""
-    session = session or boto3.Session()
+    session = session or aws.scan_session()
     accounts = resolve_accounts(session, options)
     result = ScanResult()
     keys = inventory.KeyDirectory()
