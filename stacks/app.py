@@ -6,6 +6,7 @@ from aws_cdk import App, Aspects, DefaultStackSynthesizer, Stage
 from cdk_nag import AwsSolutionsChecks
 
 from .config import Config
+from .member_events import MemberEventsStack
 from .member_roles import MemberRolesStack
 from .security import SecurityStack
 
@@ -19,6 +20,11 @@ def build(app: App) -> tuple[SecurityStack, MemberRolesStack]:
     Aspects.of(members).add(AwsSolutionsChecks(verbose=True))
     member_stack = MemberRolesStack(members, "NeptuneGuardMemberRoles", config=config, analytics_reporting=False,
                                     synthesizer=DefaultStackSynthesizer(generate_bootstrap_version_rule=False))
-    member_template = members.synth().get_stack_artifact(member_stack.artifact_id).template
-    security = SecurityStack(app, "NeptuneGuardSecurity", config=config, member_template=member_template)
+    events_stack = MemberEventsStack(members, "NeptuneGuardMemberEvents", config=config, analytics_reporting=False,
+                                     synthesizer=DefaultStackSynthesizer(generate_bootstrap_version_rule=False))
+    assembly = members.synth()
+    member_template = assembly.get_stack_artifact(member_stack.artifact_id).template
+    events_template = assembly.get_stack_artifact(events_stack.artifact_id).template
+    security = SecurityStack(app, "NeptuneGuardSecurity", config=config, member_template=member_template,
+                             member_events_template=events_template)
     return security, member_stack

@@ -16,6 +16,7 @@ PLANNER_ROLE = "NeptuneGuardPlanner"  # member accounts: read what a remediation
 CLUSTER_STATE_MACHINE = "NeptuneGuardClusterRemediation"
 SNAPSHOT_STATE_MACHINE = "NeptuneGuardSnapshotRemediation"
 SCAN_STATE_MACHINE = "NeptuneGuardScheduledScan"
+CHANGE_BUS = "NeptuneGuardChanges"  # the security account's bus for the members' forwarded changes
 SCAN_MODES = ("distributed", "single")  # a Distributed Map over the accounts, or one Lambda for a small Organization
 
 
@@ -37,6 +38,8 @@ class Config:
     organization_id: str
     organizational_unit_ids: tuple[str, ...]
     stack_set_region: str
+    change_regions: tuple[str, ...]
+    change_batching_seconds: int
     stack_set_call_as: str
     powertools_version: str
     log_retention_days: int
@@ -67,6 +70,8 @@ class Config:
             organization_id=str(get("organizationId")),
             organizational_unit_ids=tuple(u.strip() for u in str(get("organizationalUnitIds")).split(",") if u.strip()),
             stack_set_region=str(get("stackSetRegion")),
+            change_regions=tuple(r.strip() for r in str(get("changeRegions")).split(",") if r.strip()),
+            change_batching_seconds=int(get("changeBatchingSeconds")),
             stack_set_call_as=str(get("stackSetCallAs")),
             powertools_version=str(get("powertoolsVersion")),
             log_retention_days=int(get("logRetentionDays")),
@@ -104,6 +109,10 @@ class Config:
             raise ValueError(f"powertoolsVersion must be a Powertools v3 release such as 3.37.0, got {self.powertools_version!r}")
         if not 1 <= self.concurrency <= 64:
             raise ValueError("concurrency must be from 1 to 64")
+        if not self.change_regions or not all(re.match(r"^[a-z]{2}(-[a-z]+)+-\d+$", r) for r in self.change_regions):
+            raise ValueError(f"changeRegions must be region names (where changes are forwarded from), got {self.change_regions!r}")
+        if not 0 <= self.change_batching_seconds <= 300:
+            raise ValueError("changeBatchingSeconds must be from 0 to 300 (SQS's batching window)")
         if self.scan_mode not in SCAN_MODES:
             raise ValueError(f"scanMode must be one of {', '.join(SCAN_MODES)}, got {self.scan_mode!r}")
         if not 1 <= self.map_concurrency <= 10_000:

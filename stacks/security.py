@@ -16,18 +16,22 @@ from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as lambda_events
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_ssm as ssm
 from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import custom_resources as cr
 from cdk_nag import NagSuppressions
 from constructs import Construct
 
+from neptune_guard.changes import CLOUDTRAIL, WATCHED
+
 from . import lambda_code
-from .config import (APPROVAL_ROLE, CLUSTER_STATE_MACHINE, DETECTOR_ROLE, PLANNER_ROLE, SCAN_STATE_MACHINE, SNAPSHOT_STATE_MACHINE,
+from .config import (APPROVAL_ROLE, CHANGE_BUS, CLUSTER_STATE_MACHINE, DETECTOR_ROLE, PLANNER_ROLE, SCAN_STATE_MACHINE, SNAPSHOT_STATE_MACHINE,
                      TRIGGER_ROLE, WORKFLOW_ROLE, Config)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,7 +42,8 @@ CUSTOM_ACTION_ID = "RemediateWithCMK"
 
 
 class SecurityStack(Stack):
-    def __init__(self, scope: Construct, construct_id: str, *, config: Config, member_template: dict, **kwargs) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, config: Config, member_template: dict, member_events_template: dict,
+                 **kwargs) -> None:
         super().__init__(scope, construct_id, description="Neptune Guard: detector, remediation workflows, triggers", **kwargs)
         self.config = config
         # The layer of exactly the Powertools release the tests run (requirements.txt), as Powertools publishes it:
@@ -79,14 +84,17 @@ class SecurityStack(Stack):
         self.trigger = self._trigger()
         self.approval = self._approval_endpoint()
         self.approver_policy = self._approver_policy()
+        self.change_scan = self._change_scan()
         self.stack_set = self._member_stack_set(member_template)
+        self.events_stack_set = self._member_events_stack_set(member_events_template)
         self._suppressions()
 
-    def _function(self, name: str, handler: str, role_name: str, timeout: Duration, memory: int, environment: dict) -> lambda_.Function:
+    def _function(self, name: str, handler: str, role_name: str | None, timeout: Duration, memory: int, environment: dict,
+                  role: iam.IRole | None = None) -> lambda_.Function:
         log_group = logs.LogGroup(self, f"{name}Logs", retention=RETENTION[self.config.log_retention_days], encryption_key=self.logs_key,
                                   removal_policy=RemovalPolicy.RETAIN)
-        role = iam.Role(self, f"{name}Role", role_name=role_name, assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-                        description=f"Neptune Guard {name} function")
+        role = role or iam.Role(self, f"{name}Role", role_name=role_name, assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+                                description=f"Neptune Guard {name} function")
         log_group.grant_write(role)
         return lambda_.Function(
             self, name, runtime=lambda_.Runtime.PYTHON_3_13, architecture=lambda_.Architecture.X86_64, handler=handler,
@@ -283,6 +291,50 @@ class SecurityStack(Stack):
             iam.PolicyStatement(sid="PlanInMemberAccounts", actions=["sts:AssumeRole"],
                                 resources=[f"arn:{Aws.PARTITION}:iam::*:role/{PLANNER_ROLE}"]),
         ])
+
+    def _change_scan(self) -> lambda_.Function:
+        """Findings within minutes: the members forward their changes (stacks/member_events.py) to a bus that only the
+        Organization may put events on; a queue collects them, and the targeted scan takes them in batches (the
+        batching window is the debounce) and scans each account-region they name once, as the detector's role."""
+        config = self.config
+        bus = events.EventBus(self, "ChangeBus", event_bus_name=CHANGE_BUS)
+        bus.add_to_resource_policy(iam.PolicyStatement(
+            sid="OrganizationMembersForwardChanges", principals=[iam.AnyPrincipal()], actions=["events:PutEvents"],
+            resources=[bus.event_bus_arn], conditions={"StringEquals": {"aws:PrincipalOrgID": config.organization_id}}))
+        dead_letters = sqs.Queue(self, "ChangeScansFailed", encryption=sqs.QueueEncryption.SQS_MANAGED, enforce_ssl=True,
+                                 retention_period=Duration.days(14))
+        queue = sqs.Queue(self, "ChangeScans", encryption=sqs.QueueEncryption.SQS_MANAGED, enforce_ssl=True,
+                          visibility_timeout=Duration.minutes(30),  # six times the function's timeout, as Lambda advises
+                          dead_letter_queue=sqs.DeadLetterQueue(queue=dead_letters, max_receive_count=3))
+        events.Rule(self, "ScanOnChange", event_bus=bus, description="Neptune Guard: rescan an account-region after a change",
+                    event_pattern=events.EventPattern(source=sorted(WATCHED), detail_type=[CLOUDTRAIL]),
+                    targets=[targets.SqsQueue(queue)])
+        function = self._function("ChangeScan", "handlers.change_scan.handler", None, Duration.minutes(5), 1024, {
+            "AUDIT_ROLE_NAME": config.audit_role_name, "PUBLISH": "true", "POWERTOOLS_SERVICE_NAME": "change-scan",
+        }, role=self.detector.role)
+        function.add_event_source(lambda_events.SqsEventSource(
+            queue, batch_size=100, max_batching_window=Duration.seconds(config.change_batching_seconds)))
+        return function
+
+    def _member_events_stack_set(self, template: dict) -> cloudformation.CfnStackSet:
+        config = self.config
+        return cloudformation.CfnStackSet(
+            self, "MemberEvents", stack_set_name="NeptuneGuardMemberEvents", permission_model="SERVICE_MANAGED",
+            call_as=config.stack_set_call_as, capabilities=["CAPABILITY_IAM"],
+            auto_deployment=cloudformation.CfnStackSet.AutoDeploymentProperty(enabled=True, retain_stacks_on_account_removal=False),
+            template_body=json.dumps(template),
+            parameters=[
+                cloudformation.CfnStackSet.ParameterProperty(parameter_key="SecurityAccountId", parameter_value=Aws.ACCOUNT_ID),
+                cloudformation.CfnStackSet.ParameterProperty(parameter_key="SecurityRegion", parameter_value=Aws.REGION),
+            ],
+            stack_instances_group=[cloudformation.CfnStackSet.StackInstancesProperty(
+                deployment_targets=cloudformation.CfnStackSet.DeploymentTargetsProperty(
+                    organizational_unit_ids=list(config.organizational_unit_ids)),
+                regions=list(config.change_regions),  # rules are regional: every region changes are forwarded from
+            )],
+            operation_preferences=cloudformation.CfnStackSet.OperationPreferencesProperty(
+                failure_tolerance_percentage=10, max_concurrent_percentage=25, region_concurrency_type="PARALLEL"),
+        )
 
     def _member_stack_set(self, member_template: dict) -> cloudformation.CfnStackSet:
         config = self.config

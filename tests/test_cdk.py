@@ -253,3 +253,35 @@ def test_logs_are_encrypted_and_carry_no_execution_data(stacks):
     for machine in security.find_resources("AWS::StepFunctions::StateMachine").values():
         logging = machine["Properties"]["LoggingConfiguration"]
         assert logging["IncludeExecutionData"] is False  # plans and task tokens stay in the execution history
+
+
+def test_members_forward_the_watched_changes_to_a_bus_only_the_organization_may_use(stacks):
+    from neptune_guard.changes import WATCHED
+
+    _, _, security, _ = stacks
+    stack_set = next(s["Properties"] for s in security.find_resources("AWS::CloudFormation::StackSet").values()
+                     if s["Properties"]["StackSetName"] == "NeptuneGuardMemberEvents")
+    assert stack_set["StackInstancesGroup"][0]["Regions"] == CONTEXT["neptune-guard:changeRegions"].split(",")
+    members = Template.from_json(json.loads(stack_set["TemplateBody"]))
+    (rule,) = members.find_resources("AWS::Events::Rule").values()
+    pattern = rule["Properties"]["EventPattern"]
+    assert pattern["source"] == sorted(WATCHED) and pattern["detail-type"] == ["AWS API Call via CloudTrail"]
+    assert set(pattern["detail"]["eventName"]) >= {"CreateDBCluster", "RestoreDBClusterFromSnapshot", "ModifyDBCluster",
+                                                   "CreateDBClusterSnapshot", "CopyDBClusterSnapshot", "ModifyDBClusterSnapshotAttribute",
+                                                   "DisableKey", "ScheduleKeyDeletion", "CancelKeyDeletion", "EnableKey",
+                                                   "CreateGraph", "RestoreGraphFromSnapshot"}
+    (target,) = rule["Properties"]["Targets"]
+    assert "event-bus/NeptuneGuardChanges" in json.dumps(target["Arn"]) and "RoleArn" in target
+    (policy,) = members.find_resources("AWS::IAM::Policy").values()
+    (put,) = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert actions(put) == ["events:PutEvents"] and "event-bus/NeptuneGuardChanges" in json.dumps(put["Resource"])
+
+    (bus_policy,) = security.find_resources("AWS::Events::EventBusPolicy").values()
+    statement = bus_policy["Properties"]["Statement"]
+    assert statement["Action"] == "events:PutEvents" and statement["Principal"] == {"AWS": "*"}
+    assert statement["Condition"] == {"StringEquals": {"aws:PrincipalOrgID": CONTEXT["neptune-guard:organizationId"]}}
+    security.has_resource_properties("AWS::Lambda::EventSourceMapping", {
+        "BatchSize": 100, "MaximumBatchingWindowInSeconds": CONTEXT["neptune-guard:changeBatchingSeconds"]})
+    change_scan = next(f["Properties"] for f in security.find_resources("AWS::Lambda::Function").values()
+                       if f["Properties"]["Handler"] == "handlers.change_scan.handler")
+    assert change_scan["Role"] == detector_function(security)["Properties"]["Role"]  # the role the audit roles trust
