@@ -2,13 +2,15 @@
 gone, and a neptune-graph fault confined to its account-region."""
 
 import boto3
+import pytest
 
-from neptune_guard import asff, graphs
+from neptune_guard import asff, checks, graphs, trigger
 from neptune_guard.models import Status
 from neptune_guard.scanner import ScanOptions, scan
 from sandbox.organization import DEMO_SCENARIO, seed
 from sandbox.server import LoopbackAws
 from tests.conftest import REGIONS, findings, member_session
+from tests.test_checks import graph
 
 ACCOUNT = "111111111111"
 SCENARIO = {"accounts": {ACCOUNT: {
@@ -121,3 +123,10 @@ def test_the_demo_organization_has_a_graph_on_the_aws_owned_key_and_the_scan_fin
     assert [(e.account_id, e.region, e.resource_id, e.kms_key_id) for e in found] == [
         ("111111111111", "us-east-1", "recs-analytics", "AWS_OWNED_KEY")]
     assert "encrypted with an AWS owned key" in found[0].message
+
+
+def test_the_remediate_action_refuses_a_graph_finding_before_reading_anything():
+    resource = graph()
+    finding = asff.build(checks.evaluate(resource)[0], resource, "aws", "2026-12-02T00:00:00.000Z", None)
+    with pytest.raises(trigger.NotRemediable, match="'Other' has no re-encryption workflow"):
+        trigger.claimed_resource(finding)

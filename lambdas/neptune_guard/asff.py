@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from . import __version__
 from .checks import CHECKS_BY_ID
-from .models import CLUSTER, CLUSTER_SNAPSHOT, GRAPH, GRAPH_SNAPSHOT, Cluster, ClusterSnapshot, Evaluation, Graph, GraphSnapshot, Resource, Status
+from .models import (CLUSTER, CLUSTER_SNAPSHOT, GRAPH, GRAPH_SNAPSHOT, Cluster, ClusterSnapshot, Evaluation, Graph, GraphSnapshot,
+                     Resource, Status)
 
 GENERATOR_PREFIX = "neptune-guard/"
 TYPES = ["Software and Configuration Checks/AWS Security Best Practices", "Effects/Data Exposure"]
@@ -38,7 +39,7 @@ def _other(resource: Graph | GraphSnapshot) -> dict:
     else:
         fields = {"ResourceType": "AWS::NeptuneGraph::GraphSnapshot", "SnapshotName": resource.identifier,
                   "SnapshotId": resource.snapshot_id, "SourceGraphId": resource.source_graph_id}
-    fields |= {"Status": resource.status, "KmsKeyIdentifier": resource.kms_key_id or ""}
+    fields |= {"Status": resource.status, "KmsKeyIdentifier": resource.kms_key_id}
     return {"Other": {key: str(value)[:1023] for key, value in fields.items() if value}}
 
 
