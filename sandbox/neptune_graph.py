@@ -12,7 +12,8 @@ Neptune Analytics API reference, covering what Neptune Guard calls and what the 
 - `ListGraphs`, `ListGraphSnapshots` (optionally for one `graphIdentifier`): at most `maxResults` (1 to 100)
   summaries a page and a `nextToken` for the rest; a token this service did not issue is a ValidationException.
 - `ListTagsForResource` on a graph or snapshot ARN (ResourceNotFoundException for anything else).
-- `DeleteGraph` with `skipSnapshot=true` (refused under `deletionProtection`, as documented); a final snapshot
+- `DeleteGraph` with `skipSnapshot=true` (refused under `deletionProtection`, which is on unless CreateGraph turns it
+  off, as the AWS::NeptuneGraph::Graph schema documents its default); a final snapshot
   (`skipSnapshot=false`) is not emulated and is refused with a ValidationException saying so. `DeleteGraphSnapshot`.
 
 The account is the request's, as for every moto service (its credentials); the region is the endpoint's
@@ -31,6 +32,7 @@ https://docs.aws.amazon.com/neptune-analytics/latest/apiref/API_ListTagsForResou
 https://docs.aws.amazon.com/neptune-analytics/latest/apiref/API_DeleteGraph.html
 https://docs.aws.amazon.com/neptune-analytics/latest/apiref/API_DeleteGraphSnapshot.html
 https://docs.aws.amazon.com/neptune-analytics/latest/userguide/monitoring-cloudtrail-understanding.html
+https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/aws-resource-neptunegraph-graph.html
 """
 
 from __future__ import annotations

@@ -130,3 +130,25 @@ def test_the_remediate_action_refuses_a_graph_finding_before_reading_anything():
     finding = asff.build(checks.evaluate(resource)[0], resource, "aws", "2026-12-02T00:00:00.000Z", None)
     with pytest.raises(trigger.NotRemediable, match="'Other' has no re-encryption workflow"):
         trigger.claimed_resource(finding)
+
+
+class _Answers:
+    """A neptune-graph client (and its factory) that answers every page with `page`."""
+
+    def __init__(self, page):
+        self.page = page
+
+    def client(self, service, region):
+        return self
+
+    def get_paginator(self, operation):
+        return self
+
+    def paginate(self, **_):
+        return [self.page]
+
+
+@pytest.mark.parametrize("page", [{"graphs": [{"id": "g-0123456789"}], "graphSnapshots": []}, {"nothing": []}, {"graphs": None}])
+def test_a_malformed_neptune_graph_answer_is_the_units_error_not_a_crash(page):
+    resources, errors = graphs.read_region(_Answers(page), ACCOUNT, "us-east-1", None)
+    assert resources == [] and len(errors) == 1 and errors[0].startswith("Neptune Analytics: malformed response from AWS")
