@@ -49,12 +49,14 @@ def scenario(accounts: int, regions: int, clusters: int) -> dict:
 
 def floor(accounts: int, regions: int, clusters: int) -> int:
     """The fewest requests a scan can make: the Organization's account list, one role per account, then
-    per account-region a page of clusters and of snapshots per 100 and one request per key. The
+    per account-region a page of clusters and of snapshots per 100, one request per key, and one page each of
+    Neptune Analytics graphs and graph snapshots (every region here offers it; none has a graph). The
     management account (the caller) is scanned too, through its role, and has no resources."""
     keys = len({ENCRYPTIONS[n % 3] for n in range(clusters)} - {"none"})
     snapshots = 2 * clusters  # each cluster's automated snapshot and its manual one
-    member_unit = max(1, math.ceil(clusters / 100)) + max(1, math.ceil(snapshots / 100)) + keys
-    empty_unit = 2
+    graph_lists = 2
+    member_unit = max(1, math.ceil(clusters / 100)) + max(1, math.ceil(snapshots / 100)) + keys + graph_lists
+    empty_unit = 2 + graph_lists
     return math.ceil((accounts + 1) / 20) + (accounts + 1) + regions * (accounts * member_unit + empty_unit)
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import boto3
 import jsonschema
 
+from neptune_guard import graphs
 from neptune_guard.remediation import custom_endpoints
 
 from . import function_urls, moto_fixes, on_call, workflows
@@ -59,6 +60,8 @@ def load_scenario(path: str | None) -> dict:
     for account_id, regions in scenario["accounts"].items():
         for region, spec in regions.items():
             _check_references(f"{path}: {account_id} {region}", spec)
+            if spec.get("graphs") and region not in graphs.REGIONS:
+                raise ScenarioError(f"{path}: {account_id} {region}: Neptune Analytics is not offered in {region}, so it can hold no graphs")
     return scenario
 
 
@@ -72,6 +75,10 @@ def _check_references(where: str, spec: dict) -> None:
         named = set(cluster.get("instance_tags", {})) | {m for e in cluster.get("custom_endpoints", {}).values() for m in e.get("members", [])}
         if named - instances:
             raise ScenarioError(f"{where}: cluster {cluster_id} names instances it does not have: {', '.join(sorted(named - instances))}")
+    for name, graph in spec.get("graphs", {}).items():
+        encryption = graph.get("encryption", "aws-owned")
+        if encryption != "aws-owned" and not encryption.startswith("arn:") and alias_name(encryption) not in keys:
+            raise ScenarioError(f"{where}: graph {name} uses key {encryption}, which the region does not define")
     for snapshot_id, source in spec.get("snapshots", {}).items():
         cluster_id = source if isinstance(source, str) else source["cluster"]
         if cluster_id not in clusters:
@@ -257,5 +264,6 @@ def run(scenario_path: str | None = None, output: str = "table") -> int:
     print("\n== After ==")
     print(report.table(after))
     print("\nStill failing by design: clusters whose CMK is disabled or pending deletion. They need the key re-enabled\n"
-          "(or its deletion cancelled), not a re-encryption.")
+          "(or its deletion cancelled), not a re-encryption. Neptune Analytics graphs and graph snapshots on an AWS owned\n"
+          "key: AWS offers no restore under another key, so their findings say how to re-key by export and import.")
     return 0

@@ -312,7 +312,8 @@ class ExecutedIAM:
         if not types:
             return ["*"]
         arns = [a for t, a in _named_resources(prefix, operation, parameters, region, account) if t in types]
-        return arns or [f"arn:aws:{prefix}:{region}:{account}:{types[0]}:*"]
+        separator = "/" if prefix == "neptune-graph" else ":"  # neptune-graph ARNs end <type>/<id>
+        return arns or [f"arn:aws:{prefix}:{region}:{account}:{types[0]}{separator}*"]
 
     # Function URLs (sandbox/function_urls.py): the caller needs both permissions the Lambda reference names.
 
@@ -411,6 +412,9 @@ def _named_resources(prefix: str, operation: str, parameters: dict, region: str,
     elif prefix == "lambda" and parameters.get("FunctionName"):
         name = parameters["FunctionName"]
         named.append(("function", name if name.startswith("arn:") else f"arn:aws:lambda:{region}:{account}:function:{name}"))
+    elif prefix == "neptune-graph" and isinstance(parameters.get("resourceArn"), str):
+        arn = parameters["resourceArn"]
+        named.append((arn.split(":")[5].split("/")[0], arn))
     elif prefix == "sns" and parameters.get("TopicArn"):
         named.append(("topic", parameters["TopicArn"]))
     return named

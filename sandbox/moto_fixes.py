@@ -38,7 +38,7 @@ from moto.sts.exceptions import STSClientError
 from moto.utilities.paginator import paginate
 from moto.utilities.utils import get_partition
 
-from . import cluster_endpoints, write_activity
+from . import cluster_endpoints, neptune_graph, write_activity
 
 _applied = False
 
@@ -543,6 +543,7 @@ def apply() -> None:
     lambda_runs_handlers_in_process()
     # Not corrections: stand-ins for what moto lacks, each documented in its own module.
     cluster_endpoints.install()
+    neptune_graph.install()
     write_activity.install()
     send_task_failure_keeps_its_cause()
     distributed_map_writes_its_results()

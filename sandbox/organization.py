@@ -47,6 +47,8 @@ DEMO_SCENARIO = {
                 "snapshots": {"orders-before-migration": "orders-graph",
                               "recs-weekly": {"cluster": "recs-graph", "shared_with": ["333333333333"]}},
                 "other_engines": {"billing-aurora": "aurora-postgresql"},
+                "graphs": {"recs-analytics": {"encryption": "aws-owned", "tags": {"team": "recs"}, "snapshots": ["recs-analytics-weekly"]},
+                           "fraud-analytics": {"encryption": "alias/neptune-cmk"}},
             },
             "eu-west-1": {
                 "keys": {"alias/neptune-cmk": {"state": "Enabled"}},
@@ -201,9 +203,27 @@ def seed_region(session: boto3.Session, region: str, spec: dict, account_id: str
         if source.get("shared_with"):
             neptune.modify_db_cluster_snapshot_attribute(DBClusterSnapshotIdentifier=snapshot_id, AttributeName="restore",
                                                          ValuesToAdd=list(source["shared_with"]))
+    if spec.get("graphs"):
+        seed_graphs(session, region, spec["graphs"])
     rds = session.client("rds", region_name=region)
     for cluster_id, engine in spec.get("other_engines", {}).items():
         rds.create_db_cluster(DBClusterIdentifier=cluster_id, Engine=engine, MasterUsername="admin", MasterUserPassword="sandbox-pw-1")
+
+
+def seed_graphs(session: boto3.Session, region: str, graphs: dict) -> None:
+    """Neptune Analytics graphs, each with its snapshots. "aws-owned" creates a graph without kmsKeyIdentifier; a key
+    alias is given to CreateGraph as its key's ARN, the only form the API takes."""
+    client = session.client("neptune-graph", region_name=region)
+    kms = session.client("kms", region_name=region)
+    for name, graph in graphs.items():
+        arguments = {"graphName": name, "provisionedMemory": 16, "deletionProtection": False, "tags": graph.get("tags", {})}
+        encryption = graph.get("encryption", "aws-owned")
+        if encryption != "aws-owned":
+            arguments["kmsKeyIdentifier"] = kms.describe_key(KeyId=encryption if encryption.startswith("arn:")
+                                                             else alias_name(encryption))["KeyMetadata"]["Arn"]
+        graph_id = client.create_graph(**arguments)["id"]
+        for snapshot_name in graph.get("snapshots", []):
+            client.create_graph_snapshot(graphIdentifier=graph_id, snapshotName=snapshot_name)
 
 
 def seed(scenario: dict, session: boto3.Session | None = None) -> None:

@@ -48,11 +48,16 @@ class MemberRolesStack(Stack):
 
         audit = iam.Role(
             self, "AuditRole", role_name=config.audit_role_name, assumed_by=security_role(DETECTOR_ROLE),
-            description="Neptune Guard detector: read Neptune clusters, snapshots and keys; import this account's findings",
+            description="Neptune Guard detector: read Neptune clusters, snapshots, Neptune Analytics graphs and keys; import this account's findings",
         )
         audit.add_to_policy(iam.PolicyStatement(
             sid="ReadNeptune", actions=["rds:DescribeDBClusters", "rds:DescribeDBClusterSnapshots", "rds:ListTagsForResource"],
             resources=[f"{account_rds}:cluster:*", f"{account_rds}:cluster-snapshot:*"]))
+        audit.add_to_policy(iam.PolicyStatement(
+            sid="ReadNeptuneAnalytics",
+            actions=["neptune-graph:ListGraphs", "neptune-graph:ListGraphSnapshots", "neptune-graph:ListTagsForResource"],
+            resources=[f"arn:{Aws.PARTITION}:neptune-graph:*:{Aws.ACCOUNT_ID}:graph/*",
+                       f"arn:{Aws.PARTITION}:neptune-graph:*:{Aws.ACCOUNT_ID}:graph-snapshot/*"]))
         audit.add_to_policy(iam.PolicyStatement(
             sid="ClassifyKeys", actions=["kms:DescribeKey"], resources=[f"arn:{Aws.PARTITION}:kms:*:*:key/*"]))
         audit.add_to_policy(iam.PolicyStatement(sid="FindRegions", actions=["ec2:DescribeRegions"], resources=["*"]))

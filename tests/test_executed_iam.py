@@ -32,6 +32,7 @@ SCENARIO = {
             },
             "snapshots": {"orders-snap": {"cluster": "orders", "shared_with": [OTHER]}},
             "other_engines": {"aurora-prod": "aurora-postgresql"},
+            "graphs": {"recs": {"tags": {"team": "recs"}, "snapshots": ["recs-weekly"]}},
         }},
         OTHER: {REGION: {"clusters": {"graph": {"encryption": "aws-managed"}}}},
     }

@@ -54,6 +54,9 @@ SCENARIOS = [
     '{"accounts": {"111111111111": {"us-east-1": {"clusters": {"a": {"storage_type": "floppy"}}}}}}',
     '{"accounts": {"111111111111": {"us-east-1": {"clusters": {"a": {"instance_tags": {"ghost": {}}}}}}}}',
     '{"accounts": {"111111111111": {"us-east-1": {"clusters": {"-a": {}}}}}}', '{"accounts": {}, "surprise": 1}',
+    '{"accounts": {"111111111111": {"us-east-1": {"graphs": {"g-reserved": {}}}}}}',
+    '{"accounts": {"111111111111": {"us-east-1": {"graphs": {"recs": {"encryption": "alias/missing"}}}}}}',
+    '{"accounts": {"111111111111": {"us-west-1": {"graphs": {"recs": {}}}}}}',
 ]
 
 

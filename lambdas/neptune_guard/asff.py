@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from . import __version__
 from .checks import CHECKS_BY_ID
-from .models import CLUSTER, Cluster, ClusterSnapshot, Evaluation, Resource, Status
+from .models import (CLUSTER, CLUSTER_SNAPSHOT, GRAPH, GRAPH_SNAPSHOT, Cluster, ClusterSnapshot, Evaluation, Graph, GraphSnapshot,
+                     Resource, Status)
 
 GENERATOR_PREFIX = "neptune-guard/"
 TYPES = ["Software and Configuration Checks/AWS Security Best Practices", "Effects/Data Exposure"]
@@ -20,7 +21,31 @@ def finding_id(resource_arn: str, check_id: str) -> str:
     return f"{resource_arn}/{GENERATOR_PREFIX}{check_id}"
 
 
+# ASFF has no Neptune Analytics resource type: such a resource is Type "Other", its details in Details.Other, a map of
+# at most 50 strings, keys under 128 characters and values under 1,024.
+# https://docs.aws.amazon.com/securityhub/latest/userguide/asff-resourcedetails-other.html
+OTHER = "Other"
+KINDS = {CLUSTER: "cluster", CLUSTER_SNAPSHOT: "cluster snapshot", GRAPH: "Neptune Analytics graph",
+         GRAPH_SNAPSHOT: "Neptune Analytics graph snapshot"}
+
+
+def asff_type(resource: Resource) -> str:
+    return resource.resource_type if isinstance(resource, (Cluster, ClusterSnapshot)) else OTHER
+
+
+def _other(resource: Graph | GraphSnapshot) -> dict:
+    if isinstance(resource, Graph):
+        fields = {"ResourceType": "AWS::NeptuneGraph::Graph", "GraphName": resource.identifier, "GraphId": resource.graph_id}
+    else:
+        fields = {"ResourceType": "AWS::NeptuneGraph::GraphSnapshot", "SnapshotName": resource.identifier,
+                  "SnapshotId": resource.snapshot_id, "SourceGraphId": resource.source_graph_id}
+    fields |= {"Status": resource.status, "KmsKeyIdentifier": resource.kms_key_id}
+    return {"Other": {key: str(value)[:1023] for key, value in fields.items() if value}}
+
+
 def _details(resource: Resource) -> dict:
+    if isinstance(resource, (Graph, GraphSnapshot)):
+        return _other(resource)
     common = {"StorageEncrypted": resource.storage_encrypted, "Engine": resource.engine, "Status": resource.status}
     if resource.kms_key_id:
         common["KmsKeyId"] = resource.kms_key_id
@@ -45,7 +70,7 @@ def build(evaluation: Evaluation, resource: Resource, partition: str, now: str, 
     """The ASFF finding for one evaluation. `first_seen` is the CreatedAt of an existing finding, kept; `tags`, the
     resource's tags where the scan read them."""
     check = CHECKS_BY_ID[evaluation.check_id]
-    kind = "cluster" if resource.resource_type == CLUSTER else "cluster snapshot"
+    kind = KINDS[resource.resource_type]
     key = f"KMS key: {resource.kms_key_id}." if resource.kms_key_id else "KMS key: none (not encrypted)."
     created = first_seen or now
     return {
@@ -77,7 +102,7 @@ def build(evaluation: Evaluation, resource: Resource, partition: str, now: str, 
         },
         "Resources": [
             {
-                "Type": resource.resource_type,
+                "Type": asff_type(resource),
                 "Id": resource.arn,
                 "Partition": partition,
                 "Region": resource.region,

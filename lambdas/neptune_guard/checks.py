@@ -11,7 +11,7 @@ from typing import Callable
 
 from botocore.utils import ArnParser, InvalidArnException
 
-from .models import CLUSTER, CLUSTER_SNAPSHOT, Evaluation, KeyManager, Resource, Status
+from .models import AWS_OWNED_KEY, CLUSTER, CLUSTER_SNAPSHOT, GRAPH, GRAPH_SNAPSHOT, Evaluation, KeyManager, Resource, Status
 
 CLUSTER_WORKFLOW = "NeptuneGuardClusterRemediation"
 SNAPSHOT_WORKFLOW = "NeptuneGuardSnapshotRemediation"
@@ -34,7 +34,10 @@ AT_REST = (
     Requirement("NIST.800-53.r5 SC-28(1)", SECURITY_HUB_NEPTUNE_CONTROLS),
     Requirement("NIST.800-53.r5 SC-13", SECURITY_HUB_NEPTUNE_CONTROLS),
 )
-KEY_MANAGEMENT = AT_REST + (Requirement("NIST.800-53.r5 SC-12", "https://csrc.nist.gov/pubs/sp/800/53/r5/upd1/final"),)
+NIST_800_53 = "https://csrc.nist.gov/pubs/sp/800/53/r5/upd1/final"
+KEY_MANAGEMENT = AT_REST + (Requirement("NIST.800-53.r5 SC-12", NIST_800_53),)
+# Security Hub has no Neptune Analytics control to borrow a mapping from: the key-management and at-rest controls.
+GRAPH_KEY_MANAGEMENT = (Requirement("NIST.800-53.r5 SC-12", NIST_800_53), Requirement("NIST.800-53.r5 SC-28", NIST_800_53))
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,33 @@ def _cmk_enabled(resource: Resource) -> Outcome | None:
         )
     return Outcome(True, f"The customer-managed key {key.arn} of {name} is {key.state}.")
 
+
+def _graph_uses_cmk(resource: Resource) -> Outcome | None:
+    """Neptune Analytics encrypts every graph; the question is whose key. kmsKeyIdentifier AWS_OWNED_KEY (what a graph
+    created without a key reports) is an AWS owned key: not in the account, not visible to KMS, its use not in the
+    account's CloudTrail, and no policy of the customer's can revoke it."""
+    kind = "Neptune Analytics graph" if resource.resource_type == GRAPH else "Neptune Analytics graph snapshot"
+    name = f"{kind} {resource.identifier}"
+    if resource.kms_key_id in (None, AWS_OWNED_KEY):
+        return Outcome(False, f"{name} is encrypted with an AWS owned key (kmsKeyIdentifier {resource.kms_key_id or 'not reported'}), "
+                              "not a customer-managed key: the key is not in your account, and its use cannot be audited or revoked by you.")
+    key = resource.key
+    if key is None or key.manager is None:
+        return None  # the key could not be classified; the lookup failure is reported as a scan error
+    if key.manager is KeyManager.AWS:
+        return Outcome(False, f"{name} is encrypted with the AWS-managed key {key.arn}, not a customer-managed key.")
+    unknown_state = f" (key state unknown: {key.lookup_error})" if key.lookup_error else ""
+    return Outcome(True, f"{name} is encrypted with the customer-managed key {key.arn}{unknown_state}.")
+
+
+# A graph's key is fixed at CreateGraph / CreateGraphUsingImportTask, and RestoreGraphFromSnapshot takes no key: only an
+# export and an import into a new graph change it, which AWS does not document as lossless, so it is not automated.
+_GRAPH_REKEY = (
+    "The key is fixed when the graph is created; RestoreGraphFromSnapshot takes no key. Stop writes, export the graph "
+    "to S3 (StartExportTask, under a CMK), create a new graph from it with CreateGraphUsingImportTask and "
+    "kmsKeyIdentifier set to a CMK, recreate replicas, private endpoints, tags and IAM policies for the new graph id, "
+    "move clients to its endpoint, verify, then delete the old graph and its snapshots."
+)
 
 _RESTORE_FIX = (
     "Encryption cannot be changed in place. Snapshot the cluster, restore the snapshot with a customer-managed "
@@ -194,6 +224,37 @@ CHECKS: tuple[Check, ...] = (
         evaluate=_uses_cmk,
         workflow=SNAPSHOT_WORKFLOW,
         remediation_url="https://docs.aws.amazon.com/neptune/latest/apiref/API_CopyDBClusterSnapshot.html",
+    ),
+    Check(
+        id="neptune_graph_uses_cmk",
+        resource_type=GRAPH,
+        title="Neptune Analytics graphs should be encrypted with a customer-managed KMS key",
+        severity="MEDIUM",
+        description=(
+            "A graph created without kmsKeyIdentifier is encrypted with an AWS owned key: you cannot see it in KMS, "
+            "audit its use in CloudTrail, or revoke access to the data by key policy."
+        ),
+        remediation=_GRAPH_REKEY,
+        requirements=GRAPH_KEY_MANAGEMENT,
+        evaluate=_graph_uses_cmk,
+        workflow=None,
+        remediation_url="https://docs.aws.amazon.com/neptune-analytics/latest/userguide/exporting-data.html",
+    ),
+    Check(
+        id="neptune_graph_snapshot_uses_cmk",
+        resource_type=GRAPH_SNAPSHOT,
+        title="Neptune Analytics graph snapshots should be encrypted with a customer-managed KMS key",
+        severity="MEDIUM",
+        description="A graph snapshot is under its graph's key, and a graph restored from it stays under that key.",
+        remediation=(
+            "A snapshot cannot be re-keyed: a restore keeps its key. Re-key the graph by export and import "
+            "(neptune_graph_uses_cmk), snapshot the new graph, then delete this snapshot; to keep its point in time, "
+            "restore it to a temporary graph and re-key that one the same way."
+        ),
+        requirements=GRAPH_KEY_MANAGEMENT,
+        evaluate=_graph_uses_cmk,
+        workflow=None,
+        remediation_url="https://docs.aws.amazon.com/neptune-analytics/latest/apiref/API_RestoreGraphFromSnapshot.html",
     ),
 )
 

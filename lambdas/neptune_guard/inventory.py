@@ -147,9 +147,17 @@ def read_region(clients: ClientFactory, account_id: str, region: str, keys: KeyD
     return resources, list(key_errors.values())
 
 
-def resource_tags(neptune, arns: list[str]) -> dict[str, dict[str, str]]:
-    """Each resource's tags: DescribeDBClusters and DescribeDBClusterSnapshots of the Neptune API carry none."""
-    return {arn: tag_map(neptune.list_tags_for_resource(ResourceName=arn).get("TagList", [])) for arn in arns}
+def resource_tags(clients: ClientFactory, region: str, arns: list[str]) -> dict[str, dict[str, str]]:
+    """Each resource's tags: the describe and list calls of the Neptune and Neptune Analytics APIs carry none."""
+    parser, neptune, analytics, tags = ArnParser(), None, None, {}
+    for arn in arns:
+        if parser.parse_arn(arn)["service"] == "neptune-graph":
+            analytics = analytics or clients.client("neptune-graph", region)
+            tags[arn] = dict(analytics.list_tags_for_resource(resourceArn=arn).get("tags") or {})
+        else:
+            neptune = neptune or clients.client("neptune", region)
+            tags[arn] = tag_map(neptune.list_tags_for_resource(ResourceName=arn).get("TagList", []))
+    return tags
 
 
 def retention_reason(tags: dict[str, str]) -> str | None:

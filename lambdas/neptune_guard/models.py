@@ -7,6 +7,12 @@ from enum import Enum
 
 CLUSTER = "AwsRdsDbCluster"
 CLUSTER_SNAPSHOT = "AwsRdsDbClusterSnapshot"
+# ASFF has no Neptune Analytics resource type: their findings are of Type "Other" (asff.py). These name the kinds.
+GRAPH = "NeptuneAnalyticsGraph"
+GRAPH_SNAPSHOT = "NeptuneAnalyticsGraphSnapshot"
+# What neptune-graph reports as kmsKeyIdentifier for a graph created without one: an AWS owned key, which is not in the
+# account (KMS cannot describe it). https://docs.aws.amazon.com/neptune-analytics/latest/userguide/monitoring-cloudtrail-understanding.html
+AWS_OWNED_KEY = "AWS_OWNED_KEY"
 
 
 class KeyManager(str, Enum):
@@ -59,7 +65,36 @@ class ClusterSnapshot:
     resource_type: str = field(default=CLUSTER_SNAPSHOT, init=False)
 
 
-Resource = Cluster | ClusterSnapshot
+@dataclass(frozen=True)
+class Graph:
+    """A Neptune Analytics graph. `kms_key_id` is kmsKeyIdentifier as reported: a key ARN, or AWS_OWNED_KEY."""
+
+    account_id: str
+    region: str
+    identifier: str  # the graph's name, as clusters are named by their identifier
+    graph_id: str
+    arn: str
+    status: str
+    kms_key_id: str | None
+    key: KeyInfo | None  # DescribeKey's classification of a key ARN; None for an AWS owned key
+    resource_type: str = field(default=GRAPH, init=False)
+
+
+@dataclass(frozen=True)
+class GraphSnapshot:
+    account_id: str
+    region: str
+    identifier: str  # the snapshot's name
+    snapshot_id: str
+    arn: str
+    status: str
+    kms_key_id: str | None
+    key: KeyInfo | None
+    source_graph_id: str
+    resource_type: str = field(default=GRAPH_SNAPSHOT, init=False)
+
+
+Resource = Cluster | ClusterSnapshot | Graph | GraphSnapshot
 
 
 class Status(str, Enum):

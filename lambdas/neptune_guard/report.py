@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from itertools import groupby
 
-from .models import CLUSTER, ScanResult, Status
+from .models import CLUSTER, CLUSTER_SNAPSHOT, GRAPH, GRAPH_SNAPSHOT, ScanResult, Status
 
+KINDS = {CLUSTER: "cluster", CLUSTER_SNAPSHOT: "snapshot", GRAPH: "graph", GRAPH_SNAPSHOT: "graph snapshot"}
 SEVERITY_ORDER = {"CRITICAL": 0, "HIGH": 1, "MEDIUM": 2, "LOW": 3, "INFORMATIONAL": 4}
 
 
@@ -39,14 +40,14 @@ def table(result: ScanResult) -> str:
         lines += ["", f"Account {account_id}: {len(rows)} failed checks"]
         lines.append(f"  {'SEVERITY':<9} {'REGION':<15} {'RESOURCE':<40} {'CHECK':<43} DETAIL")
         for e in rows:
-            kind = "cluster" if e.resource_type == CLUSTER else "snapshot"
+            kind = KINDS[e.resource_type]
             lines.append(f"  {e.severity:<9} {e.region:<15} {kind + ' ' + e.resource_id:<40} {e.check_id:<43} {e.message}")
     if not failed:
         lines += ["", "No failed checks."]
     if retained:
         lines += ["", f"Kept on purpose by a remediation ({_count(len(retained), 'failed check')}, not new failures):"]
         for e in retained:
-            kind = "cluster" if e.resource_type == CLUSTER else "snapshot"
+            kind = KINDS[e.resource_type]
             lines.append(f"  {e.account_id} {e.region:<15} {kind + ' ' + e.resource_id:<40} {e.check_id:<43} {e.retained}")
     if result.all_errors:
         lines += ["", "Errors (these account-regions were not fully scanned):"]

@@ -15,7 +15,7 @@ from botocore.utils import ArnParser
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.parsers import ResponseParserError
 
-from . import aws, checks, inventory, securityhub
+from . import aws, checks, graphs, inventory, securityhub
 from .models import ScanError, ScanResult, Status, UnitResult
 
 DEFAULT_AUDIT_ROLE = "NeptuneGuardAudit"
@@ -82,15 +82,16 @@ def scan_unit(context: AccountContext, region: str, keys: inventory.KeyDirectory
     publish = options.publish
     try:
         resources, key_errors = inventory.read_region(context.clients, context.account_id, region, keys)
+        graph_resources, graph_errors = graphs.read_region(context.clients, context.account_id, region, keys)
     except (ClientError, BotoCoreError) as error:
         unit.errors.append(ScanError(context.account_id, region, inventory.error_message(error)))
         return unit
     except (ResponseParserError, KeyError, TypeError) as error:  # a malformed response is this unit's fault alone
         unit.errors.append(ScanError(context.account_id, region, f"malformed response from AWS: {type(error).__name__}: {error}"[:500]))
         return unit
-    unit.resources = resources
-    unit.errors += [ScanError(context.account_id, region, message) for message in key_errors]
-    for resource in resources:
+    unit.resources = resources + graph_resources
+    unit.errors += [ScanError(context.account_id, region, message) for message in key_errors + graph_errors]
+    for resource in unit.resources:
         unit.evaluations += checks.evaluate(resource)
     # Only failing resources of this account: their findings carry tags, and a remediation's retained ones say so. A
     # snapshot shared into the account is its owner's; only the owner may read its tags.
@@ -98,7 +99,7 @@ def scan_unit(context: AccountContext, region: str, keys: inventory.KeyDirectory
                       if e.status is Status.FAILED and _ARNS.parse_arn(e.resource_arn)["account"] == context.account_id})
     if failing:
         try:
-            unit.tags = inventory.resource_tags(context.clients.client("neptune", region), failing)
+            unit.tags = inventory.resource_tags(context.clients, region, failing)
         except (ClientError, BotoCoreError) as error:
             unit.errors.append(ScanError(context.account_id, region, f"reading tags: {inventory.error_message(error)}"))
         reasons = {arn: inventory.retention_reason(tags) for arn, tags in unit.tags.items()}
