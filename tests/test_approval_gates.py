@@ -12,7 +12,8 @@ from neptune_guard import approvals, workflow
 from sandbox import workflows
 from tests.conftest import member_session
 
-STATE_MACHINES = sorted((Path(__file__).resolve().parent.parent / "state_machines").glob("*.asl.json"))
+# The remediation workflows: the ones that change customer resources, hence the ones gated by approvals.
+STATE_MACHINES = sorted((Path(__file__).resolve().parent.parent / "state_machines").glob("*_remediation.asl.json"))
 ACCOUNT, REGION = "111111111111", "us-east-1"
 
 

@@ -9,7 +9,7 @@ STATE_MACHINES = Path(__file__).resolve().parent.parent / "state_machines"
 POLICY = json.loads((STATE_MACHINES / "retry_policy.json").read_text())
 
 
-@pytest.fixture(params=["cluster_remediation", "snapshot_remediation"])
+@pytest.fixture(params=["cluster_remediation", "snapshot_remediation", "scheduled_scan"])
 def states(request):
     return json.loads((STATE_MACHINES / f"{request.param}.asl.json").read_text())["States"]
 
