@@ -151,12 +151,18 @@ class SecurityStack(Stack):
         else:
             events.Rule(self, "DailyScan", description="Neptune Guard scheduled scan",
                         schedule=events.Schedule.expression(config.schedule), targets=[targets.LambdaFunction(detector)])
-        alarms.append(cloudwatch.Alarm(
-            self, "AccountRegionsNotScanned", threshold=1, evaluation_periods=1,
-            metric=cloudwatch.Metric(namespace="NeptuneGuard", metric_name="account_regions_failed",
-                                     dimensions_map={"service": "detector"}, statistic="Maximum", period=Duration.hours(1)),
-            alarm_description="Some account-regions could not be scanned (role missing, access denied, region not enabled)",
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING))
+        # Each gap its own alarm, whatever the run's coverage: one account dropping out is worth a look.
+        gaps = {"account_regions_failed": "Some account-regions could not be scanned (access denied, region not enabled)",
+                "account_regions_unpublished": "Some account-regions were scanned but their findings not published (Security Hub "
+                                               "off, or the audit role may not import)"}
+        if distributed:
+            gaps["accounts_unreached"] = "Some accounts were not scanned at all (audit role missing or refused, item failed)"
+        for metric_name, description in gaps.items():
+            alarms.append(cloudwatch.Alarm(
+                self, "".join(part.title() for part in metric_name.split("_")), threshold=1, evaluation_periods=1,
+                metric=cloudwatch.Metric(namespace="NeptuneGuard", metric_name=metric_name, dimensions_map={"service": "detector"},
+                                         statistic="Maximum", period=Duration.hours(1)),
+                alarm_description=description, treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING))
         for alarm in alarms:
             alarm.add_alarm_action(alarm_action)
         return detector, workflow
@@ -312,8 +318,22 @@ class SecurityStack(Stack):
         function = self._function("ChangeScan", "handlers.change_scan.handler", None, Duration.minutes(5), 1024, {
             "AUDIT_ROLE_NAME": config.audit_role_name, "PUBLISH": "true", "POWERTOOLS_SERVICE_NAME": "change-scan",
         }, role=self.detector.role)
+        # At most five batches at once: a member flooding the bus with changes cannot take the account's Lambda concurrency
+        # from the approval and remediation functions. Only the messages of what was not scanned in full come back.
         function.add_event_source(lambda_events.SqsEventSource(
-            queue, batch_size=100, max_batching_window=Duration.seconds(config.change_batching_seconds)))
+            queue, batch_size=100, max_batching_window=Duration.seconds(config.change_batching_seconds), max_concurrency=5,
+            report_batch_item_failures=True))
+        alarm_action = cloudwatch_actions.SnsAction(self.topic)
+        for alarm in (
+            cloudwatch.Alarm(self, "ChangeScanErrors", metric=function.metric_errors(period=Duration.minutes(15)), threshold=1,
+                             evaluation_periods=1, treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+                             alarm_description="The targeted scan after a change failed"),
+            cloudwatch.Alarm(self, "ChangesNotScanned", metric=dead_letters.metric_approximate_number_of_messages_visible(
+                period=Duration.minutes(15)), threshold=1, evaluation_periods=1,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+                alarm_description="Changes whose account-region could not be rescanned after three tries (see the change-scan log)"),
+        ):
+            alarm.add_alarm_action(alarm_action)
         return function
 
     def _member_events_stack_set(self, template: dict) -> cloudformation.CfnStackSet:

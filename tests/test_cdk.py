@@ -281,7 +281,10 @@ def test_members_forward_the_watched_changes_to_a_bus_only_the_organization_may_
     assert statement["Action"] == "events:PutEvents" and statement["Principal"] == {"AWS": "*"}
     assert statement["Condition"] == {"StringEquals": {"aws:PrincipalOrgID": CONTEXT["neptune-guard:organizationId"]}}
     security.has_resource_properties("AWS::Lambda::EventSourceMapping", {
-        "BatchSize": 100, "MaximumBatchingWindowInSeconds": CONTEXT["neptune-guard:changeBatchingSeconds"]})
+        "BatchSize": 100, "MaximumBatchingWindowInSeconds": CONTEXT["neptune-guard:changeBatchingSeconds"],
+        "ScalingConfig": {"MaximumConcurrency": 5}, "FunctionResponseTypes": ["ReportBatchItemFailures"]})
+    for metric in ("Errors", "ApproximateNumberOfMessagesVisible", "accounts_unreached", "account_regions_unpublished"):
+        security.has_resource_properties("AWS::CloudWatch::Alarm", {"MetricName": metric, "AlarmActions": [{"Ref": Match.any_value()}]})
     change_scan = next(f["Properties"] for f in security.find_resources("AWS::Lambda::Function").values()
                        if f["Properties"]["Handler"] == "handlers.change_scan.handler")
     assert change_scan["Role"] == detector_function(security)["Properties"]["Role"]  # the role the audit roles trust

@@ -97,4 +97,31 @@ def test_every_watched_call_names_its_account_region_once():
     events = [cloudtrail_event(name, source=source) for source, names in changes.WATCHED.items() for name in names]
     events.append(cloudtrail_event("ScheduleKeyDeletion", source="aws.kms", account="222222222222", region="eu-west-1"))
     wanted = changes.account_regions(events)
-    assert wanted.account_regions == ((ACCOUNT, REGION), ("222222222222", "eu-west-1")) and wanted.ignored == ()
+    assert list(wanted.account_regions) == [(ACCOUNT, REGION), ("222222222222", "eu-west-1")] and wanted.ignored == ()
+    assert wanted.account_regions[(ACCOUNT, REGION)] == tuple(range(len(events) - 1))
+
+
+def test_events_outside_the_configured_accounts_and_regions_are_set_aside():
+    events = [cloudtrail_event("CreateDBCluster"), cloudtrail_event("CreateDBCluster", region="ap-south-1"),
+              cloudtrail_event("CreateDBCluster", account="333333333333")]
+    wanted = changes.account_regions(events, accounts=(ACCOUNT,), regions=(REGION,))
+    assert list(wanted.account_regions) == [(ACCOUNT, REGION)]
+    assert ["region ap-south-1" in wanted.ignored[0], "account 333333333333" in wanted.ignored[1]] == [True, True]
+
+
+def test_an_account_region_not_scanned_in_full_comes_back_as_a_failed_batch_item(change_bus):
+    from handlers import change_scan
+
+    session, forward, drain = change_bus
+    forward(cloudtrail_event("CreateDBCluster"))
+    (record,) = drain()["Records"]
+    good = json.loads(record["body"]) | {"account": ACCOUNT}
+    refused = good | {"account": "444444444444"}  # no audit role there: AssumeRole is refused
+    unpublished = good | {"account": "222222222222", "region": "eu-west-1"}  # Security Hub is off there
+    sqs_event = {"Records": [record | {"messageId": name, "body": json.dumps(body)}
+                             for name, body in (("good", good), ("refused", refused), ("unpublished", unpublished))]}
+
+    result = change_scan.handler(sqs_event, LambdaContext())
+
+    assert result["batchItemFailures"] == [{"itemIdentifier": "refused"}, {"itemIdentifier": "unpublished"}], result
+    assert result["scanned"] == 1

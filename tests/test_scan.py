@@ -66,8 +66,8 @@ def test_clusters_and_snapshots_past_one_page_are_all_read_one_request_per_page(
     for n in range(105):
         neptune.create_db_cluster_snapshot(DBClusterSnapshotIdentifier=f"s{n:03}", DBClusterIdentifier=f"c{n:03}")
     calls = []
-    local_aws.events.register("before-call.neptune.*", lambda model, **_: calls.append(model.name))
-    local_aws.events.register("before-call.kms.*", lambda model, **_: calls.append(model.name))
+    for service in ("rds", "neptune", "kms"):
+        local_aws.events.register(f"before-call.{service}.*", lambda model, **_: calls.append(model.name))
 
     result = scan(ScanOptions(regions=("us-east-1",)), local_aws)
 
@@ -78,6 +78,7 @@ def test_clusters_and_snapshots_past_one_page_are_all_read_one_request_per_page(
     assert calls.count("DescribeDBClusters") == 2
     assert calls.count("DescribeDBClusterSnapshots") == 3
     assert calls.count("DescribeKey") == 1  # every cluster is on the same aws/rds key: classified once
+    assert calls.count("ListTagsForResource") == 0  # every one fails, and its tags came with its description
 
 
 def test_account_whose_role_cannot_be_assumed_is_reported_and_others_scanned(seeded):

@@ -1,10 +1,12 @@
 """The targeted scan: CloudTrail calls forwarded from the member accounts, queued, arrive here in batches (the queue's
-batching window is the debounce); each account-region they name is scanned once and published. Configuration as the
-detector's (neptune_guard.options); ACCOUNTS and REGIONS do not apply: the events name both."""
+batching window is the debounce); each account-region they name is scanned once and published, each account's regions
+together. Configuration as the detector's (neptune_guard.options): events outside its ACCOUNTS and REGIONS are set
+aside."""
 
 from __future__ import annotations
 
 import json
+import time
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
@@ -19,6 +21,7 @@ logger = Logger()
 tracer = Tracer(auto_patch=False)
 metrics = Metrics()
 SESSION = aws.scan_session()
+FINISHING_RESERVE_SECONDS = 60  # a batch's account-regions, published, and then some
 
 
 def _body(record) -> object:
@@ -33,21 +36,29 @@ def _body(record) -> object:
 @logger.inject_lambda_context
 @event_source(data_class=SQSEvent)
 def handler(event: SQSEvent, context: LambdaContext) -> dict:
+    """Scans what the batch names and reports, as failed batch items, the messages of every account-region that was not
+    scanned and published in full: SQS delivers those again (then to the dead-letter queue), the others are done."""
     options = options_from_environment()
-    wanted = changes.account_regions([_body(record) for record in event.records])
+    records = list(event.records)
+    scope = None if options.accounts in ("self", "org") else tuple(options.accounts.split(","))
+    wanted = changes.account_regions([_body(record) for record in records], scope, options.regions)
     for reason in wanted.ignored:
         logger.warning("event set aside", reason=reason)
-    scanned, errors = 0, 0
-    for account_id, region in wanted.account_regions:
-        result = scan(ScanOptions(accounts=account_id, role_name=options.role_name, regions=(region,), concurrency=1, publish=True),
-                      session=SESSION)
-        scanned += len(result.scanned_units)
+    # Stop starting accounts while there is time to finish the running ones: the rest come back with their messages.
+    stop_starting_at = time.monotonic() + context.get_remaining_time_in_millis() / 1000 - FINISHING_RESERVE_SECONDS
+    done: set[tuple[str, str]] = set()
+    errors = 0
+    for account_id, regions in wanted.by_account().items():
+        result = scan(ScanOptions(accounts=account_id, role_name=options.role_name, regions=regions, concurrency=options.concurrency,
+                                  publish=True, stop_starting_at=stop_starting_at), session=SESSION)
         errors += len(result.all_errors)
         for error in result.all_errors:
             logger.error("scan fault", account_id=error.account_id, region=error.region, detail=error.message)
-        logger.info("account-region rescanned after a change", account_id=account_id, region=region,
-                    findings_failed=sum(1 for e in result.evaluations if e.status.value == "FAILED"))
-    metrics.add_metric(name="change_scans", unit=MetricUnit.Count, value=len(wanted.account_regions))
+        done |= {(unit.account_id, unit.region) for unit in result.units if unit.complete and not unit.publish_errors}
+    retry = sorted({index for pair, indexes in wanted.account_regions.items() if pair not in done for index in indexes})
+    metrics.add_metric(name="change_scans", unit=MetricUnit.Count, value=len(done))
     metrics.add_metric(name="change_scan_errors", unit=MetricUnit.Count, value=errors)
-    return {"account_regions": [list(pair) for pair in wanted.account_regions], "scanned": scanned, "errors": errors,
+    logger.info("changes rescanned", scanned=sorted(done), retried=len(retry), ignored=len(wanted.ignored))
+    return {"batchItemFailures": [{"itemIdentifier": records[index].message_id} for index in retry],
+            "account_regions": [list(pair) for pair in wanted.account_regions], "scanned": len(done), "errors": errors,
             "ignored": list(wanted.ignored)}

@@ -44,8 +44,10 @@ def record_metrics(result: ScanResult) -> dict:
         "findings_passed": sum(1 for e in result.evaluations if e.status.value == "PASSED"),
         "errors": len(result.all_errors),
         "account_regions_not_reached": sum(1 for e in result.all_errors if e.message == NOT_REACHED),
+        "account_regions_unpublished": sum(1 for unit in result.units if unit.publish_errors),
     }
-    for name in ("accounts_scanned", "accounts_failed", "account_regions_scanned", "account_regions_failed", "account_regions_not_reached"):
+    for name in ("accounts_scanned", "accounts_failed", "account_regions_scanned", "account_regions_failed", "account_regions_not_reached",
+                 "account_regions_unpublished"):
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=summary[name])
     by_check = Counter((e.check_id, e.status.value) for e in result.evaluations)
     for (check_id, status), count in sorted(by_check.items()):

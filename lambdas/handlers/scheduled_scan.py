@@ -102,9 +102,9 @@ def summarize(event: dict, context: LambdaContext) -> dict:
     outcomes, items_failed = ([], 0) if event["manifest_key"] is None else fanout.read_results(s3, bucket, event["manifest_key"])
     if event.get("map_error"):
         logger.error("the Map run failed", **{k: str(v)[:1000] for k, v in event["map_error"].items()})
-    coverage = fanout.coverage(listed, outcomes, items_failed, minimum)
+    coverage = fanout.coverage(listed, outcomes, items_failed, minimum, map_failed=bool(event.get("map_error")))
     for name in ("accounts_covered", "accounts_partly_covered", "items_failed", "account_regions_scanned",
-                 "account_regions_failed", "account_regions_not_reached"):
+                 "account_regions_failed", "account_regions_not_reached", "account_regions_unpublished"):
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=getattr(coverage, name))
     metrics.add_metric(name="accounts_unreached", unit=MetricUnit.Count, value=len(coverage.accounts_unreached))
     metrics.add_metric(name="coverage", unit=MetricUnit.Percent, value=coverage.share * 100)

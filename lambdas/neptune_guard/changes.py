@@ -17,7 +17,8 @@ WATCHED = {
     "aws.rds": ("CreateDBCluster", "RestoreDBClusterFromSnapshot", "RestoreDBClusterToPointInTime", "ModifyDBCluster",
                 "DeleteDBCluster", "CreateDBClusterSnapshot", "CopyDBClusterSnapshot", "DeleteDBClusterSnapshot",
                 "ModifyDBClusterSnapshotAttribute"),
-    "aws.kms": ("DisableKey", "EnableKey", "ScheduleKeyDeletion", "CancelKeyDeletion"),
+    "aws.kms": ("DisableKey", "EnableKey", "ScheduleKeyDeletion", "CancelKeyDeletion", "DeleteImportedKeyMaterial",
+                "ImportKeyMaterial"),
     "aws.neptune-graph": ("CreateGraph", "RestoreGraphFromSnapshot", "CreateGraphUsingImportTask", "DeleteGraph",
                           "CreateGraphSnapshot", "DeleteGraphSnapshot"),
 }
@@ -25,22 +26,35 @@ WATCHED = {
 
 @dataclass(frozen=True)
 class Changes:
-    account_regions: tuple[tuple[str, str], ...]  # each once, in the order first seen
+    account_regions: dict[tuple[str, str], tuple[int, ...]]  # each account-region once, with the indexes of its events
     ignored: tuple[str, ...]  # why each event that names no account-region to scan was set aside
 
+    def by_account(self) -> dict[str, tuple[str, ...]]:
+        """Each account's regions: one AssumeRole per account, its regions scanned together."""
+        accounts: dict[str, list[str]] = {}
+        for account, region in self.account_regions:
+            accounts.setdefault(account, []).append(region)
+        return {account: tuple(regions) for account, regions in accounts.items()}
 
-def account_regions(events: list) -> Changes:
-    """The account-regions a batch of forwarded events asks to scan. An event that is not a watched CloudTrail call
-    of a real account and region is set aside with its reason: it changes nothing and stops no other."""
-    wanted: dict[tuple[str, str], None] = {}
+
+def account_regions(events: list, accounts: tuple[str, ...] | None = None, regions: tuple[str, ...] | None = None) -> Changes:
+    """The account-regions a batch of forwarded events asks to scan, within the configured accounts and regions (None:
+    any). An event that is not a watched CloudTrail call of a real account and region in scope is set aside with its
+    reason: it changes nothing and stops no other. EventBridge sets `account` and `region` of what a member puts on
+    the bus, so a member names only itself (eb-cross-account.html)."""
+    wanted: dict[tuple[str, str], list[int]] = {}
     ignored = []
     for index, event in enumerate(events):
         reason = _refusal(event)
+        if not reason and accounts is not None and event["account"] not in accounts:
+            reason = f"account {event['account']} is not one the scan is configured for"
+        if not reason and regions is not None and event["region"] not in regions:
+            reason = f"region {event['region']} is not one the scan is configured for"
         if reason:
             ignored.append(f"event {index}: {reason}")
             continue
-        wanted[(event["account"], event["region"])] = None
-    return Changes(tuple(wanted), tuple(ignored))
+        wanted.setdefault((event["account"], event["region"]), []).append(index)
+    return Changes({pair: tuple(indexes) for pair, indexes in wanted.items()}, tuple(ignored))
 
 
 def _refusal(event) -> str | None:

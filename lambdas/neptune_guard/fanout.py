@@ -31,6 +31,7 @@ class AccountOutcome:
     opened: bool  # the audit role was assumed and the account's regions listed
     account_regions: int
     scanned: int
+    unpublished: int  # read in full, but their findings could not all be published (Security Hub off, access denied)
     not_reached: int
     findings_failed: int
     findings_passed: int
@@ -42,8 +43,9 @@ class AccountOutcome:
 
     @property
     def covered(self) -> bool:
-        """Every account-region of the account was read in full."""
-        return self.opened and self.scanned == self.account_regions
+        """Every account-region of the account was read in full and its findings published: a finding nobody can see
+        detects nothing."""
+        return self.opened and self.scanned == self.account_regions and not self.unpublished
 
 
 def account_outcome(account_id: str, result: ScanResult) -> AccountOutcome:
@@ -53,6 +55,7 @@ def account_outcome(account_id: str, result: ScanResult) -> AccountOutcome:
         opened=not result.errors,  # account-level faults: the role could not be assumed or the regions not listed
         account_regions=len(result.units),
         scanned=len(result.scanned_units),
+        unpublished=sum(1 for unit in result.units if unit.publish_errors),
         not_reached=sum(1 for e in errors if e.message == NOT_REACHED),
         findings_failed=sum(1 for e in result.evaluations if e.status.value == "FAILED"),
         findings_passed=sum(1 for e in result.evaluations if e.status.value == "PASSED"),
@@ -78,22 +81,26 @@ class Coverage:
     account_regions_scanned: int
     account_regions_failed: int
     account_regions_not_reached: int
+    account_regions_unpublished: int
     findings_failed: int
     findings_passed: int
     share: float  # accounts covered / accounts listed
     minimum_share: float
+    map_failed: bool  # the Map itself failed (reading its items, writing its results): nothing it did can be counted
 
     @property
     def met(self) -> bool:
-        return self.share >= self.minimum_share
+        return not self.map_failed and self.accounts_listed > 0 and self.share >= self.minimum_share
 
     def to_dict(self) -> dict:
         return {**asdict(self), "accounts_unreached": list(self.accounts_unreached), "met": self.met}
 
 
-def coverage(listed: list[str], outcomes: list[AccountOutcome], items_failed: int, minimum_share: float) -> Coverage:
-    """The run's coverage. An account counts as covered only when every one of its account-regions was read in
-    full; one that no item reported on (its item failed after its retries) or whose role was refused is unreached."""
+def coverage(listed: list[str], outcomes: list[AccountOutcome], items_failed: int, minimum_share: float,
+             map_failed: bool = False) -> Coverage:
+    """The run's coverage. An account counts as covered only when every one of its account-regions was read in full
+    and published; one that no item reported on (its item failed after its retries) or whose role was refused is
+    unreached. A run that listed no account, or whose Map failed, never meets its minimum."""
     reported = {o.account_id: o for o in outcomes}
     unreached = tuple(sorted(a for a in listed if a not in reported or not reported[a].opened))
     covered = sum(1 for a in listed if a in reported and reported[a].covered)
@@ -106,10 +113,12 @@ def coverage(listed: list[str], outcomes: list[AccountOutcome], items_failed: in
         account_regions_scanned=sum(o.scanned for o in outcomes),
         account_regions_failed=sum(o.account_regions - o.scanned for o in outcomes),
         account_regions_not_reached=sum(o.not_reached for o in outcomes),
+        account_regions_unpublished=sum(o.unpublished for o in outcomes),
         findings_failed=sum(o.findings_failed for o in outcomes),
         findings_passed=sum(o.findings_passed for o in outcomes),
-        share=round(covered / len(listed), 4) if listed else 1.0,
+        share=round(covered / len(listed), 4) if listed else 0.0,
         minimum_share=minimum_share,
+        map_failed=map_failed,
     )
 
 

@@ -46,6 +46,7 @@ class Cluster:
     key: KeyInfo | None
     engine: str = "neptune"
     engine_version: str | None = None
+    tags: dict[str, str] | None = field(default=None, compare=False)  # None: not read with the resource
     resource_type: str = field(default=CLUSTER, init=False)
 
 
@@ -62,6 +63,7 @@ class ClusterSnapshot:
     cluster_identifier: str
     snapshot_type: str
     engine: str = "neptune"
+    tags: dict[str, str] | None = field(default=None, compare=False)  # None: not read with the resource
     resource_type: str = field(default=CLUSTER_SNAPSHOT, init=False)
 
 
@@ -77,6 +79,7 @@ class Graph:
     status: str
     kms_key_id: str | None
     key: KeyInfo | None  # DescribeKey's classification of a key ARN; None for an AWS owned key
+    tags: dict[str, str] | None = field(default=None, compare=False)  # ListGraphs carries none: read when needed
     resource_type: str = field(default=GRAPH, init=False)
 
 
@@ -91,6 +94,7 @@ class GraphSnapshot:
     kms_key_id: str | None
     key: KeyInfo | None
     source_graph_id: str
+    tags: dict[str, str] | None = field(default=None, compare=False)
     resource_type: str = field(default=GRAPH_SNAPSHOT, init=False)
 
 
