@@ -20,7 +20,7 @@ SCENARIO = {"accounts": {ACCOUNT: {
         "graphs": {"recs": {"encryption": "aws-owned", "tags": {"team": "recs"}, "snapshots": ["recs-weekly"]},
                    "fraud": {"encryption": "cmk", "snapshots": ["fraud-weekly"]}},
     },
-    "eu-west-1": {"clusters": {"eu-plain": {"encryption": "none"}}, "graphs": {"eu-recs": {}}},
+    "eu-west-1": {"clusters": {"eu-plain": {"encryption": "none"}, "eu-old": {"encryption": "none"}}, "graphs": {"eu-recs": {}}},
 }}}
 
 
@@ -95,7 +95,7 @@ def test_graph_findings_are_type_other_with_details_and_a_deleted_graph_is_archi
     assert kept and {f["RecordState"] for f in kept} == {"ACTIVE"}  # its snapshot, the other graph, the cluster
 
 
-def test_a_neptune_graph_fault_in_one_region_is_that_units_error_and_archives_nothing_there(monkeypatch):
+def test_a_neptune_graph_fault_in_one_region_leaves_its_graphs_as_they_were_and_its_clusters_read(monkeypatch):
     with LoopbackAws() as local:
         monkeypatch.setenv("AWS_ENDPOINT_URL", local.endpoint_url)
         session = boto3.Session(region_name="us-east-1")
@@ -103,17 +103,22 @@ def test_a_neptune_graph_fault_in_one_region_is_that_units_error_and_archives_no
         publish()
         client = member_session(session, ACCOUNT).client("neptune-graph", region_name="eu-west-1")
         client.delete_graph(graphIdentifier=client.list_graphs()["graphs"][0]["id"], skipSnapshot=True)
+        member_session(session, ACCOUNT).client("neptune", region_name="eu-west-1").delete_db_cluster(
+            DBClusterIdentifier="eu-old", SkipFinalSnapshot=True)
         local.network.failing_actions.add(("eu-west-1", "neptune-graph:/graphs"))  # ListGraphs fails in eu-west-1 only
         result = publish()
         eu_findings = findings(session, ACCOUNT, "eu-west-1")
 
     errors = [(e.region, e.message) for e in result.all_errors if e.account_id == ACCOUNT]  # the management account has no hub
     assert [r for r, _ in errors] == ["eu-west-1"] and errors[0][1].startswith("Neptune Analytics: ")
-    assert {(u.account_id, u.region) for u in result.scanned_units} >= {(ACCOUNT, "us-east-1")}
+    # An Organization whose SCPs deny Neptune Analytics still has its clusters covered and archived.
+    assert {(u.account_id, u.region) for u in result.scanned_units} >= {(ACCOUNT, "us-east-1"), (ACCOUNT, "eu-west-1")}
     assert ("eu-west-1", "eu-plain") in {(e.region, e.resource_id) for e in result.evaluations}  # its clusters still judged
     assert ("us-east-1", "recs", "neptune_graph_uses_cmk") in verdicts(result)
     gone = [f for f in eu_findings.values() if "eu-recs" in f["Title"]]
-    assert gone and {f["RecordState"] for f in gone} == {"ACTIVE"}  # an incomplete scan archives nothing
+    assert gone and {f["RecordState"] for f in gone} == {"ACTIVE"}  # graphs unread: their findings are left as they were
+    old = [f for f in eu_findings.values() if f["Resources"][0]["Id"].endswith(":cluster:eu-old")]
+    assert old and {f["RecordState"] for f in old} == {"ARCHIVED"}  # the clusters were read in full: the gone one archived
 
 
 def test_the_demo_organization_has_a_graph_on_the_aws_owned_key_and_the_scan_finds_it(seeded):
@@ -150,5 +155,5 @@ class _Answers:
 
 @pytest.mark.parametrize("page", [{"graphs": [{"id": "g-0123456789"}], "graphSnapshots": []}, {"nothing": []}, {"graphs": None}])
 def test_a_malformed_neptune_graph_answer_is_the_units_error_not_a_crash(page):
-    resources, errors = graphs.read_region(_Answers(page), ACCOUNT, "us-east-1", None)
-    assert resources == [] and len(errors) == 1 and errors[0].startswith("Neptune Analytics: malformed response from AWS")
+    with pytest.raises(graphs.GraphsUnreadable, match="^Neptune Analytics: malformed response from AWS"):
+        graphs.read_region(_Answers(page), ACCOUNT, "us-east-1", None)

@@ -23,12 +23,15 @@ def _pages(client, operation: str, result_key: str):
         yield from page[result_key]
 
 
-def read_region(clients: ClientFactory, account_id: str, region: str, keys: KeyDirectory) -> tuple[list, list[str]]:
-    """Every graph and graph snapshot of one account-region, each with its key classified, and this unit's errors.
+class GraphsUnreadable(Exception):
+    """neptune-graph could not be read in an account-region: its graphs are unknown, its clusters are not."""
 
-    A fault of neptune-graph is returned, not raised: the region's clusters are still evaluated, and the unit, having
-    an error, archives nothing.
-    """
+
+def read_region(clients: ClientFactory, account_id: str, region: str, keys: KeyDirectory) -> tuple[list, list[str]]:
+    """Every graph and graph snapshot of one account-region, each with its key classified, and the keys that could not
+    be classified. Raises GraphsUnreadable when they cannot be listed (a fault, a service control policy that denies
+    Neptune Analytics): the region's clusters are still read, judged and archived; its graph findings are left as
+    they are."""
     if region not in REGIONS:
         return [], []
     try:
@@ -36,9 +39,9 @@ def read_region(clients: ClientFactory, account_id: str, region: str, keys: KeyD
         raw_graphs = list(_pages(client, "list_graphs", "graphs"))
         raw_snapshots = list(_pages(client, "list_graph_snapshots", "graphSnapshots"))
     except (ClientError, BotoCoreError) as error:
-        return [], [f"Neptune Analytics: {error_message(error)}"]
+        raise GraphsUnreadable(f"Neptune Analytics: {error_message(error)}") from error
     except (ResponseParserError, KeyError, TypeError) as error:
-        return [], [f"Neptune Analytics: malformed response from AWS: {type(error).__name__}: {error}"[:500]]
+        raise GraphsUnreadable(f"Neptune Analytics: malformed response from AWS: {type(error).__name__}: {error}"[:500]) from error
 
     kms = None
     key_errors: dict[str, str] = {}
@@ -70,6 +73,6 @@ def read_region(clients: ClientFactory, account_id: str, region: str, keys: KeyD
             for raw in raw_snapshots
         ]
     except (KeyError, TypeError) as error:
-        return [], [f"Neptune Analytics: malformed response from AWS: {type(error).__name__}: {error}"[:500]]
+        raise GraphsUnreadable(f"Neptune Analytics: malformed response from AWS: {type(error).__name__}: {error}"[:500]) from error
     return resources, list(key_errors.values())
 

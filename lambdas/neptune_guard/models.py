@@ -146,6 +146,10 @@ class UnitResult:
     evaluations: list[Evaluation] = field(default_factory=list)
     errors: list[ScanError] = field(default_factory=list)
     publish_errors: list[ScanError] = field(default_factory=list)  # after the scan: they archive nothing
+    # Faults that leave some resource types unread (Neptune Analytics denied, say) and the rest complete: reported,
+    # and the unread types' findings are neither judged gone nor archived.
+    partial_errors: list[ScanError] = field(default_factory=list)
+    unread_types: set[str] = field(default_factory=set)
     tags: dict[str, dict[str, str]] = field(default_factory=dict)  # of the failing resources, by ARN
 
     @property
@@ -165,7 +169,7 @@ class ScanResult:
 
     @property
     def all_errors(self) -> list[ScanError]:
-        return self.errors + [e for unit in self.units for e in unit.errors + unit.publish_errors]
+        return self.errors + [e for unit in self.units for e in unit.errors + unit.partial_errors + unit.publish_errors]
 
     @property
     def scanned_units(self) -> list[UnitResult]:

@@ -16,7 +16,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from botocore.parsers import ResponseParserError
 
 from . import aws, checks, graphs, inventory, securityhub
-from .models import ScanError, ScanResult, Status, UnitResult
+from .models import GRAPH, GRAPH_SNAPSHOT, ScanError, ScanResult, Status, UnitResult
 
 DEFAULT_AUDIT_ROLE = "NeptuneGuardAudit"
 _ARNS = ArnParser()
@@ -82,7 +82,12 @@ def scan_unit(context: AccountContext, region: str, keys: inventory.KeyDirectory
     publish = options.publish
     try:
         resources, key_errors = inventory.read_region(context.clients, context.account_id, region, keys)
-        graph_resources, graph_errors = graphs.read_region(context.clients, context.account_id, region, keys)
+        try:
+            graph_resources, graph_errors = graphs.read_region(context.clients, context.account_id, region, keys)
+        except graphs.GraphsUnreadable as error:
+            graph_resources, graph_errors = [], []
+            unit.partial_errors.append(ScanError(context.account_id, region, str(error)))
+            unit.unread_types |= {GRAPH, GRAPH_SNAPSHOT}
     except (ClientError, BotoCoreError) as error:
         unit.errors.append(ScanError(context.account_id, region, inventory.error_message(error)))
         return unit

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.parsers import ResponseParserError
 
-from . import asff
+from . import asff, checks
 from .aws import ClientFactory
 from .inventory import error_message
 from .models import ScanError, UnitResult
@@ -91,6 +91,12 @@ def note_retained(securityhub, unit: UnitResult, product: str, existing: dict[st
     return problems
 
 
+def _resource_type(finding: dict) -> str | None:
+    """The resource type of one of our findings, from the check that made it (GeneratorId)."""
+    check = checks.CHECKS_BY_ID.get(str(finding.get("GeneratorId", "")).removeprefix(asff.GENERATOR_PREFIX))
+    return check.resource_type if check else None
+
+
 def publish_unit(clients: ClientFactory, unit: UnitResult, partition: str) -> list[ScanError]:
     """Import one account-region's findings into its own Security Hub; archive what is gone.
 
@@ -111,7 +117,8 @@ def publish_unit(clients: ClientFactory, unit: UnitResult, partition: str) -> li
                                        unit.tags.get(resource.arn)))
         if unit.complete:
             current = {finding["Id"] for finding in findings}
-            findings += [asff.archived(old, now) for finding_id, old in existing.items() if finding_id not in current]
+            findings += [asff.archived(old, now) for finding_id, old in existing.items()
+                         if finding_id not in current and _resource_type(old) not in unit.unread_types]
         problems = import_findings(securityhub, findings)
         problems += note_retained(securityhub, unit, product, existing)
     except ResponseParserError as error:
