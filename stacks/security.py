@@ -390,7 +390,9 @@ class SecurityStack(Stack):
                 "remediation state machines (execution:<state machine name>:*, whose names are not known in advance), for "
                 "the approval endpoint and the approver policy; states:SendTaskSuccess/SendTaskFailure for the approval endpoint, "
                 "which have no resource type (the task token is the capability, and the endpoint reads tokens only from "
-                "our state machines' executions).")},
+                "our state machines' executions); the scheduled scan's run files in its own bucket (runs/*, written per run "
+                "under a name not known in advance) and its Distributed Map's child executions (execution:"
+                "NeptuneGuardScheduledScan/*, named by Step Functions).")},
             {"id": "AwsSolutions-L1", "reason": (
                 "python3.13 is the runtime the code and the Powertools v3 public layer are built and tested for.")},
             {"id": "AwsSolutions-IAM4", "reason": (

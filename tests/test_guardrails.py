@@ -140,8 +140,10 @@ def graph(**properties) -> tuple[str, dict]:
         template(cluster(StorageEncrypted="true", KmsKeyId=KEY_ARN)),
         template(cluster(StorageEncrypted=True, KmsKeyId="alias/neptune-cmk")),
         template(cluster(StorageEncrypted=True, KmsKeyId={"Fn::GetAtt": ["NeptuneKey", "Arn"]}), graph(KmsKeyIdentifier=KEY_ARN)),
+        template(cluster(StorageEncrypted=True, KmsKeyId={"Fn::Sub": "arn:${AWS::Partition}:kms:${AWS::Region}:${AWS::AccountId}:alias/neptune"})),
+        template(cluster(StorageEncrypted=True, KmsKeyId={"Fn::Sub": ["arn:aws:kms:${R}:111111111111:key/${K}", {"R": "us-east-1", "K": "k"}]})),
     ],
-    ids=["key-by-ref", "string-true-and-key-arn", "customer-alias", "cluster-and-graph"],
+    ids=["key-by-ref", "string-true-and-key-arn", "customer-alias", "cluster-and-graph", "customer-alias-by-sub", "key-by-sub-with-variables"],
 )
 def test_guard_passes_neptune_resources_under_a_customer_managed_key(document, tmp_path):
     code, report = guard(document, tmp_path)
@@ -157,9 +159,15 @@ def test_guard_passes_neptune_resources_under_a_customer_managed_key(document, t
         ({"StorageEncrypted": True}, "KmsKeyId EXISTS"),
         ({"StorageEncrypted": True, "KmsKeyId": "alias/aws/rds"}, "alias\\x2Faws"),
         ({"StorageEncrypted": True, "KmsKeyId": "arn:aws:kms:us-east-1:111111111111:alias/aws/rds"}, "alias\\x2Faws"),
+        ({"StorageEncrypted": True, "KmsKeyId": ""}, "alias\\x2Faws"),
+        ({"StorageEncrypted": True, "KmsKeyId": {"Fn::Sub": "arn:${AWS::Partition}:kms:${AWS::Region}:${AWS::AccountId}:alias/aws/rds"}},
+         "Fn::Sub"),
+        ({"StorageEncrypted": True, "KmsKeyId": {"Fn::Sub": ["arn:aws:kms:${R}:${A}:alias/aws/rds", {"R": "us-east-1", "A": "1"}]}},
+         "Fn::Sub"),
         (None, "Properties"),
     ],
-    ids=["encryption-unset", "unencrypted", "unencrypted-as-string", "aws-rds-by-default", "aws-managed-alias", "aws-managed-alias-arn", "no-properties"],
+    ids=["encryption-unset", "unencrypted", "unencrypted-as-string", "aws-rds-by-default", "aws-managed-alias", "aws-managed-alias-arn",
+         "empty-key", "aws-managed-alias-by-sub", "aws-managed-alias-by-sub-with-variables", "no-properties"],
 )
 def test_guard_fails_a_cluster_without_storage_encryption_under_a_cmk(properties, failing, tmp_path):
     code, report = guard(template(("AWS::Neptune::DBCluster", properties)), tmp_path)
@@ -290,13 +298,19 @@ def test_plan_check_passes(document, tmp_path):
          ["aws_neptune_cluster.orders: kms_key_arn names an AWS-managed or AWS-owned key (arn:aws:kms:us-east-1:111111111111:alias/aws/rds); use a customer-managed key"]),
         (plan(change("aws_neptunegraph_graph", "analytics", ["create"], {"provisioned_memory": 16}, {"kms_key_identifier": True})),
          ["aws_neptunegraph_graph.analytics: kms_key_identifier must name a customer-managed KMS key"]),
+        # The Cloud Control provider's resources are held to the same.
+        (plan(change("awscc_neptune_db_cluster", "orders", ["create"], {"storage_encrypted": True, "kms_key_id": ""})),
+         ["awscc_neptune_db_cluster.orders: kms_key_id must name a customer-managed KMS key"]),
+        (plan(change("awscc_neptunegraph_graph", "analytics", ["create"], {"provisioned_memory": 16, "kms_key_identifier": "AWS_OWNED_KEY"})),
+         ["awscc_neptunegraph_graph.analytics: kms_key_identifier names an AWS-managed or AWS-owned key (AWS_OWNED_KEY); use a customer-managed key"]),
         (plan(change("aws_neptunegraph_graph", "analytics", ["update"], GRAPH_ON_AWS_OWNED_KEY)),
          ["aws_neptunegraph_graph.analytics: kms_key_identifier names an AWS-managed or AWS-owned key (AWS_OWNED_KEY); use a customer-managed key"]),
         (plan(change("aws_neptune_cluster", "orders", ["create"], {"storage_encrypted": False}),
               change("aws_neptune_cluster", "audit", ["create"], ENCRYPTED_CLUSTER)),
          ["aws_neptune_cluster.orders: storage_encrypted must be true", "aws_neptune_cluster.orders: kms_key_arn must name a customer-managed KMS key"]),
     ],
-    ids=["unencrypted-cluster", "cluster-key-unset", "cluster-key-set-to-null", "replacement-on-aws-managed-alias", "graph-key-unset", "graph-on-aws-owned-key", "one-bad-cluster-of-two"],
+    ids=["unencrypted-cluster", "cluster-key-unset", "cluster-key-set-to-null", "replacement-on-aws-managed-alias", "graph-key-unset",
+         "awscc-cluster-empty-key", "awscc-graph-on-aws-owned-key", "graph-on-aws-owned-key", "one-bad-cluster-of-two"],
 )
 def test_plan_check_fails_with_one_line_per_violation(document, expected, tmp_path):
     run = check_plan(document, tmp_path)

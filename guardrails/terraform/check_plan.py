@@ -31,6 +31,9 @@ import sys
 CHECKED = {
     "aws_neptune_cluster": ("kms_key_arn", "storage_encrypted"),
     "aws_neptunegraph_graph": ("kms_key_identifier", None),
+    # The Cloud Control provider (awscc) names its attributes after the CloudFormation properties, in snake case.
+    "awscc_neptune_db_cluster": ("kms_key_id", "storage_encrypted"),
+    "awscc_neptunegraph_graph": ("kms_key_identifier", None),
 }
 # The provider reports a graph without a key of its own under this value (its kms_key_identifier default).
 AWS_OWNED_KEY = "AWS_OWNED_KEY"
