@@ -203,8 +203,12 @@ class ExecutedIAM:
 
     def decide(self, role_arn: str, action: str, resource: str, context: dict) -> Decision:
         role = self.roles[role_arn]
+        resource_account = re.match(r"^arn:[\w-]+:[\w-]+:[\w-]*:(\d{12}):", resource)
         context = {"aws:PrincipalArn": role_arn, **({"aws:PrincipalOrgID": self.organization_id}
-                                                    if role.account in self.organization_accounts else {}), **context}
+                                                    if role.account in self.organization_accounts else {}),
+                   # IAM sets aws:ResourceOrgID to the Organization of the account that owns the resource.
+                   **({"aws:ResourceOrgID": self.organization_id}
+                      if resource_account and resource_account.group(1) in self.organization_accounts else {}), **context}
         decision = evaluate(role.policies, action, resource, context)
         allowed, reason = decision.allowed, decision.reason
         if allowed and action.lower() == "sts:assumerole":
@@ -488,6 +492,9 @@ def deploy(session: boto3.Session, security_template: dict, member_template: dic
     organizations = session.client("organizations", region_name="us-east-1")
     organization_id = organizations.describe_organization()["Organization"]["Id"]
     accounts = [a["Id"] for page in organizations.get_paginator("list_accounts").paginate() for a in page["Accounts"]]
+    # The security stack as synthesized for this Organization: cdk.json's organizationId is an example's.
+    configured = member_template["Parameters"]["OrganizationId"]["Default"]
+    security_template = json.loads(json.dumps(security_template).replace(configured, organization_id))
     items = security_template["Resources"]
 
     def function(name: str) -> str:

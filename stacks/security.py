@@ -107,9 +107,12 @@ class SecurityStack(Stack):
         )
 
     def _may_assume(self, role: iam.IRole, member_role_name: str) -> None:
+        """The member role by name in any account, of the Organization only: a configured account outside it, or a role
+        of that name someone else made, is refused by IAM before its trust policy is asked."""
         role.add_to_principal_policy(iam.PolicyStatement(
             sid=f"Assume{member_role_name}", actions=["sts:AssumeRole"],
-            resources=[f"arn:{Aws.PARTITION}:iam::*:role/{member_role_name}"]))
+            resources=[f"arn:{Aws.PARTITION}:iam::*:role/{member_role_name}"],
+            conditions={"StringEquals": {"aws:ResourceOrgID": self.config.organization_id}}))
 
     def _detector(self) -> tuple[lambda_.Function, sfn.StateMachine | None]:
         """The scheduled scan: a Distributed Map over the accounts whose items run in the detector function, or (scanMode
@@ -295,7 +298,8 @@ class SecurityStack(Stack):
             iam.PolicyStatement(sid="ListExecutions", actions=["states:ListExecutions"], resources=[m.state_machine_arn for m in machines]),
             # `plan`: read a member account's cluster or snapshot through its read-only planner role.
             iam.PolicyStatement(sid="PlanInMemberAccounts", actions=["sts:AssumeRole"],
-                                resources=[f"arn:{Aws.PARTITION}:iam::*:role/{PLANNER_ROLE}"]),
+                                resources=[f"arn:{Aws.PARTITION}:iam::*:role/{PLANNER_ROLE}"],
+                                conditions={"StringEquals": {"aws:ResourceOrgID": self.config.organization_id}}),
         ])
 
     def _change_scan(self) -> lambda_.Function:

@@ -146,6 +146,8 @@ def test_security_roles_may_assume_only_the_member_roles_by_name(stacks):
     assumes = [s for s in statements(security) if s["Action"] == "sts:AssumeRole"]
     resources = {json.dumps(s["Resource"]) for s in assumes}
     assert len(resources) == 4 and all(re.search(r":role/NeptuneGuard(Audit|Remediation|TriggerAccess|Planner)\"", r) for r in resources)
+    # and only in the Organization's accounts, whatever account a configuration or a finding names
+    assert all(st["Condition"] == {"StringEquals": {"aws:ResourceOrgID": CONTEXT["neptune-guard:organizationId"]}} for st in assumes)
     planner = next(s for s in assumes if "Planner" in json.dumps(s["Resource"]))
     assert planner["Sid"] == "PlanInMemberAccounts"  # on-call's approver policy, for plan: read-only
     trigger = next(s for s in assumes if "TriggerAccess" in json.dumps(s["Resource"]))

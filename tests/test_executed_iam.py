@@ -244,3 +244,10 @@ def test_the_remediation_roles_own_credentials_cannot_touch_an_untagged_customer
     clusters = {c["DBClusterIdentifier"] for c in member.client("rds", region_name=REGION).describe_db_clusters()["DBClusters"]}
     assert {"customer-cmk", "aurora-prod", "orders", "billing"} <= clusters
     assert len(harness.denied()) == len(attempts)
+
+    # The security roles assume member roles by name only in the Organization's accounts.
+    for role in ("NeptuneGuardDetector", "NeptuneGuardWorkflow", "NeptuneGuardTrigger"):
+        for member_role in ("NeptuneGuardAudit", "NeptuneGuardRemediation", "NeptuneGuardTriggerAccess"):
+            outside = harness.decide(f"arn:aws:iam::123456789012:role/{role}", "sts:AssumeRole",
+                                     f"arn:aws:iam::999988887777:role/{member_role}", {})
+            assert not outside.allowed and "implicitly denied" in outside.reason, outside
