@@ -51,8 +51,8 @@ class MemberRolesStack(Stack):
             description="Neptune Guard detector: read Neptune clusters, snapshots, Neptune Analytics graphs and keys; import this account's findings",
         )
         audit.add_to_policy(iam.PolicyStatement(
-            # Tags come with the descriptions (inventory.read_region): no rds:ListTagsForResource.
-            sid="ReadNeptune", actions=["rds:DescribeDBClusters", "rds:DescribeDBClusterSnapshots"],
+            # Tags come with the descriptions (inventory.read_region); ListTagsForResource is the fallback for one without.
+            sid="ReadNeptune", actions=["rds:DescribeDBClusters", "rds:DescribeDBClusterSnapshots", "rds:ListTagsForResource"],
             resources=[f"{account_rds}:cluster:*", f"{account_rds}:cluster-snapshot:*"]))
         audit.add_to_policy(iam.PolicyStatement(
             sid="ReadNeptuneAnalytics",

@@ -29,6 +29,7 @@ from cdk_nag import NagSuppressions
 from constructs import Construct
 
 from neptune_guard.changes import CLOUDTRAIL, WATCHED
+from neptune_guard.options import METRICS_NAMESPACE
 
 from . import lambda_code
 from .config import (APPROVAL_ROLE, CHANGE_BUS, CLUSTER_STATE_MACHINE, DETECTOR_ROLE, PLANNER_ROLE, SCAN_STATE_MACHINE, SNAPSHOT_STATE_MACHINE,
@@ -102,7 +103,7 @@ class SecurityStack(Stack):
             code=lambda_.Code.from_asset(str(lambda_code.LAMBDAS), exclude=lambda_code.excluded(handler.rsplit(".", 1)[0])),
             layers=[self.powertools], role=role, timeout=timeout, memory_size=memory,
             tracing=lambda_.Tracing.ACTIVE, log_group=log_group,
-            environment={"POWERTOOLS_SERVICE_NAME": f"neptune-guard-{name.lower()}", "POWERTOOLS_METRICS_NAMESPACE": "NeptuneGuard",
+            environment={"POWERTOOLS_SERVICE_NAME": f"neptune-guard-{name.lower()}", "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
                          **environment},
         )
 
@@ -156,14 +157,18 @@ class SecurityStack(Stack):
                         schedule=events.Schedule.expression(config.schedule), targets=[targets.LambdaFunction(detector)])
         # Each gap its own alarm, whatever the run's coverage: one account dropping out is worth a look.
         gaps = {"account_regions_failed": "Some account-regions could not be scanned (access denied, region not enabled)",
-                "account_regions_unpublished": "Some account-regions were scanned but their findings not published (Security Hub "
-                                               "off, or the audit role may not import)"}
+                "account_regions_unpublished": "Some account-regions were scanned but their findings not published (the audit "
+                                               "role may not import, or Security Hub refused them)"}
+        gaps["account_regions_partly_read"] = ("Some account-regions were read but not every resource type (Neptune Analytics "
+                                               "denied, say): what was not read is neither found nor archived")
         if distributed:
             gaps["accounts_unreached"] = "Some accounts were not scanned at all (audit role missing or refused, item failed)"
+        else:
+            gaps["accounts_failed"] = "Some accounts were not scanned at all (audit role missing or refused)"
         for metric_name, description in gaps.items():
             alarms.append(cloudwatch.Alarm(
                 self, "".join(part.title() for part in metric_name.split("_")), threshold=1, evaluation_periods=1,
-                metric=cloudwatch.Metric(namespace="NeptuneGuard", metric_name=metric_name, dimensions_map={"service": "detector"},
+                metric=cloudwatch.Metric(namespace=METRICS_NAMESPACE, metric_name=metric_name, dimensions_map={"service": "detector"},
                                          statistic="Maximum", period=Duration.hours(1)),
                 alarm_description=description, treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING))
         for alarm in alarms:
@@ -320,6 +325,8 @@ class SecurityStack(Stack):
                     event_pattern=events.EventPattern(source=sorted(WATCHED), detail_type=[CLOUDTRAIL]),
                     targets=[targets.SqsQueue(queue)])
         function = self._function("ChangeScan", "handlers.change_scan.handler", None, Duration.minutes(5), 1024, {
+            # The scheduled scan's scope: events of accounts and regions outside it are set aside.
+            "ACCOUNTS": config.accounts, "REGIONS": config.regions, "CONCURRENCY": str(config.concurrency),
             "AUDIT_ROLE_NAME": config.audit_role_name, "PUBLISH": "true", "POWERTOOLS_SERVICE_NAME": "change-scan",
         }, role=self.detector.role)
         # At most five batches at once: a member flooding the bus with changes cannot take the account's Lambda concurrency

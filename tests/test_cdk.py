@@ -103,6 +103,8 @@ def test_a_small_organization_may_scan_in_the_detector_alone(tmp_path):
         "Targets": [{"Arn": {"Fn::GetAtt": [Match.string_like_regexp("Detector"), "Arn"]}, "Id": Match.any_value()}],
     })
     assert not template.find_resources("AWS::S3::Bucket")
+    for metric in ("accounts_failed", "account_regions_failed", "account_regions_partly_read", "account_regions_unpublished"):
+        template.has_resource_properties("AWS::CloudWatch::Alarm", {"MetricName": metric, "AlarmActions": [{"Ref": Match.any_value()}]})
     assert len(template.find_resources("AWS::StepFunctions::StateMachine")) == 2
 
 
@@ -290,3 +292,6 @@ def test_members_forward_the_watched_changes_to_a_bus_only_the_organization_may_
     change_scan = next(f["Properties"] for f in security.find_resources("AWS::Lambda::Function").values()
                        if f["Properties"]["Handler"] == "handlers.change_scan.handler")
     assert change_scan["Role"] == detector_function(security)["Properties"]["Role"]  # the role the audit roles trust
+    detector_variables = detector_function(security)["Properties"]["Environment"]["Variables"]
+    assert {k: change_scan["Environment"]["Variables"][k] for k in ("ACCOUNTS", "REGIONS", "CONCURRENCY")} == {
+        k: detector_variables[k] for k in ("ACCOUNTS", "REGIONS", "CONCURRENCY")}  # the scheduled scan's scope

@@ -36,10 +36,11 @@ def test_every_account_is_scanned_in_its_own_item_and_published(scheduled_scan):
     description, coverage = run()
 
     assert description["status"] == "SUCCEEDED", description
-    # Every account-region is read in full. Security Hub is off in the management account and in 222222222222's
-    # eu-west-1: their findings are unpublished, so those two accounts are only partly covered.
-    assert coverage["accounts_listed"] == 3 and coverage["accounts_covered"] == 1 and coverage["accounts_partly_covered"] == 2
-    assert coverage["account_regions_scanned"] == 6 and coverage["account_regions_unpublished"] == 3, coverage
+    # Every account-region is read in full and published wherever Security Hub is on. It is off in the management
+    # account and in 222222222222's eu-west-1: the account-regions' own setting, reported apart, not a gap.
+    assert coverage["accounts_listed"] == 3 and coverage["accounts_covered"] == 3, coverage
+    assert coverage["account_regions_scanned"] == 6 and coverage["account_regions_without_security_hub"] == 3, coverage
+    assert coverage["account_regions_unpublished"] == 0 and coverage["account_regions_partly_read"] == 0
     assert coverage["items_failed"] == 0 and coverage["findings_failed"] > 0 and coverage["met"] is True
     for account in MEMBERS:
         assert findings(session, account, "us-east-1"), account  # each item published through its account's audit role
@@ -64,7 +65,7 @@ def test_an_account_that_refuses_its_role_is_reported_and_the_run_fails_below_th
         executionArn=description["executionArn"], maxResults=1000, reverseOrder=True)["events"]
     failed = next(e for e in history if e["type"] == "ExecutionFailed")["executionFailedEventDetails"]
     assert failed["error"] == "NeptuneGuard.CoverageBelowMinimum"
-    assert coverage["accounts_unreached"] == ["222222222222"] and coverage["accounts_covered"] == 1
+    assert coverage["accounts_unreached"] == ["222222222222"] and coverage["accounts_covered"] == 2
     assert findings(session, "111111111111", "us-east-1")  # the others were scanned and published all the same
 
 
@@ -122,3 +123,22 @@ def test_a_map_that_fails_fails_the_run_whatever_the_minimum(scheduled_scan, mon
     description, coverage = run()
 
     assert description["status"] == "FAILED" and coverage["map_failed"] is True and coverage["met"] is False
+
+
+def test_an_account_is_covered_only_if_every_resource_type_was_read_and_published_where_security_hub_is_on():
+    from neptune_guard import fanout
+    from neptune_guard.models import ScanError, ScanResult, UnitResult
+
+    def outcome(**unit_faults):
+        unit = UnitResult("111111111111", "us-east-1")
+        for name, message in unit_faults.items():
+            getattr(unit, name).append(ScanError("111111111111", "us-east-1", message))
+        return fanout.account_outcome("111111111111", ScanResult(units=[unit, UnitResult("111111111111", "eu-west-1")]))
+
+    assert outcome().covered
+    hub_off = outcome(publish_errors="Security Hub is not enabled: InvalidAccessException")
+    assert hub_off.covered and hub_off.without_security_hub == 1 and hub_off.unpublished == 0
+    refused = outcome(publish_errors="publishing failed: AccessDeniedException")
+    assert not refused.covered and refused.unpublished == 1
+    graphs_denied = outcome(partial_errors="Neptune Analytics: AccessDeniedException (ListGraphs)")
+    assert not graphs_denied.covered and graphs_denied.partly_read == 1 and graphs_denied.scanned == 2

@@ -14,14 +14,14 @@ from aws_lambda_powertools.utilities.data_classes import SQSEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from neptune_guard import aws, changes
-from neptune_guard.options import options_from_environment
+from neptune_guard.options import METRICS_NAMESPACE, options_from_environment
 from neptune_guard.scanner import ScanOptions, scan
 
 logger = Logger()
 tracer = Tracer(auto_patch=False)
-metrics = Metrics()
+metrics = Metrics(namespace=METRICS_NAMESPACE)
 SESSION = aws.scan_session()
-FINISHING_RESERVE_SECONDS = 60  # a batch's account-regions, published, and then some
+FINISHING_RESERVE_SECONDS = 120  # as the detector's: the slowest account-region seen, with publishing, and then some
 
 
 def _body(record) -> object:
@@ -40,7 +40,12 @@ def handler(event: SQSEvent, context: LambdaContext) -> dict:
     scanned and published in full: SQS delivers those again (then to the dead-letter queue), the others are done."""
     options = options_from_environment()
     records = list(event.records)
-    scope = None if options.accounts in ("self", "org") else tuple(options.accounts.split(","))
+    if options.accounts == "org":
+        scope = None  # any member: only the Organization may put events on the bus
+    elif options.accounts == "self":
+        scope = (context.invoked_function_arn.split(":")[4],)
+    else:
+        scope = tuple(options.accounts.split(","))
     wanted = changes.account_regions([_body(record) for record in records], scope, options.regions)
     for reason in wanted.ignored:
         logger.warning("event set aside", reason=reason)
@@ -54,7 +59,8 @@ def handler(event: SQSEvent, context: LambdaContext) -> dict:
         errors += len(result.all_errors)
         for error in result.all_errors:
             logger.error("scan fault", account_id=error.account_id, region=error.region, detail=error.message)
-        done |= {(unit.account_id, unit.region) for unit in result.units if unit.complete and not unit.publish_errors}
+        # Security Hub off there is the account-region's setting: retrying would change nothing.
+        done |= {(unit.account_id, unit.region) for unit in result.units if unit.read_in_full and not unit.unpublished}
     retry = sorted({index for pair, indexes in wanted.account_regions.items() if pair not in done for index in indexes})
     metrics.add_metric(name="change_scans", unit=MetricUnit.Count, value=len(done))
     metrics.add_metric(name="change_scan_errors", unit=MetricUnit.Count, value=errors)

@@ -13,7 +13,7 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from neptune_guard.options import ConfigurationError, options_from_environment
+from neptune_guard.options import METRICS_NAMESPACE, ConfigurationError, options_from_environment
 from neptune_guard.models import ScanResult, UnitResult
 from neptune_guard.scanner import NOT_REACHED, scan
 
@@ -21,12 +21,12 @@ FINISHING_RESERVE_SECONDS = 120  # the slowest account-region seen, with publish
 
 logger = Logger()
 tracer = Tracer(auto_patch=False)  # see handlers.scheduled_scan: tracing every request costs a tenth of the CPU
-metrics = Metrics()
+metrics = Metrics(namespace=METRICS_NAMESPACE)
 
 
 def log_unit(unit: UnitResult, done: int, known: int) -> None:
     failed = sum(1 for e in unit.evaluations if e.status.value == "FAILED")
-    errors = [e.message for e in unit.errors + unit.publish_errors]
+    errors = [e.message for e in unit.errors + unit.partial_errors + unit.publish_errors]
     log = logger.warning if errors else logger.info
     log("account-region scanned", account_id=unit.account_id, region=unit.region, resources=len(unit.resources),
         failed_checks=failed, errors=errors, progress=f"{done}/{known}")
@@ -44,10 +44,12 @@ def record_metrics(result: ScanResult) -> dict:
         "findings_passed": sum(1 for e in result.evaluations if e.status.value == "PASSED"),
         "errors": len(result.all_errors),
         "account_regions_not_reached": sum(1 for e in result.all_errors if e.message == NOT_REACHED),
-        "account_regions_unpublished": sum(1 for unit in result.units if unit.publish_errors),
+        "account_regions_unpublished": sum(1 for unit in result.units if unit.unpublished),
+        "account_regions_partly_read": sum(1 for unit in result.units if unit.complete and not unit.read_in_full),
+        "account_regions_without_security_hub": sum(1 for unit in result.units if unit.without_security_hub),
     }
     for name in ("accounts_scanned", "accounts_failed", "account_regions_scanned", "account_regions_failed", "account_regions_not_reached",
-                 "account_regions_unpublished"):
+                 "account_regions_unpublished", "account_regions_partly_read", "account_regions_without_security_hub"):
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=summary[name])
     by_check = Counter((e.check_id, e.status.value) for e in result.evaluations)
     for (check_id, status), count in sorted(by_check.items()):

@@ -16,7 +16,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from aws_lambda_powertools.utilities.validation import SchemaValidationError, validate
 
 from neptune_guard import aws, fanout
-from neptune_guard.options import ConfigurationError, options_from_environment
+from neptune_guard.options import METRICS_NAMESPACE, ConfigurationError, options_from_environment
 from neptune_guard.scanner import ScanOptions, resolve_accounts, scan
 
 FINISHING_RESERVE_SECONDS = 120
@@ -39,7 +39,7 @@ logger = Logger()
 # Only the handler is traced: patching botocore would trace every one of a large scan's requests, at about a tenth
 # of its CPU, and overflow the trace's segment limits long before the Organization is covered.
 tracer = Tracer(auto_patch=False)
-metrics = Metrics()
+metrics = Metrics(namespace=METRICS_NAMESPACE)
 # One session for every invocation a warm function serves: building one costs 0.3 to 0.5 s of CPU.
 SESSION = aws.scan_session()
 
@@ -104,7 +104,8 @@ def summarize(event: dict, context: LambdaContext) -> dict:
         logger.error("the Map run failed", **{k: str(v)[:1000] for k, v in event["map_error"].items()})
     coverage = fanout.coverage(listed, outcomes, items_failed, minimum, map_failed=bool(event.get("map_error")))
     for name in ("accounts_covered", "accounts_partly_covered", "items_failed", "account_regions_scanned",
-                 "account_regions_failed", "account_regions_not_reached", "account_regions_unpublished"):
+                 "account_regions_failed", "account_regions_not_reached", "account_regions_unpublished",
+                 "account_regions_partly_read", "account_regions_without_security_hub"):
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=getattr(coverage, name))
     metrics.add_metric(name="accounts_unreached", unit=MetricUnit.Count, value=len(coverage.accounts_unreached))
     metrics.add_metric(name="coverage", unit=MetricUnit.Percent, value=coverage.share * 100)

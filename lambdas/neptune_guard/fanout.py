@@ -31,7 +31,9 @@ class AccountOutcome:
     opened: bool  # the audit role was assumed and the account's regions listed
     account_regions: int
     scanned: int
-    unpublished: int  # read in full, but their findings could not all be published (Security Hub off, access denied)
+    partly_read: int  # read, but some resource types not (Neptune Analytics denied, say)
+    unpublished: int  # their findings could not all be published (access denied, throttled past the retries)
+    without_security_hub: int  # Security Hub is not enabled there: the account-region's setting, reported, not a fault
     not_reached: int
     findings_failed: int
     findings_passed: int
@@ -43,9 +45,9 @@ class AccountOutcome:
 
     @property
     def covered(self) -> bool:
-        """Every account-region of the account was read in full and its findings published: a finding nobody can see
-        detects nothing."""
-        return self.opened and self.scanned == self.account_regions and not self.unpublished
+        """Every account-region of the account was read in full (every resource type) and its findings published
+        wherever Security Hub is on: a finding nobody can see detects nothing."""
+        return self.opened and self.scanned == self.account_regions and not self.unpublished and not self.partly_read
 
 
 def account_outcome(account_id: str, result: ScanResult) -> AccountOutcome:
@@ -55,7 +57,9 @@ def account_outcome(account_id: str, result: ScanResult) -> AccountOutcome:
         opened=not result.errors,  # account-level faults: the role could not be assumed or the regions not listed
         account_regions=len(result.units),
         scanned=len(result.scanned_units),
-        unpublished=sum(1 for unit in result.units if unit.publish_errors),
+        partly_read=sum(1 for unit in result.units if unit.complete and not unit.read_in_full),
+        unpublished=sum(1 for unit in result.units if unit.unpublished),
+        without_security_hub=sum(1 for unit in result.units if unit.without_security_hub),
         not_reached=sum(1 for e in errors if e.message == NOT_REACHED),
         findings_failed=sum(1 for e in result.evaluations if e.status.value == "FAILED"),
         findings_passed=sum(1 for e in result.evaluations if e.status.value == "PASSED"),
@@ -82,6 +86,8 @@ class Coverage:
     account_regions_failed: int
     account_regions_not_reached: int
     account_regions_unpublished: int
+    account_regions_partly_read: int
+    account_regions_without_security_hub: int
     findings_failed: int
     findings_passed: int
     share: float  # accounts covered / accounts listed
@@ -114,6 +120,8 @@ def coverage(listed: list[str], outcomes: list[AccountOutcome], items_failed: in
         account_regions_failed=sum(o.account_regions - o.scanned for o in outcomes),
         account_regions_not_reached=sum(o.not_reached for o in outcomes),
         account_regions_unpublished=sum(o.unpublished for o in outcomes),
+        account_regions_partly_read=sum(o.partly_read for o in outcomes),
+        account_regions_without_security_hub=sum(o.without_security_hub for o in outcomes),
         findings_failed=sum(o.findings_failed for o in outcomes),
         findings_passed=sum(o.findings_passed for o in outcomes),
         share=round(covered / len(listed), 4) if listed else 0.0,

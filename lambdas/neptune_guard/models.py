@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 
+HUB_NOT_ENABLED = "Security Hub is not enabled"  # a publish error that is the account-region's setting, not a fault
 CLUSTER = "AwsRdsDbCluster"
 CLUSTER_SNAPSHOT = "AwsRdsDbClusterSnapshot"
 # ASFF has no Neptune Analytics resource type: their findings are of Type "Other" (asff.py). These name the kinds.
@@ -156,6 +157,20 @@ class UnitResult:
     def complete(self) -> bool:
         """True when the inventory was read in full, so absence of a resource means it is gone."""
         return not self.errors
+
+    @property
+    def read_in_full(self) -> bool:
+        """Every resource type read: complete, and no type left unread (Neptune Analytics denied, say)."""
+        return self.complete and not self.partial_errors
+
+    @property
+    def unpublished(self) -> bool:
+        """Findings could not be published for another reason than Security Hub being off in the account-region."""
+        return any(not e.message.startswith(HUB_NOT_ENABLED) for e in self.publish_errors)
+
+    @property
+    def without_security_hub(self) -> bool:
+        return any(e.message.startswith(HUB_NOT_ENABLED) for e in self.publish_errors)
 
 
 @dataclass

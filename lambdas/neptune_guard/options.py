@@ -11,6 +11,11 @@ from .inventory import parse_account_list
 from .scanner import DEFAULT_AUDIT_ROLE, ScanOptions
 
 
+# The CloudWatch namespace of every function's metrics, the one the stack's alarms read: in the code, not only in the
+# environment, since Powertools reads the environment once, when a handler module is first imported.
+METRICS_NAMESPACE = "NeptuneGuard"
+
+
 class ConfigurationError(Exception):
     """A function's environment is not a valid scan configuration: nothing is scanned."""
 

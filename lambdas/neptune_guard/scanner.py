@@ -103,9 +103,9 @@ def scan_unit(context: AccountContext, region: str, keys: inventory.KeyDirectory
     failing = sorted({e.resource_arn for e in unit.evaluations
                       if e.status is Status.FAILED and _ARNS.parse_arn(e.resource_arn)["account"] == context.account_id})
     if failing:
-        described = {r.arn: r.tags for r in unit.resources if r.arn in failing and r.tags is not None}
+        unit.tags = {r.arn: r.tags for r in unit.resources if r.arn in failing and r.tags is not None}
         try:
-            unit.tags = {**described, **inventory.resource_tags(context.clients, region, [a for a in failing if a not in described])}
+            unit.tags |= inventory.resource_tags(context.clients, region, [a for a in failing if a not in unit.tags])
         except (ClientError, BotoCoreError) as error:
             unit.errors.append(ScanError(context.account_id, region, f"reading tags: {inventory.error_message(error)}"))
         reasons = {arn: inventory.retention_reason(tags) for arn, tags in unit.tags.items()}

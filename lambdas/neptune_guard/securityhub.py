@@ -13,7 +13,7 @@ from botocore.parsers import ResponseParserError
 from . import asff, checks
 from .aws import ClientFactory
 from .inventory import error_message
-from .models import ScanError, UnitResult
+from .models import HUB_NOT_ENABLED, ScanError, UnitResult
 
 BATCH_LIMIT = 100
 BATCH_BYTES = 5 * 1024 * 1024  # the API's request limit is 6 MB: leave headroom for the envelope
@@ -117,8 +117,9 @@ def publish_unit(clients: ClientFactory, unit: UnitResult, partition: str) -> li
                                        unit.tags.get(resource.arn)))
         if unit.complete:
             current = {finding["Id"] for finding in findings}
-            findings += [asff.archived(old, now) for finding_id, old in existing.items()
-                         if finding_id not in current and _resource_type(old) not in unit.unread_types]
+            # A finding of a type left unread, or of no check we know, is left as it is: its resource may still be there.
+            findings += [asff.archived(old, now) for finding_id, old in existing.items() if finding_id not in current
+                         and not (unit.unread_types and _resource_type(old) in unit.unread_types | {None})]
         problems = import_findings(securityhub, findings)
         problems += note_retained(securityhub, unit, product, existing)
     except ResponseParserError as error:
@@ -126,6 +127,6 @@ def publish_unit(clients: ClientFactory, unit: UnitResult, partition: str) -> li
     except (ClientError, BotoCoreError) as error:
         code = error.response.get("Error", {}).get("Code") if isinstance(error, ClientError) else None
         if code == "InvalidAccessException":
-            return [ScanError(unit.account_id, unit.region, f"Security Hub is not enabled: {error_message(error)}")]
+            return [ScanError(unit.account_id, unit.region, f"{HUB_NOT_ENABLED}: {error_message(error)}")]
         return [ScanError(unit.account_id, unit.region, f"publishing failed: {error_message(error)}")]
     return [ScanError(unit.account_id, unit.region, problem) for problem in problems]
