@@ -72,7 +72,31 @@ def test_scp_allows_encrypted_neptune_clusters_and_what_it_does_not_govern(actio
 
 def test_scp_fits_the_organizations_size_limit():
     # SCPs may be at most 5,120 characters (AWS Organizations quotas); whitespace counts, so deploy it minified.
-    assert len(json.dumps(SCP, separators=(",", ":"))) <= 5120
+    for policy in (SCP, PROTECT_ROLES):
+        assert len(json.dumps(policy, separators=(",", ":"))) <= 5120
+
+
+PROTECT_ROLES = json.loads((GUARDRAILS / "scp" / "protect-neptune-guard-roles.json").read_text())
+MEMBER_ADMIN = "arn:aws:iam::111111111111:role/Admin"
+ROLE_CHANGES = PROTECT_ROLES["Statement"][0]["Action"]
+
+
+@pytest.mark.parametrize("action", ROLE_CHANGES)
+@pytest.mark.parametrize("role", ["NeptuneGuardAudit", "NeptuneGuardRemediation", "NeptuneGuardTriggerAccess", "NeptuneGuardPlanner"])
+def test_scp_stops_a_members_administrator_from_changing_or_deleting_the_neptune_guard_roles(action, role):
+    decision = evaluate([FULL_AWS_ACCESS, PROTECT_ROLES], action, f"arn:aws:iam::111111111111:role/{role}",
+                        {"aws:PrincipalArn": MEMBER_ADMIN})
+    assert (decision.allowed, decision.statements) == (False, ["OnlyStackSetsChangeNeptuneGuardRoles"])
+
+
+@pytest.mark.parametrize("principal, role", [
+    ("arn:aws:iam::111111111111:role/stacksets-exec-0123456789abcdef", "NeptuneGuardAudit"),  # a self-managed StackSet
+    ("arn:aws:iam::111111111111:role/AWSCloudFormationStackSetExecutionRole", "NeptuneGuardAudit"),
+    (MEMBER_ADMIN, "OrdersAppRole"),  # the account's own roles are the account's
+])
+def test_scp_lets_stacksets_deploy_the_roles_and_members_manage_their_own(principal, role):
+    assert all(evaluate([FULL_AWS_ACCESS, PROTECT_ROLES], action, f"arn:aws:iam::111111111111:role/{role}",
+                        {"aws:PrincipalArn": principal}).allowed for action in ROLE_CHANGES)
 
 
 # --- CloudFormation Guard ----------------------------------------------------------------------------------
