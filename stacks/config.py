@@ -40,6 +40,7 @@ class Config:
     stack_set_region: str
     change_regions: tuple[str, ...]
     change_batching_seconds: int
+    read_neptune_analytics: bool
     stack_set_call_as: str
     powertools_version: str
     log_retention_days: int
@@ -72,6 +73,7 @@ class Config:
             stack_set_region=str(get("stackSetRegion")),
             change_regions=tuple(r.strip() for r in str(get("changeRegions")).split(",") if r.strip()),
             change_batching_seconds=int(get("changeBatchingSeconds")),
+            read_neptune_analytics={True: True, "true": True, False: False, "false": False}.get(get("readNeptuneAnalytics"), None),
             stack_set_call_as=str(get("stackSetCallAs")),
             powertools_version=str(get("powertoolsVersion")),
             log_retention_days=int(get("logRetentionDays")),
@@ -113,6 +115,8 @@ class Config:
             raise ValueError(f"changeRegions must be region names (where changes are forwarded from), got {self.change_regions!r}")
         if not 0 <= self.change_batching_seconds <= 300:
             raise ValueError("changeBatchingSeconds must be from 0 to 300 (SQS's batching window)")
+        if self.read_neptune_analytics not in (True, False):
+            raise ValueError("readNeptuneAnalytics must be true or false")
         if self.scan_mode not in SCAN_MODES:
             raise ValueError(f"scanMode must be one of {', '.join(SCAN_MODES)}, got {self.scan_mode!r}")
         if not 1 <= self.map_concurrency <= 10_000:

@@ -123,7 +123,8 @@ class SecurityStack(Stack):
         distributed = config.scan_mode == "distributed"
         runs = self._runs_bucket() if distributed else None
         environment = {"ACCOUNTS": config.accounts, "AUDIT_ROLE_NAME": config.audit_role_name, "REGIONS": config.regions,
-                       "CONCURRENCY": str(config.concurrency), "PUBLISH": "true", "POWERTOOLS_SERVICE_NAME": "detector"}
+                       "CONCURRENCY": str(config.concurrency), "PUBLISH": "true", "POWERTOOLS_SERVICE_NAME": "detector",
+                       "READ_NEPTUNE_ANALYTICS": str(config.read_neptune_analytics).lower()}
         if runs:
             environment |= {"RUNS_BUCKET": runs.bucket_name, "MAP_CONCURRENCY": str(config.map_concurrency),
                             "MINIMUM_COVERAGE": str(config.minimum_coverage)}
@@ -327,6 +328,7 @@ class SecurityStack(Stack):
         function = self._function("ChangeScan", "handlers.change_scan.handler", None, Duration.minutes(5), 1024, {
             # The scheduled scan's scope: events of accounts and regions outside it are set aside.
             "ACCOUNTS": config.accounts, "REGIONS": config.regions, "CONCURRENCY": str(config.concurrency),
+            "READ_NEPTUNE_ANALYTICS": str(config.read_neptune_analytics).lower(),
             "AUDIT_ROLE_NAME": config.audit_role_name, "PUBLISH": "true", "POWERTOOLS_SERVICE_NAME": "change-scan",
         }, role=self.detector.role)
         # At most five batches at once: a member flooding the bus with changes cannot take the account's Lambda concurrency

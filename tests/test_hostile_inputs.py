@@ -114,6 +114,7 @@ def test_a_broken_scenario_file_is_one_line_and_seeds_nothing(world, capsys, tmp
 @pytest.mark.parametrize("environment, complaint", [
     ({"REGIONS": "moon"}, "region"), ({"REGIONS": "us-east-1,,x"}, "region"), ({"CONCURRENCY": "0"}, "1 to 64"),
     ({"CONCURRENCY": "lots"}, "1 to 64"), ({"ACCOUNTS": "12"}, "12-digit"), ({"PUBLISH": "maybe"}, "PUBLISH"),
+    ({"READ_NEPTUNE_ANALYTICS": "sometimes"}, "READ_NEPTUNE_ANALYTICS"),
 ])
 def test_the_detector_refuses_a_bad_configuration_before_scanning(world, monkeypatch, environment, complaint):
     from handlers import detector

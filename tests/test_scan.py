@@ -139,3 +139,23 @@ def test_a_snapshot_shared_with_the_account_is_reported_as_its_owners_to_fix(see
     seen = [e for e in result.evaluations if e.resource_id == "export"]
     assert seen and all(e.status is Status.FAILED and e.account_id == "222222222222" for e in seen)
     assert all("shared with this account by 111111111111: only its owner can re-encrypt it" in e.message for e in seen)
+
+
+def test_neptune_analytics_out_of_scope_is_not_read_and_its_findings_are_left_as_they_are(seeded):
+    from neptune_guard.models import GRAPH
+    from tests.conftest import findings
+
+    session = seeded({"accounts": {"111111111111": {"us-east-1": {"clusters": {"plain": {"encryption": "none"}},
+                                                                  "graphs": {"recs": {}}}}}})
+    scan(ScanOptions(accounts="111111111111", regions=("us-east-1",), publish=True))
+    calls = []
+    session.events.register("before-call.neptune-graph.*", lambda model, **_: calls.append(model.name))
+    client = boto3.Session(region_name="us-east-1")
+    client.events.register("before-call.neptune-graph.*", lambda model, **_: calls.append(model.name))
+
+    result = scan(ScanOptions(accounts="111111111111", regions=("us-east-1",), publish=True, read_graphs=False), client)
+
+    (unit,) = result.units
+    assert unit.read_in_full and GRAPH in unit.unread_types and not calls
+    graph_findings = [f for f in findings(session, "111111111111", "us-east-1").values() if ":graph/" in f["Resources"][0]["Id"]]
+    assert graph_findings and {f["RecordState"] for f in graph_findings} == {"ACTIVE"}  # out of scope is not gone

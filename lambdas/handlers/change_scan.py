@@ -55,7 +55,7 @@ def handler(event: SQSEvent, context: LambdaContext) -> dict:
     errors = 0
     for account_id, regions in wanted.by_account().items():
         result = scan(ScanOptions(accounts=account_id, role_name=options.role_name, regions=regions, concurrency=options.concurrency,
-                                  publish=True, stop_starting_at=stop_starting_at), session=SESSION)
+                                  publish=True, stop_starting_at=stop_starting_at, read_graphs=options.read_graphs), session=SESSION)
         errors += len(result.all_errors)
         for error in result.all_errors:
             logger.error("scan fault", account_id=error.account_id, region=error.region, detail=error.message)

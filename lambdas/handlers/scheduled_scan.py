@@ -87,7 +87,8 @@ def scan_account(event: dict, context: LambdaContext) -> dict:
     stop_starting_at = time.monotonic() + context.get_remaining_time_in_millis() / 1000 - FINISHING_RESERVE_SECONDS
     account_id = event["account_id"]
     result = scan(ScanOptions(accounts=account_id, role_name=options.role_name, regions=options.regions,
-                              concurrency=options.concurrency, publish=options.publish, stop_starting_at=stop_starting_at),
+                              concurrency=options.concurrency, publish=options.publish, stop_starting_at=stop_starting_at,
+                              read_graphs=options.read_graphs),
                   session=SESSION)
     outcome = fanout.account_outcome(account_id, result)
     for error in result.all_errors:

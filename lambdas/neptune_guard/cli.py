@@ -124,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_scan_arguments(scan_parser)
     scan_parser.add_argument("--publish", action="store_true",
                              help="import the findings into each account's own Security Hub and archive resolved ones")
+    scan_parser.add_argument("--no-neptune-analytics", action="store_true",
+                             help="leave Neptune Analytics graphs out (say, where an SCP denies the service); their findings stay as they are")
     plan = commands.add_parser("plan", parents=[targeted], epilog=EXIT_CODES, help="show what remediation would do and carry over; changes nothing")
     _add_target_arguments(plan)
     # On-call plans through the member accounts' read-only planner role (their approver policy may assume it).
@@ -168,7 +170,8 @@ class Progress:
 
 def run_scan(args) -> int:
     options = ScanOptions(
-        accounts=args.accounts, role_name=args.role_name, regions=args.regions, concurrency=args.concurrency, publish=args.publish
+        accounts=args.accounts, role_name=args.role_name, regions=args.regions, concurrency=args.concurrency, publish=args.publish,
+        read_graphs=not args.no_neptune_analytics,
     )
     progress = Progress(enabled=not args.no_progress)
     try:

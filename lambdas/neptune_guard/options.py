@@ -45,16 +45,20 @@ def accounts_option(value: str) -> str:
 
 def options_from_environment(environ=os.environ) -> ScanOptions:
     """The scan options of a scanning function (ACCOUNTS self|org|ids, default org; AUDIT_ROLE_NAME; REGIONS, a comma
-    list, empty for every enabled region; CONCURRENCY; PUBLISH true|false), with the validations the CLI's flags get."""
+    list, empty for every enabled region; CONCURRENCY; PUBLISH true|false; READ_NEPTUNE_ANALYTICS true|false), with the
+    validations the CLI's flags get."""
     values = {"ACCOUNTS": environ.get("ACCOUNTS", "org"), "REGIONS": environ.get("REGIONS", ""),
-              "CONCURRENCY": environ.get("CONCURRENCY", "16"), "PUBLISH": environ.get("PUBLISH", "true")}
+              "CONCURRENCY": environ.get("CONCURRENCY", "16"), "PUBLISH": environ.get("PUBLISH", "true"),
+              "READ_NEPTUNE_ANALYTICS": environ.get("READ_NEPTUNE_ANALYTICS", "true")}
     try:
         regions = regions_option(values["REGIONS"]) if values["REGIONS"].strip() else None
         accounts = accounts_option(values["ACCOUNTS"])
         concurrency = concurrency_option(values["CONCURRENCY"])
     except argparse.ArgumentTypeError as error:
         raise ConfigurationError(f"bad scan configuration: {error}") from None
-    if values["PUBLISH"].lower() not in ("true", "false"):
-        raise ConfigurationError(f"bad scan configuration: PUBLISH must be true or false, got {values['PUBLISH']!r}")
+    for name in ("PUBLISH", "READ_NEPTUNE_ANALYTICS"):
+        if values[name].lower() not in ("true", "false"):
+            raise ConfigurationError(f"bad scan configuration: {name} must be true or false, got {values[name]!r}")
     return ScanOptions(accounts=accounts, role_name=environ.get("AUDIT_ROLE_NAME", DEFAULT_AUDIT_ROLE), regions=regions,
-                       concurrency=concurrency, publish=values["PUBLISH"].lower() == "true")
+                       concurrency=concurrency, publish=values["PUBLISH"].lower() == "true",
+                       read_graphs=values["READ_NEPTUNE_ANALYTICS"].lower() == "true")

@@ -34,6 +34,7 @@ class ScanOptions:
     concurrency: int = 16
     publish: bool = False  # import findings into each account-region's Security Hub
     stop_starting_at: float | None = None  # time.monotonic() after which no account-region starts (a Lambda's limit)
+    read_graphs: bool = True  # False: Neptune Analytics is out of scope (say, an Organization whose SCPs deny it)
 
 
 NOT_REACHED = "not scanned: the run reached its time limit before this account-region started"
@@ -83,7 +84,8 @@ def scan_unit(context: AccountContext, region: str, keys: inventory.KeyDirectory
     try:
         resources, key_errors = inventory.read_region(context.clients, context.account_id, region, keys)
         try:
-            graph_resources, graph_errors = graphs.read_region(context.clients, context.account_id, region, keys)
+            graph_resources, graph_errors = ([], []) if not options.read_graphs else graphs.read_region(
+                context.clients, context.account_id, region, keys)
         except graphs.GraphsUnreadable as error:
             graph_resources, graph_errors = [], []
             unit.partial_errors.append(ScanError(context.account_id, region, str(error)))
@@ -94,6 +96,8 @@ def scan_unit(context: AccountContext, region: str, keys: inventory.KeyDirectory
     except (ResponseParserError, KeyError, TypeError) as error:  # a malformed response is this unit's fault alone
         unit.errors.append(ScanError(context.account_id, region, f"malformed response from AWS: {type(error).__name__}: {error}"[:500]))
         return unit
+    if not options.read_graphs:
+        unit.unread_types |= {GRAPH, GRAPH_SNAPSHOT}  # out of scope, not a fault: their findings are left as they are
     unit.resources = resources + graph_resources
     unit.errors += [ScanError(context.account_id, region, message) for message in key_errors + graph_errors]
     for resource in unit.resources:
