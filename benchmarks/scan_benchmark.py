@@ -31,7 +31,7 @@ os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "benchmark")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
 from neptune_guard import aws  # noqa: E402
-from neptune_guard.scanner import ScanOptions, resolve_accounts, scan  # noqa: E402
+from neptune_guard.scanner import FINISHING_RESERVE_SECONDS, ScanOptions, resolve_accounts, scan  # noqa: E402
 from sandbox.organization import seed  # noqa: E402
 
 REGIONS = ["us-east-1", "eu-west-1", "us-west-2", "ap-southeast-1", "eu-central-1", "us-east-2"]
@@ -84,7 +84,6 @@ class ServerProcess:
 
 LAMBDA_VCPU = 1024 / 1769  # Lambda gives a function one vCPU at 1,769 MB, in proportion below it
 LAMBDA_LIMIT_SECONDS = 15 * 60
-FINISHING_RESERVE_SECONDS = 120  # the detector stops starting account-regions this long before its limit
 STEP_OVERHEAD_SECONDS = 10.0  # listing the accounts, the summary, and Step Functions starting the Map's child executions
 
 

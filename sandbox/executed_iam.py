@@ -51,6 +51,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
+from unittest import mock
 from urllib.parse import unquote
 
 import boto3
@@ -580,8 +581,6 @@ def enforced(harness: ExecutedIAM):
     global ACTIVE
     from moto.core.authorization import ActionAuthenticatorMixin
 
-    original_authorize = ActionAuthenticatorMixin._authenticate_and_authorize_normal_action
-    original_authorize_s3 = ActionAuthenticatorMixin._authenticate_and_authorize_s3_action
     original_credentials = botocore.session.Session.get_credentials
     original_submit = ThreadPoolExecutor.submit
     fallback = boto3.Session().get_credentials().get_frozen_credentials()
@@ -625,20 +624,18 @@ def enforced(harness: ExecutedIAM):
 
         return original_submit(self, as_submitter, *args, **kwargs)
 
-    ActionAuthenticatorMixin._authenticate_and_authorize_normal_action = authorize
-    ActionAuthenticatorMixin._authenticate_and_authorize_s3_action = authorize_s3
-    LambdaFunction._invoke_lambda = invoke_as_its_role
-    botocore.session.Session.get_credentials = get_credentials
-    ThreadPoolExecutor.submit = submit
-    boto3.DEFAULT_SESSION = None
-    ACTIVE = harness
-    try:
-        yield harness
-    finally:
-        ACTIVE = None
-        ActionAuthenticatorMixin._authenticate_and_authorize_normal_action = original_authorize
-        ActionAuthenticatorMixin._authenticate_and_authorize_s3_action = original_authorize_s3
-        LambdaFunction._invoke_lambda = original_invoke
-        botocore.session.Session.get_credentials = original_credentials
-        ThreadPoolExecutor.submit = original_submit
+    replacements = ((ActionAuthenticatorMixin, "_authenticate_and_authorize_normal_action", authorize),
+                    (ActionAuthenticatorMixin, "_authenticate_and_authorize_s3_action", authorize_s3),
+                    (LambdaFunction, "_invoke_lambda", invoke_as_its_role),
+                    (botocore.session.Session, "get_credentials", get_credentials),
+                    (ThreadPoolExecutor, "submit", submit))
+    with contextlib.ExitStack() as patches:
+        for owner, name, replacement in replacements:
+            patches.enter_context(mock.patch.object(owner, name, replacement))
         boto3.DEFAULT_SESSION = None
+        ACTIVE = harness
+        try:
+            yield harness
+        finally:
+            ACTIVE = None
+            boto3.DEFAULT_SESSION = None

@@ -349,45 +349,36 @@ class SecurityStack(Stack):
             alarm.add_alarm_action(alarm_action)
         return function
 
-    def _member_events_stack_set(self, template: dict) -> cloudformation.CfnStackSet:
+    def _stack_set(self, construct_id: str, name: str, template: dict, capability: str, parameters: dict[str, str],
+                   regions: list[str]) -> cloudformation.CfnStackSet:
+        """A service-managed StackSet of a member template, in every account of the configured OUs (and those that join
+        them), given the security account's id and `parameters`."""
         config = self.config
         return cloudformation.CfnStackSet(
-            self, "MemberEvents", stack_set_name="NeptuneGuardMemberEvents", permission_model="SERVICE_MANAGED",
-            call_as=config.stack_set_call_as, capabilities=["CAPABILITY_IAM"],
+            self, construct_id, stack_set_name=name, permission_model="SERVICE_MANAGED",
+            call_as=config.stack_set_call_as, capabilities=[capability],
             auto_deployment=cloudformation.CfnStackSet.AutoDeploymentProperty(enabled=True, retain_stacks_on_account_removal=False),
             template_body=json.dumps(template),
-            parameters=[
-                cloudformation.CfnStackSet.ParameterProperty(parameter_key="SecurityAccountId", parameter_value=Aws.ACCOUNT_ID),
-                cloudformation.CfnStackSet.ParameterProperty(parameter_key="SecurityRegion", parameter_value=Aws.REGION),
-            ],
+            parameters=[cloudformation.CfnStackSet.ParameterProperty(parameter_key=key, parameter_value=value)
+                        for key, value in {"SecurityAccountId": Aws.ACCOUNT_ID, **parameters}.items()],
             stack_instances_group=[cloudformation.CfnStackSet.StackInstancesProperty(
                 deployment_targets=cloudformation.CfnStackSet.DeploymentTargetsProperty(
                     organizational_unit_ids=list(config.organizational_unit_ids)),
-                regions=list(config.change_regions),  # rules are regional: every region changes are forwarded from
+                regions=regions,
             )],
             operation_preferences=cloudformation.CfnStackSet.OperationPreferencesProperty(
                 failure_tolerance_percentage=10, max_concurrent_percentage=25, region_concurrency_type="PARALLEL"),
         )
 
+    def _member_events_stack_set(self, template: dict) -> cloudformation.CfnStackSet:
+        return self._stack_set("MemberEvents", "NeptuneGuardMemberEvents", template, "CAPABILITY_IAM",
+                               {"SecurityRegion": Aws.REGION},
+                               list(self.config.change_regions))  # rules are regional: every region changes are forwarded from
+
     def _member_stack_set(self, member_template: dict) -> cloudformation.CfnStackSet:
-        config = self.config
-        stack_set = cloudformation.CfnStackSet(
-            self, "MemberRoles", stack_set_name="NeptuneGuardMemberRoles", permission_model="SERVICE_MANAGED",
-            call_as=config.stack_set_call_as, capabilities=["CAPABILITY_NAMED_IAM"],
-            auto_deployment=cloudformation.CfnStackSet.AutoDeploymentProperty(enabled=True, retain_stacks_on_account_removal=False),
-            template_body=json.dumps(member_template),
-            parameters=[
-                cloudformation.CfnStackSet.ParameterProperty(parameter_key="SecurityAccountId", parameter_value=Aws.ACCOUNT_ID),
-                cloudformation.CfnStackSet.ParameterProperty(parameter_key="OrganizationId", parameter_value=config.organization_id),
-            ],
-            stack_instances_group=[cloudformation.CfnStackSet.StackInstancesProperty(
-                deployment_targets=cloudformation.CfnStackSet.DeploymentTargetsProperty(
-                    organizational_unit_ids=list(config.organizational_unit_ids)),
-                regions=[config.stack_set_region],  # IAM roles are global: one region is enough
-            )],
-            operation_preferences=cloudformation.CfnStackSet.OperationPreferencesProperty(
-                failure_tolerance_percentage=10, max_concurrent_percentage=25, region_concurrency_type="PARALLEL"),
-        )
+        stack_set = self._stack_set("MemberRoles", "NeptuneGuardMemberRoles", member_template, "CAPABILITY_NAMED_IAM",
+                                    {"OrganizationId": self.config.organization_id},
+                                    [self.config.stack_set_region])  # IAM roles are global: one region is enough
         for function in (self.detector, self.steps, self.trigger):  # member trust policies name these roles
             stack_set.node.add_dependency(function.role)
         return stack_set

@@ -2,6 +2,8 @@
 
 import json
 
+from neptune_guard import scanner
+
 from tests.conftest import ORG, LambdaContext as Context, findings
 
 SCHEDULED_EVENT = {
@@ -51,7 +53,7 @@ def test_near_its_time_limit_the_detector_reports_every_account_region_it_did_no
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "1")
     from handlers import detector
 
-    summary = detector.handler(SCHEDULED_EVENT, Context(remaining_ms=(detector.FINISHING_RESERVE_SECONDS - 1) * 1000))
+    summary = detector.handler(SCHEDULED_EVENT, Context(remaining_ms=(scanner.FINISHING_RESERVE_SECONDS - 1) * 1000))
 
     assert summary["account_regions_scanned"] == 0 and summary["account_regions_not_reached"] == 6  # 3 accounts x 2 regions
     assert not findings(session, "111111111111", "us-east-1")  # nothing half-published

@@ -6,7 +6,6 @@ aside."""
 from __future__ import annotations
 
 import json
-import time
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
@@ -15,13 +14,12 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from neptune_guard import aws, changes
 from neptune_guard.options import METRICS_NAMESPACE, options_from_environment
-from neptune_guard.scanner import ScanOptions, scan
+from neptune_guard.scanner import ScanOptions, scan, stop_starting_before
 
 logger = Logger()
 tracer = Tracer(auto_patch=False)
 metrics = Metrics(namespace=METRICS_NAMESPACE)
 SESSION = aws.scan_session()
-FINISHING_RESERVE_SECONDS = 120  # as the detector's: the slowest account-region seen, with publishing, and then some
 
 
 def _body(record) -> object:
@@ -50,7 +48,7 @@ def handler(event: SQSEvent, context: LambdaContext) -> dict:
     for reason in wanted.ignored:
         logger.warning("event set aside", reason=reason)
     # Stop starting accounts while there is time to finish the running ones: the rest come back with their messages.
-    stop_starting_at = time.monotonic() + context.get_remaining_time_in_millis() / 1000 - FINISHING_RESERVE_SECONDS
+    stop_starting_at = stop_starting_before(context.get_remaining_time_in_millis())
     done: set[tuple[str, str]] = set()
     errors = 0
     for account_id, regions in wanted.by_account().items():

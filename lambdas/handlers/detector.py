@@ -4,7 +4,6 @@ every enabled region), CONCURRENCY, PUBLISH (true|false)."""
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from dataclasses import replace
 
@@ -15,9 +14,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from neptune_guard.options import METRICS_NAMESPACE, ConfigurationError, options_from_environment
 from neptune_guard.models import ScanResult, UnitResult
-from neptune_guard.scanner import NOT_REACHED, scan
+from neptune_guard.scanner import NOT_REACHED, scan, stop_starting_before
 
-FINISHING_RESERVE_SECONDS = 120  # the slowest account-region seen, with publishing, and then some
 
 logger = Logger()
 tracer = Tracer(auto_patch=False)  # see handlers.scheduled_scan: tracing every request costs a tenth of the CPU
@@ -67,7 +65,7 @@ def handler(event: EventBridgeEvent, context: LambdaContext) -> dict:
     logger.info("scheduled scan starting", trigger=event.detail_type, rule=event.resources)
     # Stop starting account-regions while there is still time to finish the running ones and publish: every one
     # not reached is reported as an error and a metric, never silently left unpublished.
-    stop_starting_at = time.monotonic() + context.get_remaining_time_in_millis() / 1000 - FINISHING_RESERVE_SECONDS
+    stop_starting_at = stop_starting_before(context.get_remaining_time_in_millis())
     try:
         options = options_from_environment()
     except ConfigurationError as error:

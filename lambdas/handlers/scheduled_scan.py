@@ -8,7 +8,6 @@ MAP_CONCURRENCY (how many accounts are scanned at once)."""
 from __future__ import annotations
 
 import os
-import time
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
@@ -17,9 +16,8 @@ from aws_lambda_powertools.utilities.validation import SchemaValidationError, va
 
 from neptune_guard import aws, fanout
 from neptune_guard.options import METRICS_NAMESPACE, ConfigurationError, options_from_environment
-from neptune_guard.scanner import ScanOptions, resolve_accounts, scan
+from neptune_guard.scanner import ScanOptions, resolve_accounts, scan, stop_starting_before
 
-FINISHING_RESERVE_SECONDS = 120
 RUN_KEY = r"^runs/[\w-]{1,80}/"
 EVENT_SCHEMA = {
     "oneOf": [
@@ -84,7 +82,7 @@ def list_accounts(event: dict, context: LambdaContext) -> dict:
 
 def scan_account(event: dict, context: LambdaContext) -> dict:
     options = options_from_environment()
-    stop_starting_at = time.monotonic() + context.get_remaining_time_in_millis() / 1000 - FINISHING_RESERVE_SECONDS
+    stop_starting_at = stop_starting_before(context.get_remaining_time_in_millis())
     account_id = event["account_id"]
     result = scan(ScanOptions(accounts=account_id, role_name=options.role_name, regions=options.regions,
                               concurrency=options.concurrency, publish=options.publish, stop_starting_at=stop_starting_at,

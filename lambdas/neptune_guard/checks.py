@@ -11,7 +11,7 @@ from typing import Callable
 
 from botocore.utils import ArnParser, InvalidArnException
 
-from .models import AWS_OWNED_KEY, CLUSTER, CLUSTER_SNAPSHOT, GRAPH, GRAPH_SNAPSHOT, Evaluation, KeyManager, Resource, Status
+from .models import AWS_OWNED_KEY, CLUSTER, CLUSTER_SNAPSHOT, GRAPH, GRAPH_SNAPSHOT, Evaluation, KeyInfo, KeyManager, Resource, Status
 
 CLUSTER_WORKFLOW = "NeptuneGuardClusterRemediation"
 SNAPSHOT_WORKFLOW = "NeptuneGuardSnapshotRemediation"
@@ -95,11 +95,15 @@ def _uses_cmk_verdict(resource: Resource) -> Outcome | None:
     name = f"Neptune {_kind(resource)} {resource.identifier}"
     if not resource.storage_encrypted:
         return Outcome(False, f"{name} is not encrypted, so it is not under a customer-managed key.", "HIGH")
-    key = resource.key
+    return _key_verdict(name, resource.key, " (aws/rds)")
+
+
+def _key_verdict(name: str, key: KeyInfo | None, aws_managed_note: str = "") -> Outcome | None:
+    """Whose key an encrypted resource is under, as KMS classified it."""
     if key is None or key.manager is None:
         return None  # the key could not be classified; the lookup failure is reported as a scan error
     if key.manager is KeyManager.AWS:
-        return Outcome(False, f"{name} is encrypted with the AWS-managed key {key.arn} (aws/rds), not a customer-managed key.")
+        return Outcome(False, f"{name} is encrypted with the AWS-managed key {key.arn}{aws_managed_note}, not a customer-managed key.")
     unknown_state = f" (key state unknown: {key.lookup_error})" if key.lookup_error else ""
     return Outcome(True, f"{name} is encrypted with the customer-managed key {key.arn}{unknown_state}.")
 
@@ -126,13 +130,7 @@ def _graph_uses_cmk(resource: Resource) -> Outcome | None:
     if resource.kms_key_id in (None, AWS_OWNED_KEY):
         return Outcome(False, f"{name} is encrypted with an AWS owned key (kmsKeyIdentifier {resource.kms_key_id or 'not reported'}), "
                               "not a customer-managed key: the key is not in your account, and its use cannot be audited or revoked by you.")
-    key = resource.key
-    if key is None or key.manager is None:
-        return None  # the key could not be classified; the lookup failure is reported as a scan error
-    if key.manager is KeyManager.AWS:
-        return Outcome(False, f"{name} is encrypted with the AWS-managed key {key.arn}, not a customer-managed key.")
-    unknown_state = f" (key state unknown: {key.lookup_error})" if key.lookup_error else ""
-    return Outcome(True, f"{name} is encrypted with the customer-managed key {key.arn}{unknown_state}.")
+    return _key_verdict(name, resource.key)
 
 
 # A graph's key is fixed at CreateGraph / CreateGraphUsingImportTask, and RestoreGraphFromSnapshot takes no key: only an

@@ -6,7 +6,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from botocore.parsers import ResponseParserError
 
 from .aws import ClientFactory
-from .inventory import InventoryError, KeyDirectory, error_message
+from .inventory import KeyDirectory, RegionKeys, error_message
 from .models import AWS_OWNED_KEY, Graph, GraphSnapshot, KeyInfo
 
 # botocore cannot say where neptune-graph is offered: its endpoints come from a rule set, and
@@ -43,22 +43,12 @@ def read_region(clients: ClientFactory, account_id: str, region: str, keys: KeyD
     except (ResponseParserError, KeyError, TypeError) as error:
         raise GraphsUnreadable(f"Neptune Analytics: malformed response from AWS: {type(error).__name__}: {error}"[:500]) from error
 
-    kms = None
-    key_errors: dict[str, str] = {}
+    region_keys = RegionKeys(clients, account_id, region, keys)
 
     def key_for(raw: dict) -> KeyInfo | None:
-        nonlocal kms
         key_arn = raw.get("kmsKeyIdentifier")
-        if key_arn in (None, AWS_OWNED_KEY):
-            return None  # an AWS owned key is in no customer account: there is nothing to describe
-        if key_arn in key_errors:
-            return KeyInfo(arn=key_arn, manager=None, lookup_error=key_errors[key_arn])
-        kms = kms or clients.client("kms", region)
-        try:
-            return keys.classify(kms, key_arn, account_id)
-        except InventoryError as error:
-            key_errors[key_arn] = str(error)
-            return KeyInfo(arn=key_arn, manager=None, lookup_error=str(error))
+        # an AWS owned key is in no customer account: there is nothing to describe
+        return None if key_arn in (None, AWS_OWNED_KEY) else region_keys.info(key_arn)
 
     try:
         resources = [
@@ -74,5 +64,5 @@ def read_region(clients: ClientFactory, account_id: str, region: str, keys: KeyD
         ]
     except (KeyError, TypeError) as error:
         raise GraphsUnreadable(f"Neptune Analytics: malformed response from AWS: {type(error).__name__}: {error}"[:500]) from error
-    return resources, list(key_errors.values())
+    return resources, list(region_keys.errors.values())
 

@@ -87,6 +87,24 @@ class KeyDirectory:
         return info
 
 
+class RegionKeys:
+    """One account-region's use of the KeyDirectory: each key that cannot be classified is asked once, remembered,
+    and reported (`errors`), and its resources keep an unclassified key, so the rest of the region is still judged."""
+
+    def __init__(self, clients: ClientFactory, account_id: str, region: str, keys: KeyDirectory):
+        self._clients, self._account_id, self._region, self._keys = clients, account_id, region, keys
+        self.errors: dict[str, str] = {}
+
+    def info(self, key_arn: str) -> KeyInfo:
+        if key_arn in self.errors:
+            return KeyInfo(arn=key_arn, manager=None, lookup_error=self.errors[key_arn])
+        try:
+            return self._keys.classify(self._clients.client("kms", self._region), key_arn, self._account_id)
+        except InventoryError as error:
+            self.errors[key_arn] = str(error)
+            return KeyInfo(arn=key_arn, manager=None, lookup_error=str(error))
+
+
 def _pages(client, operation: str, result_key: str, **selection):
     paginator = client.get_paginator(operation)
     for page in paginator.paginate(Filters=NEPTUNE_ONLY, PaginationConfig={"PageSize": PAGE_SIZE}, **selection):
@@ -114,22 +132,11 @@ def read_region(clients: ClientFactory, account_id: str, region: str, keys: KeyD
         _pages(neptune, "describe_db_cluster_snapshots", "DBClusterSnapshots",
                **({"DBClusterSnapshotIdentifier": snapshot_id} if snapshot_id else {"IncludeShared": True})))
 
-    kms = None
-    key_errors: dict[str, str] = {}
+    region_keys = RegionKeys(clients, account_id, region, keys)
 
     def key_for(raw: dict) -> KeyInfo | None:
-        nonlocal kms
         key_arn = raw.get("KmsKeyId")
-        if not raw.get("StorageEncrypted") or not key_arn:
-            return None
-        if key_arn in key_errors:
-            return KeyInfo(arn=key_arn, manager=None, lookup_error=key_errors[key_arn])
-        kms = kms or clients.client("kms", region)
-        try:
-            return keys.classify(kms, key_arn, account_id)
-        except InventoryError as error:
-            key_errors[key_arn] = str(error)
-            return KeyInfo(arn=key_arn, manager=None, lookup_error=str(error))
+        return region_keys.info(key_arn) if raw.get("StorageEncrypted") and key_arn else None
 
     def common(raw: dict) -> dict:
         """What clusters and snapshots report alike: where they are, their state and their encryption."""
@@ -149,7 +156,7 @@ def read_region(clients: ClientFactory, account_id: str, region: str, keys: KeyD
                         **common(raw))
         for raw in raw_snapshots
     ]
-    return resources, list(key_errors.values())
+    return resources, list(region_keys.errors.values())
 
 
 def resource_tags(clients: ClientFactory, region: str, arns: list[str]) -> dict[str, dict[str, str]]:

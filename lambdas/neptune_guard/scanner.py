@@ -38,6 +38,13 @@ class ScanOptions:
 
 
 NOT_REACHED = "not scanned: the run reached its time limit before this account-region started"
+FINISHING_RESERVE_SECONDS = 120  # the slowest account-region seen, with publishing, and then some
+
+
+def stop_starting_before(remaining_ms: int) -> float:
+    """The ScanOptions.stop_starting_at of a Lambda with `remaining_ms` left: late enough to use the time, early enough
+    to finish the running account-regions and publish them."""
+    return time.monotonic() + remaining_ms / 1000 - FINISHING_RESERVE_SECONDS
 
 
 @dataclass(frozen=True)
@@ -104,12 +111,12 @@ def scan_unit(context: AccountContext, region: str, keys: inventory.KeyDirectory
         unit.evaluations += checks.evaluate(resource)
     # Only failing resources of this account: their findings carry tags, and a remediation's retained ones say so. A
     # snapshot shared into the account is its owner's; only the owner may read its tags.
-    failing = sorted({e.resource_arn for e in unit.evaluations
-                      if e.status is Status.FAILED and _ARNS.parse_arn(e.resource_arn)["account"] == context.account_id})
+    failing = {arn for arn in {e.resource_arn for e in unit.evaluations if e.status is Status.FAILED}
+               if _ARNS.parse_arn(arn)["account"] == context.account_id}
     if failing:
         unit.tags = {r.arn: r.tags for r in unit.resources if r.arn in failing and r.tags is not None}
         try:
-            unit.tags |= inventory.resource_tags(context.clients, region, [a for a in failing if a not in unit.tags])
+            unit.tags |= inventory.resource_tags(context.clients, region, sorted(failing - unit.tags.keys()))
         except (ClientError, BotoCoreError) as error:
             unit.errors.append(ScanError(context.account_id, region, f"reading tags: {inventory.error_message(error)}"))
         reasons = {arn: inventory.retention_reason(tags) for arn, tags in unit.tags.items()}
