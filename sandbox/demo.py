@@ -138,11 +138,15 @@ def approve_until_done(approver: on_call.Engineer, sfn, executions: list[str], a
 OUTCOMES = {"Refused": "refused", "RolledBack": "rolled back", "WritesDetected": "writes detected", "NotApproved": "not approved"}
 
 
-def final_state(sfn, execution: str) -> dict:
-    """What the execution ended with: its output, or for a failed one (which has none) the last state's input."""
-    history = sfn.get_execution_history(executionArn=execution, maxResults=1000, reverseOrder=True)["events"]
-    ended = next((e for e in history if e["type"] in ("FailStateEntered", "SucceedStateEntered")), None)
-    return json.loads(ended["stateEnteredEventDetails"]["input"]) if ended else {}
+def final_state(sfn, execution_arn: str) -> dict:
+    """The state the execution ended with: its output, or for a failed one (which has none) the input of the Fail
+    state it ended in (the whole history, paged: a streams cutover's replication loop makes it long)."""
+    description = sfn.describe_execution(executionArn=execution_arn)
+    if description.get("output"):
+        return json.loads(description["output"])
+    events = [e for page in sfn.get_paginator("get_execution_history").paginate(executionArn=execution_arn) for e in page["events"]]
+    ended = [e for e in events if e["type"] == "FailStateEntered"]
+    return json.loads(ended[-1]["stateEnteredEventDetails"]["input"]) if ended else {}
 
 
 def final_snapshots(session: boto3.Session, scenario: dict) -> list[dict]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import hashlib
 import importlib
 import json
 import os
@@ -38,7 +39,7 @@ from moto.sts.exceptions import STSClientError
 from moto.utilities.paginator import paginate
 from moto.utilities.utils import get_partition
 
-from . import cluster_endpoints, neptune_graph, write_activity
+from . import cluster_endpoints, neptune_data, neptune_graph, write_activity
 
 _applied = False
 
@@ -82,6 +83,10 @@ def neptune_reports_real_key_arns() -> None:
         if self.engine != "neptune":
             return
         self.iam_auth = bool(iam_auth)
+        # A cluster endpoint is <identifier>.cluster-<suffix>.<region>.neptune.amazonaws.com, the suffix the same for
+        # every cluster of the account and region: a cluster renamed to another's identifier answers at its old endpoint.
+        # https://docs.aws.amazon.com/neptune/latest/userguide/feature-overview-endpoints.html
+        self.url_identifier = hashlib.sha256(f"{self.account_id}:{self.region}".encode()).hexdigest()[:12]
         if not self.storage_encrypted:
             self.kms_key_id = None
             return
@@ -277,10 +282,13 @@ def lambda_runs_handlers_in_process() -> None:
             invoked_function_arn=self.function_arn, get_remaining_time_in_millis=lambda: 900_000,
         )
         os.environ.update({k: str(v) for k, v in self.environment_vars.items()})
+        calling = neptune_data.calling_function.set(self)  # where the code runs: a VPC-attached function reaches Neptune
         try:
             result = getattr(importlib.import_module(module_name), function_name)(payload, context)
         except Exception as error:  # the runtime's contract: any exception is a function error
             return json.dumps({"errorType": type(error).__name__, "errorMessage": str(error)}), True, traceback.format_exc()
+        finally:
+            neptune_data.calling_function.reset(calling)
         return json.dumps(result), False, ""
 
     awslambda_models.LambdaFunction._invoke_lambda = invoke_in_process
@@ -544,6 +552,7 @@ def apply() -> None:
     # Not corrections: stand-ins for what moto lacks, each documented in its own module.
     cluster_endpoints.install()
     neptune_graph.install()
+    neptune_data.install()
     write_activity.install()
     send_task_failure_keeps_its_cause()
     distributed_map_writes_its_results()

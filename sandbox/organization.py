@@ -155,6 +155,24 @@ def _encryption_arguments(encryption: str) -> dict:
     return {"StorageEncrypted": True, "KmsKeyId": key}
 
 
+def _streams_network(session: boto3.Session, neptune, region: str, cluster_id: str) -> dict:
+    """A cluster with Neptune Streams on, in the region's default VPC: its own parameter group (neptune_streams 1), a
+    subnet group over the default subnets, and a security group that admits the application's subnet."""
+    ec2 = session.client("ec2", region_name=region)
+    vpc = ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
+    subnets = [s["SubnetId"] for s in ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["Subnets"]]
+    group = ec2.create_security_group(GroupName=f"{cluster_id}-db", Description="the application's database", VpcId=vpc)["GroupId"]
+    ec2.authorize_security_group_ingress(GroupId=group, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 8182, "ToPort": 8182, "IpRanges": [{"CidrIp": "172.31.0.0/16"}]}])
+    neptune.create_db_subnet_group(DBSubnetGroupName=f"{cluster_id}-subnets", DBSubnetGroupDescription="default VPC", SubnetIds=subnets)
+    neptune.create_db_cluster_parameter_group(DBClusterParameterGroupName=f"{cluster_id}-streams", DBParameterGroupFamily="neptune1.3",
+                                              Description="Neptune Streams on")
+    neptune.modify_db_cluster_parameter_group(DBClusterParameterGroupName=f"{cluster_id}-streams", Parameters=[
+        {"ParameterName": "neptune_streams", "ParameterValue": "1", "ApplyMethod": "pending-reboot"}])
+    return {"VpcSecurityGroupIds": [group], "DBSubnetGroupName": f"{cluster_id}-subnets",
+            "DBClusterParameterGroupName": f"{cluster_id}-streams"}
+
+
 def seed_region(session: boto3.Session, region: str, spec: dict, account_id: str | None = None) -> None:
     if spec.get("security_hub", True):
         session.client("securityhub", region_name=region).enable_security_hub(EnableDefaultStandards=False)
@@ -179,6 +197,8 @@ def seed_region(session: boto3.Session, region: str, spec: dict, account_id: str
             arguments["EnableIAMDatabaseAuthentication"] = True
         if cluster.get("storage_type"):
             arguments["StorageType"] = cluster["storage_type"]
+        if cluster.get("streams"):
+            arguments.update(_streams_network(session, neptune, region, cluster_id))
         created = neptune.create_db_cluster(**arguments)["DBCluster"]
         instance_tags = cluster.get("instance_tags", {})
         for tier, (instance_id, instance_class) in enumerate(cluster.get("instances", {}).items()):

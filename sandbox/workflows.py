@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import time
@@ -12,6 +13,7 @@ from unittest import mock
 
 import boto3
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+from moto.stepfunctions.parser.asl.component.state.wait.wait_function import wait_function
 
 STATE_MACHINES = Path(__file__).resolve().parent.parent / "state_machines"
 TRUST = json.dumps({"Version": "2012-10-17", "Statement": [
@@ -138,7 +140,13 @@ def fast_clock():
     local run wait minutes for resources that moto makes available immediately. Not an AWS correction."""
     clock = types.SimpleNamespace(**{name: getattr(time, name) for name in dir(time) if not name.startswith("_")})
     clock.sleep = lambda seconds: None
-    return mock.patch.object(retrier_decl, "time", clock)
+    stack = contextlib.ExitStack()
+    stack.enter_context(mock.patch.object(retrier_decl, "time", clock))
+    original_wait = wait_function.WaitFunction._wait_interval
+    # Wait states too, capped at a second: the metrics settle and the soak checks pass without hours of real time.
+    stack.enter_context(mock.patch.object(wait_function.WaitFunction, "_wait_interval",
+                                          lambda self, env, wait_seconds: original_wait(self, env, min(wait_seconds, 1))))
+    return stack
 
 
 def wait_for(sfn, execution_arn: str, until, timeout: float = 300.0) -> dict:

@@ -203,8 +203,10 @@ def pending_approval(sfn, execution_arn: str) -> dict:
                                "write_check": state.get("write_check")}
                 else:
                     pending = None
-            elif event["type"] in ("TaskSucceeded", "TaskFailed", "TaskTimedOut", "TaskStateExited"):
-                pending = None
+            elif event["type"] in ("TaskSucceeded", "TaskFailed", "TaskTimedOut") or (
+                    event["type"] in ("TaskStateExited", "TaskStateAborted")
+                    and (event.get("stateExitedEventDetails") or {}).get("name", "").startswith("Await")):
+                pending = None  # a task running beside the question (the streams path's replication) leaves it pending
     if pending is None:
         raise NoPendingApproval(f"execution {execution_arn} is not waiting for an approval")
     return pending

@@ -24,7 +24,7 @@ from datetime import datetime, timedelta, timezone
 import boto3
 from botocore.exceptions import ClientError
 
-from . import aws, naming
+from . import aws, live_cutover, naming
 from .rds_resources import (
     CREATED_BY,
     CUTOVER,
@@ -58,6 +58,14 @@ RETAINED_CHECK_SECONDS = 24 * 3600  # Neptune restarts a stopped cluster after 7
 # Neptune publishes its metrics at 1 to 5 minute granularity, and only non-zero values: two 5-minute
 # periods after the original stopped answering under its name, every write it took is visible.
 DEFAULT_METRICS_SETTLE_SECONDS = 600
+MINIMUM_METRICS_SETTLE_SECONDS = 300  # Neptune's coarsest metric period: a shorter settle could miss a write
+STREAMS_DEFAULT_EXPIRY_DAYS = 7  # neptune_streams_expiry_days when the parameter group leaves it out
+# Rates behind the plan's estimates (seconds). Restore: "can take up to a few hours" for a large volume
+# (https://docs.aws.amazon.com/neptune/latest/userguide/backup-restore-restore-snapshot.html); snapshots are
+# incremental storage copies; a rename is a metadata change whose DNS follows in about a minute
+# (https://docs.aws.amazon.com/neptune/latest/userguide/manage-console-rename.html). Conservative, not measured in AWS.
+ESTIMATES = {"snapshot_base_seconds": 300, "snapshot_seconds_per_tb": 1800, "restore_base_seconds": 900,
+             "restore_seconds_per_tb": 5400, "instance_seconds": 900, "rename_seconds": 60, "drain_seconds": 5}
 WRITE_METRICS = ("NumIndexInsertsPerSec", "NumIndexDeletesPerSec", "LoaderRequestsPerSec")
 SERVED = TAG_PREFIX + "served-production"  # set on the new cluster just before it takes the production name
 ARCHIVED_BY = TAG_PREFIX + "archived-by"  # the archive of a decommissioned original: the customer's, never deleted by us
@@ -160,6 +168,7 @@ def cluster_names(cluster_id: str, instance_ids: list[str], execution: str) -> d
     return {
         "snapshot_id": naming.derived(cluster_id, "pre-cmk", token, naming.MAX_SNAPSHOT_IDENTIFIER),
         "archive_snapshot_id": naming.derived(cluster_id, "archive", token, naming.MAX_SNAPSHOT_IDENTIFIER),
+        "final_snapshot_id": naming.derived(cluster_id, "final", token, naming.MAX_SNAPSHOT_IDENTIFIER),
         "archive_cluster_id": naming.derived(cluster_id, "archive", token),
         "new_cluster_id": naming.derived(cluster_id, "cmk", token),
         "retired_cluster_id": naming.derived(cluster_id, "retired", token),
@@ -232,6 +241,9 @@ def plan_cluster(step: Step) -> dict:
     old_resource_id = cluster["DbClusterResourceId"]
     iam_resource = f"arn:{parse_arn(cluster['DBClusterArn'])['partition']}:neptune-db:{request['region']}:{request['account_id']}:cluster-{old_resource_id}/*"
     soak = request.get("soak_seconds", DEFAULT_SOAK_SECONDS)
+    approval_timeout = request.get("approval_timeout_seconds", DEFAULT_APPROVAL_TIMEOUT_SECONDS)
+    estimates = estimated_waits(volume_bytes(step.client("cloudwatch"), cluster_id), len(instances))
+    streams = streams_path(neptune, step.client("ec2"), cluster, estimates["until_cutover_seconds"] + approval_timeout)
     return {
         "kind": "cluster-plan",
         "execution": step.execution,
@@ -256,17 +268,26 @@ def plan_cluster(step: Step) -> dict:
                               f"grep -n 'cluster-{old_resource_id}'"),
         },
         "approval_timeout_seconds": request.get("approval_timeout_seconds", DEFAULT_APPROVAL_TIMEOUT_SECONDS),
-        "metrics_settle_seconds": request.get("metrics_settle_seconds", DEFAULT_METRICS_SETTLE_SECONDS),
+        "metrics_settle_seconds": max(request.get("metrics_settle_seconds", DEFAULT_METRICS_SETTLE_SECONDS), MINIMUM_METRICS_SETTLE_SECONDS),
         "soak_seconds": soak,
         "retained_check_seconds": min(RETAINED_CHECK_SECONDS, soak),
         "custom_endpoints": endpoints,
         "summary": (f"Re-encrypted under {key['Arn']}; the original is retained, stopped, as {names['retired_cluster_id']} "
                     f"for {soak // 86400} days, then archived under the key and deleted after on-call approval."),
+        "path": streams["path"],
+        "streams": streams,
+        "estimates": estimates,
         "questions": {
             "snapshot": (f"Approve re-encryption of Neptune cluster {cluster_id} in {request['account_id']} {request['region']} under "
-                         f"{key['Arn']}? STOP ALL WRITES to {cluster_id} before approving: the workflow first checks that "
-                         "CloudWatch shows no write for ten minutes, then snapshots it, and refuses the cutover if any write "
-                         "reaches it after the snapshot."),
+                         f"{key['Arn']}? " + (
+                             "Neptune Streams path: the application KEEPS WRITING; the workflow snapshots, restores under the key and "
+                             "replicates every change from the stream into the new cluster until the cutover, where writes pause "
+                             f"for about {estimates['write_pause_seconds']['streams']} s."
+                             if streams["path"] == "streams" else
+                             f"Freeze path ({streams['why']}): STOP ALL WRITES to {cluster_id} before approving, until the cutover "
+                             f"(about {estimates['write_pause_seconds']['freeze'] // 60} minutes for this cluster): the workflow first "
+                             "checks that CloudWatch shows no write for ten minutes, then snapshots it, and refuses the cutover if any "
+                             "write reaches it after the snapshot.")),
             "cutover": (f"Approve cutover: {names['new_cluster_id']} (verified, encrypted with {key['Arn']}) takes the name "
                         f"{cluster_id}; the original becomes {names['retired_cluster_id']}, stopped, retained "
                         f"{soak // 86400} days, then decommissioned after a third approval."),
@@ -275,6 +296,65 @@ def plan_cluster(step: Step) -> dict:
                              f"workflow's snapshot {names['snapshot_id']}?"),
         },
     }
+
+
+def cluster_parameters(neptune, group: str | None) -> dict[str, str]:
+    if not group:
+        return {}
+    pages = neptune.get_paginator("describe_db_cluster_parameters").paginate(DBClusterParameterGroupName=group)
+    return {p["ParameterName"]: str(p.get("ParameterValue")) for page in pages for p in page["Parameters"] if "ParameterValue" in p}
+
+
+def streams_path(neptune, ec2, cluster: dict, needed_seconds: int) -> dict:
+    """The streams path when the cluster's stream is on (applied on every instance) and outlives the rebuild and the
+    cutover approval; otherwise the freeze path, and why. https://docs.aws.amazon.com/neptune/latest/userguide/streams-using-enabling.html"""
+    parameters = cluster_parameters(neptune, cluster.get("DBClusterParameterGroup"))
+    expiry_days = int(parameters.get("neptune_streams_expiry_days", STREAMS_DEFAULT_EXPIRY_DAYS))
+    pending = [m["DBInstanceIdentifier"] for m in cluster.get("DBClusterMembers", []) if m.get("DBClusterParameterGroupStatus") != "in-sync"]
+    group = cluster.get("DBClusterParameterGroup")
+    how = (f"set neptune_streams to 1 in the cluster parameter group {group}, then reboot every instance (a reboot on-call "
+           "schedules), then plan again")
+    if parameters.get("neptune_streams") != "1":
+        return {"path": "freeze", "why": "Neptune Streams is off", "enable": how, "expiry_days": expiry_days}
+    if pending:
+        return {"path": "freeze", "why": f"neptune_streams waits for a reboot of {', '.join(pending)}", "enable": how, "expiry_days": expiry_days}
+    if expiry_days * 86400 < needed_seconds:
+        raise InvalidRequest(f"the stream of {cluster['DBClusterIdentifier']} keeps records {expiry_days} days, shorter than the "
+                             f"{needed_seconds // 3600} hours this remediation may need until the cutover: raise "
+                             "neptune_streams_expiry_days (up to 90) or shorten approval_timeout_seconds")
+    subnets = neptune.describe_db_subnet_groups(DBSubnetGroupName=cluster["DBSubnetGroup"])["DBSubnetGroups"][0] if cluster.get("DBSubnetGroup") else None
+    if subnets is None:
+        return {"path": "freeze", "why": "the cluster has no subnet group for the replicator to join", "expiry_days": expiry_days}
+    return {"path": "streams", "why": "Neptune Streams is on: the application keeps writing until a pause of seconds at the cutover",
+            "expiry_days": expiry_days,
+            "network": {"vpc_id": subnets["VpcId"], "subnets": sorted(s["SubnetIdentifier"] for s in subnets["Subnets"]),
+                        "security_groups": sorted(g["VpcSecurityGroupId"] for g in cluster.get("VpcSecurityGroups", [])),
+                        "port": cluster.get("Port") or 8182}}
+
+
+def volume_bytes(cloudwatch, cluster_id: str) -> int | None:
+    """The cluster volume's size (VolumeBytesUsed, the largest of the last day), None where CloudWatch has none."""
+    now = _utcnow()
+    found = cloudwatch.get_metric_statistics(Namespace="AWS/Neptune", MetricName="VolumeBytesUsed", StartTime=now - timedelta(days=1),
+                                             EndTime=now, Period=3600, Statistics=["Maximum"],
+                                             Dimensions=[{"Name": "DBClusterIdentifier", "Value": cluster_id}])["Datapoints"]
+    return int(max(d["Maximum"] for d in found)) if found else None
+
+
+def estimated_waits(size: int | None, instances: int) -> dict:
+    """Each wait, estimated from the volume's size (ESTIMATES says where the rates come from); an unknown size counts
+    as 1 TB. The ASL's waits poll long enough for the largest volume Neptune allows (128 TiB)."""
+    terabytes = max((size if size is not None else 10**12) / 10**12, 0.01)
+    snapshot = int(ESTIMATES["snapshot_base_seconds"] + terabytes * ESTIMATES["snapshot_seconds_per_tb"])
+    restore = int(ESTIMATES["restore_base_seconds"] + terabytes * ESTIMATES["restore_seconds_per_tb"])
+    instance = int(ESTIMATES["instance_seconds"])
+    until_cutover = snapshot + restore + instance
+    rename = int(ESTIMATES["rename_seconds"])
+    return {"volume_bytes": size, "snapshot_seconds": snapshot, "restore_seconds": restore, "instances_seconds": instance,
+            "until_cutover_seconds": until_cutover,
+            "write_pause_seconds": {"streams": int(ESTIMATES["drain_seconds"] + 2 * rename),
+                                    "freeze": until_cutover + QUIET_BEFORE_SNAPSHOT_SECONDS + MINIMUM_METRICS_SETTLE_SECONDS + 2 * rename},
+            "nameless_seconds": {"streams": rename, "freeze": MINIMUM_METRICS_SETTLE_SECONDS + rename}}
 
 
 def custom_endpoints(neptune, cluster_id: str) -> list[dict]:
@@ -340,6 +420,14 @@ def request_approval(step: Step, stage: str, task_token: str) -> dict:
         "reject": f"neptune-guard reject {step.execution} --reason '...'",
         "plan": plan,
     }
+    if stage == "cutover" and plan.get("path") == "streams":
+        replication = state.get("replication", {})
+        message["replication_lag"] = {k: replication.get(k) for k in ("lag_records", "lag_seconds", "latest", "positions")}
+        message["question"] = (f"The new cluster is {replication.get('lag_records')} records ({replication.get('lag_seconds')} s) behind "
+                               f"{plan['cluster_id']}, replicating continuously. STOP WRITES to {plan['cluster_id']}, then approve: the "
+                               "workflow drains to the original's last committed event, proves the new cluster's position equals it "
+                               "(commit and operation numbers), and swaps the names; resume writes when the execution reports CUT_OVER. "
+                               + message["question"])
     if stage == "cutover":
         writes = state.get("write_check", {})
         message["write_activity"] = writes
@@ -561,10 +649,14 @@ def measure_writes(step: Step) -> dict:
 def writes_until_now(step: Step) -> dict:
     """Writes since the snapshot, under the original's name until it moved aside and under its retired name after."""
     plan = step.plan
-    moved_at = datetime.fromisoformat(step.state["moved_aside"]["moved_at"])
     now = _utcnow()
     return write_activity(step.client("cloudwatch"), [(plan["cluster_id"], _snapshot_minute(step), now),
-                                                      (plan["retired_cluster_id"], moved_at - timedelta(minutes=1), now)])
+                                                      (plan["retired_cluster_id"], _cutover_started(step), now)])
+
+
+def _cutover_started(step: Step) -> datetime:
+    """The minute the cutover began, recorded by Step Functions before the first rename request."""
+    return datetime.fromisoformat(step.state["cutover_clock"]["started_at"].replace("Z", "+00:00")).replace(second=0, microsecond=0)
 
 
 BUSY = ("InvalidDBClusterStateFault", "InvalidDBInstanceStateFault")
@@ -643,9 +735,13 @@ def give_new_cluster_the_name(step: Step) -> dict:
     new_resource_id = step.state["verified"]["resource_id"]
     holder = describe_cluster(neptune, original)
     if holder is None:
-        writes = writes_until_now(step)
-        if writes["writes_detected"] and not _accepted_write_loss(step):
-            raise WritesDetected(f"writes reached {original} after its snapshot: {writes['metrics']}")
+        if plan.get("path") == "streams":
+            if not step.state.get("final_proof", {}).get("proven"):
+                raise live_cutover.ProofFailed(f"no stream proof that {new} holds every change of {original}")
+        else:
+            writes = writes_until_now(step)
+            if writes["writes_detected"] and not _accepted_write_loss(step):
+                raise WritesDetected(f"writes reached {original} after its snapshot: {writes['metrics']}")
         candidate = describe_cluster(neptune, new)
         if candidate is None or candidate["DbClusterResourceId"] != new_resource_id:
             raise NotOurs(f"{new} is not the verified new cluster")
@@ -659,7 +755,21 @@ def give_new_cluster_the_name(step: Step) -> dict:
         raise ResourceNotReady(f"{original} is {holder['Status']}")
     if not _converge_instance_names(neptune, original, {i["new_id"]: i["id"] for i in plan["instances"]}):
         raise ResourceNotReady(f"the instances of {original} are renaming")
-    return {"serving": original, "resource_id": new_resource_id, "cutover_at": _iso(_utcnow())}
+    now = _utcnow()
+    return {"serving": original, "resource_id": new_resource_id, "cutover_at": _iso(now), **_pauses(step, now)}
+
+
+def _pauses(step: Step, now: datetime) -> dict:
+    """What the database owner saw. Nameless: from the first rename request (recorded before it) until the new cluster
+    answers under the name. Write pause: streams, from the start of the drain (writes stopped) until now; freeze, from
+    the start of the quiet window proven before the snapshot until now."""
+    started = datetime.fromisoformat(step.state["cutover_clock"]["started_at"].replace("Z", "+00:00"))
+    if step.plan.get("path") == "streams":
+        paused = datetime.fromtimestamp(step.state["proof"]["started_at"], timezone.utc)
+    else:
+        paused = datetime.fromisoformat(step.state["pre_snapshot_write_check"]["windows"][0]["from"])
+    return {"path": step.plan.get("path", "freeze"), "nameless_seconds": round((now - started).total_seconds(), 3),
+            "write_pause_seconds": round((now - paused).total_seconds(), 3)}
 
 
 def retire_original(step: Step) -> dict:
@@ -726,9 +836,15 @@ def keep_retired_stopped(step: Step) -> dict:
 
 
 def prove_no_writes_since_cutover(step: Step) -> dict:
+    """Before anything of the original is deleted: the remediated cluster serves the production name, and the retired
+    original took no write since the cutover began (streams: by position, replicating what it took; freeze: metrics)."""
     plan = step.plan
-    since = datetime.fromisoformat(step.state["cutover"]["cutover_at"]).replace(second=0, microsecond=0)
-    activity = write_activity(step.client("cloudwatch"), [(plan["retired_cluster_id"], since, _utcnow())])
+    serving = describe_cluster(step.neptune, plan["cluster_id"])
+    if serving is None or serving["DbClusterResourceId"] != step.state["cutover"]["resource_id"]:
+        raise NotOurs(f"{plan['cluster_id']} is not served by the remediated cluster: the original is kept")
+    if plan.get("path") == "streams":
+        return live_cutover.prove_retired_quiet(step)
+    activity = write_activity(step.client("cloudwatch"), [(plan["retired_cluster_id"], _cutover_started(step), _utcnow())])
     if activity["writes_detected"]:
         raise WritesDetected(f"writes reached the retired {plan['retired_cluster_id']} after the cutover: {activity['metrics']}; "
                              "it is kept")
@@ -755,19 +871,20 @@ def archive_retired(step: Step) -> dict:
                 neptune.delete_db_cluster(DBClusterIdentifier=plan["archive_cluster_id"], SkipFinalSnapshot=True)
             raise ResourceNotReady(f"deleting the temporary {plan['archive_cluster_id']}")
         return {"archive": plan["archive_snapshot_id"], "key": plan["target_key_arn"]}
-    source = describe_snapshot(neptune, plan["snapshot_id"])
+    source_id = _archive_source(step)
+    source = describe_snapshot(neptune, source_id)
     if source is None:
-        raise NotOurs(f"the workflow's snapshot {plan['snapshot_id']} is gone: nothing to archive from")
+        raise NotOurs(f"the workflow's snapshot {source_id} is gone: nothing to archive from")
     require_ours(neptune, source, "DBClusterSnapshotArn", step.execution)
     tags = customer_tags(plan["restore"]["Tags"]) + archive_tag
     if plan["original_encrypted"]:
-        neptune.copy_db_cluster_snapshot(SourceDBClusterSnapshotIdentifier=plan["snapshot_id"],
+        neptune.copy_db_cluster_snapshot(SourceDBClusterSnapshotIdentifier=source_id,
                                          TargetDBClusterSnapshotIdentifier=plan["archive_snapshot_id"],
                                          KmsKeyId=plan["target_key_arn"], Tags=tags)
         raise ResourceNotReady(f"copying {plan['snapshot_id']} under the key")
     temporary = describe_cluster(neptune, plan["archive_cluster_id"])
     if temporary is None:
-        neptune.restore_db_cluster_from_snapshot(DBClusterIdentifier=plan["archive_cluster_id"], SnapshotIdentifier=plan["snapshot_id"],
+        neptune.restore_db_cluster_from_snapshot(DBClusterIdentifier=plan["archive_cluster_id"], SnapshotIdentifier=source_id,
                                                  Engine="neptune", KmsKeyId=plan["target_key_arn"], Tags=created_by(step.execution))
         raise ResourceNotReady(f"restoring {plan['snapshot_id']} under the key")
     require_ours(neptune, temporary, "DBClusterArn", step.execution)
@@ -776,6 +893,29 @@ def archive_retired(step: Step) -> dict:
     neptune.create_db_cluster_snapshot(DBClusterSnapshotIdentifier=plan["archive_snapshot_id"],
                                        DBClusterIdentifier=plan["archive_cluster_id"], Tags=tags)
     raise ResourceNotReady(f"snapshotting {plan['archive_cluster_id']}")
+
+
+def _archive_source(step: Step) -> str:
+    """The snapshot the archive is made from. Freeze path: the workflow's snapshot (no write came after it). Streams
+    path: the application wrote on after it, so a final snapshot of the retired original, taken once it is proven quiet."""
+    plan, neptune = step.plan, step.neptune
+    if plan.get("path") != "streams":
+        return plan["snapshot_id"]
+    final = describe_snapshot(neptune, plan["final_snapshot_id"])
+    if final is None:
+        retired = describe_cluster(neptune, plan["retired_cluster_id"])
+        if retired is None:
+            raise NotOurs(f"{plan['retired_cluster_id']} is gone: nothing to archive")
+        require_ours(neptune, retired, "DBClusterArn", step.execution, RETIRED_BY)
+        if retired["Status"] != "available":
+            raise ResourceNotReady(f"{plan['retired_cluster_id']} is {retired['Status']}")
+        neptune.create_db_cluster_snapshot(DBClusterSnapshotIdentifier=plan["final_snapshot_id"],
+                                           DBClusterIdentifier=plan["retired_cluster_id"], Tags=created_by(step.execution))
+        raise ResourceNotReady(f"snapshotting {plan['retired_cluster_id']} for its archive")
+    require_ours(neptune, final, "DBClusterSnapshotArn", step.execution)
+    if final["Status"] != "available":
+        raise ResourceNotReady(f"{plan['final_snapshot_id']} is {final['Status']}")
+    return plan["final_snapshot_id"]
 
 
 def delete_retired(step: Step) -> dict:
@@ -797,11 +937,13 @@ def delete_retired(step: Step) -> dict:
             neptune.modify_db_cluster(DBClusterIdentifier=plan["retired_cluster_id"], DeletionProtection=False, ApplyImmediately=True)
         neptune.delete_db_cluster(DBClusterIdentifier=plan["retired_cluster_id"], SkipFinalSnapshot=True)
         raise ResourceNotReady(f"deleting {plan['retired_cluster_id']}")
-    snapshot = describe_snapshot(neptune, plan["snapshot_id"])
-    if snapshot is not None:
-        require_ours(neptune, snapshot, "DBClusterSnapshotArn", step.execution)
-        neptune.delete_db_cluster_snapshot(DBClusterSnapshotIdentifier=plan["snapshot_id"])
-    return {"deleted": [plan["retired_cluster_id"], plan["snapshot_id"]], "archive": plan["archive_snapshot_id"]}
+    workflow_snapshots = [plan["snapshot_id"]] + ([plan["final_snapshot_id"]] if plan.get("path") == "streams" else [])
+    for snapshot_id in workflow_snapshots:
+        snapshot = describe_snapshot(neptune, snapshot_id)
+        if snapshot is not None:
+            require_ours(neptune, snapshot, "DBClusterSnapshotArn", step.execution)
+            neptune.delete_db_cluster_snapshot(DBClusterSnapshotIdentifier=snapshot_id)
+    return {"deleted": [plan["retired_cluster_id"], *workflow_snapshots], "archive": plan["archive_snapshot_id"]}
 
 
 def resolve_finding(step: Step) -> dict:
@@ -932,6 +1074,7 @@ def _now() -> str:
 
 # Each step with the approval it needs to have been granted, in this execution's history, before it may run.
 STEPS = {
+    **live_cutover.STEPS,
     "plan": (plan_cluster, None),
     "request_approval": (request_approval, None),
     "writes_stopped": (writes_stopped, "snapshot"),

@@ -1,0 +1,291 @@
+"""The streams path of the cluster workflow: the application keeps writing until the cutover, and the cutover is
+proven by Neptune Streams positions (replication.py says what the proof rests on), not inferred from metrics.
+
+The replicator runs where both clusters can be reached: a Lambda function this execution creates in the member
+account, attached to the cluster's subnets with a security group of its own, which an ingress rule on each of the
+cluster's security groups admits on the cluster's port. Its role, also the execution's, may call only the
+`neptune-db` actions replication needs, on the two clusters' resource ids. All of it carries the execution's
+`created-by` tag and is removed on every path (`remove_replicator`). Its position is durable: each replication
+step returns the applied position into the execution's state, and the next one resumes from there.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+import zipfile
+from pathlib import Path
+
+import boto3
+from botocore.exceptions import ClientError
+
+from . import aws, naming
+from .rds_resources import (
+    CREATED_BY,
+    NotOurs,
+    ResourceNotReady,
+    Step,
+    describe_cluster,
+)
+
+REPLICATOR_HANDLER = "neptune_guard.replication.handler"
+REPLICATION_ACTIONS = ["neptune-db:GetStreamRecords", "neptune-db:ReadDataViaQuery", "neptune-db:WriteDataViaQuery",
+                       "neptune-db:DeleteDataViaQuery", "neptune-db:Connect"]
+# What Lambda needs of a VPC-attached function's role (the actions of AWSLambdaVPCAccessExecutionRole, inline so that
+# the role holds nothing else). https://docs.aws.amazon.com/lambda/latest/dg/configuration-vpc.html
+VPC_ACCESS_ACTIONS = ["ec2:CreateNetworkInterface", "ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets", "ec2:DeleteNetworkInterface",
+                      "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses"]
+LAMBDA_TRUST = {"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+REPLICATE_SECONDS = 60  # one replication step's budget: well inside the function's 15 minutes
+CAUGHT_UP_RECORDS = 1000  # lag small enough to ask for the cutover
+
+
+class WritesStillFlowing(Exception):
+    """New commits keep reaching the original after on-call confirmed writes stopped: no swap, it keeps serving."""
+
+
+class ProofFailed(Exception):
+    """The copy's applied position does not equal the original's last event: no swap."""
+
+
+def replicator_names(execution: str) -> dict:
+    token = naming.execution_token(execution)
+    return {"function": f"neptune-guard-replicator-{token}", "role": f"NeptuneGuardReplicator-{token}",
+            "security_group": f"neptune-guard-replicator-{token}"}
+
+
+def code_zip() -> bytes:
+    """The replicator's code: replication.py and its package marker, nothing else (it needs only botocore)."""
+    package = Path(__file__).resolve().parent
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name in ("__init__.py", "replication.py"):
+            archive.write(package / name, f"neptune_guard/{name}")
+    return buffer.getvalue()
+
+
+def _tags(step: Step) -> list[dict]:
+    return [{"Key": CREATED_BY, "Value": step.execution}]
+
+
+def _our_group(ec2, name: str, execution: str) -> dict | None:
+    groups = ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": [name]}])["SecurityGroups"]
+    if not groups:
+        return None
+    if {t["Key"]: t["Value"] for t in groups[0].get("Tags", [])}.get(CREATED_BY) != execution:
+        raise NotOurs(f"security group {name} exists but was not created for execution {execution}")
+    return groups[0]
+
+
+def _policy(step: Step, resource_ids: list[str]) -> str:
+    partition, region, account = step.plan["cluster_arn"].split(":")[1], step.request["region"], step.request["account_id"]
+    return json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Action": REPLICATION_ACTIONS,
+        "Resource": [f"arn:{partition}:neptune-db:{region}:{account}:{rid}/*" for rid in resource_ids]},
+        {"Effect": "Allow", "Action": VPC_ACCESS_ACTIONS, "Resource": "*"}]})
+
+
+def provision_replicator(step: Step) -> dict:
+    """The replicator's security group (admitted by the cluster's), role and function; ResourceNotReady until active."""
+    plan, names = step.plan, replicator_names(step.execution)
+    network = plan["streams"]["network"]
+    ec2, iam, lam = step.client("ec2"), step.client("iam"), step.client("lambda")
+    group = _our_group(ec2, names["security_group"], step.execution)
+    if group is None:
+        group_id = ec2.create_security_group(
+            GroupName=names["security_group"], VpcId=network["vpc_id"], Description="Neptune Guard replicator (one remediation)",
+            TagSpecifications=[{"ResourceType": "security-group", "Tags": _tags(step)}])["GroupId"]
+    else:
+        group_id = group["GroupId"]
+    for cluster_group in network["security_groups"]:
+        try:
+            ec2.authorize_security_group_ingress(
+                GroupId=cluster_group, IpPermissions=[{"IpProtocol": "tcp", "FromPort": network["port"], "ToPort": network["port"],
+                                                       "UserIdGroupPairs": [{"GroupId": group_id, "Description": names["function"]}]}],
+                TagSpecifications=[{"ResourceType": "security-group-rule", "Tags": _tags(step)}])
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "InvalidPermission.Duplicate":
+                raise
+    try:
+        role_arn = iam.get_role(RoleName=names["role"])["Role"]
+        if {t["Key"]: t["Value"] for t in role_arn.get("Tags", [])}.get(CREATED_BY) != step.execution:
+            raise NotOurs(f"role {names['role']} exists but was not created for execution {step.execution}")
+        role_arn = role_arn["Arn"]
+    except iam.exceptions.NoSuchEntityException:
+        role_arn = iam.create_role(RoleName=names["role"], Path="/neptune-guard/", AssumeRolePolicyDocument=json.dumps(LAMBDA_TRUST),
+                                   Description="Neptune Guard replicator (one remediation)", Tags=_tags(step))["Role"]["Arn"]
+    iam.put_role_policy(RoleName=names["role"], PolicyName="replication", PolicyDocument=_policy(step, [plan["cluster_resource_id"]]))
+    try:
+        function = lam.get_function(FunctionName=names["function"])
+        if function.get("Tags", {}).get(CREATED_BY) != step.execution:
+            raise NotOurs(f"function {names['function']} exists but was not created for execution {step.execution}")
+    except lam.exceptions.ResourceNotFoundException:
+        try:
+            lam.create_function(FunctionName=names["function"], Runtime="python3.13", Architectures=["arm64"], Role=role_arn,
+                                Handler=REPLICATOR_HANDLER, Code={"ZipFile": code_zip()}, Timeout=900, MemorySize=1024,
+                                VpcConfig={"SubnetIds": network["subnets"], "SecurityGroupIds": [group_id]},
+                                Description="Neptune Guard: replicates a cluster into its re-encrypted copy", Tags={CREATED_BY: step.execution})
+        except ClientError as error:  # a new role takes seconds to be assumable by Lambda
+            if error.response["Error"]["Code"] == "InvalidParameterValueException":
+                raise ResourceNotReady(f"the replicator's role is not usable yet: {error.response['Error']['Message']}") from error
+            raise
+        raise ResourceNotReady(f"creating {names['function']}")
+    if function["Configuration"].get("State", "Active") != "Active":
+        raise ResourceNotReady(f"{names['function']} is {function['Configuration'].get('State')}")
+    return {**names, "security_group_id": group_id}
+
+
+def _endpoint(step: Step, cluster_id: str) -> dict:
+    cluster = describe_cluster(step.neptune, cluster_id)
+    if cluster is None or cluster["Status"] != "available":
+        raise ResourceNotReady(f"{cluster_id} is {cluster and cluster['Status']}")
+    return {"endpoint": cluster["Endpoint"], "port": cluster["Port"], "region": step.request["region"],
+            "iam_auth": bool(cluster.get("IAMDatabaseAuthenticationEnabled")), "resource_id": cluster["DbClusterResourceId"]}
+
+
+def _invoke(step: Step, payload: dict) -> dict:
+    response = step.client("lambda").invoke(FunctionName=replicator_names(step.execution)["function"], Payload=json.dumps(payload).encode())
+    body = json.loads(response["Payload"].read() or b"null")
+    if response.get("FunctionError"):
+        raise ResourceNotReady(f"the replicator failed: {body.get('errorType')}: {body.get('errorMessage')}")
+    return body
+
+
+def record_stream_position(step: Step) -> dict:
+    """The original's latest event, read before the snapshot is requested: everything up to it is in the snapshot."""
+    return _invoke(step, {"action": "position", "source": _endpoint(step, step.plan["cluster_id"])})
+
+
+def admit_replicator_to_new_cluster(step: Step) -> dict:
+    """The replicator's role, now also on the new cluster's resource id (known once it exists)."""
+    new_id = step.state["verified"]["resource_id"]
+    step.client("iam").put_role_policy(RoleName=replicator_names(step.execution)["role"], PolicyName="replication",
+                                       PolicyDocument=_policy(step, [step.plan["cluster_resource_id"], new_id]))
+    return {"resource_ids": [step.plan["cluster_resource_id"], new_id]}
+
+
+def _positions(step: Step) -> dict:
+    """Where replication stands: its last durable position, else the one read before the snapshot."""
+    for key in ("final_proof", "proof", "replication"):
+        if isinstance(step.state.get(key), dict) and "positions" in step.state[key]:
+            return step.state[key]["positions"]
+    return step.state["stream_position"]["positions"]
+
+
+def replicate(step: Step, source: str | None = None, target: str | None = None) -> dict:
+    """One budget of replication from the original into the new cluster, resuming at the durable position."""
+    plan = step.plan
+    result = _invoke(step, {"action": "replicate", "source": _endpoint(step, source or plan["cluster_id"]),
+                            "target": _endpoint(step, target or plan["new_cluster_id"]), "positions": _positions(step),
+                            "seconds": REPLICATE_SECONDS})
+    return {**result, "measured_at": time.time(), "ready_to_ask": result["caught_up"] or result["lag_records"] <= CAUGHT_UP_RECORDS,
+            "approval_answered": cutover_answered(step.execution)}
+
+
+def cutover_answered(execution: str) -> bool:
+    """Whether on-call has answered the cutover question (the replication that runs beside it then stops)."""
+    sfn = boto3.client("stepfunctions", region_name=execution.split(":")[3], config=aws.CLIENT_CONFIG)
+    asked = False
+    for page in sfn.get_paginator("get_execution_history").paginate(executionArn=execution):
+        for event in page["events"]:
+            details = event.get("taskScheduledEventDetails")
+            if details:
+                payload = json.loads(details["parameters"]).get("Payload", {})
+                asked = asked or (payload.get("step") == "request_approval" and payload.get("stage") == "cutover")
+            elif asked and event["type"] in ("TaskSucceeded", "TaskFailed", "TaskTimedOut"):
+                return True
+    return False
+
+
+def _drain_and_prove(step: Step, source: str, target: str) -> dict:
+    started = time.time()
+    drained = replicate(step, source, target)
+    if not drained["caught_up"]:
+        raise WritesStillFlowing(f"{source} is still {drained['lag_records']} records ahead after {REPLICATE_SECONDS} s of draining")
+    proof = _invoke(step, {"action": "prove", "source": _endpoint(step, source), "positions": drained["positions"]})
+    if not proof["proven"]:
+        raise WritesStillFlowing(f"{source} committed past the drained position: {proof['source_latest']} != {proof['applied']}")
+    return {"positions": drained["positions"], "source_latest": proof["source_latest"], "proven": True, "started_at": started,
+            "drained_records": sum(drained["applied"].values()), "drain_seconds": round(time.time() - started, 3)}
+
+
+def drain_and_prove(step: Step) -> dict:
+    """With writes stopped (on-call confirmed it in the cutover approval): drain to the original's last event and
+    prove the new cluster's applied position equals it. A record after it: no swap."""
+    return _drain_and_prove(step, step.plan["cluster_id"], step.plan["new_cluster_id"])
+
+
+def prove_after_rename(step: Step) -> dict:
+    """The original, renamed aside: anything committed during the rename (open connections, instance endpoints) is
+    replicated and the proof taken again, from its retired name, before the new cluster takes the name."""
+    return _drain_and_prove(step, step.plan["retired_cluster_id"], step.plan["new_cluster_id"])
+
+
+def prove_retired_quiet(step: Step) -> dict:
+    """Before decommission: the retired original, started if stopped, shows no commit past the proven position;
+    anything it took after the cutover is replicated into the serving cluster first (an acknowledged write)."""
+    plan, neptune = step.plan, step.neptune
+    retired = describe_cluster(neptune, plan["retired_cluster_id"])
+    if retired is None:
+        raise NotOurs(f"{plan['retired_cluster_id']} is gone")
+    if retired["Status"] == "stopped":
+        neptune.start_db_cluster(DBClusterIdentifier=plan["retired_cluster_id"])
+        raise ResourceNotReady(f"starting {plan['retired_cluster_id']} to read its stream")
+    serving = describe_cluster(neptune, plan["cluster_id"])
+    if serving is None or serving["DbClusterResourceId"] != step.state["cutover"]["resource_id"]:
+        raise NotOurs(f"{plan['cluster_id']} is not served by the remediated cluster: the original is kept")
+    return _drain_and_prove(step, plan["retired_cluster_id"], plan["cluster_id"])
+
+
+def remove_replicator(step: Step) -> dict:
+    """Every path ends here: the function, its role, the ingress rules and the security group, only if ours.
+    ResourceNotReady while Lambda still holds the group's network interfaces."""
+    if not step.plan or step.plan.get("path") != "streams":
+        return {"removed": []}
+    names, network = replicator_names(step.execution), step.plan["streams"]["network"]
+    ec2, iam, lam = step.client("ec2"), step.client("iam"), step.client("lambda")
+    removed = []
+    try:
+        if lam.get_function(FunctionName=names["function"]).get("Tags", {}).get(CREATED_BY) == step.execution:
+            lam.delete_function(FunctionName=names["function"])
+            removed.append(names["function"])
+    except lam.exceptions.ResourceNotFoundException:
+        pass
+    try:
+        role = iam.get_role(RoleName=names["role"])["Role"]
+        if {t["Key"]: t["Value"] for t in role.get("Tags", [])}.get(CREATED_BY) == step.execution:
+            for policy in iam.list_role_policies(RoleName=names["role"])["PolicyNames"]:
+                iam.delete_role_policy(RoleName=names["role"], PolicyName=policy)
+            iam.delete_role(RoleName=names["role"])
+            removed.append(names["role"])
+    except iam.exceptions.NoSuchEntityException:
+        pass
+    group = _our_group(ec2, names["security_group"], step.execution)
+    if group is not None:
+        for cluster_group in network["security_groups"]:
+            rules = ec2.describe_security_group_rules(Filters=[{"Name": "group-id", "Values": [cluster_group]}])["SecurityGroupRules"]
+            ours = [r["SecurityGroupRuleId"] for r in rules if (r.get("ReferencedGroupInfo") or {}).get("GroupId") == group["GroupId"]]
+            if ours:
+                ec2.revoke_security_group_ingress(GroupId=cluster_group, SecurityGroupRuleIds=ours)
+        try:
+            ec2.delete_security_group(GroupId=group["GroupId"])
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "DependencyViolation":  # Lambda releases its interfaces in minutes
+                raise ResourceNotReady(f"{names['security_group']} is still in use: {error.response['Error']['Message']}") from error
+            raise
+        removed.append(names["security_group"])
+    return {"removed": removed}
+
+
+STEPS = {
+    "provision_replicator": (provision_replicator, "snapshot"),
+    "record_stream_position": (record_stream_position, "snapshot"),
+    "admit_replicator_to_new_cluster": (admit_replicator_to_new_cluster, "snapshot"),
+    "replicate": (replicate, "snapshot"),
+    "drain_and_prove": (drain_and_prove, "cutover"),
+    "prove_after_rename": (prove_after_rename, "cutover"),
+    "prove_retired_quiet": (prove_retired_quiet, "decommission"),
+    "remove_replicator": (remove_replicator, None),
+}

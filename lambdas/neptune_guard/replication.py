@@ -1,0 +1,225 @@
+"""Replicating a live Neptune cluster into its re-encrypted copy through Neptune Streams, and proving the copy
+complete by stream position.
+
+What the proof rests on (Neptune User Guide, "Capturing graph changes in real time using Neptune streams"): the
+change log is written in the same transaction and storage as the graph, in commit order, with no duplicates and
+nothing omitted; each change is one record identified by (`commitNum`, `opNum`), the last of a transaction marked
+`isLastOp`. So:
+
+- **Start.** The original's latest event is read *before* the snapshot is requested. Every change up to it is in
+  the snapshot; changes after it may or may not be. Replication reads from just after it.
+- **Idempotent apply.** Every property-graph record is a set-membership change (a vertex label, a vertex property
+  value, an edge, an edge property value is added or removed), and so is every RDF quad. Each is applied as "make it
+  present" or "make it absent", a no-op when it already is, and a no-op when the element it hangs on is not there
+  (a later record in the log removes that element anyway). Replaying a suffix of the log over a state that already
+  holds part of it therefore ends in the same state as the original: the final presence of each item is decided by
+  the last record that touches it, and every such record is replayed. Applying a batch twice changes nothing.
+- **Proof.** At the cutover, with writes stopped, replication drains to the original's latest event and the copy's
+  applied position must equal it, for the property-graph and the RDF stream alike.
+
+This module runs in two places: inside the member account's VPC (`handler`, the replicator function that
+live_cutover.py creates per execution; it imports nothing but the standard library and botocore, which the Lambda
+runtime has), and in the workflow's steps, which only invoke that function.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from urllib.parse import urlencode
+
+import botocore.session
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.exceptions import HTTPClientError
+from botocore.httpsession import URLLib3Session
+
+MODELS = {"pg": "/propertygraph/stream", "rdf": "/sparql/stream"}
+PAGE = 1000  # records a stream read asks for
+NEPTUNE_PORT = 8182
+
+
+class DataPlaneError(Exception):
+    """Neptune answered an error (its `code`), or could not be reached."""
+
+    def __init__(self, code: str, message: str, status: int = 0):
+        super().__init__(f"{code}: {message}")
+        self.code, self.status = code, status
+
+
+class UnsupportedChange(Exception):
+    """A stream record this replicator cannot apply exactly: replication stops rather than diverge."""
+
+
+class Neptune:
+    """One cluster's HTTP endpoint, SigV4-signed (service `neptune-db`) when it uses IAM database authentication."""
+
+    def __init__(self, endpoint: str, region: str, iam_auth: bool, port: int = NEPTUNE_PORT, timeout: float = 30):
+        self.base, self.region, self.iam_auth = f"https://{endpoint}:{port}", region, iam_auth
+        self.http = URLLib3Session(timeout=timeout)
+        self.credentials = botocore.session.get_session().get_credentials() if iam_auth else None
+
+    def call(self, method: str, path: str, params: dict | None = None, body: bytes | None = None, content_type: str | None = None) -> dict:
+        url = self.base + path + (f"?{urlencode(params)}" if params else "")
+        request = AWSRequest(method=method, url=url, data=body, headers={"Content-Type": content_type} if content_type else {})
+        if self.iam_auth:
+            SigV4Auth(self.credentials.get_frozen_credentials(), "neptune-db", self.region).add_auth(request)
+        try:
+            response = self.http.send(request.prepare())
+        except HTTPClientError as error:
+            raise DataPlaneError("Unreachable", f"{self.base}: {error}") from error
+        try:
+            payload = json.loads(response.content or b"{}")
+        except ValueError:
+            payload = {"code": "MalformedResponse", "detailedMessage": response.content[:200].decode(errors="replace")}
+        if response.status_code >= 400:
+            raise DataPlaneError(payload.get("code", str(response.status_code)), payload.get("detailedMessage", ""), response.status_code)
+        return payload
+
+    def stream(self, model: str, **params) -> dict | None:
+        """One page of the model's stream, or None where there is nothing at or after the position."""
+        try:
+            return self.call("GET", MODELS[model], {k: v for k, v in params.items() if v is not None})
+        except DataPlaneError as error:
+            if error.code == "StreamRecordsNotFoundException":
+                return None
+            raise
+
+    def latest(self, model: str) -> dict | None:
+        """The model's latest event id and its commit time, or None for an empty stream."""
+        page = self.stream(model, iteratorType="LATEST", limit=1)
+        return None if page is None else {**page["lastEventId"], "timestamp": page["lastTrxTimestamp"]}
+
+    def apply(self, model: str, records: list[dict]) -> None:
+        if model == "pg":
+            self.call("POST", "/gremlin", body=json.dumps({"gremlin": ";\n".join(gremlin(r) for r in records)}).encode(),
+                      content_type="application/json")
+        else:
+            self.call("POST", "/sparql", body=urlencode({"update": ";\n".join(sparql(r) for r in records)}).encode(),
+                      content_type="application/x-www-form-urlencoded")
+
+
+def _literal(value: dict) -> str:
+    kind, raw = value.get("dataType", "String"), value.get("value")
+    if kind == "String":
+        return "'" + str(raw).replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n") + "'"
+    if kind == "Boolean":
+        return "true" if raw in (True, "true") else "false"
+    if kind in ("Integer", "Int", "Short", "Byte"):
+        return str(int(raw))
+    if kind == "Long":
+        return f"{int(raw)}L"
+    if kind == "Double":
+        return f"{float(raw)!r}d"
+    if kind == "Float":
+        return f"{float(raw)!r}f"
+    if kind == "Date":
+        return f"datetime('{raw}')"
+    raise UnsupportedChange(f"property value of type {kind}")
+
+
+def gremlin(record: dict) -> str:
+    """One property-graph record as an idempotent Gremlin traversal."""
+    data, op = record["data"], record["op"]
+    element, kind = _literal({"value": data["id"], "dataType": "String"}), data["type"]
+    if kind == "vl":
+        label = _literal(data["value"])
+        if op == "ADD":
+            return f"g.V({element}).fold().coalesce(unfold(), addV({label}).property(T.id, {element}))"
+        return f"g.V({element}).drop()"
+    if kind == "vp":
+        key, value = _literal({"value": data["key"], "dataType": "String"}), _literal(data["value"])
+        if op == "ADD":
+            return f"g.V({element}).property(set, {key}, {value})"
+        return f"g.V({element}).properties({key}).hasValue({value}).drop()"
+    if kind == "e":
+        if op == "ADD":
+            label, source, target = (_literal(data["value"]), _literal({"value": data["from"], "dataType": "String"}),
+                                     _literal({"value": data["to"], "dataType": "String"}))
+            return (f"g.E({element}).fold().coalesce(unfold(), __.V({source}).addE({label}).to(__.V({target}))"
+                    f".property(T.id, {element}))")
+        return f"g.E({element}).drop()"
+    if kind == "ep":
+        key, value = _literal({"value": data["key"], "dataType": "String"}), _literal(data["value"])
+        if op == "ADD":
+            return f"g.E({element}).property({key}, {value})"
+        return f"g.E({element}).properties({key}).hasValue({value}).drop()"
+    raise UnsupportedChange(f"property-graph record of type {kind}")
+
+
+def sparql(record: dict) -> str:
+    """One RDF record (an N-Quads statement) as a SPARQL 1.1 INSERT DATA or DELETE DATA."""
+    statement = record["data"]["stmt"].strip().removesuffix(".").strip()
+    terms = statement.rsplit(" ", 1)
+    if len(terms) != 2 or not terms[1].startswith("<"):
+        raise UnsupportedChange(f"not a quad: {statement[:80]}")
+    return f"{'INSERT' if record['op'] == 'ADD' else 'DELETE'} DATA {{ GRAPH {terms[1]} {{ {terms[0]} . }} }}"
+
+
+def position_of(event: dict | None) -> dict | None:
+    return None if event is None else {"commitNum": event["commitNum"], "opNum": event["opNum"]}
+
+
+def _key(position: dict | None) -> tuple:
+    return (0, 0) if position is None else (position["commitNum"], position["opNum"])
+
+
+def replicate(source: Neptune, target: Neptune, positions: dict, seconds: float) -> dict:
+    """Apply the source's changes after `positions` (model -> applied event id, None: from the start of the stream)
+    to the target for at most `seconds`; the new positions, what was applied, and the lag to the source's latest."""
+    positions, applied, deadline = dict(positions), dict.fromkeys(MODELS, 0), time.monotonic() + seconds
+    for model in MODELS:
+        while time.monotonic() < deadline:
+            after = positions.get(model)
+            page = (source.stream(model, iteratorType="AFTER_SEQUENCE_NUMBER", commitNum=after["commitNum"], opNum=after["opNum"], limit=PAGE)
+                    if after else source.stream(model, iteratorType="TRIM_HORIZON", limit=PAGE))
+            if page is None or not page["records"]:
+                break
+            target.apply(model, page["records"])
+            positions[model] = position_of(page["lastEventId"])
+            applied[model] += len(page["records"])
+    return {"positions": positions, "applied": applied, **lag(source, positions)}
+
+
+def lag(source: Neptune, positions: dict) -> dict:
+    """How far the copy is behind: records not yet applied and the age of the oldest of them, per model."""
+    behind, seconds, latest = {}, 0.0, {}
+    for model in MODELS:
+        latest[model] = source.latest(model)
+        after = positions.get(model)
+        if latest[model] is None or _key(after) >= _key(latest[model]):
+            behind[model] = 0
+            continue
+        page = (source.stream(model, iteratorType="AFTER_SEQUENCE_NUMBER", commitNum=after["commitNum"], opNum=after["opNum"], limit=100_000)
+                if after else source.stream(model, iteratorType="TRIM_HORIZON", limit=100_000))
+        behind[model] = page["totalRecords"] if page else 0
+        if page and page["records"]:
+            seconds = max(seconds, time.time() - page["records"][0]["commitTimestamp"] / 1000)
+    return {"latest": {m: position_of(e) for m, e in latest.items()}, "lag_records": sum(behind.values()), "lag_seconds": round(seconds, 3),
+            "caught_up": all(behind[m] == 0 for m in MODELS)}
+
+
+def proof(source: Neptune, positions: dict) -> dict:
+    """Whether the copy has applied exactly up to the source's latest event, model by model."""
+    latest = {m: position_of(source.latest(m)) for m in MODELS}
+    return {"source_latest": latest, "applied": positions, "proven": all(_key(latest[m]) == _key(positions.get(m)) for m in MODELS)}
+
+
+def _cluster(spec: dict) -> Neptune:
+    return Neptune(spec["endpoint"], spec["region"], bool(spec.get("iam_auth")), int(spec.get("port", NEPTUNE_PORT)))
+
+
+def handler(event: dict, context) -> dict:
+    """The replicator function's entry point, invoked by the workflow's steps with the member role:
+    `{"action": "position"|"replicate"|"prove", "source": {endpoint, region, iam_auth, port}, "target": {...},
+    "positions": {...}, "seconds": N}`."""
+    action = event.get("action")
+    source = _cluster(event["source"])
+    if action == "position":
+        return {"positions": {m: position_of(source.latest(m)) for m in MODELS}, "read_at": time.time()}
+    if action == "replicate":
+        seconds = min(float(event.get("seconds", 60)), max(1.0, context.get_remaining_time_in_millis() / 1000 - 30))
+        return replicate(source, _cluster(event["target"]), event.get("positions") or {}, seconds)
+    if action == "prove":
+        return proof(source, event.get("positions") or {})
+    raise ValueError(f"unknown replicator action {action!r}")

@@ -1,0 +1,689 @@
+"""Neptune's data plane for the local AWS: moto emulates the control plane only. A small stand-in built from the
+Neptune User Guide and the Neptune Data API reference, never from what Neptune Guard expects:
+
+- **One volume per cluster**, keyed by its `DbClusterResourceId` (it follows the cluster through renames). It holds a
+  property graph (vertices with labels and set-valued properties, edges with a label, endpoints and single-valued
+  properties) and an RDF dataset (quads), as Neptune holds both in one cluster.
+- **Endpoints.** `https://<cluster or reader endpoint>:8182` reaches the cluster whose identifier that endpoint names
+  *now*: while a cluster is renamed away, its old name resolves to nothing (a connection error), as DNS would.
+  A request is served only from inside the cluster's VPC: from a VPC-attached Lambda function whose security group
+  one of the cluster's security groups admits on the cluster's port (the caller outside any function is the
+  customer's application, already in the VPC). With IAM database authentication on, a request must be SigV4-signed
+  for `neptune-db`.
+  https://docs.aws.amazon.com/neptune/latest/userguide/feature-overview-endpoints.html
+  https://docs.aws.amazon.com/neptune/latest/userguide/get-started-vpc.html
+  https://docs.aws.amazon.com/neptune/latest/userguide/iam-auth-connecting.html
+- **Writes.** `POST /gremlin` (`{"gremlin": script}`): a subset of TinkerPop Gremlin, listed in `Gremlin` below;
+  traversals separated by `;` run as one transaction. `POST /sparql` (`update=`): SPARQL 1.1 `INSERT DATA` and
+  `DELETE DATA`, operations separated by `;`, one transaction.
+  https://docs.aws.amazon.com/neptune/latest/userguide/access-graph-gremlin-differences.html
+  https://www.w3.org/TR/sparql11-update/#insertData
+- **Streams** (`GET /propertygraph/stream`, `/pg/stream`, `/sparql/stream`): every change a transaction makes is one
+  record, in the transaction's commit (`commitNum`, one sequence per cluster) and in operation order (`opNum` from
+  1), the transaction's last one with `isLastOp`. Property-graph records: `vl` (vertex label), `vp` (vertex property),
+  `e` (edge: `from`, `to`), `ep` (edge property), op `ADD` or `REMOVE`; dropping an element records the removal of
+  everything it held. RDF records: `{"stmt": "<s> <p> <o> <g> .\n"}`. Parameters `iteratorType`
+  (AT_SEQUENCE_NUMBER, the default; AFTER_SEQUENCE_NUMBER; TRIM_HORIZON; LATEST, at most one record), `commitNum`
+  (required for the first two), `opNum` (default 1), `limit` (1 to 100,000, default 10; it may end a response inside
+  a transaction). Errors: InvalidParameterException (400), ExpiredStreamException (400: the record asked for is
+  older than `neptune_streams_expiry_days` and gone), StreamRecordsNotFoundException (404, nothing at or after the
+  position). Records are written only while the cluster's parameter group sets `neptune_streams` to 1.
+  https://docs.aws.amazon.com/neptune/latest/userguide/streams-using-api-call.html
+  https://docs.aws.amazon.com/neptune/latest/userguide/streams-using-api-reponse.html
+  https://docs.aws.amazon.com/neptune/latest/userguide/streams-change-formats.html
+  https://docs.aws.amazon.com/neptune/latest/userguide/streams-using-api-exceptions.html
+  https://docs.aws.amazon.com/neptune/latest/userguide/parameters.html (neptune_streams, neptune_streams_expiry_days)
+- **Snapshots** hold a copy of the volume (graph, dataset and change log: one storage); a cluster restored from one
+  starts with that copy. https://docs.aws.amazon.com/neptune/latest/userguide/backup-restore-overview.html
+
+`install()` patches botocore's HTTP session (the layer that sends every signed request), as moto patches botocore
+for the AWS APIs: requests to port 8182 come here, everything else goes where it went.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import copy
+import functools
+import json
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from urllib.parse import parse_qs, urlsplit
+
+from botocore.awsrequest import AWSResponse
+from botocore.exceptions import EndpointConnectionError
+from botocore.httpsession import URLLib3Session
+from moto.ec2.models import ec2_backends
+from moto.rds import models as rds_models
+
+PORT = 8182
+DEFAULT_GRAPH = "<http://aws.amazon.com/neptune/vocab/v01/DefaultNamedGraph>"
+MAX_LIMIT = 100_000
+
+# The Lambda function a request comes from (set by the sandbox's in-process Lambda runtime), for the VPC check.
+calling_function: contextvars.ContextVar = contextvars.ContextVar("calling_function", default=None)
+
+
+class DataPlaneError(Exception):
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+@dataclass
+class Volume:
+    vertices: dict = field(default_factory=dict)  # id -> {"labels": set, "props": {key: set((value, dataType))}}
+    edges: dict = field(default_factory=dict)     # id -> {"label", "from", "to", "props": {key: (value, dataType)}}
+    quads: set = field(default_factory=set)       # "s p o g" with N-Triples terms
+    log: list = field(default_factory=list)       # (commitNum, opNum, commitTimestamp ms, model, op, data, isLastOp)
+    commits: int = 0
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+
+    def copy(self) -> "Volume":
+        with self.lock:
+            return Volume(copy.deepcopy(self.vertices), copy.deepcopy(self.edges), set(self.quads), list(self.log), self.commits)
+
+
+_volumes: dict[str, Volume] = {}       # DbClusterResourceId -> volume
+_snapshots: dict[str, Volume] = {}     # snapshot ARN -> volume
+_registry = threading.Lock()
+
+
+def volume(resource_id: str) -> Volume:
+    with _registry:
+        return _volumes.setdefault(resource_id, Volume())
+
+
+def reset() -> None:
+    with _registry:
+        _volumes.clear()
+        _snapshots.clear()
+
+
+# ---------------------------------------------------------------- transactions: the graph and its change log
+
+
+class Transaction:
+    """Changes applied to the volume as they are made; their records join the log at commit, with one commitNum."""
+
+    def __init__(self, vol: Volume, streams: bool):
+        self.vol, self.streams, self.records = vol, streams, []
+
+    def record(self, model: str, op: str, data: dict) -> None:
+        self.records.append((model, op, data))
+
+    def commit(self) -> None:
+        if not self.records or not self.streams:
+            return
+        self.vol.commits += 1
+        now = int(time.time() * 1000)
+        for n, (model, op, data) in enumerate(self.records, start=1):
+            self.vol.log.append((self.vol.commits, n, now, model, op, data, n == len(self.records)))
+
+    # property graph
+    def add_vertex(self, vid: str, label: str) -> None:
+        v = self.vol.vertices.get(vid)
+        if v is None:
+            self.vol.vertices[vid] = v = {"labels": set(), "props": {}}
+        if label not in v["labels"]:
+            v["labels"].add(label)
+            self.record("pg", "ADD", {"id": vid, "type": "vl", "key": "label", "value": {"value": label, "dataType": "String"}})
+
+    def set_vertex_property(self, vid: str, key: str, typed: tuple, single: bool) -> None:
+        props = self.vol.vertices[vid]["props"]
+        if single:
+            for old in sorted(props.get(key, set()) - {typed}, key=repr):
+                self.remove_vertex_property(vid, key, old)
+        values = props.setdefault(key, set())
+        if typed not in values:
+            values.add(typed)
+            self.record("pg", "ADD", {"id": vid, "type": "vp", "key": key, "value": _value(typed)})
+
+    def remove_vertex_property(self, vid: str, key: str, typed: tuple) -> None:
+        values = self.vol.vertices[vid]["props"].get(key, set())
+        if typed in values:
+            values.discard(typed)
+            if not values:
+                del self.vol.vertices[vid]["props"][key]
+            self.record("pg", "REMOVE", {"id": vid, "type": "vp", "key": key, "value": _value(typed)})
+
+    def drop_vertex(self, vid: str) -> None:
+        for eid in [e for e, edge in self.vol.edges.items() if vid in (edge["from"], edge["to"])]:
+            self.drop_edge(eid)
+        vertex = self.vol.vertices[vid]
+        for key, values in list(vertex["props"].items()):
+            for typed in sorted(values, key=repr):
+                self.remove_vertex_property(vid, key, typed)
+        for label in sorted(vertex["labels"]):
+            self.record("pg", "REMOVE", {"id": vid, "type": "vl", "key": "label", "value": {"value": label, "dataType": "String"}})
+        del self.vol.vertices[vid]
+
+    def add_edge(self, eid: str, label: str, source: str, target: str) -> None:
+        if eid in self.vol.edges:
+            raise DataPlaneError(400, "ConstraintViolationException", f"an edge with id {eid} already exists")
+        self.vol.edges[eid] = {"label": label, "from": source, "to": target, "props": {}}
+        self.record("pg", "ADD", {"id": eid, "type": "e", "key": "label", "value": {"value": label, "dataType": "String"},
+                                  "from": source, "to": target})
+
+    def set_edge_property(self, eid: str, key: str, typed: tuple) -> None:
+        props = self.vol.edges[eid]["props"]
+        if props.get(key) == typed:
+            return
+        if key in props:
+            self.remove_edge_property(eid, key)
+        props[key] = typed
+        self.record("pg", "ADD", {"id": eid, "type": "ep", "key": key, "value": _value(typed)})
+
+    def remove_edge_property(self, eid: str, key: str) -> None:
+        typed = self.vol.edges[eid]["props"].pop(key)
+        self.record("pg", "REMOVE", {"id": eid, "type": "ep", "key": key, "value": _value(typed)})
+
+    def drop_edge(self, eid: str) -> None:
+        edge = self.vol.edges[eid]
+        for key in sorted(edge["props"]):
+            self.remove_edge_property(eid, key)
+        self.record("pg", "REMOVE", {"id": eid, "type": "e", "key": "label", "value": {"value": edge["label"], "dataType": "String"},
+                                     "from": edge["from"], "to": edge["to"]})
+        del self.vol.edges[eid]
+
+    # RDF
+    def quad(self, op: str, quad: str) -> None:
+        present = quad in self.vol.quads
+        if op == "ADD" and not present:
+            self.vol.quads.add(quad)
+        elif op == "REMOVE" and present:
+            self.vol.quads.discard(quad)
+        else:
+            return
+        self.record("rdf", op, {"stmt": quad + " .\n"})
+
+
+def _value(typed: tuple) -> dict:
+    return {"value": typed[0], "dataType": typed[1]}
+
+
+# ---------------------------------------------------------------- Gremlin (a subset of TinkerPop's steps)
+
+TOKEN = re.compile(r"""\s*(?:(?P<str>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")|(?P<num>-?\d+(?:\.\d+)?[LlDdFf]?)|(?P<name>[A-Za-z_][\w]*)|(?P<sym>[().,;\[\]:]))""")
+
+
+class Gremlin:
+    """Sources `g.V(ids)`, `g.E(ids)`, `g.addV(label)`; steps `addV`, `addE(label)`, `from`/`to` (a traversal
+    `__.V(id)`), `property([single|set,] key, value)` (`T.id` on a new element), `properties(keys)`, `hasValue`,
+    `hasLabel`, `has(key, value)`, `drop`, `fold`, `unfold`, `coalesce`, `id`, `label`, `values`, `count`.
+    Literals: strings, `true`/`false`, integers (`L` suffix: Long), decimals (Double; `f`: Float; `d`: Double),
+    `datetime('ISO-8601')`. https://tinkerpop.apache.org/docs/current/reference/#graph-traversal-steps"""
+
+    def __init__(self, script: str):
+        self.tokens, self.pos, at = [], 0, 0
+        while script[at:].strip():
+            match = TOKEN.match(script, at)
+            if not match:
+                raise DataPlaneError(400, "MalformedQueryException", f"Failed to interpret Gremlin query at: {script[at:at + 40]!r}")
+            self.tokens.append((match.lastgroup, match.group(match.lastgroup)))
+            at = match.end()
+
+    def parse(self) -> list:
+        traversals = []
+        while self.pos < len(self.tokens):
+            if self.peek() == ";":
+                self.pos += 1
+                continue
+            traversals.append(self.chain())
+        return traversals
+
+    def peek(self):
+        return self.tokens[self.pos][1] if self.pos < len(self.tokens) else None
+
+    def take(self, expected: str | None = None):
+        if self.pos >= len(self.tokens):
+            raise DataPlaneError(400, "MalformedQueryException", "Failed to interpret Gremlin query: unexpected end")
+        kind, text = self.tokens[self.pos]
+        if expected is not None and text != expected:
+            raise DataPlaneError(400, "MalformedQueryException", f"Failed to interpret Gremlin query: expected {expected}, got {text}")
+        self.pos += 1
+        return kind, text
+
+    def chain(self) -> list:
+        _, head = self.take()
+        if head not in ("g", "__"):
+            raise DataPlaneError(400, "MalformedQueryException", f"Failed to interpret Gremlin query: {head}")
+        steps = [] if head == "g" else [("__", [])]
+        while self.peek() == ".":
+            self.take(".")
+            _, name = self.take()
+            self.take("(")
+            args = []
+            while self.peek() != ")":
+                args.append(self.argument())
+                if self.peek() == ",":
+                    self.take(",")
+            self.take(")")
+            steps.append((name, args))
+        return steps
+
+    def argument(self):
+        kind, text = self.tokens[self.pos]
+        if kind == "str":
+            self.pos += 1
+            return ("lit", (re.sub(r"\\(.)", lambda m: {"n": "\n", "t": "\t"}.get(m.group(1), m.group(1)), text[1:-1]), "String"))
+        if kind == "num":
+            self.pos += 1
+            suffix = text[-1].lower() if text[-1].isalpha() else ""
+            number = text[:-1] if suffix else text
+            if suffix == "l":
+                return ("lit", (int(number), "Long"))
+            if suffix == "f":
+                return ("lit", (float(number), "Float"))
+            if suffix == "d" or "." in number:
+                return ("lit", (float(number), "Double"))
+            return ("lit", (int(number), "Integer"))
+        if text in ("true", "false"):
+            self.pos += 1
+            return ("lit", (text == "true", "Boolean"))
+        if text in ("T", "Cardinality", "VertexProperty") and self.tokens[self.pos + 1][1] == ".":
+            self.pos += 2
+            return ("sym", self.take()[1])
+        if text in ("id", "label", "single", "set", "list"):
+            self.pos += 1
+            return ("sym", text)
+        if text == "datetime":
+            self.pos += 1
+            self.take("(")
+            _, value = self.take()
+            self.take(")")
+            return ("lit", (value[1:-1], "Date"))
+        if text in ("g", "__"):
+            return ("traversal", self.chain())
+        if text in ("unfold", "V", "E", "addV", "addE", "fold"):  # an anonymous traversal written without __.
+            self.tokens.insert(self.pos, ("name", "__"))
+            self.tokens.insert(self.pos + 1, ("sym", "."))
+            return ("traversal", self.chain())
+        raise DataPlaneError(400, "MalformedQueryException", f"Failed to interpret Gremlin query: {text}")
+
+
+def _run_traversal(tx: Transaction, steps: list, start: list | None = None) -> list:
+    vol = tx.vol
+    items: list = list(start or [])
+    for index, (name, args) in enumerate(steps):
+        values = [a[1] for a in args]
+        if name == "__":
+            continue
+        if name in ("V", "E"):
+            table = vol.vertices if name == "V" else vol.edges
+            kind = "v" if name == "V" else "e"
+            ids = [v[0] for v in values]
+            items = [(kind, i) for i in (ids or list(table)) if i in table]
+        elif name == "addV":  # a source step makes one vertex; a mid-traversal step one per traverser
+            label = values[0][0] if values else "vertex"
+            items = [("newv", label, {}) for _ in range(1 if index == 0 and start is None else len(items))]
+        elif name == "addE":
+            sources = [None] if index == 0 and start is None else items  # a source step; else one edge per vertex
+            items = [("newe", values[0][0], {"from": s[1] if s and s[0] == "v" else None}) for s in sources]
+        elif name in ("from", "to"):
+            ends = _run_traversal(tx, args[0][1]) if args and args[0][0] == "traversal" else []
+            items = [(i[0], i[1], {**i[2], name: ends[0][1] if ends else None}) for i in items if i[0] == "newe"]
+        elif name == "property":
+            cardinality = values[0] if args[0][0] == "sym" and values[0] in ("single", "set", "list") else None
+            key, value = (values[1], values[2]) if cardinality else (values[0], values[1])
+            new_items = []
+            for item in items:
+                if item[0] in ("newv", "newe"):
+                    item[2].setdefault("props", []).append((key, value, cardinality))
+                elif item[0] == "v":
+                    tx.set_vertex_property(item[1], key[0], value, single=cardinality == "single")
+                elif item[0] == "e":
+                    tx.set_edge_property(item[1], key[0], value)
+                new_items.append(item)
+            items = new_items
+        elif name == "properties":
+            keys = {v[0] for v in values}
+            found = []
+            for item in items:
+                if item[0] == "v":
+                    found += [("vp", item[1], k, t) for k, ts in vol.vertices[item[1]]["props"].items() if not keys or k in keys for t in ts]
+                elif item[0] == "e":
+                    found += [("ep", item[1], k, t) for k, t in vol.edges[item[1]]["props"].items() if not keys or k in keys]
+            items = found
+        elif name == "hasValue":
+            items = [i for i in items if i[0] in ("vp", "ep") and i[3] in values]
+        elif name == "hasLabel":
+            labels = {v[0] for v in values}
+            items = [i for i in items if (i[0] == "v" and vol.vertices[i[1]]["labels"] & labels)
+                     or (i[0] == "e" and vol.edges[i[1]]["label"] in labels)]
+        elif name == "has":
+            key, value = values[0][0], values[1]
+            items = [i for i in items if (i[0] == "v" and value in vol.vertices[i[1]]["props"].get(key, ()))
+                     or (i[0] == "e" and vol.edges[i[1]]["props"].get(key) == value)]
+        elif name == "drop":
+            for item in items:
+                if item[0] == "v" and item[1] in vol.vertices:
+                    tx.drop_vertex(item[1])
+                elif item[0] == "e" and item[1] in vol.edges:
+                    tx.drop_edge(item[1])
+                elif item[0] == "vp" and item[1] in vol.vertices:
+                    tx.remove_vertex_property(item[1], item[2], item[3])
+                elif item[0] == "ep" and item[1] in vol.edges and item[2] in vol.edges[item[1]]["props"]:
+                    tx.remove_edge_property(item[1], item[2])
+            items = []
+        elif name == "fold":
+            items = [("list", _materialize(tx, items))]
+        elif name == "unfold":
+            items = [x for i in items for x in (i[1] if i[0] == "list" else [i])]
+        elif name == "coalesce":
+            for branch in args:
+                result = []
+                for item in items:
+                    result += _run_traversal(tx, branch[1], [item])
+                if result:
+                    items = result
+                    break
+            else:
+                items = []
+        elif name in ("id", "label", "values", "count"):
+            items = _materialize(tx, items)
+            if name == "id":
+                items = [("val", i[1]) for i in items if i[0] in ("v", "e")]
+            elif name == "label":
+                items = [("val", sorted(vol.vertices[i[1]]["labels"])[0] if i[0] == "v" else vol.edges[i[1]]["label"]) for i in items]
+            elif name == "values":
+                keys = {v[0] for v in values}
+                items = [("val", t[0]) for i in items if i[0] == "v" for k, ts in vol.vertices[i[1]]["props"].items()
+                         if not keys or k in keys for t in sorted(ts, key=repr)]
+            else:
+                items = [("val", len(items))]
+        else:
+            raise DataPlaneError(400, "UnsupportedOperationException", f"the local Neptune does not emulate the {name}() step")
+    return _materialize(tx, items)
+
+
+def _materialize(tx: Transaction, items: list) -> list:
+    """Elements being built (addV, addE) exist once the traversal reaches a step that reads them, or its end."""
+    vol, done = tx.vol, []
+    for item in items:
+        if item[0] == "newv":
+            props = item[2].get("props", [])
+            vid = next((v[0] for k, v, _ in props if k == "id"), None) or f"{len(vol.vertices) + 1}-{time.monotonic_ns()}"
+            vid = str(vid)
+            if vid in vol.vertices:
+                raise DataPlaneError(400, "ConstraintViolationException", f"a vertex with id {vid} already exists")
+            tx.add_vertex(vid, item[1])
+            for key, value, cardinality in props:
+                if key != "id":
+                    tx.set_vertex_property(vid, key[0], value, single=cardinality == "single")
+            done.append(("v", vid))
+        elif item[0] == "newe":
+            details = item[2]
+            if details.get("from") is None or details.get("to") is None:
+                continue
+            props = details.get("props", [])
+            eid = str(next((v[0] for k, v, _ in props if k == "id"), None) or f"e{len(vol.edges) + 1}-{time.monotonic_ns()}")
+            tx.add_edge(eid, item[1], details["from"], details["to"])
+            for key, value, _ in props:
+                if key != "id":
+                    tx.set_edge_property(eid, key[0], value)
+            done.append(("e", eid))
+        else:
+            done.append(item)
+    return done
+
+
+def run_gremlin(vol: Volume, streams: bool, script: str) -> list:
+    traversals = Gremlin(script).parse()
+    with vol.lock:
+        snapshot = vol.copy()
+        tx = Transaction(vol, streams)
+        try:
+            results = [r for steps in traversals for r in _run_traversal(tx, steps)]
+        except DataPlaneError:
+            vol.vertices, vol.edges, vol.quads = snapshot.vertices, snapshot.edges, snapshot.quads  # rolled back
+            raise
+        tx.commit()
+    return [r[1] if r[0] in ("v", "e", "val") else None for r in results]
+
+
+# ---------------------------------------------------------------- SPARQL 1.1 Update: INSERT DATA, DELETE DATA
+
+TERM = re.compile(r'\s*(<[^<>"{}|^`\\\s]*>|_:[A-Za-z0-9_]+|"(?:[^"\\]|\\.)*"(?:@[A-Za-z]+(?:-[A-Za-z0-9]+)*|\^\^<[^<>\s]*>)?)')
+
+
+def run_sparql_update(vol: Volume, streams: bool, update: str) -> None:
+    operations = []
+    for operation in [o.strip() for o in re.split(r";\s*(?=(?:INSERT|DELETE)\s+DATA)", update.strip(), flags=re.I) if o.strip()]:
+        match = re.fullmatch(r"(INSERT|DELETE)\s+DATA\s*\{(.*)\}", operation, flags=re.S | re.I)
+        if not match:
+            raise DataPlaneError(400, "MalformedQueryException", "the local Neptune accepts INSERT DATA and DELETE DATA updates only")
+        operations.append(("ADD" if match.group(1).upper() == "INSERT" else "REMOVE", _quads(match.group(2))))
+    with vol.lock:
+        tx = Transaction(vol, streams)
+        for op, quads in operations:
+            for quad in quads:
+                tx.quad(op, quad)
+        tx.commit()
+
+
+def _quads(body: str) -> list[str]:
+    quads, rest = [], body.strip()
+    while rest:
+        graph = re.match(r"GRAPH\s*(<[^>]*>)\s*\{(.*?)\}\s*", rest, flags=re.S | re.I)
+        if graph:
+            quads += [f"{t} {graph.group(1)}" for t in _triples(graph.group(2))]
+            rest = rest[graph.end():].strip()
+        else:
+            end = rest.find("GRAPH")
+            chunk, rest = (rest, "") if end < 0 else (rest[:end], rest[end:])
+            quads += [f"{t} {DEFAULT_GRAPH}" for t in _triples(chunk)]
+    return quads
+
+
+def _triples(text: str) -> list[str]:
+    triples, pos = [], 0
+    text = text.strip()
+    while pos < len(text):
+        terms = []
+        for _ in range(3):
+            match = TERM.match(text, pos)
+            if not match:
+                raise DataPlaneError(400, "MalformedQueryException", f"not an RDF term at: {text[pos:pos + 40]!r}")
+            terms.append(match.group(1))
+            pos = match.end()
+        dot = re.compile(r"\s*\.?\s*").match(text, pos)
+        pos = dot.end()
+        triples.append(" ".join(terms))
+    return triples
+
+
+# ---------------------------------------------------------------- the Streams API
+
+
+def read_stream(vol: Volume, model: str, params: dict, expiry_days: int) -> dict:
+    iterator = params.get("iteratorType", "AT_SEQUENCE_NUMBER")
+    if iterator not in ("AT_SEQUENCE_NUMBER", "AFTER_SEQUENCE_NUMBER", "TRIM_HORIZON", "LATEST"):
+        raise DataPlaneError(400, "InvalidParameterException", f"invalid iteratorType {iterator}")
+    try:
+        limit = int(params.get("limit", 10))
+        commit = int(params["commitNum"]) if "commitNum" in params else None
+        op = int(params.get("opNum", 1))
+    except ValueError:
+        raise DataPlaneError(400, "InvalidParameterException", "commitNum, opNum and limit are numbers") from None
+    if not 1 <= limit <= MAX_LIMIT:
+        raise DataPlaneError(400, "InvalidParameterException", f"limit must be from 1 to {MAX_LIMIT}")
+    if iterator in ("AT_SEQUENCE_NUMBER", "AFTER_SEQUENCE_NUMBER") and commit is None:
+        raise DataPlaneError(400, "InvalidParameterException", f"commitNum is required with {iterator}")
+    oldest = int((time.time() - expiry_days * 86400) * 1000)
+    with vol.lock:
+        log = [r for r in vol.log if r[3] == model]
+    live = [r for r in log if r[2] >= oldest]
+    if iterator == "LATEST":
+        chosen = live[-1:]
+    elif iterator == "TRIM_HORIZON":
+        chosen = live
+    else:
+        position = (commit, op)
+        requested = [r for r in log if ((r[0], r[1]) > position if iterator == "AFTER_SEQUENCE_NUMBER" else (r[0], r[1]) >= position)]
+        if requested and requested[0][2] < oldest:  # the record asked for is gone: reading on would skip changes
+            raise DataPlaneError(400, "ExpiredStreamException", "All of the requested records exceed the maximum age allowed and have expired.")
+        chosen = requested
+    if not chosen:
+        raise DataPlaneError(404, "StreamRecordsNotFoundException", "The requested resource could not be found. The stream may not be specified correctly.")
+    records = chosen[:limit]
+    return {
+        "lastEventId": {"commitNum": records[-1][0], "opNum": records[-1][1]},
+        "lastTrxTimestamp": records[-1][2],
+        "format": "PG_JSON" if model == "pg" else "NQUADS",
+        "records": [{"commitTimestamp": r[2], "eventId": {"commitNum": r[0], "opNum": r[1]}, "data": r[5], "op": r[4],
+                     **({"isLastOp": True} if r[6] else {})} for r in records],
+        "totalRecords": len(records),
+    }
+
+
+# ---------------------------------------------------------------- the endpoint: which cluster a host reaches, and from where
+
+
+def _clusters():
+    for account, regions in rds_models.rds_backends.items():
+        for region, backend in regions.items():
+            for cluster in list(backend.clusters.values()):
+                if cluster.engine == "neptune":
+                    yield account, region, backend, cluster
+
+
+def resolve(host: str):
+    """(account, region, backend, cluster) that the host names now, or None (nothing answers under that name)."""
+    for account, region, backend, cluster in _clusters():
+        if host in (cluster.endpoint, cluster.reader_endpoint) and cluster.status not in ("stopped", "stopping", "renaming", "deleting"):
+            return account, region, backend, cluster
+    return None
+
+
+def parameters(backend, cluster) -> dict[str, str]:
+    group = backend.db_cluster_parameter_groups.get(cluster.parameter_group)
+    found = {}
+    if group is not None:
+        for name, parameter in getattr(group, "parameters", {}).items():
+            found[name] = str(parameter.get("ParameterValue", "")) if isinstance(parameter, dict) else str(parameter)
+    return found
+
+
+def streams_enabled(backend, cluster) -> bool:
+    return parameters(backend, cluster).get("neptune_streams") == "1"
+
+
+def expiry_days(backend, cluster) -> int:
+    return int(parameters(backend, cluster).get("neptune_streams_expiry_days", "7"))
+
+
+def _admitted(account: str, region: str, cluster) -> bool:
+    function = calling_function.get()
+    if function is None:
+        return True  # the customer's application, in the cluster's VPC
+    vpc_config = getattr(function, "_vpc_config", None) or {}
+    caller_groups = set(vpc_config.get("SecurityGroupIds") or [])
+    if not caller_groups:
+        return False
+    groups = {gid: g for by_vpc in ec2_backends[account][region].groups.values() for gid, g in by_vpc.items()}
+    for group_id in cluster.vpc_security_group_ids:
+        for rule in getattr(groups.get(group_id), "ingress_rules", []):
+            ports = rule.ip_protocol == "-1" or (rule.ip_protocol == "tcp" and rule.from_port <= cluster.port <= rule.to_port)
+            if ports and rule.source_group.get("GroupId") in caller_groups:
+                return True
+    return False
+
+
+def handle(method: str, url: str, headers: dict, body: bytes) -> tuple[int, dict]:
+    parts = urlsplit(url)
+    found = resolve(parts.hostname or "")
+    if found is None or parts.port != PORT:
+        raise EndpointConnectionError(endpoint_url=url)
+    account, region, backend, cluster = found
+    if not _admitted(account, region, cluster):
+        raise EndpointConnectionError(endpoint_url=url)  # no route from outside the VPC: the connection times out
+    if cluster.iam_auth and "neptune-db/aws4_request" not in str(headers.get("Authorization", "")):
+        raise DataPlaneError(403, "AccessDeniedException", "Missing Authentication Token")
+    vol = volume(cluster.db_cluster_resource_id)
+    streams = streams_enabled(backend, cluster)
+    params = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    path = parts.path.rstrip("/")
+    if method == "GET" and path in ("/propertygraph/stream", "/pg/stream", "/sparql/stream"):
+        if not streams:
+            raise DataPlaneError(400, "InvalidParameterException", "Neptune Streams is not enabled on this cluster (neptune_streams)")
+        return 200, read_stream(vol, "rdf" if path == "/sparql/stream" else "pg", params, expiry_days(backend, cluster))
+    if method == "POST" and path == "/gremlin":
+        script = json.loads(body or b"{}").get("gremlin", "")
+        return 200, {"requestId": str(time.monotonic_ns()), "status": {"code": 200}, "result": {"data": run_gremlin(vol, streams, script)}}
+    if method == "POST" and path == "/sparql":
+        form = {k: v[-1] for k, v in parse_qs((body or b"").decode()).items()}
+        if "update" not in form:
+            raise DataPlaneError(400, "MissingParameterException", "the local Neptune takes SPARQL updates (update=) only")
+        run_sparql_update(vol, streams, form["update"])
+        return 200, {"type": "commit", "totalElapsedMillis": 0}
+    raise DataPlaneError(400, "BadRequestException", f"the local Neptune does not emulate {method} {path}")
+
+
+class _Raw:
+    def __init__(self, data: bytes):
+        self.data = data
+
+    def stream(self, *args, **kwargs):
+        yield self.data
+
+
+def install() -> None:
+    """Route requests to port 8182 here; volumes follow snapshots and restores."""
+    if getattr(URLLib3Session.send, "_neptune_data", False):
+        return
+    original_send = URLLib3Session.send
+
+    @functools.wraps(original_send)
+    def send(self, request):
+        if urlsplit(request.url).port != PORT:
+            return original_send(self, request)
+        body = request.body if isinstance(request.body, (bytes, type(None))) else request.body.read()
+        try:
+            status, payload = handle(request.method, request.url, dict(request.headers), body)
+        except DataPlaneError as error:
+            status, payload = error.status, {"code": error.code, "requestId": str(time.monotonic_ns()), "detailedMessage": error.message}
+        return AWSResponse(request.url, status, {"content-type": "application/json"}, _Raw(json.dumps(payload).encode()))
+
+    send._neptune_data = True
+    URLLib3Session.send = send
+
+    original_snapshot = rds_models.RDSBackend.create_db_cluster_snapshot
+
+    @functools.wraps(original_snapshot)
+    def create_db_cluster_snapshot(self, db_cluster_identifier, db_cluster_snapshot_identifier, snapshot_type="manual", tags=None):
+        snapshot = original_snapshot(self, db_cluster_identifier, db_cluster_snapshot_identifier, snapshot_type, tags)
+        _snapshots[snapshot.arn] = volume(snapshot.cluster.db_cluster_resource_id).copy()
+        return snapshot
+
+    original_copy = rds_models.RDSBackend.copy_db_cluster_snapshot
+
+    @functools.wraps(original_copy)
+    def copy_db_cluster_snapshot(self, source_db_cluster_snapshot_identifier, target_db_cluster_snapshot_identifier, *args, **kwargs):
+        copied = original_copy(self, source_db_cluster_snapshot_identifier, target_db_cluster_snapshot_identifier, *args, **kwargs)
+        source = self.describe_db_cluster_snapshots(None, source_db_cluster_snapshot_identifier)[0]
+        if source.arn in _snapshots:
+            _snapshots[copied.arn] = _snapshots[source.arn].copy()
+        return copied
+
+    original_restore = rds_models.RDSBackend.restore_db_cluster_from_snapshot
+
+    @functools.wraps(original_restore)
+    def restore_db_cluster_from_snapshot(self, from_snapshot_id, overrides):
+        cluster = original_restore(self, from_snapshot_id, overrides)
+        snapshot = self.describe_db_cluster_snapshots(None, from_snapshot_id)[0]
+        if snapshot.arn in _snapshots:
+            with _registry:
+                _volumes[cluster.db_cluster_resource_id] = _snapshots[snapshot.arn].copy()
+        return cluster
+
+    rds_models.RDSBackend.create_db_cluster_snapshot = create_db_cluster_snapshot
+    rds_models.RDSBackend.copy_db_cluster_snapshot = copy_db_cluster_snapshot
+    rds_models.RDSBackend.restore_db_cluster_from_snapshot = restore_db_cluster_from_snapshot
+
+
+def endpoint_of(cluster_id: str, account: str, region: str) -> str:
+    cluster = rds_models.rds_backends[account][region].clusters[cluster_id.lower()]
+    return f"https://{cluster.endpoint}:{PORT}"

@@ -1,0 +1,66 @@
+"""The streams path: a live cluster re-encrypted while the application keeps writing, the cutover proven by stream
+position. The real ASL in moto's interpreter, the data plane of sandbox/neptune_data.py, an application writing."""
+
+import time
+
+import pytest
+
+from neptune_guard import approvals
+from sandbox.application import Writer
+from tests.conftest import awaiting, decide, final_state, finish, member_session
+
+ACCOUNT, REGION = "111111111111", "us-east-1"
+SCENARIO = {"accounts": {ACCOUNT: {REGION: {
+    "keys": {"neptune-cmk": {"state": "Enabled"}},
+    "clusters": {
+        "graph": {"encryption": "none", "instances": {"graph-1": "db.r6g.large"}, "streams": True},
+        "triples": {"encryption": "aws-managed", "instances": {"triples-1": "db.r6g.large"}, "streams": True},
+        "frozen": {"encryption": "none", "instances": {"frozen-1": "db.r6g.large"}},
+    }}}}}
+FAST = {"approval_timeout_seconds": 600, "soak_seconds": 0, "metrics_settle_seconds": 0}
+
+
+@pytest.fixture
+def deployed(deploy_workflows):
+    return deploy_workflows(SCENARIO)
+
+
+def request(cluster_id):
+    return {"account_id": ACCOUNT, "region": REGION, "cluster_id": cluster_id, "target_key": "alias/neptune-cmk", **FAST}
+
+
+def run_live(sfn, arns, cluster_id, model):
+    writer = Writer(ACCOUNT, REGION, cluster_id, model).start()
+    from neptune_guard import workflow
+    execution = workflow.start(sfn, arns["cluster"], request(cluster_id))
+    try:
+        awaiting(sfn, execution, "snapshot")
+        decide(sfn, execution, "snapshot", approved=True, approver="bob")
+        awaiting(sfn, execution, "cutover", timeout=120)
+        writer.pause()
+        decide(sfn, execution, "cutover", approved=True, approver="bob")
+        awaiting(sfn, execution, "decommission", timeout=120)
+        writer.resume()
+        time.sleep(0.3)
+        decide(sfn, execution, "decommission", approved=True, approver="bob")
+        description = finish(sfn, execution)
+    finally:
+        writer.stop()
+    return writer, description, final_state(sfn, execution)
+
+
+@pytest.mark.parametrize("cluster_id, model", [("graph", "property-graph"), ("triples", "rdf")])
+def test_a_live_cluster_is_re_encrypted_with_writes_flowing_and_no_acknowledged_write_lost(deployed, cluster_id, model):
+    session, sfn, arns = deployed
+    writer, description, state = run_live(sfn, arns, cluster_id, model)
+    assert description["status"] == "SUCCEEDED", state.get("error")
+    assert state["plan"]["path"] == "streams"
+    assert state["proof"]["proven"] and state["final_proof"]["proven"]
+    assert len(writer.acknowledged) > 20
+    assert writer.missing() == []
+    assert max(writer.pauses) < 60
+    cluster = member_session(session, ACCOUNT).client("neptune", region_name=REGION).describe_db_clusters(DBClusterIdentifier=cluster_id)["DBClusters"][0]
+    assert cluster["StorageEncrypted"] and cluster["KmsKeyId"].endswith(state["plan"]["target_key_arn"].split("/")[-1])
+    assert state["replicator_removed"]["removed"]
+    assert state["cutover"]["path"] == "streams" and 0 < state["cutover"]["write_pause_seconds"] < 60
+    assert 0 < state["cutover"]["nameless_seconds"] < 60
