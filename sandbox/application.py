@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import uuid
 from urllib.parse import urlencode
 
 from botocore.awsrequest import AWSRequest
@@ -24,6 +25,7 @@ class Writer:
         self.account, self.region, self.cluster_id, self.model = account, region, cluster_id, data_model
         self.url = f"https://{cluster.endpoint}:{cluster.port}"  # the production name: it follows the identifier
         self.interval, self.acknowledged, self.failed = interval, [], 0
+        self.name = f"{cluster_id}-{uuid.uuid4().hex[:6]}"  # each writer's own element ids
         self._running = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name=f"writer-{cluster_id}")
@@ -52,7 +54,7 @@ class Writer:
         self._thread.join(timeout=10)
 
     def _write(self, n: int) -> bool:
-        key = f"w-{self.cluster_id}-{n}"
+        key = f"w-{self.name}-{n}"
         if self.model == "rdf":
             body, path, kind = urlencode({"update": f'INSERT DATA {{ <urn:write:{key}> <urn:p:n> "{n}" }}'}).encode(), "/sparql", "application/x-www-form-urlencoded"
         else:
@@ -86,5 +88,5 @@ class Writer:
         with volume.lock:
             if self.model == "rdf":
                 held = {q.split(" ", 1)[0] for q in volume.quads}
-                return [n for n in self.acknowledged if f"<urn:write:w-{self.cluster_id}-{n}>" not in held]
-            return [n for n in self.acknowledged if f"w-{self.cluster_id}-{n}" not in volume.vertices]
+                return [n for n in self.acknowledged if f"<urn:write:w-{self.name}-{n}>" not in held]
+            return [n for n in self.acknowledged if f"w-{self.name}-{n}" not in volume.vertices]

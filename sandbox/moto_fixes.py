@@ -166,6 +166,24 @@ def neptune_restores_as_documented() -> None:
     rds_models.RDSBackend.modify_db_cluster = modify
 
 
+def default_cluster_parameter_groups_exist() -> None:
+    """A cluster created without a parameter group is in the engine family's default group (`default.neptune1.3`),
+    which DescribeDBClusterParameters describes like any other; its parameters are Neptune's defaults (moto knows
+    none of them, so it lists none: `neptune_streams` absent reads as its default, 0).
+    https://docs.aws.amazon.com/neptune/latest/userguide/parameter-groups.html
+    https://docs.aws.amazon.com/neptune/latest/apiref/API_DescribeDBClusterParameters.html
+    """
+    original = rds_models.RDSBackend.describe_db_cluster_parameters
+
+    @functools.wraps(original)
+    def describe(self, db_cluster_parameter_group_name):
+        if db_cluster_parameter_group_name.startswith("default.") and db_cluster_parameter_group_name not in self.db_cluster_parameter_groups:
+            return []
+        return original(self, db_cluster_parameter_group_name)
+
+    rds_models.RDSBackend.describe_db_cluster_parameters = describe
+
+
 def _snake(name: str) -> str:
     name = name.replace("DBCluster", "DbCluster").replace("DBSubnet", "DbSubnet").replace("IAMDatabase", "IamDatabase")
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
@@ -545,6 +563,7 @@ def apply() -> None:
     assume_role_needs_the_role()
     security_hub_behaves_as_documented()
     neptune_restores_as_documented()
+    default_cluster_parameter_groups_exist()
     unencrypted_snapshots_cannot_be_encrypted_by_copy()
     deleting_a_cluster_deletes_its_automated_backups()
     neptune_storage_types()
