@@ -136,8 +136,21 @@ def create_member_roles(session: boto3.Session) -> None:
         iam.create_role(RoleName=role, AssumeRolePolicyDocument=member_trust_policy())
 
 
-def _create_key(kms, alias: str, state: str) -> str:
-    key_id = kms.create_key(Description=f"Neptune Guard sandbox key {alias}")["KeyMetadata"]["KeyId"]
+def _key_policy(account_id: str, shared_with: list[str]) -> str:
+    """The default key policy (the account's root may do everything), plus, for a key that snapshots shared with
+    other accounts are re-encrypted under, what those accounts need to restore them.
+    https://docs.aws.amazon.com/kms/latest/developerguide/key-policy-default.html"""
+    statements = [{"Sid": "Enable IAM User Permissions", "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{account_id}:root"},
+                   "Action": "kms:*", "Resource": "*"}]
+    if shared_with:
+        statements.append({"Sid": "SharedSnapshotRestore", "Effect": "Allow",
+                           "Principal": {"AWS": [f"arn:aws:iam::{a}:root" for a in shared_with]},
+                           "Action": ["kms:Decrypt", "kms:DescribeKey", "kms:CreateGrant"], "Resource": "*"})
+    return json.dumps({"Version": "2012-10-17", "Statement": statements})
+
+
+def _create_key(kms, alias: str, state: str, account_id: str, shared_with: list[str]) -> str:
+    key_id = kms.create_key(Description=f"Neptune Guard sandbox key {alias}", Policy=_key_policy(account_id, shared_with))["KeyMetadata"]["KeyId"]
     kms.create_alias(AliasName=alias, TargetKeyId=key_id)
     if state == "Disabled":
         kms.disable_key(KeyId=key_id)
@@ -178,8 +191,9 @@ def seed_region(session: boto3.Session, region: str, spec: dict, account_id: str
         session.client("securityhub", region_name=region).enable_security_hub(EnableDefaultStandards=False)
     kms = session.client("kms", region_name=region)
     neptune = session.client("neptune", region_name=region)
+    account = account_id or aws.caller_account(session)
     for alias, key in spec.get("keys", {}).items():
-        _create_key(kms, alias_name(alias), key.get("state", "Enabled"))
+        _create_key(kms, alias_name(alias), key.get("state", "Enabled"), account, list(key.get("shared_with", [])))
     for cluster_id, cluster in spec.get("clusters", {}).items():
         arguments = {
             "DBClusterIdentifier": cluster_id,

@@ -10,6 +10,9 @@ execution touched.
 
 from __future__ import annotations
 
+import fnmatch
+import json
+
 from . import naming
 from .rds_resources import (
     CREATED_BY,
@@ -40,6 +43,47 @@ def shared_with(neptune, snapshot_id: str) -> list[str]:
     result = neptune.describe_db_cluster_snapshot_attributes(DBClusterSnapshotIdentifier=snapshot_id)["DBClusterSnapshotAttributesResult"]
     return sorted(v for a in result.get("DBClusterSnapshotAttributes", []) if a["AttributeName"] == "restore"
                   for v in a.get("AttributeValues", []))
+
+
+# What another account needs of the key to restore a snapshot shared with it (RDS creates a grant for the restore).
+# https://docs.aws.amazon.com/neptune/latest/userguide/backup-restore-share-snapshot.html
+# https://docs.aws.amazon.com/kms/latest/developerguide/key-policy-modifying-external-accounts.html
+SHARED_KEY_ACTIONS = ("kms:Decrypt", "kms:DescribeKey", "kms:CreateGrant")
+
+
+def _listed(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def _action_matches(pattern: str, action: str) -> bool:
+    return fnmatch.fnmatchcase(action.lower(), pattern.lower())
+
+
+def key_policy_admits(policy: str, account: str, key_arn: str) -> bool:
+    """Whether the key policy allows `account` (its root, or any principal of it) every action in SHARED_KEY_ACTIONS,
+    and denies it none. Conditions are not evaluated: a conditional allow counts, a conditional deny refuses."""
+    statements = _listed(json.loads(policy).get("Statement", []))
+
+    def names(statement) -> bool:
+        principal = statement.get("Principal", {})
+        values = ["*"] if principal == "*" else _listed(principal.get("AWS", [])) if isinstance(principal, dict) else []
+        return any(v in ("*", account) or f":{account}:" in v for v in values)
+
+    def covers(statement, action) -> bool:
+        return (any(_action_matches(a, action) for a in _listed(statement.get("Action", [])))
+                and any(r in ("*", key_arn) for r in _listed(statement.get("Resource", "*"))))
+
+    for action in SHARED_KEY_ACTIONS:
+        relevant = [st for st in statements if names(st) and covers(st, action)]
+        if any(st.get("Effect") == "Deny" for st in relevant) or not any(st.get("Effect") == "Allow" for st in relevant):
+            return False
+    return True
+
+
+def key_policy_statement(accounts: list[str], key_arn: str) -> dict:
+    partition = key_arn.split(":")[1]
+    return {"Sid": "NeptuneGuardSharedSnapshotRestore", "Effect": "Allow",
+            "Principal": {"AWS": [f"arn:{partition}:iam::{a}:root" for a in accounts]}, "Action": list(SHARED_KEY_ACTIONS), "Resource": "*"}
 
 
 def plan_snapshot(step: Step) -> dict:
@@ -76,9 +120,13 @@ def plan_snapshot(step: Step) -> dict:
     token = naming.execution_token(step.execution)
     new_snapshot_id = naming.derived(snapshot_id, "cmk", token, naming.MAX_SNAPSHOT_IDENTIFIER)
     path = "copy" if snapshot.get("StorageEncrypted") else "restore"
-    grants = (f" The accounts it is shared with ({', '.join(audience)}) can restore the new snapshot only if the key policy of "
-              f"{key['Arn']} allows them kms:Decrypt, kms:DescribeKey and kms:CreateGrant (for RDS); add them before approving."
-              if audience else "")
+    refused = [a for a in audience if not key_policy_admits(kms.get_key_policy(KeyId=key["Arn"], PolicyName="default")["Policy"], a, key["Arn"])]
+    if refused:
+        raise InvalidRequest(f"{request['snapshot_id']} is shared with {', '.join(refused)}, which the key policy of {key['Arn']} does not "
+                             f"let use the key: they could no longer restore the re-encrypted copy. Add to its key policy: "
+                             + json.dumps(key_policy_statement(refused, key["Arn"])) + ", then plan again")
+    grants = (f" The accounts it is shared with ({', '.join(audience)}) are allowed {', '.join(SHARED_KEY_ACTIONS)} by the key "
+              f"policy of {key['Arn']}." if audience else "")
     return {
         "kind": "snapshot-plan",
         "execution": step.execution,
