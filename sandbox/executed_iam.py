@@ -476,9 +476,9 @@ def _resource_tags(prefix: str, arn: str, region: str, account: str) -> dict:
 
 # Deploying the synthesized roles and functions into the local AWS.
 
-FUNCTIONS = {"handlers.detector.handler": "neptune-guard-detector", "handlers.scheduled_scan.handler": "neptune-guard-detector",
-             "handlers.steps.handler": "neptune-guard-steps",
-             "handlers.trigger.handler": "neptune-guard-trigger", "handlers.approval.handler": "neptune-guard-approval"}
+FUNCTIONS = {"neptune_guard.handlers.detector.handler": "neptune-guard-detector", "neptune_guard.handlers.scheduled_scan.handler": "neptune-guard-detector",
+             "neptune_guard.handlers.steps.handler": "neptune-guard-steps",
+             "neptune_guard.handlers.trigger.handler": "neptune-guard-trigger", "neptune_guard.handlers.approval.handler": "neptune-guard-approval"}
 
 
 def deploy(session: boto3.Session, security_template: dict, member_template: dict, region: str = "us-east-1") -> tuple[ExecutedIAM, dict]:
@@ -555,7 +555,7 @@ def deploy(session: boto3.Session, security_template: dict, member_template: dic
     lambda_client = session.client("lambda", region_name=region)
     for logical, item in items.items():
         name = FUNCTIONS.get(item["Properties"].get("Handler"))
-        if item["Properties"].get("Handler") == "handlers.scheduled_scan.handler":
+        if item["Properties"].get("Handler") == "neptune_guard.handlers.scheduled_scan.handler":
             arns["scheduled_scan"] = workflows.deploy_scheduled_scan(
                 session, region, deployed(item["Properties"]["Environment"]["Variables"], account, region, physical),
                 function_roles[name], machine_roles[machine("NeptuneGuardScheduledScan")])["state_machine"]

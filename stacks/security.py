@@ -68,7 +68,7 @@ class SecurityStack(Stack):
             principals=[iam.ServicePrincipal(f"logs.{Aws.REGION}.amazonaws.com")], resources=["*"],
             conditions={"ArnLike": {"kms:EncryptionContext:aws:logs:arn": f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:log-group:*"}}))
         self.detector, self.scan_workflow = self._detector()
-        self.steps = self._function("Steps", "handlers.steps.handler", WORKFLOW_ROLE, Duration.minutes(5), 512,
+        self.steps = self._function("Steps", "neptune_guard.handlers.steps.handler", WORKFLOW_ROLE, Duration.minutes(5), 512,
                                     {"NOTIFICATION_TOPIC_ARN": self.topic.topic_arn})
         self._may_assume(self.steps.role, config.remediation_role_name)
         # Every step reads the execution it acts for (running, ours, approved) before it does anything.
@@ -128,7 +128,7 @@ class SecurityStack(Stack):
         if runs:
             environment |= {"RUNS_BUCKET": runs.bucket_name, "MAP_CONCURRENCY": str(config.map_concurrency),
                             "MINIMUM_COVERAGE": str(config.minimum_coverage)}
-        handler = "handlers.scheduled_scan.handler" if distributed else "handlers.detector.handler"
+        handler = "neptune_guard.handlers.scheduled_scan.handler" if distributed else "neptune_guard.handlers.detector.handler"
         detector = self._function("Detector", handler, DETECTOR_ROLE, Duration.minutes(15), 1024, environment)
         self._may_assume(detector.role, config.audit_role_name)
         detector.add_to_role_policy(iam.PolicyStatement(sid="ListOrganizationAccounts", actions=["organizations:ListAccounts"],
@@ -224,7 +224,7 @@ class SecurityStack(Stack):
 
     def _trigger(self) -> lambda_.Function:
         config = self.config
-        trigger = self._function("Trigger", "handlers.trigger.handler", TRIGGER_ROLE, Duration.minutes(1), 256, {
+        trigger = self._function("Trigger", "neptune_guard.handlers.trigger.handler", TRIGGER_ROLE, Duration.minutes(1), 256, {
             "CLUSTER_STATE_MACHINE_ARN": self.cluster_workflow.state_machine_arn,
             "SNAPSHOT_STATE_MACHINE_ARN": self.snapshot_workflow.state_machine_arn,
             "TARGET_KEY": config.target_key, "REMEDIATION_ROLE_NAME": config.remediation_role_name,
@@ -269,7 +269,7 @@ class SecurityStack(Stack):
         """The only way a person starts, approves or rejects: a function URL with IAM auth, whose role alone answers
         the workflows' task tokens, as the caller AWS verified."""
         machines = [self.cluster_workflow, self.snapshot_workflow]
-        approval = self._function("Approval", "handlers.approval.handler", APPROVAL_ROLE, Duration.seconds(30), 256, {
+        approval = self._function("Approval", "neptune_guard.handlers.approval.handler", APPROVAL_ROLE, Duration.seconds(30), 256, {
             # CloudFormation substitutes ${AWS::AccountId} and ${AWS::Partition} in the patterns.
             "APPROVER_PRINCIPALS": Fn.sub(",".join(self.config.approver_principals)),
         })
@@ -325,7 +325,7 @@ class SecurityStack(Stack):
         events.Rule(self, "ScanOnChange", event_bus=bus, description="Neptune Guard: rescan an account-region after a change",
                     event_pattern=events.EventPattern(source=sorted(WATCHED), detail_type=[CLOUDTRAIL]),
                     targets=[targets.SqsQueue(queue)])
-        function = self._function("ChangeScan", "handlers.change_scan.handler", None, Duration.minutes(5), 1024, {
+        function = self._function("ChangeScan", "neptune_guard.handlers.change_scan.handler", None, Duration.minutes(5), 1024, {
             # The scheduled scan's scope: events of accounts and regions outside it are set aside.
             "ACCOUNTS": config.accounts, "REGIONS": config.regions, "CONCURRENCY": str(config.concurrency),
             "READ_NEPTUNE_ANALYTICS": str(config.read_neptune_analytics).lower(),

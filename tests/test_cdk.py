@@ -49,7 +49,7 @@ def test_no_iam_statement_allows_every_action(stacks):
 
 def detector_function(template: Template) -> dict:
     return next(f for f in template.find_resources("AWS::Lambda::Function").values()
-                if f["Properties"]["Handler"].startswith(("handlers.detector.", "handlers.scheduled_scan.")))
+                if f["Properties"]["Handler"].startswith(("neptune_guard.handlers.detector.", "neptune_guard.handlers.scheduled_scan.")))
 
 
 def test_the_schedule_starts_the_distributed_scan_whose_items_run_in_the_detector(stacks):
@@ -59,7 +59,7 @@ def test_the_schedule_starts_the_distributed_scan_whose_items_run_in_the_detecto
         "Targets": [Match.object_like({"Arn": {"Ref": Match.string_like_regexp("ScheduledScan")}})],
     })
     detector = detector_function(security)["Properties"]
-    assert detector["Handler"] == "handlers.scheduled_scan.handler" and detector["Runtime"] == "python3.13"
+    assert detector["Handler"] == "neptune_guard.handlers.scheduled_scan.handler" and detector["Runtime"] == "python3.13"
     assert detector["TracingConfig"] == {"Mode": "Active"} and detector["Timeout"] == 900
     variables = detector["Environment"]["Variables"]
     assert {k: variables[k] for k in ("ACCOUNTS", "AUDIT_ROLE_NAME", "PUBLISH", "MAP_CONCURRENCY", "MINIMUM_COVERAGE")} == {
@@ -97,7 +97,7 @@ def test_a_small_organization_may_scan_in_the_detector_alone(tmp_path):
     app = App(context={**CONTEXT, "neptune-guard:scanMode": "single"}, outdir=str(tmp_path))
     security, _ = build(app)
     template = Template.from_stack(security)
-    assert detector_function(template)["Properties"]["Handler"] == "handlers.detector.handler"
+    assert detector_function(template)["Properties"]["Handler"] == "neptune_guard.handlers.detector.handler"
     template.has_resource_properties("AWS::Events::Rule", {
         "ScheduleExpression": CONTEXT["neptune-guard:schedule"],
         "Targets": [{"Arn": {"Fn::GetAtt": [Match.string_like_regexp("Detector"), "Arn"]}, "Id": Match.any_value()}],
@@ -223,7 +223,7 @@ def test_people_approve_only_through_the_iam_authorized_endpoint(stacks):
     security.has_resource_properties("AWS::Lambda::Url", {"AuthType": "AWS_IAM", "TargetFunctionArn": {
         "Fn::GetAtt": [Match.string_like_regexp("^Approval"), "Arn"]}})
     endpoint = next(f for f in security.find_resources("AWS::Lambda::Function").values()
-                    if f["Properties"]["Handler"] == "handlers.approval.handler")
+                    if f["Properties"]["Handler"] == "neptune_guard.handlers.approval.handler")
     assert "assumed-role/NeptuneGuardOnCall/*" in json.dumps(endpoint["Properties"]["Environment"]["Variables"]["APPROVER_PRINCIPALS"])
     approver = next(p for p in security.find_resources("AWS::IAM::ManagedPolicy").values()
                     if p["Properties"]["ManagedPolicyName"] == "NeptuneGuardApprover")["Properties"]["PolicyDocument"]["Statement"]
@@ -290,7 +290,7 @@ def test_members_forward_the_watched_changes_to_a_bus_only_the_organization_may_
     for metric in ("Errors", "ApproximateNumberOfMessagesVisible", "accounts_unreached", "account_regions_unpublished"):
         security.has_resource_properties("AWS::CloudWatch::Alarm", {"MetricName": metric, "AlarmActions": [{"Ref": Match.any_value()}]})
     change_scan = next(f["Properties"] for f in security.find_resources("AWS::Lambda::Function").values()
-                       if f["Properties"]["Handler"] == "handlers.change_scan.handler")
+                       if f["Properties"]["Handler"] == "neptune_guard.handlers.change_scan.handler")
     assert change_scan["Role"] == detector_function(security)["Properties"]["Role"]  # the role the audit roles trust
     detector_variables = detector_function(security)["Properties"]["Environment"]["Variables"]
     assert {k: change_scan["Environment"]["Variables"][k] for k in ("ACCOUNTS", "REGIONS", "CONCURRENCY")} == {
