@@ -493,7 +493,7 @@ def deploy(session: boto3.Session, security_template: dict, member_template: dic
     organizations = session.client("organizations", region_name="us-east-1")
     organization_id = organizations.describe_organization()["Organization"]["Id"]
     accounts = [a["Id"] for page in organizations.get_paginator("list_accounts").paginate() for a in page["Accounts"]]
-    # The security stack as synthesized for this Organization: cdk.json's organizationId is an example's.
+    # The security stack as synthesized for this Organization: the tests synthesize it for an example organizationId.
     configured = member_template["Parameters"]["OrganizationId"]["Default"]
     security_template = json.loads(json.dumps(security_template).replace(configured, organization_id))
     items = security_template["Resources"]
