@@ -27,7 +27,7 @@ when it is deployed, and a function's own role on each invocation's requests (th
 if its trust policy lets lambda.amazonaws.com). What moto does not emulate is not evaluated: KMS calls RDS
 makes with the caller's grants (`kms:ViaService`),
 the Lambda runtime's and Step Functions' own log and trace delivery, and CloudFormation's deployment-time
-calls. `unexercised()` lists those grants, and the README says which documentation requires each.
+calls. `unexercised()` lists those grants, and docs/iam.md says which documentation requires each.
 
 Requests signed with any other credentials (the tests' and the demo's own set-up of the local AWS) are not
 evaluated. Code under test runs as a role: `acting_as()` gives a thread (and the pool threads it starts) the
