@@ -10,7 +10,10 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 $(READY): requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11 or newer is needed" if sys.version_info < (3, 11) else 0)'
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[dev,cdk]' -c requirements.txt
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[dev,cdk,lambda]' -c requirements.txt
+	# The development install puts the repository on the venv's path: the demo (sandbox/, found through its entry
+	# point), the stacks and the tests are the repository's, never the wheel's.
+	$(VENV)/bin/python -c 'import pathlib, sysconfig; pathlib.Path(sysconfig.get_paths()["purelib"], "neptune_guard_repository.pth").write_text("$(CURDIR)\n")'
 	touch $(READY)
 
 demo: $(READY)

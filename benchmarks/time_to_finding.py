@@ -93,7 +93,7 @@ def main() -> None:
         events.put_rule(Name="ScanOnChange", EventBusName="NeptuneGuardChanges",
                         EventPattern=json.dumps({"detail-type": [changes.CLOUDTRAIL], "source": sorted(changes.WATCHED)}))
         events.put_targets(Rule="ScanOnChange", EventBusName="NeptuneGuardChanges", Targets=[{"Id": "queue", "Arn": queue_arn}])
-        from handlers.change_scan import handler
+        from neptune_guard.handlers.change_scan import handler
 
         times = [one_run(session, run, handler) for run in range(args.runs)]
     print(f"API call to FAILED finding, through the change path: median {statistics.median(times):.2f}s, "

@@ -17,7 +17,8 @@ from pathlib import Path
 import boto3
 import jsonschema
 
-from neptune_guard import graphs
+from neptune_guard import approval_client, graphs
+from neptune_guard.console import Progress
 from neptune_guard.remediation import custom_endpoints
 
 from . import function_urls, moto_fixes, on_call, workflows
@@ -111,10 +112,11 @@ def remediation_requests(evaluations, target_key: str) -> list[tuple[str, dict]]
 
 
 def approve_until_done(approver: on_call.Engineer, sfn, executions: list[str], accept_write_loss: set[str] = frozenset(),
-                       hold: frozenset[str] = frozenset(), timeout: float = 600) -> None:
-    """Act as on-call: approve, through the approval endpoint, every step any execution waits on, until none is
+                       hold: frozenset[str] = frozenset(), timeout: float = 600, progress=None) -> None:
+    """Act as on-call: answer, through the approval endpoint, every step any execution waits on, until none is
     running or waits for a `hold` stage. The approver must not be who started them (the endpoint refuses that).
-    Writes detected at a cutover are accepted only for the executions the scenario says on-call accepts them for."""
+    Each approval names its stage. A cutover with writes detected after the snapshot is rejected, as a person would
+    (the original keeps serving), unless the scenario says on-call accepts losing those writes for that cluster."""
     from neptune_guard import approvals
 
     deadline = time.monotonic() + timeout
@@ -131,7 +133,17 @@ def approve_until_done(approver: on_call.Engineer, sfn, executions: list[str], a
             if pending["stage"] in hold:
                 running.discard(execution)
                 continue
-            approver.approve(execution, **({"accept_write_loss": True} if pending["stage"] == "cutover" and execution in accept_write_loss else {}))
+            writes = pending["stage"] == "cutover" and (pending.get("write_check") or {}).get("writes_detected") is True
+            try:
+                if writes and execution not in accept_write_loss:
+                    approver.reject(execution, "writes detected after the snapshot: the application is still writing", stage="cutover")
+                else:
+                    approver.approve(execution, stage=pending["stage"], **({"accept_write_loss": True} if writes else {}))
+            except approval_client.EndpointRefused as refusal:
+                if refusal.status != 409:  # 409: answered or moved on meanwhile; look again
+                    raise
+        if progress:
+            progress.say(f"remediating: {len(executions) - len(running)}/{len(executions)} executions settled")
         time.sleep(0.1)
 
 
@@ -191,7 +203,25 @@ def final_clusters(session: boto3.Session, scenario: dict) -> list[dict]:
     return clusters
 
 
+EXIT_FAILED = 1
+
+
 def run(scenario_path: str | None = None, output: str = "table") -> int:
+    """The demo, never ending in a traceback: a failure is one line on stderr and exit status 1."""
+    progress = Progress()
+    try:
+        return _run(scenario_path, output, progress)
+    except KeyboardInterrupt:
+        progress.close()
+        print("neptune-guard demo: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # noqa: BLE001 - the demo's promise is a readable end, whatever broke
+        progress.close()
+        print(f"neptune-guard demo: failed: {type(error).__name__}: {error}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _run(scenario_path: str | None, output: str, progress: Progress) -> int:
     from moto import mock_aws
 
     from neptune_guard import report
@@ -211,8 +241,10 @@ def run(scenario_path: str | None = None, output: str = "table") -> int:
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}), workflows.fast_clock(), \
             contextlib.ExitStack() as servers:
         session = boto3.Session(region_name="us-east-1")
+        progress.say("seeding the demo Organization in the local AWS")
         seed(scenario, session)
-        before = scan(options, session)
+        before = scan(options, session, on_unit_done=progress)
+        progress.say("deploying the state machines and the approval endpoint")
         arns = workflows.deploy(session)
         approval_url = servers.enter_context(function_urls.serve(session, arns["approval_function"])).url
         requester, approver = on_call.Engineer(session, "requester", approval_url), on_call.Engineer(session, "approver", approval_url)
@@ -223,9 +255,10 @@ def run(scenario_path: str | None = None, output: str = "table") -> int:
                      if scenario["accounts"].get(request["account_id"], {}).get(request["region"], {}).get("clusters", {})
                      .get(request.get("cluster_id"), {}).get("accept_write_loss")}
         executions = [execution for _, _, execution in started]
-        approve_until_done(approver, sfn, executions, accepting, hold=frozenset({"decommission"}))
-        remediated = scan(options, session)  # retained originals and the workflows' snapshots, decommission pending
-        approve_until_done(approver, sfn, executions, accepting)
+        approve_until_done(approver, sfn, executions, accepting, hold=frozenset({"decommission"}), progress=progress)
+        remediated = scan(options, session, on_unit_done=progress)  # retained originals and workflows' snapshots, decommission pending
+        progress.say("decommissioning the retired originals")
+        approve_until_done(approver, sfn, executions, accepting, progress=progress)
         remediations, decommissions = [], []
         for kind, request, execution in started:
             description = sfn.describe_execution(executionArn=execution)
@@ -243,9 +276,10 @@ def run(scenario_path: str | None = None, output: str = "table") -> int:
                 decommissions.append({"account_id": request["account_id"], "region": request["region"], "resource_id": resource_id,
                                       "status": "DECOMMISSIONED" if "decommissioned" in ended else "RETAINED",
                                       "retired_cluster_id": ended["plan"]["retired_cluster_id"], "execution_arn": execution})
-        after = scan(options, session)
+        after = scan(options, session, on_unit_done=progress)
         clusters = final_clusters(session, scenario)
         snapshots = final_snapshots(session, scenario)
+    progress.close()
 
     if output == "json":
         print(json.dumps({"before": before.to_dict()["evaluations"], "remediations": remediations,

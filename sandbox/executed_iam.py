@@ -27,7 +27,7 @@ when it is deployed, and a function's own role on each invocation's requests (th
 if its trust policy lets lambda.amazonaws.com). What moto does not emulate is not evaluated: KMS calls RDS
 makes with the caller's grants (`kms:ViaService`),
 the Lambda runtime's and Step Functions' own log and trace delivery, and CloudFormation's deployment-time
-calls. `unexercised()` lists those grants, and the README says which documentation requires each.
+calls. `unexercised()` lists those grants, and docs/iam.md says which documentation requires each.
 
 Requests signed with any other credentials (the tests' and the demo's own set-up of the local AWS) are not
 evaluated. Code under test runs as a role: `acting_as()` gives a thread (and the pool threads it starts) the
@@ -476,9 +476,9 @@ def _resource_tags(prefix: str, arn: str, region: str, account: str) -> dict:
 
 # Deploying the synthesized roles and functions into the local AWS.
 
-FUNCTIONS = {"handlers.detector.handler": "neptune-guard-detector", "handlers.scheduled_scan.handler": "neptune-guard-detector",
-             "handlers.steps.handler": "neptune-guard-steps",
-             "handlers.trigger.handler": "neptune-guard-trigger", "handlers.approval.handler": "neptune-guard-approval"}
+FUNCTIONS = {"neptune_guard.handlers.detector.handler": "neptune-guard-detector", "neptune_guard.handlers.scheduled_scan.handler": "neptune-guard-detector",
+             "neptune_guard.handlers.steps.handler": "neptune-guard-steps",
+             "neptune_guard.handlers.trigger.handler": "neptune-guard-trigger", "neptune_guard.handlers.approval.handler": "neptune-guard-approval"}
 
 
 def deploy(session: boto3.Session, security_template: dict, member_template: dict, region: str = "us-east-1") -> tuple[ExecutedIAM, dict]:
@@ -493,7 +493,7 @@ def deploy(session: boto3.Session, security_template: dict, member_template: dic
     organizations = session.client("organizations", region_name="us-east-1")
     organization_id = organizations.describe_organization()["Organization"]["Id"]
     accounts = [a["Id"] for page in organizations.get_paginator("list_accounts").paginate() for a in page["Accounts"]]
-    # The security stack as synthesized for this Organization: cdk.json's organizationId is an example's.
+    # The security stack as synthesized for this Organization: the tests synthesize it for an example organizationId.
     configured = member_template["Parameters"]["OrganizationId"]["Default"]
     security_template = json.loads(json.dumps(security_template).replace(configured, organization_id))
     items = security_template["Resources"]
@@ -555,7 +555,7 @@ def deploy(session: boto3.Session, security_template: dict, member_template: dic
     lambda_client = session.client("lambda", region_name=region)
     for logical, item in items.items():
         name = FUNCTIONS.get(item["Properties"].get("Handler"))
-        if item["Properties"].get("Handler") == "handlers.scheduled_scan.handler":
+        if item["Properties"].get("Handler") == "neptune_guard.handlers.scheduled_scan.handler":
             arns["scheduled_scan"] = workflows.deploy_scheduled_scan(
                 session, region, deployed(item["Properties"]["Environment"]["Variables"], account, region, physical),
                 function_roles[name], machine_roles[machine("NeptuneGuardScheduledScan")])["state_machine"]

@@ -47,5 +47,5 @@ class Engineer:
     def approve(self, execution_arn: str, **options) -> dict:
         return self.call({"action": "approve", "execution_arn": execution_arn, **options})
 
-    def reject(self, execution_arn: str, reason: str) -> dict:
-        return self.call({"action": "reject", "execution_arn": execution_arn, "reason": reason})
+    def reject(self, execution_arn: str, reason: str, **options) -> dict:
+        return self.call({"action": "reject", "execution_arn": execution_arn, "reason": reason, **options})

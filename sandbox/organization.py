@@ -213,6 +213,12 @@ def seed_region(session: boto3.Session, region: str, spec: dict, account_id: str
             arguments["StorageType"] = cluster["storage_type"]
         if cluster.get("streams"):
             arguments.update(_streams_network(session, neptune, region, cluster_id))
+        if cluster.get("global_cluster"):
+            # The global database first, then the cluster as its primary (both are AWS's ways): moto looks a source
+            # cluster up in us-east-1 only, so creating the global database from an existing cluster fails elsewhere.
+            neptune.create_global_cluster(GlobalClusterIdentifier=cluster["global_cluster"], Engine="neptune",
+                                          StorageEncrypted=arguments["StorageEncrypted"])
+            arguments["GlobalClusterIdentifier"] = cluster["global_cluster"]
         created = neptune.create_db_cluster(**arguments)["DBCluster"]
         instance_tags = cluster.get("instance_tags", {})
         for tier, (instance_id, instance_class) in enumerate(cluster.get("instances", {}).items()):
@@ -227,8 +233,6 @@ def seed_region(session: boto3.Session, region: str, spec: dict, account_id: str
         for endpoint_id, endpoint in cluster.get("custom_endpoints", {}).items():
             neptune.create_db_cluster_endpoint(DBClusterIdentifier=cluster_id, DBClusterEndpointIdentifier=endpoint_id,
                                                EndpointType=endpoint["type"], StaticMembers=list(endpoint.get("members", [])))
-        if cluster.get("global_cluster"):
-            neptune.create_global_cluster(GlobalClusterIdentifier=cluster["global_cluster"], SourceDBClusterIdentifier=created["DBClusterArn"])
         if cluster.get("writes_during_remediation"):
             write_activity.keep_writing(account_id or aws.caller_account(session), region, cluster_id)
     for snapshot_id, source in spec.get("snapshots", {}).items():

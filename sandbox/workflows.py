@@ -44,7 +44,7 @@ def deploy(session: boto3.Session | None = None, region: str = "us-east-1", role
         roles = dict.fromkeys(("steps", "approval", "cluster", "snapshot"), role_arn)
     topic_arn = session.client("sns", region_name=region).create_topic(Name="neptune-guard-on-call")["TopicArn"]
     function_arn = session.client("lambda", region_name=region).create_function(
-        FunctionName="neptune-guard-steps", Runtime="python3.13", Role=roles["steps"], Handler="handlers.steps.handler",
+        FunctionName="neptune-guard-steps", Runtime="python3.13", Role=roles["steps"], Handler="neptune_guard.handlers.steps.handler",
         Code={"ZipFile": code_zip()}, Timeout=300, Environment={"Variables": {"NOTIFICATION_TOPIC_ARN": topic_arn}},
     )["FunctionArn"]
     sfn = session.client("stepfunctions", region_name=region)
@@ -80,7 +80,7 @@ def deploy_scheduled_scan(session: boto3.Session | None = None, region: str = "u
     variables = {"ACCOUNTS": "org", "REGIONS": "", "CONCURRENCY": "16", "PUBLISH": "true", "RUNS_BUCKET": bucket,
                  "MINIMUM_COVERAGE": "1", "MAP_CONCURRENCY": "8", **(environment or {})}
     function_arn = session.client("lambda", region_name=region).create_function(
-        FunctionName="neptune-guard-detector", Runtime="python3.13", Role=function_role, Handler="handlers.scheduled_scan.handler",
+        FunctionName="neptune-guard-detector", Runtime="python3.13", Role=function_role, Handler="neptune_guard.handlers.scheduled_scan.handler",
         Code={"ZipFile": code_zip()}, Timeout=900, Environment={"Variables": variables},
     )["FunctionArn"]
     machine = session.client("stepfunctions", region_name=region).create_state_machine(
@@ -97,7 +97,7 @@ def deploy_approval_endpoint(session: boto3.Session, role_arn: str, region: str)
 
     lambda_client = session.client("lambda", region_name=region)
     name = lambda_client.create_function(
-        FunctionName="neptune-guard-approval", Runtime="python3.13", Role=role_arn, Handler="handlers.approval.handler",
+        FunctionName="neptune-guard-approval", Runtime="python3.13", Role=role_arn, Handler="neptune_guard.handlers.approval.handler",
         Code={"ZipFile": code_zip()}, Timeout=30,
         Environment={"Variables": {"APPROVER_PRINCIPALS": on_call.create_role(session)}},
     )["FunctionName"]

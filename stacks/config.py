@@ -94,6 +94,10 @@ class Config:
         return tuple(roles)
 
     def validate(self) -> None:
+        if not self.organization_id:
+            raise ValueError("organizationId is required: your Organization's id (aws organizations describe-organization "
+                             "--query Organization.Id --output text), as -c neptune-guard:organizationId=o-... or in cdk.json. "
+                             "The roles trust, and the change bus accepts, only principals of that Organization")
         if not re.match(r"^o-[a-z0-9]{10,32}$", self.organization_id):
             raise ValueError(f"organizationId must look like o-xxxxxxxxxx, got {self.organization_id!r}")
         if not self.organizational_unit_ids or not all(re.match(r"^(r-[0-9a-z]{4,32}|ou-[0-9a-z]{4,32}-[a-z0-9]{8,32})$", u)

@@ -7,7 +7,7 @@ import ast
 from pathlib import Path
 
 LAMBDAS = Path(__file__).resolve().parent.parent / "lambdas"
-PACKAGES = ("neptune_guard", "handlers")
+PACKAGES = ("neptune_guard",)  # the handlers are neptune_guard.handlers
 
 
 def _module_file(name: str) -> Path | None:
@@ -51,5 +51,5 @@ def closure(handler_module: str) -> set[Path]:
 def excluded(handler_module: str) -> list[str]:
     """Asset exclude patterns (relative to lambdas/) for everything the handler does not import."""
     needed = closure(handler_module)
-    return sorted(str(p.relative_to(LAMBDAS)) for package in PACKAGES for p in (LAMBDAS / package).glob("*.py") if p not in needed) + [
+    return sorted(str(p.relative_to(LAMBDAS)) for package in PACKAGES for p in (LAMBDAS / package).rglob("*.py") if p not in needed) + [
         "**/__pycache__", "**/*.pyc", "*.egg-info"]

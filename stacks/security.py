@@ -5,6 +5,7 @@ account of the Organization."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from aws_cdk import Aws, CfnOutput, Duration, Fn, RemovalPolicy, Stack
@@ -40,6 +41,24 @@ RETENTION = {30: logs.RetentionDays.ONE_MONTH, 90: logs.RetentionDays.THREE_MONT
              365: logs.RetentionDays.ONE_YEAR, 400: logs.RetentionDays.THIRTEEN_MONTHS, 731: logs.RetentionDays.TWO_YEARS}
 CUSTOM_ACTION_NAME = "Remediate with CMK"  # Security Hub: at most 20 characters
 CUSTOM_ACTION_ID = "RemediateWithCMK"
+ARCHITECTURE, ARCHITECTURE_NAME = lambda_.Architecture.ARM_64, "arm64"  # the layer's SSM path names it so
+
+
+PARTIAL_PARTITION = re.compile(r'"([^"]*\$\{Partition\}[^"]*)"')
+
+
+def whole_value_partitions(definition: str) -> tuple[str, dict[str, str]]:
+    """The ASL's `arn:${Partition}:states:::...` values, each made a placeholder of its own whose substitution is the
+    whole ARN (Fn::Sub with AWS::Partition): CloudFormation substitutes whole values and partial ones alike, but a
+    partial placeholder leaves the template's definition an invalid ARN to every linter (cfn-lint E3601). The ASL
+    files stay as they are (the sandbox substitutes ${Partition} itself)."""
+    values = sorted(set(PARTIAL_PARTITION.findall(definition)))
+    names = {}
+    for value in values:
+        name = "Arn" + "".join(word[:1].upper() + word[1:] for word in re.split(r"[^A-Za-z0-9]+", value.split("${Partition}", 1)[1]) if word)
+        names[value] = name
+        definition = definition.replace(f'"{value}"', f'"${{{name}}}"')
+    return definition, {name: Fn.sub(value.replace("${Partition}", "${AWS::Partition}")) for value, name in names.items()}
 
 
 class SecurityStack(Stack):
@@ -48,9 +67,10 @@ class SecurityStack(Stack):
         super().__init__(scope, construct_id, description="Neptune Guard: detector, remediation workflows, triggers", **kwargs)
         self.config = config
         # The layer of exactly the Powertools release the tests run (requirements.txt), as Powertools publishes it:
-        # an SSM parameter per architecture, Python version and release, resolved at deployment.
+        # an SSM parameter per architecture, Python version and release, resolved at deployment. The functions are
+        # pure Python, so they run on arm64 (Graviton), which AWS recommends for price-performance.
         self.powertools = lambda_.LayerVersion.from_layer_version_arn(self, "Powertools", ssm.StringParameter.value_for_string_parameter(
-            self, f"/aws/service/powertools/python/x86_64/python3.13/{config.powertools_version}"))
+            self, f"/aws/service/powertools/python/{ARCHITECTURE_NAME}/python3.13/{config.powertools_version}"))
 
         key = kms.Key(self, "NotificationKey", enable_key_rotation=True, description="Neptune Guard on-call notifications",
                       removal_policy=RemovalPolicy.RETAIN)
@@ -68,7 +88,7 @@ class SecurityStack(Stack):
             principals=[iam.ServicePrincipal(f"logs.{Aws.REGION}.amazonaws.com")], resources=["*"],
             conditions={"ArnLike": {"kms:EncryptionContext:aws:logs:arn": f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:log-group:*"}}))
         self.detector, self.scan_workflow = self._detector()
-        self.steps = self._function("Steps", "handlers.steps.handler", WORKFLOW_ROLE, Duration.minutes(5), 512,
+        self.steps = self._function("Steps", "neptune_guard.handlers.steps.handler", WORKFLOW_ROLE, Duration.minutes(5), 512,
                                     {"NOTIFICATION_TOPIC_ARN": self.topic.topic_arn})
         self._may_assume(self.steps.role, config.remediation_role_name)
         # Every step reads the execution it acts for (running, ours, approved) before it does anything.
@@ -98,7 +118,7 @@ class SecurityStack(Stack):
                                 description=f"Neptune Guard {name} function")
         log_group.grant_write(role)
         return lambda_.Function(
-            self, name, runtime=lambda_.Runtime.PYTHON_3_13, architecture=lambda_.Architecture.X86_64, handler=handler,
+            self, name, runtime=lambda_.Runtime.PYTHON_3_13, architecture=ARCHITECTURE, handler=handler,
             # Each function ships only what its handler imports.
             code=lambda_.Code.from_asset(str(lambda_code.LAMBDAS), exclude=lambda_code.excluded(handler.rsplit(".", 1)[0])),
             layers=[self.powertools], role=role, timeout=timeout, memory_size=memory,
@@ -128,7 +148,7 @@ class SecurityStack(Stack):
         if runs:
             environment |= {"RUNS_BUCKET": runs.bucket_name, "MAP_CONCURRENCY": str(config.map_concurrency),
                             "MINIMUM_COVERAGE": str(config.minimum_coverage)}
-        handler = "handlers.scheduled_scan.handler" if distributed else "handlers.detector.handler"
+        handler = "neptune_guard.handlers.scheduled_scan.handler" if distributed else "neptune_guard.handlers.detector.handler"
         detector = self._function("Detector", handler, DETECTOR_ROLE, Duration.minutes(15), 1024, environment)
         self._may_assume(detector.role, config.audit_role_name)
         detector.add_to_role_policy(iam.PolicyStatement(sid="ListOrganizationAccounts", actions=["organizations:ListAccounts"],
@@ -206,14 +226,15 @@ class SecurityStack(Stack):
 
     def _state_machine(self, construct_id: str, name: str, asl_file: str, function: lambda_.Function,
                        substitutions: dict[str, str]) -> sfn.StateMachine:
+        definition, partitioned = whole_value_partitions((ROOT / "state_machines" / f"{asl_file}.asl.json").read_text())
         log_group = logs.LogGroup(self, f"{construct_id}Logs", retention=RETENTION[self.config.log_retention_days],
                                   encryption_key=self.logs_key,
                                   removal_policy=RemovalPolicy.RETAIN)
         machine = sfn.StateMachine(
             self, construct_id, state_machine_name=name,
             # Inline, so that the template shows the definition that runs (with the substitution below).
-            definition_body=sfn.DefinitionBody.from_string((ROOT / "state_machines" / f"{asl_file}.asl.json").read_text()),
-            definition_substitutions={**substitutions, "Partition": Aws.PARTITION},
+            definition_body=sfn.DefinitionBody.from_string(definition),
+            definition_substitutions={**substitutions, **partitioned},
             # Every event, without execution data: the state carries plans and task tokens, which stay in the execution
             # history (readable with states:GetExecutionHistory only), never in a log group.
             logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=False),
@@ -224,7 +245,7 @@ class SecurityStack(Stack):
 
     def _trigger(self) -> lambda_.Function:
         config = self.config
-        trigger = self._function("Trigger", "handlers.trigger.handler", TRIGGER_ROLE, Duration.minutes(1), 256, {
+        trigger = self._function("Trigger", "neptune_guard.handlers.trigger.handler", TRIGGER_ROLE, Duration.minutes(1), 256, {
             "CLUSTER_STATE_MACHINE_ARN": self.cluster_workflow.state_machine_arn,
             "SNAPSHOT_STATE_MACHINE_ARN": self.snapshot_workflow.state_machine_arn,
             "TARGET_KEY": config.target_key, "REMEDIATION_ROLE_NAME": config.remediation_role_name,
@@ -269,7 +290,7 @@ class SecurityStack(Stack):
         """The only way a person starts, approves or rejects: a function URL with IAM auth, whose role alone answers
         the workflows' task tokens, as the caller AWS verified."""
         machines = [self.cluster_workflow, self.snapshot_workflow]
-        approval = self._function("Approval", "handlers.approval.handler", APPROVAL_ROLE, Duration.seconds(30), 256, {
+        approval = self._function("Approval", "neptune_guard.handlers.approval.handler", APPROVAL_ROLE, Duration.seconds(30), 256, {
             # CloudFormation substitutes ${AWS::AccountId} and ${AWS::Partition} in the patterns.
             "APPROVER_PRINCIPALS": Fn.sub(",".join(self.config.approver_principals)),
         })
@@ -325,7 +346,7 @@ class SecurityStack(Stack):
         events.Rule(self, "ScanOnChange", event_bus=bus, description="Neptune Guard: rescan an account-region after a change",
                     event_pattern=events.EventPattern(source=sorted(WATCHED), detail_type=[CLOUDTRAIL]),
                     targets=[targets.SqsQueue(queue)])
-        function = self._function("ChangeScan", "handlers.change_scan.handler", None, Duration.minutes(5), 1024, {
+        function = self._function("ChangeScan", "neptune_guard.handlers.change_scan.handler", None, Duration.minutes(5), 1024, {
             # The scheduled scan's scope: events of accounts and regions outside it are set aside.
             "ACCOUNTS": config.accounts, "REGIONS": config.regions, "CONCURRENCY": str(config.concurrency),
             "READ_NEPTUNE_ANALYTICS": str(config.read_neptune_analytics).lower(),

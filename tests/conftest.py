@@ -10,6 +10,7 @@ from sandbox import moto_fixes, workflows
 from sandbox.organization import seed
 
 REGIONS = ("us-east-1", "eu-west-1")
+EXAMPLE_ORGANIZATION = "o-exampleorgid"  # cdk.json leaves organizationId empty: synth refuses to guess it
 
 
 @pytest.fixture(autouse=True)
@@ -33,7 +34,8 @@ def synthesized(tmp_path_factory):
 
     from stacks.app import build
 
-    context = json.loads((Path(__file__).resolve().parent.parent / "cdk.json").read_text())["context"]
+    context = {**json.loads((Path(__file__).resolve().parent.parent / "cdk.json").read_text())["context"],
+               "neptune-guard:organizationId": EXAMPLE_ORGANIZATION}
     security, members = build(App(context=context, outdir=str(tmp_path_factory.mktemp("cdk.out"))))
     return Template.from_stack(security).to_json(), Template.from_stack(members).to_json()
 

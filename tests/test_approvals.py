@@ -220,7 +220,7 @@ def test_unsigned_and_badly_signed_requests_never_reach_the_function(team, monke
     waiting_for(sfn, execution, "snapshot")
     body = json.dumps({"action": "approve", "execution_arn": execution}).encode()
     invoked = []
-    from handlers import approval
+    from neptune_guard.handlers import approval
     monkeypatch.setattr(approval, "handler", lambda event, context: invoked.append(event))
     http = URLLib3Session()
 

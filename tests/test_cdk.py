@@ -9,9 +9,10 @@ from aws_cdk import App
 from aws_cdk.assertions import Annotations, Match, Template
 
 from stacks.app import build
+from tests.conftest import EXAMPLE_ORGANIZATION
 
 ROOT = Path(__file__).resolve().parent.parent
-CONTEXT = json.loads((ROOT / "cdk.json").read_text())["context"]
+CONTEXT = {**json.loads((ROOT / "cdk.json").read_text())["context"], "neptune-guard:organizationId": EXAMPLE_ORGANIZATION}
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +50,7 @@ def test_no_iam_statement_allows_every_action(stacks):
 
 def detector_function(template: Template) -> dict:
     return next(f for f in template.find_resources("AWS::Lambda::Function").values()
-                if f["Properties"]["Handler"].startswith(("handlers.detector.", "handlers.scheduled_scan.")))
+                if f["Properties"]["Handler"].startswith(("neptune_guard.handlers.detector.", "neptune_guard.handlers.scheduled_scan.")))
 
 
 def test_the_schedule_starts_the_distributed_scan_whose_items_run_in_the_detector(stacks):
@@ -59,7 +60,7 @@ def test_the_schedule_starts_the_distributed_scan_whose_items_run_in_the_detecto
         "Targets": [Match.object_like({"Arn": {"Ref": Match.string_like_regexp("ScheduledScan")}})],
     })
     detector = detector_function(security)["Properties"]
-    assert detector["Handler"] == "handlers.scheduled_scan.handler" and detector["Runtime"] == "python3.13"
+    assert detector["Handler"] == "neptune_guard.handlers.scheduled_scan.handler" and detector["Runtime"] == "python3.13"
     assert detector["TracingConfig"] == {"Mode": "Active"} and detector["Timeout"] == 900
     variables = detector["Environment"]["Variables"]
     assert {k: variables[k] for k in ("ACCOUNTS", "AUDIT_ROLE_NAME", "PUBLISH", "MAP_CONCURRENCY", "MINIMUM_COVERAGE")} == {
@@ -67,7 +68,7 @@ def test_the_schedule_starts_the_distributed_scan_whose_items_run_in_the_detecto
         "MAP_CONCURRENCY": str(CONTEXT["neptune-guard:mapConcurrency"]), "MINIMUM_COVERAGE": str(CONTEXT["neptune-guard:minimumCoverage"])}
     assert "RUNS_BUCKET" in variables
     (layer_parameter,) = [ref["Ref"] for ref in detector["Layers"]]
-    assert security.to_json()["Parameters"][layer_parameter]["Default"] == "/aws/service/powertools/python/x86_64/python3.13/3.37.0"
+    assert security.to_json()["Parameters"][layer_parameter]["Default"] == "/aws/service/powertools/python/arm64/python3.13/3.37.0"
     security.has_resource_properties("AWS::CloudWatch::Alarm", {"MetricName": "Errors", "AlarmActions": [{"Ref": Match.any_value()}]})
     security.has_resource_properties("AWS::CloudWatch::Alarm", {"MetricName": "ExecutionsFailed", "AlarmActions": [{"Ref": Match.any_value()}]})
     security.has_resource_properties("AWS::Logs::LogGroup", {"RetentionInDays": CONTEXT["neptune-guard:logRetentionDays"]})
@@ -97,7 +98,7 @@ def test_a_small_organization_may_scan_in_the_detector_alone(tmp_path):
     app = App(context={**CONTEXT, "neptune-guard:scanMode": "single"}, outdir=str(tmp_path))
     security, _ = build(app)
     template = Template.from_stack(security)
-    assert detector_function(template)["Properties"]["Handler"] == "handlers.detector.handler"
+    assert detector_function(template)["Properties"]["Handler"] == "neptune_guard.handlers.detector.handler"
     template.has_resource_properties("AWS::Events::Rule", {
         "ScheduleExpression": CONTEXT["neptune-guard:schedule"],
         "Targets": [{"Arn": {"Fn::GetAtt": [Match.string_like_regexp("Detector"), "Arn"]}, "Id": Match.any_value()}],
@@ -214,6 +215,8 @@ def test_stack_set_deploys_the_member_roles_to_the_organization(stacks):
 def test_bad_configuration_is_refused_with_a_clear_message():
     with pytest.raises(ValueError, match="organizationId"):
         build(App(context={**CONTEXT, "neptune-guard:organizationId": "my-org"}))
+    with pytest.raises(ValueError, match="organizationId is required"):  # cdk.json as shipped: synth must be told
+        build(App(context=json.loads((ROOT / "cdk.json").read_text())["context"]))
     with pytest.raises(ValueError, match="customer-managed"):
         build(App(context={**CONTEXT, "neptune-guard:targetKey": "alias/aws/rds"}))
 
@@ -223,7 +226,7 @@ def test_people_approve_only_through_the_iam_authorized_endpoint(stacks):
     security.has_resource_properties("AWS::Lambda::Url", {"AuthType": "AWS_IAM", "TargetFunctionArn": {
         "Fn::GetAtt": [Match.string_like_regexp("^Approval"), "Arn"]}})
     endpoint = next(f for f in security.find_resources("AWS::Lambda::Function").values()
-                    if f["Properties"]["Handler"] == "handlers.approval.handler")
+                    if f["Properties"]["Handler"] == "neptune_guard.handlers.approval.handler")
     assert "assumed-role/NeptuneGuardOnCall/*" in json.dumps(endpoint["Properties"]["Environment"]["Variables"]["APPROVER_PRINCIPALS"])
     approver = next(p for p in security.find_resources("AWS::IAM::ManagedPolicy").values()
                     if p["Properties"]["ManagedPolicyName"] == "NeptuneGuardApprover")["Properties"]["PolicyDocument"]["Statement"]
@@ -290,8 +293,41 @@ def test_members_forward_the_watched_changes_to_a_bus_only_the_organization_may_
     for metric in ("Errors", "ApproximateNumberOfMessagesVisible", "accounts_unreached", "account_regions_unpublished"):
         security.has_resource_properties("AWS::CloudWatch::Alarm", {"MetricName": metric, "AlarmActions": [{"Ref": Match.any_value()}]})
     change_scan = next(f["Properties"] for f in security.find_resources("AWS::Lambda::Function").values()
-                       if f["Properties"]["Handler"] == "handlers.change_scan.handler")
+                       if f["Properties"]["Handler"] == "neptune_guard.handlers.change_scan.handler")
     assert change_scan["Role"] == detector_function(security)["Properties"]["Role"]  # the role the audit roles trust
     detector_variables = detector_function(security)["Properties"]["Environment"]["Variables"]
     assert {k: change_scan["Environment"]["Variables"][k] for k in ("ACCOUNTS", "REGIONS", "CONCURRENCY")} == {
         k: detector_variables[k] for k in ("ACCOUNTS", "REGIONS", "CONCURRENCY")}  # the scheduled scan's scope
+
+
+def test_every_function_runs_on_arm64(stacks):
+    _, _, security, _ = stacks
+    functions = security.find_resources("AWS::Lambda::Function")
+    ours = {k: f for k, f in functions.items() if f["Properties"].get("Handler", "").startswith("neptune_guard.handlers.")}
+    assert len(ours) == 5 and all(f["Properties"]["Architectures"] == ["arm64"] for f in ours.values())
+
+
+def test_no_state_machine_definition_holds_a_partial_placeholder(stacks):
+    """A placeholder is a whole value (CloudFormation substitutes it entirely), never part of an ARN."""
+    _, _, security, _ = stacks
+    for machine in security.find_resources("AWS::StepFunctions::StateMachine").values():
+        definition = machine["Properties"]["DefinitionString"]
+        assert isinstance(definition, str)
+        partial = [v for v in re.findall(r'"([^"]*\$\{\w+\}[^"]*)"', definition) if not re.fullmatch(r"\$\{\w+\}", v)]
+        assert partial == []
+
+
+def test_cfn_lint_finds_no_error_in_the_synthesized_templates(stacks, tmp_path):
+    """cfn-lint once over every template the app synthesizes (the security stack, the member roles and events)."""
+    import subprocess
+    import sys
+
+    app = stacks[0].node.root
+    assembly = app.synth()
+    templates = sorted(str(path) for path in Path(assembly.directory).rglob("*.template.json"))
+    assert len(templates) == 3, templates
+    run = "import sys; from cfnlint.runner import main; sys.exit(main())"  # what the cfn-lint console script runs
+    linted = subprocess.run([sys.executable, "-c", run, "--format", "json", *templates], capture_output=True, text=True, timeout=600)
+    findings = json.loads(linted.stdout or "[]")
+    errors = [f"{f['Rule']['Id']} {f['Message']} ({f['Filename']})" for f in findings if f["Level"] == "Error"]
+    assert errors == [] and linted.returncode in (0, 4, 8, 12), linted.stderr  # 4, 8: warnings and informational only

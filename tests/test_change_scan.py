@@ -52,7 +52,7 @@ def change_bus(seeded, monkeypatch):
 
 
 def test_a_new_cluster_on_the_aws_managed_key_is_found_by_the_targeted_scan(change_bus):
-    from handlers import change_scan
+    from neptune_guard.handlers import change_scan
 
     session, forward, drain = change_bus
     neptune = member_session(session, ACCOUNT).client("neptune", region_name=REGION)
@@ -83,7 +83,7 @@ def test_a_new_cluster_on_the_aws_managed_key_is_found_by_the_targeted_scan(chan
     (json.dumps(cloudtrail_event("DisableKey", source="aws.kms", errorCode="AccessDenied")), "the call failed"),
 ])
 def test_a_forged_or_irrelevant_event_is_set_aside_and_scans_nothing(local_aws, monkeypatch, body, reason):
-    from handlers import change_scan
+    from neptune_guard.handlers import change_scan
 
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "1")
     record = {"messageId": "1", "body": body, "eventSource": "aws:sqs", "receiptHandle": "r", "attributes": {},
@@ -110,7 +110,7 @@ def test_events_outside_the_configured_accounts_and_regions_are_set_aside():
 
 
 def test_an_account_region_not_scanned_in_full_comes_back_as_a_failed_batch_item(change_bus):
-    from handlers import change_scan
+    from neptune_guard.handlers import change_scan
 
     session, forward, drain = change_bus
     forward(cloudtrail_event("CreateDBCluster"))

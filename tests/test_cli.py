@@ -137,3 +137,47 @@ def test_aws_cli_habits_profile_region_output_and_exit_codes(capsys, monkeypatch
     out = capsys.readouterr().out
     assert help_.value.code == 0 and all(flag in out for flag in ("--profile", "--region", "--debug", "--output", "--no-progress"))
     assert "exit status: 0 done" in out
+
+
+WIDE = {"accounts": {"111111111111": {"us-east-1": {"clusters": {
+    "a-cluster-identifier-of-sixty-three-characters-which-rds-allows": {"encryption": "none", "instances": {}},
+    "short": {"encryption": "aws-managed", "instances": {}}}}}}}
+
+
+def test_table_columns_are_sized_to_their_data_and_counted_by_severity(seeded, capsys):
+    seeded(WIDE)
+    assert main(["scan", "--accounts", "111111111111", "--regions", "us-east-1"]) == 0
+    out = capsys.readouterr().out
+    assert "\033[" not in out  # not a terminal: no colour codes in a pipe or a file
+    assert "Failed checks by severity: HIGH 4, MEDIUM 2" in out
+    lines = out.splitlines()
+    header = next(line for line in lines if line.lstrip().startswith("SEVERITY"))
+    rows = lines[lines.index(header) + 1:lines.index(header) + 7]
+    for column in ("REGION", "RESOURCE", "CHECK", "DETAIL"):
+        at = header.index(column)
+        assert all(row[at - 2:at] == "  " and row[at] != " " for row in rows), (column, rows)
+    assert len(rows) == 6 and all(row.startswith("  ") and len(row) < 400 for row in rows)
+
+
+def test_severities_are_coloured_on_a_terminal_only(seeded):
+    from neptune_guard import report
+    from neptune_guard.scanner import ScanOptions, scan
+
+    session = seeded(TWO_ACCOUNTS)
+    result = scan(ScanOptions(accounts="org", regions=("us-east-1", "eu-west-1")), session)
+    coloured, plain = report.table(result, color=True, width=300), report.table(result)
+    assert "\033[" in coloured and "\033[" not in plain
+    assert "\033[1;37;41mCRITICAL" in coloured  # bold white on red
+
+
+def test_checks_lists_every_check_with_its_severity(capsys):
+    from neptune_guard.checks import CHECKS
+
+    assert main(["checks"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].split() == ["SEVERITY", "CHECK", "RESOURCE", "TITLE"]
+    for check in CHECKS:
+        assert any(line.split()[:2] == [check.severity, check.id] for line in out.splitlines()), check.id
+    assert main(["checks", "--output", "json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert {c["id"] for c in listed} == {c.id for c in CHECKS} and listed[0]["severity"] == "CRITICAL"

@@ -63,3 +63,50 @@ def test_scenario_comes_back_with_every_setting_kept_under_the_original_names(tm
     replacement = next(s for s in document["snapshots"] if s["id"].startswith("ledger-2025-cmk-"))
     assert after[(replacement["id"], "neptune_cluster_snapshot_uses_cmk")] == "PASSED"
     assert ("ledger-2025", "neptune_cluster_snapshot_uses_cmk") not in after
+
+
+def test_a_global_database_member_seeds_in_any_region(seeded):
+    from tests.conftest import member_session
+
+    session = seeded({"accounts": {"111111111111": {"eu-west-1": {"clusters": {
+        "worldwide-primary": {"encryption": "none", "instances": {}, "global_cluster": "worldwide"}}}}}})
+    neptune = member_session(session, "111111111111").client("neptune", region_name="eu-west-1")
+    assert neptune.describe_db_clusters(DBClusterIdentifier="worldwide-primary")["DBClusters"][0]["GlobalClusterIdentifier"]
+
+
+def test_a_demo_failure_is_one_line_not_a_traceback(tmp_path, capsys, monkeypatch):
+    from sandbox import demo
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the local AWS went away")
+
+    monkeypatch.setattr(demo, "_run", broken)
+    assert main(["demo"]) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == "neptune-guard demo: failed: RuntimeError: the local AWS went away" and "Traceback" not in err
+
+
+WRITES = {"accounts": {"111111111111": {"us-east-1": {
+    "keys": {"neptune-cmk": {"state": "Enabled"}},
+    "clusters": {"busy": {"encryption": "none", "instances": {"busy-1": "db.t4g.medium"}, "writes_during_remediation": True}},
+}}}, "target_key": "neptune-cmk"}
+
+
+def test_writes_at_the_cutover_end_the_demo_cleanly_with_the_original_serving(tmp_path, capsys, monkeypatch):
+    """The demo's on-call rejects a cutover with writes detected, as a person would: no traceback, exit 0, the
+    original keeps its name, unencrypted as it was, and nothing the execution made is left behind."""
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    path = tmp_path / "writes.json"
+    path.write_text(json.dumps(WRITES))
+    with mock.patch.dict(os.environ):
+        assert main(["demo", "--scenario", str(path), "--output", "json"]) == 0
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    document = json.loads(captured.out)
+    (remediation,) = document["remediations"]
+    assert remediation["status"] == "FAILED" and "writes detected" in (remediation["cause"] or "")
+    # The lead's ASL change names this outcome "writes detected"; until then a rejection reads "not approved".
+    assert remediation["outcome"] in ("writes detected", "not approved")
+    clusters = {c["id"]: c for c in document["clusters"]}
+    assert set(clusters) == {"busy"} and clusters["busy"]["storage_encrypted"] is False
+    assert document["decommissions"] == []

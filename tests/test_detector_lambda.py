@@ -26,7 +26,7 @@ def test_scheduled_event_scans_publishes_and_reports(seeded, monkeypatch, capsys
     monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "detector")
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "1")
     monkeypatch.setenv("POWERTOOLS_LOG_LEVEL", "INFO")
-    from handlers import detector
+    from neptune_guard.handlers import detector
 
     summary = detector.handler(SCHEDULED_EVENT, Context())
 
@@ -51,7 +51,7 @@ def test_near_its_time_limit_the_detector_reports_every_account_region_it_did_no
     monkeypatch.setenv("REGIONS", "us-east-1,eu-west-1")
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "NeptuneGuard")
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "1")
-    from handlers import detector
+    from neptune_guard.handlers import detector
 
     summary = detector.handler(SCHEDULED_EVENT, Context(remaining_ms=(scanner.FINISHING_RESERVE_SECONDS - 1) * 1000))
 

@@ -1,6 +1,6 @@
 """Least privilege, executed: the roles the CDK app synthesizes are deployed into the local AWS and every code path
 runs on their credentials alone, each request authorized as IAM would (sandbox/executed_iam.py). Any AccessDenied
-fails the run; every granted action the run never used must be one the README lists with the documentation that
+fails the run; every granted action the run never used must be one docs/iam.md lists with the documentation that
 requires it."""
 
 import json
@@ -179,8 +179,8 @@ def test_every_code_path_runs_on_the_synthesized_roles_alone(deployed, monkeypat
     documented = documented_unexercised()
     assert unexercised == documented, f"not documented: {sorted(unexercised - documented)}; documented but used: {sorted(documented - unexercised)}"
     figures = f"{granted} role-action grants, {exercised} exercised"
-    assert f"{granted} role-action grants" in (ROOT / "README.md").read_text(), figures
-    assert f"{exercised} exercised" in (ROOT / "README.md").read_text(), figures
+    assert f"{granted} role-action grants" in (ROOT / "docs" / "iam.md").read_text(), figures
+    assert f"{exercised} exercised" in (ROOT / "docs" / "iam.md").read_text(), figures
 
 
 def failed_finding(session, resource_suffix):
@@ -212,8 +212,8 @@ def start(person, url, state_machine_arn, target: dict) -> str:
 
 
 def documented_unexercised() -> set[str]:
-    """The README's table of grants no code path calls: `| `ROLE` | `action`, `action` | why, with its documentation |`."""
-    section = (ROOT / "README.md").read_text().split("#### Granted, never called by our code")[1].split("\n#")[0]
+    """docs/iam.md's table of grants no code path calls: `| `ROLE` | `action`, `action` | why, with its documentation |`."""
+    section = (ROOT / "docs" / "iam.md").read_text().split("### Granted, never called by our code")[1].split("\n#")[0]
     rows = re.findall(r"^\| `([\w-]+)` \| ([^|]+) \|", section, re.MULTILINE)
     return {f"{role} {action}" for role, actions in rows for action in re.findall(r"`([\w:*-]+)`", actions)}
 

@@ -117,7 +117,7 @@ def test_a_broken_scenario_file_is_one_line_and_seeds_nothing(world, capsys, tmp
     ({"READ_NEPTUNE_ANALYTICS": "sometimes"}, "READ_NEPTUNE_ANALYTICS"),
 ])
 def test_the_detector_refuses_a_bad_configuration_before_scanning(world, monkeypatch, environment, complaint):
-    from handlers import detector
+    from neptune_guard.handlers import detector
 
     _, _, state = world
     before = state()
@@ -133,7 +133,7 @@ def test_the_detector_refuses_a_bad_configuration_before_scanning(world, monkeyp
                                     {"findings": [{"GeneratorId": "neptune-guard/neptune_cluster_uses_cmk"}]},
                                     {"findings": [{"GeneratorId": "neptune-guard/nope", "Resources": [{}]}]}])
 def test_the_trigger_skips_every_malformed_finding(world, monkeypatch, detail):
-    from handlers import trigger
+    from neptune_guard.handlers import trigger
 
     _, arns, state = world
     monkeypatch.setenv("CLUSTER_STATE_MACHINE_ARN", arns["cluster"])

@@ -28,7 +28,10 @@ NAMES = ["orders-graph", "billing-cmk", "ledger-pre-cmk", "neptune-guard-tmp-1a2
 
 @pytest.fixture(scope="module")
 def remediation_policies(tmp_path_factory):
-    app = App(context=json.loads((ROOT / "cdk.json").read_text())["context"], outdir=str(tmp_path_factory.mktemp("cdk.out")))
+    from tests.conftest import EXAMPLE_ORGANIZATION
+
+    context = {**json.loads((ROOT / "cdk.json").read_text())["context"], "neptune-guard:organizationId": EXAMPLE_ORGANIZATION}
+    app = App(context=context, outdir=str(tmp_path_factory.mktemp("cdk.out")))
     _, members = build(app)
     return role_policies(Template.from_stack(members).to_json(), "NeptuneGuardRemediation", REFERENCES)
 

@@ -380,13 +380,18 @@ def test_on_call_is_told_the_plan_the_write_check_and_how_to_answer(deployed):
 
     messages = []  # the cutover question is published while the execution already waits for its answer: read until both came
     for _ in range(20):
-        messages += [json.loads(m["Body"]) for m in sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=1, MaxNumberOfMessages=10)
-                     .get("Messages", [])]
+        messages += sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=1, MaxNumberOfMessages=10,
+                                        MessageAttributeNames=["All"]).get("Messages", [])
         if len(messages) >= 2:
             break
-    first, cutover = messages[0], messages[-1]
+    # What chat (AWS Chatbot) and machines get: the custom-notification JSON, and the full detail as an attribute.
+    chat = [json.loads(m["Body"]) for m in messages]
+    assert all((c["version"], c["source"]) == ("1.0", "custom") and set(c["content"]) >= {"textType", "title", "description", "nextSteps"}
+               for c in chat)
+    assert "orders" in chat[0]["content"]["title"] and "snapshot" in chat[0]["content"]["title"]
+    first, cutover = (json.loads(m["MessageAttributes"]["neptune_guard_detail"]["StringValue"]) for m in (messages[0], messages[-1]))
     assert first["stage"] == "snapshot" and "STOP ALL WRITES" in first["question"]
-    assert first["approve"].startswith(f"neptune-guard approve {execution}")
+    assert first["approve"] == f"neptune-guard approve {execution} --stage snapshot"
     assert cutover["stage"] == "cutover" and cutover["write_activity"]["writes_detected"] is False
     iam = cutover["iam_authentication"]
     assert iam["old_resource_id"] == clusters(session)["orders"]["DbClusterResourceId"]

@@ -70,7 +70,7 @@ def test_an_account_that_refuses_its_role_is_reported_and_the_run_fails_below_th
 
 
 def test_an_item_that_crashes_is_counted_against_coverage_not_hidden(scheduled_scan, monkeypatch):
-    from handlers import scheduled_scan as handler_module
+    from neptune_guard.handlers import scheduled_scan as handler_module
 
     original = handler_module.scan
 
@@ -94,7 +94,7 @@ def test_an_item_that_crashes_is_counted_against_coverage_not_hidden(scheduled_s
     {"step": "summarize", "accounts_key": "runs/a/accounts.json", "manifest_key": "s3://other/manifest.json"}, {"step": "delete_everything"},
 ])
 def test_the_scan_function_refuses_an_event_its_state_machine_does_not_send(local_aws, monkeypatch, event):
-    from handlers import scheduled_scan as handler_module
+    from neptune_guard.handlers import scheduled_scan as handler_module
 
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "1")
     with pytest.raises(handler_module.InvalidScanEvent, match="^not a Neptune Guard scheduled-scan event"):
@@ -102,7 +102,7 @@ def test_the_scan_function_refuses_an_event_its_state_machine_does_not_send(loca
 
 
 def test_a_bad_minimum_coverage_is_refused_before_anything_is_read(local_aws, monkeypatch):
-    from handlers import scheduled_scan as handler_module
+    from neptune_guard.handlers import scheduled_scan as handler_module
     from neptune_guard.options import ConfigurationError
 
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "1")

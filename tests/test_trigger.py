@@ -38,7 +38,7 @@ def by_title(hub, text, check):
 
 
 def test_only_failed_active_findings_of_this_tool_start_workflows_once(setup):
-    from handlers import trigger
+    from neptune_guard.handlers import trigger
 
     session, hub, arns = setup
     cluster = by_title(hub, "(cluster plain)", "neptune_cluster_uses_cmk")
@@ -66,7 +66,7 @@ def test_only_failed_active_findings_of_this_tool_start_workflows_once(setup):
 
 def test_a_forged_or_stale_finding_never_starts_a_remediation(setup):
     """Findings are evidence, not orders: a member role that may only import findings cannot re-key a cluster."""
-    from handlers import trigger
+    from neptune_guard.handlers import trigger
 
     session, hub, arns = setup
     genuine = by_title(hub, "(cluster plain)", "neptune_cluster_uses_cmk")

@@ -12,7 +12,7 @@ from importlib.metadata import PackageNotFoundError, entry_points, version
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError, PartialCredentialsError, ProfileNotFound
 from botocore.utils import ArnParser, InvalidArnException
 
-from . import __version__, approval_client, report
+from . import __version__, approval_client, console, executions, report
 from .aws import ACCOUNT_ID, REGION_NAME
 from .options import accounts_option, concurrency_option, regions_option
 from .scanner import DEFAULT_AUDIT_ROLE, ScanOptions, ScanSetupError, scan
@@ -136,13 +136,26 @@ def build_parser() -> argparse.ArgumentParser:
     _add_approval_url_argument(remediate, "start through the approval endpoint, which records you as the requester")
     approve = commands.add_parser("approve", parents=[answer], epilog=EXIT_CODES, help="approve the step an execution waits on, through the approval endpoint")
     approve.add_argument("execution_arn", type=_arn_of("states", "execution"))
+    approve.add_argument("--stage", choices=executions.ALL_STAGES,
+                         help="the approval you give (required where the workflow asks for several: the cluster workflow's "
+                              "snapshot, cutover and decommission); the endpoint refuses it if the execution waits for another")
+    approve.add_argument("--reason", help="why, recorded with the approval in the execution's history")
     approve.add_argument("--accept-write-loss", action="store_true",
                          help="approve a cutover although writes were detected after the snapshot (they are lost)")
     _add_approval_url_argument(approve, "the approval endpoint (required)")
     reject = commands.add_parser("reject", parents=[answer], epilog=EXIT_CODES, help="reject the step an execution waits on, through the approval endpoint")
     reject.add_argument("execution_arn", type=_arn_of("states", "execution"))
-    reject.add_argument("--reason", required=True)
+    reject.add_argument("--stage", choices=executions.ALL_STAGES, help="reject only if the execution waits for this approval")
+    reject.add_argument("--reason", required=True, help="why, recorded in the execution's history and told to the requester")
     _add_approval_url_argument(reject, "the approval endpoint (required)")
+    pending = commands.add_parser("pending", parents=[home], epilog=EXIT_CODES,
+                                  help="list the executions waiting for an approval: stage, resource, requester, deadline")
+    pending.add_argument("--account", type=_account, help="the security account of the workflows (default: the caller's)")
+    status = commands.add_parser("status", parents=[_common_options(home_region=False, output_default="table")], epilog=EXIT_CODES,
+                                 help="where an execution is, what serves the cluster's name, what is retained")
+    status.add_argument("execution_arn", type=_arn_of("states", "execution"))
+    commands.add_parser("checks", parents=[_common_options(home_region=False, output_default="table")], epilog=EXIT_CODES,
+                        help="list the checks: id, resource, severity, title")
     demo = commands.add_parser("demo", help="run Neptune Guard end to end against the embedded local AWS")
     demo.add_argument("--scenario", help="JSON file describing the Organization to seed (default: the built-in demo)")
     demo.add_argument("--output", choices=("table", "json"), default="table",
@@ -150,22 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class Progress:
-    """A one-line progress indicator on a terminal; silent when stderr is not one."""
-
-    def __init__(self, stream=sys.stderr, enabled: bool = True):
-        self.stream = stream
-        self.enabled = enabled and stream.isatty()
-
-    def __call__(self, unit, done: int, known: int) -> None:
-        if self.enabled:
-            self.stream.write(f"\rscanned {done}/{known} account-regions ({unit.account_id} {unit.region})\033[K")
-            self.stream.flush()
-
-    def close(self) -> None:
-        if self.enabled:
-            self.stream.write("\r\033[K")
-            self.stream.flush()
+Progress = console.Progress  # kept for callers of cli.Progress
 
 
 def run_scan(args) -> int:
@@ -181,7 +179,10 @@ def run_scan(args) -> int:
         print(f"neptune-guard: the scan could not start: {error}", file=sys.stderr)
         return EXIT_NOTHING_SCANNED
     progress.close()
-    print(json.dumps(result.to_dict(), indent=2) if args.output == "json" else report.table(result))
+    if args.output == "json":
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        print(report.table(result, color=console.is_terminal(sys.stdout)))
     return EXIT_OK if result.scanned_units else EXIT_NOTHING_SCANNED
 
 
@@ -204,9 +205,20 @@ def approval_request(args) -> dict:
     """What the approval endpoint is asked; the endpoint, not this client, says who asks."""
     if args.command == "remediate":
         return {"action": "start", "state_machine_arn": args.state_machine_arn, "request": _target_request(args)}
+    stage = getattr(args, "stage", None)
     if args.command == "approve":
-        return {"action": "approve", "execution_arn": args.execution_arn, "accept_write_loss": args.accept_write_loss}
-    return {"action": "reject", "execution_arn": args.execution_arn, "reason": args.reason}
+        stages = executions.stages_of(args.execution_arn)
+        if stage is None and len(stages) == 1:
+            stage = stages[0]  # one approval in this workflow: nothing to mistake
+        if stage is None:
+            raise UsageError(f"approve needs --stage: this execution's workflow asks for {len(stages) or 'several'} approvals "
+                             f"({', '.join(stages) or 'unknown stages'}), and an approval meant for one must not answer "
+                             f"another. See which one it waits for with: neptune-guard status {args.execution_arn}")
+        if stages and stage not in stages:
+            raise UsageError(f"this execution's workflow has no {stage} approval (its stages: {', '.join(stages)})")
+        return {"action": "approve", "execution_arn": args.execution_arn, "stage": stage, "accept_write_loss": args.accept_write_loss,
+                **({"reason": args.reason} if args.reason else {})}
+    return {"action": "reject", "execution_arn": args.execution_arn, "reason": args.reason, **({"stage": stage} if stage else {})}
 
 
 def aws_session(args):
@@ -224,7 +236,10 @@ def show(document: dict, output: str) -> None:
         print(json.dumps(document, indent=2, default=str))
         return
     for key, value in document.items():
-        print(f"{key}: {value if isinstance(value, (str, int, float, bool)) or value is None else json.dumps(value, default=str)}")
+        if isinstance(value, list) and all(isinstance(item, str) for item in value):
+            print(f"{key}:" + "".join(f"\n  - {item}" for item in value) if value else f"{key}: none")
+        else:
+            print(f"{key}: {value if isinstance(value, (str, int, float, bool)) or value is None else json.dumps(value, default=str)}")
 
 
 def run_workflow_command(args) -> int:
@@ -243,11 +258,12 @@ def run_workflow_command(args) -> int:
             requester = session.client("sts").get_caller_identity()["Arn"]
             show({"execution_arn": workflow.start(sfn, args.state_machine_arn, {**_target_request(args), "requested_by": requester})},
                  args.output)
-        elif not args.approval_url:
-            raise UsageError(f"{args.command} goes through the approval endpoint: give --approval-url or set "
-                             f"{approval_client.URL_ENVIRONMENT_VARIABLE}")
         else:
-            show(approval_client.call(session, args.approval_url, approval_request(args)), args.output)
+            body = approval_request(args)  # refused here, before any call, when it could answer the wrong question
+            if not args.approval_url:
+                raise UsageError(f"{args.command} goes through the approval endpoint: give --approval-url or set "
+                                 f"{approval_client.URL_ENVIRONMENT_VARIABLE}")
+            show(approval_client.call(session, args.approval_url, body), args.output)
     except (remediation.InvalidRequest, approval_client.EndpointRefused, UsageError) as error:
         print(f"neptune-guard: {error}", file=sys.stderr)
         return EXIT_USAGE
@@ -257,14 +273,73 @@ def run_workflow_command(args) -> int:
     return EXIT_OK
 
 
+def run_checks(args) -> int:
+    from .checks import CHECKS
+
+    rows = sorted(CHECKS, key=lambda c: (console.SEVERITY_ORDER.get(c.severity, 9), c.id))
+    if args.output == "json":
+        print(json.dumps([{"id": c.id, "resource_type": c.resource_type, "severity": c.severity, "title": c.title,
+                           "security_hub_control": c.security_hub_control, "remediation_workflow": c.workflow} for c in rows], indent=2))
+    else:
+        print(console.table(["SEVERITY", "CHECK", "RESOURCE", "TITLE"],
+                            [[c.severity, c.id, report.KINDS.get(c.resource_type, c.resource_type), c.title] for c in rows],
+                            color=console.is_terminal(sys.stdout)))
+    return EXIT_OK
+
+
+def run_pending(args) -> int:
+    session = aws_session(args)
+    identity = session.client("sts").get_caller_identity()
+    partition = identity["Arn"].split(":")[1]
+    region = session.region_name
+    if not region:
+        raise NoRegionError()
+    sfn = session.client("stepfunctions")
+    found = executions.pending(sfn, executions.state_machine_arns(partition, region, args.account or identity["Account"]))
+    if args.output == "json":
+        print(json.dumps(found, indent=2))
+        return EXIT_OK
+    if not found:
+        print(f"No execution waits for an approval in {args.account or identity['Account']} {region}.")
+        return EXIT_OK
+    print(console.table(["STAGE", "RESOURCE", "ACCOUNT", "REGION", "REQUESTED BY", "DEADLINE", "EXECUTION"],
+                        [[p["stage"] + (" (WRITES DETECTED)" if p["writes_detected"] else ""), f"{p['resource_type']} {p['resource']}",
+                          p["account_id"], p["region"], (p["requested_by"] or "?").rsplit("/", 1)[-1], p["deadline"] or "?",
+                          p["execution_arn"]] for p in found],
+                        color=console.is_terminal(sys.stdout), severity_column=None))
+    print("\nAnswer with: neptune-guard approve EXECUTION --stage STAGE   or   neptune-guard reject EXECUTION --reason WHY")
+    return EXIT_OK
+
+
+def run_status(args) -> int:
+    from .rds_resources import parse_arn
+
+    session = aws_session(args)
+    sfn = session.client("stepfunctions", region_name=parse_arn(args.execution_arn, "execution ARN")["region"])
+    try:
+        document = executions.status(sfn, args.execution_arn)
+    except ClientError as error:
+        if error.response["Error"]["Code"] in ("ExecutionDoesNotExist", "InvalidArn"):
+            print(f"neptune-guard: no execution {args.execution_arn}", file=sys.stderr)
+            return EXIT_USAGE
+        raise
+    show(document, args.output)
+    waiting = document.get("waiting_for")
+    if args.output != "json" and waiting:
+        from .notifications import answer_commands
+
+        commands = answer_commands(args.execution_arn, waiting["stage"])
+        print(f"\nIt waits for the {waiting['stage']} approval until {waiting['deadline'] or '?'}:\n  {commands['approve']}\n  {commands['reject']}")
+    return EXIT_OK
+
+
+COMMANDS = {"scan": run_scan, "demo": run_demo, "checks": run_checks, "pending": run_pending, "status": run_status}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.command == "scan":
-            return run_scan(args)
-        if args.command == "demo":
-            return run_demo(args)
-        return run_workflow_command(args)
+        return COMMANDS.get(args.command, run_workflow_command)(args)
     except (NoCredentialsError, PartialCredentialsError, ProfileNotFound, NoRegionError) as error:
         print(f"neptune-guard: no usable AWS credentials or configuration: {error}", file=sys.stderr)
         return EXIT_CREDENTIALS

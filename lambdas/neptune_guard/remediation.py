@@ -411,39 +411,38 @@ def move_custom_endpoints(step: Step) -> dict:
 
 def request_approval(step: Step, stage: str, task_token: str) -> dict:
     """Tell on-call what is asked of them; the execution waits for `approve` or `reject`."""
+    from . import notifications
+
     plan, state = step.plan, step.state
-    message = {
-        "question": plan["questions"][stage],
-        "execution": step.execution,
-        "stage": stage,
-        "approve": f"neptune-guard approve {step.execution}  (NEPTUNE_GUARD_APPROVAL_URL: the stack's ApprovalUrl)",
-        "reject": f"neptune-guard reject {step.execution} --reason '...'",
-        "plan": plan,
-    }
+    requested_at = _utcnow()
+    deadline = _iso(requested_at + timedelta(seconds=int(plan.get("approval_timeout_seconds", DEFAULT_APPROVAL_TIMEOUT_SECONDS))))
+    question = plan["questions"][stage]
+    detail = {"plan": plan}
+    writes_detected = False
     if stage == "cutover" and plan.get("path") == "streams":
         replication = state.get("replication", {})
-        message["replication_lag"] = {k: replication.get(k) for k in ("lag_records", "lag_seconds", "latest", "positions")}
-        message["question"] = (f"The new cluster is {replication.get('lag_records')} records ({replication.get('lag_seconds')} s) behind "
-                               f"{plan['cluster_id']}, replicating continuously. STOP WRITES to {plan['cluster_id']}, then approve: the "
-                               "workflow drains to the original's last committed event, proves the new cluster's position equals it "
-                               "(commit and operation numbers), and swaps the names; resume writes when the execution reports CUT_OVER. "
-                               + message["question"])
+        detail["replication_lag"] = {k: replication.get(k) for k in ("lag_records", "lag_seconds", "latest", "positions")}
+        question = (f"The new cluster is {replication.get('lag_records')} records ({replication.get('lag_seconds')} s) behind "
+                    f"{plan['cluster_id']}, replicating continuously. STOP WRITES to {plan['cluster_id']}, then approve: the "
+                    "workflow drains to the original's last committed event, proves the new cluster's position equals it "
+                    "(commit and operation numbers), and swaps the names; resume writes when the execution reports CUT_OVER. "
+                    + question)
     if stage == "cutover":
         writes = state.get("write_check", {})
-        message["write_activity"] = writes
-        if writes.get("writes_detected"):
-            message["question"] = (f"WRITES DETECTED on {plan['cluster_id']} after its snapshot ({writes['metrics']}). A cutover "
-                                   "now would lose them. Reject (the original keeps serving; re-run once writes are stopped), "
-                                   "or approve with --accept-write-loss to lose them on purpose. " + message["question"])
-            message["approve"] += " --accept-write-loss"
+        detail["write_activity"] = writes
+        writes_detected = bool(writes.get("writes_detected"))
+        if writes_detected:
+            question = (f"WRITES DETECTED on {plan['cluster_id']} after its snapshot ({writes['metrics']}). A cutover "
+                        "now would lose them. Reject (the original keeps serving; re-run once writes are stopped), "
+                        "or approve with --accept-write-loss to lose them on purpose. " + question)
         new_id = state.get("verified", {}).get("resource_id")
-        message["iam_authentication"] = {
+        detail["iam_authentication"] = {
             **plan["iam_authentication"], "new_resource_id": new_id,
             "update": (f"IAM policies granting neptune-db:* on cluster-{plan['cluster_resource_id']} must name "
                        f"cluster-{new_id} after the cutover"),
         }
-    send_notification(f"Neptune Guard: approval needed ({stage}) in {step.request['account_id']} {step.request['region']}", message)
-    return {"requested_at": _now()}
+    send_notification(notifications.approval(step.execution, stage, step.request, question, deadline, writes_detected, detail))
+    return {"requested_at": _iso(requested_at)}
 
 
 def mark_original(step: Step) -> dict:
@@ -1041,19 +1040,20 @@ def _remove_what_never_served(step: Step) -> tuple[list[str], list[str]]:
 
 
 def notify(step: Step, outcome: str) -> dict:
-    subject = f"Neptune Guard: remediation of {step.request.get('cluster_id') or step.request.get('snapshot_id')} {outcome}"
-    send_notification(subject, {"outcome": outcome, "execution": step.execution, "error": step.state.get("error"),
-                                "rollback": step.state.get("rollback"), "needs_attention": step.state.get("bookkeeping_error"),
-                                "plan": step.plan})
+    from . import notifications
+
+    send_notification(notifications.outcome(step.execution, step.request, outcome, step.state.get("error"), {
+        "rollback": step.state.get("rollback"), "needs_attention": step.state.get("bookkeeping_error"), "plan": step.plan}))
     return {"notified": outcome}
 
 
-def send_notification(subject: str, message: dict) -> None:
+def send_notification(notification) -> None:
+    """Publish a notifications.Notification to the on-call topic (email: the short text; chat and machines: the
+    Chatbot JSON; the full detail as a message attribute)."""
     topic = os.environ.get("NOTIFICATION_TOPIC_ARN")
     if topic:
         boto3.client("sns", region_name=parse_arn(topic, "topic ARN")["region"], config=aws.CLIENT_CONFIG).publish(
-            TopicArn=topic, Subject=subject[:100], Message=json.dumps(message, indent=2, default=str)
-        )
+            **notification.sns_arguments(topic))
 
 
 def _utcnow() -> datetime:
