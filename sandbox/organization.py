@@ -28,7 +28,7 @@ DEMO_SCENARIO = {
     "accounts": {
         "111111111111": {
             "us-east-1": {
-                "keys": {"alias/neptune-cmk": {"state": "Enabled"}},
+                "keys": {"alias/neptune-cmk": {"state": "Enabled", "shared_with": ["333333333333"]}},
                 "clusters": {
                     "orders-graph": {
                         "encryption": "none",

@@ -17,6 +17,7 @@ from neptune_guard.rds_resources import (
     RETAINED_UNTIL,
     RETIRED_BY,
 )
+from neptune_guard import live_cutover
 from neptune_guard.remediation import ARCHIVED_BY, SERVED
 
 from .config import DETECTOR_ROLE, PLANNER_ROLE, TRIGGER_ROLE, WORKFLOW_ROLE, Config
@@ -32,6 +33,43 @@ RESTORE_KMS_ACTIONS = [  # the permissions Neptune documents for creating an enc
 
 
 class MemberRolesStack(Stack):
+    def _streams_path_grants(self, remediation: iam.Role, executions: str, tagged_for_an_execution) -> None:
+        """The streams path (lambdas/neptune_guard/live_cutover.py, PERMISSIONS): the replicator's security group, role and
+        function, each created with the execution's tag and changed or deleted only with it; its role can never hold more
+        than the boundary policy, and may be passed to Lambda only."""
+        grants = live_cutover.PERMISSIONS
+        ec2 = f"arn:{Aws.PARTITION}:ec2:*:{Aws.ACCOUNT_ID}"
+        replicator_role = f"arn:{Aws.PARTITION}:iam::{Aws.ACCOUNT_ID}:role{live_cutover.ROLE_PATH}{live_cutover.ROLE_PREFIX}*"
+        functions = f"arn:{Aws.PARTITION}:lambda:*:{Aws.ACCOUNT_ID}:function:{live_cutover.FUNCTION_PREFIX}*"
+        boundary = iam.ManagedPolicy(
+            self, "ReplicatorBoundary", managed_policy_name=live_cutover.BOUNDARY,
+            description="The most a Neptune Guard replicator role may hold: Neptune data access and its function's network interfaces",
+            statements=[iam.PolicyStatement(actions=live_cutover.REPLICATION_ACTIONS,
+                                            resources=[f"arn:{Aws.PARTITION}:neptune-db:*:{Aws.ACCOUNT_ID}:*/*"]),
+                        iam.PolicyStatement(actions=live_cutover.VPC_ACCESS_ACTIONS, resources=["*"])])
+        statements = [
+            ("ChooseThePath", grants["plan"] + grants["network_read"], ["*"], None),
+            ("CreateTheReplicatorGroupTagged", ["ec2:CreateSecurityGroup"], [f"{ec2}:security-group/*"], tagged_for_an_execution(CREATED_BY, requested=True)),
+            ("InTheClustersVpc", ["ec2:CreateSecurityGroup"], [f"{ec2}:vpc/*"], None),
+            ("TagOnlyWhatItCreates", ["ec2:CreateTags"], [f"{ec2}:security-group/*", f"{ec2}:security-group-rule/*"],
+             {"StringEquals": {"ec2:CreateAction": ["CreateSecurityGroup", "AuthorizeSecurityGroupIngress"]}}),
+            ("AdmitTheReplicatorWithATaggedRule", ["ec2:AuthorizeSecurityGroupIngress"], [f"{ec2}:security-group/*", f"{ec2}:security-group-rule/*"],
+             tagged_for_an_execution(CREATED_BY, requested=True)),
+            ("RevokeOnlyTheExecutionsRules", ["ec2:RevokeSecurityGroupIngress"], [f"{ec2}:security-group-rule/*"], tagged_for_an_execution(CREATED_BY)),
+            ("RevokeOnTheClustersGroups", ["ec2:RevokeSecurityGroupIngress"], [f"{ec2}:security-group/*"], None),
+            ("DeleteOnlyTheExecutionsGroup", grants["security_group_delete"], [f"{ec2}:security-group/*"], tagged_for_an_execution(CREATED_BY)),
+            ("TheReplicatorRoleWithinItsBoundary", ["iam:CreateRole", "iam:PutRolePolicy"], [replicator_role],
+             {"StringEquals": {"iam:PermissionsBoundary": boundary.managed_policy_arn}}),
+            ("ManageTheReplicatorRole", [a for a in grants["role"] if a not in ("iam:CreateRole", "iam:PutRolePolicy")], [replicator_role], None),
+            ("PassTheReplicatorRoleToLambdaOnly", grants["pass_role"], [replicator_role],
+             {"StringEquals": {"iam:PassedToService": "lambda.amazonaws.com"}}),
+            ("TheReplicatorFunction", grants["function"], [functions], None),
+            ("ReadTheRetiredOriginalsStream", grants["read_retired_stream"], [f"arn:{Aws.PARTITION}:rds:*:{Aws.ACCOUNT_ID}:cluster:*"],
+             tagged_for_an_execution(RETIRED_BY)),
+        ]
+        for sid, actions, resources, conditions in statements:
+            remediation.add_to_policy(iam.PolicyStatement(sid=sid, actions=actions, resources=resources, conditions=conditions))
+
     def __init__(self, scope: Construct, construct_id: str, *, config: Config, **kwargs) -> None:
         super().__init__(scope, construct_id, description="Neptune Guard member account roles (audit, remediation)", **kwargs)
         security_account = CfnParameter(self, "SecurityAccountId", type="String", allowed_pattern=r"^\d{12}$",
@@ -130,6 +168,7 @@ class MemberRolesStack(Stack):
             conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}, "StringLike": {"kms:ViaService": "rds.*.amazonaws.com"}}))
         remediation.add_to_policy(iam.PolicyStatement(
             sid="ResolveFindings", actions=["securityhub:BatchUpdateFindings"], resources=[hub]))
+        self._streams_path_grants(remediation, executions, tagged_for_an_execution)
 
         trigger_access = iam.Role(
             self, "TriggerAccessRole", role_name=config.trigger_access_role_name, assumed_by=security_role(TRIGGER_ROLE),
@@ -154,6 +193,9 @@ class MemberRolesStack(Stack):
                 sid="ReadNeptune", actions=READ_NEPTUNE_ACTIONS, resources=neptune_resources))
             planner.add_to_policy(iam.PolicyStatement(
                 sid="ClassifyKeys", actions=["kms:DescribeKey"], resources=[f"arn:{Aws.PARTITION}:kms:*:*:key/*"]))
+            planner.add_to_policy(iam.PolicyStatement(
+                sid="ChooseThePath", actions=live_cutover.PERMISSIONS["plan"],
+                resources=["*"]))
 
         # Stack-wide: the stack holds only these roles, and the remediation role's policy is large enough that the CDK
         # splits it into overflow policies created after this point.

@@ -20,7 +20,7 @@ ACCOUNT, OTHER, REGION = "111111111111", "222222222222", "us-east-1"
 SCENARIO = {
     "accounts": {
         ACCOUNT: {REGION: {
-            "keys": {"neptune-guard": {"state": "Enabled"}},
+            "keys": {"neptune-guard": {"state": "Enabled", "shared_with": [OTHER]}},
             "clusters": {
                 "orders": {"encryption": "none", "instances": {"orders-1": "db.r6g.large"}, "tags": {"team": "orders"},
                            "custom_endpoints": {"orders-analytics": {"type": "READER", "members": ["orders-1"]}}},

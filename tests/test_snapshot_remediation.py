@@ -1,5 +1,7 @@
 """The snapshot remediation state machine: copy under the key, or restore-and-snapshot when unencrypted."""
 
+import json
+
 import pytest
 
 from neptune_guard import approvals, workflow
@@ -10,7 +12,7 @@ SCENARIO = {
     "accounts": {
         ACCOUNT: {
             REGION: {
-                "keys": {"neptune-cmk": {"state": "Enabled"}},
+                "keys": {"neptune-cmk": {"state": "Enabled", "shared_with": [PARTNER]}, "closed": {"state": "Enabled"}},
                 "clusters": {"plain": {"encryption": "none"}, "default": {"encryption": "aws-managed"},
                              "good": {"encryption": "neptune-cmk"}},
                 "snapshots": {"plain-snap": "plain", "default-snap": {"cluster": "default", "shared_with": [PARTNER]},
@@ -112,3 +114,28 @@ def test_automated_snapshots_are_refused(deployed):
     execution = workflow.start(sfn, arns["snapshot"], request(automated["DBClusterSnapshotIdentifier"]))
     result = finish(sfn, execution)
     assert result["error"] == "Refused" and "automated snapshot" in final_state(sfn, execution)["error"]["Cause"]
+
+
+def test_a_key_the_shared_accounts_could_not_use_is_refused_with_the_grant_to_add(deployed):
+    session, sfn, arns = deployed
+    before = snapshots(session)
+    execution = workflow.start(sfn, arns["snapshot"], {**request("default-snap"), "target_key": "alias/closed"})
+    result = finish(sfn, execution)
+    cause = final_state(sfn, execution)["error"]["Cause"]
+    assert result["error"] == "Refused" and PARTNER in cause and "kms:CreateGrant" in cause and "NeptuneGuardSharedSnapshotRestore" in cause
+    assert snapshots(session).keys() == before.keys()
+
+
+@pytest.mark.parametrize("statement, admitted", [
+    ({"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{PARTNER}:root"}, "Action": "kms:*", "Resource": "*"}, True),
+    ({"Effect": "Allow", "Principal": {"AWS": PARTNER}, "Action": ["kms:Decrypt", "kms:DescribeKey", "kms:CreateGrant"], "Resource": "*"}, True),
+    ({"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{PARTNER}:root"}, "Action": ["kms:Decrypt", "kms:DescribeKey"], "Resource": "*"}, False),
+    ({"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::999999999999:root"}, "Action": "kms:*", "Resource": "*"}, False),
+])
+def test_the_key_policy_check_needs_every_action_for_the_account(statement, admitted):
+    from neptune_guard.snapshot_remediation import key_policy_admits
+
+    policy = json.dumps({"Statement": [statement]})
+    assert key_policy_admits(policy, PARTNER, "arn:aws:kms:us-east-1:111111111111:key/k") is admitted
+    denied = json.dumps({"Statement": [statement, {"Effect": "Deny", "Principal": "*", "Action": "kms:CreateGrant", "Resource": "*"}]})
+    assert key_policy_admits(denied, PARTNER, "arn:aws:kms:us-east-1:111111111111:key/k") is False

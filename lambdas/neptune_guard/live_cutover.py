@@ -38,6 +38,23 @@ VPC_ACCESS_ACTIONS = ["ec2:CreateNetworkInterface", "ec2:DescribeNetworkInterfac
                       "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses"]
 LAMBDA_TRUST = {"Version": "2012-10-17", "Statement": [
     {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+ROLE_PATH = "/neptune-guard/"
+BOUNDARY = "NeptuneGuardReplicatorBoundary"  # the member stack's managed policy: no replicator role can hold more
+FUNCTION_PREFIX, ROLE_PREFIX = "neptune-guard-replicator-", "NeptuneGuardReplicator-"
+# The AWS actions this module's steps call with the member remediation role, beside the code that calls them: the member
+# stack grants exactly these (stacks/member_roles.py), scoped to what the execution creates.
+PERMISSIONS = {
+    "plan": ["rds:DescribeDBClusterParameters", "rds:DescribeDBSubnetGroups", "cloudwatch:GetMetricStatistics"],
+    "network_read": ["ec2:DescribeSecurityGroups", "ec2:DescribeSecurityGroupRules", "ec2:DescribeSubnets", "ec2:DescribeVpcs"],
+    "security_group_create": ["ec2:CreateSecurityGroup", "ec2:CreateTags"],
+    "security_group_admit": ["ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress"],
+    "security_group_delete": ["ec2:DeleteSecurityGroup"],
+    "role": ["iam:CreateRole", "iam:TagRole", "iam:GetRole", "iam:PutRolePolicy", "iam:DeleteRolePolicy", "iam:ListRolePolicies",
+             "iam:DeleteRole"],
+    "pass_role": ["iam:PassRole"],
+    "function": ["lambda:CreateFunction", "lambda:TagResource", "lambda:GetFunction", "lambda:InvokeFunction", "lambda:DeleteFunction"],
+    "read_retired_stream": ["rds:StartDBCluster"],
+}
 REPLICATE_SECONDS = 60  # one replication step's budget: well inside the function's 15 minutes
 CAUGHT_UP_RECORDS = 1000  # lag small enough to ask for the cutover
 
@@ -52,8 +69,7 @@ class ProofFailed(Exception):
 
 def replicator_names(execution: str) -> dict:
     token = naming.execution_token(execution)
-    return {"function": f"neptune-guard-replicator-{token}", "role": f"NeptuneGuardReplicator-{token}",
-            "security_group": f"neptune-guard-replicator-{token}"}
+    return {"function": FUNCTION_PREFIX + token, "role": ROLE_PREFIX + token, "security_group": FUNCTION_PREFIX + token}
 
 
 def code_zip() -> bytes:
@@ -114,7 +130,9 @@ def provision_replicator(step: Step) -> dict:
             raise NotOurs(f"role {names['role']} exists but was not created for execution {step.execution}")
         role_arn = role_arn["Arn"]
     except iam.exceptions.NoSuchEntityException:
-        role_arn = iam.create_role(RoleName=names["role"], Path="/neptune-guard/", AssumeRolePolicyDocument=json.dumps(LAMBDA_TRUST),
+        partition = plan["cluster_arn"].split(":")[1]
+        role_arn = iam.create_role(RoleName=names["role"], Path=ROLE_PATH, AssumeRolePolicyDocument=json.dumps(LAMBDA_TRUST),
+                                   PermissionsBoundary=f"arn:{partition}:iam::{step.request['account_id']}:policy/{BOUNDARY}",
                                    Description="Neptune Guard replicator (one remediation)", Tags=_tags(step))["Role"]["Arn"]
     iam.put_role_policy(RoleName=names["role"], PolicyName="replication", PolicyDocument=_policy(step, [plan["cluster_resource_id"]]))
     try:

@@ -243,7 +243,7 @@ def plan_cluster(step: Step) -> dict:
     soak = request.get("soak_seconds", DEFAULT_SOAK_SECONDS)
     approval_timeout = request.get("approval_timeout_seconds", DEFAULT_APPROVAL_TIMEOUT_SECONDS)
     estimates = estimated_waits(volume_bytes(step.client("cloudwatch"), cluster_id), len(instances))
-    streams = streams_path(neptune, step.client("ec2"), cluster, estimates["until_cutover_seconds"] + approval_timeout)
+    streams = streams_path(neptune, cluster, estimates["until_cutover_seconds"] + approval_timeout)
     return {
         "kind": "cluster-plan",
         "execution": step.execution,
@@ -305,7 +305,7 @@ def cluster_parameters(neptune, group: str | None) -> dict[str, str]:
     return {p["ParameterName"]: str(p.get("ParameterValue")) for page in pages for p in page["Parameters"] if "ParameterValue" in p}
 
 
-def streams_path(neptune, ec2, cluster: dict, needed_seconds: int) -> dict:
+def streams_path(neptune, cluster: dict, needed_seconds: int) -> dict:
     """The streams path when the cluster's stream is on (applied on every instance) and outlives the rebuild and the
     cutover approval; otherwise the freeze path, and why. https://docs.aws.amazon.com/neptune/latest/userguide/streams-using-enabling.html"""
     parameters = cluster_parameters(neptune, cluster.get("DBClusterParameterGroup"))
