@@ -119,7 +119,7 @@ def test_every_code_path_runs_on_the_synthesized_roles_alone(deployed, monkeypat
     assert not started["skipped"], started
     orders_execution, snapshot = (s["execution_arn"] for s in started["started"])
     wait_for_stage(sfn, orders_execution, "snapshot")
-    assert as_person(bob, monkeypatch, url, "approve", orders_execution) == 0, denials(harness)
+    assert as_person(bob, monkeypatch, url, "approve", orders_execution, "--stage", "snapshot") == 0, denials(harness)
     wait_for_stage(sfn, orders_execution, "cutover")  # the trigger's defaults let metrics settle for minutes: left here
 
     # A whole lifecycle started by a person, decommission included (soak shortened), carrying the cluster's IAM role;
@@ -135,7 +135,10 @@ def test_every_code_path_runs_on_the_synthesized_roles_alone(deployed, monkeypat
         if stage == "decommission":  # the scheduled scan during the soak notes the retained original
             scheduled_scan(sfn, arns, "during-the-soak")
         read_the_question(bob, arns["cluster"], catalog)
-        assert as_person(bob, monkeypatch, url, "approve", catalog) == 0, denials(harness)
+        # on-call's own commands, on the approver policy alone: what waits, where this execution is
+        assert as_person(bob, monkeypatch, url, "pending") == 0, denials(harness)
+        assert as_person(bob, monkeypatch, url, "status", catalog) == 0, denials(harness)
+        assert as_person(bob, monkeypatch, url, "approve", catalog, "--stage", stage) == 0, denials(harness)
     assert workflows.wait_for(sfn, catalog, lambda d, h: False)["status"] == "SUCCEEDED", denials(harness)
 
     # remediate and reject, as people, through the endpoint.
@@ -161,12 +164,12 @@ def test_every_code_path_runs_on_the_synthesized_roles_alone(deployed, monkeypat
     wait_for_stage(sfn, billing, "snapshot")
     with monkeypatch.context() as faults:
         faults.setattr(rds_models.RDSBackend, "restore_db_cluster_from_snapshot", failing_restore)
-        assert as_person(bob, monkeypatch, url, "approve", billing) == 0
+        assert as_person(bob, monkeypatch, url, "approve", billing, "--stage", "snapshot") == 0
         assert workflows.wait_for(sfn, billing, lambda d, h: False)["error"] == "RolledBack"
 
     # The snapshot workflow the trigger started: an unencrypted shared snapshot, restored and snapshotted under the CMK.
     wait_for_stage(sfn, snapshot, "delete-original")
-    assert as_person(bob, monkeypatch, url, "approve", snapshot) == 0
+    assert as_person(bob, monkeypatch, url, "approve", snapshot) == 0  # one question in the snapshot workflow: no --stage needed
     assert workflows.wait_for(sfn, snapshot, lambda d, h: False)["status"] == "SUCCEEDED"
     capsys.readouterr()
 
