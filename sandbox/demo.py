@@ -21,7 +21,7 @@ from neptune_guard import approval_client, graphs
 from neptune_guard.console import Progress
 from neptune_guard.remediation import custom_endpoints
 
-from . import function_urls, moto_fixes, on_call, workflows
+from . import application, function_urls, moto_fixes, on_call, workflows
 from .organization import DEMO_SCENARIO, account_session, alias_name, seed
 
 SANDBOX_ENVIRONMENT = {
@@ -112,28 +112,36 @@ def remediation_requests(evaluations, target_key: str) -> list[tuple[str, dict]]
 
 
 def approve_until_done(approver: on_call.Engineer, sfn, executions: list[str], accept_write_loss: set[str] = frozenset(),
-                       hold: frozenset[str] = frozenset(), timeout: float = 600, progress=None) -> None:
+                       hold: frozenset[str] = frozenset(), timeout: float = 600, progress=None, writers: dict | None = None) -> None:
     """Act as on-call: answer, through the approval endpoint, every step any execution waits on, until none is
     running or waits for a `hold` stage. The approver must not be who started them (the endpoint refuses that).
     Each approval names its stage. A cutover with writes detected after the snapshot is rejected, as a person would
     (the original keeps serving), unless the scenario says on-call accepts losing those writes for that cluster."""
     from neptune_guard import approvals
 
+    writers = writers or {}
     deadline = time.monotonic() + timeout
     running = set(executions)
     while running and time.monotonic() < deadline:
         for execution in list(running):
             if sfn.describe_execution(executionArn=execution)["status"] != "RUNNING":
                 running.discard(execution)
+                if execution in writers:
+                    writers[execution].resume()  # whatever the outcome, the application writes to whatever serves the name
                 continue
             try:
                 pending = approvals.pending_approval(sfn, execution)
             except approvals.NoPendingApproval:
                 continue
+            writer = writers.get(execution)
+            if writer is not None and pending["stage"] != "cutover":
+                writer.resume()
             if pending["stage"] in hold:
                 running.discard(execution)
                 continue
             writes = pending["stage"] == "cutover" and (pending.get("write_check") or {}).get("writes_detected") is True
+            if writer is not None and pending["stage"] == "cutover" and (pending.get("plan") or {}).get("path") == "streams":
+                writer.pause()  # on-call stops the application's writes, then approves; it writes again once cut over
             try:
                 if writes and execution not in accept_write_loss:
                     approver.reject(execution, "writes detected after the snapshot: the application is still writing", stage="cutover")
@@ -255,10 +263,16 @@ def _run(scenario_path: str | None, output: str, progress: Progress) -> int:
                      if scenario["accounts"].get(request["account_id"], {}).get(request["region"], {}).get("clusters", {})
                      .get(request.get("cluster_id"), {}).get("accept_write_loss")}
         executions = [execution for _, _, execution in started]
-        approve_until_done(approver, sfn, executions, accepting, hold=frozenset({"decommission"}), progress=progress)
+        writers = {execution: application.Writer(request["account_id"], request["region"], request["cluster_id"], spec.get("data_model", "property-graph")).start()
+                   for kind, request, execution in started if kind == "cluster"
+                   for spec in [scenario["accounts"][request["account_id"]][request["region"]]["clusters"].get(request["cluster_id"], {})]
+                   if spec.get("writes_during_remediation")}
+        approve_until_done(approver, sfn, executions, accepting, hold=frozenset({"decommission"}), progress=progress, writers=writers)
         remediated = scan(options, session, on_unit_done=progress)  # retained originals and workflows' snapshots, decommission pending
         progress.say("decommissioning the retired originals")
-        approve_until_done(approver, sfn, executions, accepting, progress=progress)
+        approve_until_done(approver, sfn, executions, accepting, progress=progress, writers=writers)
+        for writer in writers.values():
+            writer.stop()
         remediations, decommissions = [], []
         for kind, request, execution in started:
             description = sfn.describe_execution(executionArn=execution)
@@ -268,6 +282,10 @@ def _run(scenario_path: str | None, output: str, progress: Progress) -> int:
                 "account_id": request["account_id"], "region": request["region"],
                 "resource_type": "AwsRdsDbCluster" if kind == "cluster" else "AwsRdsDbClusterSnapshot",
                 "resource_id": resource_id, "status": description["status"], "execution_arn": execution,
+                **({"path": ended.get("plan", {}).get("path", "freeze"), "write_pause_seconds": ended.get("cutover", {}).get("write_pause_seconds"),
+                    "nameless_seconds": ended.get("cutover", {}).get("nameless_seconds"),
+                    "writes_acknowledged": len(writers[execution].acknowledged) if execution in writers else 0,
+                    "writes_missing": len(writers[execution].missing()) if execution in writers else 0} if kind == "cluster" else {}),
                 **({"outcome": OUTCOMES.get(description.get("error"), description.get("error")),
                     "error": description.get("error"), "cause": (ended.get("error") or {}).get("Cause") or description.get("cause")}
                    if description["status"] != "SUCCEEDED" else {}),

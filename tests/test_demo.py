@@ -104,9 +104,36 @@ def test_writes_at_the_cutover_end_the_demo_cleanly_with_the_original_serving(tm
     assert "Traceback" not in captured.err
     document = json.loads(captured.out)
     (remediation,) = document["remediations"]
-    assert remediation["status"] == "FAILED" and "writes detected" in (remediation["cause"] or "")
-    # The lead's ASL change names this outcome "writes detected"; until then a rejection reads "not approved".
-    assert remediation["outcome"] in ("writes detected", "not approved")
+    assert remediation["status"] == "FAILED" and remediation["outcome"] == "writes detected"
+    assert remediation["path"] == "freeze" and remediation["writes_acknowledged"] > 0 and remediation["writes_missing"] == 0
     clusters = {c["id"]: c for c in document["clusters"]}
     assert set(clusters) == {"busy"} and clusters["busy"]["storage_encrypted"] is False
     assert document["decommissions"] == []
+
+
+LIVE = {"accounts": {"111111111111": {"us-east-1": {
+    "keys": {"neptune-cmk": {"state": "Enabled"}},
+    "clusters": {"orders": {"encryption": "aws-managed", "instances": {"orders-1": "db.r6g.large"}, "streams": True,
+                            "data_model": "property-graph", "writes_during_remediation": True},
+                 "facts": {"encryption": "none", "instances": {"facts-1": "db.r6g.large"}, "streams": True,
+                           "data_model": "rdf", "writes_during_remediation": True}},
+}}}, "target_key": "neptune-cmk"}
+
+
+def test_live_clusters_are_remediated_on_the_streams_path_with_every_acknowledged_write_kept(tmp_path, capsys, monkeypatch):
+    """The application writes through the whole remediation (both data models); the JSON says which path each took,
+    the write pause and nameless window it cost, and that no acknowledged write is missing from what serves the name."""
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    path = tmp_path / "live.json"
+    path.write_text(json.dumps(LIVE))
+    with mock.patch.dict(os.environ):
+        assert main(["demo", "--scenario", str(path), "--output", "json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    remediations = {r["resource_id"]: r for r in document["remediations"]}
+    for cluster_id in ("orders", "facts"):
+        remediation = remediations[cluster_id]
+        assert remediation["status"] == "SUCCEEDED" and remediation["path"] == "streams", remediation
+        assert remediation["writes_acknowledged"] > 10 and remediation["writes_missing"] == 0
+        assert 0 < remediation["write_pause_seconds"] < 60 and 0 < remediation["nameless_seconds"] < 60
+    clusters = {c["id"]: c for c in document["clusters"]}
+    assert set(clusters) == {"orders", "facts"} and all(c["storage_encrypted"] for c in clusters.values())

@@ -260,7 +260,7 @@ def approve(sfn, body: Approve, caller: Caller, endpoint: Endpoint) -> dict:
                         "or the Security Hub trigger), so a second person cannot be told apart: reject it and start it again")
     if same_principal(starter, caller.arn):
         raise Forbidden(f"{caller.arn} started this execution and cannot approve it: another on-call engineer must")
-    if (pending.get("write_check") or {}).get("writes_detected") is True and not body.accept_write_loss:
+    if pending["stage"] == "cutover" and (pending.get("write_check") or {}).get("writes_detected") is True and not body.accept_write_loss:
         raise NotApprovable("writes were detected on the cluster after the snapshot: they will be lost at the cutover. "
                             "Approve with accept_write_loss (CLI: --accept-write-loss) to accept that, or reject")
     decision = {"approved": True, "stage": pending["stage"], "approver": caller.arn, "at": _now(),
