@@ -1,0 +1,78 @@
+"""The freeze path's windows, driven through the real ASL: a write in each gap the metrics proof used to leave is caught."""
+
+import pytest
+from moto.rds import models as rds_models
+
+from neptune_guard import naming, workflow
+from sandbox import write_activity
+from tests.conftest import awaiting, decide, final_state, finish, member_session
+
+ACCOUNT, REGION = "111111111111", "us-east-1"
+SCENARIO = {"accounts": {ACCOUNT: {REGION: {
+    "keys": {"neptune-cmk": {"state": "Enabled"}},
+    "clusters": {name: {"encryption": "none", "instances": {f"{name}-1": "db.r6g.large"}}
+                 for name in ("sales", "stock")},
+}}}}
+FAST = {"approval_timeout_seconds": 600, "soak_seconds": 0, "metrics_settle_seconds": 0}
+
+
+@pytest.fixture
+def deployed(deploy_workflows):
+    return deploy_workflows(SCENARIO)
+
+
+def request(cluster_id):
+    return {"account_id": ACCOUNT, "region": REGION, "cluster_id": cluster_id, "target_key": "alias/neptune-cmk", **FAST}
+
+
+def clusters(session):
+    neptune = member_session(session, ACCOUNT).client("neptune", region_name=REGION)
+    return {c["DBClusterIdentifier"]: c for c in neptune.describe_db_clusters()["DBClusters"]}
+
+
+def write_when_renamed(monkeypatch, old: str, new: str, writes_to: str):
+    """The application's open connection writes to `writes_to` the moment `old` is renamed to `new`."""
+    original = rds_models.RDSBackend.modify_db_cluster
+
+    def modify(self, kwargs):
+        renaming = ((kwargs.get("db_cluster_identifier") or "").lower(), (kwargs.get("new_db_cluster_identifier") or "").lower())
+        result = original(self, kwargs)  # (it takes the identifiers out of kwargs)
+        if renaming == (old.lower(), new.lower()):
+            write_activity.record_write(self.account_id, self.region_name, writes_to)
+        return result
+
+    monkeypatch.setattr(rds_models.RDSBackend, "modify_db_cluster", modify)
+
+
+def names(execution, cluster_id):
+    token = naming.execution_token(execution)
+    return naming.derived(cluster_id, "retired", token), naming.derived(cluster_id, "cmk", token)
+
+
+def test_a_write_reaching_the_original_just_after_its_rename_stops_the_cutover(deployed, monkeypatch):
+    session, sfn, arns = deployed
+    execution = workflow.start(sfn, arns["cluster"], request("sales"))
+    retired, _ = names(execution, "sales")
+    write_when_renamed(monkeypatch, "sales", retired, retired)
+    before = clusters(session)["sales"]["DbClusterResourceId"]
+    decide(sfn, execution, "snapshot")
+    decide(sfn, execution, "cutover")
+    result = finish(sfn, execution)
+    assert (result["status"], result["error"]) == ("FAILED", "WritesDetected")
+    assert clusters(session)["sales"]["DbClusterResourceId"] == before  # the original serves under its name again
+
+
+def test_a_write_reaching_the_original_during_the_name_swap_keeps_it_from_decommission(deployed, monkeypatch):
+    session, sfn, arns = deployed
+    execution = workflow.start(sfn, arns["cluster"], request("stock"))
+    retired, new = names(execution, "stock")
+    write_when_renamed(monkeypatch, new, "stock", retired)
+    decide(sfn, execution, "snapshot")
+    decide(sfn, execution, "cutover")
+    decide(sfn, execution, "decommission")
+    awaiting(sfn, execution, "decommission")  # parked: asked again, never deleted
+    assert retired in clusters(session)
+    decide(sfn, execution, "decommission", approved=False)
+    result = finish(sfn, execution)
+    assert result["status"] == "SUCCEEDED" and retired in clusters(session)
+    assert final_state(sfn, execution)["decommission_error"]["Error"] == "WritesDetected"
