@@ -159,7 +159,7 @@ class MemberRolesStack(Stack):
             sid="CarryClusterRoles", actions=["iam:PassRole"], resources=[f"arn:{Aws.PARTITION}:iam::{Aws.ACCOUNT_ID}:role/*"],
             conditions={"StringEquals": {"iam:PassedToService": "rds.amazonaws.com"}}))
         remediation.add_to_policy(iam.PolicyStatement(
-            sid="DescribeTargetKey", actions=["kms:DescribeKey"], resources=[f"arn:{Aws.PARTITION}:kms:*:*:key/*"]))
+            sid="DescribeTargetKey", actions=["kms:DescribeKey", "kms:GetKeyPolicy"], resources=[f"arn:{Aws.PARTITION}:kms:*:*:key/*"]))
         remediation.add_to_policy(iam.PolicyStatement(
             sid="UseTargetKeyThroughNeptune", actions=RESTORE_KMS_ACTIONS, resources=[f"arn:{Aws.PARTITION}:kms:*:*:key/*"],
             conditions={"StringLike": {"kms:ViaService": "rds.*.amazonaws.com"}}))
@@ -192,7 +192,7 @@ class MemberRolesStack(Stack):
             planner.add_to_policy(iam.PolicyStatement(
                 sid="ReadNeptune", actions=READ_NEPTUNE_ACTIONS, resources=neptune_resources))
             planner.add_to_policy(iam.PolicyStatement(
-                sid="ClassifyKeys", actions=["kms:DescribeKey"], resources=[f"arn:{Aws.PARTITION}:kms:*:*:key/*"]))
+                sid="ClassifyKeys", actions=["kms:DescribeKey", "kms:GetKeyPolicy"], resources=[f"arn:{Aws.PARTITION}:kms:*:*:key/*"]))
             planner.add_to_policy(iam.PolicyStatement(
                 sid="ChooseThePath", actions=live_cutover.PERMISSIONS["plan"],
                 resources=["*"]))

@@ -193,7 +193,7 @@ def test_destructive_actions_need_a_neptune_guard_execution_tag_not_a_name(stack
     assert creates and all(next(iter(s["Condition"]["StringLike"])).startswith("aws:RequestTag/neptune-guard:") for s in creates)
     kms = [s for s in statements(members) if any(a.startswith("kms:") for a in actions(s))]
     assert {a for s in kms for a in actions(s)} == {
-        "kms:DescribeKey", "kms:CreateGrant", "kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey",
+        "kms:DescribeKey", "kms:GetKeyPolicy", "kms:CreateGrant", "kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey",
         "kms:GenerateDataKeyWithoutPlaintext", "kms:ReEncryptTo", "kms:ReEncryptFrom"}
     grant = next(s for s in kms if s["Action"] == "kms:CreateGrant")
     assert grant["Condition"]["Bool"] == {"kms:GrantIsForAWSResource": "true"}
