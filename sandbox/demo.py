@@ -158,17 +158,6 @@ def approve_until_done(approver: on_call.Engineer, sfn, executions: list[str], a
 OUTCOMES = {"Refused": "refused", "RolledBack": "rolled back", "WritesDetected": "writes detected", "NotApproved": "not approved"}
 
 
-def final_state(sfn, execution_arn: str) -> dict:
-    """The state the execution ended with: its output, or for a failed one (which has none) the input of the Fail
-    state it ended in (the whole history, paged: a streams cutover's replication loop makes it long)."""
-    description = sfn.describe_execution(executionArn=execution_arn)
-    if description.get("output"):
-        return json.loads(description["output"])
-    events = [e for page in sfn.get_paginator("get_execution_history").paginate(executionArn=execution_arn) for e in page["events"]]
-    ended = [e for e in events if e["type"] == "FailStateEntered"]
-    return json.loads(ended[-1]["stateEnteredEventDetails"]["input"]) if ended else {}
-
-
 def final_snapshots(session: boto3.Session, scenario: dict) -> list[dict]:
     snapshots = []
     for account_id, regions in scenario["accounts"].items():
@@ -276,7 +265,7 @@ def _run(scenario_path: str | None, output: str, progress: Progress) -> int:
         remediations, decommissions = [], []
         for kind, request, execution in started:
             description = sfn.describe_execution(executionArn=execution)
-            ended = final_state(sfn, execution)
+            ended = workflows.final_state(sfn, execution)
             resource_id = request.get("cluster_id") or request.get("snapshot_id")
             remediations.append({
                 "account_id": request["account_id"], "region": request["region"],

@@ -160,3 +160,14 @@ def wait_for(sfn, execution_arn: str, until, timeout: float = 300.0) -> dict:
         if time.monotonic() > deadline:
             raise TimeoutError(f"{execution_arn} still running")
         time.sleep(0.05)
+
+
+def final_state(sfn, execution_arn: str) -> dict:
+    """The state the execution ended with: its output, or for a failed one (which has none) the input of the Fail
+    state it ended in (the whole history, paged: a streams cutover's replication loop makes it long)."""
+    description = sfn.describe_execution(executionArn=execution_arn)
+    if description.get("output"):
+        return json.loads(description["output"])
+    events = [e for page in sfn.get_paginator("get_execution_history").paginate(executionArn=execution_arn) for e in page["events"]]
+    ended = [e for e in events if e["type"] == "FailStateEntered"]
+    return json.loads(ended[-1]["stateEnteredEventDetails"]["input"]) if ended else {}

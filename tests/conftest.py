@@ -7,6 +7,7 @@ import pytest
 
 from neptune_guard import approvals
 from sandbox import moto_fixes, workflows
+from sandbox.workflows import final_state  # noqa: F401  (the workflow tests import it from here)
 from sandbox.organization import seed
 
 REGIONS = ("us-east-1", "eu-west-1")
@@ -146,17 +147,6 @@ def decide(sfn, execution_arn, stage, **decision):
 
 def finish(sfn, execution_arn):
     return workflows.wait_for(sfn, execution_arn, lambda d, h: False)
-
-
-def final_state(sfn, execution_arn: str) -> dict:
-    """The state the execution ended with: its output, or for a failed one (which has none) the input of the Fail
-    state it ended in (the whole history, paged: a streams cutover's replication loop makes it long)."""
-    description = sfn.describe_execution(executionArn=execution_arn)
-    if description.get("output"):
-        return json.loads(description["output"])
-    events = [e for page in sfn.get_paginator("get_execution_history").paginate(executionArn=execution_arn) for e in page["events"]]
-    ended = [e for e in events if e["type"] == "FailStateEntered"]
-    return json.loads(ended[-1]["stateEnteredEventDetails"]["input"]) if ended else {}
 
 
 # Scenarios and helpers shared by several test modules.
