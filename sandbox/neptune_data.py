@@ -212,7 +212,8 @@ TOKEN = re.compile(r"""\s*(?:(?P<str>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")|(?P<nu
 class Gremlin:
     """Sources `g.V(ids)`, `g.E(ids)`, `g.addV(label)`; steps `addV`, `addE(label)`, `from`/`to` (a traversal
     `__.V(id)`), `property([single|set,] key, value)` (`T.id` on a new element), `properties(keys)`, `hasValue`,
-    `hasLabel`, `has(key, value)`, `drop`, `fold`, `unfold`, `coalesce`, `id`, `label`, `values`, `count`.
+    `hasLabel`, `has(key, value)`, `drop`, `fold`, `unfold`, `coalesce`, `id`, `label`, `values`, `count`, `iterate`
+    (a statement before a script's last runs only when iterated, as in Neptune).
     Literals: strings, `true`/`false`, integers (`L` suffix: Long), decimals (Double; `f`: Float; `d`: Double),
     `datetime('ISO-8601')`. https://tinkerpop.apache.org/docs/current/reference/#graph-traversal-steps"""
 
@@ -382,6 +383,9 @@ def _run_traversal(tx: Transaction, steps: list, start: list | None = None) -> l
                     break
             else:
                 items = []
+        elif name == "iterate":  # runs the traversal for its side effects, returns nothing
+            _materialize(tx, items)
+            items = []
         elif name in ("id", "label", "values", "count"):
             items = _materialize(tx, items)
             if name == "id":
@@ -436,7 +440,10 @@ def run_gremlin(vol: Volume, streams: bool, script: str) -> list:
         snapshot = vol.copy()
         tx = Transaction(vol, streams)
         try:
-            results = [r for steps in traversals for r in _run_traversal(tx, steps)]
+            # As Neptune runs a script: a statement before the last is executed only when iterated.
+            # https://docs.aws.amazon.com/neptune/latest/userguide/access-graph-gremlin-differences.html (script execution)
+            results = [r for n, steps in enumerate(traversals) if n == len(traversals) - 1 or steps[-1][0] == "iterate"
+                       for r in _run_traversal(tx, steps)]
         except DataPlaneError:
             vol.vertices, vol.edges, vol.quads = snapshot.vertices, snapshot.edges, snapshot.quads  # rolled back
             raise

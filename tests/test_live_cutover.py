@@ -64,3 +64,23 @@ def test_a_live_cluster_is_re_encrypted_with_writes_flowing_and_no_acknowledged_
     assert state["replicator_removed"]["removed"]
     assert state["cutover"]["path"] == "streams" and 0 < state["cutover"]["write_pause_seconds"] < 60
     assert 0 < state["cutover"]["nameless_seconds"] < 60
+
+
+def test_a_page_of_changes_is_applied_whole_as_neptune_runs_a_script(local_aws):
+    """Neptune runs a script's earlier statements only when iterated: every record of a page must reach the copy."""
+    from neptune_guard import replication
+    from sandbox import neptune_data, organization
+
+    neptune = local_aws.client("neptune", region_name=REGION)
+    organization.seed_region(local_aws, REGION, {"clusters": {"live": {"encryption": "none", "instances": {}, "streams": True}}}, "123456789012")
+    source_cluster = neptune.describe_db_clusters(DBClusterIdentifier="live")["DBClusters"][0]
+    neptune.create_db_cluster_snapshot(DBClusterSnapshotIdentifier="empty", DBClusterIdentifier="live")
+    copy = neptune.restore_db_cluster_from_snapshot(DBClusterIdentifier="copy", SnapshotIdentifier="empty", Engine="neptune",
+                                                    DBClusterParameterGroupName=source_cluster["DBClusterParameterGroup"])["DBCluster"]
+    source = replication.Neptune(source_cluster["Endpoint"], REGION, False)
+    source.call("POST", "/gremlin", body=b'{"gremlin": "g.addV(\'A\').property(T.id, \'a\'); g.addV(\'B\').property(T.id, \'b\')"}')
+    assert set(neptune_data.volume(source_cluster["DbClusterResourceId"]).vertices) == {"b"}  # the first was never iterated
+    for n in range(25):
+        source.call("POST", "/gremlin", body=('{"gremlin": "g.addV(\'W\').property(T.id, \'w%d\').property(\'n\', %d)"}' % (n, n)).encode())
+    replication.replicate(source, replication.Neptune(copy["Endpoint"], REGION, False), {}, 30)
+    assert neptune_data.volume(copy["DbClusterResourceId"]).vertices == neptune_data.volume(source_cluster["DbClusterResourceId"]).vertices

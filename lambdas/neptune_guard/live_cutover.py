@@ -18,6 +18,7 @@ import zipfile
 from pathlib import Path
 
 import boto3
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from . import aws, naming
@@ -55,7 +56,11 @@ PERMISSIONS = {
     "function": ["lambda:CreateFunction", "lambda:TagResource", "lambda:GetFunction", "lambda:InvokeFunction", "lambda:DeleteFunction"],
     "read_retired_stream": ["rds:StartDBCluster"],
 }
-REPLICATE_SECONDS = 60  # one replication step's budget: well inside the function's 15 minutes
+REPLICATE_SECONDS = 60
+# A replicator call runs for up to its budget and a lag read: wait for it, and never send it twice (a retried invoke would
+# replicate concurrently from the same position). The ASL retries the step instead.
+REPLICATOR_CALL = Config(read_timeout=900, connect_timeout=10, retries={"mode": "standard", "max_attempts": 1},
+                         user_agent_extra="neptune-guard")  # one replication step's budget: well inside the function's 15 minutes
 CAUGHT_UP_RECORDS = 1000  # lag small enough to ask for the cutover
 
 
@@ -164,7 +169,7 @@ def _endpoint(step: Step, cluster_id: str) -> dict:
 
 
 def _invoke(step: Step, payload: dict) -> dict:
-    response = step.client("lambda").invoke(FunctionName=replicator_names(step.execution)["function"], Payload=json.dumps(payload).encode())
+    response = step.session.client("lambda", region_name=step.request["region"], config=REPLICATOR_CALL).invoke(FunctionName=replicator_names(step.execution)["function"], Payload=json.dumps(payload).encode())
     body = json.loads(response["Payload"].read() or b"null")
     if response.get("FunctionError"):
         raise ResourceNotReady(f"the replicator failed: {body.get('errorType')}: {body.get('errorMessage')}")

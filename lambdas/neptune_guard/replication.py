@@ -92,7 +92,8 @@ class Neptune:
 
     def apply(self, model: str, records: list[dict]) -> None:
         if model == "pg":
-            self.call("POST", "/gremlin", body=json.dumps({"gremlin": ";\n".join(gremlin(r) for r in records)}).encode(),
+            # Neptune runs a script's earlier statements only when they end in iterate() (Gremlin's script execution).
+            self.call("POST", "/gremlin", body=json.dumps({"gremlin": ";\n".join(gremlin(r) + ".iterate()" for r in records)}).encode(),
                       content_type="application/json")
         else:
             self.call("POST", "/sparql", body=urlencode({"update": ";\n".join(sparql(r) for r in records)}).encode(),
