@@ -17,6 +17,10 @@ https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_condition-si
   one operator the keys are ANDed and a key's values ORed. A key missing from the request context makes the
   condition false, except Null (which tests for it), ForAllValues (true for an empty or missing set) and
   ...IfExists (true), as the documentation says. Negated operators on a missing key are true.
+- Policy variables (`${aws:SourceIdentity}`) in condition values take the request context's value; a statement
+  with a variable the request has no value for does not apply ("If AWS cannot resolve a variable this might
+  cause the entire statement to be invalid", reference_policies_variables.html), which is why a Deny on a
+  variable is paired with a Null test of it.
 - CloudFormation intrinsics in the synthesized templates (Ref, Fn::GetAtt, Fn::Join, Fn::Sub of pseudo parameters
   and stack parameters) are resolved from dictionaries the caller gives.
 """
@@ -95,6 +99,17 @@ def _condition_holds(operator: str, key: str, wanted, context: dict) -> bool:
     return not result if negated else result
 
 
+VARIABLE = re.compile(r"\$\{([^}]+)\}")
+
+
+def _substituted(conditions: dict, context: dict) -> dict:
+    """The conditions with each policy variable replaced by the request's value (KeyError when it has none)."""
+    def value(text):
+        return VARIABLE.sub(lambda m: str(context[m.group(1)]), text) if isinstance(text, str) else text
+
+    return {op: {key: [value(w) for w in _as_list(wanted)] for key, wanted in pairs.items()} for op, pairs in conditions.items()}
+
+
 @dataclass
 class Decision:
     allowed: bool
@@ -117,7 +132,10 @@ def evaluate(policies: list[dict], action: str, resource: str, context: dict | N
                 continue
             if "NotResource" in statement and any(_glob(r, resource) for r in _as_list(statement["NotResource"])):
                 continue
-            conditions = statement.get("Condition", {})
+            try:
+                conditions = _substituted(statement.get("Condition", {}), context)
+            except KeyError:
+                continue
             if not all(_condition_holds(op, key, wanted, context) for op, pairs in conditions.items() for key, wanted in pairs.items()):
                 continue
             if statement["Effect"] == "Deny":

@@ -500,6 +500,27 @@ def send_task_failure_keeps_its_cause() -> None:
     stepfunctions_responses.StepFunctionResponse.send_task_failure = send_task_failure
 
 
+def stopping_an_execution_aborts_it_at_once() -> None:
+    """`StopExecution` answers with the stop date once the execution is stopped: from then on it is `ABORTED`, and
+    a new execution may take its name's resource. (moto's interpreter marked it only when its thread next looked.)
+
+    https://docs.aws.amazon.com/step-functions/latest/apireference/API_StopExecution.html
+    https://docs.aws.amazon.com/step-functions/latest/apireference/API_DescribeExecution.html (status)
+    """
+    from moto.stepfunctions.parser.api import ExecutionStatus
+    from moto.stepfunctions.parser.backend import execution as parser_execution
+
+    original = parser_execution.Execution.stop
+
+    @functools.wraps(original)
+    def stop(self, stop_date, error, cause):
+        original(self, stop_date=stop_date, error=error, cause=cause)
+        if self.exec_status == ExecutionStatus.RUNNING:
+            self.exec_status, self.stop_date = ExecutionStatus.ABORTED, stop_date
+
+    parser_execution.Execution.stop = stop
+
+
 def distributed_map_writes_its_results() -> None:
     """A Distributed Map's ResultWriter writes the child executions' results, not only a manifest: result files of
     execution records (SUCCEEDED_0.json, FAILED_0.json) under `<Prefix>/<map run id>/`, each a JSON array of records
@@ -574,5 +595,6 @@ def apply() -> None:
     neptune_data.install()
     write_activity.install()
     send_task_failure_keeps_its_cause()
+    stopping_an_execution_aborts_it_at_once()
     distributed_map_writes_its_results()
     _applied = True

@@ -31,7 +31,7 @@ class Engineer:
     def __init__(self, session: boto3.Session, name: str, approval_url: str, role_name: str = ON_CALL_ROLE):
         account = session.client("sts").get_caller_identity()["Account"]
         credentials = session.client("sts").assume_role(
-            RoleArn=f"arn:aws:iam::{account}:role/{role_name}", RoleSessionName=name)["Credentials"]
+            RoleArn=f"arn:aws:iam::{account}:role/{role_name}", RoleSessionName=name, SourceIdentity=name)["Credentials"]
         self.session = boto3.Session(
             aws_access_key_id=credentials["AccessKeyId"], aws_secret_access_key=credentials["SecretAccessKey"],
             aws_session_token=credentials["SessionToken"], region_name=session.region_name)

@@ -99,7 +99,10 @@ def deploy_approval_endpoint(session: boto3.Session, role_arn: str, region: str)
     name = lambda_client.create_function(
         FunctionName="neptune-guard-approval", Runtime="python3.13", Role=role_arn, Handler="neptune_guard.handlers.approval.handler",
         Code={"ZipFile": code_zip()}, Timeout=30,
-        Environment={"Variables": {"APPROVER_PRINCIPALS": on_call.create_role(session)}},
+        # The local deployment's shortest durations, so that the tests and the demo run in seconds; a request may
+        # only lengthen them, as in any deployment.
+        Environment={"Variables": {"APPROVER_PRINCIPALS": on_call.create_role(session), "SOAK_SECONDS": "0",
+                                   "METRICS_SETTLE_SECONDS": "0", "APPROVAL_TIMEOUT_SECONDS": "60"}},
     )["FunctionName"]
     lambda_client.create_function_url_config(FunctionName=name, AuthType="AWS_IAM")
     return name

@@ -30,6 +30,8 @@ class Config:
     trigger_access_role_name: str
     target_key: str
     approval_timeout_seconds: int
+    soak_seconds: int
+    metrics_settle_seconds: int
     notification_email: str
     concurrency: int
     scan_mode: str
@@ -63,6 +65,8 @@ class Config:
             trigger_access_role_name=str(get("triggerAccessRoleName")),
             target_key=str(get("targetKey")),
             approval_timeout_seconds=int(get("approvalTimeoutSeconds")),
+            soak_seconds=int(get("soakSeconds")),
+            metrics_settle_seconds=int(get("metricsSettleSeconds")),
             notification_email=str(get("notificationEmail")),
             concurrency=int(get("concurrency")),
             scan_mode=str(get("scanMode")),
@@ -107,6 +111,12 @@ class Config:
             raise ValueError("targetKey must be a customer-managed key, not an AWS-managed alias")
         if not 60 <= self.approval_timeout_seconds <= 7 * 24 * 3600:
             raise ValueError("approvalTimeoutSeconds must be between 60 and 604800")
+        if not 0 <= self.soak_seconds <= 365 * 24 * 3600:
+            raise ValueError("soakSeconds must be from 0 to 31536000 (how long the original is retained, stopped)")
+        if not 0 <= self.metrics_settle_seconds <= 3600:
+            raise ValueError("metricsSettleSeconds must be from 0 to 3600")
+        if not re.fullmatch(r"[A-Za-z0-9+=,.@_-]{1,64}", self.remediation_role_name):
+            raise ValueError(f"remediationRoleName must be an IAM role name, got {self.remediation_role_name!r}")
         if self.stack_set_call_as not in ("SELF", "DELEGATED_ADMIN"):
             raise ValueError("stackSetCallAs must be SELF or DELEGATED_ADMIN")
         if self.log_retention_days not in (30, 90, 180, 365, 400, 731):

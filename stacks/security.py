@@ -111,14 +111,14 @@ class SecurityStack(Stack):
         self._suppressions()
 
     def _function(self, name: str, handler: str, role_name: str | None, timeout: Duration, memory: int, environment: dict,
-                  role: iam.IRole | None = None) -> lambda_.Function:
+                  role: iam.IRole | None = None, function_name: str | None = None) -> lambda_.Function:
         log_group = logs.LogGroup(self, f"{name}Logs", retention=RETENTION[self.config.log_retention_days], encryption_key=self.logs_key,
                                   removal_policy=RemovalPolicy.RETAIN)
         role = role or iam.Role(self, f"{name}Role", role_name=role_name, assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
                                 description=f"Neptune Guard {name} function")
         log_group.grant_write(role)
         return lambda_.Function(
-            self, name, runtime=lambda_.Runtime.PYTHON_3_13, architecture=ARCHITECTURE, handler=handler,
+            self, name, function_name=function_name, runtime=lambda_.Runtime.PYTHON_3_13, architecture=ARCHITECTURE, handler=handler,
             # Each function ships only what its handler imports.
             code=lambda_.Code.from_asset(str(lambda_code.LAMBDAS), exclude=lambda_code.excluded(handler.rsplit(".", 1)[0])),
             layers=[self.powertools], role=role, timeout=timeout, memory_size=memory,
@@ -251,6 +251,7 @@ class SecurityStack(Stack):
             "TARGET_KEY": config.target_key, "REMEDIATION_ROLE_NAME": config.remediation_role_name,
             "TRIGGER_ACCESS_ROLE_NAME": config.trigger_access_role_name,
             "APPROVAL_TIMEOUT_SECONDS": str(config.approval_timeout_seconds),
+            "SOAK_SECONDS": str(config.soak_seconds), "METRICS_SETTLE_SECONDS": str(config.metrics_settle_seconds),
         })
         self.cluster_workflow.grant_start_execution(trigger)
         self.snapshot_workflow.grant_start_execution(trigger)
@@ -293,7 +294,11 @@ class SecurityStack(Stack):
         approval = self._function("Approval", "neptune_guard.handlers.approval.handler", APPROVAL_ROLE, Duration.seconds(30), 256, {
             # CloudFormation substitutes ${AWS::AccountId} and ${AWS::Partition} in the patterns.
             "APPROVER_PRINCIPALS": Fn.sub(",".join(self.config.approver_principals)),
-        })
+            # The deployment's, not the requester's: the member role and the shortest safety durations.
+            "REMEDIATION_ROLE_NAME": self.config.remediation_role_name,
+            "APPROVAL_TIMEOUT_SECONDS": str(self.config.approval_timeout_seconds),
+            "SOAK_SECONDS": str(self.config.soak_seconds), "METRICS_SETTLE_SECONDS": str(self.config.metrics_settle_seconds),
+        }, function_name=APPROVAL_ROLE)  # named, so that guardrails/scp/protect-approvals.json can name it
         approval.add_to_role_policy(iam.PolicyStatement(
             sid="StartTheWorkflows", resources=[m.state_machine_arn for m in machines], actions=["states:StartExecution"]))
         # SendTaskSuccess and SendTaskFailure have no resource type (Service Authorization Reference, Step Functions):
@@ -304,6 +309,9 @@ class SecurityStack(Stack):
         approval.add_to_role_policy(iam.PolicyStatement(
             sid="ReadTheirExecutions", actions=["states:DescribeExecution", "states:GetExecutionHistory"],
             resources=self._executions()))
+        # An execution no person started is stopped at its first approval and started again as the approver's.
+        approval.add_to_role_policy(iam.PolicyStatement(
+            sid="AdoptExecutionsNoPersonStarted", actions=["states:StopExecution"], resources=self._executions()))
         url = approval.add_function_url(auth_type=lambda_.FunctionUrlAuthType.AWS_IAM)
         CfnOutput(self, "ApprovalUrl", value=url.url, description="The approval endpoint: NEPTUNE_GUARD_APPROVAL_URL for on-call")
         return approval

@@ -266,7 +266,7 @@ def refused_as(session, url, body):
     return refusal.value
 
 
-def test_remediate_without_an_approval_url_records_the_administrator_as_requester(team, capsys, monkeypatch):
+def test_remediate_without_an_approval_url_records_the_administrator_who_needs_two_people_on_call(team, capsys, monkeypatch):
     from neptune_guard.cli import main
 
     session, sfn, arns, alice, bob = team
@@ -277,4 +277,61 @@ def test_remediate_without_an_approval_url_records_the_administrator_as_requeste
     administrator = session.client("sts").get_caller_identity()["Arn"]
     assert json.loads(sfn.describe_execution(executionArn=execution)["input"])["requested_by"] == administrator
     waiting_for(sfn, execution, "snapshot")
-    assert bob.approve(execution)["requested_by"] == administrator
+
+    adopted = bob.approve(execution)
+
+    assert adopted["approved"] is False and adopted["adopted"] is True and adopted["replaces"] == execution
+    assert sfn.describe_execution(executionArn=execution)["status"] == "ABORTED" and snapshots(session) == []
+    waiting_for(sfn, adopted["execution_arn"], "snapshot")
+    assert refused(bob, {"action": "approve", "execution_arn": adopted["execution_arn"]}).status == 403
+    assert alice.approve(adopted["execution_arn"])["requested_by"] == bob.arn
+
+
+def test_an_execution_the_trigger_started_needs_two_distinct_people_before_it_acts(team):
+    from neptune_guard import workflow
+
+    session, sfn, arns, alice, bob = team
+    trigger = "arn:aws:sts::123456789012:assumed-role/NeptuneGuardTrigger/neptune-guard-trigger"
+    execution = workflow.start(sfn, arns["cluster"], {**REQUEST, "requested_by": trigger})
+    waiting_for(sfn, execution, "snapshot")
+
+    adopted = alice.approve(execution, stage="snapshot")
+
+    assert adopted["adopted"] is True and snapshots(session) == []
+    new = adopted["execution_arn"]
+    assert json.loads(sfn.describe_execution(executionArn=new)["input"])["requested_by"] == alice.arn
+    waiting_for(sfn, new, "snapshot")
+    same_person = Engineer(session, "ALICE", arns["approval_url"])  # IAM names ignore case: one person
+    assert "cannot approve it" in str(refused(same_person, {"action": "approve", "execution_arn": new}))
+    assert bob.approve(new)["approver"] == bob.arn
+
+
+def test_the_deployment_not_the_requester_chooses_the_role_and_the_shortest_safety_durations(team):
+    session, sfn, arns, alice, bob = team
+    refusal = refused(alice, {"action": "start", "state_machine_arn": arns["cluster"],
+                              "request": {**REQUEST, "role_name": "OrganizationAccountAccessRole"}})
+    assert refusal.status == 400 and "role_name" in str(refusal)
+
+    execution = alice.start(arns["cluster"], {**REQUEST, "soak_seconds": 3600})
+    started = json.loads(sfn.describe_execution(executionArn=execution)["input"])
+    assert started["role_name"] == "NeptuneGuardRemediation" and started["soak_seconds"] == 3600
+
+    strict = approvals.Safety(soak_seconds=7 * 24 * 3600)
+    with pytest.raises(approvals.BadRequest, match="soak_seconds may only lengthen"):
+        strict.fill({**REQUEST, "soak_seconds": 0})
+    assert strict.fill({**REQUEST, "soak_seconds": 8 * 24 * 3600})["soak_seconds"] == 8 * 24 * 3600
+    with pytest.raises(approvals.Forbidden, match="shorter than the deployment"):
+        strict.check({**REQUEST, "soak_seconds": 0})  # started some other way: never approved
+    with pytest.raises(approvals.Forbidden, match="acts through role"):
+        strict.check({**REQUEST, "role_name": "OrganizationAccountAccessRole", "soak_seconds": 8 * 24 * 3600})
+
+
+@pytest.mark.parametrize("arn, person", [
+    ("arn:aws:sts::123456789012:assumed-role/NeptuneGuardOnCall/Alice", "alice"),
+    ("arn:aws:sts::123456789012:assumed-role/OtherRole/alice", "alice"),
+    ("arn:aws:iam::123456789012:user/alice", None),
+    ("arn:aws:sts::123456789012:assumed-role/NeptuneGuardOnCall/alice\n", None),
+    ("arn:aws:sts::123456789012:federated-user/alice", None),
+])
+def test_a_person_is_the_session_name_the_guardrail_binds_to_their_source_identity(arn, person):
+    assert approvals.person_of(arn) == person

@@ -72,7 +72,7 @@ def test_scp_allows_encrypted_neptune_clusters_and_what_it_does_not_govern(actio
 
 def test_scp_fits_the_organizations_size_limit():
     # SCPs may be at most 5,120 characters (AWS Organizations quotas); whitespace counts, so deploy it minified.
-    for policy in (SCP, PROTECT_ROLES):
+    for policy in (SCP, PROTECT_ROLES, PROTECT_APPROVALS):
         assert len(json.dumps(policy, separators=(",", ":"))) <= 5120
 
 
@@ -97,6 +97,68 @@ def test_scp_stops_a_members_administrator_from_changing_or_deleting_the_neptune
 def test_scp_lets_stacksets_deploy_the_roles_and_members_manage_their_own(principal, role):
     assert all(evaluate([FULL_AWS_ACCESS, PROTECT_ROLES], action, f"arn:aws:iam::111111111111:role/{role}",
                         {"aws:PrincipalArn": principal}).allowed for action in ROLE_CHANGES)
+
+
+STACKSET_EXEC = "arn:aws:iam::111111111111:role/stacksets-exec-0123456789abcdef"
+
+
+@pytest.mark.parametrize("action", PROTECT_ROLES["Statement"][1]["Action"])
+@pytest.mark.parametrize("role", ["stacksets-exec-mine", "AWSCloudFormationStackSetExecutionRole"])
+def test_scp_stops_an_administrator_from_making_or_retrusting_a_role_the_exemption_names(action, role):
+    # A role named like the StackSet's execution role would pass the exemption above: nobody but StackSets makes one.
+    decision = evaluate([FULL_AWS_ACCESS, PROTECT_ROLES], action, f"arn:aws:iam::111111111111:role/{role}",
+                        {"aws:PrincipalArn": MEMBER_ADMIN})
+    assert (decision.allowed, decision.statements) == (False, ["NobodyMakesOrRetrustsAStackSetExecutionRole"])
+    assert evaluate([FULL_AWS_ACCESS, PROTECT_ROLES], action, f"arn:aws:iam::111111111111:role/{role}",
+                    {"aws:PrincipalArn": STACKSET_EXEC}).allowed
+
+
+@pytest.mark.parametrize("action", PROTECT_ROLES["Statement"][2]["Action"])
+def test_scp_stops_a_new_version_of_the_member_roles_managed_policies_except_by_stacksets(action):
+    policy = "arn:aws:iam::111111111111:policy/NeptuneGuardReplicatorBoundary"
+    decision = evaluate([FULL_AWS_ACCESS, PROTECT_ROLES], action, policy, {"aws:PrincipalArn": MEMBER_ADMIN})
+    assert (decision.allowed, decision.statements) == (False, ["OnlyStackSetsChangeNeptuneGuardPolicies"])
+    assert evaluate([FULL_AWS_ACCESS, PROTECT_ROLES], action, policy, {"aws:PrincipalArn": STACKSET_EXEC}).allowed
+    assert evaluate([FULL_AWS_ACCESS, PROTECT_ROLES], action, "arn:aws:iam::111111111111:policy/OrdersApp",
+                    {"aws:PrincipalArn": MEMBER_ADMIN}).allowed
+
+
+PROTECT_APPROVALS = json.loads((GUARDRAILS / "scp" / "protect-approvals.json").read_text())
+APPROVAL_FUNCTION = "arn:aws:lambda:us-east-1:222222222222:function:NeptuneGuardApproval"
+ON_CALL_ROLE_ID = "AROAEXAMPLEONCALL0001"
+
+
+def on_call(session: str, source_identity: str | None, **context) -> dict:
+    return {"aws:PrincipalArn": "arn:aws:iam::222222222222:role/NeptuneGuardOnCall", "aws:userid": f"{ON_CALL_ROLE_ID}:{session}",
+            **({"aws:SourceIdentity": source_identity} if source_identity else {}), **context}
+
+
+def test_scp_lets_a_person_reach_the_approval_endpoint_only_through_its_url_as_themselves():
+    def allowed(action, context):
+        return evaluate([FULL_AWS_ACCESS, PROTECT_APPROVALS], action, APPROVAL_FUNCTION, context)
+
+    assert allowed("lambda:InvokeFunctionUrl", on_call("alice", "alice")).allowed
+    assert allowed("lambda:InvokeFunction", on_call("alice", "alice", **{"lambda:InvokedViaFunctionUrl": "true"})).allowed
+    # A direct invoke writes its own requestContext: refused, however it is signed.
+    assert allowed("lambda:InvokeFunction", on_call("alice", "alice")).statements == ["TheApprovalFunctionOnlyThroughItsUrl"]
+    assert not allowed("lambda:InvokeFunction", {"aws:PrincipalArn": MEMBER_ADMIN, "lambda:InvokedViaFunctionUrl": "false"}).allowed
+    # A second session name is not a second person; nor is a session without a source identity anyone.
+    assert allowed("lambda:InvokeFunctionUrl", on_call("alice-again", "alice")).statements == ["AnApproversSessionIsNamedForThem"]
+    assert allowed("lambda:InvokeFunctionUrl", on_call("bob", None)).statements == ["ApproversCarryASourceIdentity"]
+
+
+@pytest.mark.parametrize("principal, allowed", [
+    ("arn:aws:iam::222222222222:role/NeptuneGuardApproval", True),
+    ("arn:aws:iam::222222222222:role/NeptuneGuardTrigger", True),
+    ("arn:aws:iam::222222222222:role/NeptuneGuardOnCall", False),
+    ("arn:aws:iam::222222222222:role/Admin", False),
+])
+def test_scp_lets_only_the_endpoint_and_the_trigger_start_a_remediation_and_only_the_endpoint_answer(principal, allowed):
+    machine = "arn:aws:states:us-east-1:222222222222:stateMachine:NeptuneGuardClusterRemediation"
+    assert evaluate([FULL_AWS_ACCESS, PROTECT_APPROVALS], "states:StartExecution", machine,
+                    {"aws:PrincipalArn": principal}).allowed is allowed
+    assert evaluate([FULL_AWS_ACCESS, PROTECT_APPROVALS], "states:SendTaskSuccess", "*",
+                    {"aws:PrincipalArn": principal}).allowed is principal.endswith("/NeptuneGuardApproval")
 
 
 # --- CloudFormation Guard ----------------------------------------------------------------------------------

@@ -3,11 +3,25 @@
 People never answer a workflow's approval with `states:SendTaskSuccess` themselves. They call the
 approval endpoint, a Lambda function URL with `AuthType: AWS_IAM`: Lambda verifies the caller's SigV4
 signature and hands the function the identity AWS established (`requestContext.authorizer.iam`). The
-endpoint then checks, in this order, that the body is well formed, that the caller is on the approver
+endpoint then checks, in this order, that the body is well formed, that the caller is a person on the approver
 allow-list, that the execution is one of Neptune Guard's own state machines in this account and region
-and waits for an approval (of the stage the caller names, if they name one), that the caller is not the
-principal who started it (a second person), and that a cutover with writes detected is approved only
-with `accept_write_loss`. Only then does it send the decision, which records the verified approver.
+and waits for an approval (of the stage the caller names, if they name one), that it runs with the deployment's
+remediation role and safety durations (a requester may only lengthen them), that the caller is not the person
+who started it (a second person), and that a cutover with writes detected is approved only with
+`accept_write_loss`. Only then does it send the decision, which records the verified approver.
+
+People, not sessions. A person is the `sts:SourceIdentity` their identity provider set: it persists through
+role chaining and the session cannot change it, while a session name is chosen freely. Lambda does not hand a
+function URL the caller's source identity, so IAM binds it to what Lambda does hand over: the approver policy
+and the guardrail SCP (guardrails/scp/protect-approval-endpoint.json) let a session call the endpoint only with
+a source identity and a session name equal to it (`aws:userid` = `<role id>:${aws:SourceIdentity}`), and the SCP
+refuses a direct `lambda:Invoke` (not via the URL), whose request context the invoker would write. The session
+name of an allow-listed on-call session is therefore its person; Alice and alice are one person.
+
+Executions nobody on the allow-list started (the Security Hub trigger's, or an administrator's straight through
+Step Functions) have no requester who is a person. The first person to approve one becomes its requester: the
+endpoint stops it while it still waits for its first approval (nothing has changed yet) and starts it again as
+theirs, and a second person must approve that. So every execution needs two distinct people before it acts.
 
 https://docs.aws.amazon.com/lambda/latest/dg/urls-invocation.html#urls-request-payload
 """
@@ -59,6 +73,16 @@ class NotApprovable(ApprovalRefused):
     status = 409
 
 
+ASSUMED_ROLE = re.compile(r"arn:[a-z][a-z0-9-]{0,30}:sts::[0-9]{12}:assumed-role/[A-Za-z0-9+=,.@_-]{1,64}/(?P<session>[A-Za-z0-9+=,.@_-]{2,64})")
+
+
+def person_of(principal_arn: str | None) -> str | None:
+    """The person behind an assumed-role session ARN: its session name, which IAM binds to the session's
+    sts:SourceIdentity for the endpoint's callers (see the module's docstring); None for anything else."""
+    match = ASSUMED_ROLE.fullmatch(principal_arn or "")
+    return match["session"].lower() if match else None
+
+
 @dataclass(frozen=True)
 class Caller:
     """Who is calling, as AWS established it from the request's signature (never from the body)."""
@@ -66,6 +90,72 @@ class Caller:
     arn: str
     caller_id: str
     account_id: str
+
+    @property
+    def person(self) -> str | None:
+        return person_of(self.arn)
+
+
+# Each duration: (the request field, its environment variable, the workflow's default when a request has none,
+# the longest a requester may ask for). The deployment's value is the shortest; a requester may only lengthen it.
+DURATIONS = (
+    ("approval_timeout_seconds", "APPROVAL_TIMEOUT_SECONDS", 24 * 3600, 7 * 24 * 3600),
+    ("soak_seconds", "SOAK_SECONDS", 7 * 24 * 3600, 365 * 24 * 3600),
+    ("metrics_settle_seconds", "METRICS_SETTLE_SECONDS", 600, 3600),
+)
+DEFAULT_REMEDIATION_ROLE = "NeptuneGuardRemediation"
+
+
+@dataclass(frozen=True)
+class Safety:
+    """What the deployment decides, not the requester: the member role the workflow acts through, and the shortest
+    approval timeout, soak and metrics settle time."""
+
+    remediation_role_name: str = DEFAULT_REMEDIATION_ROLE
+    approval_timeout_seconds: int = 24 * 3600
+    soak_seconds: int = 7 * 24 * 3600
+    metrics_settle_seconds: int = 600
+
+    @classmethod
+    def from_environment(cls, environ) -> "Safety":
+        values = {"remediation_role_name": environ.get("REMEDIATION_ROLE_NAME", DEFAULT_REMEDIATION_ROLE)}
+        if not re.fullmatch(r"[A-Za-z0-9+=,.@_-]{1,64}", values["remediation_role_name"]):
+            raise ValueError(f"REMEDIATION_ROLE_NAME is not a role name: {values['remediation_role_name']!r}")
+        for field, variable, default, longest in DURATIONS:
+            text = environ.get(variable, str(default))
+            if not re.fullmatch(r"[0-9]{1,8}", text) or int(text) > longest:
+                raise ValueError(f"{variable} must be a whole number of seconds up to {longest}, got {text!r}")
+            values[field] = int(text)
+        return cls(**values)
+
+    def fill(self, request: dict) -> dict:
+        """The request the execution runs with: the deployment's role, and each duration the requester's if longer."""
+        problems = []
+        if "role_name" in request:
+            problems.append("role_name comes from the deployment, not the request")
+        filled = {**request, "role_name": self.remediation_role_name}
+        for field, _, _, longest in DURATIONS:
+            shortest = getattr(self, field)
+            value = request.get(field, shortest)
+            if isinstance(value, bool) or not isinstance(value, int) or not shortest <= value <= longest:
+                problems.append(f"{field} may only lengthen the deployment's {shortest} (up to {longest}), got {value!r}")
+            filled[field] = value
+        if problems:
+            raise BadRequest("; ".join(problems))
+        return filled
+
+    def check(self, started_with: dict) -> None:
+        """An execution, however it was started, runs only with the deployment's role and at least its durations."""
+        role = started_with.get("role_name") or DEFAULT_REMEDIATION_ROLE
+        if role != self.remediation_role_name:
+            raise Forbidden(f"the execution acts through role {role!r}, not the deployment's {self.remediation_role_name!r}: "
+                            "reject it and start it again")
+        defaults = {field: default for field, _, default, _ in DURATIONS}
+        for field, _, _, _ in DURATIONS:
+            value = started_with.get(field, defaults[field])
+            if isinstance(value, bool) or not isinstance(value, int) or value < getattr(self, field):
+                raise Forbidden(f"the execution's {field} {value!r} is shorter than the deployment's {getattr(self, field)}: "
+                                "reject it and start it again")
 
 
 @dataclass(frozen=True)
@@ -76,9 +166,10 @@ class Endpoint:
     region: str
     account_id: str
     approver_patterns: tuple[str, ...]
+    safety: Safety = Safety()
 
     @classmethod
-    def of_function(cls, function_arn: str, approver_principals: str) -> "Endpoint":
+    def of_function(cls, function_arn: str, approver_principals: str, safety: Safety | None = None) -> "Endpoint":
         """From the function's own ARN (its account and region are the state machines') and the allow-list,
         a comma list of principal ARN patterns (`*` and `?` as in IAM's ArnLike)."""
         arn = ArnParser().parse_arn(function_arn)
@@ -86,7 +177,7 @@ class Endpoint:
         bad = [p for p in patterns if not p.startswith(f"arn:{arn['partition']}:")]
         if bad:
             raise ValueError(f"approver principals must be ARN patterns in partition {arn['partition']}: {', '.join(bad)}")
-        return cls(arn["partition"], arn["region"], arn["account"], patterns)
+        return cls(arn["partition"], arn["region"], arn["account"], patterns, safety or Safety())
 
     @property
     def state_machine_arns(self) -> tuple[str, ...]:
@@ -105,7 +196,6 @@ class TargetRequest(_Body):
     cluster_id: Optional[str] = Field(default=None, min_length=1, max_length=255)
     snapshot_id: Optional[str] = Field(default=None, min_length=1, max_length=255)
     target_key: str = Field(min_length=1, max_length=2048)
-    role_name: Optional[str] = Field(default=None, min_length=1, max_length=64)
     approval_timeout_seconds: Optional[int] = Field(default=None, ge=60, le=7 * 24 * 3600)
     soak_seconds: Optional[int] = Field(default=None, ge=0, le=365 * 24 * 3600)
     metrics_settle_seconds: Optional[int] = Field(default=None, ge=0, le=3600)
@@ -163,9 +253,12 @@ def is_allowed(principal_arn: str, patterns: tuple[str, ...]) -> bool:
     return any(_arn_like(pattern).match(principal_arn) for pattern in patterns)
 
 
-def same_principal(first: str, second: str) -> bool:
-    # IAM role and session names do not distinguish case: Alice and alice are one person.
-    return first.lower() == second.lower()
+def requester_person(requested_by, endpoint: Endpoint) -> str | None:
+    """The person who started an execution: a requester on the allow-list; None for the trigger, an administrator
+    straight through Step Functions, or anything else that is not a person on call."""
+    if not isinstance(requested_by, str) or not is_allowed(requested_by, endpoint.approver_patterns):
+        return None
+    return person_of(requested_by)
 
 
 def our_state_machine(arn: str, endpoint: Endpoint) -> str:
@@ -225,6 +318,21 @@ def _describe(sfn, execution_arn: str) -> dict:
         raise
 
 
+def approvals_given(sfn, execution_arn: str) -> list[dict]:
+    """The decisions the endpoint sent to this execution so far (each records its approver)."""
+    given = []
+    for page in sfn.get_paginator("get_execution_history").paginate(executionArn=execution_arn):
+        for event in page["events"]:
+            output = (event.get("taskSucceededEventDetails") or {}).get("output")
+            try:
+                decision = json.loads(output) if output else None
+            except ValueError:
+                continue
+            if isinstance(decision, dict) and decision.get("approved") is True and isinstance(decision.get("approver"), str):
+                given.append(decision)
+    return given
+
+
 def _waiting(sfn, execution_arn: str, stage: str | None) -> dict:
     description = _describe(sfn, execution_arn)
     if description["status"] != "RUNNING":
@@ -232,7 +340,13 @@ def _waiting(sfn, execution_arn: str, stage: str | None) -> dict:
     pending = pending_approval(sfn, execution_arn)
     if stage is not None and stage != pending["stage"]:
         raise NotApprovable(f"execution {execution_arn} waits for the {pending['stage']} approval, not {stage}")
-    return {**pending, "requested_by": json.loads(description.get("input") or "{}").get("requested_by")}
+    try:
+        started_with = json.loads(description.get("input") or "{}")
+    except ValueError:
+        started_with = None
+    if not isinstance(started_with, dict):
+        raise Forbidden(f"execution {execution_arn} was not started with a request object: reject it")
+    return {**pending, "requested_by": started_with.get("requested_by"), "started_with": started_with}
 
 
 def _answer(send, **kwargs) -> None:
@@ -247,19 +361,44 @@ def _answer(send, **kwargs) -> None:
 
 def start(sfn, body: Start, caller: Caller, endpoint: Endpoint) -> dict:
     state_machine_arn = our_state_machine(body.state_machine_arn, endpoint)
-    request = {**body.request.model_dump(exclude_none=True), "requested_by": caller.arn}
+    request = {**endpoint.safety.fill(body.request.model_dump(exclude_none=True)), "requested_by": caller.arn}
     return {"execution_arn": workflow.start(sfn, state_machine_arn, request), "requested_by": caller.arn}
+
+
+def adopt(sfn, execution_arn: str, pending: dict, caller: Caller, endpoint: Endpoint) -> dict:
+    """An execution no person started, still at its first approval (nothing changed yet): stop it, and start it
+    again with the caller as its requester, so that a second person must approve."""
+    request = {**pending["started_with"], "requested_by": caller.arn}
+    try:
+        sfn.stop_execution(executionArn=execution_arn, error="Adopted",
+                           cause=f"restarted with {caller.arn} as its requester; a second person approves"[:MAX_CAUSE])
+    except ClientError as error:
+        if error.response["Error"]["Code"] != "ExecutionDoesNotExist":
+            raise
+    state_machine_arn = execution_arn.replace(":execution:", ":stateMachine:").rsplit(":", 1)[0]
+    new = workflow.start(sfn, state_machine_arn, request)
+    return {"approved": False, "adopted": True, "stage": pending["stage"], "replaces": execution_arn, "execution_arn": new,
+            "requested_by": caller.arn, "at": _now(),
+            "next": f"{caller.arn} is now the requester of {new}: another on-call engineer must approve it"}
 
 
 def approve(sfn, body: Approve, caller: Caller, endpoint: Endpoint) -> dict:
     our_execution(body.execution_arn, endpoint)
     pending = _waiting(sfn, body.execution_arn, body.stage)
+    endpoint.safety.check(pending["started_with"])
     starter = pending["requested_by"]
     if not starter:
         raise Forbidden(f"execution {body.execution_arn} records no requester (it was not started through this endpoint "
                         "or the Security Hub trigger), so a second person cannot be told apart: reject it and start it again")
-    if same_principal(starter, caller.arn):
-        raise Forbidden(f"{caller.arn} started this execution and cannot approve it: another on-call engineer must")
+    requester = requester_person(starter, endpoint)
+    if requester is None:
+        if approvals_given(sfn, body.execution_arn):
+            raise Forbidden(f"execution {body.execution_arn} was started by {starter}, not a person on call, and has already "
+                            "been approved once: reject it and start it again")
+        return adopt(sfn, body.execution_arn, pending, caller, endpoint)
+    if requester == caller.person:
+        raise Forbidden(f"{caller.arn} started this execution and cannot approve it (the same person as {starter}): "
+                        "another on-call engineer must")
     if pending["stage"] == "cutover" and (pending.get("write_check") or {}).get("writes_detected") is True and not body.accept_write_loss:
         raise NotApprovable("writes were detected on the cluster after the snapshot: they will be lost at the cutover. "
                             "Approve with accept_write_loss (CLI: --accept-write-loss) to accept that, or reject")
@@ -292,4 +431,6 @@ def decide(body, caller: Caller, endpoint: Endpoint, sfn) -> dict:
         raise Forbidden("no approvers are configured (APPROVER_PRINCIPALS is empty)")
     if not is_allowed(caller.arn, endpoint.approver_patterns):
         raise Forbidden(f"{caller.arn} is not on the approver allow-list")
+    if caller.person is None:
+        raise Forbidden(f"{caller.arn} is not a person's role session (assumed-role/ROLE/SOURCE-IDENTITY)")
     return ACTIONS[request.action](sfn, request, caller, endpoint)

@@ -204,7 +204,9 @@ def run_demo(args) -> int:
 def approval_request(args) -> dict:
     """What the approval endpoint is asked; the endpoint, not this client, says who asks."""
     if args.command == "remediate":
-        return {"action": "start", "state_machine_arn": args.state_machine_arn, "request": _target_request(args)}
+        # The endpoint takes the member role and the safety durations from the deployment, not from the requester.
+        request = {k: v for k, v in _target_request(args).items() if k != "role_name"}
+        return {"action": "start", "state_machine_arn": args.state_machine_arn, "request": request}
     stage = getattr(args, "stage", None)
     if args.command == "approve":
         stages = executions.stages_of(args.execution_arn)

@@ -37,6 +37,8 @@ class TriggerConfig:
     approval_timeout_seconds: int
     requested_by: str  # who starts the executions: the trigger's own identity (the custom action event names no person)
     access_role_name: str = "NeptuneGuardTriggerAccess"  # the member role the trigger reads and updates findings with
+    soak_seconds: int = 7 * 24 * 3600  # the deployment's safety durations: the execution states them explicitly
+    metrics_settle_seconds: int = 600
 
 
 class NotRemediable(Exception):
@@ -90,6 +92,7 @@ def remediation_request(finding: dict, config: TriggerConfig, session: boto3.Ses
     request = {
         "account_id": account, "region": region, field: resource["identifier"], "target_key": config.target_key,
         "role_name": config.remediation_role_name, "approval_timeout_seconds": config.approval_timeout_seconds,
+        **({"soak_seconds": config.soak_seconds, "metrics_settle_seconds": config.metrics_settle_seconds} if field == "cluster_id" else {}),
         "finding": {"id": finding["Id"], "product_arn": finding["ProductArn"]}, "requested_by": config.requested_by,
     }
     return (config.cluster_state_machine_arn if field == "cluster_id" else config.snapshot_state_machine_arn), request

@@ -2,7 +2,8 @@
 remediation executions as the caller AWS verified (requestContext.authorizer.iam).
 
 Environment: APPROVER_PRINCIPALS (comma list of principal ARN patterns allowed to start, approve and
-reject, e.g. arn:aws:sts::111122223333:assumed-role/OnCall/*)."""
+reject, e.g. arn:aws:sts::111122223333:assumed-role/OnCall/*); the deployment's REMEDIATION_ROLE_NAME and shortest
+APPROVAL_TIMEOUT_SECONDS, SOAK_SECONDS, METRICS_SETTLE_SECONDS (a requester may only lengthen them)."""
 
 import json
 import os
@@ -37,7 +38,8 @@ def handler(event: LambdaFunctionUrlEvent, context: LambdaContext) -> dict:
     iam = event.request_context.authorizer.iam
     caller = approvals.Caller(arn=iam.user_arn, caller_id=iam.caller_id, account_id=iam.account_id)
     logger.append_keys(caller=caller.arn, caller_id=caller.caller_id)
-    endpoint = approvals.Endpoint.of_function(context.invoked_function_arn, os.environ.get("APPROVER_PRINCIPALS", ""))
+    endpoint = approvals.Endpoint.of_function(context.invoked_function_arn, os.environ.get("APPROVER_PRINCIPALS", ""),
+                                              approvals.Safety.from_environment(os.environ))
     sfn = boto3.client("stepfunctions", region_name=endpoint.region, config=CLIENT_CONFIG)
     try:
         if event.request_context.http.method != "POST":

@@ -1,7 +1,7 @@
 """Security Hub custom action "Remediate with CMK" -> the remediation state machines.
 
 Environment: CLUSTER_STATE_MACHINE_ARN, SNAPSHOT_STATE_MACHINE_ARN, TARGET_KEY, REMEDIATION_ROLE_NAME,
-APPROVAL_TIMEOUT_SECONDS."""
+APPROVAL_TIMEOUT_SECONDS, SOAK_SECONDS, METRICS_SETTLE_SECONDS."""
 
 import os
 
@@ -27,6 +27,8 @@ def config_from_environment(requested_by: str) -> TriggerConfig:
         approval_timeout_seconds=int(os.environ.get("APPROVAL_TIMEOUT_SECONDS", "86400")),
         requested_by=requested_by,
         access_role_name=os.environ.get("TRIGGER_ACCESS_ROLE_NAME", "NeptuneGuardTriggerAccess"),
+        soak_seconds=int(os.environ.get("SOAK_SECONDS", str(7 * 24 * 3600))),
+        metrics_settle_seconds=int(os.environ.get("METRICS_SETTLE_SECONDS", "600")),
     )
 
 
