@@ -150,6 +150,10 @@ def role_policies(template: dict, role_name: str, references: dict[str, str]) ->
     logical = next(k for k, r in resources.items() if r["Type"] == "AWS::IAM::Role" and r["Properties"].get("RoleName") == role_name)
     documents = [p["PolicyDocument"] for p in resources[logical]["Properties"].get("Policies", [])]
     for resource in resources.values():
-        if resource["Type"] == "AWS::IAM::Policy" and {"Ref": logical} in resource["Properties"].get("Roles", []):
+        if resource["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy") and {"Ref": logical} in resource["Properties"].get("Roles", []):
             documents.append(resource["Properties"]["PolicyDocument"])
-    return [resolve(d, references) for d in documents]
+    # A managed policy's Ref is its ARN (the role's statements may name one, such as a permissions boundary).
+    policies = {k: f"arn:{references['AWS::Partition']}:iam::{references['AWS::AccountId']}:policy{r['Properties'].get('Path', '/')}"
+                   f"{r['Properties']['ManagedPolicyName']}"
+                for k, r in resources.items() if r["Type"] == "AWS::IAM::ManagedPolicy" and "ManagedPolicyName" in r["Properties"]}
+    return [resolve(d, {**policies, **references}) for d in documents]

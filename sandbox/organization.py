@@ -21,6 +21,7 @@ from . import write_activity
 MANAGEMENT_ACCOUNT = "123456789012"  # moto's default caller
 AUDIT_ROLE = "NeptuneGuardAudit"
 REMEDIATION_ROLE = "NeptuneGuardRemediation"
+MARKS_ROLE = "NeptuneGuardApprovalMarks"
 TRIGGER_ACCESS_ROLE = "NeptuneGuardTriggerAccess"
 PLANNER_ROLE = "NeptuneGuardPlanner"
 
@@ -136,7 +137,7 @@ def account_session(session: boto3.Session, account_id: str) -> boto3.Session:
 
 def create_member_roles(session: boto3.Session) -> None:
     iam = session.client("iam", region_name="us-east-1")
-    for role in (AUDIT_ROLE, REMEDIATION_ROLE, TRIGGER_ACCESS_ROLE, PLANNER_ROLE):
+    for role in (AUDIT_ROLE, REMEDIATION_ROLE, TRIGGER_ACCESS_ROLE, PLANNER_ROLE, MARKS_ROLE):
         iam.create_role(RoleName=role, AssumeRolePolicyDocument=member_trust_policy())
 
 

@@ -8,21 +8,23 @@ from aws_cdk import aws_iam as iam
 from cdk_nag import NagSuppressions
 from constructs import Construct
 
+from neptune_guard import approval_marks, naming
 from neptune_guard.rds_resources import (
     CREATED_BY,
     CUTOVER,
+    DECOMMISSION_APPROVED_BY,
     REMEDIATED_BY,
     REPLACE_APPROVED_BY,
     REPLACED_BY,
     RETAINED_UNTIL,
     RETIRED_BY,
+    TEMPORARY_FOR,
 )
 from neptune_guard import live_cutover
 from neptune_guard.remediation import ARCHIVED_BY, SERVED
 
-from .config import DETECTOR_ROLE, PLANNER_ROLE, TRIGGER_ROLE, WORKFLOW_ROLE, Config
+from .config import APPROVAL_ROLE, DETECTOR_ROLE, PLANNER_ROLE, TRIGGER_ROLE, WORKFLOW_ROLE, Config
 
-BOOKKEEPING_TAGS = (CUTOVER, RETIRED_BY, REPLACED_BY, RETAINED_UNTIL, REMEDIATED_BY, SERVED, REPLACE_APPROVED_BY)
 
 READ_NEPTUNE_ACTIONS = ["rds:DescribeDBClusters", "rds:DescribeDBInstances", "rds:DescribeDBClusterSnapshots",
                         "rds:DescribeDBClusterSnapshotAttributes", "rds:DescribeDBClusterEndpoints", "rds:ListTagsForResource"]
@@ -30,6 +32,21 @@ RESTORE_KMS_ACTIONS = [  # the permissions Neptune documents for creating an enc
     "kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey", "kms:GenerateDataKeyWithoutPlaintext",
     "kms:ReEncryptTo", "kms:ReEncryptFrom",
 ]
+
+
+# What BatchUpdateFindings may change besides the Note (securityhub:ASFFSyntaxPath, "Configuring access to
+# BatchUpdateFindings" in the Security Hub user guide). Security Hub has no condition on a finding's product, so no role
+# may suppress, re-rate or re-classify a finding: a Note, and the one workflow status its step sets, at most.
+FINDING_FIELDS = ("Workflow.Status", "Severity.Label", "Severity.Normalized", "Severity.Product", "Confidence", "Criticality",
+                  "Types", "UserDefinedFields", "VerificationState", "RelatedFindings")
+
+
+def finding_update(workflow_status: str | None = None) -> dict:
+    others = [f for f in FINDING_FIELDS if not (workflow_status and f == "Workflow.Status")]
+    conditions: dict = {"Null": {f"securityhub:ASFFSyntaxPath/{field}": "true" for field in others}}
+    if workflow_status:
+        conditions["StringEquals"] = {"securityhub:ASFFSyntaxPath/Workflow.Status": workflow_status}
+    return conditions
 
 
 class MemberRolesStack(Stack):
@@ -65,10 +82,13 @@ class MemberRolesStack(Stack):
              {"StringEquals": {"iam:PassedToService": "lambda.amazonaws.com"}}),
             ("TheReplicatorFunction", grants["function"], [functions], None),
             ("ReadTheRetiredOriginalsStream", grants["read_retired_stream"], [f"arn:{Aws.PARTITION}:rds:*:{Aws.ACCOUNT_ID}:cluster:*"],
-             tagged_for_an_execution(RETIRED_BY)),
+             tagged_for_an_execution(CUTOVER)),
         ]
-        for sid, actions, resources, conditions in statements:
-            remediation.add_to_policy(iam.PolicyStatement(sid=sid, actions=actions, resources=resources, conditions=conditions))
+        # A managed policy of its own, named so that the guardrail SCP protects its versions (an inline policy this size
+        # would overflow into managed policies with generated names).
+        iam.ManagedPolicy(self, "LiveCutoverPolicy", managed_policy_name="NeptuneGuardRemediationLiveCutover", roles=[remediation],
+                          statements=[iam.PolicyStatement(sid=sid, actions=actions, resources=resources, conditions=conditions)
+                                      for sid, actions, resources, conditions in statements])
 
     def __init__(self, scope: Construct, construct_id: str, *, config: Config, **kwargs) -> None:
         super().__init__(scope, construct_id, description="Neptune Guard member account roles (audit, remediation)", **kwargs)
@@ -101,8 +121,10 @@ class MemberRolesStack(Stack):
             sid="ClassifyKeys", actions=["kms:DescribeKey"], resources=[f"arn:{Aws.PARTITION}:kms:*:*:key/*"]))
         audit.add_to_policy(iam.PolicyStatement(sid="FindRegions", actions=["ec2:DescribeRegions"], resources=["*"]))
         audit.add_to_policy(iam.PolicyStatement(
-            sid="PublishOwnFindings", actions=["securityhub:GetFindings", "securityhub:BatchImportFindings", "securityhub:BatchUpdateFindings"],
+            sid="PublishOwnFindings", actions=["securityhub:GetFindings", "securityhub:BatchImportFindings"],
             resources=[hub, f"arn:{Aws.PARTITION}:securityhub:*:{Aws.ACCOUNT_ID}:product/{Aws.ACCOUNT_ID}/default"]))
+        audit.add_to_policy(iam.PolicyStatement(
+            sid="NoteRetainedFindings", actions=["securityhub:BatchUpdateFindings"], resources=[hub], conditions=finding_update()))
 
         remediation = iam.Role(
             self, "RemediationRole", role_name=config.remediation_role_name,
@@ -110,65 +132,123 @@ class MemberRolesStack(Stack):
             description="Neptune Guard workflows: re-encrypt Neptune clusters and snapshots under a customer-managed key",
         )
         executions = f"arn:{Aws.PARTITION}:states:*:{security_account}:execution:NeptuneGuard*Remediation:*"
+        granted: list[iam.PolicyStatement] = []
+        grant = granted.append
 
         def tagged_for_an_execution(key: str, *, requested: bool = False) -> dict:
             return {"StringLike": {f"aws:{'RequestTag' if requested else 'ResourceTag'}/{key}": executions}}
 
         neptune_resources = [f"{account_rds}:cluster:*", f"{account_rds}:db:*", f"{account_rds}:cluster-snapshot:*",
                              f"{account_rds}:cluster-endpoint:*"]
-        build_resources = neptune_resources + [f"{account_rds}:subgrp:*", f"{account_rds}:cluster-pg:*", f"{account_rds}:pg:*",
-                                               f"arn:{Aws.PARTITION}:ec2:*:{Aws.ACCOUNT_ID}:security-group/*"]
-        remediation.add_to_policy(iam.PolicyStatement(
+        grant(iam.PolicyStatement(
             sid="ReadNeptune",
             actions=READ_NEPTUNE_ACTIONS, resources=neptune_resources))
-        remediation.add_to_policy(iam.PolicyStatement(
+        grant(iam.PolicyStatement(
             sid="MeasureWriteActivity", actions=["cloudwatch:GetMetricData"], resources=["*"]))
-        for sid, key in (("CreateOnlyTaggedForAnExecution", CREATED_BY), ("ArchiveOnlyTaggedForAnExecution", ARCHIVED_BY)):
-            remediation.add_to_policy(iam.PolicyStatement(
-                sid=sid,
-                actions=["rds:CreateDBClusterSnapshot", "rds:CopyDBClusterSnapshot", "rds:RestoreDBClusterFromSnapshot",
-                         "rds:CreateDBInstance", "rds:AddTagsToResource"],
-                resources=build_resources, conditions=tagged_for_an_execution(key, requested=True)))
-        remediation.add_to_policy(iam.PolicyStatement(
-            sid="BookkeepingTagsOnly", actions=["rds:AddTagsToResource"], resources=neptune_resources,
-            conditions={"ForAllValues:StringEquals": {"aws:TagKeys": list(BOOKKEEPING_TAGS)}}))
-        remediation.add_to_policy(iam.PolicyStatement(
-            sid="RemoveOwnershipTagsOnly", actions=["rds:RemoveTagsFromResource"], resources=neptune_resources,
-            conditions={"ForAllValues:StringEquals": {"aws:TagKeys": [CREATED_BY, CUTOVER, SERVED]}}))
-        remediation.add_to_policy(iam.PolicyStatement(
-            sid="ChangeOnlyWhatAnExecutionCreated",
-            actions=["rds:ModifyDBCluster", "rds:ModifyDBInstance", "rds:StopDBCluster", "rds:AddRoleToDBCluster",
-                     "rds:DeleteDBCluster", "rds:DeleteDBInstance", "rds:DeleteDBClusterSnapshot", "rds:ModifyDBClusterSnapshotAttribute"],
-            resources=build_resources, conditions=tagged_for_an_execution(CREATED_BY)))
-        remediation.add_to_policy(iam.PolicyStatement(
-            sid="RenameTheApprovedOriginal",
-            actions=["rds:ModifyDBCluster", "rds:ModifyDBInstance", "rds:StopDBCluster", "rds:DeleteDBClusterEndpoint"],
-            resources=neptune_resources[:2] + neptune_resources[3:], conditions=tagged_for_an_execution(CUTOVER)))
-        remediation.add_to_policy(iam.PolicyStatement(
-            sid="MoveTheApprovedCustomEndpoints", actions=["rds:CreateDBClusterEndpoint", "rds:AddTagsToResource"],
-            resources=[f"{account_rds}:cluster:*", f"{account_rds}:cluster-endpoint:*"],
-            conditions=tagged_for_an_execution(CUTOVER, requested=True)))
-        remediation.add_to_policy(iam.PolicyStatement(
-            sid="DecommissionTheRetiredOriginal",
-            actions=["rds:ModifyDBCluster", "rds:StopDBCluster", "rds:DeleteDBCluster", "rds:DeleteDBInstance"],
-            resources=neptune_resources[:2], conditions=tagged_for_an_execution(RETIRED_BY)))
-        remediation.add_to_policy(iam.PolicyStatement(
-            sid="DeleteTheApprovedOriginalSnapshot", actions=["rds:DeleteDBClusterSnapshot"],
-            resources=[f"{account_rds}:cluster-snapshot:*"], conditions=tagged_for_an_execution(REPLACE_APPROVED_BY)))
-        remediation.add_to_policy(iam.PolicyStatement(
+        def our_names(kind: str) -> list[str]:
+            return [f"{account_rds}:{kind}:{pattern}" for pattern in naming.CREATED_NAMES[kind]]
+
+        created = our_names("cluster") + our_names("db") + our_names("cluster-snapshot")
+        settings = [f"{account_rds}:subgrp:*", f"{account_rds}:cluster-pg:*", f"{account_rds}:pg:*",
+                    f"arn:{Aws.PARTITION}:ec2:*:{Aws.ACCOUNT_ID}:security-group/*"]
+        own = {"StringLike": {f"aws:ResourceTag/{CREATED_BY}": executions}}
+        marked = {"StringLike": {f"aws:ResourceTag/{CUTOVER}": executions}}
+        statements = []
+        for sid, key in (("Create", CREATED_BY), ("Archive", ARCHIVED_BY)):
+            # The new resource: only under the names the workflow derives, and only with its execution's tag.
+            statements.append((f"{sid}TaggedForAnExecution", ["rds:CreateDBClusterSnapshot", "rds:CopyDBClusterSnapshot",
+                                                              "rds:RestoreDBClusterFromSnapshot", "rds:CreateDBInstance",
+                                                              "rds:AddTagsToResource"],
+                               created, tagged_for_an_execution(key, requested=True)))
+            statements.append((f"{sid}WithTheClustersSettings", ["rds:RestoreDBClusterFromSnapshot", "rds:CreateDBInstance"],
+                               settings, tagged_for_an_execution(key, requested=True)))
+            statements.append((f"RestoreOnlyFromSnapshotsTaggedBy{sid}", ["rds:RestoreDBClusterFromSnapshot"],
+                               [f"{account_rds}:cluster-snapshot:*"], {"StringLike": {f"aws:ResourceTag/{key}": executions}}))
+        # A customer's unencrypted snapshot cannot be copied under a key: it is restored into a temporary cluster, under
+        # a tag of its own and not the creation tag, so that the role may snapshot and delete that cluster but never give
+        # it an instance or change it; and a restore from a snapshot the execution did not make may create nothing else.
+        temporary = {"StringLike": {f"aws:RequestTag/{TEMPORARY_FOR}": executions},
+                     "Null": {f"aws:RequestTag/{CREATED_BY}": "true", f"aws:RequestTag/{ARCHIVED_BY}": "true"}}
+        statements += [
+            ("RestoreIntoATemporaryCluster", ["rds:RestoreDBClusterFromSnapshot", "rds:AddTagsToResource"],
+             [f"{account_rds}:cluster:{pattern}" for pattern in naming.TEMPORARY_CLUSTER_NAMES],
+             tagged_for_an_execution(TEMPORARY_FOR, requested=True)),
+            ("RestoreATemporaryClusterWithTheSettings", ["rds:RestoreDBClusterFromSnapshot"], settings, temporary),
+            ("RestoreTheAccountsSnapshotsOnlyIntoATemporaryCluster", ["rds:RestoreDBClusterFromSnapshot"],
+             [f"{account_rds}:cluster-snapshot:*"], temporary),
+            ("SnapshotAndDeleteTemporaryClusters", ["rds:CreateDBClusterSnapshot", "rds:DeleteDBCluster"], [f"{account_rds}:cluster:*"],
+             {"StringLike": {f"aws:ResourceTag/{TEMPORARY_FOR}": executions}}),
+        ]
+        statements += [
+            # What is snapshotted or copied: a customer's cluster only once an approval marked it; a cluster the
+            # execution created; a snapshot of the account (a copy of it lands under the names above, or untagged).
+            ("SnapshotOnlyAnApprovedOrOwnCluster", ["rds:CreateDBClusterSnapshot"], [f"{account_rds}:cluster:*"], marked),
+            ("SnapshotOwnClusters", ["rds:CreateDBClusterSnapshot"], [f"{account_rds}:cluster:*"], own),
+            ("CopyFromTheAccountsSnapshots", ["rds:CopyDBClusterSnapshot"], [f"{account_rds}:cluster-snapshot:*"], None),
+            ("InstancesOnlyInOwnClusters", ["rds:CreateDBInstance"], [f"{account_rds}:cluster:*"], own),
+            # Bookkeeping that authorizes nothing, on what an approval marked or the execution created.
+            ("BookkeepingOnApprovedResources", ["rds:AddTagsToResource"], neptune_resources,
+             {**marked, "ForAllValues:StringEquals": {"aws:TagKeys": [RETIRED_BY, REPLACED_BY, RETAINED_UNTIL, REMEDIATED_BY]}}),
+            ("BookkeepingOnOwnResources", ["rds:AddTagsToResource"], neptune_resources,
+             {**own, "ForAllValues:StringEquals": {"aws:TagKeys": [SERVED, REMEDIATED_BY]}}),
+            # The retired original's automated snapshots say they go with it (Neptune names no cluster on them that a
+            # condition could test); these keys authorize nothing.
+            ("BookkeepingOnTheRetiredOriginalsBackups", ["rds:AddTagsToResource"], [f"{account_rds}:cluster-snapshot:*"],
+             {"ForAllValues:StringEquals": {"aws:TagKeys": [RETIRED_BY, REPLACED_BY, RETAINED_UNTIL]}, "Null": {"aws:TagKeys": "false"}}),
+            # Removing a tag only ever narrows what the role may do: hand-over and rollback give up their hold.
+            ("RemoveOwnershipTagsOnly", ["rds:RemoveTagsFromResource"], neptune_resources,
+             {"ForAllValues:StringEquals": {"aws:TagKeys": [CREATED_BY, CUTOVER, SERVED]}}),
+            ("ChangeOnlyWhatAnExecutionCreated", ["rds:ModifyDBCluster", "rds:ModifyDBInstance", "rds:StopDBCluster",
+                                                  "rds:AddRoleToDBCluster", "rds:DeleteDBCluster", "rds:DeleteDBInstance",
+                                                  "rds:DeleteDBClusterSnapshot"], neptune_resources, own),
+            # Sharing: only the execution's own snapshot, once on-call approved its replacement (with the accounts the
+            # plan names: IAM cannot see the account list, the step checks it).
+            ("ShareOnlyAnApprovedReplacement", ["rds:ModifyDBClusterSnapshotAttribute"], [f"{account_rds}:cluster-snapshot:*"],
+             {**own, "StringLike": {**own["StringLike"], f"aws:ResourceTag/{REPLACE_APPROVED_BY}": executions}}),
+            ("RenameTheApprovedOriginal", ["rds:ModifyDBCluster", "rds:ModifyDBInstance", "rds:StopDBCluster",
+                                           "rds:DeleteDBClusterEndpoint"],
+             neptune_resources[:2] + neptune_resources[3:], marked),
+            ("MoveTheApprovedCustomEndpoints", ["rds:CreateDBClusterEndpoint", "rds:AddTagsToResource"],
+             [f"{account_rds}:cluster-endpoint:*"], tagged_for_an_execution(CUTOVER, requested=True)),
+            ("EndpointsOnApprovedClusters", ["rds:CreateDBClusterEndpoint"], [f"{account_rds}:cluster:*"], marked),
+            ("EndpointsOnOwnClusters", ["rds:CreateDBClusterEndpoint"], [f"{account_rds}:cluster:*"], own),
+            ("DecommissionOnlyWhatOnCallApproved", ["rds:DeleteDBCluster", "rds:DeleteDBInstance"], neptune_resources[:2],
+             {"StringLike": {f"aws:ResourceTag/{DECOMMISSION_APPROVED_BY}": executions}}),
+            ("DeleteTheApprovedOriginalSnapshot", ["rds:DeleteDBClusterSnapshot"], [f"{account_rds}:cluster-snapshot:*"],
+             tagged_for_an_execution(REPLACE_APPROVED_BY)),
+        ]
+        for sid, actions, resources, conditions in statements:
+            grant(iam.PolicyStatement(sid=sid, actions=actions, resources=resources, conditions=conditions))
+        grant(iam.PolicyStatement(
             sid="CarryClusterRoles", actions=["iam:PassRole"], resources=[f"arn:{Aws.PARTITION}:iam::{Aws.ACCOUNT_ID}:role/*"],
             conditions={"StringEquals": {"iam:PassedToService": "rds.amazonaws.com"}}))
-        remediation.add_to_policy(iam.PolicyStatement(
+        grant(iam.PolicyStatement(
             sid="DescribeTargetKey", actions=["kms:DescribeKey", "kms:GetKeyPolicy"], resources=[f"arn:{Aws.PARTITION}:kms:*:*:key/*"]))
-        remediation.add_to_policy(iam.PolicyStatement(
-            sid="UseTargetKeyThroughNeptune", actions=RESTORE_KMS_ACTIONS, resources=[f"arn:{Aws.PARTITION}:kms:*:*:key/*"],
-            conditions={"StringLike": {"kms:ViaService": "rds.*.amazonaws.com"}}))
-        remediation.add_to_policy(iam.PolicyStatement(
-            sid="GrantTargetKeyToNeptune", actions=["kms:CreateGrant"], resources=[f"arn:{Aws.PARTITION}:kms:*:*:key/*"],
-            conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}, "StringLike": {"kms:ViaService": "rds.*.amazonaws.com"}}))
-        remediation.add_to_policy(iam.PolicyStatement(
-            sid="ResolveFindings", actions=["securityhub:BatchUpdateFindings"], resources=[hub]))
+        # KMS through Neptune only, on this account's keys: the configured target key (by its alias) for the new
+        # encryption; any of the account's keys to read an original encrypted under a key of its own.
+        account_keys = [f"arn:{Aws.PARTITION}:kms:*:{Aws.ACCOUNT_ID}:key/*"]
+        via_neptune = {"StringLike": {"kms:ViaService": "rds.*.amazonaws.com"}}
+        target = ({"ForAnyValue:StringEquals": {"kms:ResourceAliases": [config.target_key]}}
+                  if config.target_key.startswith("alias/") else {})
+        grant(iam.PolicyStatement(
+            sid="UseTargetKeyThroughNeptune", actions=RESTORE_KMS_ACTIONS, resources=account_keys, conditions={**via_neptune, **target}))
+        grant(iam.PolicyStatement(
+            sid="GrantTargetKeyToNeptune", actions=["kms:CreateGrant"], resources=account_keys,
+            conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}, **via_neptune, **target}))
+        grant(iam.PolicyStatement(
+            sid="ReadTheOriginalThroughNeptune", actions=["kms:Decrypt"], resources=account_keys, conditions=via_neptune))
+        grant(iam.PolicyStatement(
+            sid="GrantTheOriginalsKeyToNeptune", actions=["kms:CreateGrant"], resources=account_keys,
+            conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}, **via_neptune}))
+        grant(iam.PolicyStatement(
+            sid="ResolveFindings", actions=["securityhub:BatchUpdateFindings"], resources=[hub], conditions=finding_update("RESOLVED")))
         self._streams_path_grants(remediation, executions, tagged_for_an_execution)
+        # Named managed policies, so that the guardrail SCP protects their versions (an inline policy this size would
+        # overflow into managed policies with generated names); each under IAM's 6,144-character limit.
+        third = -(-len(granted) // 3)
+        for part, chunk in enumerate((granted[:third], granted[third:2 * third], granted[2 * third:]), start=1):
+            iam.ManagedPolicy(self, f"RemediationPolicy{part}", managed_policy_name=f"NeptuneGuardRemediation{part}",
+                              roles=[remediation], statements=chunk)
 
         trigger_access = iam.Role(
             self, "TriggerAccessRole", role_name=config.trigger_access_role_name, assumed_by=security_role(TRIGGER_ROLE),
@@ -180,7 +260,19 @@ class MemberRolesStack(Stack):
         trigger_access.add_to_policy(iam.PolicyStatement(
             sid="ClassifyItsKey", actions=["kms:DescribeKey"], resources=[f"arn:{Aws.PARTITION}:kms:*:*:key/*"]))
         trigger_access.add_to_policy(iam.PolicyStatement(
-            sid="NoteTheFinding", actions=["securityhub:BatchUpdateFindings"], resources=[hub]))
+            sid="NoteTheFinding", actions=["securityhub:BatchUpdateFindings"], resources=[hub], conditions=finding_update("NOTIFIED")))
+
+        # The approval marks (neptune_guard/approval_marks.py): written only by this role, which only the approval
+        # endpoint assumes, after its checks; the remediation role cannot write them.
+        marks = iam.Role(
+            self, "ApprovalMarksRole", role_name=approval_marks.MARKS_ROLE, assumed_by=security_role(APPROVAL_ROLE),
+            description="Neptune Guard approval endpoint: mark what an on-call approval covers; nothing else")
+        marks.add_to_policy(iam.PolicyStatement(
+            sid="ReadWhatThePlanNames", actions=approval_marks.PERMISSIONS["read"], resources=neptune_resources))
+        marks.add_to_policy(iam.PolicyStatement(
+            sid="WriteApprovalMarksOnly", actions=approval_marks.PERMISSIONS["mark"], resources=neptune_resources,
+            conditions={"ForAllValues:StringEquals": {"aws:TagKeys": list(approval_marks.MARKS)},
+                        "StringLikeIfExists": {f"aws:RequestTag/{key}": executions for key in approval_marks.MARKS}}))
 
         # On-call's `plan` reads what a remediation would carry, and nothing else; their own sessions assume it.
         if config.on_call_roles:

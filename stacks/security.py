@@ -29,6 +29,7 @@ from aws_cdk import custom_resources as cr
 from cdk_nag import NagSuppressions
 from constructs import Construct
 
+from neptune_guard import approval_marks
 from neptune_guard.changes import CLOUDTRAIL, WATCHED
 from neptune_guard.options import METRICS_NAMESPACE
 
@@ -312,6 +313,8 @@ class SecurityStack(Stack):
         # An execution no person started is stopped at its first approval and started again as the approver's.
         approval.add_to_role_policy(iam.PolicyStatement(
             sid="AdoptExecutionsNoPersonStarted", actions=["states:StopExecution"], resources=self._executions()))
+        # The marks that let the member role act on what a verified approval covers (approval_marks.py).
+        self._may_assume(approval.role, approval_marks.MARKS_ROLE)
         url = approval.add_function_url(auth_type=lambda_.FunctionUrlAuthType.AWS_IAM)
         CfnOutput(self, "ApprovalUrl", value=url.url, description="The approval endpoint: NEPTUNE_GUARD_APPROVAL_URL for on-call")
         return approval

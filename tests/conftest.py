@@ -140,6 +140,9 @@ def decide(sfn, execution_arn, stage, **decision):
     waiting = awaiting(sfn, execution_arn, stage)
     assert waiting["status"] == "RUNNING", f"ended before {stage}: {final_state(sfn, execution_arn).get('error')}"
     pending = approvals.pending_approval(sfn, execution_arn)
+    if decision.get("approved", True):
+        started_with = json.loads(sfn.describe_execution(executionArn=execution_arn)["input"])
+        approvals.write_marks(boto3.Session(region_name=started_with["region"]), stage, execution_arn, started_with, pending["plan"] or {})
     sfn.send_task_success(taskToken=pending["token"], output=json.dumps(
         {"approved": True, "stage": stage, "approver": "arn:aws:sts::123456789012:assumed-role/OnCall/alice", **decision}))
     return pending

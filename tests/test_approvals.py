@@ -335,3 +335,24 @@ def test_the_deployment_not_the_requester_chooses_the_role_and_the_shortest_safe
 ])
 def test_a_person_is_the_session_name_the_guardrail_binds_to_their_source_identity(arn, person):
     assert approvals.person_of(arn) == person
+
+
+def test_an_approval_marks_what_the_plan_names_and_nothing_once_it_changed(team):
+    session, sfn, arns, alice, bob = team
+    neptune = member_session(session, ACCOUNT).client("neptune", region_name=REGION)
+    cluster = neptune.describe_db_clusters(DBClusterIdentifier="orders")["DBClusters"][0]["DBClusterArn"]
+    execution = alice.start(arns["cluster"], REQUEST)
+    waiting_for(sfn, execution, "snapshot")
+    neptune.create_db_instance(DBInstanceIdentifier="orders-2", DBClusterIdentifier="orders", Engine="neptune",
+                               DBInstanceClass="db.r6g.large")  # the owner adds a reader after the plan
+
+    refusal = refused(bob, {"action": "approve", "execution_arn": execution, "stage": "snapshot"})
+
+    assert refusal.status == 409 and "changed since the plan" in str(refusal)
+    assert "neptune-guard:cutover" not in {t["Key"] for t in neptune.list_tags_for_resource(ResourceName=cluster)["TagList"]}
+    waiting_for(sfn, execution, "snapshot")  # still asks: reject it, and plan again
+    neptune.delete_db_instance(DBInstanceIdentifier="orders-2", SkipFinalSnapshot=True)
+    answer = bob.approve(execution, stage="snapshot")
+    assert cluster in answer["marked"]
+    tags = {t["Key"]: t["Value"] for t in neptune.list_tags_for_resource(ResourceName=cluster)["TagList"]}
+    assert tags["neptune-guard:cutover"] == execution

@@ -148,7 +148,8 @@ def test_security_roles_may_assume_only_the_member_roles_by_name(stacks):
     _, _, security, _ = stacks
     assumes = [s for s in statements(security) if s["Action"] == "sts:AssumeRole"]
     resources = {json.dumps(s["Resource"]) for s in assumes}
-    assert len(resources) == 4 and all(re.search(r":role/NeptuneGuard(Audit|Remediation|TriggerAccess|Planner)\"", r) for r in resources)
+    assert len(resources) == 5 and all(re.search(r":role/NeptuneGuard(Audit|Remediation|TriggerAccess|Planner|ApprovalMarks)\"", r)
+                                       for r in resources)
     # and only in the Organization's accounts, whatever account a configuration or a finding names
     assert all(st["Condition"] == {"StringEquals": {"aws:ResourceOrgID": CONTEXT["neptune-guard:organizationId"]}} for st in assumes)
     planner = next(s for s in assumes if "Planner" in json.dumps(s["Resource"]))
@@ -161,7 +162,9 @@ def test_member_roles_trust_the_security_roles_in_the_organization_only(stacks):
     _, _, _, members = stacks
     roles = members.find_resources("AWS::IAM::Role")
     assert {r["Properties"]["RoleName"] for r in roles.values()} == {"NeptuneGuardAudit", "NeptuneGuardRemediation", "NeptuneGuardTriggerAccess",
-                                                                    "NeptuneGuardPlanner"}
+                                                                    "NeptuneGuardPlanner", "NeptuneGuardApprovalMarks"}
+    marks = next(r for r in roles.values() if r["Properties"]["RoleName"] == "NeptuneGuardApprovalMarks")
+    assert "role/NeptuneGuardApproval\"" in json.dumps(marks["Properties"]["AssumeRolePolicyDocument"])  # the endpoint's, alone
     remediation = next(r for r in roles.values() if r["Properties"]["RoleName"] == "NeptuneGuardRemediation")
     assert "NeptuneGuardWorkflow" in json.dumps(remediation["Properties"]["AssumeRolePolicyDocument"])
     assert "NeptuneGuardTrigger" not in json.dumps(remediation["Properties"]["AssumeRolePolicyDocument"])  # the trigger reads, never remediates
@@ -169,7 +172,7 @@ def test_member_roles_trust_the_security_roles_in_the_organization_only(stacks):
         for statement in role["Properties"]["AssumeRolePolicyDocument"]["Statement"]:
             assert statement["Condition"] == {"StringEquals": {"aws:PrincipalOrgID": {"Ref": "OrganizationId"}}}
             principal = json.dumps(statement["Principal"])
-            assert "SecurityAccountId" in principal and re.search(r"role/NeptuneGuard(Detector|Workflow|Trigger|OnCall)", principal)
+            assert "SecurityAccountId" in principal and re.search(r"role/NeptuneGuard(Detector|Workflow|Trigger|OnCall|Approval)", principal)
     planner = next(logical for logical, r in roles.items() if r["Properties"]["RoleName"] == "NeptuneGuardPlanner")
     planner_policy = next(p for p in members.find_resources("AWS::IAM::Policy").values() if {"Ref": planner} in p["Properties"]["Roles"])
     planner_actions = {a for s in planner_policy["Properties"]["PolicyDocument"]["Statement"] for a in actions(s)}
@@ -185,12 +188,14 @@ def test_destructive_actions_need_a_neptune_guard_execution_tag_not_a_name(stack
     destructive = [s for s in statements(members) if DESTRUCTIVE & set(actions(s))]
     assert {a for s in destructive for a in actions(s)} >= {"rds:DeleteDBCluster", "rds:ModifyDBCluster", "rds:DeleteDBClusterSnapshot"}
     for statement in destructive:
-        (tag_key, executions), = statement["Condition"]["StringLike"].items()
-        assert tag_key.startswith("aws:ResourceTag/neptune-guard:")
-        assert ":execution:NeptuneGuard*Remediation:*" in json.dumps(executions)
+        assert statement["Condition"]["StringLike"]
+        for tag_key, executions in statement["Condition"]["StringLike"].items():
+            assert tag_key.startswith("aws:ResourceTag/neptune-guard:")
+            assert ":execution:NeptuneGuard*Remediation:*" in json.dumps(executions)
         assert not any(pattern in json.dumps(statement["Resource"]) for pattern in ("-cmk", "tmp"))  # no name patterns
     creates = [s for s in statements(members) if "rds:RestoreDBClusterFromSnapshot" in actions(s)]
-    assert creates and all(next(iter(s["Condition"]["StringLike"])).startswith("aws:RequestTag/neptune-guard:") for s in creates)
+    assert creates and all(key.startswith(("aws:RequestTag/neptune-guard:", "aws:ResourceTag/neptune-guard:"))
+                           for s in creates for key in s["Condition"]["StringLike"])
     kms = [s for s in statements(members) if any(a.startswith("kms:") for a in actions(s))]
     assert {a for s in kms for a in actions(s)} == {
         "kms:DescribeKey", "kms:GetKeyPolicy", "kms:CreateGrant", "kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey",
@@ -207,7 +212,7 @@ def test_stack_set_deploys_the_member_roles_to_the_organization(stacks):
     assert stack_set["StackInstancesGroup"][0]["DeploymentTargets"]["OrganizationalUnitIds"] == ["r-exmp"]
     template = json.loads(stack_set["TemplateBody"])
     assert {r["Properties"]["RoleName"] for r in template["Resources"].values() if r["Type"] == "AWS::IAM::Role"} == {
-        "NeptuneGuardAudit", "NeptuneGuardRemediation", "NeptuneGuardTriggerAccess", "NeptuneGuardPlanner"}
+        "NeptuneGuardAudit", "NeptuneGuardRemediation", "NeptuneGuardTriggerAccess", "NeptuneGuardPlanner", "NeptuneGuardApprovalMarks"}
     assert {p["ParameterKey"] for p in stack_set["Parameters"]} == {"SecurityAccountId", "OrganizationId"}
     assert "BootstrapVersion" not in template.get("Parameters", {})
 

@@ -120,6 +120,11 @@ def test_every_code_path_runs_on_the_synthesized_roles_alone(deployed, monkeypat
     orders_execution, snapshot = (s["execution_arn"] for s in started["started"])
     wait_for_stage(sfn, orders_execution, "snapshot")
     assert as_person(bob, monkeypatch, url, "approve", orders_execution, "--stage", "snapshot") == 0, denials(harness)
+    # The trigger is no person: bob's approval adopts the execution (stopped, started again as his), and alice approves.
+    orders_execution = next(e["executionArn"] for e in sfn.list_executions(stateMachineArn=arns["cluster"], statusFilter="RUNNING")["executions"]
+                            if e["name"].startswith("orders-"))
+    wait_for_stage(sfn, orders_execution, "snapshot")
+    assert as_person(alice, monkeypatch, url, "approve", orders_execution, "--stage", "snapshot") == 0, denials(harness)
     wait_for_stage(sfn, orders_execution, "cutover")  # the trigger's defaults let metrics settle for minutes: left here
 
     # A whole lifecycle started by a person, decommission included (soak shortened), carrying the cluster's IAM role;
@@ -170,6 +175,9 @@ def test_every_code_path_runs_on_the_synthesized_roles_alone(deployed, monkeypat
     # The snapshot workflow the trigger started: an unencrypted shared snapshot, restored and snapshotted under the CMK.
     wait_for_stage(sfn, snapshot, "delete-original")
     assert as_person(bob, monkeypatch, url, "approve", snapshot) == 0  # one question in the snapshot workflow: no --stage needed
+    snapshot = next(e["executionArn"] for e in sfn.list_executions(stateMachineArn=arns["snapshot"], statusFilter="RUNNING")["executions"])
+    wait_for_stage(sfn, snapshot, "delete-original")  # adopted by bob, as the trigger's executions are: alice approves
+    assert as_person(alice, monkeypatch, url, "approve", snapshot) == 0
     assert workflows.wait_for(sfn, snapshot, lambda d, h: False)["status"] == "SUCCEEDED"
     capsys.readouterr()
 

@@ -61,34 +61,46 @@ def test_an_untagged_customer_resource_cannot_be_renamed_stopped_unprotected_or_
 @pytest.mark.parametrize("resource_type", DESTRUCTIVE)
 def test_what_an_execution_created_it_may_change(remediation_policies, resource_type):
     for action in DESTRUCTIVE[resource_type]:
-        decision = evaluate(remediation_policies, action, arn(resource_type, "anything"), tags("neptune-guard:created-by", OURS))
+        context = tags("neptune-guard:created-by", OURS)
+        if action == "rds:ModifyDBClusterSnapshotAttribute":  # sharing: only once on-call approved the replacement
+            assert not evaluate(remediation_policies, action, arn(resource_type, "anything"), context).allowed
+            context = {**context, **tags("neptune-guard:replace-approved-by", OURS)}
+        decision = evaluate(remediation_policies, action, arn(resource_type, "anything"), context)
         assert decision.allowed, f"{action}: {decision.reason}"
 
 
-def test_the_approved_original_may_be_renamed_and_stopped_but_not_deleted_until_retired(remediation_policies):
+def test_the_approved_original_may_be_renamed_and_stopped_but_deleted_only_once_decommission_is_approved(remediation_policies):
     original, marked = arn("cluster", "orders-graph"), tags("neptune-guard:cutover", OURS)
+    assert evaluate(remediation_policies, "rds:CreateDBClusterSnapshot", original, marked).allowed
+    assert not evaluate(remediation_policies, "rds:CreateDBClusterSnapshot", original, {}).allowed
     assert evaluate(remediation_policies, "rds:ModifyDBCluster", original, marked).allowed
     assert evaluate(remediation_policies, "rds:StopDBCluster", original, marked).allowed
     assert not evaluate(remediation_policies, "rds:DeleteDBCluster", original, marked).allowed
-    assert evaluate(remediation_policies, "rds:DeleteDBCluster", original, tags("neptune-guard:retired-by", OURS)).allowed
+    assert not evaluate(remediation_policies, "rds:DeleteDBCluster", original, tags("neptune-guard:retired-by", OURS)).allowed
+    assert evaluate(remediation_policies, "rds:DeleteDBCluster", original, tags("neptune-guard:decommission-approved-by", OURS)).allowed
     snapshot = arn("cluster-snapshot", "orders-before-migration")
     assert not evaluate(remediation_policies, "rds:DeleteDBClusterSnapshot", snapshot, marked).allowed
     assert evaluate(remediation_policies, "rds:DeleteDBClusterSnapshot", snapshot, tags("neptune-guard:replace-approved-by", OURS)).allowed
 
 
-def test_creating_needs_the_executions_tag_on_the_request(remediation_policies):
+def test_creating_needs_the_executions_tag_on_the_request_and_one_of_its_own_names(remediation_policies):
+    request = {"aws:RequestTag/neptune-guard:created-by": OURS, "aws:TagKeys": ["neptune-guard:created-by"]}
     for action, resource in (("rds:RestoreDBClusterFromSnapshot", arn("cluster", "orders-graph-cmk-1a2b3c4d")),
                              ("rds:CreateDBInstance", arn("db", "orders-graph-1-cmk-1a2b3c4d")),
-                             ("rds:CopyDBClusterSnapshot", arn("cluster-snapshot", "x-cmk-1a2b3c4d"))):
+                             ("rds:AddTagsToResource", arn("cluster-snapshot", "x-pre-cmk-1a2b3c4d"))):
         assert not evaluate(remediation_policies, action, resource, {}).allowed, action
-        assert evaluate(remediation_policies, action, resource, {"aws:RequestTag/neptune-guard:created-by": OURS,
-                                                                  "aws:TagKeys": ["neptune-guard:created-by"]}).allowed, action
+        assert evaluate(remediation_policies, action, resource, request).allowed, action
+        customers = resource.rsplit(":", 1)[0] + ":orders-graph"
+        assert not evaluate(remediation_policies, action, customers, request).allowed, (action, customers)
 
 
-def test_bookkeeping_tags_only_and_never_on_another_service(remediation_policies):
+def test_the_remediation_role_cannot_write_an_approval_mark_or_bookkeeping_on_a_customer_resource(remediation_policies):
     cluster = arn("cluster", "orders-graph")
-    assert evaluate(remediation_policies, "rds:AddTagsToResource", cluster, {"aws:TagKeys": ["neptune-guard:cutover"]}).allowed
-    assert not evaluate(remediation_policies, "rds:AddTagsToResource", cluster, {"aws:TagKeys": ["neptune-guard:cutover", "team"]}).allowed
+    for key in ("cutover", "decommission-approved-by", "replace-approved-by", "created-by", "retired-by", "remediated-by"):
+        request = {f"aws:RequestTag/neptune-guard:{key}": OURS, "aws:TagKeys": [f"neptune-guard:{key}"]}
+        assert not evaluate(remediation_policies, "rds:AddTagsToResource", cluster, request).allowed, key
+        assert not evaluate(remediation_policies, "rds:AddTagsToResource", cluster, {**request, **tags("neptune-guard:cutover", OURS)}).allowed \
+            or key in ("retired-by", "remediated-by"), key  # on the approved original: bookkeeping only, never a mark
     assert not evaluate(remediation_policies, "rds:RemoveTagsFromResource", cluster, {"aws:TagKeys": ["team"]}).allowed
     assert not evaluate(remediation_policies, "ec2:TerminateInstances", f"arn:aws:ec2:{REGION}:{MEMBER}:instance/i-1", {}).allowed
     assert not evaluate(remediation_policies, "rds:DeleteDBCluster", arn("cluster", "x").replace(MEMBER, "222222222222"),

@@ -8,7 +8,9 @@ allow-list, that the execution is one of Neptune Guard's own state machines in t
 and waits for an approval (of the stage the caller names, if they name one), that it runs with the deployment's
 remediation role and safety durations (a requester may only lengthen them), that the caller is not the person
 who started it (a second person), and that a cutover with writes detected is approved only with
-`accept_write_loss`. Only then does it send the decision, which records the verified approver.
+`accept_write_loss`. Only then does it write the approval's marks in the member account (approval_marks.py:
+what the remediation role needs to act on the customer's resources, and cannot write itself) and send the
+decision, which records the verified approver.
 
 People, not sessions. A person is the `sts:SourceIdentity` their identity provider set: it persists through
 role chaining and the session cannot change it, while a session name is chosen freely. Lambda does not hand a
@@ -34,11 +36,13 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Annotated, Literal, Optional, Union
 
+import boto3
 from botocore.exceptions import ClientError
 from botocore.utils import ArnParser, InvalidArnException
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from . import workflow
+from .rds_resources import NotOurs
 
 STATE_MACHINE_NAMES = ("NeptuneGuardClusterRemediation", "NeptuneGuardSnapshotRemediation")
 APPROVAL_STEP = "request_approval"
@@ -81,6 +85,12 @@ def person_of(principal_arn: str | None) -> str | None:
     sts:SourceIdentity for the endpoint's callers (see the module's docstring); None for anything else."""
     match = ASSUMED_ROLE.fullmatch(principal_arn or "")
     return match["session"].lower() if match else None
+
+
+class MarkFailed(ApprovalRefused):
+    """The approval's marks could not be written in the member account: nothing was approved."""
+
+    status = 502
 
 
 @dataclass(frozen=True)
@@ -382,7 +392,22 @@ def adopt(sfn, execution_arn: str, pending: dict, caller: Caller, endpoint: Endp
             "next": f"{caller.arn} is now the requester of {new}: another on-call engineer must approve it"}
 
 
-def approve(sfn, body: Approve, caller: Caller, endpoint: Endpoint) -> dict:
+def write_marks(session, stage: str, execution_arn: str, started_with: dict, plan: dict) -> list[str]:
+    """The approved stage's marks (approval_marks.py), written before the workflow is told, so that it never acts
+    on an approval its member role cannot yet act on."""
+    from . import approval_marks
+
+    try:
+        return approval_marks.mark(session, stage, execution_arn,
+                                   {**plan, "account_id": started_with.get("account_id"), "region": started_with.get("region")})
+    except NotOurs as error:
+        raise NotApprovable(f"{error}: reject it") from None
+    except ClientError as error:
+        raise MarkFailed(f"could not mark what the {stage} approval covers in {started_with.get('account_id')}: "
+                         f"{error.response['Error']['Code']}: {error.response['Error'].get('Message', '')}") from None
+
+
+def approve(sfn, body: Approve, caller: Caller, endpoint: Endpoint, session=None) -> dict:
     our_execution(body.execution_arn, endpoint)
     pending = _waiting(sfn, body.execution_arn, body.stage)
     endpoint.safety.check(pending["started_with"])
@@ -402,9 +427,11 @@ def approve(sfn, body: Approve, caller: Caller, endpoint: Endpoint) -> dict:
     if pending["stage"] == "cutover" and (pending.get("write_check") or {}).get("writes_detected") is True and not body.accept_write_loss:
         raise NotApprovable("writes were detected on the cluster after the snapshot: they will be lost at the cutover. "
                             "Approve with accept_write_loss (CLI: --accept-write-loss) to accept that, or reject")
+    marked = write_marks(session, pending["stage"], body.execution_arn, pending["started_with"], pending.get("plan") or {})
     decision = {"approved": True, "stage": pending["stage"], "approver": caller.arn, "at": _now(),
                 "accept_write_loss": body.accept_write_loss, **({"reason": body.reason} if body.reason else {})}
     _answer(sfn.send_task_success, taskToken=pending["token"], output=json.dumps(decision))
+    decision = {**decision, **({"marked": marked} if marked else {})}
     return {**decision, "execution_arn": body.execution_arn, "requested_by": starter}
 
 
@@ -419,10 +446,10 @@ def reject(sfn, body: Reject, caller: Caller, endpoint: Endpoint) -> dict:
             "execution_arn": body.execution_arn}
 
 
-ACTIONS = {"start": start, "approve": approve, "reject": reject}
+ACTIONS = {"start": start, "reject": reject}  # approve also writes the approval marks, with a session
 
 
-def decide(body, caller: Caller, endpoint: Endpoint, sfn) -> dict:
+def decide(body, caller: Caller, endpoint: Endpoint, sfn, session=None) -> dict:
     """Carry out one request from a verified caller, or raise ApprovalRefused saying why not."""
     if not caller.arn:
         raise Forbidden("no verified caller identity: the endpoint must be a function URL with AuthType AWS_IAM")
@@ -433,4 +460,6 @@ def decide(body, caller: Caller, endpoint: Endpoint, sfn) -> dict:
         raise Forbidden(f"{caller.arn} is not on the approver allow-list")
     if caller.person is None:
         raise Forbidden(f"{caller.arn} is not a person's role session (assumed-role/ROLE/SOURCE-IDENTITY)")
+    if request.action == "approve":
+        return approve(sfn, request, caller, endpoint, session or boto3.Session(region_name=endpoint.region))
     return ACTIONS[request.action](sfn, request, caller, endpoint)

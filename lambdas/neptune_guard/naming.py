@@ -40,3 +40,15 @@ def derived(base: str, role: str, token: str, limit: int = MAX_IDENTIFIER) -> st
     if not is_identifier(name, limit):
         raise InvalidName(f"{name!r} (derived from {base!r}) is not a valid Neptune identifier")
     return name
+
+
+# The names the workflows derive for what they create, by resource type, as IAM ARN patterns (`?` one character:
+# the execution token's eight). The remediation role may tag a resource with its execution's creation tag only under
+# these names: RDS authorizes tag-on-create as a plain rds:AddTagsToResource on the new resource, and no condition key
+# tells a creating call from a later one, so the name is what keeps the tag off a customer's existing resource.
+CREATED_NAMES = {
+    "cluster": tuple(f"*-{role}-????????" for role in ("cmk", "archive")),
+    "db": ("*-cmk-????????",),
+    "cluster-snapshot": tuple(f"*-{role}-????????" for role in ("pre-cmk", "archive", "final", "cmk")),
+}
+TEMPORARY_CLUSTER_NAMES = ("*-tmp-????????",)  # the snapshot workflow's: restored from a customer's snapshot, then deleted

@@ -28,6 +28,10 @@ REPLACED_BY = TAG_PREFIX + "replaced-by"            # the DbClusterResourceId th
 RETAINED_UNTIL = TAG_PREFIX + "retained-until"      # the earliest date decommission may be approved
 REMEDIATED_BY = TAG_PREFIX + "remediated-by"        # informational: the serving cluster's provenance
 REPLACE_APPROVED_BY = TAG_PREFIX + "replace-approved-by"  # an original snapshot whose deletion on-call approved
+TEMPORARY_FOR = TAG_PREFIX + "temporary-for"        # a cluster restored from a customer's snapshot only to be snapshotted
+DECOMMISSION_APPROVED_BY = TAG_PREFIX + "decommission-approved-by"  # a retired original whose deletion on-call approved
+# CUTOVER, REPLACE_APPROVED_BY and DECOMMISSION_APPROVED_BY are approval marks: only the approval endpoint writes them
+# (approval_marks.py), through a member role of their own.
 
 
 class InvalidRequest(Exception):
@@ -141,11 +145,11 @@ def require_ours(neptune, resource: dict, arn_field: str, execution: str, *keys:
     return tags
 
 
-def adopt_or_create(neptune, found: dict | None, arn_field: str, execution: str, create) -> None:
-    """A step's idempotent create: what already exists under the name must be this execution's (NotOurs
-    otherwise); what does not, `create()` makes."""
+def adopt_or_create(neptune, found: dict | None, arn_field: str, execution: str, create, key: str = CREATED_BY) -> None:
+    """A step's idempotent create: what already exists under the name must be this execution's (its `key` naming
+    it; NotOurs otherwise); what does not, `create()` makes."""
     if found is not None:
-        require_ours(neptune, found, arn_field, execution)
+        require_ours(neptune, found, arn_field, execution, key)
     else:
         create()
 

@@ -28,6 +28,7 @@ from . import aws, live_cutover, naming
 from .rds_resources import (
     CREATED_BY,
     CUTOVER,
+    DECOMMISSION_APPROVED_BY,
     REMEDIATED_BY,
     REPLACED_BY,
     RETAINED_UNTIL,
@@ -446,8 +447,9 @@ def request_approval(step: Step, stage: str, task_token: str) -> dict:
 
 
 def mark_original(step: Step) -> dict:
-    """After the first approval: tag the original and its instances for this execution's cutover, which is
-    what lets the remediation role rename (and later stop) them, and what keeps a second remediation off."""
+    """After the first approval: confirm the original, its instances and its custom endpoints carry this execution's
+    cutover mark, which the approval endpoint wrote (approval_marks.py) and which alone lets the remediation role
+    snapshot, rename and stop them; and that they are still what was planned."""
     plan, neptune = step.plan, step.neptune
     cluster = describe_cluster(neptune, plan["cluster_id"])
     if cluster is None or cluster["DbClusterResourceId"] != plan["cluster_resource_id"]:
@@ -458,16 +460,30 @@ def mark_original(step: Step) -> dict:
     members = sorted(m["DBInstanceIdentifier"] for m in cluster.get("DBClusterMembers", []))
     if members != sorted(i["id"] for i in plan["instances"]):
         raise NotOurs(f"the instances of {plan['cluster_id']} changed since the plan: {members}")
-    marker = [{"Key": CUTOVER, "Value": step.execution}]
-    neptune.add_tags_to_resource(ResourceName=cluster["DBClusterArn"], Tags=marker)
-    for instance in instances_in(neptune, [plan["cluster_id"]]).values():
-        neptune.add_tags_to_resource(ResourceName=instance["DBInstanceArn"], Tags=marker)
     endpoints = custom_endpoints(neptune, plan["cluster_id"])
     if sorted(e["id"] for e in endpoints) != sorted(e["id"] for e in plan.get("custom_endpoints", [])):
         raise NotOurs(f"the custom endpoints of {plan['cluster_id']} changed since the plan")
-    for endpoint in endpoints:
-        neptune.add_tags_to_resource(ResourceName=endpoint["arn"], Tags=marker)
+    covered = [cluster["DBClusterArn"], *(i["DBInstanceArn"] for i in instances_in(neptune, [plan["cluster_id"]]).values()),
+               *(e["arn"] for e in endpoints)]
+    unmarked = [arn for arn in covered if tags_of(neptune, arn).get(CUTOVER) != step.execution]
+    if unmarked:
+        raise NotOurs(f"the snapshot approval's mark is missing on {', '.join(unmarked)}: approve through the approval endpoint")
     return {"marked": [plan["cluster_id"], *members, *(e["id"] for e in endpoints)]}
+
+
+def unmark_original(step: Step) -> dict:
+    """Nothing was done with the original after all (its writes did not stop): take off the marks the snapshot
+    approval put on it for this execution, so that it is free for the next remediation."""
+    plan, neptune = step.plan, step.neptune
+    cluster = describe_cluster(neptune, plan["cluster_id"])
+    if cluster is None or cluster["DbClusterResourceId"] != plan["cluster_resource_id"]:
+        return {"unmarked": []}
+    covered = [cluster["DBClusterArn"], *(i["DBInstanceArn"] for i in instances_in(neptune, [plan["cluster_id"]]).values()),
+               *(e["arn"] for e in custom_endpoints(neptune, plan["cluster_id"]))]
+    unmarked = [arn for arn in covered if tags_of(neptune, arn).get(CUTOVER) == step.execution]
+    for arn in unmarked:
+        neptune.remove_tags_from_resource(ResourceName=arn, TagKeys=[CUTOVER])
+    return {"unmarked": unmarked}
 
 
 def create_snapshot(step: Step) -> dict:
@@ -922,12 +938,12 @@ def delete_retired(step: Step) -> dict:
     plan, neptune = step.plan, step.neptune
     retired = describe_cluster(neptune, plan["retired_cluster_id"])
     if retired is not None:
-        require_ours(neptune, retired, "DBClusterArn", step.execution, RETIRED_BY)
+        require_ours(neptune, retired, "DBClusterArn", step.execution, DECOMMISSION_APPROVED_BY)
         if retired["Status"] == "deleting":
             raise ResourceNotReady(f"deleting {plan['retired_cluster_id']}")
         members = instances_in(neptune, [plan["retired_cluster_id"]])
         for instance in members.values():
-            require_ours(neptune, instance, "DBInstanceArn", step.execution, RETIRED_BY)
+            require_ours(neptune, instance, "DBInstanceArn", step.execution, DECOMMISSION_APPROVED_BY)
             if instance["DBInstanceStatus"] != "deleting":
                 neptune.delete_db_instance(DBInstanceIdentifier=instance["DBInstanceIdentifier"], SkipFinalSnapshot=True)
         if members:
@@ -1079,6 +1095,7 @@ STEPS = {
     "request_approval": (request_approval, None),
     "writes_stopped": (writes_stopped, "snapshot"),
     "mark_original": (mark_original, "snapshot"),
+    "unmark_original": (unmark_original, "snapshot"),
     "create_snapshot": (create_snapshot, "snapshot"),
     "snapshot_available": (snapshot_available, "snapshot"),
     "restore_cluster": (restore_cluster, "snapshot"),

@@ -19,6 +19,7 @@ from .rds_resources import (
     REMEDIATED_BY,
     REPLACE_APPROVED_BY,
     TAG_PREFIX,
+    TEMPORARY_FOR,
     InvalidRequest,
     NotOurs,
     ResourceNotReady,
@@ -168,7 +169,10 @@ def restore_temporary_cluster(step: Step) -> dict:
     adopt_or_create(neptune, describe_cluster(neptune, plan["temporary_cluster_id"]), "DBClusterArn", step.execution,
                     lambda: neptune.restore_db_cluster_from_snapshot(
                         DBClusterIdentifier=plan["temporary_cluster_id"], SnapshotIdentifier=plan["snapshot_id"], Engine="neptune",
-                        KmsKeyId=plan["target_key_arn"], Tags=created_by(step.execution)))
+                        # Its own tag, not the creation tag: the role may restore a customer's snapshot only into a
+                        # temporary cluster, which it may snapshot and delete but never give an instance or change.
+                        KmsKeyId=plan["target_key_arn"], Tags=[{"Key": TEMPORARY_FOR, "Value": step.execution}]),
+                    key=TEMPORARY_FOR)
     return {"cluster_id": plan["temporary_cluster_id"]}
 
 
@@ -184,7 +188,7 @@ def snapshot_temporary_cluster(step: Step) -> dict:
         temporary = describe_cluster(neptune, plan["temporary_cluster_id"])
         if temporary is None:
             raise NotOurs(f"the temporary cluster {plan['temporary_cluster_id']} is gone")
-        require_ours(neptune, temporary, "DBClusterArn", step.execution)
+        require_ours(neptune, temporary, "DBClusterArn", step.execution, TEMPORARY_FOR)
         neptune.create_db_cluster_snapshot(DBClusterSnapshotIdentifier=plan["new_snapshot_id"],
                                            DBClusterIdentifier=plan["temporary_cluster_id"], Tags=plan["tags"] + created_by(step.execution))
 
@@ -198,7 +202,7 @@ def _delete_temporary_cluster(step: Step) -> bool:
     temporary = describe_cluster(neptune, identifier)
     if temporary is None:
         return True
-    require_ours(neptune, temporary, "DBClusterArn", step.execution)
+    require_ours(neptune, temporary, "DBClusterArn", step.execution, TEMPORARY_FOR)
     if temporary["Status"] != "deleting":
         neptune.delete_db_cluster(DBClusterIdentifier=identifier, SkipFinalSnapshot=True)
     return False
@@ -211,13 +215,17 @@ def delete_temporary_cluster(step: Step) -> dict:
 
 
 def share_new_snapshot(step: Step) -> dict:
-    """The new snapshot gets the original's audience: the same accounts may restore it."""
+    """After approval, the new snapshot gets the original's audience, and no one else: the same accounts may restore
+    it. (The remediation role may share only a snapshot the approval marked, and IAM cannot see the account list.)"""
     plan, neptune = step.plan, step.neptune
     if plan["shared_with"]:
         snapshot = describe_snapshot(neptune, plan["new_snapshot_id"])
         require_ours(neptune, snapshot, "DBClusterSnapshotArn", step.execution)
         neptune.modify_db_cluster_snapshot_attribute(DBClusterSnapshotIdentifier=plan["new_snapshot_id"], AttributeName="restore",
                                                      ValuesToAdd=plan["shared_with"])
+    audience = shared_with(neptune, plan["new_snapshot_id"])
+    if audience != plan["shared_with"]:
+        raise VerificationFailed(f"{plan['new_snapshot_id']} is shared with {audience}, not {plan['shared_with']}")
     return {"shared_with": plan["shared_with"]}
 
 
@@ -231,7 +239,7 @@ def verify_snapshot(step: Step) -> dict:
         "key": (snapshot.get("KmsKeyId"), plan["target_key_arn"]),
         "tags": (tags_of(neptune, snapshot["DBClusterSnapshotArn"]),
                  {t["Key"]: t["Value"] for t in plan["tags"] + created_by(step.execution)}),
-        "shared with": (shared_with(neptune, plan["new_snapshot_id"]), plan["shared_with"]),
+        "shared with": (shared_with(neptune, plan["new_snapshot_id"]), []),  # shared once the replacement is approved
     }
     mismatches = [f"{name}: {have!r}, expected {want!r}" for name, (have, want) in checks.items() if have != want]
     if mismatches:
@@ -240,15 +248,14 @@ def verify_snapshot(step: Step) -> dict:
 
 
 def delete_original_snapshot(step: Step) -> dict:
-    """After approval: the original is tagged as approved for replacement by this execution (what the
-    remediation role's delete permission requires), then deleted; the new snapshot becomes the customer's."""
+    """After approval: the original, which the approval marked for replacement by this execution (what the
+    remediation role's delete permission requires), is deleted; the new snapshot becomes the customer's."""
     plan, neptune = step.plan, step.neptune
     original = describe_snapshot(neptune, plan["snapshot_id"])
     if original is not None:
         if original["DBClusterSnapshotArn"] != plan["snapshot_arn"]:
             raise NotOurs(f"{plan['snapshot_id']} is not the snapshot that was planned")
-        neptune.add_tags_to_resource(ResourceName=original["DBClusterSnapshotArn"],
-                                     Tags=[{"Key": REPLACE_APPROVED_BY, "Value": step.execution}])
+        require_ours(neptune, original, "DBClusterSnapshotArn", step.execution, REPLACE_APPROVED_BY)
         neptune.delete_db_cluster_snapshot(DBClusterSnapshotIdentifier=plan["snapshot_id"])
     new = describe_snapshot(neptune, plan["new_snapshot_id"])
     require_ours(neptune, new, "DBClusterSnapshotArn", step.execution, CREATED_BY, REMEDIATED_BY)

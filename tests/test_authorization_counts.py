@@ -1,0 +1,95 @@
+"""The count the authorization issue is judged by: every destructive, modifying or sharing grant (action x resource
+kind) the member roles hold on a customer's resource, in the three situations an attacker holding a role can arrange:
+no tags; tags the caller chooses in the request; and after writing a tag the role may write. Evaluated on the
+synthesized templates by sandbox/iam_evaluator.py. What remains is what IAM cannot express, each named below and in
+docs/iam.md."""
+
+from __future__ import annotations
+
+import pytest
+
+from sandbox.iam_evaluator import evaluate, role_policies
+
+MEMBER, SECURITY, REGION = "111111111111", "999999999999", "us-east-1"
+OURS = f"arn:aws:states:{REGION}:{SECURITY}:execution:NeptuneGuardClusterRemediation:orders-1a2b3c4d5e6f7a8b"
+REFERENCES = {"AWS::Partition": "aws", "AWS::AccountId": MEMBER, "AWS::Region": REGION, "SecurityAccountId": SECURITY,
+              "OrganizationId": "o-exampleorgid"}
+KEYS = [f"neptune-guard:{k}" for k in ("created-by", "archived-by", "cutover", "retired-by", "replaced-by", "retained-until",
+                                        "remediated-by", "served-production", "replace-approved-by", "decommission-approved-by", "temporary-for")]
+AUTHORIZING = {f"neptune-guard:{k}" for k in ("created-by", "archived-by", "cutover", "replace-approved-by", "decommission-approved-by",
+                                               "temporary-for")}
+ACTIONS = {
+    "cluster": ["ModifyDBCluster", "StopDBCluster", "StartDBCluster", "DeleteDBCluster", "AddRoleToDBCluster", "RemoveRoleFromDBCluster",
+                "CreateDBClusterSnapshot", "CreateDBInstance", "CreateDBClusterEndpoint", "FailoverDBCluster", "RebootDBCluster"],
+    "db": ["ModifyDBInstance", "DeleteDBInstance", "RebootDBInstance"],
+    "cluster-snapshot": ["DeleteDBClusterSnapshot", "ModifyDBClusterSnapshotAttribute", "RestoreDBClusterFromSnapshot",
+                         "CopyDBClusterSnapshot"],
+    "cluster-endpoint": ["DeleteDBClusterEndpoint", "ModifyDBClusterEndpoint"],
+}
+ROLES = ("NeptuneGuardRemediation", "NeptuneGuardAudit", "NeptuneGuardTriggerAccess", "NeptuneGuardPlanner")
+# What IAM cannot express (docs/iam.md): RDS authorizes tag-on-create as a plain AddTagsToResource, and a moved custom
+# endpoint keeps the customer's name, so the endpoint's cutover tag cannot be told from a forged one (an endpoint holds
+# no data); a copy's source snapshot has no condition that tells it from the target (the copy is untagged or under the
+# workflow's names: it can be neither shared nor deleted by the role); a customer's snapshot may be restored only into
+# a temporary cluster, which the role can snapshot and delete but not give an instance or change. (Security Hub has no
+# condition on a finding's product: no role may suppress, re-rate or mark false a finding; a Note and one status at most.)
+RESIDUAL = {
+    ("NeptuneGuardRemediation", "rds:AddTagsToResource", "cluster-endpoint"),
+    ("NeptuneGuardRemediation", "rds:DeleteDBClusterEndpoint", "cluster-endpoint"),
+    ("NeptuneGuardRemediation", "rds:CopyDBClusterSnapshot", "cluster-snapshot"),
+    ("NeptuneGuardRemediation", "rds:RestoreDBClusterFromSnapshot", "cluster-snapshot"),
+}
+
+
+def grants_on_customer_resources(policies: list[dict], role: str) -> set[tuple[str, str, str]]:
+    found = set()
+    for kind, actions in ACTIONS.items():
+        resource = f"arn:aws:rds:{REGION}:{MEMBER}:{kind}:orders-graph"  # any engine's: Aurora's ARNs look the same
+        writable = [k for k in KEYS if evaluate(policies, "rds:AddTagsToResource", resource,
+                                                {f"aws:RequestTag/{k}": OURS, "aws:TagKeys": [k]}).allowed]
+        # A tag counts when it authorizes something: the creation tags and the approval marks.
+        found |= {(role, "rds:AddTagsToResource", kind) for k in writable if k in AUTHORIZING}
+        for action in (f"rds:{a}" for a in actions):
+            situations = [{}] + [{f"aws:RequestTag/{k}": OURS, "aws:TagKeys": [k]} for k in KEYS] \
+                + [{f"aws:ResourceTag/{k}": OURS} for k in writable]
+            if any(evaluate(policies, action, resource, context).allowed for context in situations):
+                found.add((role, action, kind))
+    hub = f"arn:aws:securityhub:{REGION}:{MEMBER}:hub/default"
+    for field, value in (("Workflow.Status", "SUPPRESSED"), ("Severity.Label", "INFORMATIONAL"), ("VerificationState", "FALSE_POSITIVE")):
+        if evaluate(policies, "securityhub:BatchUpdateFindings", hub, {f"securityhub:ASFFSyntaxPath/{field}": value}).allowed:
+            found.add((role, "securityhub:BatchUpdateFindings", field))
+    for action in ("kms:Decrypt", "kms:CreateGrant", "kms:Encrypt", "kms:GenerateDataKey", "kms:ReEncryptFrom"):
+        if evaluate(policies, action, f"arn:aws:kms:{REGION}:222222222222:key/1234abcd", {
+                "kms:ViaService": f"rds.{REGION}.amazonaws.com", "kms:GrantIsForAWSResource": "true"}).allowed:
+            found.add((role, action, "another account's key"))
+    return found
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_no_member_role_reaches_a_customer_resource_without_our_creation_tag_or_an_approval_mark(synthesized, role):
+    _, members = synthesized
+    found = grants_on_customer_resources(role_policies(members, role, REFERENCES), role)
+    assert found == {grant for grant in RESIDUAL if grant[0] == role}
+
+
+def test_the_target_key_is_used_only_through_neptune_and_by_its_alias(synthesized):
+    _, members = synthesized
+    policies = role_policies(members, "NeptuneGuardRemediation", REFERENCES)
+    key = f"arn:aws:kms:{REGION}:{MEMBER}:key/1234abcd"
+    via = {"kms:ViaService": f"rds.{REGION}.amazonaws.com"}
+    assert evaluate(policies, "kms:GenerateDataKey", key, {**via, "kms:ResourceAliases": ["alias/neptune-guard"]}).allowed
+    assert not evaluate(policies, "kms:GenerateDataKey", key, {**via, "kms:ResourceAliases": ["alias/payments"]}).allowed
+    assert not evaluate(policies, "kms:Decrypt", key, {}).allowed  # not through Neptune
+
+
+def test_findings_get_a_note_and_the_one_status_each_step_sets_and_nothing_else(synthesized):
+    _, members = synthesized
+    hub = f"arn:aws:securityhub:{REGION}:{MEMBER}:hub/default"
+    status = "securityhub:ASFFSyntaxPath/Workflow.Status"
+    for role, allowed in (("NeptuneGuardRemediation", "RESOLVED"), ("NeptuneGuardTriggerAccess", "NOTIFIED"), ("NeptuneGuardAudit", None)):
+        policies = role_policies(members, role, REFERENCES)
+        assert evaluate(policies, "securityhub:BatchUpdateFindings", hub, {"securityhub:ASFFSyntaxPath/Note.Text": "x",
+                                                                           **({status: allowed} if allowed else {})}).allowed, role
+        for other in ("NEW", "NOTIFIED", "RESOLVED", "SUPPRESSED"):
+            if other != allowed:
+                assert not evaluate(policies, "securityhub:BatchUpdateFindings", hub, {status: other}).allowed, (role, other)
