@@ -294,22 +294,27 @@ def our_execution(execution_arn: str, endpoint: Endpoint) -> str:
 def pending_approval(sfn, execution_arn: str) -> dict:
     """The approval the execution waits on now, from its history: stage, task token, and the state it was
     asked with (plan, and the cutover's write check)."""
+    pages = sfn.get_paginator("get_execution_history").paginate(executionArn=execution_arn)
+    return pending_in((event for page in pages for event in page["events"]), execution_arn)
+
+
+def pending_in(events, execution_arn: str) -> dict:
+    """pending_approval, from the execution's whole history, oldest event first."""
     pending = None
-    for page in sfn.get_paginator("get_execution_history").paginate(executionArn=execution_arn):
-        for event in page["events"]:
-            details = event.get("taskScheduledEventDetails")
-            if details:
-                payload = json.loads(details["parameters"]).get("Payload", {})
-                if payload.get("step") == APPROVAL_STEP:
-                    state = payload.get("state", {})
-                    pending = {"stage": payload["stage"], "token": payload["task_token"], "plan": state.get("plan"),
-                               "write_check": state.get("write_check")}
-                else:
-                    pending = None
-            elif event["type"] in ("TaskSucceeded", "TaskFailed", "TaskTimedOut") or (
-                    event["type"] in ("TaskStateExited", "TaskStateAborted")
-                    and (event.get("stateExitedEventDetails") or {}).get("name", "").startswith("Await")):
-                pending = None  # a task running beside the question (the streams path's replication) leaves it pending
+    for event in events:
+        details = event.get("taskScheduledEventDetails")
+        if details:
+            payload = json.loads(details["parameters"]).get("Payload", {})
+            if payload.get("step") == APPROVAL_STEP:
+                state = payload.get("state", {})
+                pending = {"stage": payload["stage"], "token": payload["task_token"], "plan": state.get("plan"),
+                           "write_check": state.get("write_check")}
+            else:
+                pending = None
+        elif event["type"] in ("TaskSucceeded", "TaskFailed", "TaskTimedOut") or (
+                event["type"] in ("TaskStateExited", "TaskStateAborted")
+                and (event.get("stateExitedEventDetails") or {}).get("name", "").startswith("Await")):
+            pending = None  # a task running beside the question (the streams path's replication) leaves it pending
     if pending is None:
         raise NoPendingApproval(f"execution {execution_arn} is not waiting for an approval")
     return pending
