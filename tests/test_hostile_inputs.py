@@ -44,6 +44,24 @@ CLI = [
     (["approve", "not-an-arn"], 2), (["approve", "arn:aws:states:us-east-1:123456789012:stateMachine:x"], 2),
     (["approve", "arn:aws:lambda:us-east-1:123456789012:function:x"], 2), (["approve", ""], 2),
     (["reject", "arn::::"], 2), (["reject", EXECUTION], 2), (["approve"], 2), (["--nonsense"], 2), ([], 2),
+    # identifiers are ASCII and whole: other scripts' digits, fullwidth digits, a trailing newline, whitespace in an ARN
+    (["plan", "--account", "1\u06611111111111", "--region", REGION, "--cluster", "orders", "--target-key", "alias/neptune-cmk"], 2),
+    (["plan", "--account", "\uff11" * 12, "--region", REGION, "--cluster", "orders", "--target-key", "alias/neptune-cmk"], 2),
+    (["plan", "--account", ACCOUNT + "\n", "--region", REGION, "--cluster", "orders", "--target-key", "alias/neptune-cmk"], 2),
+    (["plan", "--account", ACCOUNT, "--region", REGION + "\n", "--cluster", "orders", "--target-key", "alias/neptune-cmk"], 2),
+    (["plan", "--account", ACCOUNT, "--region", "us-east-\u0661", "--cluster", "orders", "--target-key", "alias/neptune-cmk"], 2),
+    (["plan", *TARGET, "--cluster", "orders\n"], 2), (["plan", *TARGET, "--snapshot", "orders-snap\n"], 2),
+    (["plan", *TARGET[:-1], "alias/neptune-cmk\n", "--cluster", "orders"], 2),
+    (["plan", *TARGET[:-1], "alias/n\u00e9ptune", "--cluster", "orders"], 2),
+    (["scan", "--accounts", "\uff11" * 12], 2), (["scan", "--accounts", ACCOUNT + ",1\u0661" + ACCOUNT[2:]], 2),
+    (["scan", "--regions", "us-east-\u0661"], 2), (["scan", "--regions", "us-east-1\n"], 0),  # a comma list's items are trimmed
+    (["status", EXECUTION + "\n"], 2), (["status", EXECUTION.replace("x", "x y")], 2), (["approve", EXECUTION + "\t"], 2),
+    (["pending", "--account", "\uff11" * 12], 2), (["pending", "--region", "us-east-1 "], 2),
+    # the approval endpoint unreachable: 1, as the table says (not an AWS service error)
+    (["approve", EXECUTION, "--stage", "snapshot", "--approval-url", "http://127.0.0.1:9/"], 1),
+    (["reject", EXECUTION, "--reason", "no", "--approval-url", "http://127.0.0.1:9/"], 1),
+    (["approve", EXECUTION, "--stage", "snapshot", "--approval-url", "ftp://127.0.0.1/"], 2),
+    (["approve", EXECUTION, "--stage", "snapshot", "--approval-url", "http://example.com/"], 2),
 ]
 
 SCENARIOS = [
@@ -175,3 +193,56 @@ def test_a_malformed_response_in_one_region_is_that_units_error_only(world, monk
     by_region = {unit.region: unit for unit in result.units}
     assert by_region[REGION].complete and by_region[REGION].evaluations
     assert not by_region["eu-west-1"].complete and "malformed" in by_region["eu-west-1"].errors[0].message
+
+
+HANDLERS = {"approval": None, "change_scan": "InvalidEvent", "detector": "InvalidEvent", "scheduled_scan": "InvalidScanEvent",
+            "steps": "InvalidStepEvent", "trigger": "InvalidEvent"}
+MALFORMED_EVENTS = [{}, [], None, "event", 7, {"detail": None}, {"Records": "x"}, {"Records": [{"body": 1}]},
+                    {"requestContext": {}}, {"detail-type": "Scheduled Event", "source": "aws.events", "detail": []}]
+
+
+@pytest.mark.parametrize("event", MALFORMED_EVENTS, ids=[repr(e)[:40] for e in MALFORMED_EVENTS])
+@pytest.mark.parametrize("name", HANDLERS)
+def test_every_handler_refuses_an_event_of_another_shape_in_one_line(local_aws, monkeypatch, name, event):
+    import importlib
+
+    monkeypatch.setenv("CLUSTER_STATE_MACHINE_ARN", "arn:aws:states:us-east-1:123456789012:stateMachine:NeptuneGuardClusterRemediation")
+    monkeypatch.setenv("APPROVER_PRINCIPALS", "arn:aws:sts::123456789012:assumed-role/NeptuneGuardOnCall/*")
+    handler = importlib.import_module(f"neptune_guard.handlers.{name}").handler
+    if HANDLERS[name] is None:  # the approval endpoint answers in HTTP: one 400 line
+        answer = handler(event, LambdaContext())
+        assert answer["statusCode"] == 400 and "\n" not in json.loads(answer["body"])["message"]
+        return
+    with pytest.raises(Exception) as refusal:
+        handler(event, LambdaContext())
+    assert type(refusal.value).__name__ == HANDLERS[name] and "\n" not in str(refusal.value), refusal.value
+    assert local_aws.client("stepfunctions").list_state_machines()["stateMachines"] == []
+
+
+def test_the_readmes_exit_status_table_is_the_code(capsys):
+    import re
+    from pathlib import Path
+
+    from neptune_guard import cli
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    table = dict(re.findall(r"^\| ([0-9]) \| (.+?) \|$", readme.split("## Exit status", 1)[1], re.M))
+    assert table == {str(cli.EXIT_OK): "done", str(cli.EXIT_NOTHING_SCANNED): "nothing scanned, or the approval endpoint failed",
+                     str(cli.EXIT_USAGE): "bad usage, bad input or a refused request",
+                     str(cli.EXIT_CREDENTIALS): "no usable AWS credentials or configuration", str(cli.EXIT_AWS): "an AWS service error"}
+    assert cli.EXIT_FAILED == cli.EXIT_NOTHING_SCANNED
+    assert all(f"{code} {meaning}" in cli.EXIT_CODES for code, meaning in table.items())  # what --help says
+
+
+def test_without_credentials_every_command_that_needs_them_exits_3(monkeypatch, tmp_path, capsys):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    for argv in (["approve", EXECUTION, "--stage", "snapshot", "--approval-url", "http://127.0.0.1:9/"],
+                 ["reject", EXECUTION, "--reason", "no", "--approval-url", "http://127.0.0.1:9/"],
+                 ["remediate", "--state-machine-arn", EXECUTION.replace("execution", "stateMachine").rsplit(":", 1)[0], *TARGET,
+                  "--cluster", "orders", "--approval-url", "http://127.0.0.1:9/"]):
+        code, output = run_cli(argv, capsys)
+        assert code == 3 and output.count("\n") == 1 and "credentials" in output, (argv, output)

@@ -13,18 +13,23 @@ from urllib.parse import urlsplit
 
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
-from botocore.exceptions import HTTPClientError
+from botocore.exceptions import ConnectionError as BotocoreConnectionError
+from botocore.exceptions import HTTPClientError, NoCredentialsError
 from botocore.httpsession import URLLib3Session
 
 from .aws import home_region
 
 URL_ENVIRONMENT_VARIABLE = "NEPTUNE_GUARD_APPROVAL_URL"
-FUNCTION_URL_HOST = re.compile(r"^[a-z0-9]+\.lambda-url\.([a-z]{2}(?:-[a-z]+)+-\d+)\.on\.aws$")
+FUNCTION_URL_HOST = re.compile(r"\A[a-z0-9]+\.lambda-url\.([a-z]{2}(?:-[a-z]+)+-[0-9]+)\.on\.aws\Z")
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 class EndpointError(Exception):
     """The endpoint could not be reached, or failed: nothing is known to have changed."""
+
+
+class BadURL(ValueError):
+    """Not an approval endpoint URL: refused before anything is signed or sent."""
 
 
 class EndpointRefused(Exception):
@@ -43,7 +48,7 @@ def check_url(url: str) -> str:
         return url
     if parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS:
         return url
-    raise ValueError(f"the approval URL must be https://<url-id>.lambda-url.<region>.on.aws/ (or http:// to a loopback sandbox), got {url!r}")
+    raise BadURL(f"the approval URL must be https://<url-id>.lambda-url.<region>.on.aws/ (or http:// to a loopback sandbox), got {url!r}")
 
 
 def signing_region(url: str, session) -> str:
@@ -55,13 +60,13 @@ def signing_region(url: str, session) -> str:
 def call(session, url: str, body: dict, timeout: float = 60) -> dict:
     credentials = session.get_credentials()
     if credentials is None:
-        raise EndpointError("no AWS credentials found to sign the request with")
+        raise NoCredentialsError()  # exit 3, as any command without credentials
     request = AWSRequest(method="POST", url=check_url(url), data=json.dumps(body).encode(),
                          headers={"Content-Type": "application/json"})
     SigV4Auth(credentials.get_frozen_credentials(), "lambda", signing_region(url, session)).add_auth(request)
     try:
         response = URLLib3Session(timeout=timeout).send(request.prepare())
-    except HTTPClientError as error:
+    except (HTTPClientError, BotocoreConnectionError) as error:  # refused, unresolvable, timed out, TLS
         raise EndpointError(f"could not reach the approval endpoint {url}: {error}") from None
     try:
         answer = json.loads(response.content or b"null")

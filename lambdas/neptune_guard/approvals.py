@@ -201,11 +201,13 @@ class _Body(BaseModel):
 class TargetRequest(_Body):
     """What `remediate` asks for; the plan step validates the values against AWS."""
 
-    account_id: str = Field(max_length=12)
-    region: str = Field(max_length=32)
-    cluster_id: Optional[str] = Field(default=None, min_length=1, max_length=255)
-    snapshot_id: Optional[str] = Field(default=None, min_length=1, max_length=255)
-    target_key: str = Field(min_length=1, max_length=2048)
+    # ASCII, whole values (pydantic's patterns are Rust regexes: `$` is the end, not before a final newline); the plan
+    # step validates them against AWS, but a request that could never be planned creates no execution.
+    account_id: str = Field(pattern=r"^[0-9]{12}$")
+    region: str = Field(pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$")
+    cluster_id: Optional[str] = Field(default=None, pattern=r"^[a-zA-Z][a-zA-Z0-9-]{0,62}$")
+    snapshot_id: Optional[str] = Field(default=None, pattern=r"^(rds:)?[a-zA-Z][a-zA-Z0-9-]{0,254}$")
+    target_key: str = Field(pattern=r"^(alias/[A-Za-z0-9/_+=,.@-]{1,250}|arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:(key|alias)/[A-Za-z0-9/_+=,.@-]{1,250}|[0-9a-f-]{36})$")
     approval_timeout_seconds: Optional[int] = Field(default=None, ge=60, le=7 * 24 * 3600)
     soak_seconds: Optional[int] = Field(default=None, ge=0, le=365 * 24 * 3600)
     metrics_settle_seconds: Optional[int] = Field(default=None, ge=0, le=3600)

@@ -10,8 +10,9 @@ import botocore.session
 from botocore.config import Config
 
 DEFAULT_REGION = "us-east-1"
-ACCOUNT_ID = re.compile(r"^\d{12}$")
-REGION_NAME = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
+# ASCII digits only, the whole string (\d takes any script's digits, and $ a trailing newline).
+ACCOUNT_ID = re.compile(r"\A[0-9]{12}\Z")
+REGION_NAME = re.compile(r"\A[a-z]{2}(-[a-z]+)+-[0-9]+\Z")
 
 # Adaptive mode adds client-side rate limiting on top of retries, which is what a scan fanning out over
 # many account-regions needs when the Neptune or KMS APIs start throttling.

@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 from importlib.metadata import PackageNotFoundError, entry_points, version
 
@@ -42,6 +43,8 @@ def _account(value: str) -> str:
 
 def _arn_of(service: str, resource_type: str):
     def parse(value: str) -> str:
+        if not re.fullmatch(r"[\x21-\x7e]+", value):  # printable ASCII, no whitespace: ArnParser takes anything
+            raise argparse.ArgumentTypeError(f"not an ARN: {value!r}")
         try:
             arn = ArnParser().parse_arn(value)
         except InvalidArnException:

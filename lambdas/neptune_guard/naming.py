@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 
-IDENTIFIER = re.compile(r"^[a-zA-Z](?!.*--)[a-zA-Z0-9-]*(?<!-)$")
+IDENTIFIER = re.compile(r"\A[a-zA-Z](?!.*--)[a-zA-Z0-9-]*(?<!-)\Z")
 MAX_IDENTIFIER = 63
 MAX_SNAPSHOT_IDENTIFIER = 255
 

@@ -70,8 +70,8 @@ ESTIMATES = {"snapshot_base_seconds": 300, "snapshot_seconds_per_tb": 1800, "res
 WRITE_METRICS = ("NumIndexInsertsPerSec", "NumIndexDeletesPerSec", "LoaderRequestsPerSec")
 SERVED = TAG_PREFIX + "served-production"  # set on the new cluster just before it takes the production name
 ARCHIVED_BY = TAG_PREFIX + "archived-by"  # the archive of a decommissioned original: the customer's, never deleted by us
-KEY_ARN = re.compile(r"^arn:aws[\w-]*:kms:([a-z0-9-]+):(\d{12}):key/[\w-]+$")
-KEY_ALIAS = re.compile(r"^alias/[\w/+=,.@-]+$")
+KEY_ARN = re.compile(r"\Aarn:aws[a-z-]*:kms:([a-z0-9-]+):([0-9]{12}):key/[A-Za-z0-9-]+\Z")
+KEY_ALIAS = re.compile(r"\Aalias/[A-Za-z0-9_/+=,.@-]+\Z")
 REQUEST_FIELDS = {"account_id", "region", "cluster_id", "snapshot_id", "target_key", "role_name", "approval_timeout_seconds",
                   "soak_seconds", "metrics_settle_seconds", "replace_key", "finding", "requested_by"}
 
@@ -97,9 +97,9 @@ def validate_request(request: dict, resource_field: str = "cluster_id") -> None:
         raise InvalidRequest(f"not a region: {request['region']!r}")
     if resource_field == "cluster_id" and not naming.is_identifier(request["cluster_id"]):
         raise InvalidRequest(f"not a Neptune cluster identifier: {request['cluster_id']!r}")
-    if resource_field == "snapshot_id" and not re.match(r"^(rds:)?[a-zA-Z](?!.*--)[a-zA-Z0-9-]{0,250}(?<!-)$", request["snapshot_id"]):
+    if resource_field == "snapshot_id" and not re.fullmatch(r"(rds:)?[a-zA-Z](?!.*--)[a-zA-Z0-9-]{0,250}(?<!-)", request["snapshot_id"]):
         raise InvalidRequest(f"not a cluster snapshot identifier: {request['snapshot_id']!r}")
-    if request.get("role_name") is not None and not re.match(r"^[\w+=,.@-]{1,64}$", str(request["role_name"])):
+    if request.get("role_name") is not None and not re.fullmatch(r"[A-Za-z0-9_+=,.@-]{1,64}", str(request["role_name"])):
         raise InvalidRequest(f"not a role name: {request['role_name']!r}")
     _bounded_seconds(request, "approval_timeout_seconds", 1, 7 * 24 * 3600)
     _bounded_seconds(request, "soak_seconds", 0, 365 * 24 * 3600)

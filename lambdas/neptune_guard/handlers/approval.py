@@ -10,11 +10,12 @@ import os
 
 import boto3
 from aws_lambda_powertools import Logger, Tracer
-from aws_lambda_powertools.utilities.data_classes import LambdaFunctionUrlEvent, event_source
+from aws_lambda_powertools.utilities.data_classes import LambdaFunctionUrlEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from neptune_guard import approvals
 from neptune_guard.aws import CLIENT_CONFIG
+from neptune_guard.handlers import envelopes
 
 logger = Logger()
 tracer = Tracer()
@@ -33,10 +34,18 @@ def _json_body(event: LambdaFunctionUrlEvent):
 
 @tracer.capture_lambda_handler
 @logger.inject_lambda_context(clear_state=True)  # each record names only its own caller
-@event_source(data_class=LambdaFunctionUrlEvent)
-def handler(event: LambdaFunctionUrlEvent, context: LambdaContext) -> dict:
-    iam = event.request_context.authorizer.iam
-    caller = approvals.Caller(arn=iam.user_arn, caller_id=iam.caller_id, account_id=iam.account_id)
+def handler(event: dict, context: LambdaContext) -> dict:
+    reason = envelopes.problem(event, envelopes.FUNCTION_URL, "a function URL request")
+    if reason:
+        logger.warning("refused", status=400, reason=reason)
+        return _response(400, {"message": reason})
+    return _decide(LambdaFunctionUrlEvent(event), context)
+
+
+def _decide(event: LambdaFunctionUrlEvent, context: LambdaContext) -> dict:
+    # The identity Lambda verified, if any: a request that reached the function without one is refused in decide().
+    iam = ((event.get("requestContext") or {}).get("authorizer") or {}).get("iam") or {}
+    caller = approvals.Caller(arn=iam.get("userArn"), caller_id=iam.get("callerId"), account_id=iam.get("accountId"))
     logger.append_keys(caller=caller.arn, caller_id=caller.caller_id)
     endpoint = approvals.Endpoint.of_function(context.invoked_function_arn, os.environ.get("APPROVER_PRINCIPALS", ""),
                                               approvals.Safety.from_environment(os.environ))

@@ -13,6 +13,7 @@ from aws_lambda_powertools.utilities.data_classes import SQSEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from neptune_guard import aws, changes
+from neptune_guard.handlers import envelopes
 from neptune_guard.options import METRICS_NAMESPACE, options_from_environment
 from neptune_guard.scanner import ScanOptions, scan, stop_starting_before
 
@@ -32,6 +33,7 @@ def _body(record) -> object:
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 @logger.inject_lambda_context
+@envelopes.checked(envelopes.SQS, "an SQS batch")
 @event_source(data_class=SQSEvent)
 def handler(event: SQSEvent, context: LambdaContext) -> dict:
     """Scans what the batch names and reports, as failed batch items, the messages of every account-region that was not

@@ -12,8 +12,9 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from neptune_guard.options import METRICS_NAMESPACE, ConfigurationError, options_from_environment
+from neptune_guard.handlers import envelopes
 from neptune_guard.models import ScanResult, UnitResult
+from neptune_guard.options import METRICS_NAMESPACE, ConfigurationError, options_from_environment
 from neptune_guard.scanner import NOT_REACHED, scan, stop_starting_before
 
 
@@ -60,6 +61,7 @@ def record_metrics(result: ScanResult) -> dict:
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 @logger.inject_lambda_context
+@envelopes.checked(envelopes.EVENTBRIDGE, "a scheduled EventBridge event")
 @event_source(data_class=EventBridgeEvent)
 def handler(event: EventBridgeEvent, context: LambdaContext) -> dict:
     logger.info("scheduled scan starting", trigger=event.detail_type, rule=event.resources)

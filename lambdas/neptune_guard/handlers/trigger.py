@@ -11,6 +11,7 @@ from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from neptune_guard.aws import CLIENT_CONFIG
+from neptune_guard.handlers import envelopes
 from neptune_guard.rds_resources import parse_arn
 from neptune_guard.trigger import TriggerConfig, trigger
 
@@ -34,6 +35,7 @@ def config_from_environment(requested_by: str) -> TriggerConfig:
 
 @tracer.capture_lambda_handler
 @logger.inject_lambda_context
+@envelopes.checked(envelopes.EVENTBRIDGE, "a Security Hub custom action event")
 @event_source(data_class=EventBridgeEvent)
 def handler(event: EventBridgeEvent, context: LambdaContext) -> dict:
     region = parse_arn(os.environ["CLUSTER_STATE_MACHINE_ARN"], "state machine ARN")["region"]
