@@ -43,6 +43,19 @@ class ScenarioError(Exception):
     """The scenario file cannot be used: one line says why; nothing was seeded."""
 
 
+def _control_character(value):
+    """The first key or string of a scenario that holds a control character (a newline, a tab), or None."""
+    if isinstance(value, str):
+        return value if any(ord(c) < 0x20 or ord(c) == 0x7f for c in value) else None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        found = _control_character(key) if isinstance(key, str) else None
+        found = found if found is not None else _control_character(item)
+        if found is not None:
+            return found
+    return None
+
+
 def load_scenario(path: str | None) -> dict:
     """The scenario, validated against scenario.schema.json and for what refers to what, before anything is seeded."""
     if path is None:
@@ -54,7 +67,16 @@ def load_scenario(path: str | None) -> dict:
         raise ScenarioError(f"cannot read {path}: {error.strerror or error}") from None
     except (ValueError, UnicodeDecodeError) as error:
         raise ScenarioError(f"{path} is not JSON: {error}") from None
-    problem = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(SCENARIO_SCHEMA).iter_errors(scenario))
+    except RecursionError:
+        raise ScenarioError(f"{path} nests deeper than any scenario does") from None
+    try:
+        problem = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(SCENARIO_SCHEMA).iter_errors(scenario))
+        control = _control_character(scenario)
+    except RecursionError:
+        raise ScenarioError(f"{path} nests deeper than any scenario does") from None
+    if control is not None:
+        # Python's jsonschema matches patterns with re.search, where `$` also matches before a final newline.
+        raise ScenarioError(f"{path}: {control!r} holds a control character")
     if problem is not None:
         where = "/".join(str(p) for p in problem.absolute_path) or "(top)"
         raise ScenarioError(f"{path}: at {where}: {problem.message}")

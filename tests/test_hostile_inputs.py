@@ -75,6 +75,8 @@ SCENARIOS = [
     '{"accounts": {"111111111111": {"us-east-1": {"graphs": {"g-reserved": {}}}}}}',
     '{"accounts": {"111111111111": {"us-east-1": {"graphs": {"recs": {"encryption": "alias/missing"}}}}}}',
     '{"accounts": {"111111111111": {"us-west-1": {"graphs": {"recs": {}}}}}}',
+    "[" * 100000 + "]" * 100000, '{"accounts": ' + '{"a": ' * 3000 + "1" + "}" * 3000 + "}",
+    '{"accounts": {"111111111111": {"us-east-1\\n": {}}}}',
 ]
 
 
