@@ -76,3 +76,27 @@ def test_a_write_reaching_the_original_during_the_name_swap_keeps_it_from_decomm
     result = finish(sfn, execution)
     assert result["status"] == "SUCCEEDED" and retired in clusters(session)
     assert final_state(sfn, execution)["decommission_error"]["Error"] == "WritesDetected"
+
+
+def test_a_write_reaching_the_original_while_it_is_archived_keeps_it_from_deletion(deployed, monkeypatch):
+    session, sfn, arns = deployed
+    execution = workflow.start(sfn, arns["cluster"], request("sales"))
+    retired, _ = names(execution, "sales")
+    original = rds_models.RDSBackend.restore_db_cluster_from_snapshot
+
+    def restore_for_the_archive(self, from_snapshot_id, overrides):
+        result = original(self, from_snapshot_id, overrides)
+        if "-archive-" in (overrides.get("db_cluster_identifier") or ""):  # hours pass; an old connection writes
+            write_activity.record_write(self.account_id, self.region_name, retired)
+        return result
+
+    monkeypatch.setattr(rds_models.RDSBackend, "restore_db_cluster_from_snapshot", restore_for_the_archive)
+    decide(sfn, execution, "snapshot")
+    decide(sfn, execution, "cutover")
+    decide(sfn, execution, "decommission")
+    awaiting(sfn, execution, "decommission")  # parked: asked again, never deleted
+    assert retired in clusters(session)
+    decide(sfn, execution, "decommission", approved=False)
+    finish(sfn, execution)
+    assert retired in clusters(session)
+    assert final_state(sfn, execution)["decommission_error"]["Error"] == "WritesDetected"

@@ -941,6 +941,9 @@ def delete_retired(step: Step) -> dict:
         require_ours(neptune, retired, "DBClusterArn", step.execution, DECOMMISSION_APPROVED_BY)
         if retired["Status"] == "deleting":
             raise ResourceNotReady(f"deleting {plan['retired_cluster_id']}")
+        # The archive ran for hours since the proof, the original reachable all along: prove again, right before
+        # deleting, that it took no write since the cutover (a write parks it, kept).
+        prove_no_writes_since_cutover(step)
         members = instances_in(neptune, [plan["retired_cluster_id"]])
         for instance in members.values():
             require_ours(neptune, instance, "DBInstanceArn", step.execution, DECOMMISSION_APPROVED_BY)
