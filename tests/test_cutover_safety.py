@@ -44,6 +44,18 @@ def write_when_renamed(monkeypatch, old: str, new: str, writes_to: str):
     monkeypatch.setattr(rds_models.RDSBackend, "modify_db_cluster", modify)
 
 
+def assert_kept_through_decommission(session, sfn, execution, retired):
+    """Approved all the way, the original is parked at decommission with the writes named, asked again, never deleted."""
+    decide(sfn, execution, "snapshot")
+    decide(sfn, execution, "cutover")
+    decide(sfn, execution, "decommission")
+    awaiting(sfn, execution, "decommission")
+    assert retired in clusters(session)
+    decide(sfn, execution, "decommission", approved=False)
+    assert finish(sfn, execution)["status"] == "SUCCEEDED" and retired in clusters(session)
+    assert final_state(sfn, execution)["decommission_error"]["Error"] == "WritesDetected"
+
+
 def names(execution, cluster_id):
     token = naming.execution_token(execution)
     return naming.derived(cluster_id, "retired", token), naming.derived(cluster_id, "cmk", token)
@@ -67,15 +79,7 @@ def test_a_write_reaching_the_original_during_the_name_swap_keeps_it_from_decomm
     execution = workflow.start(sfn, arns["cluster"], request("stock"))
     retired, new = names(execution, "stock")
     write_when_renamed(monkeypatch, new, "stock", retired)
-    decide(sfn, execution, "snapshot")
-    decide(sfn, execution, "cutover")
-    decide(sfn, execution, "decommission")
-    awaiting(sfn, execution, "decommission")  # parked: asked again, never deleted
-    assert retired in clusters(session)
-    decide(sfn, execution, "decommission", approved=False)
-    result = finish(sfn, execution)
-    assert result["status"] == "SUCCEEDED" and retired in clusters(session)
-    assert final_state(sfn, execution)["decommission_error"]["Error"] == "WritesDetected"
+    assert_kept_through_decommission(session, sfn, execution, retired)
 
 
 def test_a_write_reaching_the_original_while_it_is_archived_keeps_it_from_deletion(deployed, monkeypatch):
@@ -91,12 +95,4 @@ def test_a_write_reaching_the_original_while_it_is_archived_keeps_it_from_deleti
         return result
 
     monkeypatch.setattr(rds_models.RDSBackend, "restore_db_cluster_from_snapshot", restore_for_the_archive)
-    decide(sfn, execution, "snapshot")
-    decide(sfn, execution, "cutover")
-    decide(sfn, execution, "decommission")
-    awaiting(sfn, execution, "decommission")  # parked: asked again, never deleted
-    assert retired in clusters(session)
-    decide(sfn, execution, "decommission", approved=False)
-    finish(sfn, execution)
-    assert retired in clusters(session)
-    assert final_state(sfn, execution)["decommission_error"]["Error"] == "WritesDetected"
+    assert_kept_through_decommission(session, sfn, execution, retired)
