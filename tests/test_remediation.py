@@ -246,7 +246,9 @@ def test_a_global_database_member_is_refused_before_anything_changes(deployed):
 def test_the_retained_original_is_stopped_again_when_neptune_restarts_it(deployed, on_call):
     session, sfn, arns = deployed
     _, bob = on_call
-    execution = workflow.start(sfn, arns["cluster"], request(soak_seconds=4))
+    # The soak is the first look's wait too (retained_check_seconds = min(a day, the soak)): long enough that the
+    # restart below lands before that look even on a loaded machine, or the look would find the original stopped.
+    execution = workflow.start(sfn, arns["cluster"], request(soak_seconds=15))
     decide(sfn, execution, "snapshot")
     plan = decide(sfn, execution, "cutover")["plan"]
     workflows.wait_for(sfn, execution, lambda d, h: any(e.get("stateEnteredEventDetails", {}).get("name") == "WaitWhileRetained" for e in h))
