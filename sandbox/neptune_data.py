@@ -22,7 +22,9 @@ Neptune User Guide and the Neptune Data API reference, never from what Neptune G
   record, in the transaction's commit (`commitNum`, one sequence per cluster) and in operation order (`opNum` from
   1), the transaction's last one with `isLastOp`. Property-graph records: `vl` (vertex label), `vp` (vertex property),
   `e` (edge: `from`, `to`), `ep` (edge property), op `ADD` or `REMOVE`; dropping an element records the removal of
-  everything it held. RDF records: `{"stmt": "<s> <p> <o> <g> .\n"}`. Parameters `iteratorType`
+  everything it held; a vertex made with several labels (`addV('a::b')`) records one `vl` per label. RDF records:
+  `{"stmt": "<s> <p> <o> <g> .\n"}`, a statement of the default graph as the triple `<s> <p> <o> .\n` (the User
+  Guide's example of the NQUADS format). Parameters `iteratorType`
   (AT_SEQUENCE_NUMBER, the default; AFTER_SEQUENCE_NUMBER; TRIM_HORIZON; LATEST, at most one record), `commitNum`
   (required for the first two), `opNum` (default 1), `limit` (1 to 100,000, default 10; it may end a response inside
   a transaction). Errors: InvalidParameterException (400), ExpiredStreamException (400: the record asked for is
@@ -124,12 +126,14 @@ class Transaction:
 
     # property graph
     def add_vertex(self, vid: str, label: str) -> None:
+        """A vertex with one label per `::`-separated part, each recorded on its own (Neptune's multi-label vertices)."""
         v = self.vol.vertices.get(vid)
         if v is None:
             self.vol.vertices[vid] = v = {"labels": set(), "props": {}}
-        if label not in v["labels"]:
-            v["labels"].add(label)
-            self.record("pg", "ADD", {"id": vid, "type": "vl", "key": "label", "value": {"value": label, "dataType": "String"}})
+        for part in label.split("::"):
+            if part not in v["labels"]:
+                v["labels"].add(part)
+                self.record("pg", "ADD", {"id": vid, "type": "vl", "key": "label", "value": {"value": part, "dataType": "String"}})
 
     def set_vertex_property(self, vid: str, key: str, typed: tuple, single: bool) -> None:
         props = self.vol.vertices[vid]["props"]
@@ -197,7 +201,8 @@ class Transaction:
             self.vol.quads.discard(quad)
         else:
             return
-        self.record("rdf", op, {"stmt": quad + " .\n"})
+        statement = quad.removesuffix(" " + DEFAULT_GRAPH)  # the default graph's statements are written as triples
+        self.record("rdf", op, {"stmt": statement + " .\n"})
 
 
 def _value(typed: tuple) -> dict:
@@ -210,8 +215,10 @@ TOKEN = re.compile(r"""\s*(?:(?P<str>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")|(?P<nu
 
 
 class Gremlin:
-    """Sources `g.V(ids)`, `g.E(ids)`, `g.addV(label)`; steps `addV`, `addE(label)`, `from`/`to` (a traversal
-    `__.V(id)`), `property([single|set,] key, value)` (`T.id` on a new element), `properties(keys)`, `hasValue`,
+    """Sources `g.V(ids)`, `g.E(ids)`, `g.addV(label)` (`a::b`: a vertex with both labels, as Neptune allows); steps
+    `V(ids)` mid-traversal (those vertices once per traverser), `addV`, `addE(label)`, `from`/`to` (a traversal
+    `__.V(id)`; one that yields no vertex is an error, as in TinkerPop, and the script's transaction rolls back),
+    `where(traversal)`, `property([single|set,] key, value)` (`T.id` on a new element), `properties(keys)`, `hasValue`,
     `hasLabel`, `has(key, value)`, `drop`, `fold`, `unfold`, `coalesce`, `id`, `label`, `values`, `count`, `iterate`
     (a statement before a script's last runs only when iterated, as in Neptune).
     Literals: strings, `true`/`false`, integers (`L` suffix: Long), decimals (Double; `f`: Float; `d`: Double),
@@ -298,7 +305,7 @@ class Gremlin:
             return ("lit", (value[1:-1], "Date"))
         if text in ("g", "__"):
             return ("traversal", self.chain())
-        if text in ("unfold", "V", "E", "addV", "addE", "fold"):  # an anonymous traversal written without __.
+        if text in ("unfold", "V", "E", "addV", "addE", "fold", "where"):  # an anonymous traversal written without __.
             self.tokens.insert(self.pos, ("name", "__"))
             self.tokens.insert(self.pos + 1, ("sym", "."))
             return ("traversal", self.chain())
@@ -315,8 +322,9 @@ def _run_traversal(tx: Transaction, steps: list, start: list | None = None) -> l
         if name in ("V", "E"):
             table = vol.vertices if name == "V" else vol.edges
             kind = "v" if name == "V" else "e"
-            ids = [v[0] for v in values]
-            items = [(kind, i) for i in (ids or list(table)) if i in table]
+            found = [(kind, i) for i in ([v[0] for v in values] or list(table)) if i in table]
+            starts = start is None and all(step[0] == "__" for step in steps[:index])
+            items = found if starts else [element for _ in items for element in found]
         elif name == "addV":  # a source step makes one vertex; a mid-traversal step one per traverser
             label = values[0][0] if values else "vertex"
             items = [("newv", label, {}) for _ in range(1 if index == 0 and start is None else len(items))]
@@ -325,7 +333,11 @@ def _run_traversal(tx: Transaction, steps: list, start: list | None = None) -> l
             items = [("newe", values[0][0], {"from": s[1] if s and s[0] == "v" else None}) for s in sources]
         elif name in ("from", "to"):
             ends = _run_traversal(tx, args[0][1]) if args and args[0][0] == "traversal" else []
-            items = [(i[0], i[1], {**i[2], name: ends[0][1] if ends else None}) for i in items if i[0] == "newe"]
+            if items and not ends:  # TinkerPop refuses an edge whose end traversal finds nothing (apache/tinkerpop#1860)
+                raise DataPlaneError(500, "InternalFailureException", f"The provided traverser does not map to a value: addE().{name}()")
+            items = [(i[0], i[1], {**i[2], name: ends[0][1]}) for i in items if i[0] == "newe"]
+        elif name == "where":
+            items = [i for i in items if _run_traversal(tx, args[0][1], [i])]
         elif name == "property":
             cardinality = values[0] if args[0][0] == "sym" and values[0] in ("single", "set", "list") else None
             key, value = (values[1], values[2]) if cardinality else (values[0], values[1])
@@ -421,7 +433,7 @@ def _materialize(tx: Transaction, items: list) -> list:
         elif item[0] == "newe":
             details = item[2]
             if details.get("from") is None or details.get("to") is None:
-                continue
+                raise DataPlaneError(500, "InternalFailureException", "addE() needs both a from and a to vertex")
             props = details.get("props", [])
             eid = str(next((v[0] for k, v, _ in props if k == "id"), None) or f"e{len(vol.edges) + 1}-{time.monotonic_ns()}")
             tx.add_edge(eid, item[1], details["from"], details["to"])
@@ -453,53 +465,82 @@ def run_gremlin(vol: Volume, streams: bool, script: str) -> list:
 
 # ---------------------------------------------------------------- SPARQL 1.1 Update: INSERT DATA, DELETE DATA
 
-TERM = re.compile(r'\s*(<[^<>"{}|^`\\\s]*>|_:[A-Za-z0-9_]+|"(?:[^"\\]|\\.)*"(?:@[A-Za-z]+(?:-[A-Za-z0-9]+)*|\^\^<[^<>\s]*>)?)')
+TERM = re.compile(r'<[^<>"{}|^`\\\s]*>|_:[A-Za-z0-9_]+|"(?:[^"\\]|\\.)*"(?:@[A-Za-z]+(?:-[A-Za-z0-9]+)*|\^\^<[^<>\s]*>)?')
+UPDATE_TOKEN = re.compile(r'\s*(?:(?P<term>' + TERM.pattern + r')|(?P<word>[A-Za-z]+)|(?P<sym>[{}.;]))')
+_blank_nodes = iter(range(1, 1 << 62))
+
+
+def _update_tokens(update: str) -> list[tuple[str, str]]:
+    tokens, at = [], 0
+    while update[at:].strip():
+        match = UPDATE_TOKEN.match(update, at)
+        if not match:
+            raise DataPlaneError(400, "MalformedQueryException", f"Malformed query at: {update[at:at + 40]!r}")
+        kind = match.lastgroup
+        tokens.append((kind, match.group(kind).upper() if kind == "word" else match.group(kind)))
+        at = match.end()
+    return tokens
+
+
+def _sparql_operations(update: str) -> list[tuple[str, list[str]]]:
+    """`INSERT DATA { ... }` and `DELETE DATA { ... }`, separated by `;`: each a list of quads "s p o g". Blank nodes
+    in INSERT DATA are fresh ones; DELETE DATA refuses them. https://www.w3.org/TR/sparql11-update/#insertData"""
+    tokens, pos, operations = _update_tokens(update), 0, []
+
+    def take(kind: str, text: str | None = None) -> str:
+        nonlocal pos
+        if pos >= len(tokens) or tokens[pos][0] != kind or (text is not None and tokens[pos][1] != text):
+            found = tokens[pos][1] if pos < len(tokens) else "the end"
+            raise DataPlaneError(400, "MalformedQueryException", f"the local Neptune takes INSERT DATA and DELETE DATA updates only: {found!r}")
+        pos += 1
+        return tokens[pos - 1][1]
+
+    def triples(graph: str, fresh: dict | None) -> list[str]:
+        nonlocal pos
+        found = []
+        while pos < len(tokens) and tokens[pos][0] == "term":
+            terms = [take("term") for _ in range(3)]
+            if any(t.startswith("_:") for t in terms):
+                if fresh is None:
+                    raise DataPlaneError(400, "MalformedQueryException", "Blank nodes are not permitted in DELETE DATA")
+                terms = [fresh.setdefault(t, f"_:b{next(_blank_nodes)}") if t.startswith("_:") else t for t in terms]
+            found.append(f"{' '.join(terms)} {graph}")
+            if pos < len(tokens) and tokens[pos] == ("sym", "."):
+                pos += 1
+        return found
+
+    while pos < len(tokens):
+        op = {"INSERT": "ADD", "DELETE": "REMOVE"}.get(tokens[pos][1]) if tokens[pos][0] == "word" else None
+        take("word", "INSERT" if op != "REMOVE" else "DELETE")
+        take("word", "DATA")
+        take("sym", "{")
+        fresh, quads = ({} if op == "ADD" else None), []
+        while pos < len(tokens) and tokens[pos] != ("sym", "}"):
+            if tokens[pos] == ("word", "GRAPH"):
+                pos += 1
+                graph = take("term")
+                take("sym", "{")
+                quads += triples(graph, fresh)
+                take("sym", "}")
+            elif tokens[pos][0] == "term":
+                quads += triples(DEFAULT_GRAPH, fresh)
+            else:
+                take("term")
+        take("sym", "}")
+        operations.append((op, quads))
+        if pos < len(tokens):
+            take("sym", ";")
+    return operations
 
 
 def run_sparql_update(vol: Volume, streams: bool, update: str) -> None:
-    operations = []
-    for operation in [o.strip() for o in re.split(r";\s*(?=(?:INSERT|DELETE)\s+DATA)", update.strip(), flags=re.I) if o.strip()]:
-        match = re.fullmatch(r"(INSERT|DELETE)\s+DATA\s*\{(.*)\}", operation, flags=re.S | re.I)
-        if not match:
-            raise DataPlaneError(400, "MalformedQueryException", "the local Neptune accepts INSERT DATA and DELETE DATA updates only")
-        operations.append(("ADD" if match.group(1).upper() == "INSERT" else "REMOVE", _quads(match.group(2))))
+    operations = _sparql_operations(update)
     with vol.lock:
         tx = Transaction(vol, streams)
         for op, quads in operations:
             for quad in quads:
                 tx.quad(op, quad)
         tx.commit()
-
-
-def _quads(body: str) -> list[str]:
-    quads, rest = [], body.strip()
-    while rest:
-        graph = re.match(r"GRAPH\s*(<[^>]*>)\s*\{(.*?)\}\s*", rest, flags=re.S | re.I)
-        if graph:
-            quads += [f"{t} {graph.group(1)}" for t in _triples(graph.group(2))]
-            rest = rest[graph.end():].strip()
-        else:
-            end = rest.find("GRAPH")
-            chunk, rest = (rest, "") if end < 0 else (rest[:end], rest[end:])
-            quads += [f"{t} {DEFAULT_GRAPH}" for t in _triples(chunk)]
-    return quads
-
-
-def _triples(text: str) -> list[str]:
-    triples, pos = [], 0
-    text = text.strip()
-    while pos < len(text):
-        terms = []
-        for _ in range(3):
-            match = TERM.match(text, pos)
-            if not match:
-                raise DataPlaneError(400, "MalformedQueryException", f"not an RDF term at: {text[pos:pos + 40]!r}")
-            terms.append(match.group(1))
-            pos = match.end()
-        dot = re.compile(r"\s*\.?\s*").match(text, pos)
-        pos = dot.end()
-        triples.append(" ".join(terms))
-    return triples
 
 
 # ---------------------------------------------------------------- the Streams API

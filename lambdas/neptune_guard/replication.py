@@ -8,14 +8,23 @@ nothing omitted; each change is one record identified by (`commitNum`, `opNum`),
 
 - **Start.** The original's latest event is read *before* the snapshot is requested. Every change up to it is in
   the snapshot; changes after it may or may not be. Replication reads from just after it.
+- **Whole transactions.** A response may end inside a transaction (`limit` counts records); only the records up to
+  the page's last `isLastOp` are applied, and the next read starts after it. So a position is always a commit's end.
 - **Idempotent apply.** Every property-graph record is a set-membership change (a vertex label, a vertex property
   value, an edge, an edge property value is added or removed), and so is every RDF quad. Each is applied as "make it
   present" or "make it absent", a no-op when it already is, and a no-op when the element it hangs on is not there
-  (a later record in the log removes that element anyway). Replaying a suffix of the log over a state that already
+  (a later record in the log removes that element anyway). A vertex's labels are fixed when it is made (Neptune has
+  no step that adds a label to a vertex): the `vl` records of one vertex in one commit make it with all of them
+  (`addV('a::b')`), and a `vl` REMOVE is the vertex's drop. Replaying a suffix of the log over a state that already
   holds part of it therefore ends in the same state as the original: the final presence of each item is decided by
   the last record that touches it, and every such record is replayed. Applying a batch twice changes nothing.
+- **What cannot be replayed exactly is refused, not approximated:** an RDF blank node (SPARQL's INSERT DATA makes a
+  fresh one each time and DELETE DATA refuses them), a property value of a type this module does not write, and a
+  stream whose records after the position have expired (`ExpiredStreamException`): replication stops, the workflow
+  rolls back and says why.
 - **Proof.** At the cutover, with writes stopped, replication drains to the original's latest event and the copy's
-  applied position must equal it, for the property-graph and the RDF stream alike.
+  applied position must equal it, for the property-graph and the RDF stream alike; and reading the stream after
+  that position finds nothing (`StreamRecordsNotFoundException`): no commit past it.
 
 This module runs in two places: inside the member account's VPC (`handler`, the replicator function that
 live_cutover.py creates per execution; it imports nothing but the standard library and botocore, which the Lambda
@@ -25,6 +34,7 @@ runtime has), and in the workflow's steps, which only invoke that function.
 from __future__ import annotations
 
 import json
+import re
 import time
 from urllib.parse import urlencode
 
@@ -36,6 +46,7 @@ from botocore.httpsession import URLLib3Session
 
 MODELS = {"pg": "/propertygraph/stream", "rdf": "/sparql/stream"}
 PAGE = 1000  # records a stream read asks for
+MAX_PAGE = 100_000  # the most one read may ask for (the API's limit)
 NEPTUNE_PORT = 8182
 
 
@@ -49,6 +60,10 @@ class DataPlaneError(Exception):
 
 class UnsupportedChange(Exception):
     """A stream record this replicator cannot apply exactly: replication stops rather than diverge."""
+
+
+class StreamExpired(Exception):
+    """The records after the position are gone (older than neptune_streams_expiry_days): the copy cannot be completed."""
 
 
 class Neptune:
@@ -83,7 +98,15 @@ class Neptune:
         except DataPlaneError as error:
             if error.code == "StreamRecordsNotFoundException":
                 return None
+            if error.code == "ExpiredStreamException":
+                raise StreamExpired(f"{self.base} {MODELS[model]}: {error}") from error
             raise
+
+    def after(self, model: str, position: dict | None, limit: int = 1000) -> dict | None:
+        """The records after a position (None: from the oldest the stream still holds), or None when there are none."""
+        if position is None:
+            return self.stream(model, iteratorType="TRIM_HORIZON", limit=limit)
+        return self.stream(model, iteratorType="AFTER_SEQUENCE_NUMBER", commitNum=position["commitNum"], opNum=position["opNum"], limit=limit)
 
     def latest(self, model: str) -> dict | None:
         """The model's latest event id and its commit time, or None for an empty stream."""
@@ -93,8 +116,8 @@ class Neptune:
     def apply(self, model: str, records: list[dict]) -> None:
         if model == "pg":
             # Neptune runs a script's earlier statements only when they end in iterate() (Gremlin's script execution).
-            self.call("POST", "/gremlin", body=json.dumps({"gremlin": ";\n".join(gremlin(r) + ".iterate()" for r in records)}).encode(),
-                      content_type="application/json")
+            script = ";\n".join(gremlin(r) + ".iterate()" for r in with_vertex_labels(records))
+            self.call("POST", "/gremlin", body=json.dumps({"gremlin": script}).encode(), content_type="application/json")
         else:
             self.call("POST", "/sparql", body=urlencode({"update": ";\n".join(sparql(r) for r in records)}).encode(),
                       content_type="application/x-www-form-urlencoded")
@@ -119,14 +142,32 @@ def _literal(value: dict) -> str:
     raise UnsupportedChange(f"property value of type {kind}")
 
 
+def with_vertex_labels(records: list[dict]) -> list[dict]:
+    """The `vl` ADD records of one vertex in one commit as one record carrying all its labels (`a::b`): a vertex is
+    made with its labels, and a later label of the same commit could not be added to it."""
+    merged, made = [], {}
+    for record in records:
+        data = record["data"]
+        if record["op"] == "ADD" and data["type"] == "vl":
+            key = (record["eventId"]["commitNum"], data["id"])
+            if key in made:
+                made[key]["labels"].append(data["value"]["value"])
+                continue
+            made[key] = {**record, "labels": [data["value"]["value"]]}
+            merged.append(made[key])
+        else:
+            merged.append(record)
+    return merged
+
+
 def gremlin(record: dict) -> str:
     """One property-graph record as an idempotent Gremlin traversal."""
     data, op = record["data"], record["op"]
     element, kind = _literal({"value": data["id"], "dataType": "String"}), data["type"]
     if kind == "vl":
-        label = _literal(data["value"])
         if op == "ADD":
-            return f"g.V({element}).fold().coalesce(unfold(), addV({label}).property(T.id, {element}))"
+            labels = _literal({"value": "::".join(record.get("labels") or [data["value"]["value"]]), "dataType": "String"})
+            return f"g.V({element}).fold().coalesce(unfold(), addV({labels}).property(T.id, {element}))"
         return f"g.V({element}).drop()"
     if kind == "vp":
         key, value = _literal({"value": data["key"], "dataType": "String"}), _literal(data["value"])
@@ -137,8 +178,10 @@ def gremlin(record: dict) -> str:
         if op == "ADD":
             label, source, target = (_literal(data["value"]), _literal({"value": data["from"], "dataType": "String"}),
                                      _literal({"value": data["to"], "dataType": "String"}))
-            return (f"g.E({element}).fold().coalesce(unfold(), __.V({source}).addE({label}).to(__.V({target}))"
-                    f".property(T.id, {element}))")
+            # Only between two vertices that exist: addE() with an end that finds nothing is an error in TinkerPop,
+            # and a vertex missing here is one a later record of the log drops.
+            return (f"g.E({element}).fold().coalesce(unfold(), __.V({source}).where(__.V({target})).addE({label})"
+                    f".to(__.V({target})).property(T.id, {element}))")
         return f"g.E({element}).drop()"
     if kind == "ep":
         key, value = _literal({"value": data["key"], "dataType": "String"}), _literal(data["value"])
@@ -148,13 +191,30 @@ def gremlin(record: dict) -> str:
     raise UnsupportedChange(f"property-graph record of type {kind}")
 
 
+# N-Quads terms (https://www.w3.org/TR/n-quads/#sec-grammar): an IRI, a blank node, a literal with its language or type.
+NQUADS_TERM = re.compile(r'\s*(<[^<>"{}|^`\\\x00-\x20]*>|_:[^\s<>"]+|"(?:[^"\\\n\r]|\\.)*"(?:@[A-Za-z]+(?:-[A-Za-z0-9]+)*|\^\^<[^<>"{}|^`\\\x00-\x20]*>)?)')
+
+
+def nquad_terms(statement: str) -> list[str]:
+    """The three or four terms of one N-Quads statement (three: the default graph)."""
+    terms, at = [], 0
+    while (match := NQUADS_TERM.match(statement, at)) is not None:
+        terms.append(match.group(1))
+        at = match.end()
+    if statement[at:].strip() != "." or len(terms) not in (3, 4):
+        raise UnsupportedChange(f"not an N-Quads statement: {statement[:80]!r}")
+    return terms
+
+
 def sparql(record: dict) -> str:
     """One RDF record (an N-Quads statement) as a SPARQL 1.1 INSERT DATA or DELETE DATA."""
-    statement = record["data"]["stmt"].strip().removesuffix(".").strip()
-    terms = statement.rsplit(" ", 1)
-    if len(terms) != 2 or not terms[1].startswith("<"):
-        raise UnsupportedChange(f"not a quad: {statement[:80]}")
-    return f"{'INSERT' if record['op'] == 'ADD' else 'DELETE'} DATA {{ GRAPH {terms[1]} {{ {terms[0]} . }} }}"
+    terms = nquad_terms(record["data"]["stmt"])
+    if any(term.startswith("_:") for term in terms):
+        raise UnsupportedChange("an RDF blank node cannot be replicated exactly: INSERT DATA makes a new one each time and "
+                                "DELETE DATA refuses them (SPARQL 1.1 Update, 3.1.1 and 3.1.2)")
+    triple = " ".join(terms[:3]) + " ."
+    body = f"GRAPH {terms[3]} {{ {triple} }}" if len(terms) == 4 else triple
+    return f"{'INSERT' if record['op'] == 'ADD' else 'DELETE'} DATA {{ {body} }}"
 
 
 def position_of(event: dict | None) -> dict | None:
@@ -165,20 +225,31 @@ def _key(position: dict | None) -> tuple:
     return (0, 0) if position is None else (position["commitNum"], position["opNum"])
 
 
+def whole_transactions(page: dict) -> list[dict]:
+    """The page's records up to its last transaction's end: a transaction cut by `limit` is read again whole."""
+    ends = [n for n, record in enumerate(page["records"]) if record.get("isLastOp")]
+    return page["records"][:ends[-1] + 1] if ends else []
+
+
 def replicate(source: Neptune, target: Neptune, positions: dict, seconds: float) -> dict:
     """Apply the source's changes after `positions` (model -> applied event id, None: from the start of the stream)
     to the target for at most `seconds`; the new positions, what was applied, and the lag to the source's latest."""
     positions, applied, deadline = dict(positions), dict.fromkeys(MODELS, 0), time.monotonic() + seconds
     for model in MODELS:
+        limit = PAGE
         while time.monotonic() < deadline:
-            after = positions.get(model)
-            page = (source.stream(model, iteratorType="AFTER_SEQUENCE_NUMBER", commitNum=after["commitNum"], opNum=after["opNum"], limit=PAGE)
-                    if after else source.stream(model, iteratorType="TRIM_HORIZON", limit=PAGE))
+            page = source.after(model, positions.get(model), limit)
             if page is None or not page["records"]:
                 break
-            target.apply(model, page["records"])
-            positions[model] = position_of(page["lastEventId"])
-            applied[model] += len(page["records"])
+            records = whole_transactions(page)
+            if not records:  # one transaction larger than the page: read it whole
+                if limit == MAX_PAGE:
+                    raise UnsupportedChange(f"a transaction of more than {MAX_PAGE} records")
+                limit = MAX_PAGE
+                continue
+            target.apply(model, records)
+            positions[model], limit = position_of(records[-1]["eventId"]), PAGE
+            applied[model] += len(records)
     return {"positions": positions, "applied": applied, **lag(source, positions)}
 
 
@@ -187,13 +258,8 @@ def lag(source: Neptune, positions: dict) -> dict:
     behind, seconds, latest = {}, 0.0, {}
     for model in MODELS:
         latest[model] = source.latest(model)
-        after = positions.get(model)
-        if latest[model] is None or _key(after) >= _key(latest[model]):
-            behind[model] = 0
-            continue
-        page = (source.stream(model, iteratorType="AFTER_SEQUENCE_NUMBER", commitNum=after["commitNum"], opNum=after["opNum"], limit=100_000)
-                if after else source.stream(model, iteratorType="TRIM_HORIZON", limit=100_000))
-        behind[model] = page["totalRecords"] if page else 0
+        page = source.after(model, positions.get(model), MAX_PAGE)
+        behind[model] = len(page["records"]) if page else 0
         if page and page["records"]:
             seconds = max(seconds, time.time() - page["records"][0]["commitTimestamp"] / 1000)
     return {"latest": {m: position_of(e) for m, e in latest.items()}, "lag_records": sum(behind.values()), "lag_seconds": round(seconds, 3),
@@ -201,9 +267,12 @@ def lag(source: Neptune, positions: dict) -> dict:
 
 
 def proof(source: Neptune, positions: dict) -> dict:
-    """Whether the copy has applied exactly up to the source's latest event, model by model."""
-    latest = {m: position_of(source.latest(m)) for m in MODELS}
-    return {"source_latest": latest, "applied": positions, "proven": all(_key(latest[m]) == _key(positions.get(m)) for m in MODELS)}
+    """Whether the copy has applied everything the source committed: nothing in its stream after the applied
+    position, model by model (an expired stream is no proof: StreamExpired)."""
+    past = {m: source.after(m, positions.get(m), 1) for m in MODELS}
+    return {"source_latest": {m: position_of(source.latest(m)) for m in MODELS}, "applied": positions,
+            "past_position": {m: position_of(p["records"][0]["eventId"]) for m, p in past.items() if p and p["records"]},
+            "proven": all(p is None or not p["records"] for p in past.values())}
 
 
 def _cluster(spec: dict) -> Neptune:

@@ -1,0 +1,187 @@
+"""Replication through Neptune Streams, on its own: a source cluster takes a mixed workload of both data models, its
+position is read, it keeps changing, it is snapshotted (holding part of what came after the position), it keeps
+changing, and the copy restored from the snapshot is replayed from the position. The copy must end equal to the
+source whatever the interleaving, applying twice changes nothing, and what cannot be replayed exactly is refused.
+The data plane is sandbox/neptune_data.py (built from the Neptune reference), the replicator the real module."""
+
+import json
+import random
+import time
+from urllib.parse import urlencode
+
+import pytest
+
+from neptune_guard import replication
+from sandbox import neptune_data, organization
+
+ACCOUNT, REGION = "123456789012", "us-east-1"
+GRAPHS = ("<urn:graph:a>", None)  # a named graph and the default graph
+
+
+@pytest.fixture
+def clusters(local_aws):
+    """(source client, restore(snapshot) -> copy client, volume of a client's cluster)."""
+    neptune = local_aws.client("neptune", region_name=REGION)
+    organization.seed_region(local_aws, REGION, {"clusters": {"live": {"encryption": "none", "instances": {}, "streams": True}}}, ACCOUNT)
+    source = neptune.describe_db_clusters(DBClusterIdentifier="live")["DBClusters"][0]
+
+    def restore(snapshot_id: str, copy_id: str):
+        copy = neptune.restore_db_cluster_from_snapshot(DBClusterIdentifier=copy_id, SnapshotIdentifier=snapshot_id, Engine="neptune",
+                                                        DBClusterParameterGroupName=source["DBClusterParameterGroup"])["DBCluster"]
+        return replication.Neptune(copy["Endpoint"], REGION, False), copy["DbClusterResourceId"]
+
+    def snapshot(snapshot_id: str) -> None:
+        neptune.create_db_cluster_snapshot(DBClusterSnapshotIdentifier=snapshot_id, DBClusterIdentifier="live")
+
+    return replication.Neptune(source["Endpoint"], REGION, False), source["DbClusterResourceId"], snapshot, restore
+
+
+def gremlin(cluster, script: str) -> None:
+    cluster.call("POST", "/gremlin", body=json.dumps({"gremlin": script}).encode(), content_type="application/json")
+
+
+def sparql(cluster, update: str) -> None:
+    cluster.call("POST", "/sparql", body=urlencode({"update": update}).encode(), content_type="application/x-www-form-urlencoded")
+
+
+class Workload:
+    """Random changes of every kind the stream records, each one transaction, on elements that exist."""
+
+    def __init__(self, cluster, seed: int):
+        self.cluster, self.random, self.n = cluster, random.Random(seed), 0
+        self.vertices, self.edges, self.quads = set(), set(), set()
+
+    def _literal(self) -> str:
+        return self.random.choice(['"plain"', '"two words } GRAPH { ."', '"quote \\" inside"@en', '"7"^^<http://www.w3.org/2001/XMLSchema#int>',
+                                   f'"v{self.random.randrange(5)}"'])
+
+    def step(self) -> None:
+        self.n += 1
+        r, n = self.random, self.n
+        choice = r.randrange(12)
+        vertices, edges = sorted(self.vertices), sorted(self.edges)
+        if choice < 2 or not vertices:
+            labels = r.choice(["Person", "Person::Employee", "Account::Frozen::Audited"])
+            gremlin(self.cluster, f"g.addV('{labels}').property(T.id, 'v{n}').property('name', 'n{n}').property(set, 'tag', 't{n % 3}')")
+            self.vertices.add(f"v{n}")
+        elif choice == 2:
+            gremlin(self.cluster, f"g.V('{r.choice(vertices)}').property(single, 'name', 'renamed {n}')")
+        elif choice == 3:
+            gremlin(self.cluster, f"g.V('{r.choice(vertices)}').property(set, 'tag', 't{n % 4}')")
+        elif choice == 4:
+            gremlin(self.cluster, f"g.V('{r.choice(vertices)}').properties('tag').hasValue('t{n % 4}').drop()")
+        elif choice in (5, 6) and len(vertices) > 1:
+            source, target = r.sample(vertices, 2)
+            gremlin(self.cluster, f"g.V('{source}').addE('knows').to(__.V('{target}')).property(T.id, 'e{n}').property('since', {n})")
+            self.edges.add(f"e{n}")
+        elif choice == 7 and edges:
+            gremlin(self.cluster, f"g.E('{r.choice(edges)}').property('since', {n}L)")
+        elif choice == 8 and edges:
+            edge = r.choice(edges)
+            gremlin(self.cluster, f"g.E('{edge}').drop()")
+            self.edges.discard(edge)
+        elif choice == 9:
+            vertex = r.choice(vertices)
+            gremlin(self.cluster, f"g.V('{vertex}').drop()")
+            self.vertices.discard(vertex)
+            self.edges = {e for e in self.edges if e in neptune_data_edges(self.cluster)}
+        elif choice == 10 or not self.quads:
+            graph = r.choice(GRAPHS)
+            triple = f"<urn:s:{r.randrange(8)}> <urn:p:{r.randrange(3)}> {self._literal() if r.random() < 0.6 else f'<urn:o:{n}>'} ."
+            sparql(self.cluster, f"INSERT DATA {{ GRAPH {graph} {{ {triple} }} }}" if graph else f"INSERT DATA {{ {triple} }}")
+            self.quads.add((graph, triple))
+        else:
+            graph, triple = r.choice(sorted(self.quads, key=repr))
+            sparql(self.cluster, f"DELETE DATA {{ GRAPH {graph} {{ {triple} }} }}" if graph else f"DELETE DATA {{ {triple} }}")
+            self.quads.discard((graph, triple))
+
+    def run(self, count: int) -> "Workload":
+        for _ in range(count):
+            self.step()
+        return self
+
+
+def neptune_data_edges(cluster) -> set:
+    found = neptune_data.resolve(cluster.base.split("//")[1].rsplit(":", 1)[0])
+    return set(neptune_data.volume(found[3].db_cluster_resource_id).edges)
+
+
+def contents(resource_id: str) -> tuple:
+    volume = neptune_data.volume(resource_id)
+    with volume.lock:
+        return (json.dumps(volume.vertices, default=sorted, sort_keys=True), json.dumps(volume.edges, sort_keys=True), sorted(volume.quads))
+
+
+def replicate_until_caught_up(source, target, positions: dict) -> dict:
+    for _ in range(50):
+        result = replication.replicate(source, target, positions, 30)
+        positions = result["positions"]
+        if result["caught_up"]:
+            return result
+    raise AssertionError("replication never caught up")
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_copy_replayed_from_the_position_read_before_its_snapshot_ends_equal_to_the_source(clusters, monkeypatch, seed):
+    monkeypatch.setattr(replication, "PAGE", 7)  # pages end inside transactions: only whole ones may be applied
+    source, source_id, snapshot, restore = clusters
+    workload = Workload(source, seed).run(40)
+    position = {m: replication.position_of(source.latest(m)) for m in replication.MODELS}
+    workload.run(30)
+    snapshot("snap")  # holds part of what came after the position
+    workload.run(60)
+    target, target_id = restore("snap", "copy")
+    result = replicate_until_caught_up(source, target, position)
+    assert contents(target_id) == contents(source_id)
+    assert replication.proof(source, result["positions"])["proven"]
+    replicate_until_caught_up(source, target, position)  # applied twice: nothing changes
+    assert contents(target_id) == contents(source_id)
+    multi = [v for v in neptune_data.volume(source_id).vertices.values() if len(v["labels"]) > 1]
+    assert multi, "the workload made no vertex with several labels"
+
+
+def test_an_edge_to_a_vertex_the_log_drops_later_is_skipped_not_an_error(clusters):
+    source, source_id, snapshot, restore = clusters
+    gremlin(source, "g.addV('A').property(T.id, 'a').iterate(); g.addV('B').property(T.id, 'b')")
+    position = {m: replication.position_of(source.latest(m)) for m in replication.MODELS}
+    gremlin(source, "g.V('a').addE('to').to(__.V('b')).property(T.id, 'ab')")
+    gremlin(source, "g.V('b').drop()")
+    snapshot("after-drop")  # the copy starts without b: replaying the edge finds no target
+    target, target_id = restore("after-drop", "copy")
+    replicate_until_caught_up(source, target, position)
+    assert contents(target_id) == contents(source_id)
+
+
+def test_a_proof_fails_while_the_source_holds_a_commit_past_the_applied_position(clusters):
+    source, _, snapshot, restore = clusters
+    gremlin(source, "g.addV('A').property(T.id, 'a')")
+    snapshot("base")
+    target, _ = restore("base", "copy")
+    result = replicate_until_caught_up(source, target, {m: None for m in replication.MODELS})
+    assert replication.proof(source, result["positions"])["proven"]
+    sparql(source, "INSERT DATA { <urn:late> <urn:p> <urn:o> }")
+    late = replication.proof(source, result["positions"])
+    assert not late["proven"] and "rdf" in late["past_position"]
+
+
+def test_a_blank_node_is_refused_rather_than_replayed_as_a_new_node(clusters):
+    source, _, snapshot, restore = clusters
+    snapshot("empty")
+    target, target_id = restore("empty", "copy")
+    sparql(source, "INSERT DATA { <urn:s> <urn:p> _:anonymous }")
+    with pytest.raises(replication.UnsupportedChange, match="blank node"):
+        replication.replicate(source, target, {m: None for m in replication.MODELS}, 30)
+    assert contents(target_id)[2] == []
+
+
+def test_records_expired_past_the_position_stop_replication(clusters, monkeypatch):
+    source, _, snapshot, restore = clusters
+    gremlin(source, "g.addV('A').property(T.id, 'a')")
+    position = {m: replication.position_of(source.latest(m)) for m in replication.MODELS}
+    gremlin(source, "g.addV('A').property(T.id, 'b')")
+    snapshot("s")
+    target, _ = restore("s", "copy")
+    eight_days_on = time.time() + 8 * 86400  # the default neptune_streams_expiry_days is 7
+    monkeypatch.setattr(neptune_data.time, "time", lambda: eight_days_on)
+    with pytest.raises(replication.StreamExpired):
+        replication.replicate(source, target, position, 30)
