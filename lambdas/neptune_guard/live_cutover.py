@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import time
 import zipfile
 from pathlib import Path
@@ -62,14 +63,30 @@ REPLICATE_SECONDS = 60
 REPLICATOR_CALL = Config(read_timeout=900, connect_timeout=10, retries={"mode": "standard", "max_attempts": 1},
                          user_agent_extra="neptune-guard")  # one replication step's budget: well inside the function's 15 minutes
 CAUGHT_UP_RECORDS = 1000  # lag small enough to ask for the cutover
+# History budget (25,000 events an execution): about 7 events a catch-up run, 9 a run beside the cutover question.
+CATCH_UP_RUNS = 600  # 10 hours of catching up: past it, the write rate outpaces replication
+ANSWER_RUNS = 1800
+PERMANENT_REPLICATOR_ERRORS = ("UnsupportedChange", "StreamExpired")  # replication.py's: the same call would fail again
 
 
 class WritesStillFlowing(Exception):
     """New commits keep reaching the original after on-call confirmed writes stopped: no swap, it keeps serving."""
 
 
+class WritesAfterCutover(Exception):
+    """The retired original took commits after the proven cutover position: it is kept, never deleted."""
+
+
 class ProofFailed(Exception):
-    """The copy's applied position does not equal the original's last event: no swap."""
+    """No proof that the copy holds every change of the original: no swap."""
+
+
+class CannotCatchUp(Exception):
+    """Replication has not come close to the original in CATCH_UP_RUNS runs: the remediation rolls back."""
+
+
+class ReplicationImpossible(Exception):
+    """The stream holds a change that cannot be replayed exactly, or has expired past the position: no retry helps."""
 
 
 def replicator_names(execution: str) -> dict:
@@ -172,6 +189,8 @@ def _invoke(step: Step, payload: dict) -> dict:
     response = step.session.client("lambda", region_name=step.request["region"], config=REPLICATOR_CALL).invoke(FunctionName=replicator_names(step.execution)["function"], Payload=json.dumps(payload).encode())
     body = json.loads(response["Payload"].read() or b"null")
     if response.get("FunctionError"):
+        if body.get("errorType") in PERMANENT_REPLICATOR_ERRORS:
+            raise ReplicationImpossible(f"{body['errorType']}: {body.get('errorMessage')}")
         raise ResourceNotReady(f"the replicator failed: {body.get('errorType')}: {body.get('errorMessage')}")
     return body
 
@@ -197,14 +216,33 @@ def _positions(step: Step) -> dict:
     return step.state["stream_position"]["positions"]
 
 
-def replicate(step: Step, source: str | None = None, target: str | None = None) -> dict:
-    """One budget of replication from the original into the new cluster, resuming at the durable position."""
-    plan = step.plan
-    result = _invoke(step, {"action": "replicate", "source": _endpoint(step, source or plan["cluster_id"]),
-                            "target": _endpoint(step, target or plan["new_cluster_id"]), "positions": _positions(step),
-                            "seconds": REPLICATE_SECONDS})
-    return {**result, "measured_at": time.time(), "ready_to_ask": result["caught_up"] or result["lag_records"] <= CAUGHT_UP_RECORDS,
+def _replicate(step: Step, source: str, target: str) -> dict:
+    return _invoke(step, {"action": "replicate", "source": _endpoint(step, source), "target": _endpoint(step, target),
+                          "positions": _positions(step), "seconds": REPLICATE_SECONDS})
+
+
+def replicate(step: Step) -> dict:
+    """One budget of replication from the original into the new cluster, resuming at the durable position; and how
+    long to pause before the next one. An execution's history holds 25,000 events: the loops are bounded so that
+    catching up, then waiting for the cutover answer however long it may take, stay well inside it."""
+    plan, previous, now = step.plan, step.state.get("replication") or {}, time.time()
+    result = _replicate(step, plan["cluster_id"], plan["new_cluster_id"])
+    ready = result["caught_up"] or result["lag_records"] <= CAUGHT_UP_RECORDS
+    asked_since = previous.get("asked_since") or (now if ready else None)
+    catch_up_runs = previous.get("catch_up_runs", 0) + (asked_since is None)
+    if asked_since is None and catch_up_runs >= CATCH_UP_RUNS:
+        raise CannotCatchUp(f"the new cluster is still {result['lag_records']} records ({result['lag_seconds']} s) behind after "
+                            f"{catch_up_runs} runs of {REPLICATE_SECONDS} s: the application writes faster than replication applies")
+    return {**result, "measured_at": now, "ready_to_ask": ready, "asked_since": asked_since, "catch_up_runs": catch_up_runs,
+            "pause_seconds": pause_between_runs(now - (asked_since or now), plan["approval_timeout_seconds"]),
             "approval_answered": cutover_answered(step.execution)}
+
+
+def pause_between_runs(waiting_seconds: float, approval_timeout_seconds: int) -> int:
+    """5 s while on-call is likely at hand, then a tenth of the wait so far, capped so that the runs beside a question
+    left open until its timeout stay under ANSWER_RUNS: the cutover starts at most that long after the answer."""
+    longest = max(60, math.ceil(approval_timeout_seconds / ANSWER_RUNS))
+    return int(min(longest, max(5, waiting_seconds / 10)))
 
 
 def cutover_answered(execution: str) -> bool:
@@ -224,12 +262,12 @@ def cutover_answered(execution: str) -> bool:
 
 def _drain_and_prove(step: Step, source: str, target: str) -> dict:
     started = time.time()
-    drained = replicate(step, source, target)
+    drained = _replicate(step, source, target)
     if not drained["caught_up"]:
         raise WritesStillFlowing(f"{source} is still {drained['lag_records']} records ahead after {REPLICATE_SECONDS} s of draining")
     proof = _invoke(step, {"action": "prove", "source": _endpoint(step, source), "positions": drained["positions"]})
     if not proof["proven"]:
-        raise WritesStillFlowing(f"{source} committed past the drained position: {proof['source_latest']} != {proof['applied']}")
+        raise WritesStillFlowing(f"{source} committed past the drained position {proof['applied']}: {proof['past_position']}")
     return {"positions": drained["positions"], "source_latest": proof["source_latest"], "proven": True, "started_at": started,
             "drained_records": sum(drained["applied"].values()), "drain_seconds": round(time.time() - started, 3)}
 
@@ -247,8 +285,10 @@ def prove_after_rename(step: Step) -> dict:
 
 
 def prove_retired_quiet(step: Step) -> dict:
-    """Before decommission: the retired original, started if stopped, shows no commit past the proven position;
-    anything it took after the cutover is replicated into the serving cluster first (an acknowledged write)."""
+    """Before decommission: the retired original, started if stopped, shows no commit past the position proven at
+    the cutover. A commit past it is a write the serving cluster does not hold, made on the old state while the new
+    cluster took others: it is not replayed over them (that would merge two histories), the original is kept and
+    on-call told which commits to reconcile."""
     plan, neptune = step.plan, step.neptune
     retired = describe_cluster(neptune, plan["retired_cluster_id"])
     if retired is None:
@@ -259,7 +299,13 @@ def prove_retired_quiet(step: Step) -> dict:
     serving = describe_cluster(neptune, plan["cluster_id"])
     if serving is None or serving["DbClusterResourceId"] != step.state["cutover"]["resource_id"]:
         raise NotOurs(f"{plan['cluster_id']} is not served by the remediated cluster: the original is kept")
-    return _drain_and_prove(step, plan["retired_cluster_id"], plan["cluster_id"])
+    proven_at = step.state["final_proof"]["positions"]
+    proof = _invoke(step, {"action": "prove", "source": _endpoint(step, plan["retired_cluster_id"]), "positions": proven_at})
+    if not proof["proven"]:
+        raise WritesAfterCutover(f"{plan['retired_cluster_id']} committed after the position proven at the cutover {proven_at} "
+                                 f"(first: {proof['past_position']}): {plan['cluster_id']} does not hold those changes; the original "
+                                 "is kept for a person to reconcile them")
+    return {**proof, "checked_at": time.time()}
 
 
 def remove_replicator(step: Step) -> dict:

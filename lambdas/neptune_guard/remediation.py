@@ -427,7 +427,8 @@ def request_approval(step: Step, stage: str, task_token: str) -> dict:
                     f"{plan['cluster_id']}, replicating continuously. STOP WRITES to {plan['cluster_id']}, then approve: the "
                     "workflow drains to the original's last committed event, proves the new cluster's position equals it "
                     "(commit and operation numbers), and swaps the names; resume writes when the execution reports CUT_OVER. "
-                    + question)
+                    f"Replication looks for your answer every {replication.get('pause_seconds', 5)} s now, less often the longer "
+                    "it waits (never more than a tenth of the wait): stop writes just before you answer. " + question)
     if stage == "cutover":
         writes = state.get("write_check", {})
         detail["write_activity"] = writes
