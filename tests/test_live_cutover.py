@@ -84,3 +84,55 @@ def test_a_page_of_changes_is_applied_whole_as_neptune_runs_a_script(local_aws):
         source.call("POST", "/gremlin", body=('{"gremlin": "g.addV(\'W\').property(T.id, \'w%d\').property(\'n\', %d)"}' % (n, n)).encode())
     replication.replicate(source, replication.Neptune(copy["Endpoint"], REGION, False), {}, 30)
     assert neptune_data.volume(copy["DbClusterResourceId"]).vertices == neptune_data.volume(source_cluster["DbClusterResourceId"]).vertices
+
+
+def test_a_write_the_retired_original_takes_after_the_proof_is_never_replayed_and_keeps_it(deployed, monkeypatch):
+    """An open connection writes to the original while the new cluster takes its name: that write was made on the old
+    state, so it is not merged into the serving cluster; decommission keeps the original and names the commit."""
+    from moto.rds import models as rds_models
+
+    from neptune_guard import naming, workflow
+    from sandbox import neptune_data, workflows
+
+    session, sfn, arns = deployed
+    neptune = member_session(session, ACCOUNT).client("neptune", region_name=REGION)
+    original_id = neptune.describe_db_clusters(DBClusterIdentifier="graph")["DBClusters"][0]["DbClusterResourceId"]
+    execution = workflow.start(sfn, arns["cluster"], request("graph"))
+    new = naming.derived("graph", "cmk", naming.execution_token(execution))
+    rename = rds_models.RDSBackend.modify_db_cluster
+
+    def modify(self, kwargs):
+        swap = ((kwargs.get("db_cluster_identifier") or "").lower(), (kwargs.get("new_db_cluster_identifier") or "").lower())
+        result = rename(self, kwargs)
+        if swap == (new, "graph"):
+            neptune_data.run_gremlin(neptune_data.volume(original_id), True, "g.addV('Stale').property(T.id, 'stale')")
+        return result
+
+    monkeypatch.setattr(rds_models.RDSBackend, "modify_db_cluster", modify)
+    decide(sfn, execution, "snapshot", approved=True, approver="bob")
+    awaiting(sfn, execution, "cutover", timeout=120)
+    decide(sfn, execution, "cutover", approved=True, approver="bob")
+    awaiting(sfn, execution, "decommission", timeout=120)
+    decide(sfn, execution, "decommission", approved=True, approver="bob")
+    workflows.wait_for(sfn, execution, lambda d, h: any(e.get("stateEnteredEventDetails", {}).get("name") == "NotifyNeedsAttention" for e in h))
+    decide(sfn, execution, "decommission", approved=False, approver="bob")  # parked, asked again: kept
+    assert finish(sfn, execution)["status"] == "SUCCEEDED"
+    error = final_state(sfn, execution)["decommission_error"]
+    assert error["Error"] == "WritesAfterCutover" and "first: {'pg'" in error["Cause"], error
+    retired = naming.derived("graph", "retired", naming.execution_token(execution))
+    assert neptune.describe_db_clusters(DBClusterIdentifier=retired)["DBClusters"][0]["DbClusterResourceId"] == original_id
+    serving = neptune.describe_db_clusters(DBClusterIdentifier="graph")["DBClusters"][0]["DbClusterResourceId"]
+    assert serving != original_id and "stale" not in neptune_data.volume(serving).vertices
+
+
+def test_the_pause_beside_the_cutover_question_keeps_the_history_bounded_however_long_on_call_takes():
+    from neptune_guard import live_cutover
+
+    for timeout in (600, 24 * 3600, 7 * 24 * 3600):
+        waited, runs, pauses = 0.0, 0, []
+        while waited < timeout:
+            pauses.append(live_cutover.pause_between_runs(waited, timeout))
+            waited += pauses[-1] + 1  # a run that finds nothing new returns within a second
+            runs += 1
+        assert pauses[0] == 5 and runs <= live_cutover.ANSWER_RUNS, (timeout, runs)
+        assert max(pauses) <= max(60, timeout / live_cutover.ANSWER_RUNS * 1.2)

@@ -241,7 +241,7 @@ def replicate(step: Step) -> dict:
 def pause_between_runs(waiting_seconds: float, approval_timeout_seconds: int) -> int:
     """5 s while on-call is likely at hand, then a tenth of the wait so far, capped so that the runs beside a question
     left open until its timeout stay under ANSWER_RUNS: the cutover starts at most that long after the answer."""
-    longest = max(60, math.ceil(approval_timeout_seconds / ANSWER_RUNS))
+    longest = max(60, math.ceil(approval_timeout_seconds / (ANSWER_RUNS * 0.9)))  # a tenth of the runs for the ramp
     return int(min(longest, max(5, waiting_seconds / 10)))
 
 
