@@ -13,6 +13,7 @@ import importlib
 import json
 import os
 import re
+import time
 import traceback
 import types
 import uuid
@@ -312,6 +313,85 @@ def lambda_runs_handlers_in_process() -> None:
     awslambda_models.LambdaFunction._invoke_lambda = invoke_in_process
 
 
+class _LambdaNetworkInterfaces:
+    """Which network interfaces Lambda made for which function, and when a deleted function's are due to go."""
+
+    made: dict[tuple[str, str, str], list[str]] = {}  # (account, region, function name) -> ENI ids
+    releasing: dict[str, tuple[float, str, str, str]] = {}  # ENI id -> (due, account, region, execution role ARN)
+
+
+def lambda_manages_vpc_network_interfaces() -> None:
+    """A function attached to a VPC gets a network interface for each of its subnets, in its security groups, made
+    and deleted by Lambda with the function's execution role; deleting the function releases them some time later
+    (CloudFormation waits for that before it deletes the role or the groups), and only while the role still exists to
+    do it. EC2 refuses to delete a security group a network interface still uses (DependencyViolation).
+    https://docs.aws.amazon.com/lambda/latest/dg/configuration-vpc.html ("Lambda uses your function's permissions to
+    create and manage network interfaces"; one interface per subnet and security-group combination)
+    https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-properties-lambda-function-vpcconfig.html
+    https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_DeleteSecurityGroup.html (DependencyViolation)
+    """
+    from moto.ec2.exceptions import EC2ClientError
+    from moto.ec2.models import ec2_backends
+    from moto.ec2.models import elastic_network_interfaces as enis_models
+    from moto.ec2.models import security_groups as groups_models
+
+    release_after = 1.0  # seconds: minutes in AWS; long enough here that deleting in the wrong order shows
+
+    original_create = awslambda_models.LambdaBackend.create_function
+
+    @functools.wraps(original_create)
+    def create_function(self, spec):
+        function = original_create(self, spec)
+        config = spec.get("VpcConfig") or {}
+        if config.get("SubnetIds") and config.get("SecurityGroupIds"):
+            ec2 = ec2_backends[self.account_id][self.region_name]
+            _LambdaNetworkInterfaces.made[(self.account_id, self.region_name, function.function_name)] = [
+                ec2.create_network_interface(ec2.get_subnet(subnet), None, group_ids=list(config["SecurityGroupIds"]),
+                                             description=f"AWS Lambda VPC ENI-{function.function_name}").id
+                for subnet in config["SubnetIds"]]
+        return function
+
+    original_delete = awslambda_models.LambdaBackend.delete_function
+
+    @functools.wraps(original_delete)
+    def delete_function(self, function_name, qualifier=None):
+        function = self._lambdas.get_function_by_name_or_arn_forbid_qualifier(function_name)
+        original_delete(self, function_name, qualifier)
+        for eni_id in _LambdaNetworkInterfaces.made.pop((self.account_id, self.region_name, function.function_name), []):
+            _LambdaNetworkInterfaces.releasing[eni_id] = (time.monotonic() + release_after, self.account_id, self.region_name, function.role)
+
+    def release_due(ec2) -> None:
+        for eni_id, (due, account, region, role_arn) in list(_LambdaNetworkInterfaces.releasing.items()):
+            if (account, region) != (ec2.account_id, ec2.region_name) or time.monotonic() < due:
+                continue
+            if role_arn not in {r.arn for r in iam_backends[account][get_partition(region)].roles.values()}:
+                continue  # no role to act with: the interface stays
+            del _LambdaNetworkInterfaces.releasing[eni_id]
+            if eni_id in ec2.enis:
+                ec2.delete_network_interface(eni_id)
+
+    original_describe = enis_models.NetworkInterfaceBackend.get_all_network_interfaces
+
+    @functools.wraps(original_describe)
+    def get_all_network_interfaces(self, eni_ids=None, filters=None):
+        release_due(self)
+        return original_describe(self, eni_ids, filters)
+
+    original_delete_group = groups_models.SecurityGroupBackend.delete_security_group
+
+    @functools.wraps(original_delete_group)
+    def delete_security_group(self, name=None, group_id=None):
+        release_due(self)
+        if group_id and any(group_id in [g.id for g in eni.group_set] for eni in self.enis.values()):
+            raise EC2ClientError("DependencyViolation", f"resource {group_id} has a dependent object")
+        return original_delete_group(self, name, group_id)
+
+    awslambda_models.LambdaBackend.create_function = create_function
+    awslambda_models.LambdaBackend.delete_function = delete_function
+    enis_models.NetworkInterfaceBackend.get_all_network_interfaces = get_all_network_interfaces
+    groups_models.SecurityGroupBackend.delete_security_group = delete_security_group
+
+
 def _paginate(items: list, params: dict) -> tuple[list, str | None]:
     max_records = int(params.get("MaxRecords") or 100)
     start = int(params.get("Marker") or 0)
@@ -589,6 +669,7 @@ def apply() -> None:
     deleting_a_cluster_deletes_its_automated_backups()
     neptune_storage_types()
     lambda_runs_handlers_in_process()
+    lambda_manages_vpc_network_interfaces()
     # Not corrections: stand-ins for what moto lacks, each documented in its own module.
     cluster_endpoints.install()
     neptune_graph.install()

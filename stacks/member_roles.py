@@ -70,10 +70,10 @@ class MemberRolesStack(Stack):
             ("InTheClustersVpc", ["ec2:CreateSecurityGroup"], [f"{ec2}:vpc/*"], None),
             ("TagOnlyWhatItCreates", ["ec2:CreateTags"], [f"{ec2}:security-group/*", f"{ec2}:security-group-rule/*"],
              {"StringEquals": {"ec2:CreateAction": ["CreateSecurityGroup", "AuthorizeSecurityGroupIngress"]}}),
-            ("AdmitTheReplicatorWithATaggedRule", ["ec2:AuthorizeSecurityGroupIngress"], [f"{ec2}:security-group/*", f"{ec2}:security-group-rule/*"],
-             tagged_for_an_execution(CREATED_BY, requested=True)),
-            ("RevokeOnlyTheExecutionsRules", ["ec2:RevokeSecurityGroupIngress"], [f"{ec2}:security-group-rule/*"], tagged_for_an_execution(CREATED_BY)),
-            ("RevokeOnTheClustersGroups", ["ec2:RevokeSecurityGroupIngress"], [f"{ec2}:security-group/*"], None),
+            # A rule goes on the execution's own group only (it admits itself): IAM cannot limit what a rule on a
+            # customer's group would open, so no customer group is ever changed; the clusters take our group instead.
+            ("RulesOnlyOnTheExecutionsGroup", grants["security_group_admit"], [f"{ec2}:security-group/*"], tagged_for_an_execution(CREATED_BY)),
+            ("EachRuleTagged", grants["security_group_admit"], [f"{ec2}:security-group-rule/*"], tagged_for_an_execution(CREATED_BY, requested=True)),
             ("DeleteOnlyTheExecutionsGroup", grants["security_group_delete"], [f"{ec2}:security-group/*"], tagged_for_an_execution(CREATED_BY)),
             ("TheReplicatorRoleWithinItsBoundary", ["iam:CreateRole", "iam:PutRolePolicy"], [replicator_role],
              {"StringEquals": {"iam:PermissionsBoundary": boundary.managed_policy_arn}}),

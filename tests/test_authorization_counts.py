@@ -93,3 +93,20 @@ def test_findings_get_a_note_and_the_one_status_each_step_sets_and_nothing_else(
         for other in ("NEW", "NOTIFIED", "RESOLVED", "SUPPRESSED"):
             if other != allowed:
                 assert not evaluate(policies, "securityhub:BatchUpdateFindings", hub, {status: other}).allowed, (role, other)
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_no_member_role_opens_or_deletes_a_customer_security_group(synthesized, role):
+    """A rule on a customer's group could open anything (IAM cannot see its source or ports): the streams path adds
+    rules to the execution's own group only, and the clusters take that group."""
+    _, members = synthesized
+    policies = role_policies(members, role, REFERENCES)
+    customer_group = f"arn:aws:ec2:{REGION}:{MEMBER}:security-group/sg-0123456789abcdef0"
+    tagged_rule = {f"aws:RequestTag/neptune-guard:created-by": OURS, "aws:TagKeys": ["neptune-guard:created-by"]}
+    for action in ("ec2:AuthorizeSecurityGroupIngress", "ec2:AuthorizeSecurityGroupEgress", "ec2:RevokeSecurityGroupIngress",
+                   "ec2:RevokeSecurityGroupEgress", "ec2:ModifySecurityGroupRules", "ec2:DeleteSecurityGroup"):
+        for context in ({}, tagged_rule):
+            assert not evaluate(policies, action, customer_group, context).allowed, (role, action, context)
+    own_group = {f"aws:ResourceTag/neptune-guard:created-by": OURS}
+    expected = role == "NeptuneGuardRemediation"
+    assert evaluate(policies, "ec2:AuthorizeSecurityGroupIngress", customer_group, own_group).allowed is expected

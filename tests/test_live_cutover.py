@@ -62,6 +62,10 @@ def test_a_live_cluster_is_re_encrypted_with_writes_flowing_and_no_acknowledged_
     cluster = member_session(session, ACCOUNT).client("neptune", region_name=REGION).describe_db_clusters(DBClusterIdentifier=cluster_id)["DBClusters"][0]
     assert cluster["StorageEncrypted"] and cluster["KmsKeyId"].endswith(state["plan"]["target_key_arn"].split("/")[-1])
     assert state["replicator_removed"]["removed"]
+    ec2 = member_session(session, ACCOUNT).client("ec2", region_name=REGION)
+    assert not [g for g in ec2.describe_security_groups()["SecurityGroups"] if g["GroupName"].startswith("neptune-guard-replicator-")]
+    assert not [i for i in ec2.describe_network_interfaces()["NetworkInterfaces"] if "neptune-guard-replicator-" in i.get("Description", "")]
+    assert [g["VpcSecurityGroupId"] for g in cluster["VpcSecurityGroups"]] == state["plan"]["streams"]["network"]["security_groups"]
     assert state["cutover"]["path"] == "streams" and 0 < state["cutover"]["write_pause_seconds"] < 60
     assert 0 < state["cutover"]["nameless_seconds"] < 60
 
@@ -136,3 +140,27 @@ def test_the_pause_beside_the_cutover_question_keeps_the_history_bounded_however
             runs += 1
         assert pauses[0] == 5 and runs <= live_cutover.ANSWER_RUNS, (timeout, runs)
         assert max(pauses) <= max(60, timeout / live_cutover.ANSWER_RUNS * 1.2)
+
+
+def test_a_vpc_functions_interfaces_outlive_it_until_lambda_releases_them_with_its_role(local_aws):
+    """The local Lambda as documented: the interfaces of a deleted function go only while its role exists, and a
+    security group in use by one cannot be deleted. Deleting the role before they go leaves the group stuck."""
+    import json
+
+    from botocore.exceptions import ClientError
+
+    ec2, iam, lam = (local_aws.client(name, region_name=REGION) for name in ("ec2", "iam", "lambda"))
+    vpc = ec2.describe_vpcs()["Vpcs"][0]["VpcId"]
+    subnet = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["Subnets"][0]["SubnetId"]
+    group = ec2.create_security_group(GroupName="fn", Description="fn", VpcId=vpc)["GroupId"]
+    role = iam.create_role(RoleName="fn", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}))["Role"]["Arn"]
+    lam.create_function(FunctionName="fn", Runtime="python3.13", Role=role, Handler="x.y", Code={"ZipFile": b"PK"},
+                        VpcConfig={"SubnetIds": [subnet], "SecurityGroupIds": [group]})
+    in_group = [{"Name": "group-id", "Values": [group]}]
+    assert len(ec2.describe_network_interfaces(Filters=in_group)["NetworkInterfaces"]) == 1
+    lam.delete_function(FunctionName="fn")
+    iam.delete_role(RoleName="fn")
+    time.sleep(1.5)
+    assert len(ec2.describe_network_interfaces(Filters=in_group)["NetworkInterfaces"]) == 1
+    with pytest.raises(ClientError, match="DependencyViolation"):
+        ec2.delete_security_group(GroupId=group)

@@ -2,11 +2,15 @@
 proven by Neptune Streams positions (replication.py says what the proof rests on), not inferred from metrics.
 
 The replicator runs where both clusters can be reached: a Lambda function this execution creates in the member
-account, attached to the cluster's subnets with a security group of its own, which an ingress rule on each of the
-cluster's security groups admits on the cluster's port. Its role, also the execution's, may call only the
-`neptune-db` actions replication needs, on the two clusters' resource ids. All of it carries the execution's
-`created-by` tag and is removed on every path (`remove_replicator`). Its position is durable: each replication
-step returns the applied position into the execution's state, and the next one resumes from there.
+account, attached to the cluster's subnets with a security group of its own. That group admits itself on the
+cluster's port and is added to the clusters' security groups, so the clusters admit the replicator and nothing else:
+no rule of the customer's security groups is touched (IAM cannot limit what a rule on a customer's group would open,
+so the role may add rules to its own group only). Its role, also the execution's, may call only the `neptune-db`
+actions replication needs, on the two clusters' resource ids. All of it carries the execution's `created-by` tag and
+is removed on every path (`remove_replicator`), in the order Lambda needs: the function, then (once Lambda has
+released the function's network interfaces, which it does with the function's role) the role and the group. Its
+position is durable: each replication step returns the applied position into the execution's state, and the next
+one resumes from there.
 """
 
 from __future__ import annotations
@@ -47,9 +51,10 @@ FUNCTION_PREFIX, ROLE_PREFIX = "neptune-guard-replicator-", "NeptuneGuardReplica
 # stack grants exactly these (stacks/member_roles.py), scoped to what the execution creates.
 PERMISSIONS = {
     "plan": ["rds:DescribeDBClusterParameters", "rds:DescribeDBSubnetGroups", "cloudwatch:GetMetricStatistics"],
-    "network_read": ["ec2:DescribeSecurityGroups", "ec2:DescribeSecurityGroupRules", "ec2:DescribeSubnets", "ec2:DescribeVpcs"],
+    "network_read": ["ec2:DescribeSecurityGroups", "ec2:DescribeSubnets", "ec2:DescribeVpcs", "ec2:DescribeNetworkInterfaces"],
     "security_group_create": ["ec2:CreateSecurityGroup", "ec2:CreateTags"],
-    "security_group_admit": ["ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress"],
+    "security_group_admit": ["ec2:AuthorizeSecurityGroupIngress"],
+    "security_group_attach": ["rds:ModifyDBCluster"],
     "security_group_delete": ["ec2:DeleteSecurityGroup"],
     "role": ["iam:CreateRole", "iam:TagRole", "iam:GetRole", "iam:PutRolePolicy", "iam:DeleteRolePolicy", "iam:ListRolePolicies",
              "iam:DeleteRole"],
@@ -137,15 +142,15 @@ def provision_replicator(step: Step) -> dict:
             TagSpecifications=[{"ResourceType": "security-group", "Tags": _tags(step)}])["GroupId"]
     else:
         group_id = group["GroupId"]
-    for cluster_group in network["security_groups"]:
-        try:
-            ec2.authorize_security_group_ingress(
-                GroupId=cluster_group, IpPermissions=[{"IpProtocol": "tcp", "FromPort": network["port"], "ToPort": network["port"],
-                                                       "UserIdGroupPairs": [{"GroupId": group_id, "Description": names["function"]}]}],
-                TagSpecifications=[{"ResourceType": "security-group-rule", "Tags": _tags(step)}])
-        except ClientError as error:
-            if error.response["Error"]["Code"] != "InvalidPermission.Duplicate":
-                raise
+    try:
+        ec2.authorize_security_group_ingress(
+            GroupId=group_id, IpPermissions=[{"IpProtocol": "tcp", "FromPort": network["port"], "ToPort": network["port"],
+                                              "UserIdGroupPairs": [{"GroupId": group_id, "Description": names["function"]}]}],
+            TagSpecifications=[{"ResourceType": "security-group-rule", "Tags": _tags(step)}])
+    except ClientError as error:
+        if error.response["Error"]["Code"] != "InvalidPermission.Duplicate":
+            raise
+    _attach_group(step.neptune, plan["cluster_id"], plan["cluster_resource_id"], group_id)
     try:
         role_arn = iam.get_role(RoleName=names["role"])["Role"]
         if {t["Key"]: t["Value"] for t in role_arn.get("Tags", [])}.get(CREATED_BY) != step.execution:
@@ -177,6 +182,48 @@ def provision_replicator(step: Step) -> dict:
     return {**names, "security_group_id": group_id}
 
 
+def _attach_group(neptune, cluster_id: str, resource_id: str, group_id: str) -> None:
+    """The replicator's group among the cluster's security groups (it admits only itself): the cluster admits it."""
+    cluster = describe_cluster(neptune, cluster_id)
+    if cluster is None or cluster["DbClusterResourceId"] != resource_id:
+        raise NotOurs(f"{cluster_id} is not the cluster this execution planned for")
+    groups = [g["VpcSecurityGroupId"] for g in cluster.get("VpcSecurityGroups", [])]
+    if group_id in groups:
+        return
+    if cluster["Status"] != "available":
+        raise ResourceNotReady(f"{cluster_id} is {cluster['Status']}")
+    neptune.modify_db_cluster(DBClusterIdentifier=cluster_id, VpcSecurityGroupIds=groups + [group_id], ApplyImmediately=True)
+
+
+def _detach_group(neptune, cluster_ids: list[str], resource_ids: set[str], group_id: str) -> list[str]:
+    """The replicator's group off every cluster of this execution that carries it; the clusters' other groups kept."""
+    detached = []
+    for cluster_id in cluster_ids:
+        cluster = describe_cluster(neptune, cluster_id)
+        if cluster is None or cluster["DbClusterResourceId"] not in resource_ids:
+            continue
+        groups = [g["VpcSecurityGroupId"] for g in cluster.get("VpcSecurityGroups", [])]
+        if group_id not in groups or cluster["Status"] == "stopped":  # a stopped cluster admits no one
+            continue
+        if cluster["Status"] != "available":
+            raise ResourceNotReady(f"{cluster_id} is {cluster['Status']}: the replicator's group comes off it next")
+        neptune.modify_db_cluster(DBClusterIdentifier=cluster_id, VpcSecurityGroupIds=[g for g in groups if g != group_id], ApplyImmediately=True)
+        detached.append(cluster_id)
+    return detached
+
+
+def detach_replicator(step: Step, resource_ids: set[str]) -> list[str]:
+    """Before the workflow gives up its hold on a cluster (hand-over, rollback): the replicator's group comes off it
+    while the role may still change it."""
+    if step.plan.get("path") != "streams":
+        return []
+    group = _our_group(step.client("ec2"), replicator_names(step.execution)["security_group"], step.execution)
+    if group is None:
+        return []
+    plan = step.plan
+    return _detach_group(step.neptune, [plan["cluster_id"], plan["new_cluster_id"], plan["retired_cluster_id"]], resource_ids, group["GroupId"])
+
+
 def _endpoint(step: Step, cluster_id: str) -> dict:
     cluster = describe_cluster(step.neptune, cluster_id)
     if cluster is None or cluster["Status"] != "available":
@@ -201,9 +248,13 @@ def record_stream_position(step: Step) -> dict:
 
 
 def admit_replicator_to_new_cluster(step: Step) -> dict:
-    """The replicator's role, now also on the new cluster's resource id (known once it exists)."""
-    new_id = step.state["verified"]["resource_id"]
-    step.client("iam").put_role_policy(RoleName=replicator_names(step.execution)["role"], PolicyName="replication",
+    """The new cluster admits the replicator, and its role reaches the new cluster's resource id (known once it exists)."""
+    new_id, names = step.state["verified"]["resource_id"], replicator_names(step.execution)
+    group = _our_group(step.client("ec2"), names["security_group"], step.execution)
+    if group is None:
+        raise NotOurs(f"the replicator's security group {names['security_group']} is gone")
+    _attach_group(step.neptune, step.plan["new_cluster_id"], new_id, group["GroupId"])
+    step.client("iam").put_role_policy(RoleName=names["role"], PolicyName="replication",
                                        PolicyDocument=_policy(step, [step.plan["cluster_resource_id"], new_id]))
     return {"resource_ids": [step.plan["cluster_resource_id"], new_id]}
 
@@ -309,19 +360,27 @@ def prove_retired_quiet(step: Step) -> dict:
 
 
 def remove_replicator(step: Step) -> dict:
-    """Every path ends here: the function, its role, the ingress rules and the security group, only if ours.
-    ResourceNotReady while Lambda still holds the group's network interfaces."""
+    """Every path ends here, each part only if ours: the group off the clusters, the function; then, once Lambda has
+    released the function's network interfaces (it needs the function's role for that), the role and the group.
+    ResourceNotReady until then."""
     if not step.plan or step.plan.get("path") != "streams":
         return {"removed": []}
-    names, network = replicator_names(step.execution), step.plan["streams"]["network"]
+    plan, names = step.plan, replicator_names(step.execution)
     ec2, iam, lam = step.client("ec2"), step.client("iam"), step.client("lambda")
-    removed = []
+    group = _our_group(ec2, names["security_group"], step.execution)
+    resource_ids = {plan["cluster_resource_id"], (step.state.get("verified") or {}).get("resource_id")}
+    removed = [f"{names['security_group']} from {c}" for c in detach_replicator(step, resource_ids)]
     try:
         if lam.get_function(FunctionName=names["function"]).get("Tags", {}).get(CREATED_BY) == step.execution:
             lam.delete_function(FunctionName=names["function"])
             removed.append(names["function"])
     except lam.exceptions.ResourceNotFoundException:
         pass
+    if group is not None:
+        interfaces = ec2.describe_network_interfaces(Filters=[{"Name": "group-id", "Values": [group["GroupId"]]}])["NetworkInterfaces"]
+        if interfaces:
+            raise ResourceNotReady(f"Lambda is releasing {len(interfaces)} network interfaces of {names['function']}: "
+                                   "its role and group go after them")
     try:
         role = iam.get_role(RoleName=names["role"])["Role"]
         if {t["Key"]: t["Value"] for t in role.get("Tags", [])}.get(CREATED_BY) == step.execution:
@@ -331,17 +390,11 @@ def remove_replicator(step: Step) -> dict:
             removed.append(names["role"])
     except iam.exceptions.NoSuchEntityException:
         pass
-    group = _our_group(ec2, names["security_group"], step.execution)
     if group is not None:
-        for cluster_group in network["security_groups"]:
-            rules = ec2.describe_security_group_rules(Filters=[{"Name": "group-id", "Values": [cluster_group]}])["SecurityGroupRules"]
-            ours = [r["SecurityGroupRuleId"] for r in rules if (r.get("ReferencedGroupInfo") or {}).get("GroupId") == group["GroupId"]]
-            if ours:
-                ec2.revoke_security_group_ingress(GroupId=cluster_group, SecurityGroupRuleIds=ours)
         try:
             ec2.delete_security_group(GroupId=group["GroupId"])
         except ClientError as error:
-            if error.response["Error"]["Code"] == "DependencyViolation":  # Lambda releases its interfaces in minutes
+            if error.response["Error"]["Code"] == "DependencyViolation":
                 raise ResourceNotReady(f"{names['security_group']} is still in use: {error.response['Error']['Message']}") from error
             raise
         removed.append(names["security_group"])

@@ -824,6 +824,7 @@ def hand_over_new_cluster(step: Step) -> dict:
     serving = describe_cluster(neptune, plan["cluster_id"])
     if serving is None or serving["DbClusterResourceId"] != step.state["cutover"]["resource_id"]:
         raise NotOurs(f"{plan['cluster_id']} is not the cluster this execution cut over to")
+    live_cutover.detach_replicator(step, {serving["DbClusterResourceId"]})
     resources = [serving["DBClusterArn"]] + [i["DBInstanceArn"] for i in instances_in(neptune, [plan["cluster_id"]]).values()]
     for endpoint in custom_endpoints(neptune, plan["cluster_id"]):
         neptune.add_tags_to_resource(ResourceName=endpoint["arn"], Tags=[{"Key": REMEDIATED_BY, "Value": step.execution}])
@@ -1012,6 +1013,7 @@ def roll_back(step: Step) -> dict:
         raise ResourceNotReady(f"renaming the instances of {original} back")
     if not _converge_endpoints(step):
         raise ResourceNotReady(f"moving the custom endpoints back to {original}")
+    live_cutover.detach_replicator(step, {plan["cluster_resource_id"], (step.state.get("verified") or {}).get("resource_id")})
     kept, removed = _remove_what_never_served(step)
     marked = ([holder["DBClusterArn"]] + [i["DBInstanceArn"] for i in instances_in(neptune, [original]).values()]
               + [e["arn"] for e in custom_endpoints(neptune, original)])
