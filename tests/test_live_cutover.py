@@ -164,3 +164,43 @@ def test_a_vpc_functions_interfaces_outlive_it_until_lambda_releases_them_with_i
     assert len(ec2.describe_network_interfaces(Filters=in_group)["NetworkInterfaces"]) == 1
     with pytest.raises(ClientError, match="DependencyViolation"):
         ec2.delete_security_group(GroupId=group)
+
+
+def test_a_rollback_after_the_new_cluster_served_brings_its_writes_back_to_the_original(deployed, monkeypatch, fail):
+    """The application writes on through a fault after the swap: what the new cluster acknowledged while it held the
+    name is replicated back, proven, before the original serves again; no acknowledged write is missing."""
+    from moto.rds import models as rds_models
+
+    from neptune_guard import naming, workflow
+
+    session, sfn, arns = deployed
+    writer = Writer(ACCOUNT, REGION, "graph", "property-graph").start()
+    execution = workflow.start(sfn, arns["cluster"], request("graph"))
+    new = naming.derived("graph", "cmk", naming.execution_token(execution))
+    rename = rds_models.RDSBackend.modify_db_cluster
+
+    def modify(self, kwargs):
+        swap = ((kwargs.get("db_cluster_identifier") or "").lower(), (kwargs.get("new_db_cluster_identifier") or "").lower())
+        result = rename(self, kwargs)
+        if swap == (new, "graph"):
+            writer.resume()  # the application writes to the new cluster under the production name
+        return result
+
+    monkeypatch.setattr(rds_models.RDSBackend, "modify_db_cluster", modify)
+    fail("modify_db_instance", lambda identifier, changes: changes.get("new_db_instance_identifier") == "graph-1", times=1)
+    try:
+        decide(sfn, execution, "snapshot", approved=True, approver="bob")
+        awaiting(sfn, execution, "cutover", timeout=120)
+        writer.pause()
+        decide(sfn, execution, "cutover", approved=True, approver="bob")
+        result = finish(sfn, execution)
+        time.sleep(0.3)
+    finally:
+        writer.stop()
+    state = final_state(sfn, execution)
+    assert (result["status"], result["error"]) == ("FAILED", "RolledBack"), state.get("rollback_error")
+    served = state["rollback"]["served_writes"]
+    assert served["replicated_back"] > 0 and state["replicated_back"]["proven"], served
+    assert writer.missing() == [] and len(writer.acknowledged) > 20
+    original = member_session(session, ACCOUNT).client("neptune", region_name=REGION).describe_db_clusters(DBClusterIdentifier="graph")["DBClusters"][0]
+    assert not original["StorageEncrypted"]  # the original serves again

@@ -182,6 +182,8 @@ def test_a_fault_after_the_new_cluster_served_keeps_it_and_puts_the_original_bac
     served = after[output["plan"]["new_cluster_id"]]  # it held the production name: kept, stopped, never deleted
     assert served["Status"] == "stopped" and "neptune-guard:served-production" in tags(session, served["DBClusterArn"])
     assert any("served production" in kept for kept in output["rollback"]["kept"])
+    stranded = output["rollback"]["served_writes"]  # never called lost or nothing: where they are, since when
+    assert stranded["stranded_in"] == output["plan"]["new_cluster_id"] and "bring them back by hand" in stranded["note"]
     instances = {i["DBInstanceIdentifier"]: i["DBClusterIdentifier"] for i in neptune(session).describe_db_instances()["DBInstances"]}
     assert instances["orders-1"] == instances["orders-2"] == "orders"
     assert custom_endpoint(session)["DBClusterIdentifier"] == "orders"

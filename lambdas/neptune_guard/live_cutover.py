@@ -267,9 +267,9 @@ def _positions(step: Step) -> dict:
     return step.state["stream_position"]["positions"]
 
 
-def _replicate(step: Step, source: str, target: str) -> dict:
+def _replicate(step: Step, source: str, target: str, positions: dict | None = None) -> dict:
     return _invoke(step, {"action": "replicate", "source": _endpoint(step, source), "target": _endpoint(step, target),
-                          "positions": _positions(step), "seconds": REPLICATE_SECONDS})
+                          "positions": _positions(step) if positions is None else positions, "seconds": REPLICATE_SECONDS})
 
 
 def replicate(step: Step) -> dict:
@@ -311,9 +311,9 @@ def cutover_answered(execution: str) -> bool:
     return False
 
 
-def _drain_and_prove(step: Step, source: str, target: str) -> dict:
+def _drain_and_prove(step: Step, source: str, target: str, positions: dict | None = None) -> dict:
     started = time.time()
-    drained = _replicate(step, source, target)
+    drained = _replicate(step, source, target, positions)
     if not drained["caught_up"]:
         raise WritesStillFlowing(f"{source} is still {drained['lag_records']} records ahead after {REPLICATE_SECONDS} s of draining")
     proof = _invoke(step, {"action": "prove", "source": _endpoint(step, source), "positions": drained["positions"]})
@@ -331,8 +331,27 @@ def drain_and_prove(step: Step) -> dict:
 
 def prove_after_rename(step: Step) -> dict:
     """The original, renamed aside: anything committed during the rename (open connections, instance endpoints) is
-    replicated and the proof taken again, from its retired name, before the new cluster takes the name."""
-    return _drain_and_prove(step, step.plan["retired_cluster_id"], step.plan["new_cluster_id"])
+    replicated and the proof taken again, from its retired name, before the new cluster takes the name. The new
+    cluster's own stream position is recorded too: anything after it is a write it took while serving, which a
+    rollback replicates back."""
+    proof = _drain_and_prove(step, step.plan["retired_cluster_id"], step.plan["new_cluster_id"])
+    return {**proof, "target_positions": record_stream_position_of(step, step.plan["new_cluster_id"])}
+
+
+def record_stream_position_of(step: Step, cluster_id: str) -> dict:
+    return _invoke(step, {"action": "position", "source": _endpoint(step, cluster_id)})["positions"]
+
+
+def replicate_back(step: Step) -> dict:
+    """A rollback after the new cluster served: it is renamed aside (writes to it have stopped) and the original is
+    not yet back under the name. What it took while serving (its stream after the position recorded before it took
+    the name) is drained into the original and proven, so the original serves again with every acknowledged write."""
+    plan = step.plan
+    since = (step.state.get("final_proof") or {}).get("target_positions")
+    if since is None:
+        raise ReplicationImpossible(f"no record of where {plan['new_cluster_id']}'s stream stood when it took the name")
+    proof = _drain_and_prove(step, plan["new_cluster_id"], plan["retired_cluster_id"], since)
+    return {**proof, "since": since}
 
 
 def prove_retired_quiet(step: Step) -> dict:
@@ -409,5 +428,6 @@ STEPS = {
     "drain_and_prove": (drain_and_prove, "cutover"),
     "prove_after_rename": (prove_after_rename, "cutover"),
     "prove_retired_quiet": (prove_retired_quiet, "decommission"),
+    "replicate_back": (replicate_back, None),
     "remove_replicator": (remove_replicator, None),
 }

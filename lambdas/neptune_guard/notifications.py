@@ -120,7 +120,8 @@ def approval(execution: str, stage: str, request: dict, question: str, deadline:
     return Notification(subject(headline, f"{kind} {resource}", account, region), "\n".join(lines), chatbot, full)
 
 
-def outcome(execution: str, request: dict, outcome_code: str, error: dict | None, detail: dict | None = None) -> Notification:
+def outcome(execution: str, request: dict, outcome_code: str, error: dict | None, detail: dict | None = None,
+            notes: tuple[str, ...] = ()) -> Notification:
     kind, resource = resource_of(request)
     account, region = request.get("account_id", "?"), request.get("region", "?")
     words = OUTCOME_WORDS.get(outcome_code, outcome_code.replace("_", " ").lower())
@@ -128,11 +129,11 @@ def outcome(execution: str, request: dict, outcome_code: str, error: dict | None
     status = command("status", execution)
     cause = (error or {}).get("Cause") or (error or {}).get("Error")
     lines = [f"Remediation of {kind} {resource} (account {account}, region {region}): {words}.",
-             *([f"Why: {cause}"] if cause else []), f"Execution: {execution}", f"Status:  {status}"]
+             *([f"Why: {cause}"] if cause else []), *notes, f"Execution: {execution}", f"Status:  {status}"]
     chatbot = {
         "version": "1.0", "source": "custom",
         "content": {"textType": "client-markdown", "title": f"{headline}: {kind} {resource}",
-                    "description": "\n".join([f"*{kind} {resource}, account {account}, region {region}*", *([cause] if cause else [])]),
+                    "description": "\n".join([f"*{kind} {resource}, account {account}, region {region}*", *([cause] if cause else []), *notes]),
                     "nextSteps": [f"Status: `{status}`"], "keywords": [outcome_code, account, region]},
         "metadata": {"threadId": execution.rsplit(":", 1)[-1], "summary": f"{headline}: {kind} {resource}",
                      "eventType": "NeptuneGuardOutcome", "relatedResources": [execution],

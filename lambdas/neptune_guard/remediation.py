@@ -1005,6 +1005,8 @@ def roll_back(step: Step) -> dict:
         aside = describe_cluster(neptune, retired)
         if aside is None or aside["DbClusterResourceId"] != plan["cluster_resource_id"] or aside["Status"] != "available":
             raise ResourceNotReady(f"waiting for the original under {retired} to settle")
+        if plan.get("path") == "streams" and "replicated_back" not in step.state and _served(step):
+            return {"replicate_back_first": True, "serving": None}  # the ASL replicates, then comes back here
         _rename_cluster(neptune, retired, original)
         raise ResourceNotReady(f"renaming {retired} back to {original}")
     if holder["Status"] != "available":
@@ -1014,13 +1016,36 @@ def roll_back(step: Step) -> dict:
     if not _converge_endpoints(step):
         raise ResourceNotReady(f"moving the custom endpoints back to {original}")
     live_cutover.detach_replicator(step, {plan["cluster_resource_id"], (step.state.get("verified") or {}).get("resource_id")})
+    served = _served(step)
     kept, removed = _remove_what_never_served(step)
     marked = ([holder["DBClusterArn"]] + [i["DBInstanceArn"] for i in instances_in(neptune, [original]).values()]
               + [e["arn"] for e in custom_endpoints(neptune, original)])
     for arn in marked:
         if tags_of(neptune, arn).get(CUTOVER) == step.execution:
             neptune.remove_tags_from_resource(ResourceName=arn, TagKeys=[CUTOVER])
-    return {"serving": original, "serving_resource_id": plan["cluster_resource_id"], "kept": kept, "removed": removed}
+    return {"serving": original, "serving_resource_id": plan["cluster_resource_id"], "kept": kept, "removed": removed,
+            **({"served_writes": _served_writes(step, served)} if served else {})}
+
+
+def _served(step: Step) -> str | None:
+    """When the new cluster took the production name (its served-production tag), if it ever did."""
+    cluster = describe_cluster(step.neptune, step.plan["new_cluster_id"])
+    if cluster is None or cluster["DbClusterResourceId"] != (step.state.get("verified") or {}).get("resource_id"):
+        return None
+    return tags_of(step.neptune, cluster["DBClusterArn"]).get(SERVED)
+
+
+def _served_writes(step: Step, served_from: str) -> dict:
+    """What became of the writes the new cluster took while it held the production name: replicated back and
+    proven (streams path), or where they are and when they were made, for a person to bring back (never discarded)."""
+    plan, back = step.plan, step.state.get("replicated_back") or {}
+    if back.get("proven"):
+        return {"replicated_back": back["drained_records"], "since": back["since"], "to": back["positions"]}
+    return {"stranded_in": plan["new_cluster_id"], "from": served_from, "until": _iso(_utcnow()),
+            **({"since_stream_position": (step.state.get("final_proof") or {}).get("target_positions"), "why": back.get("Cause")}
+               if plan.get("path") == "streams" else {}),
+            "note": (f"writes {plan['new_cluster_id']} took while it served production (from {served_from}) are in it, kept and "
+                     f"stopped, and not in {plan['cluster_id']}: bring them back by hand before deleting it")}
 
 
 def _remove_what_never_served(step: Step) -> tuple[list[str], list[str]]:
@@ -1064,8 +1089,12 @@ def _remove_what_never_served(step: Step) -> tuple[list[str], list[str]]:
 def notify(step: Step, outcome: str) -> dict:
     from . import notifications
 
+    served = (step.state.get("rollback") or {}).get("served_writes") or {}
+    notes = (served["note"],) if "note" in served else (
+        (f"The {served['replicated_back']} changes the new cluster took while it served were replicated back and proven.",)
+        if "replicated_back" in served else ())
     send_notification(notifications.outcome(step.execution, step.request, outcome, step.state.get("error"), {
-        "rollback": step.state.get("rollback"), "needs_attention": step.state.get("bookkeeping_error"), "plan": step.plan}))
+        "rollback": step.state.get("rollback"), "needs_attention": step.state.get("bookkeeping_error"), "plan": step.plan}, notes))
     return {"notified": outcome}
 
 
