@@ -60,19 +60,17 @@ def seeded(local_aws):
     return _seed
 
 
-@pytest.fixture
-def deploy_workflows(seeded, monkeypatch):
-    """Seed a scenario and deploy the real state machines and the approval endpoint into the local AWS:
-    (session, sfn, ARNs); ARNs["approval_url"] is the endpoint's function URL, served on loopback.
-    Executions the test leaves running are stopped afterwards, so that none outlives its local AWS."""
+@contextlib.contextmanager
+def deployments(session: boto3.Session):
+    """deploy(scenario) -> (session, sfn, ARNs): the scenario seeded, the real state machines and the approval endpoint
+    deployed into the local AWS; ARNs["approval_url"] is the endpoint's function URL, served on loopback. Executions
+    left running are stopped on the way out, so that none outlives its local AWS."""
     from sandbox import function_urls, workflows
 
-    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "1")
     deployed = []
-
     with workflows.fast_clock(), contextlib.ExitStack() as servers:
         def _deploy(scenario: dict):
-            session = seeded(scenario)
+            seed(scenario, session)
             arns = workflows.deploy(session)
             arns["approval_url"] = servers.enter_context(function_urls.serve(session, arns["approval_function"])).url
             sfn = session.client("stepfunctions", region_name="us-east-1")
@@ -82,6 +80,31 @@ def deploy_workflows(seeded, monkeypatch):
         yield _deploy
         for sfn, arns in deployed:
             workflows.stop_running(sfn, [arns["cluster"], arns["snapshot"]])
+
+
+@pytest.fixture
+def deploy_workflows(local_aws, monkeypatch):
+    """A test's own local AWS with scenarios deployed into it (`deployments`)."""
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "1")
+    with deployments(local_aws) as deploy:
+        yield deploy
+
+
+@contextlib.contextmanager
+def module_local_aws():
+    """One local AWS for a whole module whose tests only read it (each checks it is left as it was): the
+    environment the autouse fixture gives each test, set before the module's first test."""
+    from moto import mock_aws
+
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+            patch.delenv(name, raising=False)
+        for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
+                            ("AWS_DEFAULT_REGION", "us-east-1"), ("POWERTOOLS_TRACE_DISABLED", "1")):
+            patch.setenv(name, value)
+        moto_fixes.apply()
+        with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+            yield boto3.Session(region_name="us-east-1")
 
 
 

@@ -8,7 +8,7 @@ from moto.rds import responses as rds_responses
 
 from neptune_guard.cli import main
 from neptune_guard.scanner import ScanOptions, scan
-from tests.conftest import LambdaContext, member_session
+from tests.conftest import LambdaContext, deployments, member_session, module_local_aws
 
 ACCOUNT, REGION = "111111111111", "us-east-1"
 SCENARIO = {"accounts": {ACCOUNT: {
@@ -80,11 +80,14 @@ SCENARIOS = [
 ]
 
 
-@pytest.fixture
-def world(deploy_workflows, monkeypatch):
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    session, sfn, arns = deploy_workflows(SCENARIO)
+@pytest.fixture(scope="module")
+def world():
+    """Deployed once for the module: every test here refuses its input and checks that nothing changed."""
+    with module_local_aws() as local, deployments(local) as deploy:
+        yield deployed_world(*deploy(SCENARIO))
 
+
+def deployed_world(session, sfn, arns):
     def state():
         neptune = member_session(session, ACCOUNT).client("neptune", region_name=REGION)
         return (sorted(c["DBClusterIdentifier"] for c in neptune.describe_db_clusters()["DBClusters"]),
@@ -215,10 +218,17 @@ def test_every_handler_refuses_an_event_of_another_shape_in_one_line(local_aws, 
         answer = handler(event, LambdaContext())
         assert answer["statusCode"] == 400 and "\n" not in json.loads(answer["body"])["message"]
         return
+    sfn = local_aws.client("stepfunctions")
+
+    def executions():
+        return [e["executionArn"] for m in sfn.list_state_machines()["stateMachines"]
+                for e in sfn.list_executions(stateMachineArn=m["stateMachineArn"])["executions"]]
+
+    before = executions()
     with pytest.raises(Exception) as refusal:
         handler(event, LambdaContext())
     assert type(refusal.value).__name__ == HANDLERS[name] and "\n" not in str(refusal.value), refusal.value
-    assert local_aws.client("stepfunctions").list_state_machines()["stateMachines"] == []
+    assert executions() == before
 
 
 def test_the_readmes_exit_status_table_is_the_code(capsys):
