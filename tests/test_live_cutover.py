@@ -204,3 +204,15 @@ def test_a_rollback_after_the_new_cluster_served_brings_its_writes_back_to_the_o
     assert writer.missing() == [] and len(writer.acknowledged) > 20
     original = member_session(session, ACCOUNT).client("neptune", region_name=REGION).describe_db_clusters(DBClusterIdentifier="graph")["DBClusters"][0]
     assert not original["StorageEncrypted"]  # the original serves again
+
+
+def test_a_stream_that_would_expire_before_the_decommission_proof_is_refused_at_plan_time(deployed):
+    """The decommission proof reads the retired original's stream after the soak: with the default soak (7 days) a
+    stream kept 7 days (the default) could not hold it, and the plan says what to change."""
+    from neptune_guard import workflow
+
+    _, sfn, arns = deployed
+    week = {**request("graph"), "soak_seconds": 7 * 86400}
+    result = finish(sfn, workflow.start(sfn, arns["cluster"], week))
+    assert (result["status"], result["error"]) == ("FAILED", "Refused")
+    assert "raise neptune_streams_expiry_days" in final_state(sfn, result["executionArn"])["error"]["Cause"]

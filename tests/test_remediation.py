@@ -248,8 +248,9 @@ def test_a_global_database_member_is_refused_before_anything_changes(deployed):
 def test_the_retained_original_is_stopped_again_when_neptune_restarts_it(deployed, on_call):
     session, sfn, arns = deployed
     _, bob = on_call
-    # The soak is the first look's wait too (retained_check_seconds = min(a day, the soak)): long enough that the
-    # restart below lands before that look even on a loaded machine, or the look would find the original stopped.
+    # The workflow looks at the retained original until the soak ends (15 s after retiring it; the local clock makes
+    # each wait between looks a second): long enough that the restart below lands before the last look even on a
+    # loaded machine. With 4 s, CI's last look came first and the restart was never seen.
     execution = workflow.start(sfn, arns["cluster"], request(soak_seconds=15))
     decide(sfn, execution, "snapshot")
     plan = decide(sfn, execution, "cutover")["plan"]
@@ -435,3 +436,48 @@ def test_writes_still_flowing_before_the_snapshot_change_nothing(deployed):
     assert "nothing changed" in result["cause"]
     assert clusters(session).keys() == before.keys() and [s for s in manual_snapshots(session) if s.startswith("orders-")] == []
     assert "neptune-guard:cutover" not in tags(session, clusters(session)["orders"]["DBClusterArn"])
+
+
+# Every RDS call that changes something after the cutover: retire, keep stopped, archive, decommission.
+AFTER_THE_CUTOVER = ("add_tags_to_resource", "remove_tags_from_resource", "stop_db_cluster", "start_db_cluster", "modify_db_cluster",
+                     "create_db_cluster_snapshot", "copy_db_cluster_snapshot", "restore_db_cluster_from_snapshot",
+                     "create_db_instance", "delete_db_instance", "delete_db_cluster", "delete_db_cluster_snapshot")
+
+
+def test_a_fault_at_every_aws_call_after_the_cutover_is_retried_to_a_compliant_end(deployed, monkeypatch):
+    """Each call above fails once (InternalFailure, as AWS may) the first time the workflow makes it after the new
+    cluster took the name: the retries carry the lifecycle on to the same end as without faults."""
+    import threading
+
+    from moto.rds import exceptions as rds_exceptions
+    from moto.rds import models as rds_models
+
+    session, sfn, arns = deployed
+    execution = workflow.start(sfn, arns["cluster"], request())
+    new = naming.derived("orders", "cmk", naming.execution_token(execution))
+    served, failed = threading.Event(), []
+
+    def failing_once(method: str, original):
+        def call(self, *args, **kwargs):
+            # The workflow's calls only: the test's own (as on-call, writing approval marks) run on the main thread.
+            if served.is_set() and method not in failed and threading.current_thread() is not threading.main_thread():
+                failed.append(method)
+                raise rds_exceptions.RDSClientError("InternalFailure", f"injected fault in {method}")
+            swap = method == "modify_db_cluster" and ((args[0].get("db_cluster_identifier") or "").lower(),
+                                                       (args[0].get("new_db_cluster_identifier") or "").lower()) == (new, "orders")
+            result = original(self, *args, **kwargs)  # (modify_db_cluster takes the identifiers out of its arguments)
+            if swap:
+                served.set()
+            return result
+        return call
+
+    for method in AFTER_THE_CUTOVER:
+        monkeypatch.setattr(rds_models.RDSBackend, method, failing_once(method, getattr(rds_models.RDSBackend, method)))
+    result = run_to_end(sfn, execution)
+
+    assert (result["status"], result.get("cause")) == ("SUCCEEDED", None), final_state(sfn, execution).get("decommission_error")
+    assert set(failed) >= {"add_tags_to_resource", "stop_db_cluster", "modify_db_cluster", "delete_db_cluster", "delete_db_instance"}, failed
+    after = clusters(session)
+    assert after["orders"]["StorageEncrypted"] and not [c for c in after if "retired" in c]
+    output = final_state(sfn, execution)
+    assert manual_snapshots(session)[output["archive"]["archive"]]["StorageEncrypted"]

@@ -244,7 +244,9 @@ def plan_cluster(step: Step) -> dict:
     soak = request.get("soak_seconds", DEFAULT_SOAK_SECONDS)
     approval_timeout = request.get("approval_timeout_seconds", DEFAULT_APPROVAL_TIMEOUT_SECONDS)
     estimates = estimated_waits(volume_bytes(step.client("cloudwatch"), cluster_id), len(instances))
-    streams = streams_path(neptune, cluster, estimates["until_cutover_seconds"] + approval_timeout)
+    # The stream must hold its records from the snapshot to the decommission proof: the rebuild, the cutover question,
+    # the soak and the decommission question (a proof that finds its records expired keeps the original, stuck).
+    streams = streams_path(neptune, cluster, estimates["until_cutover_seconds"] + 2 * approval_timeout + soak)
     return {
         "kind": "cluster-plan",
         "execution": step.execution,
@@ -321,8 +323,9 @@ def streams_path(neptune, cluster: dict, needed_seconds: int) -> dict:
         return {"path": "freeze", "why": f"neptune_streams waits for a reboot of {', '.join(pending)}", "enable": how, "expiry_days": expiry_days}
     if expiry_days * 86400 < needed_seconds:
         raise InvalidRequest(f"the stream of {cluster['DBClusterIdentifier']} keeps records {expiry_days} days, shorter than the "
-                             f"{needed_seconds // 3600} hours this remediation may need until the cutover: raise "
-                             "neptune_streams_expiry_days (up to 90) or shorten approval_timeout_seconds")
+                             f"{needed_seconds // 3600} hours this remediation may need from the snapshot to the decommission "
+                             "proof (rebuild, two approvals, soak): raise neptune_streams_expiry_days (up to 90), or shorten "
+                             "soak_seconds or approval_timeout_seconds")
     subnets = neptune.describe_db_subnet_groups(DBSubnetGroupName=cluster["DBSubnetGroup"])["DBSubnetGroups"][0] if cluster.get("DBSubnetGroup") else None
     if subnets is None:
         return {"path": "freeze", "why": "the cluster has no subnet group for the replicator to join", "expiry_days": expiry_days}
