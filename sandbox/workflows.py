@@ -8,6 +8,7 @@ import json
 import time
 import types
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 from unittest import mock
 
@@ -152,13 +153,33 @@ def fast_clock():
     return stack
 
 
+class _History(Sequence):
+    """The execution's first 1,000 events, read only if `until` looks at them (a read costs the local AWS as much
+    as a step of the execution it watches)."""
+
+    def __init__(self, sfn, execution_arn: str):
+        self.sfn, self.execution_arn, self._events = sfn, execution_arn, None
+
+    @property
+    def events(self) -> list:
+        if self._events is None:
+            self._events = self.sfn.get_execution_history(executionArn=self.execution_arn, maxResults=1000)["events"]
+        return self._events
+
+    def __getitem__(self, index):
+        return self.events[index]
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+
 def wait_for(sfn, execution_arn: str, until, timeout: float = 300.0) -> dict:
     """Poll the execution until `until(description, history)` holds or it stops running."""
     deadline = time.monotonic() + timeout
     pause = 0.05
     while True:
         description = sfn.describe_execution(executionArn=execution_arn)
-        history = sfn.get_execution_history(executionArn=execution_arn, maxResults=1000)["events"]
+        history = _History(sfn, execution_arn)
         if description["status"] != "RUNNING" or until(description, history):
             return description
         if time.monotonic() > deadline:
