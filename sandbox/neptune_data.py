@@ -403,7 +403,8 @@ def _run_traversal(tx: Transaction, steps: list, start: list | None = None) -> l
             if name == "id":
                 items = [("val", i[1]) for i in items if i[0] in ("v", "e")]
             elif name == "label":
-                items = [("val", sorted(vol.vertices[i[1]]["labels"])[0] if i[0] == "v" else vol.edges[i[1]]["label"]) for i in items]
+                # A vertex with several labels answers all of them, joined by `::` (Neptune's multi-label vertices).
+                items = [("val", "::".join(sorted(vol.vertices[i[1]]["labels"])) if i[0] == "v" else vol.edges[i[1]]["label"]) for i in items]
             elif name == "values":
                 keys = {v[0] for v in values}
                 items = [("val", t[0]) for i in items if i[0] == "v" for k, ts in vol.vertices[i[1]]["props"].items()

@@ -121,7 +121,9 @@ def test_a_write_the_retired_original_takes_after_the_proof_is_never_replayed_an
     workflows.wait_for(sfn, execution, lambda d, h: any(e.get("stateEnteredEventDetails", {}).get("name") == "NotifyNeedsAttention" for e in h))
     decide(sfn, execution, "decommission", approved=False, approver="bob")  # parked, asked again: kept
     assert finish(sfn, execution)["status"] == "SUCCEEDED"
-    error = final_state(sfn, execution)["decommission_error"]
+    state = final_state(sfn, execution)
+    assert state["retired"]["quiet_at_retire"]["proven"] is False  # seen when it was stopped, not a week on
+    error = state["decommission_error"]
     assert error["Error"] == "WritesAfterCutover" and "first: {'pg'" in error["Cause"], error
     retired = naming.derived("graph", "retired", naming.execution_token(execution))
     assert neptune.describe_db_clusters(DBClusterIdentifier=retired)["DBClusters"][0]["DbClusterResourceId"] == original_id
@@ -206,13 +208,15 @@ def test_a_rollback_after_the_new_cluster_served_brings_its_writes_back_to_the_o
     assert not original["StorageEncrypted"]  # the original serves again
 
 
-def test_a_stream_that_would_expire_before_the_decommission_proof_is_refused_at_plan_time(deployed):
-    """The decommission proof reads the retired original's stream after the soak: with the default soak (7 days) a
-    stream kept 7 days (the default) could not hold it, and the plan says what to change."""
+def test_a_stream_that_would_expire_before_the_cutover_is_refused_at_plan_time(deployed):
+    """Replication reads the stream from the snapshot to the cutover: a cutover question that may wait 7 days, on a
+    stream kept 7 days (the default), could find its records gone, and the plan says what to change. The soak does
+    not count: the decommission proof keeps the original whenever the records it needs are gone."""
     from neptune_guard import workflow
 
     _, sfn, arns = deployed
-    week = {**request("graph"), "soak_seconds": 7 * 86400}
-    result = finish(sfn, workflow.start(sfn, arns["cluster"], week))
+    result = finish(sfn, workflow.start(sfn, arns["cluster"], {**request("graph"), "approval_timeout_seconds": 7 * 86400}))
     assert (result["status"], result["error"]) == ("FAILED", "Refused")
     assert "raise neptune_streams_expiry_days" in final_state(sfn, result["executionArn"])["error"]["Cause"]
+    soaked = workflow.start(sfn, arns["cluster"], {**request("triples"), "soak_seconds": 7 * 86400})
+    assert awaiting(sfn, soaked, "snapshot")["status"] == "RUNNING"

@@ -185,3 +185,35 @@ def test_records_expired_past_the_position_stop_replication(clusters, monkeypatc
     monkeypatch.setattr(neptune_data.time, "time", lambda: eight_days_on)
     with pytest.raises(replication.StreamExpired):
         replication.replicate(source, target, position, 30)
+
+
+def test_a_vertex_dropped_and_made_again_twice_in_one_commit_is_made_again(clusters):
+    source, source_id, snapshot, restore = clusters
+    snapshot("empty")
+    target, target_id = restore("empty", "copy")
+    gremlin(source, "g.addV('Person').property(T.id, 'x').property('n', 1)")
+    gremlin(source, "g.V('x').drop().iterate(); g.addV('Person').property(T.id, 'x').property('n', 1).iterate(); "
+                    "g.V('x').drop().iterate(); g.addV('Person').property(T.id, 'x').property('n', 2)")
+    replicate_until_caught_up(source, target, {m: None for m in replication.MODELS})
+    assert contents(target_id) == contents(source_id)
+    assert neptune_data.volume(target_id).vertices["x"]["props"]["n"] == {(2, "Integer")}
+
+
+def test_a_label_removed_from_a_vertex_that_lives_on_is_refused_not_replayed_as_its_drop(clusters):
+    """openCypher's `REMOVE n:Label` records a `vl` REMOVE for a vertex that keeps its other labels: Gremlin cannot
+    replay it, and a drop would delete the vertex with its properties and edges."""
+    source, _, snapshot, restore = clusters
+    gremlin(source, "g.addV('Person::Temp').property(T.id, 'x').property('n', 1)")
+    snapshot("s")
+    target, target_id = restore("s", "copy")
+
+    def removal(*labels):
+        return [{"op": "REMOVE", "eventId": {"commitNum": 9, "opNum": n}, "commitTimestamp": 0,
+                 "data": {"id": "x", "type": "vl", "key": "label", "value": {"value": label, "dataType": "String"}}}
+                for n, label in enumerate(labels, start=1)]
+
+    with pytest.raises(replication.UnsupportedChange, match="keeps"):
+        target.apply("pg", removal("Temp"))
+    assert neptune_data.volume(target_id).vertices["x"]["labels"] == {"Person", "Temp"}
+    target.apply("pg", removal("Person", "Temp"))  # every label: the vertex's drop
+    assert "x" not in neptune_data.volume(target_id).vertices

@@ -63,6 +63,7 @@ PERMISSIONS = {
     "read_retired_stream": ["rds:StartDBCluster"],
 }
 REPLICATE_SECONDS = 60
+DRAIN_SECONDS = 180  # a drain's runs together: inside the steps function's 5 minutes with room for the proof
 # A replicator call runs for up to its budget and a lag read: wait for it, and never send it twice (a retried invoke would
 # replicate concurrently from the same position). The ASL retries the step instead.
 REPLICATOR_CALL = Config(read_timeout=900, connect_timeout=10, retries={"mode": "standard", "max_attempts": 1},
@@ -306,16 +307,23 @@ def cutover_answered(execution: str) -> bool:
             if details:
                 payload = json.loads(details["parameters"]).get("Payload", {})
                 asked = asked or (payload.get("step") == "request_approval" and payload.get("stage") == "cutover")
-            elif asked and event["type"] in ("TaskSucceeded", "TaskFailed", "TaskTimedOut"):
+            elif asked and event["type"] == "TaskSucceeded":  # a failure is retried, or fails the Parallel, stopping this branch
                 return True
     return False
 
 
 def _drain_and_prove(step: Step, source: str, target: str, positions: dict | None = None) -> dict:
+    """Replicate until caught up (a backlog may need several runs; each resumes where the last stopped), then prove.
+    Writes that keep coming for DRAIN_SECONDS mean the application has not stopped: no swap."""
     started = time.time()
     drained = _replicate(step, source, target, positions)
+    applied = sum(drained["applied"].values())
+    while not drained["caught_up"] and time.time() - started < DRAIN_SECONDS:
+        drained = _replicate(step, source, target, drained["positions"])
+        applied += sum(drained["applied"].values())
+    drained["applied"] = {"total": applied}
     if not drained["caught_up"]:
-        raise WritesStillFlowing(f"{source} is still {drained['lag_records']} records ahead after {REPLICATE_SECONDS} s of draining")
+        raise WritesStillFlowing(f"{source} is still {drained['lag_records']} records ahead after {DRAIN_SECONDS} s of draining")
     proof = _invoke(step, {"action": "prove", "source": _endpoint(step, source), "positions": drained["positions"]})
     if not proof["proven"]:
         raise WritesStillFlowing(f"{source} committed past the drained position {proof['applied']}: {proof['past_position']}")
@@ -346,12 +354,25 @@ def replicate_back(step: Step) -> dict:
     """A rollback after the new cluster served: it is renamed aside (writes to it have stopped) and the original is
     not yet back under the name. What it took while serving (its stream after the position recorded before it took
     the name) is drained into the original and proven, so the original serves again with every acknowledged write."""
-    plan = step.plan
-    since = (step.state.get("final_proof") or {}).get("target_positions")
+    plan, final_proof = step.plan, step.state.get("final_proof") or {}
+    since = final_proof.get("target_positions")
     if since is None:
         raise ReplicationImpossible(f"no record of where {plan['new_cluster_id']}'s stream stood when it took the name")
+    # Only onto an original that took nothing since the cutover proof: else both took writes, and replaying one over
+    # the other would merge two histories. Then each keeps its own and the rollback names them.
+    quiet = _invoke(step, {"action": "prove", "source": _endpoint(step, plan["retired_cluster_id"]), "positions": final_proof["positions"]})
+    if not quiet["proven"]:
+        raise WritesAfterCutover(f"{plan['cluster_id']}'s original committed after the cutover proof (first: {quiet['past_position']}) "
+                                 f"while {plan['new_cluster_id']} served: both keep their writes, for a person to reconcile")
     proof = _drain_and_prove(step, plan["new_cluster_id"], plan["retired_cluster_id"], since)
     return {**proof, "since": since}
+
+
+def check_retired_quiet(step: Step) -> dict:
+    """Whether the retired original, available now, committed nothing after the position proven at the cutover."""
+    plan = step.plan
+    return _invoke(step, {"action": "prove", "source": _endpoint(step, plan["retired_cluster_id"]),
+                          "positions": step.state["final_proof"]["positions"]})
 
 
 def prove_retired_quiet(step: Step) -> dict:

@@ -244,9 +244,10 @@ def plan_cluster(step: Step) -> dict:
     soak = request.get("soak_seconds", DEFAULT_SOAK_SECONDS)
     approval_timeout = request.get("approval_timeout_seconds", DEFAULT_APPROVAL_TIMEOUT_SECONDS)
     estimates = estimated_waits(volume_bytes(step.client("cloudwatch"), cluster_id), len(instances))
-    # The stream must hold its records from the snapshot to the decommission proof: the rebuild, the cutover question,
-    # the soak and the decommission question (a proof that finds its records expired keeps the original, stuck).
-    streams = streams_path(neptune, cluster, estimates["until_cutover_seconds"] + 2 * approval_timeout + soak)
+    # Replication needs the stream's records from the snapshot to the cutover. The decommission proof needs none of
+    # them: it looks for records after the cutover's position, and one expired there keeps the original (never a
+    # delete on an unproven stream).
+    streams = streams_path(neptune, cluster, estimates["until_cutover_seconds"] + approval_timeout)
     return {
         "kind": "cluster-plan",
         "execution": step.execution,
@@ -323,9 +324,9 @@ def streams_path(neptune, cluster: dict, needed_seconds: int) -> dict:
         return {"path": "freeze", "why": f"neptune_streams waits for a reboot of {', '.join(pending)}", "enable": how, "expiry_days": expiry_days}
     if expiry_days * 86400 < needed_seconds:
         raise InvalidRequest(f"the stream of {cluster['DBClusterIdentifier']} keeps records {expiry_days} days, shorter than the "
-                             f"{needed_seconds // 3600} hours this remediation may need from the snapshot to the decommission "
-                             "proof (rebuild, two approvals, soak): raise neptune_streams_expiry_days (up to 90), or shorten "
-                             "soak_seconds or approval_timeout_seconds")
+                             f"{needed_seconds // 3600} hours this remediation may need from the snapshot to the cutover (the "
+                             "rebuild and the cutover question): raise neptune_streams_expiry_days (up to 90) or shorten "
+                             "approval_timeout_seconds")
     subnets = neptune.describe_db_subnet_groups(DBSubnetGroupName=cluster["DBSubnetGroup"])["DBSubnetGroups"][0] if cluster.get("DBSubnetGroup") else None
     if subnets is None:
         return {"path": "freeze", "why": "the cluster has no subnet group for the replicator to join", "expiry_days": expiry_days}
@@ -806,9 +807,13 @@ def retire_original(step: Step) -> dict:
         neptune.add_tags_to_resource(ResourceName=instance["DBInstanceArn"], Tags=retirement[:1])
     for backup in automated_backups_of(neptune, retired, (plan["cluster_id"], plan["retired_cluster_id"])):  # deleted with it at decommission: say so where they show
         neptune.add_tags_to_resource(ResourceName=backup["DBClusterSnapshotArn"], Tags=retirement)
+    # Streams path: anything it took between the cutover proof and this stop (an open connection) shows now, while
+    # its stream is fresh, not only at decommission a week on. It is stopped either way, and never deleted unproven.
+    quiet = live_cutover.check_retired_quiet(step) if plan.get("path") == "streams" and retired["Status"] == "available" else None
     if retired["Status"] == "available":
         neptune.stop_db_cluster(DBClusterIdentifier=plan["retired_cluster_id"])
-    return {"retained": plan["retired_cluster_id"], "retained_until": _iso(until), "status": "stopping"}
+    return {"retained": plan["retired_cluster_id"], "retained_until": _iso(until), "status": "stopping",
+            **({"quiet_at_retire": quiet} if quiet is not None else {})}
 
 
 def automated_backups_of(neptune, cluster: dict, names: tuple[str, ...]) -> list[dict]:
@@ -947,9 +952,11 @@ def delete_retired(step: Step) -> dict:
         if retired["Status"] == "deleting":
             raise ResourceNotReady(f"deleting {plan['retired_cluster_id']}")
         # The archive ran for hours since the proof, the original reachable all along: prove again, right before
-        # deleting, that it took no write since the cutover (a write parks it, kept).
-        prove_no_writes_since_cutover(step)
+        # deleting its instances, that it took no write since the cutover (a write parks it, kept). Once they are
+        # going, nothing can write to it (and nothing answers to read its stream): the later calls only wait.
         members = instances_in(neptune, [plan["retired_cluster_id"]])
+        if members and not any(i["DBInstanceStatus"] == "deleting" for i in members.values()):
+            prove_no_writes_since_cutover(step)
         for instance in members.values():
             require_ours(neptune, instance, "DBInstanceArn", step.execution, DECOMMISSION_APPROVED_BY)
             if instance["DBInstanceStatus"] != "deleting":
@@ -1043,7 +1050,10 @@ def _served_writes(step: Step, served_from: str) -> dict:
     proven (streams path), or where they are and when they were made, for a person to bring back (never discarded)."""
     plan, back = step.plan, step.state.get("replicated_back") or {}
     if back.get("proven"):
-        return {"replicated_back": back["drained_records"], "since": back["since"], "to": back["positions"]}
+        return {"replicated_back": back["drained_records"], "since": back["since"], "to": back["positions"],
+                "note": (f"the {back['drained_records']} changes {plan['new_cluster_id']} took while it served production were "
+                         f"replicated back and proven up to its stream position {back['positions']}; anything written to it "
+                         "after that (an open connection) is in it, kept and stopped")}
     return {"stranded_in": plan["new_cluster_id"], "from": served_from, "until": _iso(_utcnow()),
             **({"since_stream_position": (step.state.get("final_proof") or {}).get("target_positions"), "why": back.get("Cause")}
                if plan.get("path") == "streams" else {}),
@@ -1093,9 +1103,11 @@ def notify(step: Step, outcome: str) -> dict:
     from . import notifications
 
     served = (step.state.get("rollback") or {}).get("served_writes") or {}
-    notes = (served["note"],) if "note" in served else (
-        (f"The {served['replicated_back']} changes the new cluster took while it served were replicated back and proven.",)
-        if "replicated_back" in served else ())
+    quiet = (step.state.get("retired") or {}).get("quiet_at_retire") or {"proven": True}
+    notes = ((served["note"],) if "note" in served else ()) + (() if quiet["proven"] else (
+        f"WRITES AFTER THE CUTOVER reached the retired original {step.plan['retired_cluster_id']} (first commit: "
+        f"{quiet['past_position']}): they are not in {step.plan['cluster_id']}. It is kept, and decommission will refuse to "
+        "delete it until a person has reconciled them.",))
     send_notification(notifications.outcome(step.execution, step.request, outcome, step.state.get("error"), {
         "rollback": step.state.get("rollback"), "needs_attention": step.state.get("bookkeeping_error"), "plan": step.plan}, notes))
     return {"notified": outcome}

@@ -34,6 +34,7 @@ runtime has), and in the workflow's steps, which only invoke that function.
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from urllib.parse import urlencode
@@ -113,14 +114,42 @@ class Neptune:
         page = self.stream(model, iteratorType="LATEST", limit=1)
         return None if page is None else {**page["lastEventId"], "timestamp": page["lastTrxTimestamp"]}
 
+    def gremlin(self, script: str) -> list:
+        data = self.call("POST", "/gremlin", body=json.dumps({"gremlin": script}).encode(), content_type="application/json")["result"]["data"]
+        return data.get("@value", []) if isinstance(data, dict) else data  # GraphSON 3's typed list, or a plain one
+
     def apply(self, model: str, records: list[dict]) -> None:
         if model == "pg":
-            # Neptune runs a script's earlier statements only when they end in iterate() (Gremlin's script execution).
-            script = ";\n".join(gremlin(r) + ".iterate()" for r in with_vertex_labels(records))
-            self.call("POST", "/gremlin", body=json.dumps({"gremlin": script}).encode(), content_type="application/json")
+            chunk = []
+            for record in with_vertex_labels(records):
+                if not (record["op"] == "REMOVE" and record["data"]["type"] == "vl"):
+                    chunk.append(record)
+                    continue
+                self._run(chunk)
+                chunk = []
+                self._drop_vertex(record)
+            self._run(chunk)
         else:
             self.call("POST", "/sparql", body=urlencode({"update": ";\n".join(sparql(r) for r in records)}).encode(),
                       content_type="application/x-www-form-urlencoded")
+
+
+    def _run(self, records: list[dict]) -> None:
+        if records:  # Neptune runs a script's earlier statements only when they end in iterate() (Gremlin's script execution)
+            self.gremlin(";\n".join(gremlin(r) + ".iterate()" for r in records))
+
+    def _drop_vertex(self, record: dict) -> None:
+        """`vl` REMOVE of every label the vertex has is its drop; of some only, a label removed from a vertex that
+        lives on (openCypher `REMOVE n:Label`), which Gremlin cannot replay: refused, never applied as a drop."""
+        element = _literal({"value": record["data"]["id"], "dataType": "String"})
+        found = self.gremlin(f"g.V({element}).label()")
+        if not found:
+            return
+        kept = set(str(found[0]).split("::")) - set(record["labels"])
+        if kept:
+            raise UnsupportedChange(f"labels {sorted(record['labels'])} removed from vertex {record['data']['id']}, which keeps "
+                                    f"{sorted(kept)}: a label change on a live vertex cannot be replayed in Gremlin")
+        self.gremlin(f"g.V({element}).drop()")
 
 
 def _literal(value: dict) -> str:
@@ -133,6 +162,8 @@ def _literal(value: dict) -> str:
         return str(int(raw))
     if kind == "Long":
         return f"{int(raw)}L"
+    if kind in ("Double", "Float") and not math.isfinite(float(raw)):
+        raise UnsupportedChange(f"a {kind} property value of {raw}: Gremlin has no literal for it")
     if kind == "Double":
         return f"{float(raw)!r}d"
     if kind == "Float":
@@ -143,32 +174,30 @@ def _literal(value: dict) -> str:
 
 
 def with_vertex_labels(records: list[dict]) -> list[dict]:
-    """The `vl` ADD records of one vertex in one commit as one record carrying all its labels (`a::b`): a vertex is
-    made with its labels, and a later label of the same commit could not be added to it."""
-    merged, made = [], {}
+    """Consecutive `vl` records of one vertex, one op and one commit as one record carrying all their labels: a vertex
+    is made with its labels (`a::b`; a later label of the same commit could not be added to it), and dropped with all
+    of them. Only consecutive ones: a commit may drop and make the same vertex again, and each is its own."""
+    merged = []
     for record in records:
-        data = record["data"]
-        if record["op"] == "ADD" and data["type"] == "vl":
-            key = (record["eventId"]["commitNum"], data["id"])
-            if key in made:
-                made[key]["labels"].append(data["value"]["value"])
+        data, last = record["data"], merged[-1] if merged else None
+        if data["type"] == "vl":
+            if (last is not None and last["op"] == record["op"] and last["data"]["type"] == "vl" and last["data"]["id"] == data["id"]
+                    and last["eventId"]["commitNum"] == record["eventId"]["commitNum"]):
+                last["labels"].append(data["value"]["value"])
                 continue
-            made[key] = {**record, "labels": [data["value"]["value"]]}
-            merged.append(made[key])
+            merged.append({**record, "labels": [data["value"]["value"]]})
         else:
             merged.append(record)
     return merged
 
 
 def gremlin(record: dict) -> str:
-    """One property-graph record as an idempotent Gremlin traversal."""
+    """One property-graph record as an idempotent Gremlin traversal (a `vl` REMOVE is `Neptune._drop_vertex`'s)."""
     data, op = record["data"], record["op"]
     element, kind = _literal({"value": data["id"], "dataType": "String"}), data["type"]
     if kind == "vl":
-        if op == "ADD":
-            labels = _literal({"value": "::".join(record.get("labels") or [data["value"]["value"]]), "dataType": "String"})
-            return f"g.V({element}).fold().coalesce(unfold(), addV({labels}).property(T.id, {element}))"
-        return f"g.V({element}).drop()"
+        labels = _literal({"value": "::".join(record.get("labels") or [data["value"]["value"]]), "dataType": "String"})
+        return f"g.V({element}).fold().coalesce(unfold(), addV({labels}).property(T.id, {element}))"
     if kind == "vp":
         key, value = _literal({"value": data["key"], "dataType": "String"}), _literal(data["value"])
         if op == "ADD":
