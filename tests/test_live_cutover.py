@@ -126,7 +126,11 @@ def test_a_write_the_retired_original_takes_after_the_proof_is_never_replayed_an
     error = state["decommission_error"]
     assert error["Error"] == "WritesAfterCutover" and "first: {'pg'" in error["Cause"], error
     retired = naming.derived("graph", "retired", naming.execution_token(execution))
-    assert neptune.describe_db_clusters(DBClusterIdentifier=retired)["DBClusters"][0]["DbClusterResourceId"] == original_id
+    kept = neptune.describe_db_clusters(DBClusterIdentifier=retired)["DBClusters"][0]
+    assert kept["DbClusterResourceId"] == original_id and kept["Status"] in ("stopping", "stopped")
+    assert [g["VpcSecurityGroupId"] for g in kept["VpcSecurityGroups"]] == state["plan"]["streams"]["network"]["security_groups"]
+    ec2 = member_session(session, ACCOUNT).client("ec2", region_name=REGION)
+    assert not [g for g in ec2.describe_security_groups()["SecurityGroups"] if g["GroupName"].startswith("neptune-guard-replicator-")]
     serving = neptune.describe_db_clusters(DBClusterIdentifier="graph")["DBClusters"][0]["DbClusterResourceId"]
     assert serving != original_id and "stale" not in neptune_data.volume(serving).vertices
 

@@ -213,6 +213,13 @@ def _detach_group(neptune, cluster_ids: list[str], resource_ids: set[str], group
     return detached
 
 
+def _attach_replicator(step: Step, cluster_id: str, resource_id: str) -> None:
+    group = _our_group(step.client("ec2"), replicator_names(step.execution)["security_group"], step.execution)
+    if group is None:
+        raise NotOurs(f"the replicator's security group of {step.execution} is gone")
+    _attach_group(step.neptune, cluster_id, resource_id, group["GroupId"])
+
+
 def detach_replicator(step: Step, resource_ids: set[str]) -> list[str]:
     """Before the workflow gives up its hold on a cluster (hand-over, rollback): the replicator's group comes off it
     while the role may still change it."""
@@ -250,12 +257,9 @@ def record_stream_position(step: Step) -> dict:
 
 def admit_replicator_to_new_cluster(step: Step) -> dict:
     """The new cluster admits the replicator, and its role reaches the new cluster's resource id (known once it exists)."""
-    new_id, names = step.state["verified"]["resource_id"], replicator_names(step.execution)
-    group = _our_group(step.client("ec2"), names["security_group"], step.execution)
-    if group is None:
-        raise NotOurs(f"the replicator's security group {names['security_group']} is gone")
-    _attach_group(step.neptune, step.plan["new_cluster_id"], new_id, group["GroupId"])
-    step.client("iam").put_role_policy(RoleName=names["role"], PolicyName="replication",
+    new_id = step.state["verified"]["resource_id"]
+    _attach_replicator(step, step.plan["new_cluster_id"], new_id)
+    step.client("iam").put_role_policy(RoleName=replicator_names(step.execution)["role"], PolicyName="replication",
                                        PolicyDocument=_policy(step, [step.plan["cluster_resource_id"], new_id]))
     return {"resource_ids": [step.plan["cluster_resource_id"], new_id]}
 
@@ -390,6 +394,7 @@ def prove_retired_quiet(step: Step) -> dict:
     serving = describe_cluster(neptune, plan["cluster_id"])
     if serving is None or serving["DbClusterResourceId"] != step.state["cutover"]["resource_id"]:
         raise NotOurs(f"{plan['cluster_id']} is not served by the remediated cluster: the original is kept")
+    _attach_replicator(step, plan["retired_cluster_id"], plan["cluster_resource_id"])  # taken off it when it was stopped
     proven_at = step.state["final_proof"]["positions"]
     proof = _invoke(step, {"action": "prove", "source": _endpoint(step, plan["retired_cluster_id"]), "positions": proven_at})
     if not proof["proven"]:

@@ -781,11 +781,14 @@ def give_new_cluster_the_name(step: Step) -> dict:
 
 def _pauses(step: Step, now: datetime) -> dict:
     """What the database owner saw. Nameless: from the first rename request (recorded before it) until the new cluster
-    answers under the name. Write pause: streams, from the start of the drain (writes stopped) until now; freeze, from
-    the start of the quiet window proven before the snapshot until now."""
+    answers under the name. Write pause: streams, from on-call's answer (writes stopped before it), or the start of
+    the drain if earlier, until now; freeze, from the start of the quiet window proven before the snapshot until now."""
     started = datetime.fromisoformat(step.state["cutover_clock"]["started_at"].replace("Z", "+00:00"))
     if step.plan.get("path") == "streams":
         paused = datetime.fromtimestamp(step.state["proof"]["started_at"], timezone.utc)
+        answered = (step.state.get("approvals") or {}).get("cutover", {}).get("at")
+        if isinstance(answered, str):
+            paused = min(paused, datetime.fromisoformat(answered.replace("Z", "+00:00")))
     else:
         paused = datetime.fromisoformat(step.state["pre_snapshot_write_check"]["windows"][0]["from"])
     return {"path": step.plan.get("path", "freeze"), "nameless_seconds": round((now - started).total_seconds(), 3),
@@ -811,6 +814,8 @@ def retire_original(step: Step) -> dict:
     # its stream is fresh, not only at decommission a week on. It is stopped either way, and never deleted unproven.
     quiet = live_cutover.check_retired_quiet(step) if plan.get("path") == "streams" and retired["Status"] == "available" else None
     if retired["Status"] == "available":
+        # Our security group off it while it can still be changed (a stopped cluster cannot): put back for a later read.
+        live_cutover.detach_replicator(step, {plan["cluster_resource_id"]})
         neptune.stop_db_cluster(DBClusterIdentifier=plan["retired_cluster_id"])
     return {"retained": plan["retired_cluster_id"], "retained_until": _iso(until), "status": "stopping",
             **({"quiet_at_retire": quiet} if quiet is not None else {})}
@@ -855,6 +860,7 @@ def keep_retired_stopped(step: Step) -> dict:
     require_ours(neptune, retired, "DBClusterArn", step.execution, RETIRED_BY)
     restopped = retired["Status"] == "available"
     if restopped:
+        live_cutover.detach_replicator(step, {plan["cluster_resource_id"]})  # attached if a decommission proof read it
         neptune.stop_db_cluster(DBClusterIdentifier=plan["retired_cluster_id"])
     until = datetime.fromisoformat(step.state["retired"]["retained_until"])
     return {"status": "stopping" if restopped else retired["Status"], "restopped": restopped, "soak_over": _utcnow() >= until}
