@@ -90,11 +90,27 @@ def test_a_page_of_changes_is_applied_whole_as_neptune_runs_a_script(local_aws):
     assert neptune_data.volume(copy["DbClusterResourceId"]).vertices == neptune_data.volume(source_cluster["DbClusterResourceId"]).vertices
 
 
+def on_the_swap(monkeypatch, execution: str, action) -> None:
+    """`action()` the moment the execution's new cluster takes the production name "graph"."""
+    from moto.rds import models as rds_models
+
+    from neptune_guard import naming
+
+    new, rename = naming.derived("graph", "cmk", naming.execution_token(execution)), rds_models.RDSBackend.modify_db_cluster
+
+    def modify(self, kwargs):
+        swap = ((kwargs.get("db_cluster_identifier") or "").lower(), (kwargs.get("new_db_cluster_identifier") or "").lower())
+        result = rename(self, kwargs)  # (it takes the identifiers out of kwargs)
+        if swap == (new, "graph"):
+            action()
+        return result
+
+    monkeypatch.setattr(rds_models.RDSBackend, "modify_db_cluster", modify)
+
+
 def test_a_write_the_retired_original_takes_after_the_proof_is_never_replayed_and_keeps_it(deployed, monkeypatch):
     """An open connection writes to the original while the new cluster takes its name: that write was made on the old
     state, so it is not merged into the serving cluster; decommission keeps the original and names the commit."""
-    from moto.rds import models as rds_models
-
     from neptune_guard import naming, workflow
     from sandbox import neptune_data, workflows
 
@@ -102,17 +118,8 @@ def test_a_write_the_retired_original_takes_after_the_proof_is_never_replayed_an
     neptune = member_session(session, ACCOUNT).client("neptune", region_name=REGION)
     original_id = neptune.describe_db_clusters(DBClusterIdentifier="graph")["DBClusters"][0]["DbClusterResourceId"]
     execution = workflow.start(sfn, arns["cluster"], request("graph"))
-    new = naming.derived("graph", "cmk", naming.execution_token(execution))
-    rename = rds_models.RDSBackend.modify_db_cluster
-
-    def modify(self, kwargs):
-        swap = ((kwargs.get("db_cluster_identifier") or "").lower(), (kwargs.get("new_db_cluster_identifier") or "").lower())
-        result = rename(self, kwargs)
-        if swap == (new, "graph"):
-            neptune_data.run_gremlin(neptune_data.volume(original_id), True, "g.addV('Stale').property(T.id, 'stale')")
-        return result
-
-    monkeypatch.setattr(rds_models.RDSBackend, "modify_db_cluster", modify)
+    on_the_swap(monkeypatch, execution, lambda: neptune_data.run_gremlin(neptune_data.volume(original_id), True,
+                                                                         "g.addV('Stale').property(T.id, 'stale')"))
     decide(sfn, execution, "snapshot", approved=True, approver="bob")
     awaiting(sfn, execution, "cutover", timeout=120)
     decide(sfn, execution, "cutover", approved=True, approver="bob")
@@ -175,24 +182,12 @@ def test_a_vpc_functions_interfaces_outlive_it_until_lambda_releases_them_with_i
 def test_a_rollback_after_the_new_cluster_served_brings_its_writes_back_to_the_original(deployed, monkeypatch, fail):
     """The application writes on through a fault after the swap: what the new cluster acknowledged while it held the
     name is replicated back, proven, before the original serves again; no acknowledged write is missing."""
-    from moto.rds import models as rds_models
-
-    from neptune_guard import naming, workflow
+    from neptune_guard import workflow
 
     session, sfn, arns = deployed
     writer = Writer(ACCOUNT, REGION, "graph", "property-graph").start()
     execution = workflow.start(sfn, arns["cluster"], request("graph"))
-    new = naming.derived("graph", "cmk", naming.execution_token(execution))
-    rename = rds_models.RDSBackend.modify_db_cluster
-
-    def modify(self, kwargs):
-        swap = ((kwargs.get("db_cluster_identifier") or "").lower(), (kwargs.get("new_db_cluster_identifier") or "").lower())
-        result = rename(self, kwargs)
-        if swap == (new, "graph"):
-            writer.resume()  # the application writes to the new cluster under the production name
-        return result
-
-    monkeypatch.setattr(rds_models.RDSBackend, "modify_db_cluster", modify)
+    on_the_swap(monkeypatch, execution, writer.resume)  # the application writes to the new cluster under the name
     fail("modify_db_instance", lambda identifier, changes: changes.get("new_db_instance_identifier") == "graph-1", times=1)
     try:
         decide(sfn, execution, "snapshot", approved=True, approver="bob")
