@@ -31,7 +31,7 @@ def measure(rate: float, seconds: float, records: int) -> dict:
     with mock_aws():
         session = boto3.Session(region_name=REGION)
         neptune = session.client("neptune", region_name=REGION)
-        organization.seed_region(session, REGION, {"clusters": {"live": {"encryption": "none", "instances": {}, "streams": True}}}, ACCOUNT)
+        organization.seed_region(session, REGION, {"clusters": {"live": {"encryption": "none", "instances": {"live-1": "db.r6g.large"}, "streams": True}}}, ACCOUNT)
         source_cluster = neptune.describe_db_clusters(DBClusterIdentifier="live")["DBClusters"][0]
         source = replication.Neptune(source_cluster["Endpoint"], REGION, False)
         bulk = Writer(ACCOUNT, REGION, "live", interval=0)
@@ -41,6 +41,7 @@ def measure(rate: float, seconds: float, records: int) -> dict:
         neptune.create_db_cluster_snapshot(DBClusterSnapshotIdentifier="empty", DBClusterIdentifier="live")
         copy = neptune.restore_db_cluster_from_snapshot(DBClusterIdentifier="copy", SnapshotIdentifier="empty", Engine="neptune",
                                                         DBClusterParameterGroupName=source_cluster["DBClusterParameterGroup"])["DBCluster"]
+        neptune.create_db_instance(DBInstanceIdentifier="copy-1", DBClusterIdentifier="copy", Engine="neptune", DBInstanceClass="db.r6g.large")
         target = replication.Neptune(copy["Endpoint"], REGION, False)
         started = time.perf_counter()
         caught = replication.replicate(source, target, position, 600)

@@ -600,9 +600,12 @@ def _clusters():
 
 
 def resolve(host: str):
-    """(account, region, backend, cluster) that the host names now, or None (nothing answers under that name)."""
+    """(account, region, backend, cluster) that the host names now, or None (nothing answers under that name): a
+    cluster's endpoints lead to its instances, so one without an available instance answers nothing either.
+    https://docs.aws.amazon.com/neptune/latest/userguide/feature-overview-endpoints.html"""
     for account, region, backend, cluster in _clusters():
-        if host in (cluster.endpoint, cluster.reader_endpoint) and cluster.status not in ("stopped", "stopping", "renaming", "deleting"):
+        if host in (cluster.endpoint, cluster.reader_endpoint) and cluster.status not in ("stopped", "stopping", "renaming", "deleting") \
+                and any(getattr(instance, "status", "available") == "available" for instance in cluster._members):
             return account, region, backend, cluster
     return None
 

@@ -76,11 +76,12 @@ def test_a_page_of_changes_is_applied_whole_as_neptune_runs_a_script(local_aws):
     from sandbox import neptune_data, organization
 
     neptune = local_aws.client("neptune", region_name=REGION)
-    organization.seed_region(local_aws, REGION, {"clusters": {"live": {"encryption": "none", "instances": {}, "streams": True}}}, "123456789012")
+    organization.seed_region(local_aws, REGION, {"clusters": {"live": {"encryption": "none", "instances": {"live-1": "db.r6g.large"}, "streams": True}}}, "123456789012")
     source_cluster = neptune.describe_db_clusters(DBClusterIdentifier="live")["DBClusters"][0]
     neptune.create_db_cluster_snapshot(DBClusterSnapshotIdentifier="empty", DBClusterIdentifier="live")
     copy = neptune.restore_db_cluster_from_snapshot(DBClusterIdentifier="copy", SnapshotIdentifier="empty", Engine="neptune",
                                                     DBClusterParameterGroupName=source_cluster["DBClusterParameterGroup"])["DBCluster"]
+    neptune.create_db_instance(DBInstanceIdentifier="copy-1", DBClusterIdentifier="copy", Engine="neptune", DBInstanceClass="db.r6g.large")
     source = replication.Neptune(source_cluster["Endpoint"], REGION, False)
     source.call("POST", "/gremlin", body=b'{"gremlin": "g.addV(\'A\').property(T.id, \'a\'); g.addV(\'B\').property(T.id, \'b\')"}')
     assert set(neptune_data.volume(source_cluster["DbClusterResourceId"]).vertices) == {"b"}  # the first was never iterated

@@ -22,12 +22,14 @@ GRAPHS = ("<urn:graph:a>", None)  # a named graph and the default graph
 def clusters(local_aws):
     """(source client, restore(snapshot) -> copy client, volume of a client's cluster)."""
     neptune = local_aws.client("neptune", region_name=REGION)
-    organization.seed_region(local_aws, REGION, {"clusters": {"live": {"encryption": "none", "instances": {}, "streams": True}}}, ACCOUNT)
+    organization.seed_region(local_aws, REGION, {"clusters": {"live": {"encryption": "none", "instances": {"live-1": "db.r6g.large"}, "streams": True}}}, ACCOUNT)
     source = neptune.describe_db_clusters(DBClusterIdentifier="live")["DBClusters"][0]
 
     def restore(snapshot_id: str, copy_id: str):
         copy = neptune.restore_db_cluster_from_snapshot(DBClusterIdentifier=copy_id, SnapshotIdentifier=snapshot_id, Engine="neptune",
                                                         DBClusterParameterGroupName=source["DBClusterParameterGroup"])["DBCluster"]
+        neptune.create_db_instance(DBInstanceIdentifier=f"{copy_id}-1", DBClusterIdentifier=copy_id, Engine="neptune",
+                                   DBInstanceClass="db.r6g.large")  # a cluster answers through an instance
         return replication.Neptune(copy["Endpoint"], REGION, False), copy["DbClusterResourceId"]
 
     def snapshot(snapshot_id: str) -> None:
@@ -217,3 +219,15 @@ def test_a_label_removed_from_a_vertex_that_lives_on_is_refused_not_replayed_as_
     assert neptune_data.volume(target_id).vertices["x"]["labels"] == {"Person", "Temp"}
     target.apply("pg", removal("Person", "Temp"))  # every label: the vertex's drop
     assert "x" not in neptune_data.volume(target_id).vertices
+
+
+def test_a_cluster_answers_through_its_instances_only(clusters, local_aws):
+    """The local Neptune as the endpoints work: a cluster endpoint leads to an instance, so a cluster whose instances
+    are gone answers nothing (the decommission step must prove before it deletes them, never after)."""
+    source, _, snapshot, restore = clusters
+    snapshot("s")
+    target, _ = restore("s", "copy")
+    assert source.latest("pg") is None and target.latest("pg") is None
+    local_aws.client("neptune", region_name=REGION).delete_db_instance(DBInstanceIdentifier="copy-1", SkipFinalSnapshot=True)
+    with pytest.raises(replication.DataPlaneError, match="Unreachable"):
+        target.latest("pg")

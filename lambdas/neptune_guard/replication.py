@@ -42,6 +42,7 @@ from urllib.parse import urlencode
 import botocore.session
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
+from botocore.exceptions import ConnectionError as ConnectionFailed
 from botocore.exceptions import HTTPClientError
 from botocore.httpsession import URLLib3Session
 
@@ -82,7 +83,7 @@ class Neptune:
             SigV4Auth(self.credentials.get_frozen_credentials(), "neptune-db", self.region).add_auth(request)
         try:
             response = self.http.send(request.prepare())
-        except HTTPClientError as error:
+        except (HTTPClientError, ConnectionFailed) as error:  # a refused or timed-out connection too
             raise DataPlaneError("Unreachable", f"{self.base}: {error}") from error
         try:
             payload = json.loads(response.content or b"{}")
