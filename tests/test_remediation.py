@@ -481,3 +481,23 @@ def test_a_fault_at_every_aws_call_after_the_cutover_is_retried_to_a_compliant_e
     assert after["orders"]["StorageEncrypted"] and not [c for c in after if "retired" in c]
     output = final_state(sfn, execution)
     assert manual_snapshots(session)[output["archive"]["archive"]]["StorageEncrypted"]
+
+
+def test_a_plan_given_the_state_machine_names_exactly_what_the_execution_will_create(deployed, capsys):
+    """`plan --state-machine-arn` derives its names from the execution `remediate` would start next (the first
+    attempt's, or the next after one has ended), so what on-call reads is what gets created."""
+    from neptune_guard.cli import main
+
+    _, sfn, arns = deployed
+    argv = ["plan", "--account", ACCOUNT, "--region", REGION, "--cluster", "orders", "--target-key", "alias/neptune-cmk",
+            "--role-name", "OrganizationAccountAccessRole", "--state-machine-arn", arns["cluster"], "--output", "json"]
+    names = ("new_cluster_id", "retired_cluster_id", "snapshot_id", "archive_snapshot_id", "instances")
+    for attempt in (1, 2):
+        assert main(argv) == 0
+        planned = json.loads(capsys.readouterr().out)
+        execution = workflow.start(sfn, arns["cluster"], request())
+        assert planned["execution"] == execution and execution.endswith("-2") == (attempt == 2)
+        pending = approvals.pending_approval(sfn, awaiting(sfn, execution)["executionArn"])["plan"]
+        assert {k: pending[k] for k in names} == {k: planned[k] for k in names}
+        decide(sfn, execution, "snapshot", approved=False)
+        assert finish(sfn, execution)["status"] != "RUNNING"

@@ -131,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
                              help="leave Neptune Analytics graphs out (say, where an SCP denies the service); their findings stay as they are")
     plan = commands.add_parser("plan", parents=[targeted], epilog=EXIT_CODES, help="show what remediation would do and carry over; changes nothing")
     _add_target_arguments(plan)
+    plan.add_argument("--state-machine-arn", type=_arn_of("states", "stateMachine"),
+                      help="the state machine remediate will start: the plan then names exactly what that execution creates")
     # On-call plans through the member accounts' read-only planner role (their approver policy may assume it).
     plan.set_defaults(role_name="NeptuneGuardPlanner")
     remediate = commands.add_parser("remediate", parents=[targeted], epilog=EXIT_CODES, help="start a remediation workflow (it waits for on-call approval)")
@@ -255,7 +257,14 @@ def run_workflow_command(args) -> int:
     try:
         if args.command == "plan":
             step = remediation.plan_cluster if args.cluster else snapshot_remediation.plan_snapshot
-            show(step(Step(request=_target_request(args), execution=PLAN_ONLY, base=session)), args.output)
+            execution = PLAN_ONLY
+            if args.state_machine_arn:
+                sfn = session.client("stepfunctions", region_name=parse_arn(args.state_machine_arn, "state machine ARN")["region"])
+                execution = workflow.next_execution(sfn, args.state_machine_arn, _target_request(args))
+            else:
+                print("neptune-guard: the names below are examples; with --state-machine-arn they are the ones the next "
+                      "execution will create", file=sys.stderr)
+            show(step(Step(request=_target_request(args), execution=execution, base=session)), args.output)
         elif args.command == "remediate" and not args.approval_url:
             # Straight to Step Functions: for holders of states:StartExecution (administrators, automation), who
             # are recorded as the requester by their own STS identity so that someone else must approve.

@@ -19,6 +19,20 @@ def execution_name(request: dict) -> str:
 MAX_ATTEMPTS_PER_RESOURCE = 50
 
 
+def next_execution(sfn, state_machine_arn: str, request: dict) -> str:
+    """The execution `start` would return for this request now: the one running for the resource, else the first
+    attempt's name not yet taken. What a plan names (every name the execution derives comes from it)."""
+    base = execution_name(request)
+    for attempt in range(1, MAX_ATTEMPTS_PER_RESOURCE + 1):
+        arn = state_machine_arn.replace(":stateMachine:", ":execution:") + f":{base if attempt == 1 else f'{base}-{attempt}'}"
+        try:
+            if sfn.describe_execution(executionArn=arn)["status"] == "RUNNING":
+                return arn
+        except sfn.exceptions.ExecutionDoesNotExist:
+            return arn
+    raise RuntimeError(f"{MAX_ATTEMPTS_PER_RESOURCE} executions already ran for {base}; look at why before trying again")
+
+
 def start(sfn, state_machine_arn: str, request: dict) -> str:
     """The execution for this request. While one runs for the same resource (with any key), it is returned, not
     duplicated: one remediation per resource at a time. Once it has finished (rolled back, rejected, timed out), a new attempt
