@@ -14,15 +14,19 @@ REGIONS = ("us-east-1", "eu-west-1")
 EXAMPLE_ORGANIZATION = "o-exampleorgid"  # cdk.json leaves organizationId empty: synth refuses to guess it
 
 
-@pytest.fixture(autouse=True)
-def aws_environment(monkeypatch):
+def local_environment(patch: pytest.MonkeyPatch) -> None:
     """No test ever reaches real AWS: fake credentials, a fixed region, no endpoint override."""
     for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        patch.delenv(name, raising=False)
+    patch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    patch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    patch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     moto_fixes.apply()
+
+
+@pytest.fixture(autouse=True)
+def aws_environment(monkeypatch):
+    local_environment(monkeypatch)
 
 
 @pytest.fixture(scope="session")
@@ -97,15 +101,10 @@ def module_local_aws():
     from moto import mock_aws
 
     with pytest.MonkeyPatch.context() as patch:
-        for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
-            patch.delenv(name, raising=False)
-        for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
-                            ("AWS_DEFAULT_REGION", "us-east-1"), ("POWERTOOLS_TRACE_DISABLED", "1")):
-            patch.setenv(name, value)
-        moto_fixes.apply()
+        local_environment(patch)
+        patch.setenv("POWERTOOLS_TRACE_DISABLED", "1")
         with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
             yield boto3.Session(region_name="us-east-1")
-
 
 
 @pytest.fixture

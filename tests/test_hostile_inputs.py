@@ -53,6 +53,8 @@ CLI = [
     (["plan", *TARGET, "--cluster", "orders\n"], 2), (["plan", *TARGET, "--snapshot", "orders-snap\n"], 2),
     (["plan", *TARGET[:-1], "alias/neptune-cmk\n", "--cluster", "orders"], 2),
     (["plan", *TARGET[:-1], "alias/n\u00e9ptune", "--cluster", "orders"], 2),
+    (["plan", *TARGET, "--cluster", "orders", "--state-machine-arn", "arn:aws:s3:::bucket"], 2),
+    (["plan", *TARGET, "--cluster", "orders", "--state-machine-arn", "arn:aws:states:us-east-1:123456789012:stateMachine:x\n"], 2),
     (["scan", "--accounts", "\uff11" * 12], 2), (["scan", "--accounts", ACCOUNT + ",1\u0661" + ACCOUNT[2:]], 2),
     (["scan", "--regions", "us-east-\u0661"], 2), (["scan", "--regions", "us-east-1\n"], 0),  # a comma list's items are trimmed
     (["status", EXECUTION + "\n"], 2), (["status", EXECUTION.replace("x", "x y")], 2), (["approve", EXECUTION + "\t"], 2),

@@ -278,7 +278,7 @@ def run_workflow_command(args) -> int:
                 raise UsageError(f"{args.command} goes through the approval endpoint: give --approval-url or set "
                                  f"{approval_client.URL_ENVIRONMENT_VARIABLE}")
             show(approval_client.call(session, args.approval_url, body), args.output)
-    except (remediation.InvalidRequest, approval_client.EndpointRefused, UsageError) as error:
+    except (remediation.InvalidRequest, approval_client.EndpointRefused, UsageError, workflow.TooManyAttempts) as error:
         print(f"neptune-guard: {error}", file=sys.stderr)
         return EXIT_USAGE
     except approval_client.EndpointError as error:
