@@ -220,3 +220,26 @@ def test_a_stream_that_would_expire_before_the_cutover_is_refused_at_plan_time(d
     assert "raise neptune_streams_expiry_days" in final_state(sfn, result["executionArn"])["error"]["Cause"]
     soaked = workflow.start(sfn, arns["cluster"], {**request("triples"), "soak_seconds": 7 * 86400})
     assert awaiting(sfn, soaked, "snapshot")["status"] == "RUNNING"
+
+
+def test_the_replicators_group_never_goes_on_or_off_a_cluster_that_is_not_the_executions(local_aws):
+    """Attaching or detaching the group changes a cluster's security groups: only on a cluster this execution created
+    or whose original on-call approved (its tags), whatever the caller names; an untagged customer cluster is refused."""
+    from neptune_guard import live_cutover
+    from neptune_guard.rds_resources import NotOurs
+    from sandbox import organization
+
+    organization.seed_region(local_aws, REGION, {"clusters": {"ledger": {"encryption": "none", "instances": {"ledger-1": "db.r6g.large"},
+                                                                         "streams": True}}}, "123456789012")
+    neptune, ec2 = local_aws.client("neptune", region_name=REGION), local_aws.client("ec2", region_name=REGION)
+    ledger = neptune.describe_db_clusters(DBClusterIdentifier="ledger")["DBClusters"][0]
+    before = [g["VpcSecurityGroupId"] for g in ledger["VpcSecurityGroups"]]
+    group = ec2.create_security_group(GroupName="replicator", Description="replicator", VpcId=ec2.describe_vpcs()["Vpcs"][0]["VpcId"])["GroupId"]
+    execution = "arn:aws:states:us-east-1:999999999999:execution:NeptuneGuardClusterRemediation:ledger-1a2b"
+    with pytest.raises(NotOurs):
+        live_cutover._attach_group(neptune, execution, "ledger", ledger["DbClusterResourceId"], group)
+    neptune.modify_db_cluster(DBClusterIdentifier="ledger", VpcSecurityGroupIds=before + [group], ApplyImmediately=True)  # the customer's own
+    with pytest.raises(NotOurs):
+        live_cutover._detach_group(neptune, execution, ["ledger"], {ledger["DbClusterResourceId"]}, group)
+    after = neptune.describe_db_clusters(DBClusterIdentifier="ledger")["DBClusters"][0]
+    assert [g["VpcSecurityGroupId"] for g in after["VpcSecurityGroups"]] == before + [group]

@@ -29,10 +29,12 @@ from botocore.exceptions import ClientError
 from . import aws, naming
 from .rds_resources import (
     CREATED_BY,
+    CUTOVER,
     NotOurs,
     ResourceNotReady,
     Step,
     describe_cluster,
+    require_ours,
 )
 
 REPLICATOR_HANDLER = "neptune_guard.replication.handler"
@@ -151,7 +153,7 @@ def provision_replicator(step: Step) -> dict:
     except ClientError as error:
         if error.response["Error"]["Code"] != "InvalidPermission.Duplicate":
             raise
-    _attach_group(step.neptune, plan["cluster_id"], plan["cluster_resource_id"], group_id)
+    _attach_group(step.neptune, step.execution, plan["cluster_id"], plan["cluster_resource_id"], group_id)
     try:
         role_arn = iam.get_role(RoleName=names["role"])["Role"]
         if {t["Key"]: t["Value"] for t in role_arn.get("Tags", [])}.get(CREATED_BY) != step.execution:
@@ -183,11 +185,13 @@ def provision_replicator(step: Step) -> dict:
     return {**names, "security_group_id": group_id}
 
 
-def _attach_group(neptune, cluster_id: str, resource_id: str, group_id: str) -> None:
-    """The replicator's group among the cluster's security groups (it admits only itself): the cluster admits it."""
+def _attach_group(neptune, execution: str, cluster_id: str, resource_id: str, group_id: str) -> None:
+    """The replicator's group among the cluster's security groups (it admits only itself): the cluster admits it.
+    Only a cluster of this execution: the one it created, or the original on-call approved (its cutover mark)."""
     cluster = describe_cluster(neptune, cluster_id)
     if cluster is None or cluster["DbClusterResourceId"] != resource_id:
         raise NotOurs(f"{cluster_id} is not the cluster this execution planned for")
+    require_ours(neptune, cluster, "DBClusterArn", execution, CREATED_BY, CUTOVER)
     groups = [g["VpcSecurityGroupId"] for g in cluster.get("VpcSecurityGroups", [])]
     if group_id in groups:
         return
@@ -196,7 +200,7 @@ def _attach_group(neptune, cluster_id: str, resource_id: str, group_id: str) -> 
     neptune.modify_db_cluster(DBClusterIdentifier=cluster_id, VpcSecurityGroupIds=groups + [group_id], ApplyImmediately=True)
 
 
-def _detach_group(neptune, cluster_ids: list[str], resource_ids: set[str], group_id: str) -> list[str]:
+def _detach_group(neptune, execution: str, cluster_ids: list[str], resource_ids: set[str], group_id: str) -> list[str]:
     """The replicator's group off every cluster of this execution that carries it; the clusters' other groups kept."""
     detached = []
     for cluster_id in cluster_ids:
@@ -208,28 +212,34 @@ def _detach_group(neptune, cluster_ids: list[str], resource_ids: set[str], group
             continue
         if cluster["Status"] != "available":
             raise ResourceNotReady(f"{cluster_id} is {cluster['Status']}: the replicator's group comes off it next")
+        require_ours(neptune, cluster, "DBClusterArn", execution, CREATED_BY, CUTOVER)
         neptune.modify_db_cluster(DBClusterIdentifier=cluster_id, VpcSecurityGroupIds=[g for g in groups if g != group_id], ApplyImmediately=True)
         detached.append(cluster_id)
     return detached
 
 
+def _replicator_group(step: Step) -> dict | None:
+    return _our_group(step.client("ec2"), replicator_names(step.execution)["security_group"], step.execution)
+
+
 def _attach_replicator(step: Step, cluster_id: str, resource_id: str) -> None:
-    group = _our_group(step.client("ec2"), replicator_names(step.execution)["security_group"], step.execution)
+    group = _replicator_group(step)
     if group is None:
         raise NotOurs(f"the replicator's security group of {step.execution} is gone")
-    _attach_group(step.neptune, cluster_id, resource_id, group["GroupId"])
+    _attach_group(step.neptune, step.execution, cluster_id, resource_id, group["GroupId"])
 
 
-def detach_replicator(step: Step, resource_ids: set[str]) -> list[str]:
+def detach_replicator(step: Step, resource_ids: set[str], group: dict | None = None) -> list[str]:
     """Before the workflow gives up its hold on a cluster (hand-over, rollback): the replicator's group comes off it
     while the role may still change it."""
     if step.plan.get("path") != "streams":
         return []
-    group = _our_group(step.client("ec2"), replicator_names(step.execution)["security_group"], step.execution)
+    group = group or _replicator_group(step)
     if group is None:
         return []
     plan = step.plan
-    return _detach_group(step.neptune, [plan["cluster_id"], plan["new_cluster_id"], plan["retired_cluster_id"]], resource_ids, group["GroupId"])
+    return _detach_group(step.neptune, step.execution, [plan["cluster_id"], plan["new_cluster_id"], plan["retired_cluster_id"]],
+                         resource_ids, group["GroupId"])
 
 
 def _endpoint(step: Step, cluster_id: str) -> dict:
@@ -250,9 +260,13 @@ def _invoke(step: Step, payload: dict) -> dict:
     return body
 
 
+def _stream_position(step: Step, cluster_id: str) -> dict:
+    return _invoke(step, {"action": "position", "source": _endpoint(step, cluster_id)})
+
+
 def record_stream_position(step: Step) -> dict:
     """The original's latest event, read before the snapshot is requested: everything up to it is in the snapshot."""
-    return _invoke(step, {"action": "position", "source": _endpoint(step, step.plan["cluster_id"])})
+    return _stream_position(step, step.plan["cluster_id"])
 
 
 def admit_replicator_to_new_cluster(step: Step) -> dict:
@@ -325,14 +339,13 @@ def _drain_and_prove(step: Step, source: str, target: str, positions: dict | Non
     while not drained["caught_up"] and time.time() - started < DRAIN_SECONDS:
         drained = _replicate(step, source, target, drained["positions"])
         applied += sum(drained["applied"].values())
-    drained["applied"] = {"total": applied}
     if not drained["caught_up"]:
         raise WritesStillFlowing(f"{source} is still {drained['lag_records']} records ahead after {DRAIN_SECONDS} s of draining")
     proof = _invoke(step, {"action": "prove", "source": _endpoint(step, source), "positions": drained["positions"]})
     if not proof["proven"]:
         raise WritesStillFlowing(f"{source} committed past the drained position {proof['applied']}: {proof['past_position']}")
     return {"positions": drained["positions"], "source_latest": proof["source_latest"], "proven": True, "started_at": started,
-            "drained_records": sum(drained["applied"].values()), "drain_seconds": round(time.time() - started, 3)}
+            "drained_records": applied, "drain_seconds": round(time.time() - started, 3)}
 
 
 def drain_and_prove(step: Step) -> dict:
@@ -347,11 +360,7 @@ def prove_after_rename(step: Step) -> dict:
     cluster's own stream position is recorded too: anything after it is a write it took while serving, which a
     rollback replicates back."""
     proof = _drain_and_prove(step, step.plan["retired_cluster_id"], step.plan["new_cluster_id"])
-    return {**proof, "target_positions": record_stream_position_of(step, step.plan["new_cluster_id"])}
-
-
-def record_stream_position_of(step: Step, cluster_id: str) -> dict:
-    return _invoke(step, {"action": "position", "source": _endpoint(step, cluster_id)})["positions"]
+    return {**proof, "target_positions": _stream_position(step, step.plan["new_cluster_id"])["positions"]}
 
 
 def replicate_back(step: Step) -> dict:
@@ -364,7 +373,7 @@ def replicate_back(step: Step) -> dict:
         raise ReplicationImpossible(f"no record of where {plan['new_cluster_id']}'s stream stood when it took the name")
     # Only onto an original that took nothing since the cutover proof: else both took writes, and replaying one over
     # the other would merge two histories. Then each keeps its own and the rollback names them.
-    quiet = _invoke(step, {"action": "prove", "source": _endpoint(step, plan["retired_cluster_id"]), "positions": final_proof["positions"]})
+    quiet = check_retired_quiet(step)
     if not quiet["proven"]:
         raise WritesAfterCutover(f"{plan['cluster_id']}'s original committed after the cutover proof (first: {quiet['past_position']}) "
                                  f"while {plan['new_cluster_id']} served: both keep their writes, for a person to reconcile")
@@ -395,10 +404,9 @@ def prove_retired_quiet(step: Step) -> dict:
     if serving is None or serving["DbClusterResourceId"] != step.state["cutover"]["resource_id"]:
         raise NotOurs(f"{plan['cluster_id']} is not served by the remediated cluster: the original is kept")
     _attach_replicator(step, plan["retired_cluster_id"], plan["cluster_resource_id"])  # taken off it when it was stopped
-    proven_at = step.state["final_proof"]["positions"]
-    proof = _invoke(step, {"action": "prove", "source": _endpoint(step, plan["retired_cluster_id"]), "positions": proven_at})
+    proof = check_retired_quiet(step)
     if not proof["proven"]:
-        raise WritesAfterCutover(f"{plan['retired_cluster_id']} committed after the position proven at the cutover {proven_at} "
+        raise WritesAfterCutover(f"{plan['retired_cluster_id']} committed after the position proven at the cutover {proof['applied']} "
                                  f"(first: {proof['past_position']}): {plan['cluster_id']} does not hold those changes; the original "
                                  "is kept for a person to reconcile them")
     return {**proof, "checked_at": time.time()}
@@ -412,9 +420,9 @@ def remove_replicator(step: Step) -> dict:
         return {"removed": []}
     plan, names = step.plan, replicator_names(step.execution)
     ec2, iam, lam = step.client("ec2"), step.client("iam"), step.client("lambda")
-    group = _our_group(ec2, names["security_group"], step.execution)
+    group = _replicator_group(step)
     resource_ids = {plan["cluster_resource_id"], (step.state.get("verified") or {}).get("resource_id")}
-    removed = [f"{names['security_group']} from {c}" for c in detach_replicator(step, resource_ids)]
+    removed = [f"{names['security_group']} from {c}" for c in detach_replicator(step, resource_ids, group)]
     try:
         if lam.get_function(FunctionName=names["function"]).get("Tags", {}).get(CREATED_BY) == step.execution:
             lam.delete_function(FunctionName=names["function"])
