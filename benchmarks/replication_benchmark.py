@@ -20,9 +20,10 @@ sys.path[:0] = [str(Path(__file__).resolve().parent.parent), str(Path(__file__).
 import boto3  # noqa: E402
 from moto import mock_aws  # noqa: E402
 
-from neptune_guard import replication  # noqa: E402
-from sandbox import moto_fixes, organization  # noqa: E402
-from sandbox.application import Writer  # noqa: E402
+from neptune_guard.remediate import replication  # noqa: E402
+from sandbox.aws import moto_fixes
+from sandbox.demo import organization  # noqa: E402
+from sandbox.demo.application import Writer  # noqa: E402
 
 ACCOUNT, REGION = "123456789012", "us-east-1"
 

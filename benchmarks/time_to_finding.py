@@ -28,9 +28,10 @@ for name, value in {"AWS_ACCESS_KEY_ID": "benchmark", "AWS_SECRET_ACCESS_KEY": "
 import boto3  # noqa: E402
 from moto import mock_aws  # noqa: E402
 
-from neptune_guard import aws, changes  # noqa: E402
-from sandbox import moto_fixes  # noqa: E402
-from sandbox.organization import seed  # noqa: E402
+from neptune_guard import aws
+from neptune_guard.detect import changes  # noqa: E402
+from sandbox.aws import moto_fixes  # noqa: E402
+from sandbox.demo.organization import seed  # noqa: E402
 
 MEMBER, REGION = "111111111111", "us-east-1"
 SCENARIO = {"accounts": {MEMBER: {REGION: {"keys": {"cmk": {"state": "Enabled"}},

@@ -13,7 +13,7 @@ from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
-from neptune_guard.changes import CLOUDTRAIL, WATCHED
+from neptune_guard.detect.changes import CLOUDTRAIL, WATCHED
 
 from .config import CHANGE_BUS, Config
 

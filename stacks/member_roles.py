@@ -8,8 +8,9 @@ from aws_cdk import aws_iam as iam
 from cdk_nag import NagSuppressions
 from constructs import Construct
 
-from neptune_guard import approval_marks, naming
-from neptune_guard.rds_resources import (
+from neptune_guard.approve import approval_marks
+from neptune_guard.remediate import naming
+from neptune_guard.remediate.resources import (
     CREATED_BY,
     CUTOVER,
     DECOMMISSION_APPROVED_BY,
@@ -20,8 +21,8 @@ from neptune_guard.rds_resources import (
     RETIRED_BY,
     TEMPORARY_FOR,
 )
-from neptune_guard import live_cutover
-from neptune_guard.remediation import ARCHIVED_BY, SERVED
+from neptune_guard.remediate import live_cutover
+from neptune_guard.remediate.cluster import ARCHIVED_BY, SERVED
 
 from .config import APPROVAL_ROLE, DETECTOR_ROLE, PLANNER_ROLE, TRIGGER_ROLE, WORKFLOW_ROLE, Config
 
@@ -51,7 +52,7 @@ def finding_update(workflow_status: str | None = None) -> dict:
 
 class MemberRolesStack(Stack):
     def _streams_path_grants(self, remediation: iam.Role, executions: str, tagged_for_an_execution) -> None:
-        """The streams path (lambdas/neptune_guard/live_cutover.py, PERMISSIONS): the replicator's security group, role and
+        """The streams path (lambdas/neptune_guard/remediate/live_cutover.py, PERMISSIONS): the replicator's security group, role and
         function, each created with the execution's tag and changed or deleted only with it; its role can never hold more
         than the boundary policy, and may be passed to Lambda only."""
         grants = live_cutover.PERMISSIONS
@@ -262,7 +263,7 @@ class MemberRolesStack(Stack):
         trigger_access.add_to_policy(iam.PolicyStatement(
             sid="NoteTheFinding", actions=["securityhub:BatchUpdateFindings"], resources=[hub], conditions=finding_update("NOTIFIED")))
 
-        # The approval marks (neptune_guard/approval_marks.py): written only by this role, which only the approval
+        # The approval marks (neptune_guard/approve/approval_marks.py): written only by this role, which only the approval
         # endpoint assumes, after its checks; the remediation role cannot write them.
         marks = iam.Role(
             self, "ApprovalMarksRole", role_name=approval_marks.MARKS_ROLE, assumed_by=security_role(APPROVAL_ROLE),

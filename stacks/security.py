@@ -29,8 +29,8 @@ from aws_cdk import custom_resources as cr
 from cdk_nag import NagSuppressions
 from constructs import Construct
 
-from neptune_guard import approval_marks
-from neptune_guard.changes import CLOUDTRAIL, WATCHED
+from neptune_guard.approve import approval_marks
+from neptune_guard.detect.changes import CLOUDTRAIL, WATCHED
 from neptune_guard.options import METRICS_NAMESPACE
 
 from . import lambda_code

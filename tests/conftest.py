@@ -5,10 +5,11 @@ from dataclasses import dataclass
 import boto3
 import pytest
 
-from neptune_guard import approvals
-from sandbox import moto_fixes, workflows
-from sandbox.workflows import final_state  # noqa: F401  (the workflow tests import it from here)
-from sandbox.organization import seed
+from neptune_guard.approve import approvals
+from sandbox.aws import moto_fixes
+from sandbox.demo import workflows
+from sandbox.demo.workflows import final_state  # noqa: F401  (the workflow tests import it from here)
+from sandbox.demo.organization import seed
 
 REGIONS = ("us-east-1", "eu-west-1")
 EXAMPLE_ORGANIZATION = "o-exampleorgid"  # cdk.json leaves organizationId empty: synth refuses to guess it
@@ -69,7 +70,8 @@ def deployments(session: boto3.Session):
     """deploy(scenario) -> (session, sfn, ARNs): the scenario seeded, the real state machines and the approval endpoint
     deployed into the local AWS; ARNs["approval_url"] is the endpoint's function URL, served on loopback. Executions
     left running are stopped on the way out, so that none outlives its local AWS."""
-    from sandbox import function_urls, workflows
+    from sandbox.aws import function_urls
+    from sandbox.demo import workflows
 
     deployed = []
     with workflows.fast_clock(), contextlib.ExitStack() as servers:
@@ -111,7 +113,7 @@ def module_local_aws():
 def on_call(deployed):
     """Two on-call engineers of the module's `deployed` workflows: alice starts executions through the approval
     endpoint, bob approves them (the endpoint refuses the starter's own approval)."""
-    from sandbox.on_call import Engineer
+    from sandbox.demo.on_call import Engineer
 
     session, _, arns = deployed
     return Engineer(session, "alice", arns["approval_url"]), Engineer(session, "bob", arns["approval_url"])

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from neptune_guard import approvals, workflow
-from sandbox import workflows
+from neptune_guard.approve import approvals, workflow
+from sandbox.demo import workflows
 from tests.conftest import member_session
 
 # The remediation workflows: the ones that change customer resources, hence the ones gated by approvals.

@@ -11,9 +11,9 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.httpsession import URLLib3Session
 
-from neptune_guard import approval_client, approvals
-from sandbox import workflows
-from sandbox.on_call import Engineer
+from neptune_guard.approve import approval_client, approvals
+from sandbox.demo import workflows
+from sandbox.demo.on_call import Engineer
 from tests.conftest import awaiting, member_session
 
 ACCOUNT, REGION = "111111111111", "us-east-1"
@@ -169,7 +169,7 @@ def test_writes_detected_need_accept_write_loss_and_an_approval_may_say_why(team
 
 def test_an_execution_started_without_a_recorded_requester_cannot_be_approved(team):
     session, sfn, arns, alice, bob = team
-    from neptune_guard import workflow
+    from neptune_guard.approve import workflow
 
     execution = workflow.start(sfn, arns["cluster"], REQUEST)  # someone with states:StartExecution, not the endpoint
     waiting_for(sfn, execution, "snapshot")
@@ -298,7 +298,7 @@ def test_remediate_without_an_approval_url_records_the_administrator_who_needs_t
 
 
 def test_an_execution_the_trigger_started_needs_two_distinct_people_before_it_acts(team):
-    from neptune_guard import workflow
+    from neptune_guard.approve import workflow
 
     session, sfn, arns, alice, bob = team
     trigger = "arn:aws:sts::123456789012:assumed-role/NeptuneGuardTrigger/neptune-guard-trigger"

@@ -268,7 +268,7 @@ def test_logs_are_encrypted_and_carry_no_execution_data(stacks):
 
 
 def test_members_forward_the_watched_changes_to_a_bus_only_the_organization_may_use(stacks):
-    from neptune_guard.changes import WATCHED
+    from neptune_guard.detect.changes import WATCHED
 
     _, _, security, _ = stacks
     stack_set = next(s["Properties"] for s in security.find_resources("AWS::CloudFormation::StackSet").values()

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from neptune_guard import changes
+from neptune_guard.detect import changes
 from tests.conftest import ORG, LambdaContext, findings, member_session
 
 ACCOUNT, REGION = "111111111111", "us-east-1"

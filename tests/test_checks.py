@@ -2,7 +2,7 @@
 
 import pytest
 
-from neptune_guard import checks
+from neptune_guard.detect import checks
 from neptune_guard.models import AWS_OWNED_KEY, Cluster, ClusterSnapshot, Graph, GraphSnapshot, KeyInfo, KeyManager, Status
 
 KEY_ARN = "arn:aws:kms:us-east-1:111111111111:key/1234abcd-12ab-34cd-56ef-1234567890ab"

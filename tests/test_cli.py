@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from neptune_guard.cli import main
-from sandbox.organization import seed
-from sandbox.server import LoopbackAws
+from sandbox.aws.server import LoopbackAws
+from sandbox.demo.organization import seed
 from tests.conftest import TWO_ACCOUNTS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -160,8 +160,8 @@ def test_table_columns_are_sized_to_their_data_and_counted_by_severity(seeded, c
 
 
 def test_severities_are_coloured_on_a_terminal_only(seeded):
-    from neptune_guard import report
-    from neptune_guard.scanner import ScanOptions, scan
+    from neptune_guard.detect.scanner import ScanOptions, scan
+    from neptune_guard.findings import report
 
     session = seeded(TWO_ACCOUNTS)
     result = scan(ScanOptions(accounts="org", regions=("us-east-1", "eu-west-1")), session)
@@ -171,7 +171,7 @@ def test_severities_are_coloured_on_a_terminal_only(seeded):
 
 
 def test_checks_lists_every_check_with_its_severity(capsys):
-    from neptune_guard.checks import CHECKS
+    from neptune_guard.detect.checks import CHECKS
 
     assert main(["checks"]) == 0
     out = capsys.readouterr().out

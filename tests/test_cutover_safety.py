@@ -3,8 +3,9 @@
 import pytest
 from moto.rds import models as rds_models
 
-from neptune_guard import naming, workflow
-from sandbox import write_activity
+from neptune_guard.approve import workflow
+from neptune_guard.remediate import naming
+from sandbox.aws import write_activity
 from tests.conftest import awaiting, decide, final_state, finish, member_session
 
 ACCOUNT, REGION = "111111111111", "us-east-1"

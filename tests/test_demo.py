@@ -75,7 +75,7 @@ def test_a_global_database_member_seeds_in_any_region(seeded):
 
 
 def test_a_demo_failure_is_one_line_not_a_traceback(tmp_path, capsys, monkeypatch):
-    from sandbox import demo
+    from sandbox.demo import demo
 
     def broken(*args, **kwargs):
         raise RuntimeError("the local AWS went away")

@@ -1,5 +1,5 @@
 """Least privilege, executed: the roles the CDK app synthesizes are deployed into the local AWS and every code path
-runs on their credentials alone, each request authorized as IAM would (sandbox/executed_iam.py). Any AccessDenied
+runs on their credentials alone, each request authorized as IAM would (sandbox/iam/executed.py). Any AccessDenied
 fails the run; every granted action the run never used must be one docs/iam.md lists with the documentation that
 requires it."""
 
@@ -12,7 +12,9 @@ import pytest
 from botocore.exceptions import ClientError
 
 from neptune_guard import cli
-from sandbox import executed_iam, function_urls, on_call, workflows
+from sandbox.aws import function_urls
+from sandbox.demo import on_call, workflows
+from sandbox.iam import executed
 from tests.conftest import awaiting, custom_action_event, final_state, findings, member_session
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,11 +47,11 @@ def deployed(seeded, synthesized, monkeypatch):
     """The scenario, the synthesized roles and the functions on them, with the approval endpoint served."""
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "1")
     session = seeded(SCENARIO)
-    harness, arns = executed_iam.deploy(session, *synthesized)
+    harness, arns = executed.deploy(session, *synthesized)
     with workflows.fast_clock(), function_urls.serve(session, arns["approval_function"]) as url:
         sfn = session.client("stepfunctions", region_name=REGION)
         try:
-            with executed_iam.enforced(harness):
+            with executed.enforced(harness):
                 yield session, harness, arns, url.url
         finally:
             workflows.stop_running(sfn, [arns["cluster"], arns["snapshot"]])
@@ -59,13 +61,13 @@ def role_session(session, role_name, session_name, account=None):
     """Credentials of a session of `role_name` (in the security account unless `account` says otherwise). A person on
     call is a session of the on-call role under their own name: the approver policy is theirs."""
     account = account or session.client("sts").get_caller_identity()["Account"]
-    return executed_iam.role_credentials(session, f"arn:aws:iam::{account}:role/{role_name}", session_name)
+    return executed.role_credentials(session, f"arn:aws:iam::{account}:role/{role_name}", session_name)
 
 
 def as_person(credentials, monkeypatch, url, *argv) -> tuple[int, dict]:
     """The CLI, run by a person with their own credentials, against the approval endpoint."""
     monkeypatch.setenv("NEPTUNE_GUARD_APPROVAL_URL", url)
-    with executed_iam.acting_as(credentials):
+    with executed.acting_as(credentials):
         return cli.main([*argv, "--output", "json"])
 
 
@@ -103,7 +105,7 @@ def test_every_code_path_runs_on_the_synthesized_roles_alone(deployed, monkeypat
     scanned = scheduled_scan(sfn, arns)
     assert scanned["findings_failed"] > 0 and scanned["accounts_unreached"] == [], scanned
     # `scan --accounts self` uses the caller's own credentials: here a member account's audit role.
-    with executed_iam.acting_as(role_session(session, "NeptuneGuardAudit", "cli", ACCOUNT)):
+    with executed.acting_as(role_session(session, "NeptuneGuardAudit", "cli", ACCOUNT)):
         assert cli.main(["scan", "--accounts", "self", "--publish", "--no-progress", "--output", "json"]) == 0
     capsys.readouterr()
 
@@ -200,9 +202,9 @@ def failed_finding(session, resource_suffix):
 
 
 def read_the_question(person, state_machine_arn, execution):
-    from neptune_guard import approvals
+    from neptune_guard.approve import approvals
 
-    with executed_iam.acting_as(person):
+    with executed.acting_as(person):
         sfn = boto3.client("stepfunctions", region_name=REGION)
         assert execution in [e["executionArn"] for e in sfn.list_executions(stateMachineArn=state_machine_arn)["executions"]]
         assert sfn.describe_execution(executionArn=execution)["status"] == "RUNNING"
@@ -214,9 +216,9 @@ def denials(harness) -> str:
 
 
 def start(person, url, state_machine_arn, target: dict) -> str:
-    from neptune_guard import approval_client
+    from neptune_guard.approve import approval_client
 
-    with executed_iam.acting_as(person):
+    with executed.acting_as(person):
         return approval_client.call(boto3.Session(region_name=REGION), url, {
             "action": "start", "state_machine_arn": state_machine_arn,
             "request": {"account_id": ACCOUNT, "region": REGION, "target_key": "alias/neptune-guard", **FAST, **target}})["execution_arn"]
@@ -232,8 +234,8 @@ def documented_unexercised() -> set[str]:
 def test_the_remediation_roles_own_credentials_cannot_touch_an_untagged_customer_resource(deployed):
     session, harness, arns, _ = deployed
     member = member_session(session, ACCOUNT)
-    with executed_iam.acting_as(role_session(session, "NeptuneGuardWorkflow", "steps")):
-        remediation = executed_iam.role_credentials(boto3.Session(region_name=REGION),
+    with executed.acting_as(role_session(session, "NeptuneGuardWorkflow", "steps")):
+        remediation = executed.role_credentials(boto3.Session(region_name=REGION),
                                                     f"arn:aws:iam::{ACCOUNT}:role/NeptuneGuardRemediation", "attacker")
     rds = boto3.Session(aws_access_key_id=remediation.access_key, aws_secret_access_key=remediation.secret_key,
                         aws_session_token=remediation.token, region_name=REGION).client("rds")

@@ -4,11 +4,13 @@ gone, and a neptune-graph fault confined to its account-region."""
 import boto3
 import pytest
 
-from neptune_guard import asff, checks, graphs, trigger
+from neptune_guard.approve import trigger
+from neptune_guard.detect import checks, graphs
+from neptune_guard.detect.scanner import ScanOptions, scan
+from neptune_guard.findings import asff
 from neptune_guard.models import Status
-from neptune_guard.scanner import ScanOptions, scan
-from sandbox.organization import DEMO_SCENARIO, seed
-from sandbox.server import LoopbackAws
+from sandbox.aws.server import LoopbackAws
+from sandbox.demo.organization import DEMO_SCENARIO, seed
 from tests.conftest import REGIONS, findings, member_session
 from tests.test_checks import graph
 

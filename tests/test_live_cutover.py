@@ -1,12 +1,12 @@
 """The streams path: a live cluster re-encrypted while the application keeps writing, the cutover proven by stream
-position. The real ASL in moto's interpreter, the data plane of sandbox/neptune_data.py, an application writing."""
+position. The real ASL in moto's interpreter, the data plane of sandbox/aws/neptune_data.py, an application writing."""
 
 import time
 
 import pytest
 
-from neptune_guard import approvals
-from sandbox.application import Writer
+from neptune_guard.approve import approvals
+from sandbox.demo.application import Writer
 from tests.conftest import awaiting, decide, final_state, finish, member_session
 
 ACCOUNT, REGION = "111111111111", "us-east-1"
@@ -31,7 +31,7 @@ def request(cluster_id):
 
 def run_live(sfn, arns, cluster_id, model):
     writer = Writer(ACCOUNT, REGION, cluster_id, model).start()
-    from neptune_guard import workflow
+    from neptune_guard.approve import workflow
     execution = workflow.start(sfn, arns["cluster"], request(cluster_id))
     try:
         awaiting(sfn, execution, "snapshot")
@@ -72,8 +72,9 @@ def test_a_live_cluster_is_re_encrypted_with_writes_flowing_and_no_acknowledged_
 
 def test_a_page_of_changes_is_applied_whole_as_neptune_runs_a_script(local_aws):
     """Neptune runs a script's earlier statements only when iterated: every record of a page must reach the copy."""
-    from neptune_guard import replication
-    from sandbox import neptune_data, organization
+    from neptune_guard.remediate import replication
+    from sandbox.aws import neptune_data
+    from sandbox.demo import organization
 
     neptune = local_aws.client("neptune", region_name=REGION)
     organization.seed_region(local_aws, REGION, {"clusters": {"live": {"encryption": "none", "instances": {"live-1": "db.r6g.large"}, "streams": True}}}, "123456789012")
@@ -95,7 +96,7 @@ def on_the_swap(monkeypatch, execution: str, action) -> None:
     """`action()` the moment the execution's new cluster takes the production name "graph"."""
     from moto.rds import models as rds_models
 
-    from neptune_guard import naming
+    from neptune_guard.remediate import naming
 
     new, rename = naming.derived("graph", "cmk", naming.execution_token(execution)), rds_models.RDSBackend.modify_db_cluster
 
@@ -112,8 +113,10 @@ def on_the_swap(monkeypatch, execution: str, action) -> None:
 def test_a_write_the_retired_original_takes_after_the_proof_is_never_replayed_and_keeps_it(deployed, monkeypatch):
     """An open connection writes to the original while the new cluster takes its name: that write was made on the old
     state, so it is not merged into the serving cluster; decommission keeps the original and names the commit."""
-    from neptune_guard import naming, workflow
-    from sandbox import neptune_data, workflows
+    from neptune_guard.approve import workflow
+    from neptune_guard.remediate import naming
+    from sandbox.aws import neptune_data
+    from sandbox.demo import workflows
 
     session, sfn, arns = deployed
     neptune = member_session(session, ACCOUNT).client("neptune", region_name=REGION)
@@ -144,7 +147,7 @@ def test_a_write_the_retired_original_takes_after_the_proof_is_never_replayed_an
 
 
 def test_the_pause_beside_the_cutover_question_keeps_the_history_bounded_however_long_on_call_takes():
-    from neptune_guard import live_cutover
+    from neptune_guard.remediate import live_cutover
 
     for timeout in (600, 24 * 3600, 7 * 24 * 3600):
         waited, runs, pauses = 0.0, 0, []
@@ -183,7 +186,7 @@ def test_a_vpc_functions_interfaces_outlive_it_until_lambda_releases_them_with_i
 def test_a_rollback_after_the_new_cluster_served_brings_its_writes_back_to_the_original(deployed, monkeypatch, fail):
     """The application writes on through a fault after the swap: what the new cluster acknowledged while it held the
     name is replicated back, proven, before the original serves again; no acknowledged write is missing."""
-    from neptune_guard import workflow
+    from neptune_guard.approve import workflow
 
     session, sfn, arns = deployed
     writer = Writer(ACCOUNT, REGION, "graph", "property-graph").start()
@@ -212,7 +215,7 @@ def test_a_stream_that_would_expire_before_the_cutover_is_refused_at_plan_time(d
     """Replication reads the stream from the snapshot to the cutover: a cutover question that may wait 7 days, on a
     stream kept 7 days (the default), could find its records gone, and the plan says what to change. The soak does
     not count: the decommission proof keeps the original whenever the records it needs are gone."""
-    from neptune_guard import workflow
+    from neptune_guard.approve import workflow
 
     _, sfn, arns = deployed
     result = finish(sfn, workflow.start(sfn, arns["cluster"], {**request("graph"), "approval_timeout_seconds": 7 * 86400}))
@@ -225,9 +228,9 @@ def test_a_stream_that_would_expire_before_the_cutover_is_refused_at_plan_time(d
 def test_the_replicators_group_never_goes_on_or_off_a_cluster_that_is_not_the_executions(local_aws):
     """Attaching or detaching the group changes a cluster's security groups: only on a cluster this execution created
     or whose original on-call approved (its tags), whatever the caller names; an untagged customer cluster is refused."""
-    from neptune_guard import live_cutover
-    from neptune_guard.rds_resources import NotOurs
-    from sandbox import organization
+    from neptune_guard.remediate import live_cutover
+    from neptune_guard.remediate.resources import NotOurs
+    from sandbox.demo import organization
 
     organization.seed_region(local_aws, REGION, {"clusters": {"ledger": {"encryption": "none", "instances": {"ledger-1": "db.r6g.large"},
                                                                          "streams": True}}}, "123456789012")

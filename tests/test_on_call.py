@@ -8,10 +8,10 @@ import subprocess
 
 import pytest
 
-from neptune_guard import notifications
 from neptune_guard.cli import build_parser, main
-from sandbox import workflows
-from sandbox.on_call import Engineer
+from neptune_guard.remediate import notifications
+from sandbox.demo import workflows
+from sandbox.demo.on_call import Engineer
 from tests.conftest import awaiting
 
 ACCOUNT, REGION = "111111111111", "us-east-1"

@@ -40,7 +40,8 @@ def test_the_cli_reports_the_package_version(capsys):
 
 
 def test_findings_carry_the_tool_version():
-    from neptune_guard import __version__, asff
+    from neptune_guard import __version__
+    from neptune_guard.findings import asff
     from neptune_guard.models import Cluster, Evaluation, Status
 
     cluster = Cluster("111111111111", "us-east-1", "c", "arn:aws:rds:us-east-1:111111111111:cluster:c", "available", False, None, None)
@@ -63,9 +64,9 @@ def test_each_lambda_ships_only_what_its_handler_imports():
 
     detector = {p.name for p in lambda_code.closure("neptune_guard.handlers.detector")}
     assert {"detector.py", "scanner.py", "securityhub.py", "options.py"} <= detector
-    assert not detector & {"cli.py", "report.py", "remediation.py", "approvals.py", "steps.py", "trigger.py"}
+    assert not detector & {"cli.py", "report.py", "cluster.py", "approvals.py", "steps.py", "trigger.py"}
     steps = {p.name for p in lambda_code.closure("neptune_guard.handlers.steps")}
-    assert {"steps.py", "remediation.py", "execution_guard.py"} <= steps and not steps & {"cli.py", "scanner.py", "detector.py"}
+    assert {"steps.py", "cluster.py", "guard.py"} <= steps and not steps & {"cli.py", "scanner.py", "detector.py"}
     assert not steps & {"console.py", "executions.py"}  # the CLI's own modules (rich) never ship in a Lambda
     assert "notifications.py" in steps
     excluded = lambda_code.excluded("neptune_guard.handlers.approval")

@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from neptune_guard import approvals, naming, workflow
-from sandbox import workflows
+from neptune_guard.approve import approvals, workflow
+from neptune_guard.remediate import naming
+from sandbox.demo import workflows
 from tests.conftest import awaiting, decide, final_state, finish, member_session
 
 ACCOUNT, REGION = "111111111111", "us-east-1"
@@ -282,8 +283,8 @@ def test_a_retained_original_is_never_itself_remediated(deployed):
 
 
     # until it is decommissioned, the scan shows it apart from new failures, and Security Hub says why
-    from neptune_guard import asff, report
-    from neptune_guard.scanner import ScanOptions, scan
+    from neptune_guard.detect.scanner import ScanOptions, scan
+    from neptune_guard.findings import asff, report
 
     result = scan(ScanOptions(accounts=ACCOUNT, regions=(REGION,), publish=True))
     kept = [e for e in result.evaluations if e.resource_id == plan["retired_cluster_id"] and e.status.value == "FAILED"]
@@ -422,7 +423,7 @@ def test_a_decommission_left_unanswered_keeps_everything_retained(deployed):
 
 
 def test_writes_still_flowing_before_the_snapshot_change_nothing(deployed):
-    from sandbox import write_activity
+    from sandbox.aws import write_activity
 
     session, sfn, arns = deployed
     before = clusters(session)

@@ -2,7 +2,7 @@
 position is read, it keeps changing, it is snapshotted (holding part of what came after the position), it keeps
 changing, and the copy restored from the snapshot is replayed from the position. The copy must end equal to the
 source whatever the interleaving, applying twice changes nothing, and what cannot be replayed exactly is refused.
-The data plane is sandbox/neptune_data.py (built from the Neptune reference), the replicator the real module."""
+The data plane is sandbox/aws/neptune_data.py (built from the Neptune reference), the replicator the real module."""
 
 import json
 import random
@@ -11,8 +11,9 @@ from urllib.parse import urlencode
 
 import pytest
 
-from neptune_guard import replication
-from sandbox import neptune_data, organization
+from neptune_guard.remediate import replication
+from sandbox.aws import neptune_data
+from sandbox.demo import organization
 
 ACCOUNT, REGION = "123456789012", "us-east-1"
 GRAPHS = ("<urn:graph:a>", None)  # a named graph and the default graph

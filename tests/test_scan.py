@@ -3,11 +3,11 @@
 import boto3
 import pytest
 
-from neptune_guard import inventory
+from neptune_guard.detect import inventory
+from neptune_guard.detect.scanner import ScanOptions, scan
 from neptune_guard.models import Status
-from neptune_guard.scanner import ScanOptions, scan
-from sandbox.organization import MANAGEMENT_ACCOUNT
-from sandbox.server import LoopbackAws
+from sandbox.aws.server import LoopbackAws
+from sandbox.demo.organization import MANAGEMENT_ACCOUNT
 from tests.conftest import REGIONS, TWO_ACCOUNTS, member_session
 
 
@@ -115,7 +115,7 @@ def test_regions_default_to_those_enabled_for_the_account(seeded):
 def test_a_region_that_throws_does_not_stop_the_others(monkeypatch):
     with LoopbackAws() as local:
         monkeypatch.setenv("AWS_ENDPOINT_URL", local.endpoint_url)
-        from sandbox.organization import seed
+        from sandbox.demo.organization import seed
 
         seed(TWO_ACCOUNTS)
         local.network.failing_regions.add("eu-west-1")

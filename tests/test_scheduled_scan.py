@@ -3,7 +3,7 @@ interpreter, its function dispatched in-process, the account list and the items'
 
 import pytest
 
-from sandbox import workflows
+from sandbox.demo import workflows
 from tests.conftest import ORG, LambdaContext, final_state, findings, member_session
 
 MEMBERS = ("111111111111", "222222222222")
@@ -113,7 +113,7 @@ def test_a_bad_minimum_coverage_is_refused_before_anything_is_read(local_aws, mo
 
 
 def test_a_map_that_fails_fails_the_run_whatever_the_minimum(scheduled_scan, monkeypatch):
-    from sandbox import moto_fixes
+    from sandbox.aws import moto_fixes
 
     def unreadable(*args, **kwargs):
         raise RuntimeError("the ItemReader could not read the account list")
@@ -126,7 +126,7 @@ def test_a_map_that_fails_fails_the_run_whatever_the_minimum(scheduled_scan, mon
 
 
 def test_an_account_is_covered_only_if_every_resource_type_was_read_and_published_where_security_hub_is_on():
-    from neptune_guard import fanout
+    from neptune_guard.detect import fanout
     from neptune_guard.models import ScanError, ScanResult, UnitResult
 
     def outcome(**unit_faults):

@@ -2,10 +2,10 @@
 
 from moto.securityhub import models as securityhub_models
 
-from neptune_guard import asff
-from neptune_guard.scanner import ScanOptions, scan
-from sandbox.organization import seed
-from sandbox.server import LoopbackAws
+from neptune_guard.detect.scanner import ScanOptions, scan
+from neptune_guard.findings import asff
+from sandbox.aws.server import LoopbackAws
+from sandbox.demo.organization import seed
 from tests.conftest import ORG, REGIONS, findings, member_session
 
 
@@ -134,8 +134,8 @@ def test_failed_findings_are_retried_and_permanent_failures_reported(seeded, mon
 
 def test_findings_are_written_as_the_asff_reference_asks():
     """FindingProviderFields, a page per check, only sourced framework requirements, Security Hub's own control apart."""
-    from neptune_guard import asff
-    from neptune_guard.checks import CHECKS
+    from neptune_guard.detect.checks import CHECKS
+    from neptune_guard.findings import asff
     from neptune_guard.models import Cluster, Evaluation, Status
 
     assert len({check.remediation_url for check in CHECKS}) == len(CHECKS)

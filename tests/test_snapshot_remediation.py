@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from neptune_guard import approvals, workflow
+from neptune_guard.approve import approvals, workflow
 from tests.conftest import awaiting, decide, final_state, finish, member_session
 
 ACCOUNT, REGION, PARTNER = "111111111111", "us-east-1", "444444444444"
@@ -133,7 +133,7 @@ def test_a_key_the_shared_accounts_could_not_use_is_refused_with_the_grant_to_ad
     ({"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::999999999999:root"}, "Action": "kms:*", "Resource": "*"}, False),
 ])
 def test_the_key_policy_check_needs_every_action_for_the_account(statement, admitted):
-    from neptune_guard.snapshot_remediation import key_policy_admits
+    from neptune_guard.remediate.snapshot import key_policy_admits
 
     policy = json.dumps({"Statement": [statement]})
     assert key_policy_admits(policy, PARTNER, "arn:aws:kms:us-east-1:111111111111:key/k") is admitted

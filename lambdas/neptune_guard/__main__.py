@@ -1,5 +1,5 @@
 import sys
 
-from .cli import main
+from neptune_guard.cli import main
 
 sys.exit(main())

@@ -13,10 +13,12 @@ from importlib.metadata import PackageNotFoundError, entry_points, version
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError, PartialCredentialsError, ProfileNotFound
 from botocore.utils import ArnParser, InvalidArnException
 
-from . import __version__, approval_client, console, executions, report
-from .aws import ACCOUNT_ID, REGION_NAME
-from .options import accounts_option, concurrency_option, regions_option
-from .scanner import DEFAULT_AUDIT_ROLE, ScanOptions, ScanSetupError, scan
+from neptune_guard import __version__, console
+from neptune_guard.approve import approval_client, executions
+from neptune_guard.aws import ACCOUNT_ID, REGION_NAME
+from neptune_guard.detect.scanner import DEFAULT_AUDIT_ROLE, ScanOptions, ScanSetupError, scan
+from neptune_guard.findings import report
+from neptune_guard.options import accounts_option, concurrency_option, regions_option
 
 EXIT_OK, EXIT_NOTHING_SCANNED, EXIT_USAGE, EXIT_CREDENTIALS, EXIT_AWS = 0, 1, 2, 3, 4
 EXIT_FAILED = 1  # the approval endpoint could not be reached or failed: nothing is known to have changed
@@ -250,13 +252,14 @@ def show(document: dict, output: str) -> None:
 
 
 def run_workflow_command(args) -> int:
-    from . import remediation, snapshot_remediation, workflow
-    from .rds_resources import Step, parse_arn
+    from neptune_guard.approve import workflow
+    from neptune_guard.remediate import cluster, snapshot
+    from neptune_guard.remediate.resources import Step, parse_arn
 
     session = aws_session(args)
     try:
         if args.command == "plan":
-            step = remediation.plan_cluster if args.cluster else snapshot_remediation.plan_snapshot
+            step = cluster.plan_cluster if args.cluster else snapshot.plan_snapshot
             execution = PLAN_ONLY
             if args.state_machine_arn:
                 sfn = session.client("stepfunctions", region_name=parse_arn(args.state_machine_arn, "state machine ARN")["region"])
@@ -278,7 +281,7 @@ def run_workflow_command(args) -> int:
                 raise UsageError(f"{args.command} goes through the approval endpoint: give --approval-url or set "
                                  f"{approval_client.URL_ENVIRONMENT_VARIABLE}")
             show(approval_client.call(session, args.approval_url, body), args.output)
-    except (remediation.InvalidRequest, approval_client.EndpointRefused, UsageError, workflow.TooManyAttempts) as error:
+    except (cluster.InvalidRequest, approval_client.EndpointRefused, UsageError, workflow.TooManyAttempts) as error:
         print(f"neptune-guard: {error}", file=sys.stderr)
         return EXIT_USAGE
     except approval_client.EndpointError as error:
@@ -288,7 +291,7 @@ def run_workflow_command(args) -> int:
 
 
 def run_checks(args) -> int:
-    from .checks import CHECKS
+    from neptune_guard.detect.checks import CHECKS
 
     rows = sorted(CHECKS, key=lambda c: (console.SEVERITY_ORDER.get(c.severity, 9), c.id))
     if args.output == "json":
@@ -326,7 +329,7 @@ def run_pending(args) -> int:
 
 
 def run_status(args) -> int:
-    from .rds_resources import parse_arn
+    from neptune_guard.remediate.resources import parse_arn
 
     session = aws_session(args)
     sfn = session.client("stepfunctions", region_name=parse_arn(args.execution_arn, "execution ARN")["region"])
@@ -340,7 +343,7 @@ def run_status(args) -> int:
     show(document, args.output)
     waiting = document.get("waiting_for")
     if args.output != "json" and waiting:
-        from .notifications import answer_commands
+        from neptune_guard.remediate.notifications import answer_commands
 
         commands = answer_commands(args.execution_arn, waiting["stage"])
         print(f"\nIt waits for the {waiting['stage']} approval until {waiting['deadline'] or '?'}:\n  {commands['approve']}\n  {commands['reject']}")

@@ -13,7 +13,7 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.data_classes import LambdaFunctionUrlEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from neptune_guard import approvals
+from neptune_guard.approve import approvals
 from neptune_guard.aws import CLIENT_CONFIG
 from neptune_guard.handlers import envelopes
 

@@ -9,11 +9,11 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from aws_lambda_powertools.utilities.validation import SchemaValidationError, validate
 
-from neptune_guard import execution_guard, remediation, snapshot_remediation
 from neptune_guard.aws import CLIENT_CONFIG
-from neptune_guard.rds_resources import Step, parse_arn
+from neptune_guard.remediate import cluster, guard, snapshot
+from neptune_guard.remediate.resources import Step, parse_arn
 
-STEPS = {**remediation.STEPS, **snapshot_remediation.STEPS}
+STEPS = {**cluster.STEPS, **snapshot.STEPS}
 STEP_ARGUMENTS = {"request_approval": ("stage", "task_token"), "notify": ("outcome",)}
 EVENT_SCHEMA = {
     "type": "object",
@@ -52,9 +52,9 @@ def handler(event: dict, context: LambdaContext) -> dict:
     execution_arn = parse_arn(event["execution"], "execution ARN")
     sfn = boto3.client("stepfunctions", region_name=execution_arn["region"], config=CLIENT_CONFIG)
     own_account = parse_arn(context.invoked_function_arn, "function ARN")["account"]
-    record = execution_guard.read_execution(sfn, event["execution"], own_account)
+    record = guard.read_execution(sfn, event["execution"], own_account)
     plan = state.get("plan")
-    execution_guard.authorize_step(record, request, plan, needs_approval)
+    guard.authorize_step(record, request, plan, needs_approval)
     step = Step(request=request, execution=event["execution"], plan=plan, state=state)
     arguments = STEP_ARGUMENTS.get(name, ())
     missing = [a for a in arguments if a not in event]

@@ -10,10 +10,10 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from neptune_guard.approve.trigger import TriggerConfig, trigger
 from neptune_guard.aws import CLIENT_CONFIG
 from neptune_guard.handlers import envelopes
-from neptune_guard.rds_resources import parse_arn
-from neptune_guard.trigger import TriggerConfig, trigger
+from neptune_guard.remediate.resources import parse_arn
 
 logger = Logger()
 tracer = Tracer()

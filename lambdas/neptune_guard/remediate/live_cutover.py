@@ -1,0 +1,468 @@
+"""The streams path of the cluster workflow: the application keeps writing until the cutover, and the cutover is
+proven by Neptune Streams positions (replication.py says what the proof rests on), not inferred from metrics.
+
+The replicator runs where both clusters can be reached: a Lambda function this execution creates in the member
+account, attached to the cluster's subnets with a security group of its own. That group admits itself on the
+cluster's port and is added to the clusters' security groups, so the clusters admit the replicator and nothing else:
+no rule of the customer's security groups is touched (IAM cannot limit what a rule on a customer's group would open,
+so the role may add rules to its own group only). Its role, also the execution's, may call only the `neptune-db`
+actions replication needs, on the two clusters' resource ids. All of it carries the execution's `created-by` tag and
+is removed on every path (`remove_replicator`), in the order Lambda needs: the function, then (once Lambda has
+released the function's network interfaces, which it does with the function's role) the role and the group. Its
+position is durable: each replication step returns the applied position into the execution's state, and the next
+one resumes from there.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import time
+import zipfile
+from pathlib import Path
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from neptune_guard import aws
+from neptune_guard.remediate import naming
+from neptune_guard.remediate.resources import (
+    CREATED_BY,
+    CUTOVER,
+    NotOurs,
+    ResourceNotReady,
+    Step,
+    describe_cluster,
+    require_ours,
+)
+
+REPLICATOR_HANDLER = "neptune_guard.remediate.replication.handler"
+REPLICATION_ACTIONS = ["neptune-db:GetStreamRecords", "neptune-db:ReadDataViaQuery", "neptune-db:WriteDataViaQuery",
+                       "neptune-db:DeleteDataViaQuery", "neptune-db:Connect"]
+# What Lambda needs of a VPC-attached function's role (the actions of AWSLambdaVPCAccessExecutionRole, inline so that
+# the role holds nothing else). https://docs.aws.amazon.com/lambda/latest/dg/configuration-vpc.html
+VPC_ACCESS_ACTIONS = ["ec2:CreateNetworkInterface", "ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets", "ec2:DeleteNetworkInterface",
+                      "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses"]
+LAMBDA_TRUST = {"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+ROLE_PATH = "/neptune-guard/"
+BOUNDARY = "NeptuneGuardReplicatorBoundary"  # the member stack's managed policy: no replicator role can hold more
+FUNCTION_PREFIX, ROLE_PREFIX = "neptune-guard-replicator-", "NeptuneGuardReplicator-"
+# The AWS actions this module's steps call with the member remediation role, beside the code that calls them: the member
+# stack grants exactly these (stacks/member_roles.py), scoped to what the execution creates.
+PERMISSIONS = {
+    "plan": ["rds:DescribeDBClusterParameters", "rds:DescribeDBSubnetGroups", "cloudwatch:GetMetricStatistics"],
+    "network_read": ["ec2:DescribeSecurityGroups", "ec2:DescribeSubnets", "ec2:DescribeVpcs", "ec2:DescribeNetworkInterfaces"],
+    "security_group_create": ["ec2:CreateSecurityGroup", "ec2:CreateTags"],
+    "security_group_admit": ["ec2:AuthorizeSecurityGroupIngress"],
+    "security_group_attach": ["rds:ModifyDBCluster"],
+    "security_group_delete": ["ec2:DeleteSecurityGroup"],
+    "role": ["iam:CreateRole", "iam:TagRole", "iam:GetRole", "iam:PutRolePolicy", "iam:DeleteRolePolicy", "iam:ListRolePolicies",
+             "iam:DeleteRole"],
+    "pass_role": ["iam:PassRole"],
+    "function": ["lambda:CreateFunction", "lambda:TagResource", "lambda:GetFunction", "lambda:InvokeFunction", "lambda:DeleteFunction"],
+    "read_retired_stream": ["rds:StartDBCluster"],
+}
+REPLICATE_SECONDS = 60
+DRAIN_SECONDS = 180  # a drain's runs together: inside the steps function's 5 minutes with room for the proof
+# A replicator call runs for up to its budget and a lag read: wait for it, and never send it twice (a retried invoke would
+# replicate concurrently from the same position). The ASL retries the step instead.
+REPLICATOR_CALL = Config(read_timeout=900, connect_timeout=10, retries={"mode": "standard", "max_attempts": 1},
+                         user_agent_extra="neptune-guard")  # one replication step's budget: well inside the function's 15 minutes
+CAUGHT_UP_RECORDS = 1000  # lag small enough to ask for the cutover
+# History budget (25,000 events an execution): about 7 events a catch-up run, 9 a run beside the cutover question.
+CATCH_UP_RUNS = 600  # 10 hours of catching up: past it, the write rate outpaces replication
+ANSWER_RUNS = 1800
+PERMANENT_REPLICATOR_ERRORS = ("UnsupportedChange", "StreamExpired")  # replication.py's: the same call would fail again
+
+
+class WritesStillFlowing(Exception):
+    """New commits keep reaching the original after on-call confirmed writes stopped: no swap, it keeps serving."""
+
+
+class WritesAfterCutover(Exception):
+    """The retired original took commits after the proven cutover position: it is kept, never deleted."""
+
+
+class ProofFailed(Exception):
+    """No proof that the copy holds every change of the original: no swap."""
+
+
+class CannotCatchUp(Exception):
+    """Replication has not come close to the original in CATCH_UP_RUNS runs: the remediation rolls back."""
+
+
+class ReplicationImpossible(Exception):
+    """The stream holds a change that cannot be replayed exactly, or has expired past the position: no retry helps."""
+
+
+def replicator_names(execution: str) -> dict:
+    token = naming.execution_token(execution)
+    return {"function": FUNCTION_PREFIX + token, "role": ROLE_PREFIX + token, "security_group": FUNCTION_PREFIX + token}
+
+
+def code_zip() -> bytes:
+    """The replicator's code: replication.py and its packages' markers, nothing else (it needs only botocore)."""
+    library = Path(__file__).resolve().parents[2]
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name in ("neptune_guard/__init__.py", "neptune_guard/remediate/__init__.py", "neptune_guard/remediate/replication.py"):
+            archive.write(library / name, name)
+    return buffer.getvalue()
+
+
+def _tags(step: Step) -> list[dict]:
+    return [{"Key": CREATED_BY, "Value": step.execution}]
+
+
+def _our_group(ec2, name: str, execution: str) -> dict | None:
+    groups = ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": [name]}])["SecurityGroups"]
+    if not groups:
+        return None
+    if {t["Key"]: t["Value"] for t in groups[0].get("Tags", [])}.get(CREATED_BY) != execution:
+        raise NotOurs(f"security group {name} exists but was not created for execution {execution}")
+    return groups[0]
+
+
+def _policy(step: Step, resource_ids: list[str]) -> str:
+    partition, region, account = step.plan["cluster_arn"].split(":")[1], step.request["region"], step.request["account_id"]
+    return json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Action": REPLICATION_ACTIONS,
+        "Resource": [f"arn:{partition}:neptune-db:{region}:{account}:{rid}/*" for rid in resource_ids]},
+        {"Effect": "Allow", "Action": VPC_ACCESS_ACTIONS, "Resource": "*"}]})
+
+
+def provision_replicator(step: Step) -> dict:
+    """The replicator's security group (admitted by the cluster's), role and function; ResourceNotReady until active."""
+    plan, names = step.plan, replicator_names(step.execution)
+    network = plan["streams"]["network"]
+    ec2, iam, lam = step.client("ec2"), step.client("iam"), step.client("lambda")
+    group = _our_group(ec2, names["security_group"], step.execution)
+    if group is None:
+        group_id = ec2.create_security_group(
+            GroupName=names["security_group"], VpcId=network["vpc_id"], Description="Neptune Guard replicator (one remediation)",
+            TagSpecifications=[{"ResourceType": "security-group", "Tags": _tags(step)}])["GroupId"]
+    else:
+        group_id = group["GroupId"]
+    try:
+        ec2.authorize_security_group_ingress(
+            GroupId=group_id, IpPermissions=[{"IpProtocol": "tcp", "FromPort": network["port"], "ToPort": network["port"],
+                                              "UserIdGroupPairs": [{"GroupId": group_id, "Description": names["function"]}]}],
+            TagSpecifications=[{"ResourceType": "security-group-rule", "Tags": _tags(step)}])
+    except ClientError as error:
+        if error.response["Error"]["Code"] != "InvalidPermission.Duplicate":
+            raise
+    _attach_group(step.neptune, step.execution, plan["cluster_id"], plan["cluster_resource_id"], group_id)
+    try:
+        role_arn = iam.get_role(RoleName=names["role"])["Role"]
+        if {t["Key"]: t["Value"] for t in role_arn.get("Tags", [])}.get(CREATED_BY) != step.execution:
+            raise NotOurs(f"role {names['role']} exists but was not created for execution {step.execution}")
+        role_arn = role_arn["Arn"]
+    except iam.exceptions.NoSuchEntityException:
+        partition = plan["cluster_arn"].split(":")[1]
+        role_arn = iam.create_role(RoleName=names["role"], Path=ROLE_PATH, AssumeRolePolicyDocument=json.dumps(LAMBDA_TRUST),
+                                   PermissionsBoundary=f"arn:{partition}:iam::{step.request['account_id']}:policy/{BOUNDARY}",
+                                   Description="Neptune Guard replicator (one remediation)", Tags=_tags(step))["Role"]["Arn"]
+    iam.put_role_policy(RoleName=names["role"], PolicyName="replication", PolicyDocument=_policy(step, [plan["cluster_resource_id"]]))
+    try:
+        function = lam.get_function(FunctionName=names["function"])
+        if function.get("Tags", {}).get(CREATED_BY) != step.execution:
+            raise NotOurs(f"function {names['function']} exists but was not created for execution {step.execution}")
+    except lam.exceptions.ResourceNotFoundException:
+        try:
+            lam.create_function(FunctionName=names["function"], Runtime="python3.13", Architectures=["arm64"], Role=role_arn,
+                                Handler=REPLICATOR_HANDLER, Code={"ZipFile": code_zip()}, Timeout=900, MemorySize=1024,
+                                VpcConfig={"SubnetIds": network["subnets"], "SecurityGroupIds": [group_id]},
+                                Description="Neptune Guard: replicates a cluster into its re-encrypted copy", Tags={CREATED_BY: step.execution})
+        except ClientError as error:  # a new role takes seconds to be assumable by Lambda
+            if error.response["Error"]["Code"] == "InvalidParameterValueException":
+                raise ResourceNotReady(f"the replicator's role is not usable yet: {error.response['Error']['Message']}") from error
+            raise
+        raise ResourceNotReady(f"creating {names['function']}")
+    if function["Configuration"].get("State", "Active") != "Active":
+        raise ResourceNotReady(f"{names['function']} is {function['Configuration'].get('State')}")
+    return {**names, "security_group_id": group_id}
+
+
+def _attach_group(neptune, execution: str, cluster_id: str, resource_id: str, group_id: str) -> None:
+    """The replicator's group among the cluster's security groups (it admits only itself): the cluster admits it.
+    Only a cluster of this execution: the one it created, or the original on-call approved (its cutover mark)."""
+    cluster = describe_cluster(neptune, cluster_id)
+    if cluster is None or cluster["DbClusterResourceId"] != resource_id:
+        raise NotOurs(f"{cluster_id} is not the cluster this execution planned for")
+    require_ours(neptune, cluster, "DBClusterArn", execution, CREATED_BY, CUTOVER)
+    groups = [g["VpcSecurityGroupId"] for g in cluster.get("VpcSecurityGroups", [])]
+    if group_id in groups:
+        return
+    if cluster["Status"] != "available":
+        raise ResourceNotReady(f"{cluster_id} is {cluster['Status']}")
+    neptune.modify_db_cluster(DBClusterIdentifier=cluster_id, VpcSecurityGroupIds=groups + [group_id], ApplyImmediately=True)
+
+
+def _detach_group(neptune, execution: str, cluster_ids: list[str], resource_ids: set[str], group_id: str) -> list[str]:
+    """The replicator's group off every cluster of this execution that carries it; the clusters' other groups kept."""
+    detached = []
+    for cluster_id in cluster_ids:
+        cluster = describe_cluster(neptune, cluster_id)
+        if cluster is None or cluster["DbClusterResourceId"] not in resource_ids:
+            continue
+        groups = [g["VpcSecurityGroupId"] for g in cluster.get("VpcSecurityGroups", [])]
+        if group_id not in groups or cluster["Status"] == "stopped":  # a stopped cluster admits no one
+            continue
+        if cluster["Status"] != "available":
+            raise ResourceNotReady(f"{cluster_id} is {cluster['Status']}: the replicator's group comes off it next")
+        require_ours(neptune, cluster, "DBClusterArn", execution, CREATED_BY, CUTOVER)
+        neptune.modify_db_cluster(DBClusterIdentifier=cluster_id, VpcSecurityGroupIds=[g for g in groups if g != group_id], ApplyImmediately=True)
+        detached.append(cluster_id)
+    return detached
+
+
+def _replicator_group(step: Step) -> dict | None:
+    return _our_group(step.client("ec2"), replicator_names(step.execution)["security_group"], step.execution)
+
+
+def _attach_replicator(step: Step, cluster_id: str, resource_id: str) -> None:
+    group = _replicator_group(step)
+    if group is None:
+        raise NotOurs(f"the replicator's security group of {step.execution} is gone")
+    _attach_group(step.neptune, step.execution, cluster_id, resource_id, group["GroupId"])
+
+
+def detach_replicator(step: Step, resource_ids: set[str], group: dict | None = None) -> list[str]:
+    """Before the workflow gives up its hold on a cluster (hand-over, rollback): the replicator's group comes off it
+    while the role may still change it."""
+    if step.plan.get("path") != "streams":
+        return []
+    group = group or _replicator_group(step)
+    if group is None:
+        return []
+    plan = step.plan
+    return _detach_group(step.neptune, step.execution, [plan["cluster_id"], plan["new_cluster_id"], plan["retired_cluster_id"]],
+                         resource_ids, group["GroupId"])
+
+
+def _endpoint(step: Step, cluster_id: str) -> dict:
+    cluster = describe_cluster(step.neptune, cluster_id)
+    if cluster is None or cluster["Status"] != "available":
+        raise ResourceNotReady(f"{cluster_id} is {cluster and cluster['Status']}")
+    return {"endpoint": cluster["Endpoint"], "port": cluster["Port"], "region": step.request["region"],
+            "iam_auth": bool(cluster.get("IAMDatabaseAuthenticationEnabled")), "resource_id": cluster["DbClusterResourceId"]}
+
+
+def _invoke(step: Step, payload: dict) -> dict:
+    response = step.session.client("lambda", region_name=step.request["region"], config=REPLICATOR_CALL).invoke(FunctionName=replicator_names(step.execution)["function"], Payload=json.dumps(payload).encode())
+    body = json.loads(response["Payload"].read() or b"null")
+    if response.get("FunctionError"):
+        if body.get("errorType") in PERMANENT_REPLICATOR_ERRORS:
+            raise ReplicationImpossible(f"{body['errorType']}: {body.get('errorMessage')}")
+        raise ResourceNotReady(f"the replicator failed: {body.get('errorType')}: {body.get('errorMessage')}")
+    return body
+
+
+def _stream_position(step: Step, cluster_id: str) -> dict:
+    return _invoke(step, {"action": "position", "source": _endpoint(step, cluster_id)})
+
+
+def record_stream_position(step: Step) -> dict:
+    """The original's latest event, read before the snapshot is requested: everything up to it is in the snapshot."""
+    return _stream_position(step, step.plan["cluster_id"])
+
+
+def admit_replicator_to_new_cluster(step: Step) -> dict:
+    """The new cluster admits the replicator, and its role reaches the new cluster's resource id (known once it exists)."""
+    new_id = step.state["verified"]["resource_id"]
+    _attach_replicator(step, step.plan["new_cluster_id"], new_id)
+    step.client("iam").put_role_policy(RoleName=replicator_names(step.execution)["role"], PolicyName="replication",
+                                       PolicyDocument=_policy(step, [step.plan["cluster_resource_id"], new_id]))
+    return {"resource_ids": [step.plan["cluster_resource_id"], new_id]}
+
+
+def _positions(step: Step) -> dict:
+    """Where replication stands: its last durable position, else the one read before the snapshot."""
+    for key in ("final_proof", "proof", "replication"):
+        if isinstance(step.state.get(key), dict) and "positions" in step.state[key]:
+            return step.state[key]["positions"]
+    return step.state["stream_position"]["positions"]
+
+
+def _replicate(step: Step, source: str, target: str, positions: dict | None = None) -> dict:
+    return _invoke(step, {"action": "replicate", "source": _endpoint(step, source), "target": _endpoint(step, target),
+                          "positions": _positions(step) if positions is None else positions, "seconds": REPLICATE_SECONDS})
+
+
+def replicate(step: Step) -> dict:
+    """One budget of replication from the original into the new cluster, resuming at the durable position; and how
+    long to pause before the next one. An execution's history holds 25,000 events: the loops are bounded so that
+    catching up, then waiting for the cutover answer however long it may take, stay well inside it."""
+    plan, previous, now = step.plan, step.state.get("replication") or {}, time.time()
+    result = _replicate(step, plan["cluster_id"], plan["new_cluster_id"])
+    ready = result["caught_up"] or result["lag_records"] <= CAUGHT_UP_RECORDS
+    asked_since = previous.get("asked_since") or (now if ready else None)
+    catch_up_runs = previous.get("catch_up_runs", 0) + (asked_since is None)
+    if asked_since is None and catch_up_runs >= CATCH_UP_RUNS:
+        raise CannotCatchUp(f"the new cluster is still {result['lag_records']} records ({result['lag_seconds']} s) behind after "
+                            f"{catch_up_runs} runs of {REPLICATE_SECONDS} s: the application writes faster than replication applies")
+    return {**result, "measured_at": now, "ready_to_ask": ready, "asked_since": asked_since, "catch_up_runs": catch_up_runs,
+            "pause_seconds": pause_between_runs(now - (asked_since or now), plan["approval_timeout_seconds"]),
+            "approval_answered": cutover_answered(step.execution)}
+
+
+def pause_between_runs(waiting_seconds: float, approval_timeout_seconds: int) -> int:
+    """5 s while on-call is likely at hand, then a tenth of the wait so far, capped so that the runs beside a question
+    left open until its timeout stay under ANSWER_RUNS: the cutover starts at most that long after the answer."""
+    longest = max(60, math.ceil(approval_timeout_seconds / (ANSWER_RUNS * 0.9)))  # a tenth of the runs for the ramp
+    return int(min(longest, max(5, waiting_seconds / 10)))
+
+
+def cutover_answered(execution: str) -> bool:
+    """Whether on-call has answered the cutover question (the replication that runs beside it then stops)."""
+    sfn = boto3.client("stepfunctions", region_name=execution.split(":")[3], config=aws.CLIENT_CONFIG)
+    asked = False
+    for page in sfn.get_paginator("get_execution_history").paginate(executionArn=execution):
+        for event in page["events"]:
+            details = event.get("taskScheduledEventDetails")
+            if details:
+                payload = json.loads(details["parameters"]).get("Payload", {})
+                asked = asked or (payload.get("step") == "request_approval" and payload.get("stage") == "cutover")
+            elif asked and event["type"] == "TaskSucceeded":  # a failure is retried, or fails the Parallel, stopping this branch
+                return True
+    return False
+
+
+def _drain_and_prove(step: Step, source: str, target: str, positions: dict | None = None) -> dict:
+    """Replicate until caught up (a backlog may need several runs; each resumes where the last stopped), then prove.
+    Writes that keep coming for DRAIN_SECONDS mean the application has not stopped: no swap."""
+    started = time.time()
+    drained = _replicate(step, source, target, positions)
+    applied = sum(drained["applied"].values())
+    while not drained["caught_up"] and time.time() - started < DRAIN_SECONDS:
+        drained = _replicate(step, source, target, drained["positions"])
+        applied += sum(drained["applied"].values())
+    if not drained["caught_up"]:
+        raise WritesStillFlowing(f"{source} is still {drained['lag_records']} records ahead after {DRAIN_SECONDS} s of draining")
+    proof = _invoke(step, {"action": "prove", "source": _endpoint(step, source), "positions": drained["positions"]})
+    if not proof["proven"]:
+        raise WritesStillFlowing(f"{source} committed past the drained position {proof['applied']}: {proof['past_position']}")
+    return {"positions": drained["positions"], "source_latest": proof["source_latest"], "proven": True, "started_at": started,
+            "drained_records": applied, "drain_seconds": round(time.time() - started, 3)}
+
+
+def drain_and_prove(step: Step) -> dict:
+    """With writes stopped (on-call confirmed it in the cutover approval): drain to the original's last event and
+    prove the new cluster's applied position equals it. A record after it: no swap."""
+    return _drain_and_prove(step, step.plan["cluster_id"], step.plan["new_cluster_id"])
+
+
+def prove_after_rename(step: Step) -> dict:
+    """The original, renamed aside: anything committed during the rename (open connections, instance endpoints) is
+    replicated and the proof taken again, from its retired name, before the new cluster takes the name. The new
+    cluster's own stream position is recorded too: anything after it is a write it took while serving, which a
+    rollback replicates back."""
+    proof = _drain_and_prove(step, step.plan["retired_cluster_id"], step.plan["new_cluster_id"])
+    return {**proof, "target_positions": _stream_position(step, step.plan["new_cluster_id"])["positions"]}
+
+
+def replicate_back(step: Step) -> dict:
+    """A rollback after the new cluster served: it is renamed aside (writes to it have stopped) and the original is
+    not yet back under the name. What it took while serving (its stream after the position recorded before it took
+    the name) is drained into the original and proven, so the original serves again with every acknowledged write."""
+    plan, final_proof = step.plan, step.state.get("final_proof") or {}
+    since = final_proof.get("target_positions")
+    if since is None:
+        raise ReplicationImpossible(f"no record of where {plan['new_cluster_id']}'s stream stood when it took the name")
+    # Only onto an original that took nothing since the cutover proof: else both took writes, and replaying one over
+    # the other would merge two histories. Then each keeps its own and the rollback names them.
+    quiet = check_retired_quiet(step)
+    if not quiet["proven"]:
+        raise WritesAfterCutover(f"{plan['cluster_id']}'s original committed after the cutover proof (first: {quiet['past_position']}) "
+                                 f"while {plan['new_cluster_id']} served: both keep their writes, for a person to reconcile")
+    proof = _drain_and_prove(step, plan["new_cluster_id"], plan["retired_cluster_id"], since)
+    return {**proof, "since": since}
+
+
+def check_retired_quiet(step: Step) -> dict:
+    """Whether the retired original, available now, committed nothing after the position proven at the cutover."""
+    plan = step.plan
+    return _invoke(step, {"action": "prove", "source": _endpoint(step, plan["retired_cluster_id"]),
+                          "positions": step.state["final_proof"]["positions"]})
+
+
+def prove_retired_quiet(step: Step) -> dict:
+    """Before decommission: the retired original, started if stopped, shows no commit past the position proven at
+    the cutover. A commit past it is a write the serving cluster does not hold, made on the old state while the new
+    cluster took others: it is not replayed over them (that would merge two histories), the original is kept and
+    on-call told which commits to reconcile."""
+    plan, neptune = step.plan, step.neptune
+    retired = describe_cluster(neptune, plan["retired_cluster_id"])
+    if retired is None:
+        raise NotOurs(f"{plan['retired_cluster_id']} is gone")
+    if retired["Status"] == "stopped":
+        neptune.start_db_cluster(DBClusterIdentifier=plan["retired_cluster_id"])
+        raise ResourceNotReady(f"starting {plan['retired_cluster_id']} to read its stream")
+    serving = describe_cluster(neptune, plan["cluster_id"])
+    if serving is None or serving["DbClusterResourceId"] != step.state["cutover"]["resource_id"]:
+        raise NotOurs(f"{plan['cluster_id']} is not served by the remediated cluster: the original is kept")
+    _attach_replicator(step, plan["retired_cluster_id"], plan["cluster_resource_id"])  # taken off it when it was stopped
+    proof = check_retired_quiet(step)
+    if not proof["proven"]:
+        raise WritesAfterCutover(f"{plan['retired_cluster_id']} committed after the position proven at the cutover {proof['applied']} "
+                                 f"(first: {proof['past_position']}): {plan['cluster_id']} does not hold those changes; the original "
+                                 "is kept for a person to reconcile them")
+    return {**proof, "checked_at": time.time()}
+
+
+def remove_replicator(step: Step) -> dict:
+    """Every path ends here, each part only if ours: the group off the clusters, the function; then, once Lambda has
+    released the function's network interfaces (it needs the function's role for that), the role and the group.
+    ResourceNotReady until then."""
+    if not step.plan or step.plan.get("path") != "streams":
+        return {"removed": []}
+    plan, names = step.plan, replicator_names(step.execution)
+    ec2, iam, lam = step.client("ec2"), step.client("iam"), step.client("lambda")
+    group = _replicator_group(step)
+    resource_ids = {plan["cluster_resource_id"], (step.state.get("verified") or {}).get("resource_id")}
+    removed = [f"{names['security_group']} from {c}" for c in detach_replicator(step, resource_ids, group)]
+    try:
+        if lam.get_function(FunctionName=names["function"]).get("Tags", {}).get(CREATED_BY) == step.execution:
+            lam.delete_function(FunctionName=names["function"])
+            removed.append(names["function"])
+    except lam.exceptions.ResourceNotFoundException:
+        pass
+    if group is not None:
+        interfaces = ec2.describe_network_interfaces(Filters=[{"Name": "group-id", "Values": [group["GroupId"]]}])["NetworkInterfaces"]
+        if interfaces:
+            raise ResourceNotReady(f"Lambda is releasing {len(interfaces)} network interfaces of {names['function']}: "
+                                   "its role and group go after them")
+    try:
+        role = iam.get_role(RoleName=names["role"])["Role"]
+        if {t["Key"]: t["Value"] for t in role.get("Tags", [])}.get(CREATED_BY) == step.execution:
+            for policy in iam.list_role_policies(RoleName=names["role"])["PolicyNames"]:
+                iam.delete_role_policy(RoleName=names["role"], PolicyName=policy)
+            iam.delete_role(RoleName=names["role"])
+            removed.append(names["role"])
+    except iam.exceptions.NoSuchEntityException:
+        pass
+    if group is not None:
+        try:
+            ec2.delete_security_group(GroupId=group["GroupId"])
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "DependencyViolation":
+                raise ResourceNotReady(f"{names['security_group']} is still in use: {error.response['Error']['Message']}") from error
+            raise
+        removed.append(names["security_group"])
+    return {"removed": removed}
+
+
+STEPS = {
+    "provision_replicator": (provision_replicator, "snapshot"),
+    "record_stream_position": (record_stream_position, "snapshot"),
+    "admit_replicator_to_new_cluster": (admit_replicator_to_new_cluster, "snapshot"),
+    "replicate": (replicate, "snapshot"),
+    "drain_and_prove": (drain_and_prove, "cutover"),
+    "prove_after_rename": (prove_after_rename, "cutover"),
+    "prove_retired_quiet": (prove_retired_quiet, "decommission"),
+    "replicate_back": (replicate_back, None),
+    "remove_replicator": (remove_replicator, None),
+}

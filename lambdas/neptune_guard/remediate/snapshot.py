@@ -1,0 +1,302 @@
+"""Re-encrypting a Neptune cluster snapshot under a customer-managed key.
+
+An encrypted snapshot is copied under the key. An unencrypted one cannot be encrypted by copying: it
+is restored under the key to a temporary cluster, which is snapshotted and then deleted. The new
+snapshot keeps the original's audience (the accounts it is shared with); the original is deleted only
+after the new one is verified and on-call approves. Steps follow the same rules as the cluster
+workflow's: idempotent, convergent, ResourceNotReady while AWS works, only resources tagged for this
+execution touched.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+
+from neptune_guard.remediate import naming
+from neptune_guard.remediate.resources import (
+    CREATED_BY,
+    REMEDIATED_BY,
+    REPLACE_APPROVED_BY,
+    TAG_PREFIX,
+    TEMPORARY_FOR,
+    InvalidRequest,
+    NotOurs,
+    ResourceNotReady,
+    Step,
+    VerificationFailed,
+    adopt_or_create,
+    created_by,
+    customer_tags,
+    describe_cluster,
+    describe_snapshot,
+    parse_arn,
+    require_available_cluster,
+    require_available_snapshot,
+    require_ours,
+    tags_of,
+)
+from neptune_guard.remediate.cluster import (
+    DEFAULT_APPROVAL_TIMEOUT_SECONDS,
+    _current_key_is_customer_managed,
+    validate_request,
+    validated_key,
+)
+
+
+def shared_with(neptune, snapshot_id: str) -> list[str]:
+    """The accounts (or "all") that may restore the snapshot: its `restore` attribute."""
+    result = neptune.describe_db_cluster_snapshot_attributes(DBClusterSnapshotIdentifier=snapshot_id)["DBClusterSnapshotAttributesResult"]
+    return sorted(v for a in result.get("DBClusterSnapshotAttributes", []) if a["AttributeName"] == "restore"
+                  for v in a.get("AttributeValues", []))
+
+
+# What another account needs of the key to restore a snapshot shared with it (RDS creates a grant for the restore).
+# https://docs.aws.amazon.com/neptune/latest/userguide/backup-restore-share-snapshot.html
+# https://docs.aws.amazon.com/kms/latest/developerguide/key-policy-modifying-external-accounts.html
+SHARED_KEY_ACTIONS = ("kms:Decrypt", "kms:DescribeKey", "kms:CreateGrant")
+
+
+def _listed(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def _action_matches(pattern: str, action: str) -> bool:
+    return fnmatch.fnmatchcase(action.lower(), pattern.lower())
+
+
+def key_policy_admits(policy: str, account: str, key_arn: str) -> bool:
+    """Whether the key policy allows `account` (its root, or any principal of it) every action in SHARED_KEY_ACTIONS,
+    and denies it none. Conditions are not evaluated: a conditional allow counts, a conditional deny refuses."""
+    statements = _listed(json.loads(policy).get("Statement", []))
+
+    def names(statement) -> bool:
+        principal = statement.get("Principal", {})
+        values = ["*"] if principal == "*" else _listed(principal.get("AWS", [])) if isinstance(principal, dict) else []
+        return any(v in ("*", account) or f":{account}:" in v for v in values)
+
+    def covers(statement, action) -> bool:
+        return (any(_action_matches(a, action) for a in _listed(statement.get("Action", [])))
+                and any(r in ("*", key_arn) for r in _listed(statement.get("Resource", "*"))))
+
+    for action in SHARED_KEY_ACTIONS:
+        relevant = [st for st in statements if names(st) and covers(st, action)]
+        if any(st.get("Effect") == "Deny" for st in relevant) or not any(st.get("Effect") == "Allow" for st in relevant):
+            return False
+    return True
+
+
+def key_policy_statement(accounts: list[str], key_arn: str) -> dict:
+    partition = key_arn.split(":")[1]
+    return {"Sid": "NeptuneGuardSharedSnapshotRestore", "Effect": "Allow",
+            "Principal": {"AWS": [f"arn:{partition}:iam::{a}:root" for a in accounts]}, "Action": list(SHARED_KEY_ACTIONS), "Resource": "*"}
+
+
+def plan_snapshot(step: Step) -> dict:
+    request = step.request
+    validate_request(request, "snapshot_id")
+    neptune, kms = step.neptune, step.client("kms")
+    snapshot = describe_snapshot(neptune, request["snapshot_id"])
+    if snapshot is None or snapshot.get("Engine") != "neptune":
+        raise InvalidRequest(f"no Neptune cluster snapshot {request['snapshot_id']} in {request['account_id']} {request['region']}")
+    owner = parse_arn(snapshot["DBClusterSnapshotArn"])["account"]
+    if snapshot.get("SnapshotType") == "shared" or owner != request["account_id"]:
+        raise InvalidRequest(f"{request['snapshot_id']} is shared with this account by {owner}: only its owner can re-encrypt it")
+    if snapshot.get("SnapshotType") != "manual":
+        raise InvalidRequest(f"{request['snapshot_id']} is an automated snapshot: it follows its cluster's key and expires; "
+                             "remediate the cluster instead")
+    if snapshot["Status"] != "available":
+        raise InvalidRequest(f"snapshot {request['snapshot_id']} is {snapshot['Status']}, not available")
+    tags = tags_of(neptune, snapshot["DBClusterSnapshotArn"])
+    ours = sorted(k for k in tags if k.startswith(TAG_PREFIX) and k != REMEDIATED_BY)
+    if ours:
+        raise InvalidRequest(f"{request['snapshot_id']} belongs to a Neptune Guard execution ({', '.join(f'{k}={tags[k]}' for k in ours)}): "
+                             "that execution keeps or removes it")
+    key = validated_key(kms, request)
+    if snapshot.get("StorageEncrypted") and snapshot.get("KmsKeyId") == key["Arn"]:
+        raise InvalidRequest(f"snapshot {request['snapshot_id']} is already encrypted with {key['Arn']}")
+    if _current_key_is_customer_managed(kms, snapshot) and not request.get("replace_key"):
+        raise InvalidRequest(f"snapshot {request['snapshot_id']} is already on the customer-managed key {snapshot['KmsKeyId']}; "
+                             "replacing one CMK with another must be asked for explicitly (replace_key)")
+    audience = shared_with(neptune, request["snapshot_id"])
+    if "all" in audience:
+        raise InvalidRequest(f"{request['snapshot_id']} is public (shared with all): Neptune Guard does not re-create a public "
+                             "snapshot; make it private first")
+    snapshot_id = snapshot["DBClusterSnapshotIdentifier"]
+    token = naming.execution_token(step.execution)
+    new_snapshot_id = naming.derived(snapshot_id, "cmk", token, naming.MAX_SNAPSHOT_IDENTIFIER)
+    path = "copy" if snapshot.get("StorageEncrypted") else "restore"
+    refused = [a for a in audience if not key_policy_admits(kms.get_key_policy(KeyId=key["Arn"], PolicyName="default")["Policy"], a, key["Arn"])]
+    if refused:
+        raise InvalidRequest(f"{request['snapshot_id']} is shared with {', '.join(refused)}, which the key policy of {key['Arn']} does not "
+                             f"let use the key: they could no longer restore the re-encrypted copy. Add to its key policy: "
+                             + json.dumps(key_policy_statement(refused, key["Arn"])) + ", then plan again")
+    grants = (f" The accounts it is shared with ({', '.join(audience)}) are allowed {', '.join(SHARED_KEY_ACTIONS)} by the key "
+              f"policy of {key['Arn']}." if audience else "")
+    return {
+        "kind": "snapshot-plan",
+        "execution": step.execution,
+        "snapshot_id": snapshot_id,
+        "snapshot_arn": snapshot["DBClusterSnapshotArn"],
+        "new_snapshot_id": new_snapshot_id,
+        "temporary_cluster_id": naming.derived(snapshot_id[:40], "tmp", token),
+        "target_key_arn": key["Arn"],
+        "path": path,
+        "tags": customer_tags([{"Key": k, "Value": v} for k, v in tags.items()]),
+        "shared_with": audience,
+        "approval_timeout_seconds": request.get("approval_timeout_seconds", DEFAULT_APPROVAL_TIMEOUT_SECONDS),
+        "summary": f"Re-encrypted under {key['Arn']} as {new_snapshot_id}, shared as before; the original {snapshot_id} deleted.",
+        "questions": {
+            "delete-original": (f"The snapshot {new_snapshot_id} (encrypted with {key['Arn']}, verified, tags and sharing kept) "
+                                f"replaces {snapshot_id} in {request['account_id']} {request['region']}. Approve deleting "
+                                f"{snapshot_id}?{grants}"),
+        },
+    }
+
+
+def copy_snapshot(step: Step) -> dict:
+    plan, neptune = step.plan, step.neptune
+    adopt_or_create(neptune, describe_snapshot(neptune, plan["new_snapshot_id"]), "DBClusterSnapshotArn", step.execution,
+                    lambda: neptune.copy_db_cluster_snapshot(
+                        SourceDBClusterSnapshotIdentifier=plan["snapshot_id"], TargetDBClusterSnapshotIdentifier=plan["new_snapshot_id"],
+                        KmsKeyId=plan["target_key_arn"], Tags=plan["tags"] + created_by(step.execution)))
+    return {"snapshot_id": plan["new_snapshot_id"]}
+
+
+def new_snapshot_available(step: Step) -> dict:
+    snapshot = require_available_snapshot(step.neptune, step.plan["new_snapshot_id"])
+    require_ours(step.neptune, snapshot, "DBClusterSnapshotArn", step.execution)
+    return {"status": "available"}
+
+
+def restore_temporary_cluster(step: Step) -> dict:
+    plan, neptune = step.plan, step.neptune
+    adopt_or_create(neptune, describe_cluster(neptune, plan["temporary_cluster_id"]), "DBClusterArn", step.execution,
+                    lambda: neptune.restore_db_cluster_from_snapshot(
+                        DBClusterIdentifier=plan["temporary_cluster_id"], SnapshotIdentifier=plan["snapshot_id"], Engine="neptune",
+                        # Its own tag, not the creation tag: the role may restore a customer's snapshot only into a
+                        # temporary cluster, which it may snapshot and delete but never give an instance or change.
+                        KmsKeyId=plan["target_key_arn"], Tags=[{"Key": TEMPORARY_FOR, "Value": step.execution}]),
+                    key=TEMPORARY_FOR)
+    return {"cluster_id": plan["temporary_cluster_id"]}
+
+
+def temporary_cluster_available(step: Step) -> dict:
+    require_available_cluster(step.neptune, step.plan["temporary_cluster_id"])
+    return {"status": "available"}
+
+
+def snapshot_temporary_cluster(step: Step) -> dict:
+    plan, neptune = step.plan, step.neptune
+
+    def snapshot():
+        temporary = describe_cluster(neptune, plan["temporary_cluster_id"])
+        if temporary is None:
+            raise NotOurs(f"the temporary cluster {plan['temporary_cluster_id']} is gone")
+        require_ours(neptune, temporary, "DBClusterArn", step.execution, TEMPORARY_FOR)
+        neptune.create_db_cluster_snapshot(DBClusterSnapshotIdentifier=plan["new_snapshot_id"],
+                                           DBClusterIdentifier=plan["temporary_cluster_id"], Tags=plan["tags"] + created_by(step.execution))
+
+    adopt_or_create(neptune, describe_snapshot(neptune, plan["new_snapshot_id"]), "DBClusterSnapshotArn", step.execution, snapshot)
+    return {"snapshot_id": plan["new_snapshot_id"]}
+
+
+def _delete_temporary_cluster(step: Step) -> bool:
+    """True once the temporary cluster (ours) is gone."""
+    neptune, identifier = step.neptune, step.plan["temporary_cluster_id"]
+    temporary = describe_cluster(neptune, identifier)
+    if temporary is None:
+        return True
+    require_ours(neptune, temporary, "DBClusterArn", step.execution, TEMPORARY_FOR)
+    if temporary["Status"] != "deleting":
+        neptune.delete_db_cluster(DBClusterIdentifier=identifier, SkipFinalSnapshot=True)
+    return False
+
+
+def delete_temporary_cluster(step: Step) -> dict:
+    if not _delete_temporary_cluster(step):
+        raise ResourceNotReady(f"deleting {step.plan['temporary_cluster_id']}")
+    return {"deleted": step.plan["temporary_cluster_id"]}
+
+
+def share_new_snapshot(step: Step) -> dict:
+    """After approval, the new snapshot gets the original's audience, and no one else: the same accounts may restore
+    it. (The remediation role may share only a snapshot the approval marked, and IAM cannot see the account list.)"""
+    plan, neptune = step.plan, step.neptune
+    if plan["shared_with"]:
+        snapshot = describe_snapshot(neptune, plan["new_snapshot_id"])
+        require_ours(neptune, snapshot, "DBClusterSnapshotArn", step.execution)
+        neptune.modify_db_cluster_snapshot_attribute(DBClusterSnapshotIdentifier=plan["new_snapshot_id"], AttributeName="restore",
+                                                     ValuesToAdd=plan["shared_with"])
+    audience = shared_with(neptune, plan["new_snapshot_id"])
+    if audience != plan["shared_with"]:
+        raise VerificationFailed(f"{plan['new_snapshot_id']} is shared with {audience}, not {plan['shared_with']}")
+    return {"shared_with": plan["shared_with"]}
+
+
+def verify_snapshot(step: Step) -> dict:
+    plan, neptune = step.plan, step.neptune
+    snapshot = describe_snapshot(neptune, plan["new_snapshot_id"])
+    if snapshot is None:
+        raise VerificationFailed(f"{plan['new_snapshot_id']} is gone")
+    checks = {
+        "encrypted": (snapshot.get("StorageEncrypted"), True),
+        "key": (snapshot.get("KmsKeyId"), plan["target_key_arn"]),
+        "tags": (tags_of(neptune, snapshot["DBClusterSnapshotArn"]),
+                 {t["Key"]: t["Value"] for t in plan["tags"] + created_by(step.execution)}),
+        "shared with": (shared_with(neptune, plan["new_snapshot_id"]), []),  # shared once the replacement is approved
+    }
+    mismatches = [f"{name}: {have!r}, expected {want!r}" for name, (have, want) in checks.items() if have != want]
+    if mismatches:
+        raise VerificationFailed("; ".join(mismatches))
+    return {"snapshot_id": plan["new_snapshot_id"], "checked": sorted(checks)}
+
+
+def delete_original_snapshot(step: Step) -> dict:
+    """After approval: the original, which the approval marked for replacement by this execution (what the
+    remediation role's delete permission requires), is deleted; the new snapshot becomes the customer's."""
+    plan, neptune = step.plan, step.neptune
+    original = describe_snapshot(neptune, plan["snapshot_id"])
+    if original is not None:
+        if original["DBClusterSnapshotArn"] != plan["snapshot_arn"]:
+            raise NotOurs(f"{plan['snapshot_id']} is not the snapshot that was planned")
+        require_ours(neptune, original, "DBClusterSnapshotArn", step.execution, REPLACE_APPROVED_BY)
+        neptune.delete_db_cluster_snapshot(DBClusterSnapshotIdentifier=plan["snapshot_id"])
+    new = describe_snapshot(neptune, plan["new_snapshot_id"])
+    require_ours(neptune, new, "DBClusterSnapshotArn", step.execution, CREATED_BY, REMEDIATED_BY)
+    neptune.add_tags_to_resource(ResourceName=new["DBClusterSnapshotArn"], Tags=[{"Key": REMEDIATED_BY, "Value": step.execution}])
+    neptune.remove_tags_from_resource(ResourceName=new["DBClusterSnapshotArn"], TagKeys=[CREATED_BY])
+    return {"deleted": plan["snapshot_id"], "replaced_by": plan["new_snapshot_id"]}
+
+
+def roll_back_snapshot(step: Step) -> dict:
+    """Remove what this execution created; the original snapshot is never touched before approval, and the new
+    one is removed only while the original still exists."""
+    plan = step.plan
+    if not plan:
+        return {"kept": step.request.get("snapshot_id"), "removed": []}
+    neptune = step.neptune
+    if not _delete_temporary_cluster(step):
+        raise ResourceNotReady(f"deleting {plan['temporary_cluster_id']}")
+    removed = []
+    original = describe_snapshot(neptune, plan["snapshot_id"])
+    new = describe_snapshot(neptune, plan["new_snapshot_id"])
+    if new is not None and original is not None and tags_of(neptune, new["DBClusterSnapshotArn"]).get(CREATED_BY) == step.execution:
+        neptune.delete_db_cluster_snapshot(DBClusterSnapshotIdentifier=plan["new_snapshot_id"])
+        removed.append(plan["new_snapshot_id"])
+    return {"kept": plan["snapshot_id"] if original else plan["new_snapshot_id"], "removed": removed}
+
+
+STEPS = {
+    "plan_snapshot": (plan_snapshot, None),
+    "copy_snapshot": (copy_snapshot, None),
+    "new_snapshot_available": (new_snapshot_available, None),
+    "restore_temporary_cluster": (restore_temporary_cluster, None),
+    "temporary_cluster_available": (temporary_cluster_available, None),
+    "snapshot_temporary_cluster": (snapshot_temporary_cluster, None),
+    "delete_temporary_cluster": (delete_temporary_cluster, None),
+    "share_new_snapshot": (share_new_snapshot, None),
+    "verify_snapshot": (verify_snapshot, None),
+    "delete_original_snapshot": (delete_original_snapshot, "delete-original"),
+    "roll_back_snapshot": (roll_back_snapshot, None),
+}

@@ -1,0 +1,2 @@
+"""moto, corrected where it departs from documented AWS behaviour (moto_fixes), and stand-ins built from the AWS
+reference for what it lacks: Neptune's data plane and Streams, cluster endpoints, write metrics, function URLs."""

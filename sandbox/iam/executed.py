@@ -1,0 +1,659 @@
+"""Executed IAM: the roles the CDK app synthesizes, deployed into the local AWS, and every request made with
+their credentials authorized as IAM authorizes it, by sandbox/iam/evaluator.py.
+
+moto's own enforcement evaluates most services against `*` and ignores most conditions, so it cannot tell a
+tag-scoped grant from an open one. This stand-in, built from the AWS references below, takes moto's hook
+(`_authenticate_and_authorize_normal_action`, which every in-process request but Lambda's Invoke passes) and,
+for a request signed with temporary credentials of a deployed role:
+
+1. names the action `<service prefix>:<operation>` (the signing name, as the Service Authorization Reference
+   prefixes it: `monitoring` is `cloudwatch`);
+2. names the resources the request acts on, from its parameters, keeping only the resource types the
+   Service Authorization Reference lists for that action (the copy cfn-lint ships,
+   `cfnlint/data/AdditionalSpecs/Policies.json`); an action with no resource type is evaluated on `*`, and a
+   list call with no identifier on `<type>:*`. Every resource must be allowed, as IAM requires;
+3. builds the request context: `aws:ResourceTag/*` and the service's own `<prefix>:<type>-tag/*` keys from the
+   resource's current tags, `aws:RequestTag/*` and `aws:TagKeys` from the request, `aws:PrincipalOrgID`,
+   `aws:PrincipalArn`, `iam:PassedToService`, Security Hub's `securityhub:ASFFSyntaxPath/*` for the fields a
+   BatchUpdateFindings sets, and for Lambda function URLs `lambda:FunctionUrlAuthType` and
+   `lambda:InvokedViaFunctionUrl`;
+4. evaluates the role's identity policies; for `sts:AssumeRole` also the target role's trust policy (the
+   principal is the calling role; its organization's id is `aws:PrincipalOrgID`), and both must allow;
+5. refuses with AccessDenied what is not allowed, and records every decision.
+
+Services that call other services for the caller check that the caller may pass a role: RDS checks
+`iam:PassRole` (with `iam:PassedToService`) when a role is added to a cluster; that check is made here too.
+Lambda's Invoke bypasses moto's hook: a state machine's role is evaluated on the function its definition names
+when it is deployed, and a function's own role on each invocation's requests (the Lambda service assumes it,
+if its trust policy lets lambda.amazonaws.com). What moto does not emulate is not evaluated: KMS calls RDS
+makes with the caller's grants (`kms:ViaService`),
+the Lambda runtime's and Step Functions' own log and trace delivery, and CloudFormation's deployment-time
+calls. `unexercised()` lists those grants, and docs/iam.md says which documentation requires each.
+
+Requests signed with any other credentials (the tests' and the demo's own set-up of the local AWS) are not
+evaluated. Code under test runs as a role: `acting_as()` gives a thread (and the pool threads it starts) the
+credentials that sessions without explicit ones resolve, as the Lambda runtime gives a function its role's.
+
+https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-logic.html
+https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-logic-cross-account.html
+https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_condition-keys.html
+https://docs.aws.amazon.com/service-authorization/latest/reference/reference_policies_actions-resources-contextkeys.html
+https://docs.aws.amazon.com/IAM/latest/UserGuide/id_roles_use_passrole.html
+https://docs.aws.amazon.com/lambda/latest/dg/urls-auth.html
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from importlib import resources
+from unittest import mock
+from urllib.parse import unquote
+
+import boto3
+import botocore.session
+from botocore.credentials import Credentials, ReadOnlyCredentials
+
+from sandbox.iam.evaluator import evaluate, resolve
+
+PREFIXES = {"monitoring": "cloudwatch"}  # signing name -> the Service Authorization Reference's prefix
+# API operations whose IAM action is named otherwise (Service Authorization Reference, AWS Lambda).
+ACTIONS = {"lambda:Invoke": "lambda:InvokeFunction"}
+_identity = threading.local()
+
+
+def _authorization_data() -> dict:
+    return json.loads(resources.files("cfnlint").joinpath("data/AdditionalSpecs/Policies.json").read_text())
+
+
+class Denied(Exception):
+    pass
+
+
+@dataclass
+class Role:
+    arn: str
+    trust: dict
+    policies: list[dict]
+
+    @property
+    def account(self) -> str:
+        return self.arn.split(":")[4]
+
+
+@dataclass(frozen=True)
+class Decision:
+    role: str
+    action: str
+    resource: str
+    allowed: bool
+    reason: str
+
+
+# Resolving the synthesized templates.
+
+
+def template_roles(template: dict, account: str, region: str, parameters: dict[str, str],
+                   physical: dict[str, str]) -> dict[str, Role]:
+    """{logical id: Role} for a template deployed in `account`: each role's ARN (its RoleName, or its logical id when
+    CloudFormation would name it), trust policy, and inline, attached and managed policies of the same template.
+    `physical` maps logical ids to what the local deployment created (function, state machine and topic ARNs);
+    any other resource's ARN is a stand-in naming its logical id."""
+    items = template["Resources"]
+    role_arns = {k: f"arn:aws:iam::{account}:role/{r['Properties'].get('RoleName', k)}"
+                 for k, r in items.items() if r["Type"] == "AWS::IAM::Role"}
+    references = {"AWS::Partition": "aws", "AWS::AccountId": account, "AWS::Region": region, **parameters,
+                  **{k: k for k in items}, **physical, **{k: arn.rsplit("/", 1)[1] for k, arn in role_arns.items()}}
+    attributes = {}
+    for logical, item in items.items():
+        service = item["Type"].split("::")[1].lower()
+        attributes[(logical, "Arn")] = role_arns.get(logical) or physical.get(logical) or f"arn:aws:{service}:{region}:{account}:{logical}"
+        if item["Type"] == "AWS::S3::Bucket" and logical in physical:  # physical: the bucket's name, which its ARN holds alone
+            attributes[(logical, "Arn")] = f"arn:aws:s3:::{physical[logical]}"
+    roles = {logical: Role(arn, resolve(items[logical]["Properties"]["AssumeRolePolicyDocument"], references, attributes),
+                           [resolve(p["PolicyDocument"], references, attributes) for p in items[logical]["Properties"].get("Policies", [])])
+             for logical, arn in role_arns.items()}
+    for item in items.values():
+        if item["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+            for reference in item["Properties"].get("Roles", []):
+                roles[reference["Ref"]].policies.append(resolve(item["Properties"]["PolicyDocument"], references, attributes))
+    return roles
+
+
+def deployed(value, account: str, region: str, physical: dict[str, str]):
+    """A security-stack value (a policy document, a function's environment) as deployed: pseudo parameters, and Ref
+    and Fn::GetAtt of the resources the local deployment created."""
+    return resolve(value, {"AWS::Partition": "aws", "AWS::AccountId": account, "AWS::Region": region, **physical},
+                   {(k, "Arn"): v for k, v in physical.items()})
+
+
+def managed_policy(template: dict, name: str, account: str, region: str, physical: dict[str, str]) -> dict:
+    """The resolved document of the customer-managed policy `name` (e.g. the approver policy people are given)."""
+    item = next(r for r in template["Resources"].values()
+                if r["Type"] == "AWS::IAM::ManagedPolicy" and r["Properties"].get("ManagedPolicyName") == name)
+    return deployed(item["Properties"]["PolicyDocument"], account, region, physical)
+
+
+# Credentials of a role, for the code that runs as it.
+
+
+class _ThreadCredentials(Credentials):
+    """The credentials of whatever identity the current thread acts as (see acting_as), else the environment's."""
+
+    def __init__(self, fallback: ReadOnlyCredentials):
+        self._fallback = fallback
+        self.method = "sandbox-thread-identity"
+
+    def get_frozen_credentials(self) -> ReadOnlyCredentials:
+        return getattr(_identity, "credentials", None) or self._fallback
+
+    access_key = property(lambda self: self.get_frozen_credentials().access_key)
+    secret_key = property(lambda self: self.get_frozen_credentials().secret_key)
+    token = property(lambda self: self.get_frozen_credentials().token)
+
+
+@contextlib.contextmanager
+def acting_as(credentials: ReadOnlyCredentials | None):
+    previous = getattr(_identity, "credentials", None)
+    _identity.credentials = credentials
+    try:
+        yield
+    finally:
+        _identity.credentials = previous
+
+
+def role_credentials(session: boto3.Session, role_arn: str, session_name: str) -> ReadOnlyCredentials:
+    """Temporary credentials of `role_arn`, issued by the local STS (as a service or a person obtains them)."""
+    issued = session.client("sts").assume_role(RoleArn=role_arn, RoleSessionName=session_name)["Credentials"]
+    return ReadOnlyCredentials(issued["AccessKeyId"], issued["SecretAccessKey"], issued["SessionToken"])
+
+
+# The authorizer.
+
+
+@dataclass
+class ExecutedIAM:
+    roles: dict[str, Role]  # by ARN
+    organization_id: str
+    organization_accounts: set[str]
+    decisions: list[Decision] = field(default_factory=list)
+    _keys: dict[str, str | None] = field(default_factory=dict)  # access key id -> role ARN, None: not a deployed role's
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self):
+        self._reference = _authorization_data()
+
+    # Who asks.
+
+    def _role_of_key(self, access_key: str) -> str | None:
+        """The deployed role whose temporary credentials these are (keys are issued before they are used, and never
+        reissued: an unknown key stays unknown)."""
+        if access_key not in self._keys:
+            from moto.sts.models import sts_backends
+
+            issued = (a.role_arn for account in {r.account for r in self.roles.values()}
+                      for a in sts_backends[account]["aws"].assumed_roles if a.access_key_id == access_key)
+            self._keys[access_key] = next(issued, None)
+        return self._keys[access_key]
+
+    # Deciding.
+
+    def decide(self, role_arn: str, action: str, resource: str, context: dict) -> Decision:
+        role = self.roles[role_arn]
+        resource_account = re.match(r"^arn:[\w-]+:[\w-]+:[\w-]*:(\d{12}):", resource)
+        context = {"aws:PrincipalArn": role_arn, **({"aws:PrincipalOrgID": self.organization_id}
+                                                    if role.account in self.organization_accounts else {}),
+                   # IAM sets aws:ResourceOrgID to the Organization of the account that owns the resource.
+                   **({"aws:ResourceOrgID": self.organization_id}
+                      if resource_account and resource_account.group(1) in self.organization_accounts else {}), **context}
+        decision = evaluate(role.policies, action, resource, context)
+        allowed, reason = decision.allowed, decision.reason
+        if allowed and action.lower() == "sts:assumerole":
+            trusted = self.trusts(resource, {"AWS": role_arn}, context)
+            allowed, reason = trusted.allowed, f"{reason}; trust policy of {resource}: {trusted.reason}"
+        result = Decision(role_arn, action, resource, allowed, reason)
+        with self._lock:
+            self.decisions.append(result)
+        return result
+
+    def trusts(self, target_role_arn: str, principal: dict[str, str], context: dict):
+        """Whether the trust policy of `target_role_arn` lets `principal` ({"AWS": role ARN} or {"Service": name}) assume it."""
+        target = self.roles.get(target_role_arn)
+        if target is None:
+            return _Verdict(False, "not a deployed role")
+        statements = [s for s in target.trust["Statement"] if _principal_matches(s.get("Principal", {}), principal)]
+        return evaluate([{"Statement": [{k: v for k, v in s.items() if k != "Principal"} | {"Resource": "*"} for s in statements]}],
+                        "sts:AssumeRole", target_role_arn, context)
+
+    def require(self, role_arn: str, action: str, resource: str, context: dict) -> None:
+        decision = self.decide(role_arn, action, resource, context)
+        if not decision.allowed:
+            raise Denied(f"{role_arn} may not {action} on {resource}: {decision.reason}")
+
+    # What was granted and what ran.
+
+    def granted(self) -> set[tuple[str, str]]:
+        """(role name, action) for every action a deployed role's Allow statements grant, wildcards expanded over the
+        actions the Service Authorization Reference lists. A member role is one role in every account: by name."""
+        granted = set()
+        for role in self.roles.values():
+            for policy in role.policies:
+                for statement in _as_list(policy.get("Statement", [])):
+                    if statement["Effect"] == "Allow":
+                        for pattern in _as_list(statement.get("Action", [])):
+                            granted |= {(_name(role.arn), action) for action in self._expand(pattern)}
+        return granted
+
+    def exercised(self) -> set[tuple[str, str]]:
+        spelled = {action.lower(): action for _, action in self.granted()}
+        return {(_name(d.role), spelled.get(d.action.lower(), d.action)) for d in self.decisions if d.allowed}
+
+    def denied(self) -> list[Decision]:
+        return [d for d in self.decisions if not d.allowed]
+
+    def unexercised(self) -> set[tuple[str, str]]:
+        return self.granted() - self.exercised()
+
+    def _expand(self, pattern: str) -> list[str]:
+        prefix, _, name = pattern.partition(":")
+        actions = self._reference.get(prefix, {}).get("Actions", {})
+        if "*" not in name and "?" not in name:
+            return [pattern]
+        regex = re.compile("".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in name.lower()))
+        return [f"{prefix}:{_canonical(prefix, a)}" for a in actions if regex.fullmatch(a)] or [pattern]
+
+    # moto's hook.
+
+    def authorize_moto_request(self, response) -> None:
+        authorization = response.headers.get("Authorization", "")
+        scope = re.search(r"Credential=([^/]+)/\d+/([^/]+)/([^/]+)/", authorization)
+        if not scope:
+            return
+        access_key, region, signing_name = scope.groups()
+        prefix = PREFIXES.get(signing_name, signing_name)
+        action = ACTIONS.get(f"{prefix}:{response._get_action()}", f"{prefix}:{response._get_action()}")
+        operation = action.split(":", 1)[1]
+        role_arn = self._role_of_key(access_key)
+        if role_arn is None or role_arn not in self.roles:
+            return  # the local AWS's own set-up, not a deployed role
+        if action.lower() == "sts:getcalleridentity":
+            return  # needs no permission: https://docs.aws.amazon.com/STS/latest/APIReference/API_GetCallerIdentity.html
+        self._authorize(role_arn, action, prefix, operation, response, region)
+
+    def authorize_s3_request(self, response, bucket: str | None, key: str | None) -> None:
+        """S3 names its resources in the path, not the parameters: moto passes them, as it does to its own S3 check."""
+        from moto.core.exceptions import AccessDeniedError
+
+        scope = re.search(r"Credential=([^/]+)/", response.headers.get("Authorization", ""))
+        role_arn = self._role_of_key(scope.group(1)) if scope else None
+        if role_arn is None or role_arn not in self.roles:
+            return
+        action = f"s3:{response._get_action()}"
+        resource = f"arn:aws:s3:::{bucket or '*'}" + (f"/{key}" if key else "")
+        if not self.decide(role_arn, action, resource, {}).allowed:
+            raise AccessDeniedError(user_arn=role_arn, action=action)
+
+    def _authorize(self, role_arn: str, action: str, prefix: str, operation: str, response, region: str) -> None:
+        from moto.core.exceptions import AccessDeniedError
+
+        account = response.current_account
+        parameters = _parameters(response)
+        for resource in self._resources(prefix, operation, parameters, region, account):
+            context = {**_request_tags(parameters), **_resource_tags(prefix, resource, region, account),
+                       **_finding_fields(action, parameters)}
+            decision = self.decide(role_arn, action, resource, context)
+            if not decision.allowed:
+                raise AccessDeniedError(user_arn=role_arn, action=action)
+        if action.lower() == "rds:addroletodbcluster":
+            decision = self.decide(role_arn, "iam:PassRole", parameters["RoleArn"], {"iam:PassedToService": "rds.amazonaws.com"})
+            if not decision.allowed:
+                raise AccessDeniedError(user_arn=role_arn, action="iam:PassRole")
+
+    def _resources(self, prefix: str, operation: str, parameters: dict, region: str, account: str) -> list[str]:
+        types = self._reference.get(prefix, {}).get("Actions", {}).get(operation.lower(), {}).get("Resources", [])
+        if not types:
+            return ["*"]
+        arns = [a for t, a in _named_resources(prefix, operation, parameters, region, account) if t in types]
+        separator = "/" if prefix == "neptune-graph" else ":"  # neptune-graph ARNs end <type>/<id>
+        return arns or [f"arn:aws:{prefix}:{region}:{account}:{types[0]}{separator}*"]
+
+    # Function URLs (sandbox/aws/function_urls.py): the caller needs both permissions the Lambda reference names.
+
+    def authorize_function_url(self, access_key: str, function_arn: str) -> None:
+        role_arn = self._role_of_key(access_key)
+        if role_arn is None or role_arn not in self.roles:
+            return
+        self.require(role_arn, "lambda:InvokeFunctionUrl", function_arn, {"lambda:FunctionUrlAuthType": "AWS_IAM"})
+        self.require(role_arn, "lambda:InvokeFunction", function_arn, {"lambda:InvokedViaFunctionUrl": "true"})
+
+
+@dataclass
+class _Verdict:
+    allowed: bool
+    reason: str
+
+
+def _name(role_arn: str) -> str:
+    return role_arn.rsplit("/", 1)[1]
+
+
+def _as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+@functools.cache
+def _operation_names(prefix: str) -> dict[str, str]:
+    service = {"states": "stepfunctions", "monitoring": "cloudwatch"}.get(prefix, prefix)
+    try:
+        model = botocore.session.get_session().get_service_model(service)
+    except Exception:
+        return {}
+    return {name.lower(): name for name in model.operation_names}
+
+
+def _canonical(prefix: str, action: str) -> str:
+    return _operation_names(prefix).get(action, action)
+
+
+def _principal_matches(principal, wanted: dict[str, str]) -> bool:
+    if principal == "*":
+        return True
+    for kind, value in wanted.items():
+        names = _as_list(principal.get(kind, []))
+        if value in names:
+            return True
+        if kind == "AWS" and f"arn:aws:iam::{value.split(':')[4]}:root" in names:
+            return True  # the account: its identity policies decide, and they were evaluated
+    return False
+
+
+def _parameters(response) -> dict:
+    """The request's parameters, flat: query and form parameters, a JSON body's top-level members, and URI labels."""
+    parameters = {k: v[0] if isinstance(v, list) and len(v) == 1 else v for k, v in (response.querystring or {}).items()}
+    body = response.body
+    if body and isinstance(body, (str, bytes)) and body.strip()[:1] in ("{", b"{"):
+        try:
+            parameters.update(json.loads(body))
+        except ValueError:
+            pass
+    parameters.update({k: unquote(v) for k, v in (getattr(response, "uri_match", None) or {}).items()})
+    return parameters
+
+
+_RDS_IDENTIFIERS = {  # request parameter -> the resource type it names (the Amazon RDS / Neptune API references)
+    "DBClusterIdentifier": "cluster", "DBInstanceIdentifier": "db", "DBClusterSnapshotIdentifier": "cluster-snapshot",
+    "SourceDBClusterSnapshotIdentifier": "cluster-snapshot", "TargetDBClusterSnapshotIdentifier": "cluster-snapshot",
+    "SnapshotIdentifier": "cluster-snapshot", "FinalDBSnapshotIdentifier": "cluster-snapshot",
+    "DBClusterEndpointIdentifier": "cluster-endpoint", "OptionGroupName": "og",
+    "DBSubnetGroupName": "subgrp", "DBClusterParameterGroupName": "cluster-pg", "DBParameterGroupName": "pg",
+}
+
+
+def _named_resources(prefix: str, operation: str, parameters: dict, region: str, account: str) -> list[tuple[str, str]]:
+    """(resource type, ARN) of each resource the request names."""
+    named = []
+    if prefix == "rds":
+        for parameter, kind in _RDS_IDENTIFIERS.items():
+            value = parameters.get(parameter)
+            if isinstance(value, str) and value:
+                named.append((kind, value if value.startswith("arn:") else f"arn:aws:rds:{region}:{account}:{kind}:{value}"))
+        if isinstance(parameters.get("ResourceName"), str):
+            arn = parameters["ResourceName"]
+            named.append((arn.split(":")[5], arn))
+    elif prefix == "states":
+        for parameter, kind in (("stateMachineArn", "statemachine"), ("executionArn", "execution")):
+            if parameters.get(parameter):
+                named.append((kind, parameters[parameter]))
+    elif prefix == "kms" and parameters.get("KeyId"):
+        named.append(("key", _key_arn(parameters["KeyId"], region, account)))
+    elif prefix == "securityhub":
+        named.append(("product", f"arn:aws:securityhub:{region}:{account}:product/{account}/default"))
+        named.append(("hub", f"arn:aws:securityhub:{region}:{account}:hub/default"))
+    elif prefix == "sts" and parameters.get("RoleArn"):
+        named.append(("role", parameters["RoleArn"]))
+    elif prefix == "lambda" and parameters.get("FunctionName"):
+        name = parameters["FunctionName"]
+        named.append(("function", name if name.startswith("arn:") else f"arn:aws:lambda:{region}:{account}:function:{name}"))
+    elif prefix == "neptune-graph" and isinstance(parameters.get("resourceArn"), str):
+        arn = parameters["resourceArn"]
+        named.append((arn.split(":")[5].split("/")[0], arn))
+    elif prefix == "sns" and parameters.get("TopicArn"):
+        named.append(("topic", parameters["TopicArn"]))
+    return named
+
+
+def _key_arn(key_id: str, region: str, account: str) -> str:
+    if key_id.startswith("arn:") and ":key/" in key_id:
+        return key_id
+    from moto.kms.models import kms_backends
+
+    key_region = key_id.split(":")[3] if key_id.startswith("arn:") else region
+    key_account = key_id.split(":")[4] if key_id.startswith("arn:") else account
+    try:
+        return kms_backends[key_account][key_region].describe_key(key_id).arn
+    except Exception:
+        return f"arn:aws:kms:{key_region}:{key_account}:key/{key_id}"
+
+
+def _request_tags(parameters: dict) -> dict:
+    """aws:RequestTag/<key> and aws:TagKeys from a request's tags (RDS form `Tags.Tag.N.Key`, or a JSON list)."""
+    tags, keys = {}, []
+    for name, value in parameters.items():
+        match = re.fullmatch(r"Tags\.(?:Tag|member)\.(\d+)\.Key", name)
+        if match:
+            tags[value] = parameters.get(f"{name[:-3]}Value", "")
+        if re.fullmatch(r"TagKeys\.(?:member\.)?\d+", name):
+            keys.append(value)
+    keys += list(tags)
+    context = {f"aws:RequestTag/{k}": v for k, v in tags.items()}
+    if keys:
+        context["aws:TagKeys"] = keys
+    return context
+
+
+def _finding_fields(action: str, parameters: dict) -> dict:
+    """securityhub:ASFFSyntaxPath/<field> for each finding field a BatchUpdateFindings request sets (nested objects by
+    their dotted path), as Security Hub's "Configuring access to BatchUpdateFindings" describes."""
+    if action.lower() != "securityhub:batchupdatefindings":
+        return {}
+    context = {}
+    for name, value in parameters.items():
+        if name == "FindingIdentifiers":
+            continue
+        if isinstance(value, dict) and name not in ("UserDefinedFields",):
+            context |= {f"securityhub:ASFFSyntaxPath/{name}.{k}": v for k, v in value.items()}
+        else:
+            context[f"securityhub:ASFFSyntaxPath/{name}"] = value
+    return context
+
+
+_RDS_TAG_KEYS = {"cluster": "cluster-tag", "db": "db-tag", "cluster-snapshot": "cluster-snapshot-tag"}
+
+
+def _resource_tags(prefix: str, arn: str, region: str, account: str) -> dict:
+    """aws:ResourceTag/<key> (and RDS's own per-type tag keys) from the resource's tags in the local AWS."""
+    if prefix != "rds" or not arn.startswith("arn:") or arn.endswith(":*"):
+        return {}
+    from moto.rds.models import rds_backends
+
+    try:
+        tags = rds_backends[arn.split(":")[4]][arn.split(":")[3]].list_tags_for_resource(arn)
+    except Exception:
+        return {}  # a resource that does not exist (yet) has no tags
+    kind = arn.split(":")[5]
+    context = {f"aws:ResourceTag/{t['Key']}": t["Value"] for t in tags}
+    if kind in _RDS_TAG_KEYS:
+        context |= {f"rds:{_RDS_TAG_KEYS[kind]}/{t['Key']}": t["Value"] for t in tags}
+    return context
+
+
+# Deploying the synthesized roles and functions into the local AWS.
+
+FUNCTIONS = {"neptune_guard.handlers.detector.handler": "neptune-guard-detector", "neptune_guard.handlers.scheduled_scan.handler": "neptune-guard-detector",
+             "neptune_guard.handlers.steps.handler": "neptune-guard-steps",
+             "neptune_guard.handlers.trigger.handler": "neptune-guard-trigger", "neptune_guard.handlers.approval.handler": "neptune-guard-approval"}
+
+
+def deploy(session: boto3.Session, security_template: dict, member_template: dict, region: str = "us-east-1") -> tuple[ExecutedIAM, dict]:
+    """The security stack's roles and functions in this (the security) account and the member stack's roles in every
+    account of the Organization, as the app and its StackSet deploy them; the workflows and the approval endpoint as
+    sandbox/demo/workflows.py deploys them, on the synthesized roles. Returns the harness and the deployed ARNs (those of
+    workflows.deploy, plus "detector" and "trigger" function names)."""
+    from sandbox.demo import on_call, workflows
+    from sandbox.demo.organization import account_session
+
+    account = session.client("sts").get_caller_identity()["Account"]
+    organizations = session.client("organizations", region_name="us-east-1")
+    organization_id = organizations.describe_organization()["Organization"]["Id"]
+    accounts = [a["Id"] for page in organizations.get_paginator("list_accounts").paginate() for a in page["Accounts"]]
+    # The security stack as synthesized for this Organization: the tests synthesize it for an example organizationId.
+    configured = member_template["Parameters"]["OrganizationId"]["Default"]
+    security_template = json.loads(json.dumps(security_template).replace(configured, organization_id))
+    items = security_template["Resources"]
+
+    def function(name: str) -> str:
+        return f"arn:aws:lambda:{region}:{account}:function:{name}"
+
+    def machine(name: str) -> str:
+        return f"arn:aws:states:{region}:{account}:stateMachine:{name}"
+
+    physical = {}
+    for logical, item in items.items():
+        properties = item["Properties"]
+        if item["Type"] == "AWS::Lambda::Function" and properties.get("Handler") in FUNCTIONS:
+            physical[logical] = function(FUNCTIONS[properties["Handler"]])
+        elif item["Type"] == "AWS::StepFunctions::StateMachine":
+            physical[logical] = machine(properties["StateMachineName"])
+        elif item["Type"] == "AWS::SNS::Topic":
+            physical[logical] = f"arn:aws:sns:{region}:{account}:neptune-guard-on-call"
+        elif item["Type"] == "AWS::S3::Bucket":
+            physical[logical] = workflows.runs_bucket(account)
+    security_roles = template_roles(security_template, account, region, {}, physical)
+
+    def role_of(logical: str, attribute: str) -> str:
+        return security_roles[items[logical]["Properties"][attribute]["Fn::GetAtt"][0]].arn
+
+    function_roles = {FUNCTIONS[i["Properties"]["Handler"]]: role_of(k, "Role") for k, i in items.items()
+                      if i["Type"] == "AWS::Lambda::Function" and i["Properties"].get("Handler") in FUNCTIONS}
+    machine_roles = {physical[k]: role_of(k, "RoleArn") for k, i in items.items() if i["Type"] == "AWS::StepFunctions::StateMachine"}
+    iam = session.client("iam")
+    for role in security_roles.values():
+        iam.create_role(RoleName=role.arn.rsplit("/", 1)[1], AssumeRolePolicyDocument=json.dumps(role.trust))
+    roles = {role.arn: role for role in security_roles.values()}
+    for member in accounts:
+        member_iam = account_session(session, member).client("iam")
+        for role in template_roles(member_template, member, region, {"SecurityAccountId": account, "OrganizationId": organization_id},
+                                   {}).values():
+            roles[role.arn] = role
+            with contextlib.suppress(member_iam.exceptions.EntityAlreadyExistsException):
+                member_iam.create_role(RoleName=role.arn.rsplit("/", 1)[1], AssumeRolePolicyDocument=json.dumps(role.trust))
+    harness = ExecutedIAM(roles, organization_id, set(accounts))
+    machine_functions = {physical[k]: physical[next(v["Fn::GetAtt"][0] for v in i["Properties"]["DefinitionSubstitutions"].values()
+                                                    if isinstance(v, dict) and "Fn::GetAtt" in v)]
+                         for k, i in items.items() if i["Type"] == "AWS::StepFunctions::StateMachine"}
+    for machine_arn, role_arn in machine_roles.items():
+        trusted = harness.trusts(role_arn, {"Service": "states.amazonaws.com"}, {"aws:SourceArn": machine_arn, "aws:SourceAccount": account})
+        if not trusted.allowed:
+            raise Denied(f"Step Functions may not assume {role_arn} for {machine_arn}: {trusted.reason}")
+        # moto routes Lambda's Invoke past its authorization hook: each state machine's role is evaluated here, once,
+        # on the function its definition's tasks name (by the substitution the stack makes).
+        harness.require(role_arn, "lambda:InvokeFunction", machine_functions[machine_arn], {})
+
+    arns = workflows.deploy(session, region, roles={
+        "steps": function_roles["neptune-guard-steps"], "approval": function_roles["neptune-guard-approval"],
+        "cluster": machine_roles[machine("NeptuneGuardClusterRemediation")], "snapshot": machine_roles[machine("NeptuneGuardSnapshotRemediation")]})
+    on_call_role = f"arn:aws:iam::{account}:role/{on_call.ON_CALL_ROLE}"
+    roles[on_call_role] = Role(on_call_role, iam.get_role(RoleName=on_call.ON_CALL_ROLE)["Role"]["AssumeRolePolicyDocument"],
+                               [managed_policy(security_template, "NeptuneGuardApprover", account, region, physical)])
+    lambda_client = session.client("lambda", region_name=region)
+    for logical, item in items.items():
+        name = FUNCTIONS.get(item["Properties"].get("Handler"))
+        if item["Properties"].get("Handler") == "neptune_guard.handlers.scheduled_scan.handler":
+            arns["scheduled_scan"] = workflows.deploy_scheduled_scan(
+                session, region, deployed(item["Properties"]["Environment"]["Variables"], account, region, physical),
+                function_roles[name], machine_roles[machine("NeptuneGuardScheduledScan")])["state_machine"]
+            arns["detector"] = name
+        elif name in ("neptune-guard-detector", "neptune-guard-trigger"):
+            environment = deployed(item["Properties"]["Environment"]["Variables"], account, region, physical)
+            lambda_client.create_function(FunctionName=name, Runtime="python3.13", Role=function_roles[name],
+                                          Handler=item["Properties"]["Handler"], Code={"ZipFile": workflows.code_zip()},
+                                          Timeout=int(item["Properties"]["Timeout"]), Environment={"Variables": environment})
+            arns[name.removeprefix("neptune-guard-")] = name
+    return harness, arns
+
+
+# Turning it on.
+
+ACTIVE: ExecutedIAM | None = None
+
+
+@contextlib.contextmanager
+def enforced(harness: ExecutedIAM):
+    """While active: moto authorizes deployed roles' requests through `harness`; sessions without explicit credentials
+    sign as the thread's identity; pool threads inherit their submitter's identity."""
+    global ACTIVE
+    from moto.core.authorization import ActionAuthenticatorMixin
+
+    original_credentials = botocore.session.Session.get_credentials
+    original_submit = ThreadPoolExecutor.submit
+    fallback = boto3.Session().get_credentials().get_frozen_credentials()
+    thread_credentials = _ThreadCredentials(fallback)
+
+    from moto.awslambda.models import LambdaFunction
+
+    original_invoke = LambdaFunction._invoke_lambda
+    function_credentials = {}
+
+    def authorize(self, resource: str = "*") -> None:
+        harness.authorize_moto_request(self)
+
+    def authorize_s3(self, bucket_name: str | None = None, key_name: str | None = None) -> None:
+        harness.authorize_s3_request(self, bucket_name, key_name)
+
+    def invoke_as_its_role(self, event=None):
+        """The Lambda service assumes the function's role (its trust policy must let lambda.amazonaws.com) and the
+        handler's AWS calls carry those credentials."""
+        if self.role not in function_credentials:
+            trusted = harness.trusts(self.role, {"Service": "lambda.amazonaws.com"}, {})
+            if not trusted.allowed:
+                raise Denied(f"Lambda may not assume {self.role}: {trusted.reason}")
+            administrator = boto3.Session(aws_access_key_id=fallback.access_key, aws_secret_access_key=fallback.secret_key,
+                                          region_name="us-east-1")
+            function_credentials[self.role] = role_credentials(administrator, self.role, self.function_name)
+        with acting_as(function_credentials[self.role]):
+            return original_invoke(self, event)
+
+    def get_credentials(self):
+        if self._credentials is None:
+            return thread_credentials
+        return original_credentials(self)
+
+    def submit(self, fn, /, *args, **kwargs):
+        credentials = getattr(_identity, "credentials", None)
+
+        def as_submitter(*a, **k):
+            with acting_as(credentials):
+                return fn(*a, **k)
+
+        return original_submit(self, as_submitter, *args, **kwargs)
+
+    replacements = ((ActionAuthenticatorMixin, "_authenticate_and_authorize_normal_action", authorize),
+                    (ActionAuthenticatorMixin, "_authenticate_and_authorize_s3_action", authorize_s3),
+                    (LambdaFunction, "_invoke_lambda", invoke_as_its_role),
+                    (botocore.session.Session, "get_credentials", get_credentials),
+                    (ThreadPoolExecutor, "submit", submit))
+    with contextlib.ExitStack() as patches:
+        for owner, name, replacement in replacements:
+            patches.enter_context(mock.patch.object(owner, name, replacement))
+        boto3.DEFAULT_SESSION = None
+        ACTIVE = harness
+        try:
+            yield harness
+        finally:
+            ACTIVE = None
+            boto3.DEFAULT_SESSION = None
