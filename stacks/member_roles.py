@@ -10,7 +10,7 @@ from constructs import Construct
 
 from neptune_guard.approve import approval_marks
 from neptune_guard.remediate import naming
-from neptune_guard.remediate.resources import (
+from neptune_guard.tags import (
     CREATED_BY,
     CUTOVER,
     DECOMMISSION_APPROVED_BY,
@@ -22,7 +22,7 @@ from neptune_guard.remediate.resources import (
     TEMPORARY_FOR,
 )
 from neptune_guard.remediate import live_cutover
-from neptune_guard.remediate.cluster import ARCHIVED_BY, SERVED
+from neptune_guard.tags import ARCHIVED_BY, SERVED
 
 from .config import APPROVAL_ROLE, DETECTOR_ROLE, PLANNER_ROLE, TRIGGER_ROLE, WORKFLOW_ROLE, Config
 

@@ -253,13 +253,13 @@ def show(document: dict, output: str) -> None:
 
 def run_workflow_command(args) -> int:
     from neptune_guard.approve import workflow
-    from neptune_guard.remediate import cluster, snapshot
-    from neptune_guard.remediate.resources import Step, parse_arn
+    from neptune_guard.remediate import plan, snapshot
+    from neptune_guard.remediate.resources import InvalidRequest, Step, parse_arn
 
     session = aws_session(args)
     try:
         if args.command == "plan":
-            step = cluster.plan_cluster if args.cluster else snapshot.plan_snapshot
+            step = plan.plan_cluster if args.cluster else snapshot.plan_snapshot
             execution = PLAN_ONLY
             if args.state_machine_arn:
                 sfn = session.client("stepfunctions", region_name=parse_arn(args.state_machine_arn, "state machine ARN")["region"])
@@ -281,7 +281,7 @@ def run_workflow_command(args) -> int:
                 raise UsageError(f"{args.command} goes through the approval endpoint: give --approval-url or set "
                                  f"{approval_client.URL_ENVIRONMENT_VARIABLE}")
             show(approval_client.call(session, args.approval_url, body), args.output)
-    except (cluster.InvalidRequest, approval_client.EndpointRefused, UsageError, workflow.TooManyAttempts) as error:
+    except (InvalidRequest, approval_client.EndpointRefused, UsageError, workflow.TooManyAttempts) as error:
         print(f"neptune-guard: {error}", file=sys.stderr)
         return EXIT_USAGE
     except approval_client.EndpointError as error:

@@ -20,7 +20,7 @@ import jsonschema
 from neptune_guard.approve import approval_client
 from neptune_guard.console import Progress
 from neptune_guard.detect import graphs
-from neptune_guard.remediate.cluster import custom_endpoints
+from neptune_guard.remediate.resources import custom_endpoints
 
 from sandbox.aws import function_urls, moto_fixes
 from sandbox.demo import application, on_call, workflows
@@ -245,7 +245,7 @@ def run(scenario_path: str | None = None, output: str = "table") -> int:
 def _run(scenario_path: str | None, output: str, progress: Progress) -> int:
     from moto import mock_aws
 
-    from neptune_guard.detect.scanner import ScanOptions, scan
+    from neptune_guard.scanner import ScanOptions, scan
     from neptune_guard.findings import report
 
     try:

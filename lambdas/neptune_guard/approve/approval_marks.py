@@ -19,18 +19,8 @@ from __future__ import annotations
 import boto3
 
 from neptune_guard import aws
-from neptune_guard.remediate.resources import (
-    CREATED_BY,
-    CUTOVER,
-    DECOMMISSION_APPROVED_BY,
-    REPLACE_APPROVED_BY,
-    RETIRED_BY,
-    NotOurs,
-    describe_cluster,
-    describe_snapshot,
-    instances_in,
-    tags_of,
-)
+from neptune_guard.remediate.resources import NotOurs, custom_endpoints, describe_cluster, describe_snapshot, instances_in, tags_of
+from neptune_guard.tags import CREATED_BY, CUTOVER, DECOMMISSION_APPROVED_BY, REPLACE_APPROVED_BY, RETIRED_BY
 
 MARKS_ROLE = "NeptuneGuardApprovalMarks"
 MARKS = (CUTOVER, DECOMMISSION_APPROVED_BY, REPLACE_APPROVED_BY)
@@ -51,8 +41,6 @@ def _cluster_and_members(neptune, cluster_id: str, resource_id: str) -> tuple[di
 
 
 def _snapshot_stage(neptune, plan: dict, execution: str) -> list[str]:
-    from neptune_guard.remediate.cluster import custom_endpoints
-
     cluster, instances = _cluster_and_members(neptune, plan["cluster_id"], plan["cluster_resource_id"])
     tags = tags_of(neptune, cluster["DBClusterArn"])
     holder = tags.get(CUTOVER) or tags.get(RETIRED_BY) or tags.get(CREATED_BY)

@@ -9,7 +9,7 @@ from botocore.utils import ArnParser, InvalidArnException
 
 from neptune_guard.aws import ACCOUNT_ID, ClientFactory
 from neptune_guard.models import Cluster, ClusterSnapshot, KeyInfo, KeyManager
-from neptune_guard.remediate.resources import CREATED_BY, REPLACED_BY, RETAINED_UNTIL, RETIRED_BY, tag_map
+from neptune_guard.tags import CREATED_BY, REPLACED_BY, RETAINED_UNTIL, RETIRED_BY, tag_map
 
 NEPTUNE_ONLY = [{"Name": "engine", "Values": ["neptune"]}]
 PAGE_SIZE = 100

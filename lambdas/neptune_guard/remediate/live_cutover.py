@@ -28,15 +28,8 @@ from botocore.exceptions import ClientError
 
 from neptune_guard import aws
 from neptune_guard.remediate import naming
-from neptune_guard.remediate.resources import (
-    CREATED_BY,
-    CUTOVER,
-    NotOurs,
-    ResourceNotReady,
-    Step,
-    describe_cluster,
-    require_ours,
-)
+from neptune_guard.remediate.resources import NotOurs, ResourceNotReady, Step, describe_cluster, require_ours
+from neptune_guard.tags import CREATED_BY, CUTOVER
 
 REPLICATOR_HANDLER = "neptune_guard.remediate.replication.handler"
 REPLICATION_ACTIONS = ["neptune-db:GetStreamRecords", "neptune-db:ReadDataViaQuery", "neptune-db:WriteDataViaQuery",

@@ -1,37 +1,26 @@
-"""What both remediation workflows share: the member account's session, describe-or-none reads,
-readiness checks, the ownership tags, and the guard every step passes before it acts.
+"""What both remediation workflows share: the member account's session, describe-or-none reads, readiness checks,
+ownership checks, renames that wait while AWS is busy, and the clock.
 
-Ownership is by tag, never by name: a resource the workflow creates carries `created-by` with the
-execution's ARN from the moment it exists (tag-on-create), and the customer's originals carry a tag
-only once on-call has approved (`cutover` for the cluster the cutover renames, `retired-by` once it
-has been replaced, `replace-approved-by` for a snapshot whose deletion was approved). The member
-remediation role may rename, stop, unprotect or delete only resources carrying these tags.
+Ownership is by tag, never by name (tags.py): a resource the workflow creates carries `created-by` with the
+execution's ARN from the moment it exists (tag-on-create), and the customer's originals carry a tag only once on-call
+has approved (`cutover` for the cluster the cutover renames, `retired-by` once it has been replaced,
+`replace-approved-by` for a snapshot whose deletion was approved). The member remediation role may rename, stop,
+unprotect or delete only resources carrying these tags.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 import boto3
 from botocore.exceptions import ClientError
 from botocore.utils import ArnParser, InvalidArnException
 
 from neptune_guard import aws
+from neptune_guard.tags import CREATED_BY, customer_tags, tag_map
 
 DEFAULT_REMEDIATION_ROLE = "NeptuneGuardRemediation"
-
-TAG_PREFIX = "neptune-guard:"
-CREATED_BY = TAG_PREFIX + "created-by"              # on everything a workflow creates, at creation
-CUTOVER = TAG_PREFIX + "cutover"                    # the original cluster and its instances, after approval
-RETIRED_BY = TAG_PREFIX + "retired-by"              # the original once replaced: kept, stopped, until decommission
-REPLACED_BY = TAG_PREFIX + "replaced-by"            # the DbClusterResourceId that serves now
-RETAINED_UNTIL = TAG_PREFIX + "retained-until"      # the earliest date decommission may be approved
-REMEDIATED_BY = TAG_PREFIX + "remediated-by"        # informational: the serving cluster's provenance
-REPLACE_APPROVED_BY = TAG_PREFIX + "replace-approved-by"  # an original snapshot whose deletion on-call approved
-TEMPORARY_FOR = TAG_PREFIX + "temporary-for"        # a cluster restored from a customer's snapshot only to be snapshotted
-DECOMMISSION_APPROVED_BY = TAG_PREFIX + "decommission-approved-by"  # a retired original whose deletion on-call approved
-# CUTOVER, REPLACE_APPROVED_BY and DECOMMISSION_APPROVED_BY are approval marks: only the approval endpoint writes them
-# (approval_marks.py), through a member role of their own.
 
 
 class InvalidRequest(Exception):
@@ -118,23 +107,6 @@ def tags_of(neptune, arn: str) -> dict[str, str]:
     return tag_map(neptune.list_tags_for_resource(ResourceName=arn).get("TagList", []))
 
 
-def tag_map(tags: list[dict]) -> dict[str, str]:
-    return {t["Key"]: t["Value"] for t in tags}
-
-
-def tag_list(tags: dict[str, str]) -> list[dict]:
-    return [{"Key": k, "Value": v} for k, v in tags.items()]
-
-
-def customer_tags(tags: list[dict]) -> list[dict]:
-    """The tags a copy carries over: the customer's, never Neptune Guard's own bookkeeping."""
-    return [t for t in tags if not t["Key"].startswith(TAG_PREFIX)]
-
-
-def created_by(execution: str) -> list[dict]:
-    return [{"Key": CREATED_BY, "Value": execution}]
-
-
 def require_ours(neptune, resource: dict, arn_field: str, execution: str, *keys: str) -> dict[str, str]:
     """The resource's tags, if one of `keys` (default: created-by) names this execution; NotOurs otherwise.
     A resource that merely has the name the workflow would have given it is never adopted."""
@@ -174,3 +146,58 @@ def parse_arn(arn: str, what: str = "ARN") -> dict:
         return ArnParser().parse_arn(arn)
     except (InvalidArnException, TypeError) as error:
         raise InvalidRequest(f"not an {what}: {arn!r}") from error
+
+
+def custom_endpoints(neptune, cluster_id: str) -> list[dict]:
+    """The cluster's custom endpoints, as CreateDBClusterEndpoint takes them back: a restore does not carry them."""
+    found = neptune.describe_db_cluster_endpoints(DBClusterIdentifier=cluster_id,
+                                                  Filters=[{"Name": "db-cluster-endpoint-type", "Values": ["custom"]}])
+    return [{"id": e["DBClusterEndpointIdentifier"], "type": e["CustomEndpointType"], "arn": e["DBClusterEndpointArn"],
+             "static_members": e.get("StaticMembers", []), "excluded_members": e.get("ExcludedMembers", []),
+             "tags": customer_tags(neptune.list_tags_for_resource(ResourceName=e["DBClusterEndpointArn"]).get("TagList", []))}
+            for e in found["DBClusterEndpoints"]]
+
+
+BUSY = ("InvalidDBClusterStateFault", "InvalidDBInstanceStateFault")
+
+
+def _renaming(modify, old: str, **arguments) -> None:
+    """A rename that AWS refuses while the resource is busy is not ready yet, not a failure."""
+    try:
+        modify(ApplyImmediately=True, **arguments)
+    except ClientError as error:
+        if error.response["Error"]["Code"] in BUSY:
+            raise ResourceNotReady(f"{old} cannot be renamed yet: {error.response['Error']['Message']}") from error
+        raise
+
+
+def rename_cluster(neptune, old: str, new: str) -> None:
+    _renaming(neptune.modify_db_cluster, old, DBClusterIdentifier=old, NewDBClusterIdentifier=new)
+
+
+def rename_instance(neptune, old: str, new: str) -> None:
+    _renaming(neptune.modify_db_instance, old, DBInstanceIdentifier=old, NewDBInstanceIdentifier=new)
+
+
+def converge_instance_names(neptune, cluster_id: str, renames: dict[str, str]) -> bool:
+    """Rename the cluster's instances per `renames` (old id -> new id); True when nothing is left to do."""
+    pending = False
+    for instance_id, instance in instances_in(neptune, [cluster_id]).items():
+        if instance_id in renames:
+            rename_instance(neptune, instance_id, renames[instance_id])
+            pending = True
+        elif instance["DBInstanceStatus"] == "renaming":
+            pending = True
+    return not pending
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def iso(moment) -> str:
+    if isinstance(moment, str):
+        return moment
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).isoformat(timespec="seconds")

@@ -15,19 +15,12 @@ import json
 
 from neptune_guard.remediate import naming
 from neptune_guard.remediate.resources import (
-    CREATED_BY,
-    REMEDIATED_BY,
-    REPLACE_APPROVED_BY,
-    TAG_PREFIX,
-    TEMPORARY_FOR,
     InvalidRequest,
     NotOurs,
     ResourceNotReady,
     Step,
     VerificationFailed,
     adopt_or_create,
-    created_by,
-    customer_tags,
     describe_cluster,
     describe_snapshot,
     parse_arn,
@@ -36,9 +29,18 @@ from neptune_guard.remediate.resources import (
     require_ours,
     tags_of,
 )
-from neptune_guard.remediate.cluster import (
+from neptune_guard.tags import (
+    CREATED_BY,
+    REMEDIATED_BY,
+    REPLACE_APPROVED_BY,
+    TAG_PREFIX,
+    TEMPORARY_FOR,
+    created_by,
+    customer_tags,
+)
+from neptune_guard.remediate.plan import (
     DEFAULT_APPROVAL_TIMEOUT_SECONDS,
-    _current_key_is_customer_managed,
+    current_key_is_customer_managed,
     validate_request,
     validated_key,
 )
@@ -115,7 +117,7 @@ def plan_snapshot(step: Step) -> dict:
     key = validated_key(kms, request)
     if snapshot.get("StorageEncrypted") and snapshot.get("KmsKeyId") == key["Arn"]:
         raise InvalidRequest(f"snapshot {request['snapshot_id']} is already encrypted with {key['Arn']}")
-    if _current_key_is_customer_managed(kms, snapshot) and not request.get("replace_key"):
+    if current_key_is_customer_managed(kms, snapshot) and not request.get("replace_key"):
         raise InvalidRequest(f"snapshot {request['snapshot_id']} is already on the customer-managed key {snapshot['KmsKeyId']}; "
                              "replacing one CMK with another must be asked for explicitly (replace_key)")
     audience = shared_with(neptune, request["snapshot_id"])

@@ -1,0 +1,51 @@
+"""Custom endpoints: a restore does not carry them, so they are recreated, under their own identifiers, on
+whichever cluster holds the production name."""
+
+from __future__ import annotations
+
+from botocore.exceptions import ClientError
+
+from neptune_guard.remediate.resources import NotOurs, ResourceNotReady, Step, tags_of
+from neptune_guard.tags import CUTOVER
+
+
+def _describe_endpoint(neptune, identifier: str) -> dict | None:
+    try:
+        found = neptune.describe_db_cluster_endpoints(DBClusterEndpointIdentifier=identifier)["DBClusterEndpoints"]
+    except ClientError as error:
+        if error.response["Error"]["Code"] == "DBClusterEndpointNotFoundFault":
+            return None
+        raise
+    return found[0] if found else None
+
+
+def converge_endpoints(step: Step) -> bool:
+    """Every planned custom endpoint on whichever cluster holds the production name, under its own identifier (so
+    its DNS name stays); True when nothing is left to do. An endpoint is moved only if it carries this execution's
+    cutover tag."""
+    plan, neptune = step.plan, step.neptune
+    done = True
+    for endpoint in plan.get("custom_endpoints", []):
+        found = _describe_endpoint(neptune, endpoint["id"])
+        if found is not None and found["DBClusterIdentifier"] == plan["cluster_id"]:
+            done = done and found["Status"] == "available"
+            continue
+        done = False
+        if found is not None:
+            if tags_of(neptune, found["DBClusterEndpointArn"]).get(CUTOVER) != step.execution:
+                raise NotOurs(f"custom endpoint {endpoint['id']} is not marked for execution {step.execution}")
+            if found["Status"] != "deleting":
+                neptune.delete_db_cluster_endpoint(DBClusterEndpointIdentifier=endpoint["id"])
+            continue
+        members = {k: v for k, v in (("StaticMembers", endpoint["static_members"]), ("ExcludedMembers", endpoint["excluded_members"])) if v}
+        neptune.create_db_cluster_endpoint(DBClusterIdentifier=plan["cluster_id"], DBClusterEndpointIdentifier=endpoint["id"],
+                                           EndpointType=endpoint["type"], **members,
+                                           Tags=endpoint["tags"] + [{"Key": CUTOVER, "Value": step.execution}])
+    return done
+
+
+def move_custom_endpoints(step: Step) -> dict:
+    """After the new cluster took the production name: its custom endpoints, recreated with their type and members."""
+    if not converge_endpoints(step):
+        raise ResourceNotReady("moving the custom endpoints to the serving cluster")
+    return {"custom_endpoints": [e["id"] for e in step.plan.get("custom_endpoints", [])]}

@@ -1,0 +1,89 @@
+"""What people are told: the approval questions, the outcome, and the Security Hub finding resolved."""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+import boto3
+
+from neptune_guard import aws
+from neptune_guard.remediate.plan import DEFAULT_APPROVAL_TIMEOUT_SECONDS
+from neptune_guard.remediate.resources import Step, iso, parse_arn, utcnow
+
+
+def request_approval(step: Step, stage: str, task_token: str) -> dict:
+    """Tell on-call what is asked of them; the execution waits for `approve` or `reject`."""
+    from neptune_guard.remediate import notifications
+
+    plan, state = step.plan, step.state
+    requested_at = utcnow()
+    deadline = iso(requested_at + timedelta(seconds=int(plan.get("approval_timeout_seconds", DEFAULT_APPROVAL_TIMEOUT_SECONDS))))
+    question = plan["questions"][stage]
+    detail = {"plan": plan}
+    writes_detected = False
+    if stage == "cutover" and plan.get("path") == "streams":
+        replication = state.get("replication", {})
+        detail["replication_lag"] = {k: replication.get(k) for k in ("lag_records", "lag_seconds", "latest", "positions")}
+        question = (f"The new cluster is {replication.get('lag_records')} records ({replication.get('lag_seconds')} s) behind "
+                    f"{plan['cluster_id']}, replicating continuously. STOP WRITES to {plan['cluster_id']}, then approve: the "
+                    "workflow drains to the original's last committed event, proves the new cluster's position equals it "
+                    "(commit and operation numbers), and swaps the names; resume writes when the execution reports CUT_OVER. "
+                    f"Replication looks for your answer every {replication.get('pause_seconds', 5)} s now, less often the longer "
+                    "it waits (never more than a tenth of the wait): stop writes just before you answer. " + question)
+    if stage == "cutover":
+        writes = state.get("write_check", {})
+        detail["write_activity"] = writes
+        writes_detected = bool(writes.get("writes_detected"))
+        if writes_detected:
+            question = (f"WRITES DETECTED on {plan['cluster_id']} after its snapshot ({writes['metrics']}). A cutover "
+                        "now would lose them. Reject (the original keeps serving; re-run once writes are stopped), "
+                        "or approve with --accept-write-loss to lose them on purpose. " + question)
+        new_id = state.get("verified", {}).get("resource_id")
+        detail["iam_authentication"] = {
+            **plan["iam_authentication"], "new_resource_id": new_id,
+            "update": (f"IAM policies granting neptune-db:* on cluster-{plan['cluster_resource_id']} must name "
+                       f"cluster-{new_id} after the cutover"),
+        }
+    send_notification(notifications.approval(step.execution, stage, step.request, question, deadline, writes_detected, detail))
+    return {"requested_at": iso(requested_at)}
+
+
+def resolve_finding(step: Step) -> dict:
+    finding = step.request.get("finding")
+    if not finding:
+        return {"finding": None}
+    approvers = sorted({d.get("approver") for d in step.state.get("approvals", {}).values() if isinstance(d, dict) and d.get("approver")})
+    writes = step.state.get("final_write_check", {})
+    note = (f"{step.plan['summary']} Execution {step.execution}, approved by {', '.join(approvers) or 'unknown'}."
+            + (" WRITE LOSS ACCEPTED by on-call." if writes.get("writes_detected") else ""))
+    securityhub = step.client("securityhub")
+    securityhub.batch_update_findings(
+        FindingIdentifiers=[{"Id": finding["id"], "ProductArn": finding["product_arn"]}],
+        Note={"Text": note[:512], "UpdatedBy": "neptune-guard"},
+        Workflow={"Status": "RESOLVED"},
+    )
+    return {"finding": finding["id"], "note": note}
+
+
+def notify(step: Step, outcome: str) -> dict:
+    from neptune_guard.remediate import notifications
+
+    served = (step.state.get("rollback") or {}).get("served_writes") or {}
+    quiet = (step.state.get("retired") or {}).get("quiet_at_retire") or {"proven": True}
+    notes = ((served["note"],) if "note" in served else ()) + (() if quiet["proven"] else (
+        f"WRITES AFTER THE CUTOVER reached the retired original {step.plan['retired_cluster_id']} (first commit: "
+        f"{quiet['past_position']}): they are not in {step.plan['cluster_id']}. It is kept, and decommission will refuse to "
+        "delete it until a person has reconciled them.",))
+    send_notification(notifications.outcome(step.execution, step.request, outcome, step.state.get("error"), {
+        "rollback": step.state.get("rollback"), "needs_attention": step.state.get("bookkeeping_error"), "plan": step.plan}, notes))
+    return {"notified": outcome}
+
+
+def send_notification(notification) -> None:
+    """Publish a notifications.Notification to the on-call topic (email: the short text; chat and machines: the
+    Chatbot JSON; the full detail as a message attribute)."""
+    topic = os.environ.get("NOTIFICATION_TOPIC_ARN")
+    if topic:
+        boto3.client("sns", region_name=parse_arn(topic, "topic ARN")["region"], config=aws.CLIENT_CONFIG).publish(
+            **notification.sns_arguments(topic))
