@@ -31,7 +31,7 @@ os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "benchmark")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
 from neptune_guard import aws  # noqa: E402
-from neptune_guard.detect.scanner import FINISHING_RESERVE_SECONDS, ScanOptions, resolve_accounts, scan  # noqa: E402
+from neptune_guard.scanner import FINISHING_RESERVE_SECONDS, ScanOptions, resolve_accounts, scan  # noqa: E402
 from sandbox.demo.organization import seed  # noqa: E402
 
 REGIONS = ["us-east-1", "eu-west-1", "us-west-2", "ap-southeast-1", "eu-central-1", "us-east-2"]

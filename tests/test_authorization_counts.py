@@ -102,11 +102,11 @@ def test_no_member_role_opens_or_deletes_a_customer_security_group(synthesized, 
     _, members = synthesized
     policies = role_policies(members, role, REFERENCES)
     customer_group = f"arn:aws:ec2:{REGION}:{MEMBER}:security-group/sg-0123456789abcdef0"
-    tagged_rule = {f"aws:RequestTag/neptune-guard:created-by": OURS, "aws:TagKeys": ["neptune-guard:created-by"]}
+    tagged_rule = {"aws:RequestTag/neptune-guard:created-by": OURS, "aws:TagKeys": ["neptune-guard:created-by"]}
     for action in ("ec2:AuthorizeSecurityGroupIngress", "ec2:AuthorizeSecurityGroupEgress", "ec2:RevokeSecurityGroupIngress",
                    "ec2:RevokeSecurityGroupEgress", "ec2:ModifySecurityGroupRules", "ec2:DeleteSecurityGroup"):
         for context in ({}, tagged_rule):
             assert not evaluate(policies, action, customer_group, context).allowed, (role, action, context)
-    own_group = {f"aws:ResourceTag/neptune-guard:created-by": OURS}
+    own_group = {"aws:ResourceTag/neptune-guard:created-by": OURS}
     expected = role == "NeptuneGuardRemediation"
     assert evaluate(policies, "ec2:AuthorizeSecurityGroupIngress", customer_group, own_group).allowed is expected

@@ -160,8 +160,8 @@ def test_table_columns_are_sized_to_their_data_and_counted_by_severity(seeded, c
 
 
 def test_severities_are_coloured_on_a_terminal_only(seeded):
-    from neptune_guard.detect.scanner import ScanOptions, scan
     from neptune_guard.findings import report
+    from neptune_guard.scanner import ScanOptions, scan
 
     session = seeded(TWO_ACCOUNTS)
     result = scan(ScanOptions(accounts="org", regions=("us-east-1", "eu-west-1")), session)

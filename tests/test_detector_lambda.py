@@ -2,7 +2,7 @@
 
 import json
 
-from neptune_guard.detect import scanner
+from neptune_guard import scanner
 
 from tests.conftest import ORG, LambdaContext as Context, findings
 

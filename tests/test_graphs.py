@@ -6,9 +6,9 @@ import pytest
 
 from neptune_guard.approve import trigger
 from neptune_guard.detect import checks, graphs
-from neptune_guard.detect.scanner import ScanOptions, scan
 from neptune_guard.findings import asff
 from neptune_guard.models import Status
+from neptune_guard.scanner import ScanOptions, scan
 from sandbox.aws.server import LoopbackAws
 from sandbox.demo.organization import DEMO_SCENARIO, seed
 from tests.conftest import REGIONS, findings, member_session

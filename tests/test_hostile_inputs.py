@@ -7,7 +7,7 @@ import pytest
 from moto.rds import responses as rds_responses
 
 from neptune_guard.cli import main
-from neptune_guard.detect.scanner import ScanOptions, scan
+from neptune_guard.scanner import ScanOptions, scan
 from tests.conftest import LambdaContext, deployments, member_session, module_local_aws
 
 ACCOUNT, REGION = "111111111111", "us-east-1"

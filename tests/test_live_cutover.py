@@ -5,7 +5,6 @@ import time
 
 import pytest
 
-from neptune_guard.approve import approvals
 from sandbox.demo.application import Writer
 from tests.conftest import awaiting, decide, final_state, finish, member_session
 

@@ -283,8 +283,8 @@ def test_a_retained_original_is_never_itself_remediated(deployed):
 
 
     # until it is decommissioned, the scan shows it apart from new failures, and Security Hub says why
-    from neptune_guard.detect.scanner import ScanOptions, scan
     from neptune_guard.findings import asff, report
+    from neptune_guard.scanner import ScanOptions, scan
 
     result = scan(ScanOptions(accounts=ACCOUNT, regions=(REGION,), publish=True))
     kept = [e for e in result.evaluations if e.resource_id == plan["retired_cluster_id"] and e.status.value == "FAILED"]

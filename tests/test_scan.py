@@ -4,8 +4,8 @@ import boto3
 import pytest
 
 from neptune_guard.detect import inventory
-from neptune_guard.detect.scanner import ScanOptions, scan
 from neptune_guard.models import Status
+from neptune_guard.scanner import ScanOptions, scan
 from sandbox.aws.server import LoopbackAws
 from sandbox.demo.organization import MANAGEMENT_ACCOUNT
 from tests.conftest import REGIONS, TWO_ACCOUNTS, member_session

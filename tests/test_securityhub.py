@@ -2,8 +2,8 @@
 
 from moto.securityhub import models as securityhub_models
 
-from neptune_guard.detect.scanner import ScanOptions, scan
 from neptune_guard.findings import asff
+from neptune_guard.scanner import ScanOptions, scan
 from sandbox.aws.server import LoopbackAws
 from sandbox.demo.organization import seed
 from tests.conftest import ORG, REGIONS, findings, member_session

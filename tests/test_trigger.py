@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from neptune_guard.detect.scanner import ScanOptions, scan
+from neptune_guard.scanner import ScanOptions, scan
 from tests.conftest import custom_action_event, member_session
 from tests.conftest import LambdaContext as Context
 

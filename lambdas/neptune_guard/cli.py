@@ -16,9 +16,9 @@ from botocore.utils import ArnParser, InvalidArnException
 from neptune_guard import __version__, console
 from neptune_guard.approve import approval_client, executions
 from neptune_guard.aws import ACCOUNT_ID, REGION_NAME
-from neptune_guard.detect.scanner import DEFAULT_AUDIT_ROLE, ScanOptions, ScanSetupError, scan
 from neptune_guard.findings import report
 from neptune_guard.options import accounts_option, concurrency_option, regions_option
+from neptune_guard.scanner import DEFAULT_AUDIT_ROLE, ScanOptions, ScanSetupError, scan
 
 EXIT_OK, EXIT_NOTHING_SCANNED, EXIT_USAGE, EXIT_CREDENTIALS, EXIT_AWS = 0, 1, 2, 3, 4
 EXIT_FAILED = 1  # the approval endpoint could not be reached or failed: nothing is known to have changed

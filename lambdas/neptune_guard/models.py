@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from enum import Enum
 
 HUB_NOT_ENABLED = "Security Hub is not enabled"  # a publish error that is the account-region's setting, not a fault
+NOT_REACHED = "not scanned: the run reached its time limit before this account-region started"
 CLUSTER = "AwsRdsDbCluster"
 CLUSTER_SNAPSHOT = "AwsRdsDbClusterSnapshot"
 # ASFF has no Neptune Analytics resource type: their findings are of Type "Other" (asff.py). These name the kinds.

@@ -1,6 +1,7 @@
 """A scan: accounts, then their regions, then one unit of work per account-region, run concurrently.
 
-A fault in one account or account-region is recorded and never stops the others.
+A fault in one account or account-region is recorded and never stops the others. The unit of work reads (detect/),
+evaluates (detect/checks.py) and, when asked, publishes (findings/): it sits above both, beside the CLI and the handlers.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from botocore.parsers import ResponseParserError
 from neptune_guard import aws
 from neptune_guard.detect import checks, graphs, inventory
 from neptune_guard.findings import securityhub
-from neptune_guard.models import GRAPH, GRAPH_SNAPSHOT, ScanError, ScanResult, Status, UnitResult
+from neptune_guard.models import GRAPH, GRAPH_SNAPSHOT, NOT_REACHED, ScanError, ScanResult, Status, UnitResult
 
 DEFAULT_AUDIT_ROLE = "NeptuneGuardAudit"
 _ARNS = ArnParser()
@@ -39,7 +40,6 @@ class ScanOptions:
     read_graphs: bool = True  # False: Neptune Analytics is out of scope (say, an Organization whose SCPs deny it)
 
 
-NOT_REACHED = "not scanned: the run reached its time limit before this account-region started"
 FINISHING_RESERVE_SECONDS = 120  # the slowest account-region seen, with publishing, and then some
 
 

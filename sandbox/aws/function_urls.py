@@ -37,6 +37,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable
 from urllib.parse import parse_qsl, urlsplit
 
 from botocore.auth import SigV4Auth
@@ -52,6 +53,10 @@ AUTHORIZATION = re.compile(
     r"^AWS4-HMAC-SHA256 Credential=(?P<key>[^/]+)/(?P<date>\d{8})/(?P<region>[^/]+)/(?P<service>[^/]+)/aws4_request,\s*"
     r"SignedHeaders=(?P<headers>[a-z0-9;-]+),\s*Signature=(?P<signature>[0-9a-f]{64})$")
 TEXT_TYPES = ("application/json", "text/", "application/xml", "application/x-www-form-urlencoded")
+
+# The caller's identity policies, evaluated by whoever knows them (the executed-IAM harness, sandbox/iam/executed.py,
+# sets this while it is active): raises PermissionError when IAM would deny. None: the resource policy alone decides.
+identity_authorization: Callable[[str, str], None] | None = None
 
 
 class Denied(Exception):
@@ -204,12 +209,10 @@ class FunctionUrl:
             principal = authenticate(method, target, headers, body, self.region, now)
         except Denied as denied:
             return _json(403, str(denied))
-        from sandbox.iam import executed
-
-        if executed.ACTIVE is not None:
+        if identity_authorization is not None:
             try:
-                executed.ACTIVE.authorize_function_url(principal.access_key_id, self.function_arn)
-            except executed.Denied as denied:
+                identity_authorization(principal.access_key_id, self.function_arn)
+            except PermissionError as denied:
                 return _json(403, str(denied))
         event = request_event(method, target, headers, body, principal, self.function_account, self.url_id, self.region,
                               source_ip, now)

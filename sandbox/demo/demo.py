@@ -245,8 +245,8 @@ def run(scenario_path: str | None = None, output: str = "table") -> int:
 def _run(scenario_path: str | None, output: str, progress: Progress) -> int:
     from moto import mock_aws
 
-    from neptune_guard.scanner import ScanOptions, scan
     from neptune_guard.findings import report
+    from neptune_guard.scanner import ScanOptions, scan
 
     try:
         scenario = load_scenario(scenario_path)

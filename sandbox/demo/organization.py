@@ -224,7 +224,7 @@ def seed_region(session: boto3.Session, region: str, spec: dict, account_id: str
             neptune.create_global_cluster(GlobalClusterIdentifier=cluster["global_cluster"], Engine="neptune",
                                           StorageEncrypted=arguments["StorageEncrypted"])
             arguments["GlobalClusterIdentifier"] = cluster["global_cluster"]
-        created = neptune.create_db_cluster(**arguments)["DBCluster"]
+        neptune.create_db_cluster(**arguments)
         instance_tags = cluster.get("instance_tags", {})
         for tier, (instance_id, instance_class) in enumerate(cluster.get("instances", {}).items()):
             neptune.create_db_instance(

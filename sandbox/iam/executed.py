@@ -59,6 +59,7 @@ import boto3
 import botocore.session
 from botocore.credentials import Credentials, ReadOnlyCredentials
 
+from sandbox.aws import function_urls
 from sandbox.iam.evaluator import evaluate, resolve
 
 PREFIXES = {"monitoring": "cloudwatch"}  # signing name -> the Service Authorization Reference's prefix
@@ -71,7 +72,7 @@ def _authorization_data() -> dict:
     return json.loads(resources.files("cfnlint").joinpath("data/AdditionalSpecs/Policies.json").read_text())
 
 
-class Denied(Exception):
+class Denied(PermissionError):
     pass
 
 
@@ -589,14 +590,10 @@ def deploy(session: boto3.Session, security_template: dict, member_template: dic
 
 # Turning it on.
 
-ACTIVE: ExecutedIAM | None = None
-
-
 @contextlib.contextmanager
 def enforced(harness: ExecutedIAM):
     """While active: moto authorizes deployed roles' requests through `harness`; sessions without explicit credentials
     sign as the thread's identity; pool threads inherit their submitter's identity."""
-    global ACTIVE
     from moto.core.authorization import ActionAuthenticatorMixin
 
     original_credentials = botocore.session.Session.get_credentials
@@ -646,14 +643,13 @@ def enforced(harness: ExecutedIAM):
                     (ActionAuthenticatorMixin, "_authenticate_and_authorize_s3_action", authorize_s3),
                     (LambdaFunction, "_invoke_lambda", invoke_as_its_role),
                     (botocore.session.Session, "get_credentials", get_credentials),
-                    (ThreadPoolExecutor, "submit", submit))
+                    (ThreadPoolExecutor, "submit", submit),
+                    (function_urls, "identity_authorization", harness.authorize_function_url))
     with contextlib.ExitStack() as patches:
         for owner, name, replacement in replacements:
             patches.enter_context(mock.patch.object(owner, name, replacement))
         boto3.DEFAULT_SESSION = None
-        ACTIVE = harness
         try:
             yield harness
         finally:
-            ACTIVE = None
             boto3.DEFAULT_SESSION = None

@@ -13,8 +13,7 @@ import json
 from dataclasses import asdict, dataclass
 
 from neptune_guard.aws import ACCOUNT_ID
-from neptune_guard.detect.scanner import NOT_REACHED
-from neptune_guard.models import ScanResult
+from neptune_guard.models import NOT_REACHED, ScanResult
 
 ERRORS_PER_ACCOUNT = 5  # an item's output names its first faults; the count says how many there were
 

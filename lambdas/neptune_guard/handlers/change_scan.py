@@ -14,9 +14,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from neptune_guard import aws
 from neptune_guard.detect import changes
-from neptune_guard.detect.scanner import ScanOptions, scan, stop_starting_before
 from neptune_guard.handlers import envelopes
 from neptune_guard.options import METRICS_NAMESPACE, options_from_environment
+from neptune_guard.scanner import ScanOptions, scan, stop_starting_before
 
 logger = Logger()
 tracer = Tracer(auto_patch=False)

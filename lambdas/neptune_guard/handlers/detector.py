@@ -12,10 +12,10 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from neptune_guard.detect.scanner import NOT_REACHED, scan, stop_starting_before
 from neptune_guard.handlers import envelopes
-from neptune_guard.models import ScanResult, UnitResult
+from neptune_guard.models import NOT_REACHED, ScanResult, UnitResult
 from neptune_guard.options import METRICS_NAMESPACE, ConfigurationError, options_from_environment
+from neptune_guard.scanner import scan, stop_starting_before
 
 
 logger = Logger()

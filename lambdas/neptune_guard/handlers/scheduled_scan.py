@@ -16,8 +16,8 @@ from aws_lambda_powertools.utilities.validation import SchemaValidationError, va
 
 from neptune_guard import aws
 from neptune_guard.detect import fanout
-from neptune_guard.detect.scanner import ScanOptions, resolve_accounts, scan, stop_starting_before
 from neptune_guard.options import METRICS_NAMESPACE, ConfigurationError, options_from_environment
+from neptune_guard.scanner import ScanOptions, resolve_accounts, scan, stop_starting_before
 
 RUN_KEY = r"^runs/[\w-]{1,80}/"
 EVENT_SCHEMA = {
