@@ -47,12 +47,17 @@ def sparql(cluster, update: str) -> None:
     cluster.call("POST", "/sparql", body=urlencode({"update": update}).encode(), content_type="application/x-www-form-urlencoded")
 
 
+def cypher(cluster, query: str, **parameters) -> None:
+    cluster.opencypher(query, parameters)
+
+
 class Workload:
     """Random changes of every kind the stream records, each one transaction, on elements that exist."""
 
     def __init__(self, cluster, seed: int):
         self.cluster, self.random, self.n = cluster, random.Random(seed), 0
         self.vertices, self.edges, self.quads = set(), set(), set()
+        self.label_changes = 0
 
     def _literal(self) -> str:
         return self.random.choice(['"plain"', '"two words } GRAPH { ."', '"quote \\" inside"@en', '"7"^^<http://www.w3.org/2001/XMLSchema#int>',
@@ -61,7 +66,7 @@ class Workload:
     def step(self) -> None:
         self.n += 1
         r, n = self.random, self.n
-        choice = r.randrange(12)
+        choice = r.randrange(14)
         vertices, edges = sorted(self.vertices), sorted(self.edges)
         if choice < 2 or not vertices:
             labels = r.choice(["Person", "Person::Employee", "Account::Frozen::Audited"])
@@ -88,6 +93,16 @@ class Workload:
             gremlin(self.cluster, f"g.V('{vertex}').drop()")
             self.vertices.discard(vertex)
             self.edges = {e for e in self.edges if e in neptune_data_edges(self.cluster)}
+        elif choice == 12:  # a label added to a vertex that lives already (openCypher: Gremlin has no such step)
+            label = r.choice(["Audited", "VIP", "Odd ``one``"])
+            cypher(self.cluster, f"MATCH (n) WHERE id(n) = $vid SET n:`{label}`", vid=r.choice(vertices))
+            self.label_changes += 1
+        elif choice == 13:  # a label removed from a vertex that keeps another
+            vertex = r.choice(vertices)
+            labels = sorted(neptune_data_vertices(self.cluster)[vertex]["labels"])
+            if len(labels) > 1:
+                cypher(self.cluster, f"MATCH (n) WHERE id(n) = $vid REMOVE n:`{r.choice(labels).replace('`', '``')}`", vid=vertex)
+                self.label_changes += 1
         elif choice == 10 or not self.quads:
             graph = r.choice(GRAPHS)
             triple = f"<urn:s:{r.randrange(8)}> <urn:p:{r.randrange(3)}> {self._literal() if r.random() < 0.6 else f'<urn:o:{n}>'} ."
@@ -105,8 +120,16 @@ class Workload:
 
 
 def neptune_data_edges(cluster) -> set:
+    return set(_volume_of(cluster).edges)
+
+
+def neptune_data_vertices(cluster) -> dict:
+    return _volume_of(cluster).vertices
+
+
+def _volume_of(cluster):
     found = neptune_data.resolve(cluster.base.split("//")[1].rsplit(":", 1)[0])
-    return set(neptune_data.volume(found[3].db_cluster_resource_id).edges)
+    return neptune_data.volume(found[3].db_cluster_resource_id)
 
 
 def contents(resource_id: str) -> tuple:
@@ -141,6 +164,7 @@ def test_a_copy_replayed_from_the_position_read_before_its_snapshot_ends_equal_t
     assert contents(target_id) == contents(source_id)
     multi = [v for v in neptune_data.volume(source_id).vertices.values() if len(v["labels"]) > 1]
     assert multi, "the workload made no vertex with several labels"
+    assert workload.label_changes, "the workload changed no label of a live vertex"
 
 
 def test_an_edge_to_a_vertex_the_log_drops_later_is_skipped_not_an_error(clusters):
@@ -202,10 +226,10 @@ def test_a_vertex_dropped_and_made_again_twice_in_one_commit_is_made_again(clust
     assert neptune_data.volume(target_id).vertices["x"]["props"]["n"] == {(2, "Integer")}
 
 
-def test_a_label_removed_from_a_vertex_that_lives_on_is_refused_not_replayed_as_its_drop(clusters):
-    """openCypher's `REMOVE n:Label` records a `vl` REMOVE for a vertex that keeps its other labels: Gremlin cannot
-    replay it, and a drop would delete the vertex with its properties and edges."""
-    source, _, snapshot, restore = clusters
+def test_a_label_changed_on_a_vertex_that_lives_on_is_replayed_as_that_change_not_as_its_drop_or_making(clusters):
+    """openCypher's `SET n:Label` and `REMOVE n:Label` record a `vl` ADD or REMOVE for a vertex that lives on: the label
+    is added or removed (a drop would delete the vertex with its properties and edges; a making would do nothing)."""
+    source, source_id, snapshot, restore = clusters
     gremlin(source, "g.addV('Person::Temp').property(T.id, 'x').property('n', 1)")
     snapshot("s")
     target, target_id = restore("s", "copy")
@@ -215,10 +239,14 @@ def test_a_label_removed_from_a_vertex_that_lives_on_is_refused_not_replayed_as_
                  "data": {"id": "x", "type": "vl", "key": "label", "value": {"value": label, "dataType": "String"}}}
                 for n, label in enumerate(labels, start=1)]
 
-    with pytest.raises(replication.UnsupportedChange, match="keeps"):
-        target.apply("pg", removal("Temp"))
-    assert neptune_data.volume(target_id).vertices["x"]["labels"] == {"Person", "Temp"}
-    target.apply("pg", removal("Person", "Temp"))  # every label: the vertex's drop
+    target.apply("pg", removal("Temp"))
+    assert neptune_data.volume(target_id).vertices["x"] == {"labels": {"Person"}, "props": {"n": {(1, "Integer")}}}
+    cypher(source, "MATCH (n) WHERE id(n) = $vid SET n:Manager:`Odd ``label```", vid="x")
+    cypher(source, "MATCH (n) WHERE id(n) = $vid REMOVE n:Temp", vid="x")
+    replicate_until_caught_up(source, target, {m: None for m in replication.MODELS})
+    assert neptune_data.volume(target_id).vertices["x"]["labels"] == {"Person", "Manager", "Odd `label`"}
+    assert contents(target_id) == contents(source_id)
+    target.apply("pg", removal("Person", "Manager", "Odd `label`"))  # every label: the vertex's drop
     assert "x" not in neptune_data.volume(target_id).vertices
 
 

@@ -15,9 +15,14 @@ Neptune User Guide and the Neptune Data API reference, never from what Neptune G
   https://docs.aws.amazon.com/neptune/latest/userguide/iam-auth-connecting.html
 - **Writes.** `POST /gremlin` (`{"gremlin": script}`): a subset of TinkerPop Gremlin, listed in `Gremlin` below;
   traversals separated by `;` run as one transaction. `POST /sparql` (`update=`): SPARQL 1.1 `INSERT DATA` and
-  `DELETE DATA`, operations separated by `;`, one transaction.
+  `DELETE DATA`, operations separated by `;`, one transaction. `POST /openCypher` (`query=`, `parameters=` JSON):
+  a vertex's labels set or removed, `[UNWIND $list AS x] MATCH (n) WHERE id(n) = x|$id SET|REMOVE n:A:B`, one
+  transaction (a label is a name or a backtick-quoted text); any other query is MalformedQueryException.
   https://docs.aws.amazon.com/neptune/latest/userguide/access-graph-gremlin-differences.html
   https://www.w3.org/TR/sparql11-update/#insertData
+  https://docs.aws.amazon.com/neptune/latest/userguide/access-graph-opencypher-queries.html
+  https://docs.aws.amazon.com/neptune/latest/userguide/access-graph-opencypher-parameterized-queries.html
+  https://docs.aws.amazon.com/neptune/latest/userguide/feature-opencypher-compliance.html (SET, REMOVE)
 - **Streams** (`GET /propertygraph/stream`, `/pg/stream`, `/sparql/stream`): every change a transaction makes is one
   record, in the transaction's commit (`commitNum`, one sequence per cluster) and in operation order (`opNum` from
   1), the transaction's last one with `isLastOp`. Property-graph records: `vl` (vertex label), `vp` (vertex property),
@@ -127,13 +132,22 @@ class Transaction:
     # property graph
     def add_vertex(self, vid: str, label: str) -> None:
         """A vertex with one label per `::`-separated part, each recorded on its own (Neptune's multi-label vertices)."""
-        v = self.vol.vertices.get(vid)
-        if v is None:
-            self.vol.vertices[vid] = v = {"labels": set(), "props": {}}
-        for part in label.split("::"):
-            if part not in v["labels"]:
-                v["labels"].add(part)
-                self.record("pg", "ADD", {"id": vid, "type": "vl", "key": "label", "value": {"value": part, "dataType": "String"}})
+        self.vol.vertices.setdefault(vid, {"labels": set(), "props": {}})
+        self.add_labels(vid, label.split("::"))
+
+    def add_labels(self, vid: str, labels: list[str]) -> None:
+        v = self.vol.vertices[vid]
+        for label in labels:
+            if label not in v["labels"]:
+                v["labels"].add(label)
+                self.record("pg", "ADD", {"id": vid, "type": "vl", "key": "label", "value": {"value": label, "dataType": "String"}})
+
+    def remove_labels(self, vid: str, labels: list[str]) -> None:
+        v = self.vol.vertices[vid]
+        for label in labels:
+            if label in v["labels"]:
+                v["labels"].discard(label)
+                self.record("pg", "REMOVE", {"id": vid, "type": "vl", "key": "label", "value": {"value": label, "dataType": "String"}})
 
     def set_vertex_property(self, vid: str, key: str, typed: tuple, single: bool) -> None:
         props = self.vol.vertices[vid]["props"]
@@ -544,6 +558,35 @@ def run_sparql_update(vol: Volume, streams: bool, update: str) -> None:
         tx.commit()
 
 
+# ---------------------------------------------------------------- openCypher: a vertex's labels
+
+CYPHER_LABEL = r":(?:[A-Za-z_][A-Za-z0-9_]*|`(?:[^`]|``)*`)"
+LABELS_QUERY = re.compile(
+    r"\s*(?:UNWIND\s+\$(?P<list>\w+)\s+AS\s+(?P<each>\w+)\s+)?MATCH\s*\(\s*(?P<node>\w+)\s*\)\s*WHERE\s+id\(\s*(?P=node)\s*\)"
+    r"\s*=\s*(?:\$(?P<param>\w+)|(?P<var>\w+))\s+(?P<verb>SET|REMOVE)\s+(?P=node)(?P<labels>(?:" + CYPHER_LABEL + r")+)\s*",
+    re.IGNORECASE)
+
+
+def run_opencypher(vol: Volume, streams: bool, query: str, parameters: dict) -> list:
+    match = LABELS_QUERY.fullmatch(query)
+    if match is None or (match["var"] is not None and match["var"] != match["each"]):
+        raise DataPlaneError(400, "MalformedQueryException", f"the local Neptune's openCypher sets or removes labels only: {query[:120]!r}")
+    ids = parameters.get(match["list"]) if match["list"] else None
+    if match["param"]:
+        ids = [parameters.get(match["param"])]
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        raise DataPlaneError(400, "MalformedQueryException", "the query's id parameters are missing or not strings")
+    labels = [name[1:-1].replace("``", "`") if name.startswith("`") else name
+              for name in re.findall(r"`(?:[^`]|``)*`|[A-Za-z_][A-Za-z0-9_]*", match["labels"])]
+    with vol.lock:
+        tx = Transaction(vol, streams)
+        for vid in ids:
+            if vid in vol.vertices:  # MATCH finds nothing: nothing to set
+                (tx.add_labels if match["verb"].upper() == "SET" else tx.remove_labels)(vid, labels)
+        tx.commit()
+    return []
+
+
 # ---------------------------------------------------------------- the Streams API
 
 
@@ -671,6 +714,13 @@ def handle(method: str, url: str, headers: dict, body: bytes) -> tuple[int, dict
             raise DataPlaneError(400, "MissingParameterException", "the local Neptune takes SPARQL updates (update=) only")
         run_sparql_update(vol, streams, form["update"])
         return 200, {"type": "commit", "totalElapsedMillis": 0}
+    if method == "POST" and path.lower() == "/opencypher":
+        form = {k: v[-1] for k, v in parse_qs((body or b"").decode()).items()}
+        try:
+            parameters = json.loads(form.get("parameters", "{}"))
+        except ValueError:
+            raise DataPlaneError(400, "MalformedQueryException", "parameters is not JSON") from None
+        return 200, {"results": run_opencypher(vol, streams, form.get("query", ""), parameters if isinstance(parameters, dict) else {})}
     raise DataPlaneError(400, "BadRequestException", f"the local Neptune does not emulate {method} {path}")
 
 

@@ -274,10 +274,9 @@ def plan_cluster(step: Step) -> dict:
                          f"{key['Arn']}? " + (
                              "Neptune Streams path: the application KEEPS WRITING; the workflow snapshots, restores under the key and "
                              "replicates every change from the stream into the new cluster until the cutover, where writes pause "
-                             f"for about {estimates['write_pause_seconds']['streams']} s. Not carried: RDF blank nodes and labels "
-                             "removed from a vertex that lives on stop it (rolled back, nothing lost); a label ADDED to an existing "
-                             "vertex (openCypher SET n:Label) would not reach the new cluster. If the application does that, "
-                             "reject: with neptune_streams off (a reboot) the plan takes the freeze path."
+                             f"for about {estimates['write_pause_seconds']['streams']} s. Not carried: RDF blank nodes stop it "
+                             "(rolled back, nothing lost); if the application writes them, reject: with neptune_streams off (a "
+                             "reboot) the plan takes the freeze path."
                              if streams["path"] == "streams" else
                              f"Freeze path ({streams['why']}): STOP ALL WRITES to {cluster_id} before approving, until the cutover "
                              f"(about {estimates['write_pause_seconds']['freeze'] // 60} minutes for this cluster): the workflow first "

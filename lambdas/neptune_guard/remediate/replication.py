@@ -13,9 +13,10 @@ nothing omitted; each change is one record identified by (`commitNum`, `opNum`),
 - **Idempotent apply.** Every property-graph record is a set-membership change (a vertex label, a vertex property
   value, an edge, an edge property value is added or removed), and so is every RDF quad. Each is applied as "make it
   present" or "make it absent", a no-op when it already is, and a no-op when the element it hangs on is not there
-  (a later record in the log removes that element anyway). A vertex's labels are fixed when it is made (Neptune has
-  no step that adds a label to a vertex): the `vl` records of one vertex in one commit make it with all of them
-  (`addV('a::b')`), and a `vl` REMOVE is the vertex's drop. Replaying a suffix of the log over a state that already
+  (a later record in the log removes that element anyway). A vertex's `vl` records of one commit make it with all of
+  them (`addV('a::b')`) when it is new, and add them to it when it lives already (openCypher `SET n:Label`: Gremlin
+  has no step that adds a label); a `vl` REMOVE of every label the vertex has is its drop, of some only the removal
+  of those labels (openCypher `REMOVE n:Label`). Replaying a suffix of the log over a state that already
   holds part of it therefore ends in the same state as the original: the final presence of each item is decided by
   the last record that touches it, and every such record is replayed. Applying a batch twice changes nothing.
 - **What cannot be replayed exactly is refused, not approximated:** an RDF blank node (SPARQL's INSERT DATA makes a
@@ -119,6 +120,12 @@ class Neptune:
         data = self.call("POST", "/gremlin", body=json.dumps({"gremlin": script}).encode(), content_type="application/json")["result"]["data"]
         return data.get("@value", []) if isinstance(data, dict) else data  # GraphSON 3's typed list, or a plain one
 
+    def opencypher(self, query: str, parameters: dict) -> list:
+        """https://docs.aws.amazon.com/neptune/latest/userguide/access-graph-opencypher-queries.html (parameters:
+        access-graph-opencypher-parameterized-queries.html)."""
+        body = urlencode({"query": query, "parameters": json.dumps(parameters)}).encode()
+        return self.call("POST", "/openCypher", body=body, content_type="application/x-www-form-urlencoded").get("results", [])
+
     def apply(self, model: str, records: list[dict]) -> None:
         if model == "pg":
             chunk = []
@@ -136,20 +143,29 @@ class Neptune:
 
 
     def _run(self, records: list[dict]) -> None:
-        if records:  # Neptune runs a script's earlier statements only when they end in iterate() (Gremlin's script execution)
-            self.gremlin(";\n".join(gremlin(r) + ".iterate()" for r in records))
+        if not records:
+            return
+        # Neptune runs a script's earlier statements only when they end in iterate() (Gremlin's script execution)
+        self.gremlin(";\n".join(gremlin(r) + ".iterate()" for r in records))
+        # A `vl` ADD of a vertex that lived already (the addV above found it) adds the label: openCypher, one query per
+        # set of labels. Nothing between the two reads labels: the chunk ends before any `vl` REMOVE.
+        adds: dict[tuple, list] = {}
+        for record in records:
+            if record["data"]["type"] == "vl" and record["op"] == "ADD":
+                adds.setdefault(tuple(record["labels"]), []).append(record["data"]["id"])
+        for labels, ids in adds.items():
+            self.opencypher(f"UNWIND $ids AS vid MATCH (n) WHERE id(n) = vid SET n{cypher_labels(labels)}", {"ids": ids})
 
     def _drop_vertex(self, record: dict) -> None:
-        """`vl` REMOVE of every label the vertex has is its drop; of some only, a label removed from a vertex that
-        lives on (openCypher `REMOVE n:Label`), which Gremlin cannot replay: refused, never applied as a drop."""
+        """`vl` REMOVE of every label the vertex has is its drop; of some only, those labels removed from a vertex that
+        lives on (openCypher `REMOVE n:Label`), never applied as a drop."""
         element = _literal({"value": record["data"]["id"], "dataType": "String"})
         found = self.gremlin(f"g.V({element}).label()")
         if not found:
             return
-        kept = set(str(found[0]).split("::")) - set(record["labels"])
-        if kept:
-            raise UnsupportedChange(f"labels {sorted(record['labels'])} removed from vertex {record['data']['id']}, which keeps "
-                                    f"{sorted(kept)}: a label change on a live vertex cannot be replayed in Gremlin")
+        if set(str(found[0]).split("::")) - set(record["labels"]):
+            self.opencypher(f"MATCH (n) WHERE id(n) = $vid REMOVE n{cypher_labels(record['labels'])}", {"vid": record["data"]["id"]})
+            return
         self.gremlin(f"g.V({element}).drop()")
 
 
@@ -174,10 +190,14 @@ def _literal(value: dict) -> str:
     raise UnsupportedChange(f"property value of type {kind}")
 
 
+def cypher_labels(labels) -> str:
+    """`:a:b`, each label a quoted name (a backtick inside one doubled): openCypher's syntax for labels of any text."""
+    return "".join(":`" + label.replace("`", "``") + "`" for label in labels)
+
+
 def with_vertex_labels(records: list[dict]) -> list[dict]:
     """Consecutive `vl` records of one vertex, one op and one commit as one record carrying all their labels: a vertex
-    is made with its labels (`a::b`; a later label of the same commit could not be added to it), and dropped with all
-    of them. Only consecutive ones: a commit may drop and make the same vertex again, and each is its own."""
+    is made with its labels (`a::b`) or given them in one query, and dropped with all of them. Only consecutive ones: a commit may drop and make the same vertex again, and each is its own."""
     merged = []
     for record in records:
         data, last = record["data"], merged[-1] if merged else None
