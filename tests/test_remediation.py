@@ -370,6 +370,11 @@ def test_the_steps_function_acts_only_for_a_running_execution_past_its_approval(
     not_ours = invoke({"step": "roll_back", "state": state,
                        "execution": "arn:aws:states:us-east-1:123456789012:execution:SomeoneElses:x"})
     assert not_ours["errorType"] == "NotAuthorizedStep"
+    # Past every other check (its request, its plan, a step that needs no approval): a state the execution never had
+    forged_state = invoke({"step": "roll_back", "execution": execution, "state": {**state, "replicated_back": {"proven": True}}})
+    assert forged_state["errorType"] == "NotAuthorizedStep" and "not one the execution scheduled" in forged_state["errorMessage"]
+    unscheduled = invoke({"step": "roll_back", "execution": execution, "state": state})  # genuine, but never asked for
+    assert unscheduled["errorType"] == "NotAuthorizedStep"
     malformed = invoke({"step": "delete_retired", "execution": "x", "state": {}})
     assert malformed["errorType"] == "InvalidStepEvent"
     assert clusters(session).keys() == before.keys()

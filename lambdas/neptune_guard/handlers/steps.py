@@ -53,9 +53,8 @@ def handler(event: dict, context: LambdaContext) -> dict:
     sfn = boto3.client("stepfunctions", region_name=execution_arn["region"], config=CLIENT_CONFIG)
     own_account = parse_arn(context.invoked_function_arn, "function ARN")["account"]
     record = guard.read_execution(sfn, event["execution"], own_account)
-    plan = state.get("plan")
-    guard.authorize_step(record, request, plan, needs_approval)
-    step = Step(request=request, execution=event["execution"], plan=plan, state=state)
+    guard.authorize_step(record, event, needs_approval)
+    step = Step(request=request, execution=event["execution"], plan=state.get("plan"), state=state)
     arguments = STEP_ARGUMENTS.get(name, ())
     missing = [a for a in arguments if a not in event]
     if missing:

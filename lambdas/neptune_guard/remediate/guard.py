@@ -1,7 +1,8 @@
 """What a remediation step checks before it acts: that it runs for a RUNNING execution of one of our state
 machines, started with this very request, past the approval the step needs, with the plan that
-execution made. The plan and the approvals are read from the execution's own history, never taken
-from the step's event: invoking the steps function directly with a crafted event changes nothing.
+execution made, and that the whole event (the step, the state it carries: proofs, stream positions, approvals, and
+its arguments) is one the execution itself scheduled, as its history records the task's parameters. Nothing is
+taken from the event on trust: invoking the steps function directly with a crafted event changes nothing.
 """
 
 from __future__ import annotations
@@ -26,6 +27,11 @@ class ExecutionRecord:
     started_with: dict
     plan: dict | None = None
     approvals: dict[str, dict] = field(default_factory=dict)
+    scheduled: set[str] = field(default_factory=set)  # every step event the execution scheduled, as canonical JSON
+
+
+def canonical(event: dict) -> str:
+    return json.dumps(event, sort_keys=True, separators=(",", ":"))
 
 
 def _outputs(events: list[dict]):
@@ -57,6 +63,16 @@ def read_execution(sfn, execution: str, own_account: str | None = None) -> Execu
     if described["status"] != "RUNNING":
         raise NotAuthorizedStep(f"{execution} is {described['status']}, not RUNNING")
     record = ExecutionRecord(started_with=json.loads(described.get("input") or "{}"))
+    for event in events:
+        try:  # a Lambda task's input, or an integration's (lambda:invoke) Payload
+            if "lambdaFunctionScheduledEventDetails" in event:
+                payload = json.loads(event["lambdaFunctionScheduledEventDetails"].get("input") or "null")
+            else:
+                payload = json.loads((event.get("taskScheduledEventDetails") or {}).get("parameters") or "{}").get("Payload")
+        except (ValueError, AttributeError):
+            continue
+        if isinstance(payload, dict):
+            record.scheduled.add(canonical(payload))
     for source, output in _outputs(events):
         if not isinstance(output, dict):
             continue
@@ -67,8 +83,10 @@ def read_execution(sfn, execution: str, own_account: str | None = None) -> Execu
     return record
 
 
-def authorize_step(record: ExecutionRecord, request: dict, plan: dict | None, needs_approval: str | None) -> None:
-    """The event's request and plan must be the execution's own, and the approval the step needs granted."""
+def authorize_step(record: ExecutionRecord, event: dict, needs_approval: str | None) -> None:
+    """The event's request and plan must be the execution's own, the approval the step needs granted, and the event
+    one the execution scheduled (a state with a forged proof, position or approval is none of them)."""
+    request, plan = event["state"]["request"], event["state"].get("plan")
     if record.started_with != request:
         differing = sorted(k for k in set(record.started_with) | set(request) if record.started_with.get(k) != request.get(k))
         raise NotAuthorizedStep(f"the request differs from the one the execution was started with: {', '.join(differing)}")
@@ -78,3 +96,6 @@ def authorize_step(record: ExecutionRecord, request: dict, plan: dict | None, ne
         decision = record.approvals.get(needs_approval, {})
         if decision.get("approved") is not True or decision.get("stage") != needs_approval:
             raise NotAuthorizedStep(f"this step needs the {needs_approval!r} approval, which the execution has not been given")
+    if canonical(event) not in record.scheduled:
+        raise NotAuthorizedStep(f"this {event['step']} event is not one the execution scheduled: its state or arguments differ "
+                                "from every task the execution ran")
