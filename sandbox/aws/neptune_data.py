@@ -17,7 +17,8 @@ Neptune User Guide and the Neptune Data API reference, never from what Neptune G
   traversals separated by `;` run as one transaction. `POST /sparql` (`update=`): SPARQL 1.1 `INSERT DATA` and
   `DELETE DATA`, operations separated by `;`, one transaction. `POST /openCypher` (`query=`, `parameters=` JSON):
   a vertex's labels set or removed, `[UNWIND $list AS x] MATCH (n) WHERE id(n) = x|$id SET|REMOVE n:A:B`, one
-  transaction (a label is a name or a backtick-quoted text); any other query is MalformedQueryException.
+  transaction (a label is a name or a backtick-quoted text; a node keeps one label at least); any other query is
+  MalformedQueryException. https://docs.aws.amazon.com/neptune/latest/userguide/access-graph-opencypher-data-model.html
   https://docs.aws.amazon.com/neptune/latest/userguide/access-graph-gremlin-differences.html
   https://www.w3.org/TR/sparql11-update/#insertData
   https://docs.aws.amazon.com/neptune/latest/userguide/access-graph-opencypher-queries.html
@@ -143,7 +144,11 @@ class Transaction:
                 self.record("pg", "ADD", {"id": vid, "type": "vl", "key": "label", "value": {"value": label, "dataType": "String"}})
 
     def remove_labels(self, vid: str, labels: list[str]) -> None:
+        """Every node keeps one label at least: removing all of them is an error (User Guide, openCypher data model;
+        the error's code is not documented: this stand-in answers ConstraintViolationException)."""
         v = self.vol.vertices[vid]
+        if not v["labels"] - set(labels):
+            raise DataPlaneError(400, "ConstraintViolationException", f"cannot remove every label of node {vid}")
         for label in labels:
             if label in v["labels"]:
                 v["labels"].discard(label)
@@ -233,7 +238,7 @@ class Gremlin:
     `V(ids)` mid-traversal (those vertices once per traverser), `addV`, `addE(label)`, `from`/`to` (a traversal
     `__.V(id)`; one that yields no vertex is an error, as in TinkerPop, and the script's transaction rolls back),
     `where(traversal)`, `property([single|set,] key, value)` (`T.id` on a new element), `properties(keys)`, `hasValue`,
-    `hasLabel`, `has(key, value)`, `drop`, `fold`, `unfold`, `coalesce`, `id`, `label`, `values`, `count`, `iterate`
+    `hasLabel`, `has(key, value)`, `bothE`, `drop`, `fold`, `unfold`, `coalesce`, `id`, `label`, `values`, `count`, `iterate`
     (a statement before a script's last runs only when iterated, as in Neptune).
     Literals: strings, `true`/`false`, integers (`L` suffix: Long), decimals (Double; `f`: Float; `d`: Double),
     `datetime('ISO-8601')`. https://tinkerpop.apache.org/docs/current/reference/#graph-traversal-steps"""
@@ -395,6 +400,9 @@ def _run_traversal(tx: Transaction, steps: list, start: list | None = None) -> l
                 elif item[0] == "ep" and item[1] in vol.edges and item[2] in vol.edges[item[1]]["props"]:
                     tx.remove_edge_property(item[1], item[2])
             items = []
+        elif name == "bothE":  # outE() then inE() of each vertex: a self-loop comes twice, as in TinkerPop
+            items = [("e", e) for i in _materialize(tx, items) if i[0] == "v" for end in ("from", "to")
+                     for e, edge in vol.edges.items() if edge[end] == i[1]]
         elif name == "fold":
             items = [("list", _materialize(tx, items))]
         elif name == "unfold":
@@ -579,10 +587,15 @@ def run_opencypher(vol: Volume, streams: bool, query: str, parameters: dict) -> 
     labels = [name[1:-1].replace("``", "`") if name.startswith("`") else name
               for name in re.findall(r"`(?:[^`]|``)*`|[A-Za-z_][A-Za-z0-9_]*", match["labels"])]
     with vol.lock:
+        before = copy.deepcopy(vol.vertices)
         tx = Transaction(vol, streams)
-        for vid in ids:
-            if vid in vol.vertices:  # MATCH finds nothing: nothing to set
-                (tx.add_labels if match["verb"].upper() == "SET" else tx.remove_labels)(vid, labels)
+        try:
+            for vid in ids:
+                if vid in vol.vertices:  # MATCH finds nothing: nothing to set
+                    (tx.add_labels if match["verb"].upper() == "SET" else tx.remove_labels)(vid, labels)
+        except DataPlaneError:
+            vol.vertices = before  # the query's transaction rolls back
+            raise
         tx.commit()
     return []
 

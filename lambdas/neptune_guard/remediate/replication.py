@@ -15,8 +15,10 @@ nothing omitted; each change is one record identified by (`commitNum`, `opNum`),
   present" or "make it absent", a no-op when it already is, and a no-op when the element it hangs on is not there
   (a later record in the log removes that element anyway). A vertex's `vl` records of one commit make it with all of
   them (`addV('a::b')`) when it is new, and add them to it when it lives already (openCypher `SET n:Label`: Gremlin
-  has no step that adds a label); a `vl` REMOVE of every label the vertex has is its drop, of some only the removal
-  of those labels (openCypher `REMOVE n:Label`). Replaying a suffix of the log over a state that already
+  has no step that adds a label); a `vl` REMOVE of some of the labels the vertex has removes those labels
+  (openCypher `REMOVE n:Label`), of every label is the vertex's drop, made only where it can lose nothing that a
+  later record does not put back (`Neptune._remove_labels`). A label holding `::` is refused: Gremlin would read it as
+  two. Replaying a suffix of the log over a state that already
   holds part of it therefore ends in the same state as the original: the final presence of each item is decided by
   the last record that touches it, and every such record is replayed. Applying a batch twice changes nothing.
 - **What cannot be replayed exactly is refused, not approximated:** an RDF blank node (SPARQL's INSERT DATA makes a
@@ -128,14 +130,14 @@ class Neptune:
 
     def apply(self, model: str, records: list[dict]) -> None:
         if model == "pg":
-            chunk = []
-            for record in with_vertex_labels(records):
+            chunk, merged = [], with_vertex_labels(records)
+            for record in merged:
                 if not (record["op"] == "REMOVE" and record["data"]["type"] == "vl"):
                     chunk.append(record)
                     continue
                 self._run(chunk)
                 chunk = []
-                self._drop_vertex(record)
+                self._remove_labels(record, removes_its_elements(merged, record))
             self._run(chunk)
         else:
             self.call("POST", "/sparql", body=urlencode({"update": ";\n".join(sparql(r) for r in records)}).encode(),
@@ -156,17 +158,31 @@ class Neptune:
         for labels, ids in adds.items():
             self.opencypher(f"UNWIND $ids AS vid MATCH (n) WHERE id(n) = vid SET n{cypher_labels(labels)}", {"ids": ids})
 
-    def _drop_vertex(self, record: dict) -> None:
-        """`vl` REMOVE of every label the vertex has is its drop; of some only, those labels removed from a vertex that
-        lives on (openCypher `REMOVE n:Label`), never applied as a drop."""
-        element = _literal({"value": record["data"]["id"], "dataType": "String"})
+    def _remove_labels(self, record: dict, removes_elements: bool) -> None:
+        """A commit's `vl` REMOVEs of one vertex. Neptune never leaves a vertex without a label (removing the last one is
+        an error: User Guide, openCypher data model), so on the source they were either some of its labels (openCypher
+        `REMOVE n:Label`) or all of them, its drop, whose commit also removes each property and edge it had.
+
+        On the copy: labels left after the removal, it was a label removal: those labels go. None left: a drop, made
+        when the commit removes the vertex's properties or edges too (applied by now: what the copy's vertex still
+        holds came from later records, which the replay puts back) or when the copy's vertex holds nothing else. Else
+        the copy is ahead of this commit (a retried run, or the records between the position and the snapshot): its
+        vertex shows labels and properties that later records of the log gave it, and a drop would lose the ones set
+        before the position. Nothing is done then: the later records, replayed in turn, bring it where the source is."""
+        vid = record["data"]["id"]
+        element = _literal({"value": vid, "dataType": "String"})
         found = self.gremlin(f"g.V({element}).label()")
         if not found:
             return
         if set(str(found[0]).split("::")) - set(record["labels"]):
-            self.opencypher(f"MATCH (n) WHERE id(n) = $vid REMOVE n{cypher_labels(record['labels'])}", {"vid": record["data"]["id"]})
-            return
-        self.gremlin(f"g.V({element}).drop()")
+            self.opencypher(f"MATCH (n) WHERE id(n) = $vid REMOVE n{cypher_labels(record['labels'])}", {"vid": vid})
+        elif removes_elements or not (self._count(f"g.V({element}).properties().count()") or self._count(f"g.V({element}).bothE().count()")):
+            self.gremlin(f"g.V({element}).drop()")
+
+    def _count(self, script: str) -> int:
+        found = self.gremlin(script)
+        value = found[0] if found else 0
+        return int(value["@value"] if isinstance(value, dict) else value)  # GraphSON 3 types a count (g:Int64)
 
 
 def _literal(value: dict) -> str:
@@ -190,6 +206,14 @@ def _literal(value: dict) -> str:
     raise UnsupportedChange(f"property value of type {kind}")
 
 
+def removes_its_elements(records: list[dict], removal: dict) -> bool:
+    """Whether the commit of a vertex's label removal also removes any of that vertex's properties or edges."""
+    vid, commit = removal["data"]["id"], removal["eventId"]["commitNum"]
+    return any(r["op"] == "REMOVE" and r["eventId"]["commitNum"] == commit
+               and ((r["data"]["type"] == "vp" and r["data"]["id"] == vid) or (r["data"]["type"] == "e" and vid in (r["data"]["from"], r["data"]["to"])))
+               for r in records)
+
+
 def cypher_labels(labels) -> str:
     """`:a:b`, each label a quoted name (a backtick inside one doubled): openCypher's syntax for labels of any text."""
     return "".join(":`" + label.replace("`", "``") + "`" for label in labels)
@@ -202,6 +226,8 @@ def with_vertex_labels(records: list[dict]) -> list[dict]:
     for record in records:
         data, last = record["data"], merged[-1] if merged else None
         if data["type"] == "vl":
+            if "::" in data["value"]["value"]:
+                raise UnsupportedChange(f"label {data['value']['value']!r} of vertex {data['id']}: Gremlin reads `::` as two labels")
             if (last is not None and last["op"] == record["op"] and last["data"]["type"] == "vl" and last["data"]["id"] == data["id"]
                     and last["eventId"]["commitNum"] == record["eventId"]["commitNum"]):
                 last["labels"].append(data["value"]["value"])
