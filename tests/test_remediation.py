@@ -372,7 +372,11 @@ def test_the_steps_function_acts_only_for_a_running_execution_past_its_approval(
     assert not_ours["errorType"] == "NotAuthorizedStep"
     # Past every other check (its request, its plan, a step that needs no approval): a state the execution never had
     forged_state = invoke({"step": "roll_back", "execution": execution, "state": {**state, "replicated_back": {"proven": True}}})
-    assert forged_state["errorType"] == "NotAuthorizedStep" and "not one the execution scheduled" in forged_state["errorMessage"]
+    assert forged_state["errorType"] == "NotAuthorizedStep" and "not the input of a task" in forged_state["errorMessage"]
+    planned = [json.loads(e["lambdaFunctionScheduledEventDetails"]["input"]) for e in sfn.get_execution_history(executionArn=execution,
+               maxResults=1000)["events"] if e["type"] == "LambdaFunctionScheduled"][0]
+    replayed = invoke(planned)  # the execution's own plan task, genuine but ended
+    assert planned["step"] == "plan" and replayed["errorType"] == "NotAuthorizedStep" and "has ended" in replayed["errorMessage"]
     unscheduled = invoke({"step": "roll_back", "execution": execution, "state": state})  # genuine, but never asked for
     assert unscheduled["errorType"] == "NotAuthorizedStep"
     malformed = invoke({"step": "delete_retired", "execution": "x", "state": {}})

@@ -1,8 +1,9 @@
 """What a remediation step checks before it acts: that it runs for a RUNNING execution of one of our state
 machines, started with this very request, past the approval the step needs, with the plan that
 execution made, and that the whole event (the step, the state it carries: proofs, stream positions, approvals, and
-its arguments) is one the execution itself scheduled, as its history records the task's parameters. Nothing is
-taken from the event on trust: invoking the steps function directly with a crafted event changes nothing.
+its arguments) is the input of a task the execution has scheduled and not yet finished, as its history records it.
+Nothing is taken from the event on trust: invoking the steps function directly with a crafted event, or replaying
+an event of a task that has finished, changes nothing.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from neptune_guard.remediate.resources import parse_arn
 
 STATE_MACHINE_NAMES = ("NeptuneGuardClusterRemediation", "NeptuneGuardSnapshotRemediation")
 PLAN_KINDS = ("cluster-plan", "snapshot-plan")
+ENDED = ("Succeeded", "Failed", "TimedOut", "StartFailed", "ScheduleFailed", "SubmitFailed", "Aborted")
 
 
 class NotAuthorizedStep(Exception):
@@ -27,7 +29,7 @@ class ExecutionRecord:
     started_with: dict
     plan: dict | None = None
     approvals: dict[str, dict] = field(default_factory=dict)
-    scheduled: set[str] = field(default_factory=set)  # every step event the execution scheduled, as canonical JSON
+    running: set[str] = field(default_factory=set)  # the step events of the tasks scheduled and not finished, canonical JSON
 
 
 def canonical(event: dict) -> str:
@@ -47,6 +49,33 @@ def _outputs(events: list[dict]):
                 yield details_key, output.get("Payload", output) if isinstance(output, dict) and "Payload" in output else output
 
 
+def _running_tasks(events: list[dict]) -> dict[int, str]:
+    """Scheduled event id -> the step event of each task scheduled and not yet ended. A task's end (succeeded, failed,
+    timed out) points back through `previousEventId` to its start and its scheduling, in its own branch."""
+    scheduled, previous = {}, {}
+    for event in events:
+        previous[event["id"]] = event.get("previousEventId")
+        try:  # a Lambda task's input, or an integration's (lambda:invoke) Payload
+            if "lambdaFunctionScheduledEventDetails" in event:
+                payload = json.loads(event["lambdaFunctionScheduledEventDetails"].get("input") or "null")
+            elif "taskScheduledEventDetails" in event:
+                payload = json.loads(event["taskScheduledEventDetails"].get("parameters") or "{}").get("Payload")
+            else:
+                payload = None
+        except (ValueError, AttributeError):
+            payload = None
+        if isinstance(payload, dict):
+            scheduled[event["id"]] = canonical(payload)
+        if event["type"].startswith(("Task", "LambdaFunction")) and event["type"].endswith(ENDED):
+            at = event.get("previousEventId")
+            for _ in range(4):  # scheduled <- started (<- submitted) <- ended
+                if at in scheduled:
+                    del scheduled[at]
+                    break
+                at = previous.get(at)
+    return scheduled
+
+
 def read_execution(sfn, execution: str, own_account: str | None = None) -> ExecutionRecord:
     """The execution as AWS records it; NotAuthorizedStep unless it is a running execution of ours."""
     arn = parse_arn(execution, "execution ARN")
@@ -63,16 +92,7 @@ def read_execution(sfn, execution: str, own_account: str | None = None) -> Execu
     if described["status"] != "RUNNING":
         raise NotAuthorizedStep(f"{execution} is {described['status']}, not RUNNING")
     record = ExecutionRecord(started_with=json.loads(described.get("input") or "{}"))
-    for event in events:
-        try:  # a Lambda task's input, or an integration's (lambda:invoke) Payload
-            if "lambdaFunctionScheduledEventDetails" in event:
-                payload = json.loads(event["lambdaFunctionScheduledEventDetails"].get("input") or "null")
-            else:
-                payload = json.loads((event.get("taskScheduledEventDetails") or {}).get("parameters") or "{}").get("Payload")
-        except (ValueError, AttributeError):
-            continue
-        if isinstance(payload, dict):
-            record.scheduled.add(canonical(payload))
+    record.running = set(_running_tasks(events).values())
     for source, output in _outputs(events):
         if not isinstance(output, dict):
             continue
@@ -85,7 +105,8 @@ def read_execution(sfn, execution: str, own_account: str | None = None) -> Execu
 
 def authorize_step(record: ExecutionRecord, event: dict, needs_approval: str | None) -> None:
     """The event's request and plan must be the execution's own, the approval the step needs granted, and the event
-    one the execution scheduled (a state with a forged proof, position or approval is none of them)."""
+    the input of a task of the execution still running (a state with a forged proof, position or approval is none of
+    them, and neither is a finished task's)."""
     request, plan = event["state"]["request"], event["state"].get("plan")
     if record.started_with != request:
         differing = sorted(k for k in set(record.started_with) | set(request) if record.started_with.get(k) != request.get(k))
@@ -96,6 +117,6 @@ def authorize_step(record: ExecutionRecord, event: dict, needs_approval: str | N
         decision = record.approvals.get(needs_approval, {})
         if decision.get("approved") is not True or decision.get("stage") != needs_approval:
             raise NotAuthorizedStep(f"this step needs the {needs_approval!r} approval, which the execution has not been given")
-    if canonical(event) not in record.scheduled:
-        raise NotAuthorizedStep(f"this {event['step']} event is not one the execution scheduled: its state or arguments differ "
-                                "from every task the execution ran")
+    if canonical(event) not in record.running:
+        raise NotAuthorizedStep(f"this {event['step']} event is not the input of a task the execution is running: its state or "
+                                "arguments differ from every running task's, or its task has ended")
