@@ -65,7 +65,7 @@ class ServerProcess:
     scan's for one interpreter lock: the real AWS APIs do not run on the scanner's machine."""
 
     def __init__(self):
-        self.process = subprocess.Popen([sys.executable, "-m", "sandbox.server", "--port", "0"], cwd=ROOT,
+        self.process = subprocess.Popen([sys.executable, "-m", "sandbox.aws.server", "--port", "0"], cwd=ROOT,
                                         stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": f"{ROOT / 'lambdas'}:{ROOT}"})
         self.endpoint_url = self.process.stdout.readline().strip()
 

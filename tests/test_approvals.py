@@ -1,6 +1,6 @@
 """The approval endpoint: a SigV4-signed function URL in front of the real state machines (moto's interpreter).
 
-People reach it as the CLI does (sandbox.on_call signs with their own assumed-role credentials); the
+People reach it as the CLI does (sandbox.demo.on_call signs with their own assumed-role credentials); the
 sandbox's function URL verifies the signature and hands the handler the identity it established."""
 
 import json

@@ -140,6 +140,7 @@ def test_the_library_has_no_import_cycle():
 def test_the_sandbox_stand_ins_import_neither_the_iam_harness_nor_the_demo():
     for module, targets in graph(ROOT, "sandbox").items():
         part = package(module)
+        assert module == "sandbox" or part in SANDBOX, f"{module} is in none of {sorted(SANDBOX)}: place it"
         for target in targets:
             target_part = package(target)
             if part in SANDBOX and target_part in SANDBOX:
@@ -158,3 +159,28 @@ def test_each_check_catches_what_it_is_for():
     assert cycles(loop) and cycles(graph(LIBRARY, "neptune_guard") | loop)
     with pytest.raises(AssertionError, match="on no floor"):
         floor("neptune_guard_other.module")
+
+
+def test_the_replicator_ships_alone_and_imports_nothing_of_the_library_beyond_its_zip(tmp_path):
+    """The replicator function's code is live_cutover.code_zip(): replication.py and its packages' markers. In the local
+    AWS its handler runs in-process, so a missing import would break only in AWS: import it from the unpacked zip
+    alone, with botocore and no site hooks (no development install), and see nothing else of ours come in."""
+    import subprocess
+    import sys
+    import sysconfig
+    import zipfile
+    from io import BytesIO
+
+    from neptune_guard.remediate import live_cutover
+
+    zipfile.ZipFile(BytesIO(live_cutover.code_zip())).extractall(tmp_path)
+    assert imports(LIBRARY / "neptune_guard" / "__init__.py", "neptune_guard") == set()
+    assert imports(LIBRARY / "neptune_guard" / "remediate" / "__init__.py", "neptune_guard.remediate") == set()
+    probe = ("import sys, neptune_guard.remediate.replication as r; "
+             "print(r.__file__); print(sorted(m for m in sys.modules if m.startswith('neptune_guard')))")
+    ran = subprocess.run([sys.executable, "-S", "-c", probe], capture_output=True, text=True, timeout=60,
+                         env={"PYTHONPATH": f"{tmp_path}:{sysconfig.get_paths()['purelib']}"})
+    assert ran.returncode == 0, ran.stderr
+    where, loaded = ran.stdout.splitlines()
+    assert where.startswith(str(tmp_path))
+    assert loaded == str(["neptune_guard", "neptune_guard.remediate", "neptune_guard.remediate.replication"])

@@ -93,7 +93,7 @@ def deploy_scheduled_scan(session: boto3.Session | None = None, region: str = "u
 
 def deploy_approval_endpoint(session: boto3.Session, role_arn: str, region: str) -> str:
     """The approval function behind a function URL (AuthType AWS_IAM), on-call's sessions allow-listed.
-    Serve its URL with sandbox.function_urls.serve (moto configures function URLs but does not serve them)."""
+    Serve its URL with sandbox.aws.function_urls.serve (moto configures function URLs but does not serve them)."""
     from sandbox.demo import on_call
 
     lambda_client = session.client("lambda", region_name=region)

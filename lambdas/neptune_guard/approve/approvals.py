@@ -15,7 +15,7 @@ decision, which records the verified approver.
 People, not sessions. A person is the `sts:SourceIdentity` their identity provider set: it persists through
 role chaining and the session cannot change it, while a session name is chosen freely. Lambda does not hand a
 function URL the caller's source identity, so IAM binds it to what Lambda does hand over: the approver policy
-and the guardrail SCP (guardrails/scp/protect-approval-endpoint.json) let a session call the endpoint only with
+and the guardrail SCP (guardrails/scp/protect-approvals.json) let a session call the endpoint only with
 a source identity and a session name equal to it (`aws:userid` = `<role id>:${aws:SourceIdentity}`), and the SCP
 refuses a direct `lambda:Invoke` (not via the URL), whose request context the invoker would write. The session
 name of an allow-listed on-call session is therefore its person; Alice and alice are one person.
