@@ -291,6 +291,43 @@ def test_a_label_removal_the_copy_sees_as_every_label_is_not_taken_for_a_drop(cl
     assert contents(target_id) == contents(source_id)
 
 
+@pytest.mark.parametrize("snapshot_first", [False, True])
+def test_a_label_removal_over_a_copy_left_bare_by_an_earlier_record_keeps_the_vertex(clusters, snapshot_first):
+    """`v` loses its property, then label a, gets the property back, then a, then loses x (review finding). Replayed
+    over a copy that holds the end state, the property's removal leaves the copy's vertex bare when the label
+    removal comes: the next record about it sets a property, so it lived on the source, and no drop is made."""
+    source, source_id, snapshot, restore = clusters
+    gremlin(source, "g.addV('a::x').property(T.id, 'v').property('p', 1)")
+    position = {m: replication.position_of(source.latest(m)) for m in replication.MODELS}
+    if snapshot_first:
+        snapshot("s")
+    gremlin(source, "g.V('v').properties('p').drop()")
+    cypher(source, "MATCH (n) WHERE id(n) = $vid REMOVE n:a", vid="v")
+    gremlin(source, "g.V('v').property('p', 1)")
+    cypher(source, "MATCH (n) WHERE id(n) = $vid SET n:a", vid="v")
+    cypher(source, "MATCH (n) WHERE id(n) = $vid REMOVE n:x", vid="v")
+    if not snapshot_first:
+        snapshot("s")
+    target, target_id = restore("s", "copy")
+    replicate_until_caught_up(source, target, position)
+    replicate_until_caught_up(source, target, position)  # a retried run
+    assert contents(target_id) == contents(source_id)
+    assert neptune_data.volume(target_id).vertices["v"] == {"labels": {"a"}, "props": {"p": {(1, "Integer")}}}
+
+
+def test_a_bare_vertex_dropped_is_dropped_and_one_made_again_after_ends_as_the_source(clusters):
+    source, source_id, snapshot, restore = clusters
+    gremlin(source, "g.addV('a').property(T.id, 'bare').iterate(); g.addV('b').property(T.id, 'again')")
+    snapshot("s")
+    target, target_id = restore("s", "copy")
+    position = {m: replication.position_of(source.latest(m)) for m in replication.MODELS}
+    gremlin(source, "g.V('bare').drop()")
+    gremlin(source, "g.V('again').drop()")
+    gremlin(source, "g.addV('c').property(T.id, 'again').property('n', 1)")
+    replicate_until_caught_up(source, target, position)
+    assert contents(target_id) == contents(source_id) and "bare" not in neptune_data.volume(target_id).vertices
+
+
 def test_a_vertex_dropped_and_made_again_between_the_position_and_the_snapshot_ends_as_the_source(clusters):
     """A real drop in that window: its commit removes the vertex's properties, so the drop is replayed over the copy
     that already holds the vertex made again, and the records after it make it again."""

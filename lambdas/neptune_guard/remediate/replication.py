@@ -137,7 +137,7 @@ class Neptune:
                     continue
                 self._run(chunk)
                 chunk = []
-                self._remove_labels(record, removes_its_elements(merged, record))
+                self._remove_labels(record, what_became_of(merged, record))
             self._run(chunk)
         else:
             self.call("POST", "/sparql", body=urlencode({"update": ";\n".join(sparql(r) for r in records)}).encode(),
@@ -158,17 +158,18 @@ class Neptune:
         for labels, ids in adds.items():
             self.opencypher(f"UNWIND $ids AS vid MATCH (n) WHERE id(n) = vid SET n{cypher_labels(labels)}", {"ids": ids})
 
-    def _remove_labels(self, record: dict, removes_elements: bool) -> None:
+    def _remove_labels(self, record: dict, became: str | None) -> None:
         """A commit's `vl` REMOVEs of one vertex. Neptune never leaves a vertex without a label (removing the last one is
         an error: User Guide, openCypher data model), so on the source they were either some of its labels (openCypher
         `REMOVE n:Label`) or all of them, its drop, whose commit also removes each property and edge it had.
 
-        On the copy: labels left after the removal, it was a label removal: those labels go. None left: a drop, made
-        when the commit removes the vertex's properties or edges too (applied by now: what the copy's vertex still
-        holds came from later records, which the replay puts back) or when the copy's vertex holds nothing else. Else
-        the copy is ahead of this commit (a retried run, or the records between the position and the snapshot): its
-        vertex shows labels and properties that later records of the log gave it, and a drop would lose the ones set
-        before the position. Nothing is done then: the later records, replayed in turn, bring it where the source is."""
+        On the copy: labels left after the removal, it was a label removal: those labels go. None left: the copy may be
+        ahead of this commit (a retried run, or the records between the position and the snapshot), showing labels,
+        properties and edges that later records gave the vertex, and a drop would lose what no later record puts back.
+        So it is dropped only when the commit is a drop (`became` "dropped": it removes the vertex's properties or
+        edges too, applied by now), or when the copy's vertex holds nothing a drop could lose and the batch does not
+        show it living on after the commit. Else nothing is done: the later records, replayed in turn, bring the copy
+        where the source is."""
         vid = record["data"]["id"]
         element = _literal({"value": vid, "dataType": "String"})
         found = self.gremlin(f"g.V({element}).label()")
@@ -176,7 +177,8 @@ class Neptune:
             return
         if set(str(found[0]).split("::")) - set(record["labels"]):
             self.opencypher(f"MATCH (n) WHERE id(n) = $vid REMOVE n{cypher_labels(record['labels'])}", {"vid": vid})
-        elif removes_elements or not (self._count(f"g.V({element}).properties().count()") or self._count(f"g.V({element}).bothE().count()")):
+        elif became == "dropped" or (became != "lives" and not (
+                self._count(f"g.V({element}).properties().count()") or self._count(f"g.V({element}).bothE().count()"))):
             self.gremlin(f"g.V({element}).drop()")
 
     def _count(self, script: str) -> int:
@@ -206,12 +208,22 @@ def _literal(value: dict) -> str:
     raise UnsupportedChange(f"property value of type {kind}")
 
 
-def removes_its_elements(records: list[dict], removal: dict) -> bool:
-    """Whether the commit of a vertex's label removal also removes any of that vertex's properties or edges."""
+def what_became_of(records: list[dict], removal: dict) -> str | None:
+    """What the batch shows of the vertex whose labels a commit removes: "dropped" (the commit removes its properties or
+    edges too: a drop), "lives" (a later record changes a property or an edge of it before any makes it again: the
+    commit removed some of its labels), "made again" (the next record about it gives it a label), or None."""
     vid, commit = removal["data"]["id"], removal["eventId"]["commitNum"]
-    return any(r["op"] == "REMOVE" and r["eventId"]["commitNum"] == commit
-               and ((r["data"]["type"] == "vp" and r["data"]["id"] == vid) or (r["data"]["type"] == "e" and vid in (r["data"]["from"], r["data"]["to"])))
-               for r in records)
+
+    def about(record: dict) -> bool:
+        data = record["data"]
+        return data["id"] == vid if data["type"] in ("vl", "vp") else data["type"] == "e" and vid in (data["from"], data["to"])
+
+    if any(r["op"] == "REMOVE" and r["eventId"]["commitNum"] == commit and r["data"]["type"] != "vl" and about(r) for r in records):
+        return "dropped"
+    later = next((r for r in records if r["eventId"]["commitNum"] > commit and about(r)), None)
+    if later is None:
+        return None
+    return "made again" if later["data"]["type"] == "vl" and later["op"] == "ADD" else "lives"
 
 
 def cypher_labels(labels) -> str:
