@@ -511,3 +511,33 @@ def test_a_plan_given_the_state_machine_names_exactly_what_the_execution_will_cr
         assert {k: pending[k] for k in names} == {k: planned[k] for k in names}
         decide(sfn, execution, "snapshot", approved=False)
         assert finish(sfn, execution)["status"] != "RUNNING"
+
+
+def test_a_task_is_running_from_its_scheduling_to_its_end_or_its_branch_s_end():
+    """The guard's reading of a history (AWS's shapes: a Lambda ARN task, a lambda:invoke task waiting for its token, a
+    Parallel state whose failure ends the task still running in its other branch, which records no end of its own)."""
+    from neptune_guard.remediate.guard import _running_tasks, canonical
+
+    def event(n, kind, previous, **details):
+        return {"id": n, "type": kind, "previousEventId": previous, **details}
+
+    def scheduled_lambda(n, previous, step):
+        return event(n, "LambdaFunctionScheduled", previous, lambdaFunctionScheduledEventDetails={"input": json.dumps({"step": step})})
+
+    def scheduled_task(n, previous, step):
+        return event(n, "TaskScheduled", previous, taskScheduledEventDetails={"parameters": json.dumps({"Payload": {"step": step}})})
+
+    history = [
+        scheduled_lambda(1, 0, "plan"), event(2, "LambdaFunctionStarted", 1), event(3, "LambdaFunctionSucceeded", 2),
+        scheduled_task(4, 3, "request_approval"), event(5, "TaskStarted", 4), event(6, "TaskSubmitted", 5),
+        event(7, "TaskSucceeded", 6),
+        event(8, "ParallelStateStarted", 7),
+        scheduled_task(9, 8, "request_approval"), event(10, "TaskStarted", 9),
+        scheduled_lambda(11, 8, "replicate"), event(12, "LambdaFunctionStarted", 11),
+    ]
+    running = _running_tasks(history)
+    assert sorted(running.values()) == sorted(canonical(e) for e in ({"step": "request_approval"}, {"step": "replicate"}))
+    history += [event(13, "TaskTimedOut", 10), event(14, "ParallelStateFailed", 13)]  # replicate is cut off, no end of its own
+    assert _running_tasks(history) == {}
+    history += [scheduled_lambda(15, 14, "roll_back"), event(16, "LambdaFunctionStarted", 15)]
+    assert list(_running_tasks(history).values()) == [canonical({"step": "roll_back"})]

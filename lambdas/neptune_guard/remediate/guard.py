@@ -18,6 +18,8 @@ from neptune_guard.remediate.resources import parse_arn
 STATE_MACHINE_NAMES = ("NeptuneGuardClusterRemediation", "NeptuneGuardSnapshotRemediation")
 PLAN_KINDS = ("cluster-plan", "snapshot-plan")
 ENDED = ("Succeeded", "Failed", "TimedOut", "StartFailed", "ScheduleFailed", "SubmitFailed", "Aborted")
+BRANCHES_ENDED = ("ParallelStateSucceeded", "ParallelStateFailed", "ParallelStateAborted", "MapStateSucceeded", "MapStateFailed",
+                  "MapStateAborted")
 
 
 class NotAuthorizedStep(Exception):
@@ -52,9 +54,14 @@ def _outputs(events: list[dict]):
 def _running_tasks(events: list[dict]) -> dict[int, str]:
     """Scheduled event id -> the step event of each task scheduled and not yet ended. A task's end (succeeded, failed,
     timed out) points back through `previousEventId` to its start and its scheduling, in its own branch."""
-    scheduled, previous = {}, {}
+    scheduled, previous, branches = {}, {}, []
     for event in events:
         previous[event["id"]] = event.get("previousEventId")
+        if event["type"] in ("ParallelStateStarted", "MapStateStarted"):
+            branches.append(event["id"])
+        elif event["type"] in BRANCHES_ENDED and branches:  # its branches' tasks end with it, aborted ones included
+            opened = branches.pop()
+            scheduled = {i: payload for i, payload in scheduled.items() if i < opened}
         try:  # a Lambda task's input, or an integration's (lambda:invoke) Payload
             if "lambdaFunctionScheduledEventDetails" in event:
                 payload = json.loads(event["lambdaFunctionScheduledEventDetails"].get("input") or "null")
