@@ -21,7 +21,7 @@ import boto3  # noqa: E402
 from moto import mock_aws  # noqa: E402
 
 from neptune_guard.remediate import replication  # noqa: E402
-from sandbox.aws import moto_fixes
+from sandbox.aws import moto_fixes  # noqa: E402
 from sandbox.demo import organization  # noqa: E402
 from sandbox.demo.application import Writer  # noqa: E402
 

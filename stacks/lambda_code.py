@@ -17,7 +17,9 @@ def _module_file(name: str) -> Path | None:
     return path / "__init__.py" if (path / "__init__.py").is_file() else None
 
 
-def _imports(path: Path, module: str) -> set[str]:
+def imported_names(path: Path, module: str) -> set[str]:
+    """Every name the file imports, at any depth (a lazy import is a dependency too), relative imports resolved; for
+    `from pkg import x`, both `pkg` and `pkg.x` (x may be a module)."""
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
@@ -29,8 +31,12 @@ def _imports(path: Path, module: str) -> set[str]:
                 parts = package.split(".")
                 base = ".".join(parts[: len(parts) - node.level + 1] + ([node.module] if node.module else []))
             found.add(base)
-            found |= {f"{base}.{alias.name}" for alias in node.names}  # `from pkg import module`
-    return {name for name in found if name.split(".")[0] in PACKAGES and _module_file(name)}
+            found |= {f"{base}.{alias.name}" for alias in node.names}
+    return found
+
+
+def _imports(path: Path, module: str) -> set[str]:
+    return {name for name in imported_names(path, module) if name.split(".")[0] in PACKAGES and _module_file(name)}
 
 
 def closure(handler_module: str) -> set[Path]:

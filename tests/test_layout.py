@@ -3,10 +3,11 @@ each floor imports only the floors below (detection and remediation side by side
 stages import the helpers and proofs beneath them, and only the registry imports the stages; the sandbox's AWS
 stand-ins import neither the IAM harness nor the demo. A module in no floor fails: placing it is a decision."""
 
-import ast
 from pathlib import Path
 
 import pytest
+
+from stacks.lambda_code import imported_names
 
 ROOT = Path(__file__).resolve().parent.parent
 LIBRARY = ROOT / "lambdas"
@@ -40,26 +41,9 @@ def module_name(path: Path, base: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def imports(path: Path, module: str) -> set[str]:
-    """Every module this file imports, at any depth of the file (a lazy import is a dependency too)."""
-    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            found |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                parts = package.split(".")
-                base = ".".join(parts[: len(parts) - node.level + 1] + ([node.module] if node.module else []))
-            found.add(base)
-            found |= {f"{base}.{alias.name}" for alias in node.names}
-    return found
-
-
 def graph(base: Path, top: str) -> dict[str, set[str]]:
     modules = {module_name(p, base): p for p in (base / top).rglob("*.py")}
-    return {m: {i for i in imports(p, m) if i in modules and i != m} for m, p in modules.items()}
+    return {m: {i for i in imported_names(p, m) if i in modules and i != m} for m, p in modules.items()}
 
 
 def floor(module: str) -> int:
@@ -121,7 +105,7 @@ def cycles(edges: dict[str, set[str]]) -> list[str]:
 @pytest.mark.parametrize("layer, base", [("neptune_guard", LIBRARY), ("stacks", ROOT), ("sandbox", ROOT)])
 def test_layers_point_down(layer, base):
     for path in sorted((base / layer).rglob("*.py")):
-        mine = {name.split(".")[0] for name in imports(path, module_name(path, base))} & OURS
+        mine = {name.split(".")[0] for name in imported_names(path, module_name(path, base))} & OURS
         assert mine <= ALLOWED[layer], f"{path.relative_to(ROOT)} imports {mine - ALLOWED[layer]}"
 
 
@@ -174,8 +158,8 @@ def test_the_replicator_ships_alone_and_imports_nothing_of_the_library_beyond_it
     from neptune_guard.remediate import live_cutover
 
     zipfile.ZipFile(BytesIO(live_cutover.code_zip())).extractall(tmp_path)
-    assert imports(LIBRARY / "neptune_guard" / "__init__.py", "neptune_guard") == set()
-    assert imports(LIBRARY / "neptune_guard" / "remediate" / "__init__.py", "neptune_guard.remediate") == set()
+    assert imported_names(LIBRARY / "neptune_guard" / "__init__.py", "neptune_guard") == set()
+    assert imported_names(LIBRARY / "neptune_guard" / "remediate" / "__init__.py", "neptune_guard.remediate") == set()
     probe = ("import sys, neptune_guard.remediate.replication as r; "
              "print(r.__file__); print(sorted(m for m in sys.modules if m.startswith('neptune_guard')))")
     ran = subprocess.run([sys.executable, "-S", "-c", probe], capture_output=True, text=True, timeout=60,
