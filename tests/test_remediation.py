@@ -516,7 +516,8 @@ def test_a_plan_given_the_state_machine_names_exactly_what_the_execution_will_cr
 def test_a_task_is_running_from_its_scheduling_to_its_end_or_its_branch_s_end():
     """The guard's reading of a history (AWS's shapes: a Lambda ARN task, a lambda:invoke task waiting for its token, a
     Parallel state whose failure ends the task still running in its other branch, which records no end of its own)."""
-    from neptune_guard.remediate.guard import _running_tasks, canonical
+    from neptune_guard.approve import approvals, executions
+    from neptune_guard.remediate.guard import running_tasks
 
     def event(n, kind, previous, **details):
         return {"id": n, "type": kind, "previousEventId": previous, **details}
@@ -524,20 +525,25 @@ def test_a_task_is_running_from_its_scheduling_to_its_end_or_its_branch_s_end():
     def scheduled_lambda(n, previous, step):
         return event(n, "LambdaFunctionScheduled", previous, lambdaFunctionScheduledEventDetails={"input": json.dumps({"step": step})})
 
-    def scheduled_task(n, previous, step):
-        return event(n, "TaskScheduled", previous, taskScheduledEventDetails={"parameters": json.dumps({"Payload": {"step": step}})})
+    def scheduled_task(n, previous, step, **payload):
+        return event(n, "TaskScheduled", previous, taskScheduledEventDetails={"parameters": json.dumps({"Payload": {"step": step, **payload}})})
 
     history = [
         scheduled_lambda(1, 0, "plan"), event(2, "LambdaFunctionStarted", 1), event(3, "LambdaFunctionSucceeded", 2),
         scheduled_task(4, 3, "request_approval"), event(5, "TaskStarted", 4), event(6, "TaskSubmitted", 5),
         event(7, "TaskSucceeded", 6),
         event(8, "ParallelStateStarted", 7),
-        scheduled_task(9, 8, "request_approval"), event(10, "TaskStarted", 9),
+        scheduled_task(9, 8, "request_approval", stage="cutover", task_token="t", state={}), event(10, "TaskStarted", 9),
         scheduled_lambda(11, 8, "replicate"), event(12, "LambdaFunctionStarted", 11),
     ]
-    running = _running_tasks(history)
-    assert sorted(running.values()) == sorted(canonical(e) for e in ({"step": "request_approval"}, {"step": "replicate"}))
-    history += [event(13, "TaskTimedOut", 10), event(14, "ParallelStateFailed", 13)]  # replicate is cut off, no end of its own
-    assert _running_tasks(history) == {}
-    history += [scheduled_lambda(15, 14, "roll_back"), event(16, "LambdaFunctionStarted", 15)]
-    assert list(_running_tasks(history).values()) == [canonical({"step": "roll_back"})]
+    running = running_tasks(history)
+    assert sorted(p["step"] for _, p in running.values()) == ["replicate", "request_approval"]
+    # A replication run beside the question ends (its state exits too): the question still waits, for the CLI and the endpoint
+    history += [event(13, "LambdaFunctionSucceeded", 12), event(14, "TaskStateExited", 13, stateExitedEventDetails={"name": "KeepReplicating"})]
+    assert [p["step"] for _, p in running_tasks(history).values()] == ["request_approval"]
+    assert executions.waiting_approval(history)["stage"] == "cutover" and approvals.pending_in(history, "x")["stage"] == "cutover"
+    history += [scheduled_lambda(15, 14, "replicate"), event(16, "LambdaFunctionStarted", 15)]
+    history += [event(17, "TaskTimedOut", 10), event(18, "ParallelStateFailed", 17)]  # replicate is cut off, no end of its own
+    assert running_tasks(history) == {} and executions.waiting_approval(history) is None
+    history += [scheduled_lambda(19, 18, "roll_back"), event(20, "LambdaFunctionStarted", 19)]
+    assert [p["step"] for _, p in running_tasks(history).values()] == ["roll_back"]

@@ -42,6 +42,7 @@ from botocore.utils import ArnParser, InvalidArnException
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from neptune_guard.approve import workflow
+from neptune_guard.remediate.guard import running_tasks
 from neptune_guard.remediate.resources import NotOurs
 
 STATE_MACHINE_NAMES = ("NeptuneGuardClusterRemediation", "NeptuneGuardSnapshotRemediation")
@@ -302,24 +303,11 @@ def pending_approval(sfn, execution_arn: str) -> dict:
 
 def pending_in(events, execution_arn: str) -> dict:
     """pending_approval, from the execution's whole history, oldest event first."""
-    pending = None
-    for event in events:
-        details = event.get("taskScheduledEventDetails")
-        if details:
-            payload = json.loads(details["parameters"]).get("Payload", {})
-            if payload.get("step") == APPROVAL_STEP:
-                state = payload.get("state", {})
-                pending = {"stage": payload["stage"], "token": payload["task_token"], "plan": state.get("plan"),
-                           "write_check": state.get("write_check")}
-            else:
-                pending = None
-        elif event["type"] in ("TaskSucceeded", "TaskFailed", "TaskTimedOut") or (
-                event["type"] in ("TaskStateExited", "TaskStateAborted")
-                and (event.get("stateExitedEventDetails") or {}).get("name", "").startswith("Await")):
-            pending = None  # a task running beside the question (the streams path's replication) leaves it pending
-    if pending is None:
+    asked = [payload for _, payload in running_tasks(list(events)).values() if payload.get("step") == APPROVAL_STEP]
+    if not asked:
         raise NoPendingApproval(f"execution {execution_arn} is not waiting for an approval")
-    return pending
+    state = asked[-1].get("state", {})
+    return {"stage": asked[-1]["stage"], "token": asked[-1]["task_token"], "plan": state.get("plan"), "write_check": state.get("write_check")}
 
 
 def _now() -> str:

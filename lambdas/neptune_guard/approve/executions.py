@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta, timezone
 
+from neptune_guard.remediate.guard import running_tasks
+
 CLUSTER_STATE_MACHINE = "NeptuneGuardClusterRemediation"
 SNAPSHOT_STATE_MACHINE = "NeptuneGuardSnapshotRemediation"
 # The approval stages each workflow asks for, in order (the `stage` of its request_approval tasks).
 STAGES = {CLUSTER_STATE_MACHINE: ("snapshot", "cutover", "decommission"), SNAPSHOT_STATE_MACHINE: ("delete-original",)}
 ALL_STAGES = tuple(stage for stages in STAGES.values() for stage in stages)
 APPROVAL_STEP = "request_approval"
-TASK_ENDED = ("TaskSucceeded", "TaskFailed", "TaskTimedOut", "TaskStateExited")
 
 
 def state_machine_of(execution_arn: str) -> str:
@@ -50,22 +51,16 @@ def _iso(moment) -> str | None:
 
 def waiting_approval(events: list[dict]) -> dict | None:
     """The approval the execution waits on now: the last request_approval task scheduled and not yet ended."""
-    waiting = None
-    for event in events:
-        details = event.get("taskScheduledEventDetails")
-        if details:
-            payload = json.loads(details.get("parameters") or "{}").get("Payload", {})
-            if payload.get("step") == APPROVAL_STEP:
-                asked = event.get("timestamp")
-                timeout = details.get("timeoutInSeconds") or (payload.get("state", {}).get("plan") or {}).get("approval_timeout_seconds")
-                deadline = asked + timedelta(seconds=int(timeout)) if isinstance(asked, datetime) and timeout else None
-                waiting = {"stage": payload.get("stage"), "asked_at": _iso(asked), "deadline": _iso(deadline),
-                           "write_check": (payload.get("state") or {}).get("write_check")}
-            else:
-                waiting = None
-        elif event["type"] in TASK_ENDED:
-            waiting = None
-    return waiting
+    tasks = [(event, payload) for event, payload in running_tasks(events).values() if payload.get("step") == APPROVAL_STEP]
+    if not tasks:
+        return None
+    event, payload = tasks[-1]
+    asked = event.get("timestamp")
+    timeout = (event.get("taskScheduledEventDetails") or {}).get("timeoutInSeconds") or (
+        (payload.get("state") or {}).get("plan") or {}).get("approval_timeout_seconds")
+    deadline = asked + timedelta(seconds=int(timeout)) if isinstance(asked, datetime) and timeout else None
+    return {"stage": payload.get("stage"), "asked_at": _iso(asked), "deadline": _iso(deadline),
+            "write_check": (payload.get("state") or {}).get("write_check")}
 
 
 def _request(description: dict) -> dict:

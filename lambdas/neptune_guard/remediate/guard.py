@@ -51,9 +51,24 @@ def _outputs(events: list[dict]):
                 yield details_key, output.get("Payload", output) if isinstance(output, dict) and "Payload" in output else output
 
 
-def _running_tasks(events: list[dict]) -> dict[int, str]:
-    """Scheduled event id -> the step event of each task scheduled and not yet ended. A task's end (succeeded, failed,
-    timed out) points back through `previousEventId` to its start and its scheduling, in its own branch."""
+def scheduled_input(event: dict) -> dict | None:
+    """The input a scheduled task was given: a Lambda task's input, or an integration's (lambda:invoke) Payload."""
+    try:
+        if "lambdaFunctionScheduledEventDetails" in event:
+            payload = json.loads(event["lambdaFunctionScheduledEventDetails"].get("input") or "null")
+        elif "taskScheduledEventDetails" in event:
+            payload = json.loads(event["taskScheduledEventDetails"].get("parameters") or "{}").get("Payload")
+        else:
+            return None
+    except (ValueError, AttributeError):
+        return None
+    return payload if isinstance(payload, dict) else None
+
+
+def running_tasks(events: list[dict]) -> dict[int, tuple[dict, dict]]:
+    """Scheduled event id -> (that event, the task's input) of each task scheduled and not yet ended, oldest first. A
+    task's end (succeeded, failed, timed out) points back through `previousEventId` to its start and its scheduling,
+    in its own branch; a Parallel or Map state's end ends its branches' tasks."""
     scheduled, previous, branches = {}, {}, []
     for event in events:
         previous[event["id"]] = event.get("previousEventId")
@@ -61,18 +76,10 @@ def _running_tasks(events: list[dict]) -> dict[int, str]:
             branches.append(event["id"])
         elif event["type"] in BRANCHES_ENDED and branches:  # its branches' tasks end with it, aborted ones included
             opened = branches.pop()
-            scheduled = {i: payload for i, payload in scheduled.items() if i < opened}
-        try:  # a Lambda task's input, or an integration's (lambda:invoke) Payload
-            if "lambdaFunctionScheduledEventDetails" in event:
-                payload = json.loads(event["lambdaFunctionScheduledEventDetails"].get("input") or "null")
-            elif "taskScheduledEventDetails" in event:
-                payload = json.loads(event["taskScheduledEventDetails"].get("parameters") or "{}").get("Payload")
-            else:
-                payload = None
-        except (ValueError, AttributeError):
-            payload = None
-        if isinstance(payload, dict):
-            scheduled[event["id"]] = canonical(payload)
+            scheduled = {i: task for i, task in scheduled.items() if i < opened}
+        payload = scheduled_input(event)
+        if payload is not None:
+            scheduled[event["id"]] = (event, payload)
         if event["type"].startswith(("Task", "LambdaFunction")) and event["type"].endswith(ENDED):
             at = event.get("previousEventId")
             for _ in range(4):  # scheduled <- started (<- submitted) <- ended
@@ -99,7 +106,7 @@ def read_execution(sfn, execution: str, own_account: str | None = None) -> Execu
     if described["status"] != "RUNNING":
         raise NotAuthorizedStep(f"{execution} is {described['status']}, not RUNNING")
     record = ExecutionRecord(started_with=json.loads(described.get("input") or "{}"))
-    record.running = set(_running_tasks(events).values())
+    record.running = {canonical(payload) for _, payload in running_tasks(events).values()}
     for source, output in _outputs(events):
         if not isinstance(output, dict):
             continue

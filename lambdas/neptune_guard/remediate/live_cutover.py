@@ -22,11 +22,9 @@ import time
 import zipfile
 from pathlib import Path
 
-import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from neptune_guard import aws
 from neptune_guard.remediate import naming
 from neptune_guard.remediate.resources import NotOurs, ResourceNotReady, Step, describe_cluster, require_ours
 from neptune_guard.tags import CREATED_BY, CUTOVER
@@ -149,10 +147,10 @@ def provision_replicator(step: Step) -> dict:
             raise
     _attach_group(step.neptune, step.execution, plan["cluster_id"], plan["cluster_resource_id"], group_id)
     try:
-        role_arn = iam.get_role(RoleName=names["role"])["Role"]
-        if {t["Key"]: t["Value"] for t in role_arn.get("Tags", [])}.get(CREATED_BY) != step.execution:
+        role = iam.get_role(RoleName=names["role"])["Role"]
+        if {t["Key"]: t["Value"] for t in role.get("Tags", [])}.get(CREATED_BY) != step.execution:
             raise NotOurs(f"role {names['role']} exists but was not created for execution {step.execution}")
-        role_arn = role_arn["Arn"]
+        role_arn = role["Arn"]
     except iam.exceptions.NoSuchEntityException:
         partition = plan["cluster_arn"].split(":")[1]
         role_arn = iam.create_role(RoleName=names["role"], Path=ROLE_PATH, AssumeRolePolicyDocument=json.dumps(LAMBDA_TRUST),
@@ -299,7 +297,7 @@ def replicate(step: Step) -> dict:
                             f"{catch_up_runs} runs of {REPLICATE_SECONDS} s: the application writes faster than replication applies")
     return {**result, "measured_at": now, "ready_to_ask": ready, "asked_since": asked_since, "catch_up_runs": catch_up_runs,
             "pause_seconds": pause_between_runs(now - (asked_since or now), plan["approval_timeout_seconds"]),
-            "approval_answered": cutover_answered(step.execution)}
+            "approval_answered": "cutover" in step.answered}
 
 
 def pause_between_runs(waiting_seconds: float, approval_timeout_seconds: int) -> int:
@@ -307,21 +305,6 @@ def pause_between_runs(waiting_seconds: float, approval_timeout_seconds: int) ->
     left open until its timeout stay under ANSWER_RUNS: the cutover starts at most that long after the answer."""
     longest = max(60, math.ceil(approval_timeout_seconds / (ANSWER_RUNS * 0.9)))  # a tenth of the runs for the ramp
     return int(min(longest, max(5, waiting_seconds / 10)))
-
-
-def cutover_answered(execution: str) -> bool:
-    """Whether on-call has answered the cutover question (the replication that runs beside it then stops)."""
-    sfn = boto3.client("stepfunctions", region_name=execution.split(":")[3], config=aws.CLIENT_CONFIG)
-    asked = False
-    for page in sfn.get_paginator("get_execution_history").paginate(executionArn=execution):
-        for event in page["events"]:
-            details = event.get("taskScheduledEventDetails")
-            if details:
-                payload = json.loads(details["parameters"]).get("Payload", {})
-                asked = asked or (payload.get("step") == "request_approval" and payload.get("stage") == "cutover")
-            elif asked and event["type"] == "TaskSucceeded":  # a failure is retried, or fails the Parallel, stopping this branch
-                return True
-    return False
 
 
 def _drain_and_prove(step: Step, source: str, target: str, positions: dict | None = None) -> dict:
