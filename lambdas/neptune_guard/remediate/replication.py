@@ -171,7 +171,7 @@ class Neptune:
         show it living on after the commit. Else nothing is done: the later records, replayed in turn, bring the copy
         where the source is."""
         vid = record["data"]["id"]
-        element = _literal({"value": vid, "dataType": "String"})
+        element = _string(vid)
         found = self.gremlin(f"g.V({element}).label()")
         if not found:
             return
@@ -185,6 +185,10 @@ class Neptune:
         found = self.gremlin(script)
         value = found[0] if found else 0
         return int(value["@value"] if isinstance(value, dict) else value)  # GraphSON 3 types a count (g:Int64)
+
+
+def _string(text) -> str:
+    return _literal({"value": text, "dataType": "String"})
 
 
 def _literal(value: dict) -> str:
@@ -251,28 +255,27 @@ def with_vertex_labels(records: list[dict]) -> list[dict]:
 
 
 def gremlin(record: dict) -> str:
-    """One property-graph record as an idempotent Gremlin traversal (a `vl` REMOVE is `Neptune._drop_vertex`'s)."""
+    """One property-graph record as an idempotent Gremlin traversal (a `vl` REMOVE is `Neptune._remove_labels`'s)."""
     data, op = record["data"], record["op"]
-    element, kind = _literal({"value": data["id"], "dataType": "String"}), data["type"]
+    element, kind = _string(data["id"]), data["type"]
     if kind == "vl":
-        labels = _literal({"value": "::".join(record.get("labels") or [data["value"]["value"]]), "dataType": "String"})
+        labels = _string("::".join(record.get("labels") or [data["value"]["value"]]))
         return f"g.V({element}).fold().coalesce(unfold(), addV({labels}).property(T.id, {element}))"
     if kind == "vp":
-        key, value = _literal({"value": data["key"], "dataType": "String"}), _literal(data["value"])
+        key, value = _string(data["key"]), _literal(data["value"])
         if op == "ADD":
             return f"g.V({element}).property(set, {key}, {value})"
         return f"g.V({element}).properties({key}).hasValue({value}).drop()"
     if kind == "e":
         if op == "ADD":
-            label, source, target = (_literal(data["value"]), _literal({"value": data["from"], "dataType": "String"}),
-                                     _literal({"value": data["to"], "dataType": "String"}))
+            label, source, target = _literal(data["value"]), _string(data["from"]), _string(data["to"])
             # Only between two vertices that exist: addE() with an end that finds nothing is an error in TinkerPop,
             # and a vertex missing here is one a later record of the log drops.
             return (f"g.E({element}).fold().coalesce(unfold(), __.V({source}).where(__.V({target})).addE({label})"
                     f".to(__.V({target})).property(T.id, {element}))")
         return f"g.E({element}).drop()"
     if kind == "ep":
-        key, value = _literal({"value": data["key"], "dataType": "String"}), _literal(data["value"])
+        key, value = _string(data["key"]), _literal(data["value"])
         if op == "ADD":
             return f"g.E({element}).property({key}, {value})"
         return f"g.E({element}).properties({key}).hasValue({value}).drop()"
