@@ -69,12 +69,9 @@ class MemberRolesStack(Stack):
             ("ChooseThePath", grants["plan"] + grants["network_read"], ["*"], None),
             ("CreateTheReplicatorGroupTagged", ["ec2:CreateSecurityGroup"], [f"{ec2}:security-group/*"], tagged_for_an_execution(CREATED_BY, requested=True)),
             ("InTheClustersVpc", ["ec2:CreateSecurityGroup"], [f"{ec2}:vpc/*"], None),
-            ("TagOnlyWhatItCreates", ["ec2:CreateTags"], [f"{ec2}:security-group/*", f"{ec2}:security-group-rule/*"],
-             {"StringEquals": {"ec2:CreateAction": ["CreateSecurityGroup", "AuthorizeSecurityGroupIngress"]}}),
-            # A rule goes on the execution's own group only (it admits itself): IAM cannot limit what a rule on a
-            # customer's group would open, so no customer group is ever changed; the clusters take our group instead.
-            ("RulesOnlyOnTheExecutionsGroup", grants["security_group_admit"], [f"{ec2}:security-group/*"], tagged_for_an_execution(CREATED_BY)),
-            ("EachRuleTagged", grants["security_group_admit"], [f"{ec2}:security-group-rule/*"], tagged_for_an_execution(CREATED_BY, requested=True)),
+            # No rule, on any group: IAM cannot limit what a rule would open. The replicator joins what the clusters
+            # already admit (remediate/network.py); its own group admits nothing.
+            ("TagOnlyWhatItCreates", ["ec2:CreateTags"], [f"{ec2}:security-group/*"], {"StringEquals": {"ec2:CreateAction": "CreateSecurityGroup"}}),
             ("DeleteOnlyTheExecutionsGroup", grants["security_group_delete"], [f"{ec2}:security-group/*"], tagged_for_an_execution(CREATED_BY)),
             ("TheReplicatorRoleWithinItsBoundary", ["iam:CreateRole", "iam:PutRolePolicy"], [replicator_role],
              {"StringEquals": {"iam:PermissionsBoundary": boundary.managed_policy_arn}}),

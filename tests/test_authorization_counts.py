@@ -96,17 +96,19 @@ def test_findings_get_a_note_and_the_one_status_each_step_sets_and_nothing_else(
 
 
 @pytest.mark.parametrize("role", ROLES)
-def test_no_member_role_opens_or_deletes_a_customer_security_group(synthesized, role):
-    """A rule on a customer's group could open anything (IAM cannot see its source or ports): the streams path adds
-    rules to the execution's own group only, and the clusters take that group."""
+def test_no_member_role_adds_a_rule_to_any_security_group_or_deletes_a_customers(synthesized, role):
+    """A rule could open anything (IAM cannot see its source or ports): no role adds, changes or removes one, on a
+    customer's group or on the execution's own; the replicator joins what the clusters already admit."""
     _, members = synthesized
     policies = role_policies(members, role, REFERENCES)
-    customer_group = f"arn:aws:ec2:{REGION}:{MEMBER}:security-group/sg-0123456789abcdef0"
+    group = f"arn:aws:ec2:{REGION}:{MEMBER}:security-group/sg-0123456789abcdef0"
     tagged_rule = {"aws:RequestTag/neptune-guard:created-by": OURS, "aws:TagKeys": ["neptune-guard:created-by"]}
-    for action in ("ec2:AuthorizeSecurityGroupIngress", "ec2:AuthorizeSecurityGroupEgress", "ec2:RevokeSecurityGroupIngress",
-                   "ec2:RevokeSecurityGroupEgress", "ec2:ModifySecurityGroupRules", "ec2:DeleteSecurityGroup"):
-        for context in ({}, tagged_rule):
-            assert not evaluate(policies, action, customer_group, context).allowed, (role, action, context)
     own_group = {"aws:ResourceTag/neptune-guard:created-by": OURS}
+    for action in ("ec2:AuthorizeSecurityGroupIngress", "ec2:AuthorizeSecurityGroupEgress", "ec2:RevokeSecurityGroupIngress",
+                   "ec2:RevokeSecurityGroupEgress", "ec2:ModifySecurityGroupRules", "ec2:UpdateSecurityGroupRuleDescriptionsIngress"):
+        for context in ({}, tagged_rule, own_group, {**own_group, **tagged_rule}):
+            assert not evaluate(policies, action, group, context).allowed, (role, action, context)
+    for context in ({}, tagged_rule):
+        assert not evaluate(policies, "ec2:DeleteSecurityGroup", group, context).allowed, (role, context)
     expected = role == "NeptuneGuardRemediation"
-    assert evaluate(policies, "ec2:AuthorizeSecurityGroupIngress", customer_group, own_group).allowed is expected
+    assert evaluate(policies, "ec2:DeleteSecurityGroup", group, own_group).allowed is expected

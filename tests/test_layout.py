@@ -26,7 +26,7 @@ FLOORS = {
 SIDE_BY_SIDE = [("neptune_guard.detect", "neptune_guard.remediate"), ("neptune_guard.findings", "neptune_guard.remediate")]
 # Inside remediate/: strictly downward.
 STAGES = {
-    "naming": 0, "resources": 0, "notifications": 0, "replication": 0,
+    "naming": 0, "resources": 0, "notifications": 0, "replication": 0, "network": 0,
     "guard": 1, "plan": 1,
     "writes": 2, "endpoints": 2, "live_cutover": 2,
     "rebuild": 3, "cutover": 3, "decommission": 3, "rollback": 3, "notify": 3, "snapshot": 3,

@@ -1,6 +1,7 @@
 """The streams path: a live cluster re-encrypted while the application keeps writing, the cutover proven by stream
 position. The real ASL in moto's interpreter, the data plane of sandbox/aws/neptune_data.py, an application writing."""
 
+import json
 import time
 
 import pytest
@@ -224,24 +225,105 @@ def test_a_stream_that_would_expire_before_the_cutover_is_refused_at_plan_time(d
     assert awaiting(sfn, soaked, "snapshot")["status"] == "RUNNING"
 
 
-def test_the_replicators_group_never_goes_on_or_off_a_cluster_that_is_not_the_executions(local_aws):
-    """Attaching or detaching the group changes a cluster's security groups: only on a cluster this execution created
-    or whose original on-call approved (its tags), whatever the caller names; an untagged customer cluster is refused."""
-    from neptune_guard.remediate import live_cutover
-    from neptune_guard.remediate.resources import NotOurs
+def _group(group_id, vpc="vpc-1", ingress=(), egress=({"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]},)):
+    return {"GroupId": group_id, "VpcId": vpc, "IpPermissions": list(ingress), "IpPermissionsEgress": list(egress)}
+
+
+def _from_group(source, port=8182):
+    return {"IpProtocol": "tcp", "FromPort": port, "ToPort": port, "UserIdGroupPairs": [{"GroupId": source}]}
+
+
+def _from_range(cidr, port=8182):
+    return {"IpProtocol": "tcp", "FromPort": port, "ToPort": port, "IpRanges": [{"CidrIp": cidr}]}
+
+
+SUBNETS = [{"SubnetId": "subnet-a", "CidrBlock": "10.0.1.0/24"}, {"SubnetId": "subnet-b", "CidrBlock": "10.0.2.0/24"}]
+
+
+def test_the_replicator_joins_what_the_cluster_already_admits_and_nothing_else():
+    """Security groups as DescribeSecurityGroups returns them: the replicator's interfaces go where the application's
+    would, in a group the cluster's groups admit (with egress back to them) or in subnets an admitted range holds."""
+    from neptune_guard.remediate.network import replicator_reach
+
+    def reach(cluster_groups, other_groups=(), subnets=SUBNETS):
+        return replicator_reach(8182, "vpc-1", list(cluster_groups), list(other_groups), subnets)
+
+    assert reach([_group("sg-db", ingress=[_from_group("sg-db")])]) == {"via": "security group", "group_id": "sg-db", "subnets": ["subnet-a", "subnet-b"]}
+    application = _group("sg-app")
+    assert reach([_group("sg-db", ingress=[_from_group("sg-app")])], [application])["group_id"] == "sg-app"
+    # The clusters' own group is preferred: joining it reaches the cluster and nothing the application reaches.
+    assert reach([_group("sg-db", ingress=[_from_group("sg-app"), _from_group("sg-db")])], [application])["group_id"] == "sg-db"
+    # A group that cannot get out to the cluster, on the wrong port, or in another VPC is no way in.
+    closed = _group("sg-app", egress=[{"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
+    assert reach([_group("sg-db", ingress=[_from_group("sg-app")])], [closed]) is None
+    assert reach([_group("sg-db", ingress=[_from_group("sg-app", port=5432)])], [application]) is None
+    assert reach([_group("sg-db", ingress=[_from_group("sg-app")])], [_group("sg-app", vpc="vpc-2")]) is None
+    to_the_cluster = _group("sg-app", egress=[_from_group("sg-db")])
+    assert reach([_group("sg-db", ingress=[_from_group("sg-app")])], [to_the_cluster])["group_id"] == "sg-app"
+    # An address range: only the subnets it holds.
+    assert reach([_group("sg-db", ingress=[_from_range("10.0.2.0/23")])]) == {"via": "address range", "ranges": ["10.0.2.0/23"], "subnets": ["subnet-b"]}
+    assert reach([_group("sg-db", ingress=[_from_range("10.0.0.0/16")])])["subnets"] == ["subnet-a", "subnet-b"]
+    assert reach([_group("sg-db", ingress=[_from_range("192.168.0.0/16"), {"IpProtocol": "tcp", "FromPort": 8182, "ToPort": 8182,
+                                                                           "Ipv6Ranges": [{"CidrIpv6": "::/0"}]}])]) is None
+    assert reach([_group("sg-db", ingress=[{"IpProtocol": "-1", "IpRanges": [{"CidrIp": "10.0.1.0/24"}]}])])["subnets"] == ["subnet-a"]
+
+
+def _reaches(session, cluster, subnets, group) -> bool:
+    """Whether a function with interfaces in the subnets and the group gets an answer from the cluster's endpoint."""
+    from botocore.exceptions import EndpointConnectionError
+    from moto.awslambda.models import lambda_backends
+
+    from sandbox.aws import neptune_data
+
+    from neptune_guard.remediate.live_cutover import LAMBDA_TRUST
+
+    name, account, iam = f"probe-{group}", session.client("sts").get_caller_identity()["Account"], session.client("iam")
+    if not iam.list_roles(PathPrefix="/probe/")["Roles"]:
+        iam.create_role(RoleName="probe", Path="/probe/", AssumeRolePolicyDocument=json.dumps(LAMBDA_TRUST))
+    session.client("lambda", region_name=REGION).create_function(
+        FunctionName=name, Runtime="python3.13", Role=f"arn:aws:iam::{account}:role/probe/probe", Handler="x.handler",
+        Code={"ZipFile": b"PK\x05\x06" + b"\x00" * 18}, VpcConfig={"SubnetIds": subnets, "SecurityGroupIds": [group]})
+    function = lambda_backends[account][REGION].get_function(name)
+    calling = neptune_data.calling_function.set(function)
+    try:
+        neptune_data.handle("GET", f"https://{cluster['Endpoint']}:8182/propertygraph/stream?iteratorType=LATEST", {}, b"")
+        return True
+    except neptune_data.DataPlaneError:  # an answer, if not records: the empty stream's
+        return True
+    except EndpointConnectionError:
+        return False
+    finally:
+        neptune_data.calling_function.reset(calling)
+        session.client("lambda", region_name=REGION).delete_function(FunctionName=name)
+
+
+def test_a_streams_cluster_its_groups_do_not_admit_from_inside_takes_the_freeze_path_and_no_group_changes(local_aws):
+    """The plan reads the cluster's rules; the data plane (sandbox/aws/neptune_data.py) holds a function whose interfaces
+    are not admitted outside, as a VPC would."""
+    from neptune_guard.remediate.plan import streams_path
     from sandbox.demo import organization
 
     organization.seed_region(local_aws, REGION, {"clusters": {"ledger": {"encryption": "none", "instances": {"ledger-1": "db.r6g.large"},
                                                                          "streams": True}}}, "123456789012")
     neptune, ec2 = local_aws.client("neptune", region_name=REGION), local_aws.client("ec2", region_name=REGION)
     ledger = neptune.describe_db_clusters(DBClusterIdentifier="ledger")["DBClusters"][0]
-    before = [g["VpcSecurityGroupId"] for g in ledger["VpcSecurityGroups"]]
-    group = ec2.create_security_group(GroupName="replicator", Description="replicator", VpcId=ec2.describe_vpcs()["Vpcs"][0]["VpcId"])["GroupId"]
-    execution = "arn:aws:states:us-east-1:999999999999:execution:NeptuneGuardClusterRemediation:ledger-1a2b"
-    with pytest.raises(NotOurs):
-        live_cutover._attach_group(neptune, execution, "ledger", ledger["DbClusterResourceId"], group)
-    neptune.modify_db_cluster(DBClusterIdentifier="ledger", VpcSecurityGroupIds=before + [group], ApplyImmediately=True)  # the customer's own
-    with pytest.raises(NotOurs):
-        live_cutover._detach_group(neptune, execution, ["ledger"], {ledger["DbClusterResourceId"]}, group)
-    after = neptune.describe_db_clusters(DBClusterIdentifier="ledger")["DBClusters"][0]
-    assert [g["VpcSecurityGroupId"] for g in after["VpcSecurityGroups"]] == before + [group]
+    (group,) = [g["VpcSecurityGroupId"] for g in ledger["VpcSecurityGroups"]]
+    path = streams_path(neptune, ec2, ledger, 3600)
+    assert path["path"] == "streams" and path["network"]["reach"]["via"] == "address range"
+    rules_before = ec2.describe_security_group_rules(Filters=[{"Name": "group-id", "Values": [group]}])["SecurityGroupRules"]
+    ec2.revoke_security_group_ingress(GroupId=group, IpPermissions=[_from_range("172.31.0.0/16")])
+    path = streams_path(neptune, ec2, ledger, 3600)
+    assert path["path"] == "freeze" and "neither a security group nor an IPv4 range" in path["why"]
+    subnets = [s["SubnetIdentifier"] for s in neptune.describe_db_subnet_groups(DBSubnetGroupName=ledger["DBSubnetGroup"])["DBSubnetGroups"][0]["Subnets"]]
+    assert not _reaches(local_aws, ledger, subnets, group)  # even inside the cluster's own group: it admits no one now
+    vpc = ec2.describe_security_groups(GroupIds=[group])["SecurityGroups"][0]["VpcId"]
+    application = ec2.create_security_group(GroupName="application", Description="the application", VpcId=vpc)["GroupId"]
+    ec2.authorize_security_group_ingress(GroupId=group, IpPermissions=[_from_group(application)])
+    path = streams_path(neptune, ec2, ledger, 3600)
+    assert path["network"]["reach"] == {"via": "security group", "group_id": application, "subnets": path["network"]["subnets"]}
+    assert _reaches(local_aws, ledger, subnets, application)
+    ec2.revoke_security_group_egress(GroupId=application, IpPermissions=[{"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
+    assert not _reaches(local_aws, ledger, subnets, application)  # admitted, but it cannot get out
+    assert streams_path(neptune, ec2, ledger, 3600)["path"] == "freeze"
+    assert neptune.describe_db_clusters(DBClusterIdentifier="ledger")["DBClusters"][0]["VpcSecurityGroups"] == ledger["VpcSecurityGroups"]
+    assert len(ec2.describe_security_group_rules(Filters=[{"Name": "group-id", "Values": [group]}])["SecurityGroupRules"]) == len(rules_before)

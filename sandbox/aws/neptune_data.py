@@ -6,9 +6,10 @@ Neptune User Guide and the Neptune Data API reference, never from what Neptune G
   properties) and an RDF dataset (quads), as Neptune holds both in one cluster.
 - **Endpoints.** `https://<cluster or reader endpoint>:8182` reaches the cluster whose identifier that endpoint names
   *now*: while a cluster is renamed away, its old name resolves to nothing (a connection error), as DNS would.
-  A request is served only from inside the cluster's VPC: from a VPC-attached Lambda function whose security group
-  one of the cluster's security groups admits on the cluster's port (the caller outside any function is the
-  customer's application, already in the VPC). With IAM database authentication on, a request must be SigV4-signed
+  A request is served only from inside the cluster's VPC: from a VPC-attached Lambda function each of whose network
+  interfaces one of the cluster's security groups admits on the cluster's port (its group, or a range holding its
+  address) and one of its own groups lets out (the caller outside any function is the customer's application,
+  already in the VPC). https://docs.aws.amazon.com/vpc/latest/userguide/vpc-security-groups.html With IAM database authentication on, a request must be SigV4-signed
   for `neptune-db`.
   https://docs.aws.amazon.com/neptune/latest/userguide/feature-overview-endpoints.html
   https://docs.aws.amazon.com/neptune/latest/userguide/get-started-vpc.html
@@ -53,6 +54,7 @@ from __future__ import annotations
 import contextvars
 import copy
 import functools
+import ipaddress
 import json
 import re
 import threading
@@ -683,21 +685,43 @@ def expiry_days(backend, cluster) -> int:
     return int(parameters(backend, cluster).get("neptune_streams_expiry_days", "7"))
 
 
-def _admitted(account: str, region: str, cluster) -> bool:
+def _on_port(rule, port: int) -> bool:
+    return rule.ip_protocol == "-1" or (rule.ip_protocol == "tcp" and rule.from_port <= port <= rule.to_port)
+
+
+def _range(rule):
+    cidr = (rule.ip_range or {}).get("CidrIp")
+    return ipaddress.ip_network(cidr, strict=False) if cidr else None
+
+
+def _interface_admitted(interface, cluster, cluster_groups: list, cluster_ranges: list) -> bool:
+    """A connection from one of the function's interfaces: an ingress rule of the cluster's groups admits its address
+    or one of its groups, and an egress rule of its groups lets it out to the cluster's groups or to a range holding
+    every subnet the cluster's instances may sit in. Security groups are stateful: the answer needs no rule."""
+    address, own = ipaddress.ip_address(interface.private_ip_address), {g.id for g in interface.group_set}
+    cluster_ids = {g.id for g in cluster_groups}
+    admitted = any(_on_port(rule, cluster.port) and (rule.source_group.get("GroupId") in own or ((r := _range(rule)) is not None and address in r))
+                   for group in cluster_groups for rule in group.ingress_rules)
+    let_out = any(_on_port(rule, cluster.port) and (rule.source_group.get("GroupId") in cluster_ids or (
+                      (r := _range(rule)) is not None and bool(cluster_ranges) and all(c.subnet_of(r) for c in cluster_ranges)))
+                  for group in interface.group_set for rule in group.egress_rules)
+    return admitted and let_out
+
+
+def _admitted(account: str, region: str, backend, cluster) -> bool:
+    """Lambda may send a request from any of the function's interfaces (one a subnet): each must be admitted."""
     function = calling_function.get()
     if function is None:
         return True  # the customer's application, in the cluster's VPC
-    vpc_config = getattr(function, "_vpc_config", None) or {}
-    caller_groups = set(vpc_config.get("SecurityGroupIds") or [])
-    if not caller_groups:
+    ec2 = ec2_backends[account][region]
+    interfaces = [eni for eni in ec2.enis.values() if eni.description == f"AWS Lambda VPC ENI-{function.function_name}"]
+    if not interfaces:
         return False
-    groups = {gid: g for by_vpc in ec2_backends[account][region].groups.values() for gid, g in by_vpc.items()}
-    for group_id in cluster.vpc_security_group_ids:
-        for rule in getattr(groups.get(group_id), "ingress_rules", []):
-            ports = rule.ip_protocol == "-1" or (rule.ip_protocol == "tcp" and rule.from_port <= cluster.port <= rule.to_port)
-            if ports and rule.source_group.get("GroupId") in caller_groups:
-                return True
-    return False
+    groups = {gid: g for by_vpc in ec2.groups.values() for gid, g in by_vpc.items()}
+    cluster_groups = [groups[g] for g in cluster.vpc_security_group_ids if g in groups]
+    subnet_group = backend.subnet_groups.get(cluster.db_subnet_group_name)
+    cluster_ranges = [ipaddress.ip_network(s.cidr_block) for s in getattr(subnet_group, "_subnets", [])]
+    return all(_interface_admitted(eni, cluster, cluster_groups, cluster_ranges) for eni in interfaces)
 
 
 def handle(method: str, url: str, headers: dict, body: bytes) -> tuple[int, dict]:
@@ -706,7 +730,7 @@ def handle(method: str, url: str, headers: dict, body: bytes) -> tuple[int, dict
     if found is None or parts.port != PORT:
         raise EndpointConnectionError(endpoint_url=url)
     account, region, backend, cluster = found
-    if not _admitted(account, region, cluster):
+    if not _admitted(account, region, backend, cluster):
         raise EndpointConnectionError(endpoint_url=url)  # no route from outside the VPC: the connection times out
     if cluster.iam_auth and "neptune-db/aws4_request" not in str(headers.get("Authorization", "")):
         raise DataPlaneError(403, "AccessDeniedException", "Missing Authentication Token")

@@ -101,7 +101,6 @@ def hand_over_new_cluster(step: Step) -> dict:
     serving = describe_cluster(neptune, plan["cluster_id"])
     if serving is None or serving["DbClusterResourceId"] != step.state["cutover"]["resource_id"]:
         raise NotOurs(f"{plan['cluster_id']} is not the cluster this execution cut over to")
-    live_cutover.detach_replicator(step, {serving["DbClusterResourceId"]})
     resources = [serving["DBClusterArn"]] + [i["DBInstanceArn"] for i in instances_in(neptune, [plan["cluster_id"]]).values()]
     for endpoint in custom_endpoints(neptune, plan["cluster_id"]):
         neptune.add_tags_to_resource(ResourceName=endpoint["arn"], Tags=[{"Key": REMEDIATED_BY, "Value": step.execution}])

@@ -50,8 +50,6 @@ def retire_original(step: Step) -> dict:
     # its stream is fresh, not only at decommission a week on. It is stopped either way, and never deleted unproven.
     quiet = live_cutover.check_retired_quiet(step) if plan.get("path") == "streams" and retired["Status"] == "available" else None
     if retired["Status"] == "available":
-        # Our security group off it while it can still be changed (a stopped cluster cannot): put back for a later read.
-        live_cutover.detach_replicator(step, {plan["cluster_resource_id"]})
         neptune.stop_db_cluster(DBClusterIdentifier=plan["retired_cluster_id"])
     return {"retained": plan["retired_cluster_id"], "retained_until": iso(until), "status": "stopping",
             **({"quiet_at_retire": quiet} if quiet is not None else {})}
@@ -75,7 +73,6 @@ def keep_retired_stopped(step: Step) -> dict:
     require_ours(neptune, retired, "DBClusterArn", step.execution, RETIRED_BY)
     restopped = retired["Status"] == "available"
     if restopped:
-        live_cutover.detach_replicator(step, {plan["cluster_resource_id"]})  # attached if a decommission proof read it
         neptune.stop_db_cluster(DBClusterIdentifier=plan["retired_cluster_id"])
     until = datetime.fromisoformat(step.state["retired"]["retained_until"])
     return {"status": "stopping" if restopped else retired["Status"], "restopped": restopped, "soak_over": utcnow() >= until}

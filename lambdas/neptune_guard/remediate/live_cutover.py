@@ -2,13 +2,14 @@
 proven by Neptune Streams positions (replication.py says what the proof rests on), not inferred from metrics.
 
 The replicator runs where both clusters can be reached: a Lambda function this execution creates in the member
-account, attached to the cluster's subnets with a security group of its own. That group admits itself on the
-cluster's port and is added to the clusters' security groups, so the clusters admit the replicator and nothing else:
-no rule of the customer's security groups is touched (IAM cannot limit what a rule on a customer's group would open,
-so the role may add rules to its own group only). Its role, also the execution's, may call only the `neptune-db`
-actions replication needs, on the two clusters' resource ids. All of it carries the execution's `created-by` tag and
-is removed on every path (`remove_replicator`), in the order Lambda needs: the function, then (once Lambda has
-released the function's network interfaces, which it does with the function's role) the role and the group. Its
+account, its network interfaces where the application's would be (network.py): in a security group the clusters'
+groups admit on their port, or in the subnets an admitted address range holds, with a group of its own that admits
+nothing. No security group, rule or cluster setting of the customer's is changed (IAM cannot limit what a rule would
+open, so the role may add none), and the new cluster, restored with the original's groups, admits it the same way.
+Its role, also the execution's, may call only the `neptune-db` actions replication needs, on the two clusters'
+resource ids. All of it carries the execution's `created-by` tag and is removed on every path (`remove_replicator`),
+in the order Lambda needs: the function, then (once Lambda has released the function's network interfaces, which it
+does with the function's role) the role and the group. Its
 position is durable: each replication step returns the applied position into the execution's state, and the next
 one resumes from there.
 """
@@ -25,9 +26,9 @@ from pathlib import Path
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from neptune_guard.remediate import naming
-from neptune_guard.remediate.resources import NotOurs, ResourceNotReady, Step, describe_cluster, require_ours
-from neptune_guard.tags import CREATED_BY, CUTOVER
+from neptune_guard.remediate import naming, network
+from neptune_guard.remediate.resources import NotOurs, ResourceNotReady, Step, describe_cluster
+from neptune_guard.tags import CREATED_BY
 
 REPLICATOR_HANDLER = "neptune_guard.remediate.replication.handler"
 REPLICATION_ACTIONS = ["neptune-db:GetStreamRecords", "neptune-db:ReadDataViaQuery", "neptune-db:WriteDataViaQuery",
@@ -44,11 +45,10 @@ FUNCTION_PREFIX, ROLE_PREFIX = "neptune-guard-replicator-", "NeptuneGuardReplica
 # The AWS actions this module's steps call with the member remediation role, beside the code that calls them: the member
 # stack grants exactly these (stacks/member_roles.py), scoped to what the execution creates.
 PERMISSIONS = {
-    "plan": ["rds:DescribeDBClusterParameters", "rds:DescribeDBSubnetGroups", "cloudwatch:GetMetricStatistics"],
-    "network_read": ["ec2:DescribeSecurityGroups", "ec2:DescribeSubnets", "ec2:DescribeVpcs", "ec2:DescribeNetworkInterfaces"],
+    "plan": ["rds:DescribeDBClusterParameters", "rds:DescribeDBSubnetGroups", "cloudwatch:GetMetricStatistics",
+             "ec2:DescribeSecurityGroups", "ec2:DescribeSubnets"],  # network.py: what the cluster's groups admit
+    "network_read": ["ec2:DescribeVpcs", "ec2:DescribeNetworkInterfaces"],
     "security_group_create": ["ec2:CreateSecurityGroup", "ec2:CreateTags"],
-    "security_group_admit": ["ec2:AuthorizeSecurityGroupIngress"],
-    "security_group_attach": ["rds:ModifyDBCluster"],
     "security_group_delete": ["ec2:DeleteSecurityGroup"],
     "role": ["iam:CreateRole", "iam:TagRole", "iam:GetRole", "iam:PutRolePolicy", "iam:DeleteRolePolicy", "iam:ListRolePolicies",
              "iam:DeleteRole"],
@@ -126,26 +126,22 @@ def _policy(step: Step, resource_ids: list[str]) -> str:
 
 
 def provision_replicator(step: Step) -> dict:
-    """The replicator's security group (admitted by the cluster's), role and function; ResourceNotReady until active."""
+    """The replicator's security group (it admits nothing), role and function, its interfaces where the clusters admit
+    them (read again now: the customer may have changed a rule since the plan); ResourceNotReady until active."""
     plan, names = step.plan, replicator_names(step.execution)
-    network = plan["streams"]["network"]
+    planned = plan["streams"]["network"]
     ec2, iam, lam = step.client("ec2"), step.client("iam"), step.client("lambda")
+    reach = network.describe_reach(ec2, planned["port"], planned["vpc_id"], planned["security_groups"], planned["subnets"])
+    if reach is None:
+        raise ReplicationImpossible(f"the security groups of {plan['cluster_id']} ({', '.join(planned['security_groups'])}) no longer "
+                                    f"admit a security group or address range on port {planned['port']} that the replicator could join")
     group = _our_group(ec2, names["security_group"], step.execution)
     if group is None:
         group_id = ec2.create_security_group(
-            GroupName=names["security_group"], VpcId=network["vpc_id"], Description="Neptune Guard replicator (one remediation)",
+            GroupName=names["security_group"], VpcId=planned["vpc_id"], Description="Neptune Guard replicator (one remediation)",
             TagSpecifications=[{"ResourceType": "security-group", "Tags": _tags(step)}])["GroupId"]
     else:
         group_id = group["GroupId"]
-    try:
-        ec2.authorize_security_group_ingress(
-            GroupId=group_id, IpPermissions=[{"IpProtocol": "tcp", "FromPort": network["port"], "ToPort": network["port"],
-                                              "UserIdGroupPairs": [{"GroupId": group_id, "Description": names["function"]}]}],
-            TagSpecifications=[{"ResourceType": "security-group-rule", "Tags": _tags(step)}])
-    except ClientError as error:
-        if error.response["Error"]["Code"] != "InvalidPermission.Duplicate":
-            raise
-    _attach_group(step.neptune, step.execution, plan["cluster_id"], plan["cluster_resource_id"], group_id)
     try:
         role = iam.get_role(RoleName=names["role"])["Role"]
         if {t["Key"]: t["Value"] for t in role.get("Tags", [])}.get(CREATED_BY) != step.execution:
@@ -162,10 +158,11 @@ def provision_replicator(step: Step) -> dict:
         if function.get("Tags", {}).get(CREATED_BY) != step.execution:
             raise NotOurs(f"function {names['function']} exists but was not created for execution {step.execution}")
     except lam.exceptions.ResourceNotFoundException:
+        joined = [group_id] + ([reach["group_id"]] if reach.get("group_id") else [])
         try:
             lam.create_function(FunctionName=names["function"], Runtime="python3.13", Architectures=["arm64"], Role=role_arn,
                                 Handler=REPLICATOR_HANDLER, Code={"ZipFile": code_zip()}, Timeout=900, MemorySize=1024,
-                                VpcConfig={"SubnetIds": network["subnets"], "SecurityGroupIds": [group_id]},
+                                VpcConfig={"SubnetIds": reach["subnets"], "SecurityGroupIds": joined},
                                 Description="Neptune Guard: replicates a cluster into its re-encrypted copy", Tags={CREATED_BY: step.execution})
         except ClientError as error:  # a new role takes seconds to be assumable by Lambda
             if error.response["Error"]["Code"] == "InvalidParameterValueException":
@@ -174,64 +171,11 @@ def provision_replicator(step: Step) -> dict:
         raise ResourceNotReady(f"creating {names['function']}")
     if function["Configuration"].get("State", "Active") != "Active":
         raise ResourceNotReady(f"{names['function']} is {function['Configuration'].get('State')}")
-    return {**names, "security_group_id": group_id}
-
-
-def _attach_group(neptune, execution: str, cluster_id: str, resource_id: str, group_id: str) -> None:
-    """The replicator's group among the cluster's security groups (it admits only itself): the cluster admits it.
-    Only a cluster of this execution: the one it created, or the original on-call approved (its cutover mark)."""
-    cluster = describe_cluster(neptune, cluster_id)
-    if cluster is None or cluster["DbClusterResourceId"] != resource_id:
-        raise NotOurs(f"{cluster_id} is not the cluster this execution planned for")
-    require_ours(neptune, cluster, "DBClusterArn", execution, CREATED_BY, CUTOVER)
-    groups = [g["VpcSecurityGroupId"] for g in cluster.get("VpcSecurityGroups", [])]
-    if group_id in groups:
-        return
-    if cluster["Status"] != "available":
-        raise ResourceNotReady(f"{cluster_id} is {cluster['Status']}")
-    neptune.modify_db_cluster(DBClusterIdentifier=cluster_id, VpcSecurityGroupIds=groups + [group_id], ApplyImmediately=True)
-
-
-def _detach_group(neptune, execution: str, cluster_ids: list[str], resource_ids: set[str], group_id: str) -> list[str]:
-    """The replicator's group off every cluster of this execution that carries it; the clusters' other groups kept."""
-    detached = []
-    for cluster_id in cluster_ids:
-        cluster = describe_cluster(neptune, cluster_id)
-        if cluster is None or cluster["DbClusterResourceId"] not in resource_ids:
-            continue
-        groups = [g["VpcSecurityGroupId"] for g in cluster.get("VpcSecurityGroups", [])]
-        if group_id not in groups or cluster["Status"] == "stopped":  # a stopped cluster admits no one
-            continue
-        if cluster["Status"] != "available":
-            raise ResourceNotReady(f"{cluster_id} is {cluster['Status']}: the replicator's group comes off it next")
-        require_ours(neptune, cluster, "DBClusterArn", execution, CREATED_BY, CUTOVER)
-        neptune.modify_db_cluster(DBClusterIdentifier=cluster_id, VpcSecurityGroupIds=[g for g in groups if g != group_id], ApplyImmediately=True)
-        detached.append(cluster_id)
-    return detached
+    return {**names, "security_group_id": group_id, "reach": reach}
 
 
 def _replicator_group(step: Step) -> dict | None:
     return _our_group(step.client("ec2"), replicator_names(step.execution)["security_group"], step.execution)
-
-
-def _attach_replicator(step: Step, cluster_id: str, resource_id: str) -> None:
-    group = _replicator_group(step)
-    if group is None:
-        raise NotOurs(f"the replicator's security group of {step.execution} is gone")
-    _attach_group(step.neptune, step.execution, cluster_id, resource_id, group["GroupId"])
-
-
-def detach_replicator(step: Step, resource_ids: set[str], group: dict | None = None) -> list[str]:
-    """Before the workflow gives up its hold on a cluster (hand-over, rollback): the replicator's group comes off it
-    while the role may still change it."""
-    if step.plan.get("path") != "streams":
-        return []
-    group = group or _replicator_group(step)
-    if group is None:
-        return []
-    plan = step.plan
-    return _detach_group(step.neptune, step.execution, [plan["cluster_id"], plan["new_cluster_id"], plan["retired_cluster_id"]],
-                         resource_ids, group["GroupId"])
 
 
 def _endpoint(step: Step, cluster_id: str) -> dict:
@@ -262,9 +206,9 @@ def record_stream_position(step: Step) -> dict:
 
 
 def admit_replicator_to_new_cluster(step: Step) -> dict:
-    """The new cluster admits the replicator, and its role reaches the new cluster's resource id (known once it exists)."""
+    """The replicator's role reaches the new cluster's resource id (known once it exists); its network already does:
+    the new cluster carries the original's security groups."""
     new_id = step.state["verified"]["resource_id"]
-    _attach_replicator(step, step.plan["new_cluster_id"], new_id)
     step.client("iam").put_role_policy(RoleName=replicator_names(step.execution)["role"], PolicyName="replication",
                                        PolicyDocument=_policy(step, [step.plan["cluster_resource_id"], new_id]))
     return {"resource_ids": [step.plan["cluster_resource_id"], new_id]}
@@ -380,7 +324,6 @@ def prove_retired_quiet(step: Step) -> dict:
     serving = describe_cluster(neptune, plan["cluster_id"])
     if serving is None or serving["DbClusterResourceId"] != step.state["cutover"]["resource_id"]:
         raise NotOurs(f"{plan['cluster_id']} is not served by the remediated cluster: the original is kept")
-    _attach_replicator(step, plan["retired_cluster_id"], plan["cluster_resource_id"])  # taken off it when it was stopped
     proof = check_retired_quiet(step)
     if not proof["proven"]:
         raise WritesAfterCutover(f"{plan['retired_cluster_id']} committed after the position proven at the cutover {proof['applied']} "
@@ -390,16 +333,13 @@ def prove_retired_quiet(step: Step) -> dict:
 
 
 def remove_replicator(step: Step) -> dict:
-    """Every path ends here, each part only if ours: the group off the clusters, the function; then, once Lambda has
-    released the function's network interfaces (it needs the function's role for that), the role and the group.
-    ResourceNotReady until then."""
+    """Every path ends here, each part only if ours: the function; then, once Lambda has released the function's
+    network interfaces (it needs the function's role for that), the role and the group. ResourceNotReady until then."""
     if not step.plan or step.plan.get("path") != "streams":
         return {"removed": []}
-    plan, names = step.plan, replicator_names(step.execution)
+    names = replicator_names(step.execution)
     ec2, iam, lam = step.client("ec2"), step.client("iam"), step.client("lambda")
-    group = _replicator_group(step)
-    resource_ids = {plan["cluster_resource_id"], (step.state.get("verified") or {}).get("resource_id")}
-    removed = [f"{names['security_group']} from {c}" for c in detach_replicator(step, resource_ids, group)]
+    group, removed = _replicator_group(step), []
     try:
         if lam.get_function(FunctionName=names["function"]).get("Tags", {}).get(CREATED_BY) == step.execution:
             lam.delete_function(FunctionName=names["function"])

@@ -10,7 +10,7 @@ from datetime import timedelta
 from botocore.exceptions import ClientError
 
 from neptune_guard import aws
-from neptune_guard.remediate import naming
+from neptune_guard.remediate import naming, network
 from neptune_guard.remediate.resources import (
     InvalidRequest,
     Step,
@@ -235,7 +235,7 @@ def plan_cluster(step: Step) -> dict:
     # Replication needs the stream's records from the snapshot to the cutover. The decommission proof needs none of
     # them: it looks for records after the cutover's position, and one expired there keeps the original (never a
     # delete on an unproven stream).
-    streams = streams_path(neptune, cluster, estimates["until_cutover_seconds"] + approval_timeout)
+    streams = streams_path(neptune, step.client("ec2"), cluster, estimates["until_cutover_seconds"] + approval_timeout)
     return {
         "kind": "cluster-plan",
         "execution": step.execution,
@@ -299,9 +299,10 @@ def cluster_parameters(neptune, group: str | None) -> dict[str, str]:
     return {p["ParameterName"]: str(p.get("ParameterValue")) for page in pages for p in page["Parameters"] if "ParameterValue" in p}
 
 
-def streams_path(neptune, cluster: dict, needed_seconds: int) -> dict:
-    """The streams path when the cluster's stream is on (applied on every instance) and outlives the rebuild and the
-    cutover approval; otherwise the freeze path, and why. https://docs.aws.amazon.com/neptune/latest/userguide/streams-using-enabling.html"""
+def streams_path(neptune, ec2, cluster: dict, needed_seconds: int) -> dict:
+    """The streams path when the cluster's stream is on (applied on every instance), outlives the rebuild and the
+    cutover approval, and its security groups admit something the replicator can join (network.py); otherwise the
+    freeze path, and why. https://docs.aws.amazon.com/neptune/latest/userguide/streams-using-enabling.html"""
     parameters = cluster_parameters(neptune, cluster.get("DBClusterParameterGroup"))
     expiry_days = int(parameters.get("neptune_streams_expiry_days", STREAMS_DEFAULT_EXPIRY_DAYS))
     pending = [m["DBInstanceIdentifier"] for m in cluster.get("DBClusterMembers", []) if m.get("DBClusterParameterGroupStatus") != "in-sync"]
@@ -320,11 +321,18 @@ def streams_path(neptune, cluster: dict, needed_seconds: int) -> dict:
     subnets = neptune.describe_db_subnet_groups(DBSubnetGroupName=cluster["DBSubnetGroup"])["DBSubnetGroups"][0] if cluster.get("DBSubnetGroup") else None
     if subnets is None:
         return {"path": "freeze", "why": "the cluster has no subnet group for the replicator to join", "expiry_days": expiry_days}
+    groups = sorted(g["VpcSecurityGroupId"] for g in cluster.get("VpcSecurityGroups", []))
+    subnet_ids, port = sorted(s["SubnetIdentifier"] for s in subnets["Subnets"]), cluster.get("Port") or 8182
+    reach = network.describe_reach(ec2, port, subnets["VpcId"], groups, subnet_ids)
+    if reach is None:
+        return {"path": "freeze", "expiry_days": expiry_days,
+                "why": (f"its security groups admit on port {port} neither a security group nor an IPv4 range the replicator could "
+                        "join (it joins what admits the application, and changes no group)"),
+                "enable": (f"admit the application's security group (or its subnets' range) on port {port} in a rule of one of "
+                           f"{cluster['DBClusterIdentifier']}'s security groups, then plan again")}
     return {"path": "streams", "why": "Neptune Streams is on: the application keeps writing until a pause of seconds at the cutover",
             "expiry_days": expiry_days,
-            "network": {"vpc_id": subnets["VpcId"], "subnets": sorted(s["SubnetIdentifier"] for s in subnets["Subnets"]),
-                        "security_groups": sorted(g["VpcSecurityGroupId"] for g in cluster.get("VpcSecurityGroups", [])),
-                        "port": cluster.get("Port") or 8182}}
+            "network": {"vpc_id": subnets["VpcId"], "subnets": subnet_ids, "security_groups": groups, "port": port, "reach": reach}}
 
 
 def volume_bytes(cloudwatch, cluster_id: str) -> int | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from neptune_guard.remediate import live_cutover
 from neptune_guard.remediate.endpoints import converge_endpoints
 from neptune_guard.remediate.resources import (
     ResourceNotReady,
@@ -53,7 +52,6 @@ def roll_back(step: Step) -> dict:
         raise ResourceNotReady(f"renaming the instances of {original} back")
     if not converge_endpoints(step):
         raise ResourceNotReady(f"moving the custom endpoints back to {original}")
-    live_cutover.detach_replicator(step, {plan["cluster_resource_id"], (step.state.get("verified") or {}).get("resource_id")})
     served = _served(step)
     kept, removed = _remove_what_never_served(step)
     marked = ([holder["DBClusterArn"]] + [i["DBInstanceArn"] for i in instances_in(neptune, [original]).values()]
