@@ -75,7 +75,9 @@ class MemberRolesStack(Stack):
             ("DeleteOnlyTheExecutionsGroup", grants["security_group_delete"], [f"{ec2}:security-group/*"], tagged_for_an_execution(CREATED_BY)),
             ("TheReplicatorRoleWithinItsBoundary", ["iam:CreateRole", "iam:PutRolePolicy"], [replicator_role],
              {"StringEquals": {"iam:PermissionsBoundary": boundary.managed_policy_arn}}),
-            ("ManageTheReplicatorRole", [a for a in grants["role"] if a not in ("iam:CreateRole", "iam:PutRolePolicy")], [replicator_role], None),
+            ("ManageTheReplicatorRole", [a for a in grants["role"] if a not in ("iam:CreateRole", "iam:PutRolePolicy", "iam:GetRole")], [replicator_role], None),
+            # Read before it may exist: a role not made has no path, so its name alone too (a read, harmless).
+            ("ReadTheReplicatorRole", ["iam:GetRole"], [replicator_role, f"arn:{Aws.PARTITION}:iam::{Aws.ACCOUNT_ID}:role/{live_cutover.ROLE_PREFIX}*"], None),
             ("PassTheReplicatorRoleToLambdaOnly", grants["pass_role"], [replicator_role],
              {"StringEquals": {"iam:PassedToService": "lambda.amazonaws.com"}}),
             ("TheReplicatorFunction", grants["function"], [functions], None),

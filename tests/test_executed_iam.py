@@ -28,7 +28,7 @@ SCENARIO = {
                            "custom_endpoints": {"orders-analytics": {"type": "READER", "members": ["orders-1"]}}},
                 "ledger": {"encryption": "aws-managed", "instances": {"ledger-1": "db.r6g.large"}},
                 "billing": {"encryption": "none", "instances": {"billing-1": "db.r6g.large"}},
-                "catalog": {"encryption": "aws-managed", "instances": {"catalog-1": "db.r6g.large"},
+                "catalog": {"encryption": "aws-managed", "instances": {"catalog-1": "db.r6g.large"}, "streams": True,
                             "custom_endpoints": {"catalog-reports": {"type": "READER", "members": ["catalog-1"]}}},
                 "customer-cmk": {"encryption": "none", "instances": {}},
             },
@@ -93,7 +93,8 @@ def wait_for_stage(sfn, execution, stage):
         description = {"status": "TIMED OUT"}
     if description["status"] != "RUNNING":
         events = sfn.get_execution_history(executionArn=execution, maxResults=1000, reverseOrder=True)["events"][:6]
-        raise AssertionError(f"{execution} never waited for {stage}: {json.dumps(events, default=str)[:4000]}")
+        raise AssertionError(f"{execution} never waited for {stage}: {final_state(sfn, execution).get('error')}; "
+                             f"{json.dumps(events, default=str)[:4000]}")
 
 
 def test_every_code_path_runs_on_the_synthesized_roles_alone(deployed, monkeypatch, capsys):
@@ -110,7 +111,7 @@ def test_every_code_path_runs_on_the_synthesized_roles_alone(deployed, monkeypat
     capsys.readouterr()
 
     # plan, as a person: through the member account's read-only planner role.
-    for target in (["--cluster", "ledger"], ["--snapshot", "orders-snap"]):
+    for target in (["--cluster", "ledger"], ["--cluster", "catalog"], ["--snapshot", "orders-snap"]):
         assert as_person(alice, monkeypatch, url, "plan", "--account", ACCOUNT, "--region", REGION, *target,
                          "--target-key", "alias/neptune-guard") == 0, denials(harness)
 
@@ -147,6 +148,13 @@ def test_every_code_path_runs_on_the_synthesized_roles_alone(deployed, monkeypat
         assert as_person(bob, monkeypatch, url, "status", catalog) == 0, denials(harness)
         assert as_person(bob, monkeypatch, url, "approve", catalog, "--stage", stage) == 0, denials(harness)
     assert workflows.wait_for(sfn, catalog, lambda d, h: False)["status"] == "SUCCEEDED", denials(harness)
+    done = final_state(sfn, catalog)
+    assert done["plan"]["path"] == "streams" and done["final_proof"]["proven"], done.get("error")
+    # The replicator's function, role and group were removed, on the same role.
+    assert not [f for f in member.client("lambda", region_name=REGION).list_functions()["Functions"] if f["FunctionName"].startswith("neptune-guard-replicator-")]
+    assert not member.client("iam").list_roles(PathPrefix="/neptune-guard/")["Roles"]
+    assert not [g for g in member.client("ec2", region_name=REGION).describe_security_groups()["SecurityGroups"]
+                if g["GroupName"].startswith("neptune-guard-replicator-")]
 
     # remediate and reject, as people, through the endpoint.
     assert as_person(alice, monkeypatch, url, "remediate", "--state-machine-arn", arns["cluster"], "--account", ACCOUNT,
@@ -237,8 +245,15 @@ def test_the_remediation_roles_own_credentials_cannot_touch_an_untagged_customer
     with executed.acting_as(role_session(session, "NeptuneGuardWorkflow", "steps")):
         remediation = executed.role_credentials(boto3.Session(region_name=REGION),
                                                     f"arn:aws:iam::{ACCOUNT}:role/NeptuneGuardRemediation", "attacker")
-    rds = boto3.Session(aws_access_key_id=remediation.access_key, aws_secret_access_key=remediation.secret_key,
-                        aws_session_token=remediation.token, region_name=REGION).client("rds")
+    attacker = boto3.Session(aws_access_key_id=remediation.access_key, aws_secret_access_key=remediation.secret_key,
+                             aws_session_token=remediation.token, region_name=REGION)
+    rds, ec2, iam, lam = (attacker.client(service) for service in ("rds", "ec2", "iam", "lambda"))
+    vpc = member.client("ec2", region_name=REGION).describe_vpcs()["Vpcs"][0]["VpcId"]
+    ours = [{"Key": "neptune-guard:created-by", "Value": f"arn:aws:states:{REGION}:123456789012:execution:NeptuneGuardClusterRemediation:x"}]
+    customer_group = member.client("ec2", region_name=REGION).describe_security_groups()["SecurityGroups"][0]["GroupId"]
+    boundary = f"arn:aws:iam::{ACCOUNT}:policy/NeptuneGuardReplicatorBoundary"
+    trust = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
+                                                                "Action": "sts:AssumeRole"}]})
     attempts = [
         lambda: rds.delete_db_cluster(DBClusterIdentifier="customer-cmk", SkipFinalSnapshot=True),
         lambda: rds.modify_db_cluster(DBClusterIdentifier="aurora-prod", NewDBClusterIdentifier="aurora-prod-cmk", ApplyImmediately=True),
@@ -248,13 +263,27 @@ def test_the_remediation_roles_own_credentials_cannot_touch_an_untagged_customer
         lambda: rds.delete_db_cluster_snapshot(DBClusterSnapshotIdentifier="orders-snap"),
         lambda: rds.add_tags_to_resource(ResourceName=f"arn:aws:rds:{REGION}:{ACCOUNT}:cluster:orders",
                                          Tags=[{"Key": "team", "Value": "mallory"}]),
+        # The streams path's grants, outside what they are for: a group without the execution's tag, a rule on any
+        # group, a customer's group deleted, a role without the boundary or elsewhere, a function on another role.
+        lambda: ec2.create_security_group(GroupName="mallory", Description="x", VpcId=vpc),
+        lambda: ec2.create_security_group(GroupName="mallory", Description="x", VpcId=vpc,
+                                          TagSpecifications=[{"ResourceType": "security-group", "Tags": [{"Key": "team", "Value": "x"}]}]),
+        lambda: ec2.authorize_security_group_ingress(GroupId=customer_group, IpPermissions=[
+            {"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}]),
+        lambda: ec2.delete_security_group(GroupId=customer_group),
+        lambda: iam.create_role(RoleName="NeptuneGuardReplicator-mallory", Path="/neptune-guard/", AssumeRolePolicyDocument=trust, Tags=ours),
+        lambda: iam.create_role(RoleName="Mallory", AssumeRolePolicyDocument=trust, PermissionsBoundary=boundary),
+        lambda: lam.create_function(FunctionName="neptune-guard-replicator-mallory", Runtime="python3.13", Handler="x.handler",
+                                    Role=f"arn:aws:iam::{ACCOUNT}:role/NeptuneGuardAudit", Code={"ZipFile": b"x"}),
     ]
     for attempt in attempts:
         with pytest.raises(ClientError) as refused:
             attempt()
-        assert refused.value.response["Error"]["Code"] == "AccessDenied"
+        assert refused.value.response["Error"]["Code"] in ("AccessDenied", "AccessDeniedException"), refused.value
     clusters = {c["DBClusterIdentifier"] for c in member.client("rds", region_name=REGION).describe_db_clusters()["DBClusters"]}
     assert {"customer-cmk", "aurora-prod", "orders", "billing"} <= clusters
+    assert not member.client("iam").list_roles(PathPrefix="/neptune-guard/")["Roles"]
+    assert customer_group in {g["GroupId"] for g in member.client("ec2", region_name=REGION).describe_security_groups()["SecurityGroups"]}
     assert len(harness.denied()) == len(attempts)
 
     # The security roles assume member roles by name only in the Organization's accounts.

@@ -21,8 +21,12 @@ for a request signed with temporary credentials of a deployed role:
    principal is the calling role; its organization's id is `aws:PrincipalOrgID`), and both must allow;
 5. refuses with AccessDenied what is not allowed, and records every decision.
 
-Services that call other services for the caller check that the caller may pass a role: RDS checks
-`iam:PassRole` (with `iam:PassedToService`) when a role is added to a cluster; that check is made here too.
+Services authorize more than the request's own action, and so does this stand-in (`ExecutedIAM._implied`): RDS
+checks `iam:PassRole` (with `iam:PassedToService`) when a role is added to a cluster, Lambda when a function is
+created (and `lambda:TagResource` for its tags, the EC2 reads for its VPC configuration), EC2 `ec2:CreateTags` (with
+`ec2:CreateAction`) when a resource is tagged on creation, IAM `iam:TagRole` for a role created with tags.
+`iam:PermissionsBoundary` is the boundary a CreateRole sets or the role holds. A role a deployed role made at run
+time (the replicator's) is trusted as its own trust policy says.
 Lambda's Invoke bypasses moto's hook: a state machine's role is evaluated on the function its definition names
 when it is deployed, and a function's own role on each invocation's requests (the Lambda service assumes it,
 if its trust policy lets lambda.amazonaws.com). What moto does not emulate is not evaluated: KMS calls RDS
@@ -108,8 +112,11 @@ def template_roles(template: dict, account: str, region: str, parameters: dict[s
     items = template["Resources"]
     role_arns = {k: f"arn:aws:iam::{account}:role/{r['Properties'].get('RoleName', k)}"
                  for k, r in items.items() if r["Type"] == "AWS::IAM::Role"}
+    managed_policy_arns = {k: f"arn:aws:iam::{account}:policy{r['Properties'].get('Path', '/')}{r['Properties']['ManagedPolicyName']}"
+                           for k, r in items.items() if r["Type"] == "AWS::IAM::ManagedPolicy" and "ManagedPolicyName" in r["Properties"]}
     references = {"AWS::Partition": "aws", "AWS::AccountId": account, "AWS::Region": region, **parameters,
-                  **{k: k for k in items}, **physical, **{k: arn.rsplit("/", 1)[1] for k, arn in role_arns.items()}}
+                  **{k: k for k in items}, **physical, **{k: arn.rsplit("/", 1)[1] for k, arn in role_arns.items()},
+                  **managed_policy_arns}  # a managed policy's Ref is its ARN
     attributes = {}
     for logical, item in items.items():
         service = item["Type"].split("::")[1].lower()
@@ -225,9 +232,10 @@ class ExecutedIAM:
     def trusts(self, target_role_arn: str, principal: dict[str, str], context: dict):
         """Whether the trust policy of `target_role_arn` lets `principal` ({"AWS": role ARN} or {"Service": name}) assume it."""
         target = self.roles.get(target_role_arn)
-        if target is None:
-            return _Verdict(False, "not a deployed role")
-        statements = [s for s in target.trust["Statement"] if _principal_matches(s.get("Principal", {}), principal)]
+        trust = target.trust if target is not None else _runtime_trust(target_role_arn)
+        if trust is None:
+            return _Verdict(False, "not a deployed role, nor one a deployed role made")
+        statements = [s for s in trust["Statement"] if _principal_matches(s.get("Principal", {}), principal)]
         return evaluate([{"Statement": [{k: v for k, v in s.items() if k != "Principal"} | {"Resource": "*"} for s in statements]}],
                         "sts:AssumeRole", target_role_arn, context)
 
@@ -300,28 +308,56 @@ class ExecutedIAM:
             raise AccessDeniedError(user_arn=role_arn, action=action)
 
     def _authorize(self, role_arn: str, action: str, prefix: str, operation: str, response, region: str) -> None:
-        from moto.core.exceptions import AccessDeniedError
-
         account = response.current_account
         parameters = _parameters(response)
         for resource in self._resources(prefix, operation, parameters, region, account):
             context = {**_request_tags(parameters), **_resource_tags(prefix, resource, region, account),
-                       **_finding_fields(action, parameters)}
+                       **_finding_fields(action, parameters), **_boundary(action, parameters, account)}
             decision = self.decide(role_arn, action, resource, context)
             if not decision.allowed:
-                raise AccessDeniedError(user_arn=role_arn, action=action)
-        if action.lower() == "rds:addroletodbcluster":
-            decision = self.decide(role_arn, "iam:PassRole", parameters["RoleArn"], {"iam:PassedToService": "rds.amazonaws.com"})
-            if not decision.allowed:
-                raise AccessDeniedError(user_arn=role_arn, action="iam:PassRole")
+                raise _denied(prefix, role_arn, action)
+        for implied, resource, context in self._implied(role_arn, action, prefix, parameters, region, account):
+            if not self.decide(role_arn, implied, resource, context).allowed:
+                raise _denied(prefix, role_arn, implied)
 
     def _resources(self, prefix: str, operation: str, parameters: dict, region: str, account: str) -> list[str]:
         types = self._reference.get(prefix, {}).get("Actions", {}).get(operation.lower(), {}).get("Resources", [])
         if not types:
             return ["*"]
-        arns = [a for t, a in _named_resources(prefix, operation, parameters, region, account) if t in types]
-        separator = "/" if prefix == "neptune-graph" else ":"  # neptune-graph ARNs end <type>/<id>
-        return arns or [f"arn:aws:{prefix}:{region}:{account}:{types[0]}{separator}*"]
+        named = [(t, a) for t, a in _named_resources(prefix, operation, parameters, region, account) if t in types]
+        if prefix == "ec2" and operation.startswith("Create") and types[0] not in {t for t, _ in named}:
+            named.append((types[0], _wildcard(prefix, types[0], region, account)))  # the resource made: no id yet
+        return [a for _, a in named] or [_wildcard(prefix, types[0], region, account)]
+
+    def _implied(self, role_arn: str, action: str, prefix: str, parameters: dict, region: str, account: str) -> list[tuple[str, str, dict]]:
+        """(action, resource, context) that the service authorizes besides the request's own action:
+        - RDS adding a role to a cluster: `iam:PassRole` to rds.amazonaws.com;
+          https://docs.aws.amazon.com/IAM/latest/UserGuide/id_roles_use_passrole.html
+        - EC2 tagging on create: `ec2:CreateTags` on the new resource, with `ec2:CreateAction`;
+          https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/supported-iam-actions-tagging.html
+        - IAM creating a tagged role: `iam:TagRole`; https://docs.aws.amazon.com/IAM/latest/UserGuide/id_tags_roles.html
+        - Lambda creating a function: `iam:PassRole` of its role to lambda.amazonaws.com, `lambda:TagResource` for its
+          tags, and for a VPC configuration the three EC2 reads.
+          https://docs.aws.amazon.com/lambda/latest/dg/lambda-intro-execution-role.html
+          https://docs.aws.amazon.com/lambda/latest/dg/configuration-tags.html
+          https://docs.aws.amazon.com/lambda/latest/dg/configuration-vpc.html ("User permissions")"""
+        implied, operation = [], action.split(":", 1)[1].lower()
+        tags = _request_tags(parameters)
+        if action.lower() == "rds:addroletodbcluster":
+            implied.append(("iam:PassRole", parameters["RoleArn"], {"iam:PassedToService": "rds.amazonaws.com"}))
+        if prefix == "ec2" and operation.startswith("create") and "aws:TagKeys" in tags:
+            made = self._reference["ec2"]["Actions"][operation]["Resources"][0]
+            implied.append(("ec2:CreateTags", _wildcard(prefix, made, region, account), {**tags, "ec2:CreateAction": action.split(":", 1)[1]}))
+        if action.lower() == "iam:createrole" and "aws:TagKeys" in tags:
+            implied += [("iam:TagRole", r, tags) for r in self._resources(prefix, "CreateRole", parameters, region, account)]
+        if action.lower() == "lambda:createfunction":
+            function = self._resources(prefix, "CreateFunction", parameters, region, account)[0]
+            implied.append(("iam:PassRole", parameters.get("Role", ""), {"iam:PassedToService": "lambda.amazonaws.com"}))
+            if "aws:TagKeys" in tags:
+                implied.append(("lambda:TagResource", function, tags))
+            if parameters.get("VpcConfig"):
+                implied += [(read, "*", {}) for read in ("ec2:DescribeSecurityGroups", "ec2:DescribeSubnets", "ec2:DescribeVpcs")]
+        return implied
 
     # Function URLs (sandbox/aws/function_urls.py): the caller needs both permissions the Lambda reference names.
 
@@ -425,7 +461,88 @@ def _named_resources(prefix: str, operation: str, parameters: dict, region: str,
         named.append((arn.split(":")[5].split("/")[0], arn))
     elif prefix == "sns" and parameters.get("TopicArn"):
         named.append(("topic", parameters["TopicArn"]))
+    elif prefix == "ec2":
+        if parameters.get("GroupId"):
+            named.append(("security-group", f"arn:aws:ec2:{region}:{account}:security-group/{parameters['GroupId']}"))
+        if parameters.get("VpcId"):
+            named.append(("vpc", f"arn:aws:ec2:{region}:{account}:vpc/{parameters['VpcId']}"))
+        for name, value in parameters.items():
+            if re.fullmatch(r"ResourceId\.\d+", name) and isinstance(value, str) and value.startswith("sg-"):
+                named.append(("security-group", f"arn:aws:ec2:{region}:{account}:security-group/{value}"))
+    elif prefix == "iam" and parameters.get("RoleName"):
+        named.append(("role", _role_arn(parameters["RoleName"], parameters.get("Path"), account)))
     return named
+
+
+_BOTOCORE_NAMES = {"states": "stepfunctions", "cloudwatch": "cloudwatch"}
+
+
+@functools.cache
+def _json_protocol(prefix: str) -> bool:
+    try:
+        model = botocore.session.get_session().get_service_model(_BOTOCORE_NAMES.get(prefix, prefix))
+    except Exception:
+        return False
+    return model.metadata.get("protocol") in ("json", "rest-json")
+
+
+def _denied(prefix: str, role_arn: str, action: str) -> Exception:
+    """AccessDenied in the service's protocol: a JSON service answers 403 `AccessDeniedException`, a query service
+    (RDS, EC2, IAM, STS) the XML `AccessDenied`. https://docs.aws.amazon.com/lambda/latest/api/API_CreateFunction.html"""
+    from moto.core.exceptions import AccessDeniedError, JsonRESTError
+
+    if not _json_protocol(prefix):
+        return AccessDeniedError(user_arn=role_arn, action=action)
+    error = JsonRESTError("AccessDeniedException", f"User: {role_arn} is not authorized to perform: {action}")
+    error.code = 403
+    return error
+
+
+def _runtime_trust(role_arn: str) -> dict | None:
+    """The trust policy of a role a deployed role made while running (the streams path's replicator role). Its own
+    requests go to Neptune's data plane, which this stand-in does not authorize."""
+    match = re.fullmatch(r"arn:aws:iam::(\d{12}):role/(?:[\w+=,.@/-]*/)?([\w+=,.@-]+)", role_arn)
+    role = _iam_role(match.group(2), match.group(1)) if match else None
+    if role is None or role.arn != role_arn:
+        return None
+    document = role.assume_role_policy_document
+    return json.loads(unquote(document)) if isinstance(document, str) else document
+
+
+def _wildcard(prefix: str, kind: str, region: str, account: str) -> str:
+    """Every resource of a type, in the ARN format of its service (IAM's have no region; EC2's and Neptune
+    Analytics' end `<type>/<id>`)."""
+    if prefix == "iam":
+        return f"arn:aws:iam::{account}:{kind}/*"
+    return f"arn:aws:{prefix}:{region}:{account}:{kind}{'/' if prefix in ('ec2', 'neptune-graph') else ':'}*"
+
+
+def _iam_role(name: str, account: str):
+    from moto.iam.models import iam_backends
+
+    return next((r for r in iam_backends[account]["aws"].roles.values() if r.name == name), None)
+
+
+def _role_arn(name: str, path: str | None, account: str) -> str:
+    """A role's ARN holds its path: from the request that creates it, else from the role. A role that does not exist
+    has no path to read: the stand-in evaluates `role/<name>`, so code must not count on reading a role before it
+    has made it."""
+    role = _iam_role(name, account)
+    if role is not None:
+        return role.arn
+    return f"arn:aws:iam::{account}:role{path or '/'}{name}"
+
+
+def _boundary(action: str, parameters: dict, account: str) -> dict:
+    """iam:PermissionsBoundary: the boundary a CreateRole sets, or the one the role holds when its policy changes.
+    https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_iam-condition-keys.html#ck_PermissionsBoundary"""
+    if action.lower() == "iam:createrole" and parameters.get("PermissionsBoundary"):
+        return {"iam:PermissionsBoundary": parameters["PermissionsBoundary"]}
+    if action.lower() in ("iam:putrolepolicy", "iam:deleterolepolicy", "iam:attachrolepolicy", "iam:detachrolepolicy") and parameters.get("RoleName"):
+        role = _iam_role(parameters["RoleName"], account)
+        boundary = getattr(role, "permissions_boundary_arn", None) if role is not None else None
+        return {"iam:PermissionsBoundary": boundary} if boundary else {}
+    return {}
 
 
 def _key_arn(key_id: str, region: str, account: str) -> str:
@@ -444,8 +561,10 @@ def _key_arn(key_id: str, region: str, account: str) -> str:
 def _request_tags(parameters: dict) -> dict:
     """aws:RequestTag/<key> and aws:TagKeys from a request's tags (RDS form `Tags.Tag.N.Key`, or a JSON list)."""
     tags, keys = {}, []
+    if isinstance(parameters.get("Tags"), dict):  # Lambda: a JSON map
+        tags |= {str(k): str(v) for k, v in parameters["Tags"].items()}
     for name, value in parameters.items():
-        match = re.fullmatch(r"Tags\.(?:Tag|member)\.(\d+)\.Key", name)
+        match = re.fullmatch(r"(?:Tags\.(?:Tag|member)|TagSpecification\.\d+\.Tag)\.(\d+)\.Key", name)
         if match:
             tags[value] = parameters.get(f"{name[:-3]}Value", "")
         if re.fullmatch(r"TagKeys\.(?:member\.)?\d+", name):
@@ -478,7 +597,11 @@ _RDS_TAG_KEYS = {"cluster": "cluster-tag", "db": "db-tag", "cluster-snapshot": "
 
 def _resource_tags(prefix: str, arn: str, region: str, account: str) -> dict:
     """aws:ResourceTag/<key> (and RDS's own per-type tag keys) from the resource's tags in the local AWS."""
-    if prefix != "rds" or not arn.startswith("arn:") or arn.endswith(":*"):
+    if not arn.startswith("arn:") or arn.endswith("*"):
+        return {}
+    if prefix in ("ec2", "iam", "lambda"):
+        return {f"aws:ResourceTag/{k}": v for k, v in _other_tags(prefix, arn, region, account).items()}
+    if prefix != "rds":
         return {}
     from moto.rds.models import rds_backends
 
@@ -491,6 +614,25 @@ def _resource_tags(prefix: str, arn: str, region: str, account: str) -> dict:
     if kind in _RDS_TAG_KEYS:
         context |= {f"rds:{_RDS_TAG_KEYS[kind]}/{t['Key']}": t["Value"] for t in tags}
     return context
+
+
+def _other_tags(prefix: str, arn: str, region: str, account: str) -> dict:
+    """The current tags of an EC2 security group, an IAM role or a Lambda function in the local AWS."""
+    try:
+        if prefix == "ec2" and ":security-group/" in arn:
+            from moto.ec2.models import ec2_backends
+
+            return dict(ec2_backends[account][region].tags.get(arn.rsplit("/", 1)[1], {}))
+        if prefix == "iam" and ":role/" in arn:
+            role = _iam_role(arn.rsplit("/", 1)[1], account)
+            return {t["Key"]: t["Value"] for t in role.tags} if role is not None else {}
+        if prefix == "lambda" and ":function:" in arn:
+            from moto.awslambda.models import lambda_backends
+
+            return dict(lambda_backends[account][region].get_function(arn.split(":")[6]).tags or {})
+    except Exception:
+        return {}  # a resource that does not exist (yet) has no tags
+    return {}
 
 
 # Deploying the synthesized roles and functions into the local AWS.

@@ -142,16 +142,17 @@ def provision_replicator(step: Step) -> dict:
             TagSpecifications=[{"ResourceType": "security-group", "Tags": _tags(step)}])["GroupId"]
     else:
         group_id = group["GroupId"]
+    # Made first, read only if it exists: the role's grants name its path, which a role not yet made has none of.
     try:
-        role = iam.get_role(RoleName=names["role"])["Role"]
-        if {t["Key"]: t["Value"] for t in role.get("Tags", [])}.get(CREATED_BY) != step.execution:
-            raise NotOurs(f"role {names['role']} exists but was not created for execution {step.execution}")
-        role_arn = role["Arn"]
-    except iam.exceptions.NoSuchEntityException:
         partition = plan["cluster_arn"].split(":")[1]
         role_arn = iam.create_role(RoleName=names["role"], Path=ROLE_PATH, AssumeRolePolicyDocument=json.dumps(LAMBDA_TRUST),
                                    PermissionsBoundary=f"arn:{partition}:iam::{step.request['account_id']}:policy/{BOUNDARY}",
                                    Description="Neptune Guard replicator (one remediation)", Tags=_tags(step))["Role"]["Arn"]
+    except iam.exceptions.EntityAlreadyExistsException:
+        role = iam.get_role(RoleName=names["role"])["Role"]
+        if {t["Key"]: t["Value"] for t in role.get("Tags", [])}.get(CREATED_BY) != step.execution:
+            raise NotOurs(f"role {names['role']} exists but was not created for execution {step.execution}") from None
+        role_arn = role["Arn"]
     iam.put_role_policy(RoleName=names["role"], PolicyName="replication", PolicyDocument=_policy(step, [plan["cluster_resource_id"]]))
     try:
         function = lam.get_function(FunctionName=names["function"])
