@@ -353,3 +353,22 @@ def test_a_cluster_answers_through_its_instances_only(clusters, local_aws):
     local_aws.client("neptune", region_name=REGION).delete_db_instance(DBInstanceIdentifier="copy-1", SkipFinalSnapshot=True)
     with pytest.raises(replication.DataPlaneError, match="Unreachable"):
         target.latest("pg")
+
+
+def test_a_transaction_larger_than_one_response_is_read_on_and_applied_whole(clusters):
+    """A response holds 10 MB at most, whatever `limit` asks (the cap takes precedence, the record that breaches it
+    included): a transaction past it spans responses, and the copy must still take all of it, once."""
+    source, source_id, snapshot, restore = clusters
+    snapshot("empty")
+    target, target_id = restore("empty", "copy")
+    blob = "x" * 20000
+    gremlin(source, ";\n".join(f"g.addV('Doc').property(T.id, 'd{n}').property('body', '{blob}').iterate()" for n in range(600)))
+    first = source.after("pg", None, replication.MAX_PAGE)
+    size = sum(len(json.dumps(r["data"])) for r in first["records"])
+    assert len(first["records"]) < 2 * 600 and not first["records"][-1].get("isLastOp")
+    assert size >= neptune_data.RESPONSE_CAP_BYTES > size - len(json.dumps(first["records"][-1]["data"]))
+    behind = replication.lag(source, {m: None for m in replication.MODELS})  # one read counts what fits: a lower bound, said so
+    assert (behind["lag_records"], behind["lag_counted"], behind["caught_up"]) == (len(first["records"]), False, False)
+    result = replicate_until_caught_up(source, target, {m: None for m in replication.MODELS})
+    assert contents(target_id) == contents(source_id) and len(neptune_data.volume(target_id).vertices) == 600
+    assert replication.proof(source, result["positions"])["proven"]

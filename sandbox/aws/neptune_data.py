@@ -34,7 +34,8 @@ Neptune User Guide and the Neptune Data API reference, never from what Neptune G
   Guide's example of the NQUADS format). Parameters `iteratorType`
   (AT_SEQUENCE_NUMBER, the default; AFTER_SEQUENCE_NUMBER; TRIM_HORIZON; LATEST, at most one record), `commitNum`
   (required for the first two), `opNum` (default 1), `limit` (1 to 100,000, default 10; it may end a response inside
-  a transaction). Errors: InvalidParameterException (400), ExpiredStreamException (400: the record asked for is
+  a transaction; so may the response's 10 MB cap, which takes precedence, the record that breaches it included: the
+  size counted here is each record's data as JSON). Errors: InvalidParameterException (400), ExpiredStreamException (400: the record asked for is
   older than `neptune_streams_expiry_days` and gone), StreamRecordsNotFoundException (404, nothing at or after the
   position). Records are written only while the cluster's parameter group sets `neptune_streams` to 1.
   https://docs.aws.amazon.com/neptune/latest/userguide/streams-using-api-call.html
@@ -71,6 +72,7 @@ from moto.rds import models as rds_models
 PORT = 8182
 DEFAULT_GRAPH = "<http://aws.amazon.com/neptune/vocab/v01/DefaultNamedGraph>"
 MAX_LIMIT = 100_000
+RESPONSE_CAP_BYTES = 10 * 1024 * 1024  # "a size limit of 10 MB on the response that can't be modified" (streams-using-api-call)
 
 # The Lambda function a request comes from (set by the sandbox's in-process Lambda runtime), for the VPC check.
 calling_function: contextvars.ContextVar = contextvars.ContextVar("calling_function", default=None)
@@ -246,8 +248,8 @@ class Gremlin:
     `datetime('ISO-8601')`. https://tinkerpop.apache.org/docs/current/reference/#graph-traversal-steps"""
 
     def __init__(self, script: str):
-        self.tokens, self.pos, at = [], 0, 0
-        while script[at:].strip():
+        self.tokens, self.pos, at, end = [], 0, 0, len(script.rstrip())
+        while at < end:
             match = TOKEN.match(script, at)
             if not match:
                 raise DataPlaneError(400, "MalformedQueryException", f"Failed to interpret Gremlin query at: {script[at:at + 40]!r}")
@@ -496,8 +498,8 @@ _blank_nodes = iter(range(1, 1 << 62))
 
 
 def _update_tokens(update: str) -> list[tuple[str, str]]:
-    tokens, at = [], 0
-    while update[at:].strip():
+    tokens, at, end = [], 0, len(update.rstrip())
+    while at < end:
         match = UPDATE_TOKEN.match(update, at)
         if not match:
             raise DataPlaneError(400, "MalformedQueryException", f"Malformed query at: {update[at:at + 40]!r}")
@@ -635,7 +637,12 @@ def read_stream(vol: Volume, model: str, params: dict, expiry_days: int) -> dict
         chosen = requested
     if not chosen:
         raise DataPlaneError(404, "StreamRecordsNotFoundException", "The requested resource could not be found. The stream may not be specified correctly.")
-    records = chosen[:limit]
+    records, size = [], 0
+    for record in chosen[:limit]:  # the 10 MB cap takes precedence over `limit`; the record that breaches it is sent
+        records.append(record)
+        size += len(json.dumps(record[5]))
+        if size >= RESPONSE_CAP_BYTES:
+            break
     return {
         "lastEventId": {"commitNum": records[-1][0], "opNum": records[-1][1]},
         "lastTrxTimestamp": records[-1][2],

@@ -234,7 +234,7 @@ def replicate(step: Step) -> dict:
     catching up, then waiting for the cutover answer however long it may take, stay well inside it."""
     plan, previous, now = step.plan, step.state.get("replication") or {}, time.time()
     result = _replicate(step, plan["cluster_id"], plan["new_cluster_id"])
-    ready = result["caught_up"] or result["lag_records"] <= CAUGHT_UP_RECORDS
+    ready = result["caught_up"] or (result["lag_counted"] and result["lag_records"] <= CAUGHT_UP_RECORDS)
     asked_since = previous.get("asked_since") or (now if ready else None)
     catch_up_runs = previous.get("catch_up_runs", 0) + (asked_since is None)
     if asked_since is None and catch_up_runs >= CATCH_UP_RUNS:

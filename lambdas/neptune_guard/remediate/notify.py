@@ -24,8 +24,9 @@ def request_approval(step: Step, stage: str, task_token: str) -> dict:
     writes_detected = False
     if stage == "cutover" and plan.get("path") == "streams":
         replication = state.get("replication", {})
-        detail["replication_lag"] = {k: replication.get(k) for k in ("lag_records", "lag_seconds", "latest", "positions")}
-        question = (f"The new cluster is {replication.get('lag_records')} records ({replication.get('lag_seconds')} s) behind "
+        detail["replication_lag"] = {k: replication.get(k) for k in ("lag_records", "lag_counted", "lag_seconds", "latest", "positions")}
+        at_least = "" if replication.get("lag_counted", True) else "at least "
+        question = (f"The new cluster is {at_least}{replication.get('lag_records')} records ({replication.get('lag_seconds')} s) behind "
                     f"{plan['cluster_id']}, replicating continuously. STOP WRITES to {plan['cluster_id']}, then approve: the "
                     "workflow drains to the original's last committed event, proves the new cluster's position equals it "
                     "(commit and operation numbers), and swaps the names; resume writes when the execution reports CUT_OVER. "

@@ -8,8 +8,9 @@ nothing omitted; each change is one record identified by (`commitNum`, `opNum`),
 
 - **Start.** The original's latest event is read *before* the snapshot is requested. Every change up to it is in
   the snapshot; changes after it may or may not be. Replication reads from just after it.
-- **Whole transactions.** A response may end inside a transaction (`limit` counts records); only the records up to
-  the page's last `isLastOp` are applied, and the next read starts after it. So a position is always a commit's end.
+- **Whole transactions.** A response may end inside a transaction (`limit` counts records, and a response holds 10 MB
+  at most); the records after the last `isLastOp` read are held and the stream read on until it comes, and only whole
+  transactions are applied. So a position is always a commit's end.
 - **Idempotent apply.** Every property-graph record is a set-membership change (a vertex label, a vertex property
   value, an edge, an edge property value is added or removed), and so is every RDF quad. Each is applied as "make it
   present" or "make it absent", a no-op when it already is, and a no-op when the element it hangs on is not there
@@ -52,6 +53,7 @@ from botocore.httpsession import URLLib3Session
 MODELS = {"pg": "/propertygraph/stream", "rdf": "/sparql/stream"}
 PAGE = 1000  # records a stream read asks for
 MAX_PAGE = 100_000  # the most one read may ask for (the API's limit)
+MAX_TRANSACTION = 500_000  # records of one transaction held to apply it whole: well inside the function's 1 GB
 NEPTUNE_PORT = 8182
 
 
@@ -316,45 +318,52 @@ def _key(position: dict | None) -> tuple:
     return (0, 0) if position is None else (position["commitNum"], position["opNum"])
 
 
-def whole_transactions(page: dict) -> list[dict]:
-    """The page's records up to its last transaction's end: a transaction cut by `limit` is read again whole."""
-    ends = [n for n, record in enumerate(page["records"]) if record.get("isLastOp")]
-    return page["records"][:ends[-1] + 1] if ends else []
+def whole_transactions(records: list[dict]) -> list[dict]:
+    """The records up to the last transaction's end among them: the rest wait for the records that complete it."""
+    ends = [n for n, record in enumerate(records) if record.get("isLastOp")]
+    return records[:ends[-1] + 1] if ends else []
 
 
 def replicate(source: Neptune, target: Neptune, positions: dict, seconds: float) -> dict:
     """Apply the source's changes after `positions` (model -> applied event id, None: from the start of the stream)
-    to the target for at most `seconds`; the new positions, what was applied, and the lag to the source's latest."""
+    to the target for at most `seconds`; the new positions, what was applied, and the lag to the source's latest.
+    A response may end inside a transaction (`limit`, or the response's 10 MB cap): its records are held and the
+    stream read on after the last one until the transaction's last operation, then it is applied whole."""
     positions, applied, deadline = dict(positions), dict.fromkeys(MODELS, 0), time.monotonic() + seconds
     for model in MODELS:
-        limit = PAGE
+        read, held = positions.get(model), []
         while time.monotonic() < deadline:
-            page = source.after(model, positions.get(model), limit)
+            page = source.after(model, read, PAGE)
             if page is None or not page["records"]:
                 break
-            records = whole_transactions(page)
-            if not records:  # one transaction larger than the page: read it whole
-                if limit == MAX_PAGE:
-                    raise UnsupportedChange(f"a transaction of more than {MAX_PAGE} records")
-                limit = MAX_PAGE
+            held += page["records"]
+            read = position_of(page["records"][-1]["eventId"])
+            records = whole_transactions(held)
+            if not records:
+                if len(held) > MAX_TRANSACTION:
+                    raise UnsupportedChange(f"a transaction of more than {MAX_TRANSACTION} records: more than the replicator holds "
+                                            "in memory to apply it whole")
                 continue
             target.apply(model, records)
-            positions[model], limit = position_of(records[-1]["eventId"]), PAGE
+            held = held[len(records):]
+            positions[model] = position_of(records[-1]["eventId"])
             applied[model] += len(records)
     return {"positions": positions, "applied": applied, **lag(source, positions)}
 
 
 def lag(source: Neptune, positions: dict) -> dict:
-    """How far the copy is behind: records not yet applied and the age of the oldest of them, per model."""
-    behind, seconds, latest = {}, 0.0, {}
+    """How far the copy is behind: records not yet applied (counted in one read: at least that many when the read stops
+    short of the latest, at `limit` or the 10 MB cap) and the age of the oldest of them, per model."""
+    behind, seconds, latest, counted = {}, 0.0, {}, True
     for model in MODELS:
         latest[model] = source.latest(model)
         page = source.after(model, positions.get(model), MAX_PAGE)
         behind[model] = len(page["records"]) if page else 0
         if page and page["records"]:
             seconds = max(seconds, time.time() - page["records"][0]["commitTimestamp"] / 1000)
-    return {"latest": {m: position_of(e) for m, e in latest.items()}, "lag_records": sum(behind.values()), "lag_seconds": round(seconds, 3),
-            "caught_up": all(behind[m] == 0 for m in MODELS)}
+            counted = counted and _key(position_of(page["records"][-1]["eventId"])) >= _key(position_of(latest[model]))
+    return {"latest": {m: position_of(e) for m, e in latest.items()}, "lag_records": sum(behind.values()), "lag_counted": counted,
+            "lag_seconds": round(seconds, 3), "caught_up": all(behind[m] == 0 for m in MODELS)}
 
 
 def proof(source: Neptune, positions: dict) -> dict:
