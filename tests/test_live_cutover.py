@@ -251,15 +251,19 @@ def test_the_replicator_joins_what_the_cluster_already_admits_and_nothing_else()
     assert reach([_group("sg-db", ingress=[_from_group("sg-db")])]) == {"via": "security group", "group_id": "sg-db", "subnets": ["subnet-a", "subnet-b"]}
     application = _group("sg-app")
     assert reach([_group("sg-db", ingress=[_from_group("sg-app")])], [application])["group_id"] == "sg-app"
-    # The clusters' own group is preferred: joining it reaches the cluster and nothing the application reaches.
+    # The clusters' own group is preferred: the application's may be admitted by more than these clusters.
     assert reach([_group("sg-db", ingress=[_from_group("sg-app"), _from_group("sg-db")])], [application])["group_id"] == "sg-db"
-    # A group that cannot get out to the cluster, on the wrong port, or in another VPC is no way in.
-    closed = _group("sg-app", egress=[{"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
-    assert reach([_group("sg-db", ingress=[_from_group("sg-app")])], [closed]) is None
+    # A group admitted on another port, in another VPC, or unknown (another account's) is no way in. Its egress does
+    # not matter: the replicator's own group, beside it, keeps a new group's outbound rule.
     assert reach([_group("sg-db", ingress=[_from_group("sg-app", port=5432)])], [application]) is None
     assert reach([_group("sg-db", ingress=[_from_group("sg-app")])], [_group("sg-app", vpc="vpc-2")]) is None
-    to_the_cluster = _group("sg-app", egress=[_from_group("sg-db")])
-    assert reach([_group("sg-db", ingress=[_from_group("sg-app")])], [to_the_cluster])["group_id"] == "sg-app"
+    assert reach([_group("sg-db", ingress=[_from_group("sg-app")])], []) is None
+    closed = _group("sg-app", egress=[{"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
+    assert reach([_group("sg-db", ingress=[_from_group("sg-app")])], [closed])["group_id"] == "sg-app"
+    # Lambda takes 16 subnets at most; a subnet without an IPv4 range is none an address range holds.
+    many = [{"SubnetId": f"subnet-{n:02}", "CidrBlock": f"10.0.{n}.0/24"} for n in range(20)] + [{"SubnetId": "subnet-v6"}]
+    assert reach([_group("sg-db", ingress=[_from_range("10.0.0.0/16")])], subnets=many)["subnets"] == [f"subnet-{n:02}" for n in range(16)]
+    assert len(reach([_group("sg-db", ingress=[_from_group("sg-db")])], subnets=many)["subnets"]) == 16
     # An address range: only the subnets it holds.
     assert reach([_group("sg-db", ingress=[_from_range("10.0.2.0/23")])]) == {"via": "address range", "ranges": ["10.0.2.0/23"], "subnets": ["subnet-b"]}
     assert reach([_group("sg-db", ingress=[_from_range("10.0.0.0/16")])])["subnets"] == ["subnet-a", "subnet-b"]
@@ -323,7 +327,31 @@ def test_a_streams_cluster_its_groups_do_not_admit_from_inside_takes_the_freeze_
     assert path["network"]["reach"] == {"via": "security group", "group_id": application, "subnets": path["network"]["subnets"]}
     assert _reaches(local_aws, ledger, subnets, application)
     ec2.revoke_security_group_egress(GroupId=application, IpPermissions=[{"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
-    assert not _reaches(local_aws, ledger, subnets, application)  # admitted, but it cannot get out
-    assert streams_path(neptune, ec2, ledger, 3600)["path"] == "freeze"
+    assert not _reaches(local_aws, ledger, subnets, application)  # admitted, but nothing lets it out
     assert neptune.describe_db_clusters(DBClusterIdentifier="ledger")["DBClusters"][0]["VpcSecurityGroups"] == ledger["VpcSecurityGroups"]
     assert len(ec2.describe_security_group_rules(Filters=[{"Name": "group-id", "Values": [group]}])["SecurityGroupRules"]) == len(rules_before)
+
+
+def test_the_replicator_reads_and_writes_only_the_clusters_it_was_made_for(monkeypatch):
+    """Its network reaches whatever admits the application, and the remediation role may invoke it: the hosts it may
+    read and write are fixed in its configuration when it is made, and the production name is never a target."""
+    from types import SimpleNamespace
+
+    from neptune_guard.remediate import live_cutover, replication
+
+    plan = {"cluster_id": "Ledger", "new_cluster_id": "ledger-cmk-1a2b", "retired_cluster_id": "ledger-retired-1a2b"}
+    for name, hosts in live_cutover.replicator_hosts(plan, "ledger.cluster-c0ffee.us-east-1.neptune.amazonaws.com").items():
+        monkeypatch.setenv(name, hosts)
+
+    def cluster(name):
+        return {"endpoint": f"{name}.cluster-c0ffee.us-east-1.neptune.amazonaws.com", "region": REGION}
+
+    context = SimpleNamespace(get_remaining_time_in_millis=lambda: 900_000)
+    refused = [{"action": "replicate", "source": cluster("ledger-retired-1a2b"), "target": cluster("ledger")},  # production
+               {"action": "replicate", "source": cluster("ledger"), "target": cluster("orders")},
+               {"action": "position", "source": cluster("orders")},
+               {"action": "prove", "source": cluster("ledger.cluster-c0ffee.us-east-1.neptune.amazonaws.com.attacker.example")},
+               {"action": "replicate", "source": cluster("orders"), "target": cluster("ledger-cmk-1a2b")}]
+    for event in refused:
+        with pytest.raises(replication.NotItsCluster):
+            replication.handler(event, context)

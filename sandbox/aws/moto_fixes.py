@@ -6,6 +6,8 @@ is moto that is brought in line here, once, before any mock or server starts (`a
 
 from __future__ import annotations
 
+import collections.abc
+import contextvars
 import copy
 import functools
 import hashlib
@@ -284,15 +286,49 @@ def deleting_a_cluster_deletes_its_automated_backups() -> None:
     rds_models.RDSBackend.delete_db_cluster = delete
 
 
+_invocation_environment: contextvars.ContextVar = contextvars.ContextVar("invocation_environment", default=None)
+
+
+class _InvocationEnviron(collections.abc.MutableMapping):
+    """`os.environ` as an invocation sees it: its function's variables over the process's, so that two functions
+    with different values (two executions' replicators) running on two threads each read their own."""
+
+    def __init__(self, process):
+        self.process = process
+
+    def _visible(self) -> dict:
+        return {**self.process, **(_invocation_environment.get() or {})}
+
+    def __getitem__(self, key):
+        overlay = _invocation_environment.get() or {}
+        return overlay[key] if key in overlay else self.process[key]
+
+    def __setitem__(self, key, value):
+        self.process[key] = value
+
+    def __delitem__(self, key):
+        del self.process[key]
+
+    def __iter__(self):
+        return iter(self._visible())
+
+    def __len__(self):
+        return len(self._visible())
+
+    def copy(self) -> dict:
+        return self._visible()
+
+
 def lambda_runs_handlers_in_process() -> None:
     """Lambda invocations run the function's real handler in this process (moto would need Docker,
     which is not here). Not an AWS behaviour correction: the local stand-in for the Lambda runtime.
     The handler named by the function (`module.function`) gets the event; the function's environment is
-    applied to this process (every sandbox function shares it, and their variables are constant: restoring
-    them after each call would race executions running on other threads). An exception becomes a
-    `FunctionError` with the `errorType` and `errorMessage` Lambda reports.
-    https://docs.aws.amazon.com/lambda/latest/dg/python-exceptions.html
+    what `os.environ` shows it during the call (and is left applied to the process, where code outside any
+    invocation, as the tests' own, may read it). An exception becomes a `FunctionError` with the `errorType`
+    and `errorMessage` Lambda reports. https://docs.aws.amazon.com/lambda/latest/dg/python-exceptions.html
     """
+    if not isinstance(os.environ, _InvocationEnviron):
+        os.environ = _InvocationEnviron(os.environ)
 
     def invoke_in_process(self, event=None):
         module_name, function_name = self.handler.rsplit(".", 1)
@@ -301,7 +337,9 @@ def lambda_runs_handlers_in_process() -> None:
             function_name=self.function_name, memory_limit_in_mb=self.memory_size, aws_request_id=str(uuid.uuid4()),
             invoked_function_arn=self.function_arn, get_remaining_time_in_millis=lambda: 900_000,
         )
-        os.environ.update({k: str(v) for k, v in self.environment_vars.items()})
+        environment = {k: str(v) for k, v in self.environment_vars.items()}
+        os.environ.update(environment)
+        own = _invocation_environment.set(environment)
         calling = neptune_data.calling_function.set(self)  # where the code runs: a VPC-attached function reaches Neptune
         try:
             result = getattr(importlib.import_module(module_name), function_name)(payload, context)
@@ -309,6 +347,7 @@ def lambda_runs_handlers_in_process() -> None:
             return json.dumps({"errorType": type(error).__name__, "errorMessage": str(error)}), True, traceback.format_exc()
         finally:
             neptune_data.calling_function.reset(calling)
+            _invocation_environment.reset(own)
         return json.dumps(result), False, ""
 
     awslambda_models.LambdaFunction._invoke_lambda = invoke_in_process

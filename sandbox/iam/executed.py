@@ -325,8 +325,9 @@ class ExecutedIAM:
         if not types:
             return ["*"]
         named = [(t, a) for t, a in _named_resources(prefix, operation, parameters, region, account) if t in types]
-        if prefix == "ec2" and operation.startswith("Create") and types[0] not in {t for t, _ in named}:
-            named.append((types[0], _wildcard(prefix, types[0], region, account)))  # the resource made: no id yet
+        made = _EC2_MADE.get(operation) if prefix == "ec2" else None
+        if made is not None and made not in {t for t, _ in named}:
+            named.append((made, _wildcard(prefix, made, region, account)))  # the resource made: no id yet
         return [a for _, a in named] or [_wildcard(prefix, types[0], region, account)]
 
     def _implied(self, role_arn: str, action: str, prefix: str, parameters: dict, region: str, account: str) -> list[tuple[str, str, dict]]:
@@ -341,12 +342,11 @@ class ExecutedIAM:
           https://docs.aws.amazon.com/lambda/latest/dg/lambda-intro-execution-role.html
           https://docs.aws.amazon.com/lambda/latest/dg/configuration-tags.html
           https://docs.aws.amazon.com/lambda/latest/dg/configuration-vpc.html ("User permissions")"""
-        implied, operation = [], action.split(":", 1)[1].lower()
-        tags = _request_tags(parameters)
+        implied, tags = [], _request_tags(parameters)
         if action.lower() == "rds:addroletodbcluster":
             implied.append(("iam:PassRole", parameters["RoleArn"], {"iam:PassedToService": "rds.amazonaws.com"}))
-        if prefix == "ec2" and operation.startswith("create") and "aws:TagKeys" in tags:
-            made = self._reference["ec2"]["Actions"][operation]["Resources"][0]
+        made = _EC2_MADE.get(action.split(":", 1)[1]) if prefix == "ec2" else None
+        if made is not None and "aws:TagKeys" in tags:
             implied.append(("ec2:CreateTags", _wildcard(prefix, made, region, account), {**tags, "ec2:CreateAction": action.split(":", 1)[1]}))
         if action.lower() == "iam:createrole" and "aws:TagKeys" in tags:
             implied += [("iam:TagRole", r, tags) for r in self._resources(prefix, "CreateRole", parameters, region, account)]
@@ -474,6 +474,9 @@ def _named_resources(prefix: str, operation: str, parameters: dict, region: str,
     return named
 
 
+# The resource type an EC2 create makes (the Service Authorization Reference lists every type the action touches,
+# alphabetically: it does not say which is made).
+_EC2_MADE = {"CreateSecurityGroup": "security-group"}
 _BOTOCORE_NAMES = {"states": "stepfunctions", "cloudwatch": "cloudwatch"}
 
 
@@ -487,10 +490,15 @@ def _json_protocol(prefix: str) -> bool:
 
 
 def _denied(prefix: str, role_arn: str, action: str) -> Exception:
-    """AccessDenied in the service's protocol: a JSON service answers 403 `AccessDeniedException`, a query service
-    (RDS, EC2, IAM, STS) the XML `AccessDenied`. https://docs.aws.amazon.com/lambda/latest/api/API_CreateFunction.html"""
-    from moto.core.exceptions import AccessDeniedError, JsonRESTError
+    """A denial in the service's protocol: EC2 answers `UnauthorizedOperation`, a JSON service 403
+    `AccessDeniedException`, another query service (RDS, IAM, STS) the XML `AccessDenied`. https://docs.aws.amazon.com/lambda/latest/api/API_CreateFunction.html"""
+    from moto.core.exceptions import AccessDeniedError, JsonRESTError, _RESTError
 
+    if prefix == "ec2":  # https://docs.aws.amazon.com/AWSEC2/latest/APIReference/errors-overview.html
+        error = _RESTError("UnauthorizedOperation", f"You are not authorized to perform this operation. User: {role_arn} is not "
+                                                    f"authorized to perform: {action}")
+        error.code = 403
+        return error
     if not _json_protocol(prefix):
         return AccessDeniedError(user_arn=role_arn, action=action)
     error = JsonRESTError("AccessDeniedException", f"User: {role_arn} is not authorized to perform: {action}")
@@ -564,7 +572,7 @@ def _request_tags(parameters: dict) -> dict:
     if isinstance(parameters.get("Tags"), dict):  # Lambda: a JSON map
         tags |= {str(k): str(v) for k, v in parameters["Tags"].items()}
     for name, value in parameters.items():
-        match = re.fullmatch(r"(?:Tags\.(?:Tag|member)|TagSpecification\.\d+\.Tag)\.(\d+)\.Key", name)
+        match = re.fullmatch(r"(?:Tags\.(?:Tag|member)|TagSpecification\.\d+\.Tag|Tag)\.(\d+)\.Key", name)
         if match:
             tags[value] = parameters.get(f"{name[:-3]}Value", "")
         if re.fullmatch(r"TagKeys\.(?:member\.)?\d+", name):

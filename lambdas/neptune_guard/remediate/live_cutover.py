@@ -7,7 +7,8 @@ groups admit on their port, or in the subnets an admitted address range holds, w
 nothing. No security group, rule or cluster setting of the customer's is changed (IAM cannot limit what a rule would
 open, so the role may add none), and the new cluster, restored with the original's groups, admits it the same way.
 Its role, also the execution's, may call only the `neptune-db` actions replication needs, on the two clusters'
-resource ids. All of it carries the execution's `created-by` tag and is removed on every path (`remove_replicator`),
+resource ids; and the function itself reads and writes only the hosts fixed in its environment when it is made
+(`replicator_hosts`), since its network reaches whatever else admits the application. All of it carries the execution's `created-by` tag and is removed on every path (`remove_replicator`),
 in the order Lambda needs: the function, then (once Lambda has released the function's network interfaces, which it
 does with the function's role) the role and the group. Its
 position is durable: each replication step returns the applied position into the execution's state, and the next
@@ -26,7 +27,7 @@ from pathlib import Path
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from neptune_guard.remediate import naming, network
+from neptune_guard.remediate import naming, network, replication
 from neptune_guard.remediate.resources import NotOurs, ResourceNotReady, Step, describe_cluster
 from neptune_guard.tags import CREATED_BY
 
@@ -66,7 +67,7 @@ CAUGHT_UP_RECORDS = 1000  # lag small enough to ask for the cutover
 # History budget (25,000 events an execution): about 7 events a catch-up run, 9 a run beside the cutover question.
 CATCH_UP_RUNS = 600  # 10 hours of catching up: past it, the write rate outpaces replication
 ANSWER_RUNS = 1800
-PERMANENT_REPLICATOR_ERRORS = ("UnsupportedChange", "StreamExpired")  # replication.py's: the same call would fail again
+PERMANENT_REPLICATOR_ERRORS = ("UnsupportedChange", "StreamExpired", "NotItsCluster")  # replication.py's: the same call would fail again
 
 
 class WritesStillFlowing(Exception):
@@ -102,6 +103,17 @@ def code_zip() -> bytes:
         for name in ("neptune_guard/__init__.py", "neptune_guard/remediate/__init__.py", "neptune_guard/remediate/replication.py"):
             archive.write(library / name, name)
     return buffer.getvalue()
+
+
+def replicator_hosts(plan: dict, endpoint: str) -> dict:
+    """The hosts the replicator may read and write, fixed in its configuration when it is made: the original and the
+    new cluster under each name the workflow gives them (a name's endpoint keeps the account-region suffix of
+    `endpoint`, the original's). The production name is read only: before the cutover it is the original, after it
+    the cluster the customer runs, which the replicator never writes."""
+    suffix = endpoint.split(".", 1)[1]
+    names = {key: f"{plan[key].lower()}.{suffix}" for key in ("cluster_id", "new_cluster_id", "retired_cluster_id")}
+    return {replication.READ_HOSTS: ",".join(sorted(names.values())),
+            replication.WRITE_HOSTS: ",".join(sorted([names["new_cluster_id"], names["retired_cluster_id"]]))}
 
 
 def _tags(step: Step) -> list[dict]:
@@ -159,10 +171,14 @@ def provision_replicator(step: Step) -> dict:
         if function.get("Tags", {}).get(CREATED_BY) != step.execution:
             raise NotOurs(f"function {names['function']} exists but was not created for execution {step.execution}")
     except lam.exceptions.ResourceNotFoundException:
+        original = describe_cluster(step.neptune, plan["cluster_id"])
+        if original is None or original["DbClusterResourceId"] != plan["cluster_resource_id"]:
+            raise NotOurs(f"{plan['cluster_id']} is not the cluster this execution planned for") from None
         joined = [group_id] + ([reach["group_id"]] if reach.get("group_id") else [])
         try:
             lam.create_function(FunctionName=names["function"], Runtime="python3.13", Architectures=["arm64"], Role=role_arn,
                                 Handler=REPLICATOR_HANDLER, Code={"ZipFile": code_zip()}, Timeout=900, MemorySize=1024,
+                                Environment={"Variables": replicator_hosts(plan, original["Endpoint"])},
                                 VpcConfig={"SubnetIds": reach["subnets"], "SecurityGroupIds": joined},
                                 Description="Neptune Guard: replicates a cluster into its re-encrypted copy", Tags={CREATED_BY: step.execution})
         except ClientError as error:  # a new role takes seconds to be assumable by Lambda

@@ -3,8 +3,10 @@
 The clusters (the original, and the new one restored with the same security groups) already admit the application.
 The replicator's network interfaces go where the application's would: into a security group the clusters' groups
 admit on the cluster's port (the clusters' own group if it admits itself, else a group one of their rules names), or
-into the subnets an admitted address range holds. A connection needs the ingress rule of the destination and an
-egress rule of the source (security groups are stateful: the answer needs no rule).
+into the subnets an admitted address range holds. A connection needs an ingress rule of the destination and an
+egress rule of one of the source's groups (security groups are stateful: the answer needs no rule); the replicator's
+own group, made with the execution, keeps the outbound rule a new group has, so egress is never what is missing.
+Lambda takes 16 subnets at most: the first 16 of those that qualify.
 https://docs.aws.amazon.com/vpc/latest/userguide/vpc-security-groups.html
 https://docs.aws.amazon.com/neptune/latest/userguide/get-started-vpc.html
 https://docs.aws.amazon.com/lambda/latest/dg/configuration-vpc.html
@@ -16,6 +18,8 @@ admitting the application only through them is planned on the freeze path, and t
 from __future__ import annotations
 
 import ipaddress
+
+LAMBDA_SUBNETS = 16  # https://docs.aws.amazon.com/lambda/latest/api/API_VpcConfig.html (SubnetIds: at most 16)
 
 
 def _on_port(permission: dict, port: int) -> bool:
@@ -30,28 +34,12 @@ def _network(cidr: str):
         return None
 
 
-def _egress_reaches(group: dict, port: int, cluster_groups: set[str], subnet_ranges: list) -> bool:
-    """The group's egress lets a connection out to the clusters' port: to one of their groups, or to a range holding
-    every subnet their instances may sit in."""
-    for permission in group.get("IpPermissionsEgress", []):
-        if not _on_port(permission, port):
-            continue
-        if any(pair.get("GroupId") in cluster_groups for pair in permission.get("UserIdGroupPairs", [])):
-            return True
-        for address_range in permission.get("IpRanges", []):
-            network = _network(address_range.get("CidrIp", ""))
-            if network is not None and all(s.subnet_of(network) for s in subnet_ranges):
-                return True
-    return False
-
-
 def replicator_reach(port: int, vpc_id: str, cluster_groups: list[dict], other_groups: list[dict], subnets: list[dict]) -> dict | None:
     """Where the replicator's interfaces go so that the clusters admit them, or None when nothing their security
     groups admit could hold them. `cluster_groups` and `other_groups` are DescribeSecurityGroups results (the
     clusters' groups; the groups their rules name), `subnets` DescribeSubnets results of the cluster's subnet group."""
     cluster_ids = {g["GroupId"] for g in cluster_groups}
-    ranges = {s["SubnetId"]: _network(s["CidrBlock"]) for s in subnets}
-    subnet_ranges = [r for r in ranges.values() if r is not None]
+    ranges = {s["SubnetId"]: _network(s.get("CidrBlock") or "") for s in subnets}  # an IPv6-only subnet has none
     admitted_groups, admitted_ranges = set(), []
     for group in cluster_groups:
         for permission in group.get("IpPermissions", []):
@@ -61,9 +49,9 @@ def replicator_reach(port: int, vpc_id: str, cluster_groups: list[dict], other_g
     known = {g["GroupId"]: g for g in [*cluster_groups, *other_groups]}
     for group_id in sorted(admitted_groups, key=lambda g: (g not in cluster_ids, g)):  # the clusters' own group first
         group = known.get(group_id)
-        if group is not None and group.get("VpcId") == vpc_id and _egress_reaches(group, port, cluster_ids, subnet_ranges):
-            return {"via": "security group", "group_id": group_id, "subnets": sorted(ranges)}
-    inside = sorted(s for s, r in ranges.items() if r is not None and any(r.subnet_of(a) for a in admitted_ranges))
+        if group is not None and group.get("VpcId") == vpc_id:
+            return {"via": "security group", "group_id": group_id, "subnets": sorted(ranges)[:LAMBDA_SUBNETS]}
+    inside = sorted(s for s, r in ranges.items() if r is not None and any(r.subnet_of(a) for a in admitted_ranges))[:LAMBDA_SUBNETS]
     if inside:
         return {"via": "address range", "ranges": sorted({str(a) for a in admitted_ranges if any(ranges[s].subnet_of(a) for s in inside)}),
                 "subnets": inside}
@@ -71,7 +59,7 @@ def replicator_reach(port: int, vpc_id: str, cluster_groups: list[dict], other_g
 
 
 def referenced_groups(cluster_groups: list[dict]) -> list[str]:
-    """The groups the clusters' ingress rules name, besides their own: DescribeSecurityGroups needs them for egress."""
+    """The groups the clusters' ingress rules name, besides their own: DescribeSecurityGroups says which VPC each is in."""
     own = {g["GroupId"] for g in cluster_groups}
     return sorted({p["GroupId"] for g in cluster_groups for permission in g.get("IpPermissions", [])
                    for p in permission.get("UserIdGroupPairs", []) if p.get("GroupId") and p["GroupId"] not in own})

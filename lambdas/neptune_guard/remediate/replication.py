@@ -32,13 +32,15 @@ nothing omitted; each change is one record identified by (`commitNum`, `opNum`),
 
 This module runs in two places: inside the member account's VPC (`handler`, the replicator function that
 live_cutover.py creates per execution; it imports nothing but the standard library and botocore, which the Lambda
-runtime has), and in the workflow's steps, which only invoke that function.
+runtime has), and in the workflow's steps, which only invoke that function. The function reads and writes only the
+hosts its environment names (`NotItsCluster` otherwise), set by the workflow when it makes the function.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import time
 from urllib.parse import urlencode
@@ -71,6 +73,10 @@ class UnsupportedChange(Exception):
 
 class StreamExpired(Exception):
     """The records after the position are gone (older than neptune_streams_expiry_days): the copy cannot be completed."""
+
+
+class NotItsCluster(Exception):
+    """An endpoint outside the hosts fixed in the function's configuration when it was made for its execution."""
 
 
 class Neptune:
@@ -375,7 +381,14 @@ def proof(source: Neptune, positions: dict) -> dict:
             "proven": all(p is None or not p["records"] for p in past.values())}
 
 
-def _cluster(spec: dict) -> Neptune:
+READ_HOSTS, WRITE_HOSTS = "NEPTUNE_GUARD_READ", "NEPTUNE_GUARD_WRITE"  # the function's environment, set when it is made
+
+
+def _cluster(spec: dict, allowed: str) -> Neptune:
+    """The cluster an event names, only if its host is one the function was made for: whoever may invoke it cannot
+    aim it at another cluster its network reaches (the function's environment cannot be changed by that role)."""
+    if spec["endpoint"] not in os.environ.get(allowed, "").split(","):
+        raise NotItsCluster(f"{spec['endpoint']} is not among the clusters this replicator may {'write' if allowed == WRITE_HOSTS else 'read'}")
     return Neptune(spec["endpoint"], spec["region"], bool(spec.get("iam_auth")), int(spec.get("port", NEPTUNE_PORT)))
 
 
@@ -384,12 +397,12 @@ def handler(event: dict, context) -> dict:
     `{"action": "position"|"replicate"|"prove", "source": {endpoint, region, iam_auth, port}, "target": {...},
     "positions": {...}, "seconds": N}`."""
     action = event.get("action")
-    source = _cluster(event["source"])
+    source = _cluster(event["source"], READ_HOSTS)
     if action == "position":
         return {"positions": {m: position_of(source.latest(m)) for m in MODELS}, "read_at": time.time()}
     if action == "replicate":
         seconds = min(float(event.get("seconds", 60)), max(1.0, context.get_remaining_time_in_millis() / 1000 - 30))
-        return replicate(source, _cluster(event["target"]), event.get("positions") or {}, seconds)
+        return replicate(source, _cluster(event["target"], WRITE_HOSTS), event.get("positions") or {}, seconds)
     if action == "prove":
         return proof(source, event.get("positions") or {})
     raise ValueError(f"unknown replicator action {action!r}")
