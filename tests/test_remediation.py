@@ -414,7 +414,10 @@ def test_on_call_is_told_the_plan_the_write_check_and_how_to_answer(deployed):
     iam = cutover["iam_authentication"]
     assert iam["old_resource_id"] == clusters(session)["orders"]["DbClusterResourceId"]
     assert iam["new_resource_id"] and iam["new_resource_id"] != iam["old_resource_id"]
-    assert f"cluster-{iam['old_resource_id']}" in iam["find_policies"]
+    # The resource id is `cluster-...` already: the data-access ARN and the search name it once.
+    assert iam["old_resource_id"].startswith("cluster-") and "cluster-cluster-" not in json.dumps(iam)
+    assert f"grep -n '{iam['old_resource_id']}'" in iam["find_policies"]
+    assert iam["policy_resource"].endswith(f":{iam['old_resource_id']}/*") and iam["new_resource_id"] in iam["update"]
 
 
 def test_a_decommission_left_unanswered_keeps_everything_retained(deployed):

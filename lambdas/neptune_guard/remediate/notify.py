@@ -43,8 +43,7 @@ def request_approval(step: Step, stage: str, task_token: str) -> dict:
         new_id = state.get("verified", {}).get("resource_id")
         detail["iam_authentication"] = {
             **plan["iam_authentication"], "new_resource_id": new_id,
-            "update": (f"IAM policies granting neptune-db:* on cluster-{plan['cluster_resource_id']} must name "
-                       f"cluster-{new_id} after the cutover"),
+            "update": f"IAM policies granting neptune-db:* on {plan['cluster_resource_id']} must name {new_id} after the cutover",
         }
     send_notification(notifications.approval(step.execution, stage, step.request, question, deadline, writes_detected, detail))
     return {"requested_at": iso(requested_at)}

@@ -228,7 +228,8 @@ def plan_cluster(step: Step) -> dict:
     }
     endpoints = custom_endpoints(neptune, cluster_id)
     old_resource_id = cluster["DbClusterResourceId"]
-    iam_resource = f"arn:{parse_arn(cluster['DBClusterArn'])['partition']}:neptune-db:{request['region']}:{request['account_id']}:cluster-{old_resource_id}/*"
+    # The data-access ARN names the resource id, which is `cluster-...` already (iam-data-resources.html)
+    iam_resource = f"arn:{parse_arn(cluster['DBClusterArn'])['partition']}:neptune-db:{request['region']}:{request['account_id']}:{old_resource_id}/*"
     soak = request.get("soak_seconds", DEFAULT_SOAK_SECONDS)
     approval_timeout = request.get("approval_timeout_seconds", DEFAULT_APPROVAL_TIMEOUT_SECONDS)
     estimates = estimated_waits(volume_bytes(step.client("cloudwatch"), cluster_id), len(instances))
@@ -257,7 +258,7 @@ def plan_cluster(step: Step) -> dict:
             "old_resource_id": old_resource_id,
             "policy_resource": iam_resource,
             "find_policies": ("aws iam get-account-authorization-details --output json | "
-                              f"grep -n 'cluster-{old_resource_id}'"),
+                              f"grep -n '{old_resource_id}'"),
         },
         "approval_timeout_seconds": request.get("approval_timeout_seconds", DEFAULT_APPROVAL_TIMEOUT_SECONDS),
         "metrics_settle_seconds": max(request.get("metrics_settle_seconds", DEFAULT_METRICS_SETTLE_SECONDS), MINIMUM_METRICS_SETTLE_SECONDS),
