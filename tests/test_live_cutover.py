@@ -355,3 +355,43 @@ def test_the_replicator_reads_and_writes_only_the_clusters_it_was_made_for(monke
     for event in refused:
         with pytest.raises(replication.NotItsCluster):
             replication.handler(event, context)
+
+
+def test_a_replicator_replaced_under_its_name_is_not_believed(deployed):
+    """A holder of the remediation role may delete the execution's replicator and make another under its name, with
+    its tag, role and hosts, answering a forged proof: the workflow checks it is the function it made, before and
+    after each call, and the original keeps serving with every acknowledged write."""
+    import io
+    import zipfile
+
+    from neptune_guard.approve import workflow
+
+    session, sfn, arns = deployed
+    writer = Writer(ACCOUNT, REGION, "graph", "property-graph").start()
+    execution = workflow.start(sfn, arns["cluster"], request("graph"))
+    try:
+        decide(sfn, execution, "snapshot", approved=True, approver="bob")
+        awaiting(sfn, execution, "cutover", timeout=120)
+        lam = member_session(session, ACCOUNT).client("lambda", region_name=REGION)
+        name = next(f["FunctionName"] for f in lam.list_functions()["Functions"] if f["FunctionName"].startswith("neptune-guard-replicator-"))
+        real = lam.get_function(FunctionName=name)
+        forged = io.BytesIO()
+        with zipfile.ZipFile(forged, "w") as archive:
+            archive.writestr("neptune_guard/remediate/replication.py", "def handler(event, context):\n    return {'caught_up': True, "
+                             "'proven': True, 'positions': event.get('positions'), 'applied': {}, 'lag_records': 0, 'lag_counted': True, "
+                             "'lag_seconds': 0, 'latest': {}, 'source_latest': {}, 'past_position': {}}\n")
+        lam.delete_function(FunctionName=name)
+        configuration = real["Configuration"]
+        lam.create_function(FunctionName=name, Runtime="python3.13", Role=configuration["Role"], Handler=configuration["Handler"],
+                            Code={"ZipFile": forged.getvalue()}, Environment=configuration["Environment"], Tags=real["Tags"],
+                            VpcConfig={"SubnetIds": configuration["VpcConfig"]["SubnetIds"],
+                                       "SecurityGroupIds": configuration["VpcConfig"]["SecurityGroupIds"]})
+        writer.pause()
+        decide(sfn, execution, "cutover", approved=True, approver="bob")
+        description = finish(sfn, execution)
+    finally:
+        writer.stop()
+    state = final_state(sfn, execution)
+    assert description["status"] == "FAILED" and "not the function this execution made" in json.dumps(state), state.get("error")
+    assert "cutover" not in state or not state["cutover"].get("resource_id")
+    assert writer.missing() == []

@@ -35,7 +35,7 @@ Neptune User Guide and the Neptune Data API reference, never from what Neptune G
   (AT_SEQUENCE_NUMBER, the default; AFTER_SEQUENCE_NUMBER; TRIM_HORIZON; LATEST, at most one record), `commitNum`
   (required for the first two), `opNum` (default 1), `limit` (1 to 100,000, default 10; it may end a response inside
   a transaction; so may the response's 10 MB cap, which takes precedence, the record that breaches it included: the
-  size counted here is each record's data as JSON). Errors: InvalidParameterException (400), ExpiredStreamException (400: the record asked for is
+  size counted here is each record as JSON). Errors: InvalidParameterException (400), ExpiredStreamException (400: the record asked for is
   older than `neptune_streams_expiry_days` and gone), StreamRecordsNotFoundException (404, nothing at or after the
   position). Records are written only while the cluster's parameter group sets `neptune_streams` to 1.
   https://docs.aws.amazon.com/neptune/latest/userguide/streams-using-api-call.html
@@ -638,17 +638,17 @@ def read_stream(vol: Volume, model: str, params: dict, expiry_days: int) -> dict
     if not chosen:
         raise DataPlaneError(404, "StreamRecordsNotFoundException", "The requested resource could not be found. The stream may not be specified correctly.")
     records, size = [], 0
-    for record in chosen[:limit]:  # the 10 MB cap takes precedence over `limit`; the record that breaches it is sent
-        records.append(record)
-        size += len(json.dumps(record[5]))
+    for r in chosen[:limit]:  # the 10 MB cap takes precedence over `limit`; the record that breaches it is sent
+        records.append({"commitTimestamp": r[2], "eventId": {"commitNum": r[0], "opNum": r[1]}, "data": r[5], "op": r[4],
+                        **({"isLastOp": True} if r[6] else {})})
+        size += len(json.dumps(records[-1]))
         if size >= RESPONSE_CAP_BYTES:
             break
     return {
-        "lastEventId": {"commitNum": records[-1][0], "opNum": records[-1][1]},
-        "lastTrxTimestamp": records[-1][2],
+        "lastEventId": records[-1]["eventId"],
+        "lastTrxTimestamp": records[-1]["commitTimestamp"],
         "format": "PG_JSON" if model == "pg" else "NQUADS",
-        "records": [{"commitTimestamp": r[2], "eventId": {"commitNum": r[0], "opNum": r[1]}, "data": r[5], "op": r[4],
-                     **({"isLastOp": True} if r[6] else {})} for r in records],
+        "records": records,
         "totalRecords": len(records),
     }
 

@@ -17,6 +17,8 @@ one resumes from there.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import io
 import json
 import math
@@ -186,9 +188,35 @@ def provision_replicator(step: Step) -> dict:
                 raise ResourceNotReady(f"the replicator's role is not usable yet: {error.response['Error']['Message']}") from error
             raise
         raise ResourceNotReady(f"creating {names['function']}")
-    if function["Configuration"].get("State", "Active") != "Active":
-        raise ResourceNotReady(f"{names['function']} is {function['Configuration'].get('State')}")
-    return {**names, "security_group_id": group_id, "reach": reach}
+    configuration = function["Configuration"]
+    if configuration.get("State", "Active") != "Active":
+        raise ResourceNotReady(f"{names['function']} is {configuration.get('State')}")
+    original = describe_cluster(step.neptune, plan["cluster_id"])
+    expected = {"code_sha256": base64.b64encode(hashlib.sha256(code_zip()).digest()).decode(), "role": role_arn,
+                "hosts": replicator_hosts(plan, original["Endpoint"]) if original else None}
+    made = _as_made(configuration)
+    if {key: made[key] for key in expected} != expected:
+        raise NotOurs(f"{names['function']} does not run the code, role and hosts this execution gives it")
+    return {**names, "security_group_id": group_id, "reach": reach, "made": made}
+
+
+def _as_made(configuration: dict) -> dict:
+    """What says a replicator function is the one its execution made: its code, role and hosts, and when it was last
+    changed (a function deleted and made again under its name, or changed, has another time)."""
+    return {"code_sha256": configuration.get("CodeSha256"), "role": configuration.get("Role"),
+            "hosts": (configuration.get("Environment") or {}).get("Variables"), "last_modified": configuration.get("LastModified")}
+
+
+def _check_replicator(step: Step) -> None:
+    """The remediation role may delete the function and make another under its name (with the execution's tag and
+    code of its own that answers a forged proof): before and after each call, the function must be the one this
+    execution made."""
+    made = (step.state.get("replicator") or {}).get("made")
+    name = replicator_names(step.execution)["function"]
+    configuration = step.client("lambda").get_function(FunctionName=name)["Configuration"]
+    if made is None or _as_made(configuration) != made:
+        raise NotOurs(f"{name} is not the function this execution made (its code, role, hosts or last change differ): "
+                      "nothing it answers is trusted")
 
 
 def _replicator_group(step: Step) -> dict | None:
@@ -204,8 +232,10 @@ def _endpoint(step: Step, cluster_id: str) -> dict:
 
 
 def _invoke(step: Step, payload: dict) -> dict:
+    _check_replicator(step)
     response = step.session.client("lambda", region_name=step.request["region"], config=REPLICATOR_CALL).invoke(FunctionName=replicator_names(step.execution)["function"], Payload=json.dumps(payload).encode())
     body = json.loads(response["Payload"].read() or b"null")
+    _check_replicator(step)
     if response.get("FunctionError"):
         if body.get("errorType") in PERMANENT_REPLICATOR_ERRORS:
             raise ReplicationImpossible(f"{body['errorType']}: {body.get('errorMessage')}")
@@ -250,7 +280,7 @@ def replicate(step: Step) -> dict:
     catching up, then waiting for the cutover answer however long it may take, stay well inside it."""
     plan, previous, now = step.plan, step.state.get("replication") or {}, time.time()
     result = _replicate(step, plan["cluster_id"], plan["new_cluster_id"])
-    ready = result["caught_up"] or (result["lag_counted"] and result["lag_records"] <= CAUGHT_UP_RECORDS)
+    ready = result["caught_up"] or (result.get("lag_counted", True) and result["lag_records"] <= CAUGHT_UP_RECORDS)
     asked_since = previous.get("asked_since") or (now if ready else None)
     catch_up_runs = previous.get("catch_up_runs", 0) + (asked_since is None)
     if asked_since is None and catch_up_runs >= CATCH_UP_RUNS:

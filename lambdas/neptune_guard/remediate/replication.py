@@ -55,7 +55,8 @@ from botocore.httpsession import URLLib3Session
 MODELS = {"pg": "/propertygraph/stream", "rdf": "/sparql/stream"}
 PAGE = 1000  # records a stream read asks for
 MAX_PAGE = 100_000  # the most one read may ask for (the API's limit)
-MAX_TRANSACTION = 500_000  # records of one transaction held to apply it whole: well inside the function's 1 GB
+REQUEST_RECORDS = 1000  # records one write request carries: far below Neptune's 150 MB request limit for any value Gremlin takes
+HELD_BYTES = 200 * 1024 * 1024  # a transaction's records held to apply it whole (as the stream sends them): inside the function's 1 GB
 NEPTUNE_PORT = 8182
 
 
@@ -137,19 +138,26 @@ class Neptune:
         return self.call("POST", "/openCypher", body=body, content_type="application/x-www-form-urlencoded").get("results", [])
 
     def apply(self, model: str, records: list[dict]) -> None:
+        """Records of whole transactions, in order, in requests of at most REQUEST_RECORDS (each record is idempotent,
+        so a transaction may take several; Neptune refuses a request of 150 MB or more)."""
         if model == "pg":
             chunk, merged = [], with_vertex_labels(records)
-            for record in merged:
+            about = records_about_vertices(merged)
+            for at, record in enumerate(merged):
                 if not (record["op"] == "REMOVE" and record["data"]["type"] == "vl"):
                     chunk.append(record)
+                    if len(chunk) == REQUEST_RECORDS:
+                        self._run(chunk)
+                        chunk = []
                     continue
                 self._run(chunk)
                 chunk = []
-                self._remove_labels(record, what_became_of(merged, record))
+                self._remove_labels(record, what_became_of(merged, at, about))
             self._run(chunk)
         else:
-            self.call("POST", "/sparql", body=urlencode({"update": ";\n".join(sparql(r) for r in records)}).encode(),
-                      content_type="application/x-www-form-urlencoded")
+            for start in range(0, len(records), REQUEST_RECORDS):
+                self.call("POST", "/sparql", body=urlencode({"update": ";\n".join(sparql(r) for r in records[start:start + REQUEST_RECORDS])}).encode(),
+                          content_type="application/x-www-form-urlencoded")
 
 
     def _run(self, records: list[dict]) -> None:
@@ -220,19 +228,28 @@ def _literal(value: dict) -> str:
     raise UnsupportedChange(f"property value of type {kind}")
 
 
-def what_became_of(records: list[dict], removal: dict) -> str | None:
-    """What the batch shows of the vertex whose labels a commit removes: "dropped" (the commit removes its properties or
-    edges too: a drop), "lives" (a later record changes a property or an edge of it before any makes it again: the
-    commit removed some of its labels), "made again" (the next record about it gives it a label), or None."""
-    vid, commit = removal["data"]["id"], removal["eventId"]["commitNum"]
-
-    def about(record: dict) -> bool:
+def records_about_vertices(records: list[dict]) -> dict[str, list[int]]:
+    """Each vertex's records, by index: its labels and properties, and the edges it ends."""
+    about: dict[str, list[int]] = {}
+    for at, record in enumerate(records):
         data = record["data"]
-        return data["id"] == vid if data["type"] in ("vl", "vp") else data["type"] == "e" and vid in (data["from"], data["to"])
+        ends = [data["id"]] if data["type"] in ("vl", "vp") else {data["from"], data["to"]} if data["type"] == "e" else []
+        for vid in ends:
+            about.setdefault(vid, []).append(at)
+    return about
 
-    if any(r["op"] == "REMOVE" and r["eventId"]["commitNum"] == commit and r["data"]["type"] != "vl" and about(r) for r in records):
+
+def what_became_of(records: list[dict], at: int, about: dict[str, list[int]]) -> str | None:
+    """What the batch shows of the vertex whose labels the commit of `records[at]` removes: "dropped" (the commit
+    removes its properties or edges too: a drop), "lives" (a later record changes a property or an edge of it before
+    any makes it again: the commit removed some of its labels), "made again" (the next record about it gives it a
+    label), or None. `about` is records_about_vertices(records)."""
+    removal = records[at]
+    vid, commit = removal["data"]["id"], removal["eventId"]["commitNum"]
+    mine = [records[n] for n in about.get(vid, [])]
+    if any(r["op"] == "REMOVE" and r["eventId"]["commitNum"] == commit and r["data"]["type"] != "vl" for r in mine):
         return "dropped"
-    later = next((r for r in records if r["eventId"]["commitNum"] > commit and about(r)), None)
+    later = next((r for r in mine if r["eventId"]["commitNum"] > commit), None)
     if later is None:
         return None
     return "made again" if later["data"]["type"] == "vl" and later["op"] == "ADD" else "lives"
@@ -332,26 +349,30 @@ def whole_transactions(records: list[dict]) -> list[dict]:
 
 def replicate(source: Neptune, target: Neptune, positions: dict, seconds: float) -> dict:
     """Apply the source's changes after `positions` (model -> applied event id, None: from the start of the stream)
-    to the target for at most `seconds`; the new positions, what was applied, and the lag to the source's latest.
-    A response may end inside a transaction (`limit`, or the response's 10 MB cap): its records are held and the
-    stream read on after the last one until the transaction's last operation, then it is applied whole."""
-    positions, applied, deadline = dict(positions), dict.fromkeys(MODELS, 0), time.monotonic() + seconds
-    for model in MODELS:
-        read, held = positions.get(model), []
-        while time.monotonic() < deadline:
-            page = source.after(model, read, PAGE)
+    to the target for about `seconds`, shared between the models; the new positions, what was applied, and the lag to
+    the source's latest. A response may end inside a transaction (`limit`, or the response's 10 MB cap): its records
+    are held and the stream read on, past the budget if need be, until the transaction's last operation, then it is
+    applied whole (one larger than HELD_BYTES is refused: the function could not hold it)."""
+    positions, applied, started = dict(positions), dict.fromkeys(MODELS, 0), time.monotonic()
+    for number, model in enumerate(MODELS):
+        deadline = started + seconds * (number + 1) / len(MODELS) if number + 1 < len(MODELS) else started + seconds
+        read, held, held_bytes = positions.get(model), [], 0
+        while held or time.monotonic() < deadline:
+            page = source.after(model, read, MAX_PAGE if held else PAGE)
             if page is None or not page["records"]:
                 break
             held += page["records"]
+            held_bytes += sum(len(json.dumps(r)) for r in page["records"])
             read = position_of(page["records"][-1]["eventId"])
-            records = whole_transactions(held)
-            if not records:
-                if len(held) > MAX_TRANSACTION:
-                    raise UnsupportedChange(f"a transaction of more than {MAX_TRANSACTION} records: more than the replicator holds "
-                                            "in memory to apply it whole")
+            if not any(r.get("isLastOp") for r in page["records"]):
+                if held_bytes > HELD_BYTES:
+                    raise UnsupportedChange(f"a transaction of more than {HELD_BYTES // 2**20} MB of stream records: more than the "
+                                            "replicator holds to apply it whole")
                 continue
+            records = whole_transactions(held)
             target.apply(model, records)
             held = held[len(records):]
+            held_bytes = sum(len(json.dumps(r)) for r in held)
             positions[model] = position_of(records[-1]["eventId"])
             applied[model] += len(records)
     return {"positions": positions, "applied": applied, **lag(source, positions)}
