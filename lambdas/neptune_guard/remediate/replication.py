@@ -362,17 +362,16 @@ def replicate(source: Neptune, target: Neptune, positions: dict, seconds: float)
             if page is None or not page["records"]:
                 break
             held += page["records"]
-            held_bytes += sum(len(json.dumps(r)) for r in page["records"])
             read = position_of(page["records"][-1]["eventId"])
             if not any(r.get("isLastOp") for r in page["records"]):
+                held_bytes += sum(len(json.dumps(r)) for r in page["records"])  # only while holding: measuring costs
                 if held_bytes > HELD_BYTES:
                     raise UnsupportedChange(f"a transaction of more than {HELD_BYTES // 2**20} MB of stream records: more than the "
                                             "replicator holds to apply it whole")
                 continue
             records = whole_transactions(held)
             target.apply(model, records)
-            held = held[len(records):]
-            held_bytes = sum(len(json.dumps(r)) for r in held)
+            held, held_bytes = held[len(records):], 0  # what is left is less than one response
             positions[model] = position_of(records[-1]["eventId"])
             applied[model] += len(records)
     return {"positions": positions, "applied": applied, **lag(source, positions)}
