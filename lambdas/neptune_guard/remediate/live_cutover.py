@@ -144,6 +144,10 @@ def provision_replicator(step: Step) -> dict:
     them (read again now: the customer may have changed a rule since the plan); ResourceNotReady until active."""
     plan, names = step.plan, replicator_names(step.execution)
     planned = plan["streams"]["network"]
+    original = describe_cluster(step.neptune, plan["cluster_id"])
+    if original is None or original["DbClusterResourceId"] != plan["cluster_resource_id"]:
+        raise NotOurs(f"{plan['cluster_id']} is not the cluster this execution planned for")
+    hosts = replicator_hosts(plan, original["Endpoint"])
     ec2, iam, lam = step.client("ec2"), step.client("iam"), step.client("lambda")
     reach = network.describe_reach(ec2, planned["port"], planned["vpc_id"], planned["security_groups"], planned["subnets"])
     if reach is None:
@@ -173,14 +177,11 @@ def provision_replicator(step: Step) -> dict:
         if function.get("Tags", {}).get(CREATED_BY) != step.execution:
             raise NotOurs(f"function {names['function']} exists but was not created for execution {step.execution}")
     except lam.exceptions.ResourceNotFoundException:
-        original = describe_cluster(step.neptune, plan["cluster_id"])
-        if original is None or original["DbClusterResourceId"] != plan["cluster_resource_id"]:
-            raise NotOurs(f"{plan['cluster_id']} is not the cluster this execution planned for") from None
         joined = [group_id] + ([reach["group_id"]] if reach.get("group_id") else [])
         try:
             lam.create_function(FunctionName=names["function"], Runtime="python3.13", Architectures=["arm64"], Role=role_arn,
                                 Handler=REPLICATOR_HANDLER, Code={"ZipFile": code_zip()}, Timeout=900, MemorySize=1024,
-                                Environment={"Variables": replicator_hosts(plan, original["Endpoint"])},
+                                Environment={"Variables": hosts},
                                 VpcConfig={"SubnetIds": reach["subnets"], "SecurityGroupIds": joined},
                                 Description="Neptune Guard: replicates a cluster into its re-encrypted copy", Tags={CREATED_BY: step.execution})
         except ClientError as error:  # a new role takes seconds to be assumable by Lambda
@@ -191,9 +192,7 @@ def provision_replicator(step: Step) -> dict:
     configuration = function["Configuration"]
     if configuration.get("State", "Active") != "Active":
         raise ResourceNotReady(f"{names['function']} is {configuration.get('State')}")
-    original = describe_cluster(step.neptune, plan["cluster_id"])
-    expected = {"code_sha256": base64.b64encode(hashlib.sha256(code_zip()).digest()).decode(), "role": role_arn,
-                "hosts": replicator_hosts(plan, original["Endpoint"]) if original else None}
+    expected = {"code_sha256": base64.b64encode(hashlib.sha256(code_zip()).digest()).decode(), "role": role_arn, "hosts": hosts}
     made = _as_made(configuration)
     if {key: made[key] for key in expected} != expected:
         raise NotOurs(f"{names['function']} does not run the code, role and hosts this execution gives it")
