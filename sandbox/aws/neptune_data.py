@@ -14,8 +14,9 @@ Neptune User Guide and the Neptune Data API reference, never from what Neptune G
   https://docs.aws.amazon.com/neptune/latest/userguide/feature-overview-endpoints.html
   https://docs.aws.amazon.com/neptune/latest/userguide/get-started-vpc.html
   https://docs.aws.amazon.com/neptune/latest/userguide/iam-auth-connecting.html
-- **Writes.** `POST /gremlin` (`{"gremlin": script}`): a subset of TinkerPop Gremlin, listed in `Gremlin` below;
-  traversals separated by `;` run as one transaction. `POST /sparql` (`update=`): SPARQL 1.1 `INSERT DATA` and
+- **Writes and reads.** `POST /gremlin` (`{"gremlin": script}`): a subset of TinkerPop Gremlin, listed in `Gremlin`
+  below; traversals separated by `;` run as one transaction; results in GraphSON 3.0 (typed numbers and dates, `g:Map`,
+  `g:List`), Neptune's default over HTTP; a `datetime()` kept to the millisecond, as Neptune keeps a Date. `POST /sparql` (`update=`): SPARQL 1.1 `INSERT DATA` and
   `DELETE DATA`, operations separated by `;`, one transaction. `POST /openCypher` (`query=`, `parameters=` JSON):
   a vertex's labels set or removed, `[UNWIND $list AS x] MATCH (n) WHERE id(n) = x|$id SET|REMOVE n:A:B`, one
   transaction (a label is a name or a backtick-quoted text; a node keeps one label at least); any other query is
@@ -54,6 +55,7 @@ from __future__ import annotations
 
 import contextvars
 import copy
+import datetime
 import functools
 import ipaddress
 import json
@@ -242,8 +244,9 @@ class Gremlin:
     `V(ids)` mid-traversal (those vertices once per traverser), `addV`, `addE(label)`, `from`/`to` (a traversal
     `__.V(id)`; one that yields no vertex is an error, as in TinkerPop, and the script's transaction rolls back),
     `where(traversal)`, `property([single|set,] key, value)` (`T.id` on a new element), `properties(keys)`, `hasValue`,
-    `hasLabel`, `has(key, value)`, `bothE`, `drop`, `fold`, `unfold`, `coalesce`, `id`, `label`, `values`, `count`, `iterate`
-    (a statement before a script's last runs only when iterated, as in Neptune).
+    `hasLabel`, `has(key, value)`, `bothE`, `outV`, `inV`, `drop`, `fold`, `unfold`, `coalesce`, `id`, `label`, `values`, `count`,
+    `project(keys).by(...)` (each `by` a traversal, whose first result is the value, or `id`, `label`, `key`, `value`),
+    `iterate` (a statement before a script's last runs only when iterated, as in Neptune).
     Literals: strings, `true`/`false`, integers (`L` suffix: Long), decimals (Double; `f`: Float; `d`: Double),
     `datetime('ISO-8601')`. https://tinkerpop.apache.org/docs/current/reference/#graph-traversal-steps"""
 
@@ -317,7 +320,7 @@ class Gremlin:
         if text in ("T", "Cardinality", "VertexProperty") and self.tokens[self.pos + 1][1] == ".":
             self.pos += 2
             return ("sym", self.take()[1])
-        if text in ("id", "label", "single", "set", "list"):
+        if text in ("id", "label", "key", "value", "single", "set", "list"):
             self.pos += 1
             return ("sym", text)
         if text == "datetime":
@@ -325,7 +328,10 @@ class Gremlin:
             self.take("(")
             _, value = self.take()
             self.take(")")
-            return ("lit", (value[1:-1], "Date"))
+            try:
+                return ("lit", (date_text(date_millis(value[1:-1])), "Date"))
+            except ValueError:
+                raise DataPlaneError(400, "MalformedQueryException", f"Failed to interpret Gremlin query: datetime({value})") from None
         if text in ("g", "__"):
             return ("traversal", self.chain())
         if text in ("unfold", "V", "E", "addV", "addE", "fold", "where"):  # an anonymous traversal written without __.
@@ -407,6 +413,15 @@ def _run_traversal(tx: Transaction, steps: list, start: list | None = None) -> l
         elif name == "bothE":  # outE() then inE() of each vertex: a self-loop comes twice, as in TinkerPop
             items = [("e", e) for i in _materialize(tx, items) if i[0] == "v" for end in ("from", "to")
                      for e, edge in vol.edges.items() if edge[end] == i[1]]
+        elif name in ("outV", "inV"):
+            items = [("v", vol.edges[i[1]]["from" if name == "outV" else "to"]) for i in _materialize(tx, items) if i[0] == "e"]
+        elif name == "project":
+            modulators = steps[index + 1:index + 1 + len(values)]
+            if len(modulators) != len(values) or any(step[0] != "by" for step in modulators):
+                raise DataPlaneError(400, "MalformedQueryException", "project() needs one by() per key")
+            items = [("map", [(key[0], _projected(tx, item, by[1][0])) for key, by in zip(values, modulators)])
+                     for item in _materialize(tx, items)]
+            return _run_traversal(tx, [("__", [])] + steps[index + 1 + len(values):], items)
         elif name == "fold":
             items = [("list", _materialize(tx, items))]
         elif name == "unfold":
@@ -433,13 +448,32 @@ def _run_traversal(tx: Transaction, steps: list, start: list | None = None) -> l
                 items = [("val", "::".join(sorted(vol.vertices[i[1]]["labels"])) if i[0] == "v" else vol.edges[i[1]]["label"]) for i in items]
             elif name == "values":
                 keys = {v[0] for v in values}
-                items = [("val", t[0]) for i in items if i[0] == "v" for k, ts in vol.vertices[i[1]]["props"].items()
+                items = [("typed", t) for i in items if i[0] == "v" for k, ts in vol.vertices[i[1]]["props"].items()
                          if not keys or k in keys for t in sorted(ts, key=repr)]
             else:
                 items = [("val", len(items))]
         else:
             raise DataPlaneError(400, "UnsupportedOperationException", f"the local Neptune does not emulate the {name}() step")
     return _materialize(tx, items)
+
+
+def _projected(tx: Transaction, item: tuple, by: tuple):
+    """One `by()` of `project()`: a token of the element (T.id, T.label, T.key, T.value) or a traversal's first result."""
+    kind, what = by
+    if kind == "traversal":
+        found = _run_traversal(tx, what, [item])
+        if not found:  # TinkerPop: "The provided traverser does not map to a value"
+            raise DataPlaneError(500, "InternalFailureException", "The provided traverser does not map to a value")
+        return found[0]
+    if what == "id" and item[0] in ("v", "e"):
+        return ("val", item[1])
+    if what == "label" and item[0] in ("v", "e"):
+        return _run_traversal(tx, [("__", []), ("label", [])], [item])[0]
+    if what == "key" and item[0] in ("vp", "ep"):
+        return ("val", item[2])
+    if what == "value" and item[0] in ("vp", "ep"):
+        return ("typed", item[3])
+    raise DataPlaneError(500, "InternalFailureException", f"by({what}) does not apply to {item[0]}")
 
 
 def _materialize(tx: Transaction, items: list) -> list:
@@ -487,7 +521,50 @@ def run_gremlin(vol: Volume, streams: bool, script: str) -> list:
             vol.vertices, vol.edges, vol.quads = snapshot.vertices, snapshot.edges, snapshot.quads  # rolled back
             raise
         tx.commit()
-    return [r[1] if r[0] in ("v", "e", "val") else None for r in results]
+    return [graphson(vol, r) for r in results]
+
+
+# GraphSON 3.0, Neptune's default serialization of Gremlin results over HTTP: a type name beside each value that JSON
+# cannot tell apart. https://tinkerpop.apache.org/docs/current/dev/io/#graphson-3d0
+# https://docs.aws.amazon.com/neptune/latest/userguide/access-graph-gremlin-rest.html
+GRAPHSON_TYPES = {"Integer": "g:Int32", "Int": "g:Int32", "Long": "g:Int64", "Float": "g:Float", "Double": "g:Double",
+                  "Short": "gx:Int16", "Byte": "gx:Byte"}
+
+
+def graphson(vol: Volume, item):
+    kind = item[0]
+    if kind == "val":
+        return {"@type": "g:Int64", "@value": item[1]} if isinstance(item[1], int) and not isinstance(item[1], bool) else item[1]
+    if kind == "typed":
+        value, data_type = item[1]
+        if data_type == "Date":
+            return {"@type": "g:Date", "@value": date_millis(value)}
+        return {"@type": GRAPHSON_TYPES[data_type], "@value": value} if data_type in GRAPHSON_TYPES else value
+    if kind == "v":
+        return {"@type": "g:Vertex", "@value": {"id": item[1], "label": "::".join(sorted(vol.vertices[item[1]]["labels"]))}}
+    if kind == "e":
+        edge = vol.edges[item[1]]
+        return {"@type": "g:Edge", "@value": {"id": item[1], "label": edge["label"], "outV": edge["from"], "inV": edge["to"]}}
+    if kind in ("vp", "ep"):
+        return {"@type": "g:VertexProperty" if kind == "vp" else "g:Property",
+                "@value": {"label" if kind == "vp" else "key": item[2], "value": graphson(vol, ("typed", item[3]))}}
+    if kind == "list":
+        return {"@type": "g:List", "@value": [graphson(vol, i) for i in item[1]]}
+    if kind == "map":
+        return {"@type": "g:Map", "@value": [part for key, value in item[1] for part in (key, graphson(vol, value))]}
+    return None
+
+
+def date_millis(text: str) -> int:
+    """An ISO-8601 date or time (Neptune's datetime()), as the milliseconds since the epoch Neptune keeps."""
+    moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.timezone.utc)
+    return int(moment.timestamp() * 1000)
+
+
+def date_text(millis: int) -> str:
+    return datetime.datetime.fromtimestamp(millis / 1000, datetime.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 # ---------------------------------------------------------------- SPARQL 1.1 Update: INSERT DATA, DELETE DATA
@@ -751,7 +828,8 @@ def handle(method: str, url: str, headers: dict, body: bytes) -> tuple[int, dict
         return 200, read_stream(vol, "rdf" if path == "/sparql/stream" else "pg", params, expiry_days(backend, cluster))
     if method == "POST" and path == "/gremlin":
         script = json.loads(body or b"{}").get("gremlin", "")
-        return 200, {"requestId": str(time.monotonic_ns()), "status": {"code": 200}, "result": {"data": run_gremlin(vol, streams, script)}}
+        data = {"@type": "g:List", "@value": run_gremlin(vol, streams, script)}
+        return 200, {"requestId": str(time.monotonic_ns()), "status": {"code": 200}, "result": {"data": data, "meta": {}}}
     if method == "POST" and path == "/sparql":
         form = {k: v[-1] for k, v in parse_qs((body or b"").decode()).items()}
         if "update" not in form:

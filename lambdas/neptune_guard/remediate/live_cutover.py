@@ -69,7 +69,7 @@ CAUGHT_UP_RECORDS = 1000  # lag small enough to ask for the cutover
 # History budget (25,000 events an execution): about 7 events a catch-up run, 9 a run beside the cutover question.
 CATCH_UP_RUNS = 600  # 10 hours of catching up: past it, the write rate outpaces replication
 ANSWER_RUNS = 1800
-PERMANENT_REPLICATOR_ERRORS = ("UnsupportedChange", "StreamExpired", "NotItsCluster")  # replication.py's: the same call would fail again
+PERMANENT_REPLICATOR_ERRORS = ("UnsupportedChange", "StreamExpired", "NotItsCluster", "NotReconciled")  # replication.py's: the same call would fail again
 
 
 class WritesStillFlowing(Exception):
@@ -251,26 +251,42 @@ def record_stream_position(step: Step) -> dict:
     return _stream_position(step, step.plan["cluster_id"])
 
 
+def record_snapshot_bound(step: Step) -> dict:
+    """The original's latest event once the snapshot is available: the snapshot holds nothing after it. Where in
+    between the snapshot was taken is not documented, so the records from the position read before it to this one are
+    replayed over a copy that may hold them already (an overlap, reconciled at the drain)."""
+    return _stream_position(step, step.plan["cluster_id"])
+
+
 def admit_replicator_to_new_cluster(step: Step) -> dict:
     """The replicator's role reaches the new cluster's resource id (known once it exists); its network already does:
-    the new cluster carries the original's security groups."""
+    the new cluster carries the original's security groups. Where the new cluster's own stream stands before anything
+    is replicated into it: a later run that finds it moved knows a run before it applied changes and never returned."""
     new_id = step.state["verified"]["resource_id"]
     step.client("iam").put_role_policy(RoleName=replicator_names(step.execution)["role"], PolicyName="replication",
                                        PolicyDocument=_policy(step, [step.plan["cluster_resource_id"], new_id]))
-    return {"resource_ids": [step.plan["cluster_resource_id"], new_id]}
+    target = _stream_position(step, step.plan["new_cluster_id"])["positions"]
+    return {"resource_ids": [step.plan["cluster_resource_id"], new_id], "target_position": {"pg": target["pg"]}}
 
 
-def _positions(step: Step) -> dict:
-    """Where replication stands: its last durable position, else the one read before the snapshot."""
+def _progress(step: Step) -> dict:
+    """Where replication from the original stands: its last durable position, the ranges of the stream replayed over a
+    copy that may have held them (not yet reconciled), and where the copy's own stream stood then. Before the first
+    run: the position read before the snapshot, the range up to the one read after it, the copy as restored."""
     for key in ("final_proof", "proof", "replication"):
-        if isinstance(step.state.get(key), dict) and "positions" in step.state[key]:
-            return step.state[key]["positions"]
-    return step.state["stream_position"]["positions"]
+        found = step.state.get(key)
+        if isinstance(found, dict) and "positions" in found:
+            return {"positions": found["positions"], "overlaps": found.get("overlaps", []), "target_position": found.get("target_position")}
+    start, bound = step.state["stream_position"]["positions"], step.state["snapshot_bound"]["positions"]
+    overlap = replication.position_key(bound["pg"]) > replication.position_key(start["pg"])
+    return {"positions": start, "overlaps": [{"from": start["pg"], "to": bound["pg"]}] if overlap else [],
+            "target_position": step.state["replicator_access"]["target_position"]}
 
 
-def _replicate(step: Step, source: str, target: str, positions: dict | None = None) -> dict:
+def _replicate(step: Step, source: str, target: str, progress: dict) -> dict:
     return _invoke(step, {"action": "replicate", "source": _endpoint(step, source), "target": _endpoint(step, target),
-                          "positions": _positions(step) if positions is None else positions, "seconds": REPLICATE_SECONDS})
+                          "positions": progress["positions"], "overlaps": progress["overlaps"],
+                          "target_position": progress["target_position"], "seconds": REPLICATE_SECONDS})
 
 
 def replicate(step: Step) -> dict:
@@ -278,7 +294,7 @@ def replicate(step: Step) -> dict:
     long to pause before the next one. An execution's history holds 25,000 events: the loops are bounded so that
     catching up, then waiting for the cutover answer however long it may take, stay well inside it."""
     plan, previous, now = step.plan, step.state.get("replication") or {}, time.time()
-    result = _replicate(step, plan["cluster_id"], plan["new_cluster_id"])
+    result = _replicate(step, plan["cluster_id"], plan["new_cluster_id"], _progress(step))
     ready = result["caught_up"] or (result.get("lag_counted", True) and result["lag_records"] <= CAUGHT_UP_RECORDS)
     asked_since = previous.get("asked_since") or (now if ready else None)
     catch_up_runs = previous.get("catch_up_runs", 0) + (asked_since is None)
@@ -297,28 +313,34 @@ def pause_between_runs(waiting_seconds: float, approval_timeout_seconds: int) ->
     return int(min(longest, max(5, waiting_seconds / 10)))
 
 
-def _drain_and_prove(step: Step, source: str, target: str, positions: dict | None = None) -> dict:
-    """Replicate until caught up (a backlog may need several runs; each resumes where the last stopped), then prove.
-    Writes that keep coming for DRAIN_SECONDS mean the application has not stopped: no swap."""
+def _drain_and_prove(step: Step, source: str, target: str, progress: dict) -> dict:
+    """Replicate until caught up (a backlog may need several runs; each resumes where the last stopped), reconcile the
+    vertices of any overlapping range with the source (still now), then prove. Writes that keep coming for
+    DRAIN_SECONDS mean the application has not stopped: no swap."""
     started = time.time()
-    drained = _replicate(step, source, target, positions)
+    drained = _replicate(step, source, target, progress)
     applied = sum(drained["applied"].values())
     while not drained["caught_up"] and time.time() - started < DRAIN_SECONDS:
-        drained = _replicate(step, source, target, drained["positions"])
+        drained = _replicate(step, source, target, drained)
         applied += sum(drained["applied"].values())
     if not drained["caught_up"]:
         raise WritesStillFlowing(f"{source} is still {drained['lag_records']} records ahead after {DRAIN_SECONDS} s of draining")
+    reconciled = {"reconciled": 0, "changed": 0, "target_position": drained["target_position"]}
+    if drained["overlaps"]:
+        reconciled = _invoke(step, {"action": "reconcile", "source": _endpoint(step, source), "target": _endpoint(step, target),
+                                    "overlaps": drained["overlaps"]})
     proof = _invoke(step, {"action": "prove", "source": _endpoint(step, source), "positions": drained["positions"]})
     if not proof["proven"]:
         raise WritesStillFlowing(f"{source} committed past the drained position {proof['applied']}: {proof['past_position']}")
     return {"positions": drained["positions"], "source_latest": proof["source_latest"], "proven": True, "started_at": started,
+            "overlaps": [], "target_position": reconciled["target_position"], "reconciled_vertices": reconciled["reconciled"],
             "drained_records": applied, "drain_seconds": round(time.time() - started, 3)}
 
 
 def drain_and_prove(step: Step) -> dict:
     """With writes stopped (on-call confirmed it in the cutover approval): drain to the original's last event and
     prove the new cluster's applied position equals it. A record after it: no swap."""
-    return _drain_and_prove(step, step.plan["cluster_id"], step.plan["new_cluster_id"])
+    return _drain_and_prove(step, step.plan["cluster_id"], step.plan["new_cluster_id"], _progress(step))
 
 
 def prove_after_rename(step: Step) -> dict:
@@ -326,7 +348,7 @@ def prove_after_rename(step: Step) -> dict:
     replicated and the proof taken again, from its retired name, before the new cluster takes the name. The new
     cluster's own stream position is recorded too: anything after it is a write it took while serving, which a
     rollback replicates back."""
-    proof = _drain_and_prove(step, step.plan["retired_cluster_id"], step.plan["new_cluster_id"])
+    proof = _drain_and_prove(step, step.plan["retired_cluster_id"], step.plan["new_cluster_id"], _progress(step))
     return {**proof, "target_positions": _stream_position(step, step.plan["new_cluster_id"])["positions"]}
 
 
@@ -344,7 +366,10 @@ def replicate_back(step: Step) -> dict:
     if not quiet["proven"]:
         raise WritesAfterCutover(f"{plan['cluster_id']}'s original committed after the cutover proof (first: {quiet['past_position']}) "
                                  f"while {plan['new_cluster_id']} served: both keep their writes, for a person to reconcile")
-    proof = _drain_and_prove(step, plan["new_cluster_id"], plan["retired_cluster_id"], since)
+    # The original's stream ends at the proven position (checked just above): a run that moves it and never returns
+    # makes its range an overlap, reconciled before the proof.
+    back = {"positions": since, "overlaps": [], "target_position": {"pg": final_proof["positions"]["pg"]}}
+    proof = _drain_and_prove(step, plan["new_cluster_id"], plan["retired_cluster_id"], back)
     return {**proof, "since": since}
 
 
@@ -420,6 +445,7 @@ def remove_replicator(step: Step) -> dict:
 STEPS = {
     "provision_replicator": (provision_replicator, "snapshot"),
     "record_stream_position": (record_stream_position, "snapshot"),
+    "record_snapshot_bound": (record_snapshot_bound, "snapshot"),
     "admit_replicator_to_new_cluster": (admit_replicator_to_new_cluster, "snapshot"),
     "replicate": (replicate, "snapshot"),
     "drain_and_prove": (drain_and_prove, "cutover"),

@@ -6,8 +6,9 @@ change log is written in the same transaction and storage as the graph, in commi
 nothing omitted; each change is one record identified by (`commitNum`, `opNum`), the last of a transaction marked
 `isLastOp`. So:
 
-- **Start.** The original's latest event is read *before* the snapshot is requested. Every change up to it is in
-  the snapshot; changes after it may or may not be. Replication reads from just after it.
+- **Start.** The original's latest event is read *before* the snapshot is requested, and again once the snapshot is
+  available. Every change up to the first is in the snapshot, none after the second; where in between it was taken is
+  not documented. Replication reads from just after the first.
 - **Whole transactions.** A response may end inside a transaction (`limit` counts records, and a response holds 10 MB
   at most); the records after the last `isLastOp` read are held and the stream read on until it comes, and only whole
   transactions are applied. So a position is always a commit's end.
@@ -22,13 +23,22 @@ nothing omitted; each change is one record identified by (`commitNum`, `opNum`),
   two. Replaying a suffix of the log over a state that already
   holds part of it therefore ends in the same state as the original: the final presence of each item is decided by
   the last record that touches it, and every such record is replayed. Applying a batch twice changes nothing.
+- **Except a vertex's existence.** Whether a `vl` REMOVE of every label the copy's vertex shows is the vertex's drop
+  cannot always be told over a copy that is ahead (`_remove_labels` decides from what it sees, and may lose
+  properties no later record gives back). A copy is ahead only within an *overlap*: the range between the two
+  positions read around the snapshot, and the range a run that never returned (a crash, a timeout) may have applied,
+  which the next run sees as the copy's own stream having moved since the last run returned (`target_position`). At
+  the drain, with the source still, every vertex a `vl` REMOVE of an overlap touches is read whole on both clusters
+  (labels, property values with their types, edges with theirs) and the copy's rewritten where it differs
+  (`reconcile`); read again after, any difference left stops the cutover.
 - **What cannot be replayed exactly is refused, not approximated:** an RDF blank node (SPARQL's INSERT DATA makes a
   fresh one each time and DELETE DATA refuses them), a property value of a type this module does not write, and a
   stream whose records after the position have expired (`ExpiredStreamException`): replication stops, the workflow
   rolls back and says why.
-- **Proof.** At the cutover, with writes stopped, replication drains to the original's latest event and the copy's
-  applied position must equal it, for the property-graph and the RDF stream alike; and reading the stream after
-  that position finds nothing (`StreamRecordsNotFoundException`): no commit past it.
+- **Proof.** At the cutover, with writes stopped, replication drains to the original's latest event, the overlaps'
+  vertices are reconciled, and the copy's applied position must equal the original's latest, for the property-graph
+  and the RDF stream alike; and reading the stream after that position finds nothing
+  (`StreamRecordsNotFoundException`): no commit past it, so the source was still while it was reconciled.
 
 This module runs in two places: inside the member account's VPC (`handler`, the replicator function that
 live_cutover.py creates per execution; it imports nothing but the standard library and botocore, which the Lambda
@@ -38,6 +48,7 @@ hosts its environment names (`NotItsCluster` otherwise), set by the workflow whe
 
 from __future__ import annotations
 
+import datetime
 import json
 import math
 import os
@@ -57,6 +68,7 @@ PAGE = 1000  # records a stream read asks for
 MAX_PAGE = 100_000  # the most one read may ask for (the API's limit)
 REQUEST_RECORDS = 1000  # records one write request carries: far below Neptune's 150 MB request limit for any value Gremlin takes
 HELD_BYTES = 200 * 1024 * 1024  # a transaction's records held to apply it whole (as the stream sends them): inside the function's 1 GB
+RECONCILE_BATCH = 200  # vertices read in one query when the copy is reconciled with the source
 NEPTUNE_PORT = 8182
 
 
@@ -74,6 +86,10 @@ class UnsupportedChange(Exception):
 
 class StreamExpired(Exception):
     """The records after the position are gone (older than neptune_streams_expiry_days): the copy cannot be completed."""
+
+
+class NotReconciled(Exception):
+    """A vertex of the copy still differs from the source's after it was rewritten from it: no swap."""
 
 
 class NotItsCluster(Exception):
@@ -255,6 +271,140 @@ def what_became_of(records: list[dict], at: int, about: dict[str, list[int]]) ->
     return "made again" if later["data"]["type"] == "vl" and later["op"] == "ADD" else "lives"
 
 
+# GraphSON 3.0 scalar types (Neptune's Gremlin results over HTTP) as the stream's dataType names.
+# https://tinkerpop.apache.org/docs/current/dev/io/#graphson-3d0
+GRAPHSON_SCALARS = {"g:Int32": "Int", "g:Int64": "Long", "g:Float": "Float", "g:Double": "Double", "gx:Int16": "Short", "gx:Byte": "Byte"}
+
+
+def from_graphson(value):
+    """A Gremlin result as Python: lists and maps as such, a typed number or date as the stream writes a value
+    (`{"value", "dataType"}`); a JSON string or boolean is itself."""
+    if isinstance(value, list):
+        return [from_graphson(v) for v in value]
+    if not isinstance(value, dict) or "@type" not in value:
+        return value
+    kind, inner = value["@type"], value.get("@value")
+    if kind in ("g:List", "g:Set"):
+        return [from_graphson(v) for v in inner]
+    if kind == "g:Map":
+        return {from_graphson(inner[n]): from_graphson(inner[n + 1]) for n in range(0, len(inner), 2)}
+    if kind in GRAPHSON_SCALARS:
+        return {"value": inner, "dataType": GRAPHSON_SCALARS[kind]}
+    if kind == "g:Date":
+        moment = datetime.datetime.fromtimestamp(inner / 1000, datetime.timezone.utc)
+        return {"value": moment.isoformat(timespec="milliseconds").replace("+00:00", "Z"), "dataType": "Date"}
+    raise UnsupportedChange(f"a property value of GraphSON type {kind}")
+
+
+def _typed(value) -> dict:
+    """A property value as the stream writes one (a JSON number without a GraphSON type: Long or Double)."""
+    if isinstance(value, dict):
+        return value
+    kind = "Boolean" if isinstance(value, bool) else "String" if isinstance(value, str) else "Long" if isinstance(value, int) else "Double"
+    return {"value": value, "dataType": kind}
+
+
+# A vertex as a whole: its labels, each property value, and each edge it ends (label, ends, properties).
+VERTEX_STATE = (".project('id','label','properties','edges').by(id).by(label)"
+                ".by(__.properties().project('key','value').by(key).by(value).fold())"
+                ".by(__.bothE().project('id','label','from','to','properties').by(id).by(label).by(__.outV().id()).by(__.inV().id())"
+                ".by(__.properties().project('key','value').by(key).by(value).fold()).fold())")
+
+
+def vertex_states(cluster: Neptune, ids: list[str]) -> dict[str, dict]:
+    """The vertices that exist among `ids`, each as a whole, read in one query (one consistent view of the graph)."""
+    states = {}
+    for vertex in from_graphson(cluster.gremlin(f"g.V({', '.join(_string(i) for i in ids)}){VERTEX_STATE}")):
+        states[vertex["id"]] = {
+            "labels": sorted(str(vertex["label"]).split("::")),
+            "properties": sorted(json.dumps([p["key"], _typed(p["value"])], sort_keys=True) for p in vertex["properties"]),
+            "edges": {e["id"]: {"label": e["label"], "from": e["from"], "to": e["to"],
+                                "properties": {p["key"]: _typed(p["value"]) for p in e["properties"]}} for e in vertex["edges"]}}
+    return states
+
+
+def vertices_to_reconcile(source: Neptune, overlaps: list[dict]) -> set[str]:
+    """The vertices whose labels a property-graph record within the ranges removes: the records `_remove_labels` may
+    have misread there, replayed over a copy that already held later changes."""
+    found = set()
+    for span in overlaps:
+        read, end = span["from"], position_key(span["to"])
+        while position_key(read) < end:
+            page = source.after("pg", read, MAX_PAGE)
+            if page is None or not page["records"]:
+                break
+            for record in page["records"]:
+                if position_key(position_of(record["eventId"])) > end:
+                    break
+                if record["op"] == "REMOVE" and record["data"]["type"] == "vl":
+                    found.add(record["data"]["id"])
+            read = position_of(page["records"][-1]["eventId"])
+    return found
+
+
+def _state_records(vid: str, want: dict, have: dict | None) -> tuple[list[dict], list[dict]]:
+    """Stream-like records that bring a copy's vertex from `have` to `want`: the vertex and its properties, then its
+    edges (made once every vertex is)."""
+    def record(op, data, **extra):
+        return {"op": op, "data": data, "eventId": {"commitNum": 0, "opNum": 0}, **extra}
+    have = have or {"labels": [], "properties": [], "edges": {}}
+    vertex = [record("ADD", {"id": vid, "type": "vl", "value": {"value": label, "dataType": "String"}}, labels=[label])
+              for label in want["labels"] if label not in have["labels"]]
+    wanted, held = set(want["properties"]), set(have["properties"])
+    for item, op in [(i, "REMOVE") for i in sorted(held - wanted)] + [(i, "ADD") for i in sorted(wanted - held)]:
+        key, value = json.loads(item)
+        vertex.append(record(op, {"id": vid, "type": "vp", "key": key, "value": value}))
+    edges = []
+    for eid, edge in have["edges"].items():
+        kept = want["edges"].get(eid)
+        if kept is None or (kept["label"], kept["from"], kept["to"]) != (edge["label"], edge["from"], edge["to"]):
+            edges.append(record("REMOVE", {"id": eid, "type": "e", "value": {"value": edge["label"], "dataType": "String"},
+                                           "from": edge["from"], "to": edge["to"]}))
+    for eid, edge in want["edges"].items():
+        held_edge = have["edges"].get(eid)
+        if held_edge is None or (held_edge["label"], held_edge["from"], held_edge["to"]) != (edge["label"], edge["from"], edge["to"]):
+            held_edge = None
+            edges.append(record("ADD", {"id": eid, "type": "e", "value": {"value": edge["label"], "dataType": "String"},
+                                        "from": edge["from"], "to": edge["to"]}))
+        held_properties = (held_edge or {}).get("properties", {})
+        for key, value in held_properties.items():
+            if want["edges"][eid]["properties"].get(key) != value:
+                edges.append(record("REMOVE", {"id": eid, "type": "ep", "key": key, "value": value}))
+        for key, value in edge["properties"].items():
+            if held_properties.get(key) != value:
+                edges.append(record("ADD", {"id": eid, "type": "ep", "key": key, "value": value}))
+    return vertex, edges
+
+
+def reconcile(source: Neptune, target: Neptune, overlaps: list[dict]) -> dict:
+    """With the source still (writes stopped, before the proof that shows none came): each vertex a record within the
+    overlapping ranges removed labels of is read whole on both clusters, and the copy's rewritten where it differs.
+    Read again after: a difference left is NotReconciled (no swap)."""
+    vertices, changed = sorted(vertices_to_reconcile(source, overlaps)), 0
+    for start in range(0, len(vertices), RECONCILE_BATCH):
+        batch = vertices[start:start + RECONCILE_BATCH]
+        want, have = vertex_states(source, batch), vertex_states(target, batch)
+        wrong = [vid for vid in batch if want.get(vid) != have.get(vid)]
+        if not wrong:
+            continue
+        gone = [vid for vid in wrong if vid not in want]
+        if gone:
+            target.gremlin(f"g.V({', '.join(_string(vid) for vid in gone)}).drop()")
+        made = [_state_records(vid, want[vid], have.get(vid)) for vid in wrong if vid in want]
+        target.apply("pg", [r for vertex, _ in made for r in vertex] + [r for _, edges in made for r in edges])
+        for vid in wrong:
+            extra = [label for label in (have.get(vid) or {}).get("labels", []) if vid in want and label not in want[vid]["labels"]]
+            if extra:
+                target.opencypher(f"MATCH (n) WHERE id(n) = $vid REMOVE n{cypher_labels(extra)}", {"vid": vid})
+        again = vertex_states(target, wrong)
+        still = [vid for vid in wrong if again.get(vid) != want.get(vid)]
+        if still:
+            raise NotReconciled(f"{len(still)} vertices of the copy still differ from the source's after being rewritten from it "
+                                f"(first: {still[0]}): an edge to a vertex the copy lacks, or a change the copy cannot take")
+        changed += len(wrong)
+    return {"reconciled": len(vertices), "changed": changed, "target_position": {"pg": position_of(target.latest("pg"))}}
+
+
 def cypher_labels(labels) -> str:
     """`:a:b`, each label a quoted name (a backtick inside one doubled): openCypher's syntax for labels of any text."""
     return "".join(":`" + label.replace("`", "``") + "`" for label in labels)
@@ -337,7 +487,7 @@ def position_of(event: dict | None) -> dict | None:
     return None if event is None else {"commitNum": event["commitNum"], "opNum": event["opNum"]}
 
 
-def _key(position: dict | None) -> tuple:
+def position_key(position: dict | None) -> tuple:
     return (0, 0) if position is None else (position["commitNum"], position["opNum"])
 
 
@@ -347,12 +497,21 @@ def whole_transactions(records: list[dict]) -> list[dict]:
     return records[:ends[-1] + 1] if ends else []
 
 
-def replicate(source: Neptune, target: Neptune, positions: dict, seconds: float) -> dict:
+def replicate(source: Neptune, target: Neptune, positions: dict, seconds: float, overlaps: list | None = None,
+              target_position: dict | None = None) -> dict:
     """Apply the source's changes after `positions` (model -> applied event id, None: from the start of the stream)
     to the target for about `seconds`, shared between the models; the new positions, what was applied, and the lag to
     the source's latest. A response may end inside a transaction (`limit`, or the response's 10 MB cap): its records
     are held and the stream read on, past the budget if need be, until the transaction's last operation, then it is
-    applied whole (one larger than HELD_BYTES is refused: the function could not hold it)."""
+    applied whole (one larger than HELD_BYTES is refused: the function could not hold it).
+
+    `overlaps` are the ranges of the source's stream replayed over a copy that may already hold them (reconcile()
+    settles their vertices at the drain), `target_position` where the target's own stream stood when the last run
+    returned: a target that moved since was written by a run that never returned (a crash, a timeout), so from
+    `positions` to the source's latest is replayed over what that run applied, and joins the overlaps."""
+    overlaps = list(overlaps or [])
+    if target_position is not None and position_of(target.latest("pg")) != target_position.get("pg"):
+        overlaps.append({"from": positions.get("pg"), "to": position_of(source.latest("pg"))})
     positions, applied, started = dict(positions), dict.fromkeys(MODELS, 0), time.monotonic()
     for number, model in enumerate(MODELS):
         deadline = started + seconds * (number + 1) / len(MODELS) if number + 1 < len(MODELS) else started + seconds
@@ -374,7 +533,8 @@ def replicate(source: Neptune, target: Neptune, positions: dict, seconds: float)
             held, held_bytes = held[len(records):], 0  # what is left is less than one response
             positions[model] = position_of(records[-1]["eventId"])
             applied[model] += len(records)
-    return {"positions": positions, "applied": applied, **lag(source, positions)}
+    return {"positions": positions, "applied": applied, "overlaps": overlaps,
+            "target_position": {"pg": position_of(target.latest("pg"))}, **lag(source, positions)}
 
 
 def lag(source: Neptune, positions: dict) -> dict:
@@ -387,7 +547,7 @@ def lag(source: Neptune, positions: dict) -> dict:
         behind[model] = len(page["records"]) if page else 0
         if page and page["records"]:
             seconds = max(seconds, time.time() - page["records"][0]["commitTimestamp"] / 1000)
-            counted = counted and _key(position_of(page["records"][-1]["eventId"])) >= _key(position_of(latest[model]))
+            counted = counted and position_key(position_of(page["records"][-1]["eventId"])) >= position_key(position_of(latest[model]))
     return {"latest": {m: position_of(e) for m, e in latest.items()}, "lag_records": sum(behind.values()), "lag_counted": counted,
             "lag_seconds": round(seconds, 3), "caught_up": all(behind[m] == 0 for m in MODELS)}
 
@@ -414,15 +574,18 @@ def _cluster(spec: dict, allowed: str) -> Neptune:
 
 def handler(event: dict, context) -> dict:
     """The replicator function's entry point, invoked by the workflow's steps with the member role:
-    `{"action": "position"|"replicate"|"prove", "source": {endpoint, region, iam_auth, port}, "target": {...},
-    "positions": {...}, "seconds": N}`."""
+    `{"action": "position"|"replicate"|"reconcile"|"prove", "source": {endpoint, region, iam_auth, port}, "target": {...},
+    "positions": {...}, "seconds": N, "overlaps": [...], "target_position": {...}}`."""
     action = event.get("action")
     source = _cluster(event["source"], READ_HOSTS)
     if action == "position":
         return {"positions": {m: position_of(source.latest(m)) for m in MODELS}, "read_at": time.time()}
     if action == "replicate":
         seconds = min(float(event.get("seconds", 60)), max(1.0, context.get_remaining_time_in_millis() / 1000 - 30))
-        return replicate(source, _cluster(event["target"], WRITE_HOSTS), event.get("positions") or {}, seconds)
+        return replicate(source, _cluster(event["target"], WRITE_HOSTS), event.get("positions") or {}, seconds,
+                         event.get("overlaps"), event.get("target_position"))
+    if action == "reconcile":
+        return reconcile(source, _cluster(event["target"], WRITE_HOSTS), event.get("overlaps") or [])
     if action == "prove":
         return proof(source, event.get("positions") or {})
     raise ValueError(f"unknown replicator action {action!r}")
