@@ -232,10 +232,23 @@ def test_a_vpc_functions_interfaces_outlive_it_until_lambda_releases_them_with_i
 
 def test_a_rollback_after_the_new_cluster_served_brings_its_writes_back_to_the_original(deployed, monkeypatch, fail):
     """The application writes on through a fault after the swap: what the new cluster acknowledged while it held the
-    name is replicated back, proven, before the original serves again; no acknowledged write is missing."""
+    name is replicated back, proven, before the original serves again; no acknowledged write is missing. The first
+    run back applies its changes and never returns (a crash): the retry finds the original's stream moved by it,
+    not by the application, and goes on."""
     from neptune_guard.approve import workflow
+    from neptune_guard.remediate import replication
 
     session, sfn, arns = deployed
+    replicate, crashed = replication.replicate, []
+
+    def crash_once_on_the_way_back(source, target, *args, **kwargs):
+        result = replicate(source, target, *args, **kwargs)
+        if "-retired-" in target.base and not crashed and sum(result["applied"].values()):
+            crashed.append(result)
+            raise ConnectionResetError("the replicator's run ended before it returned")
+        return result
+
+    monkeypatch.setattr(replication, "replicate", crash_once_on_the_way_back)
     writer = Writer(ACCOUNT, REGION, "graph", "property-graph").start()
     execution = workflow.start(sfn, arns["cluster"], request("graph"))
     on_the_swap(monkeypatch, execution, writer.resume)  # the application writes to the new cluster under the name
@@ -253,6 +266,7 @@ def test_a_rollback_after_the_new_cluster_served_brings_its_writes_back_to_the_o
     assert (result["status"], result["error"]) == ("FAILED", "RolledBack"), state.get("rollback_error")
     served = state["rollback"]["served_writes"]
     assert served["replicated_back"] > 0 and state["replicated_back"]["proven"], served
+    assert crashed and state["quiet_before_return"]["proven"]
     assert writer.missing() == [] and len(writer.acknowledged) > 20
     original = member_session(session, ACCOUNT).client("neptune", region_name=REGION).describe_db_clusters(DBClusterIdentifier="graph")["DBClusters"][0]
     assert not original["StorageEncrypted"]  # the original serves again

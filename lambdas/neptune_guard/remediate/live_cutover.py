@@ -352,6 +352,19 @@ def prove_after_rename(step: Step) -> dict:
     return {**proof, "target_positions": _stream_position(step, step.plan["new_cluster_id"])["positions"]}
 
 
+def prove_original_quiet_for_return(step: Step) -> dict:
+    """Before a rollback replicates what the new cluster took while serving back into the original: the original must
+    have taken nothing since the cutover proof, else both took writes, and replaying one over the other would merge
+    two histories (each keeps its own and the rollback names them). Checked once, in its own step: the replication
+    after it writes the original's stream, so a retried replication would otherwise find its own writes there."""
+    plan = step.plan
+    quiet = check_retired_quiet(step)
+    if not quiet["proven"]:
+        raise WritesAfterCutover(f"{plan['cluster_id']}'s original committed after the cutover proof (first: {quiet['past_position']}) "
+                                 f"while {plan['new_cluster_id']} served: both keep their writes, for a person to reconcile")
+    return {**quiet, "checked_at": time.time()}
+
+
 def replicate_back(step: Step) -> dict:
     """A rollback after the new cluster served: it is renamed aside (writes to it have stopped) and the original is
     not yet back under the name. What it took while serving (its stream after the position recorded before it took
@@ -360,14 +373,10 @@ def replicate_back(step: Step) -> dict:
     since = final_proof.get("target_positions")
     if since is None:
         raise ReplicationImpossible(f"no record of where {plan['new_cluster_id']}'s stream stood when it took the name")
-    # Only onto an original that took nothing since the cutover proof: else both took writes, and replaying one over
-    # the other would merge two histories. Then each keeps its own and the rollback names them.
-    quiet = check_retired_quiet(step)
-    if not quiet["proven"]:
-        raise WritesAfterCutover(f"{plan['cluster_id']}'s original committed after the cutover proof (first: {quiet['past_position']}) "
-                                 f"while {plan['new_cluster_id']} served: both keep their writes, for a person to reconcile")
-    # The original's stream ends at the proven position (checked just above): a run that moves it and never returns
-    # makes its range an overlap, reconciled before the proof.
+    if not (step.state.get("quiet_before_return") or {}).get("proven"):
+        raise ReplicationImpossible(f"no proof that {plan['cluster_id']}'s original took nothing since the cutover")
+    # The original's stream ended at the proven position when that was checked: a run that moved it and never
+    # returned makes its range an overlap, reconciled before the proof.
     back = {"positions": since, "overlaps": [], "target_position": {"pg": final_proof["positions"]["pg"]}}
     proof = _drain_and_prove(step, plan["new_cluster_id"], plan["retired_cluster_id"], back)
     return {**proof, "since": since}
@@ -451,6 +460,7 @@ STEPS = {
     "drain_and_prove": (drain_and_prove, "cutover"),
     "prove_after_rename": (prove_after_rename, "cutover"),
     "prove_retired_quiet": (prove_retired_quiet, "decommission"),
+    "prove_original_quiet_for_return": (prove_original_quiet_for_return, None),
     "replicate_back": (replicate_back, None),
     "remove_replicator": (remove_replicator, None),
 }
