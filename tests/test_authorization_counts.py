@@ -1,14 +1,14 @@
 """The count the authorization issue is judged by: every destructive, modifying or sharing grant (action x resource
 kind) the member roles hold on a customer's resource, in the three situations an attacker holding a role can arrange:
 no tags; tags the caller chooses in the request; and after writing a tag the role may write. Evaluated on the
-synthesized templates by sandbox/iam/evaluator.py. What remains is what IAM cannot express, each named below and in
+synthesized templates by sandbox/aws/iam_policy.py. What remains is what IAM cannot express, each named below and in
 docs/iam.md."""
 
 from __future__ import annotations
 
 import pytest
 
-from sandbox.iam.evaluator import evaluate, role_policies
+from sandbox.aws.iam_policy import evaluate, role_policies
 
 MEMBER, SECURITY, REGION = "111111111111", "999999999999", "us-east-1"
 OURS = f"arn:aws:states:{REGION}:{SECURITY}:execution:NeptuneGuardClusterRemediation:orders-1a2b3c4d5e6f7a8b"

@@ -1,6 +1,6 @@
 """The prevention guardrails (guardrails/), each on inputs it must let through and inputs it must stop.
 
-- The SCP, evaluated by sandbox/iam/evaluator.py beside FullAWSAccess (an SCP only denies) against request
+- The SCP, evaluated by sandbox/aws/iam_policy.py beside FullAWSAccess (an SCP only denies) against request
   contexts carrying the condition keys the Service Authorization Reference lists for rds:CreateDBCluster.
 - The CloudFormation Guard rules, run by the real cfn-guard (pinned in package.json; `make test` installs it)
   on templates and on a Guard Hook's resource input.
@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sandbox.iam.evaluator import evaluate
+from sandbox.aws.iam_policy import evaluate
 
 ROOT = Path(__file__).resolve().parent.parent
 GUARDRAILS = ROOT / "guardrails"

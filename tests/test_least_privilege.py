@@ -1,4 +1,4 @@
-"""What the synthesized member remediation role allows, evaluated as IAM evaluates it (sandbox/iam/evaluator.py):
+"""What the synthesized member remediation role allows, evaluated as IAM evaluates it (sandbox/aws/iam_policy.py):
 nothing of the customer's can be renamed, stopped, unprotected or deleted unless a Neptune Guard execution of
 the security account tagged it; and the evaluator itself denies what it should."""
 
@@ -9,7 +9,7 @@ import pytest
 from aws_cdk import App
 from aws_cdk.assertions import Template
 
-from sandbox.iam.evaluator import evaluate, role_policies
+from sandbox.aws.iam_policy import evaluate, role_policies
 from stacks.app import build
 
 ROOT = Path(__file__).resolve().parent.parent

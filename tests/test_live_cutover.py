@@ -14,7 +14,7 @@ SCENARIO = {"accounts": {ACCOUNT: {REGION: {
     "keys": {"neptune-cmk": {"state": "Enabled"}},
     "clusters": {
         "graph": {"encryption": "none", "instances": {"graph-1": "db.r6g.large"}, "streams": True},
-        "triples": {"encryption": "aws-managed", "instances": {"triples-1": "db.r6g.large"}, "streams": True},
+        "triples": {"encryption": "aws-managed", "instances": {"triples-1": "db.r6g.large"}, "streams": True, "iam_auth": True},
         "frozen": {"encryption": "none", "instances": {"frozen-1": "db.r6g.large"}},
     }}}}}
 FAST = {"approval_timeout_seconds": 600, "soak_seconds": 0, "metrics_settle_seconds": 0}

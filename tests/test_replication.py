@@ -450,3 +450,37 @@ def replicate_until_caught_up_from(source, target, last: dict) -> dict:
     while not result["caught_up"]:
         result = replication.replicate(source, target, result["positions"], 30, result["overlaps"], result["target_position"])
     return result
+
+
+def test_a_function_reaches_an_iam_auth_cluster_only_as_far_as_its_role_and_boundary_allow(local_aws):
+    """The local Neptune authorizes a Lambda function's request as its execution role (Neptune's data-access actions,
+    each step of a query judged for what it could do), so the replicator's own policy is exercised, not assumed."""
+    from types import SimpleNamespace
+
+    iam = local_aws.client("iam")
+    trust = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
+                                                                "Action": "sts:AssumeRole"}]})
+    data = "arn:aws:neptune-db:us-east-1:123456789012:cluster-A/*"
+    boundary = iam.create_policy(PolicyName="no-writes", PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "NotAction": "neptune-db:WriteDataViaQuery", "Resource": "*"}]}))["Policy"]["Arn"]
+    for name, extra in (("replicator", {}), ("bounded", {"PermissionsBoundary": boundary})):
+        iam.create_role(RoleName=name, AssumeRolePolicyDocument=trust, **extra)
+        iam.put_role_policy(RoleName=name, PolicyName="data", PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": ["neptune-db:GetStreamRecords", "neptune-db:ReadDataViaQuery", "neptune-db:WriteDataViaQuery"],
+             "Resource": data}]}))
+
+    def denied(role: str, cluster: str, method: str, path: str, body: bytes = b"") -> str | None:
+        token = neptune_data.calling_function.set(SimpleNamespace(role=f"arn:aws:iam::123456789012:role/{role}"))
+        try:
+            return neptune_data._authorized("123456789012", "us-east-1", SimpleNamespace(db_cluster_resource_id=cluster), method, path, body)
+        finally:
+            neptune_data.calling_function.reset(token)
+
+    add, drop = json.dumps({"gremlin": "g.addV('a').property(T.id, 'x')"}).encode(), json.dumps({"gremlin": "g.V('x').drop()"}).encode()
+    assert denied("replicator", "cluster-A", "GET", "/propertygraph/stream") is None
+    assert "GetStreamRecords" in denied("replicator", "cluster-B", "GET", "/propertygraph/stream")
+    assert denied("replicator", "cluster-A", "POST", "/gremlin", add) is None
+    assert "DeleteDataViaQuery" in denied("replicator", "cluster-A", "POST", "/gremlin", drop)
+    assert "DeleteDataViaQuery" in denied("replicator", "cluster-A", "POST", "/sparql", urlencode({"update": "DELETE DATA { <a:s> <a:p> <a:o> }"}).encode())
+    assert "boundary" in denied("bounded", "cluster-A", "POST", "/gremlin", add)
+    assert denied("bounded", "cluster-A", "GET", "/sparql/stream") is None

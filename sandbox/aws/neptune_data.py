@@ -10,7 +10,8 @@ Neptune User Guide and the Neptune Data API reference, never from what Neptune G
   interfaces one of the cluster's security groups admits on the cluster's port (its group, or a range holding its
   address) and one of its own groups lets out (the caller outside any function is the customer's application,
   already in the VPC). https://docs.aws.amazon.com/vpc/latest/userguide/vpc-security-groups.html With IAM database authentication on, a request must be SigV4-signed
-  for `neptune-db`.
+  for `neptune-db`, and one from a Lambda function is authorized as its execution role: each `neptune-db` action the
+  request needs (`required_actions`) on the cluster's data resource, by the role's policies and boundary.
   https://docs.aws.amazon.com/neptune/latest/userguide/feature-overview-endpoints.html
   https://docs.aws.amazon.com/neptune/latest/userguide/get-started-vpc.html
   https://docs.aws.amazon.com/neptune/latest/userguide/iam-auth-connecting.html
@@ -69,7 +70,10 @@ from botocore.awsrequest import AWSResponse
 from botocore.exceptions import EndpointConnectionError
 from botocore.httpsession import URLLib3Session
 from moto.ec2.models import ec2_backends
+from moto.iam.models import iam_backends
 from moto.rds import models as rds_models
+
+from sandbox.aws.iam_policy import evaluate
 
 PORT = 8182
 DEFAULT_GRAPH = "<http://aws.amazon.com/neptune/vocab/v01/DefaultNamedGraph>"
@@ -808,6 +812,69 @@ def _admitted(account: str, region: str, backend, cluster) -> bool:
     return all(_interface_admitted(eni, cluster, cluster_groups, cluster_ranges) for eni in interfaces)
 
 
+# Which data-access actions a request needs (Neptune User Guide, "IAM actions for data access" and "Using query actions":
+# every step of a query is judged for what it could do, and the query needs all of it). Read steps are everything else.
+# https://docs.aws.amazon.com/neptune/latest/userguide/iam-dp-actions.html
+# https://docs.aws.amazon.com/neptune/latest/userguide/iam-data-access-policies.html#iam-data-query-actions
+GREMLIN_WRITES, GREMLIN_DELETES, GREMLIN_NEUTRAL = {"addV", "addE", "property"}, {"drop"}, {"__", "iterate", "from", "to"}
+
+
+def _gremlin_steps(traversal: list):
+    for name, args in traversal:
+        yield name
+        for kind, value in args:
+            if kind == "traversal":
+                yield from _gremlin_steps(value)
+
+
+def required_actions(method: str, path: str, body: bytes) -> set[str]:
+    """The `neptune-db` actions a request needs."""
+    if method == "GET":
+        return {"neptune-db:GetStreamRecords"}
+    form = {k: v[-1] for k, v in parse_qs((body or b"").decode(errors="replace")).items()}
+    if path == "/gremlin":
+        steps = {n for t in Gremlin(json.loads(body or b"{}").get("gremlin", "")).parse() for n in _gremlin_steps(t)}
+        kinds = {"WriteDataViaQuery" for n in steps if n in GREMLIN_WRITES} | {"DeleteDataViaQuery" for n in steps if n in GREMLIN_DELETES} \
+            | {"ReadDataViaQuery" for n in steps if n not in GREMLIN_WRITES | GREMLIN_DELETES | GREMLIN_NEUTRAL}
+        return {f"neptune-db:{k}" for k in kinds}
+    if path == "/sparql":
+        words = set(re.findall(r"\b(INSERT|DELETE)\b", form.get("update", ""), re.IGNORECASE))
+        return {"neptune-db:WriteDataViaQuery" if w.upper() == "INSERT" else "neptune-db:DeleteDataViaQuery" for w in words}
+    query = form.get("query", "").upper()
+    return {"neptune-db:ReadDataViaQuery"} | ({"neptune-db:WriteDataViaQuery"} if " SET " in f" {query} " else set()) \
+        | ({"neptune-db:DeleteDataViaQuery"} if " REMOVE " in f" {query} " else set())
+
+
+def _authorized(account: str, region: str, cluster, method: str, path: str, body: bytes) -> str | None:
+    """With IAM database authentication, a request from a Lambda function is made with its execution role's
+    credentials: each action it needs on the cluster's data resource must be allowed by the role's policies and,
+    when it has one, its permissions boundary (IAM evaluation: sandbox/aws/iam_policy.py). The reason it is not, or
+    None. (A request from outside a function is the customer's application, whose identity the local AWS does not
+    know: only its SigV4 signature is checked.)
+    https://docs.aws.amazon.com/neptune/latest/userguide/iam-data-resources.html
+    https://docs.aws.amazon.com/IAM/latest/UserGuide/access_policies_boundaries.html"""
+    function = calling_function.get()
+    if function is None:
+        return None
+    iam = iam_backends[account]["global"]
+    try:
+        role = iam.get_role_by_arn(function.role)
+    except Exception:  # noqa: BLE001 - moto raises its own not-found error
+        return f"the function's role {function.role} does not exist"
+    identity = [json.loads(document) for document in role.policies.values()]
+    identity += [json.loads(next(v.document for v in policy.versions if v.is_default)) for policy in role.managed_policies.values()]
+    boundary = iam.managed_policies.get(role.permissions_boundary_arn) if role.permissions_boundary_arn else None
+    partition = function.role.split(":")[1]
+    resource = f"arn:{partition}:neptune-db:{region}:{account}:{cluster.db_cluster_resource_id}/*"
+    for action in sorted(required_actions(method, path, body)):
+        if not evaluate(identity, action, resource).allowed:
+            return f"{role.name} is not authorized to perform {action} on {resource}"
+        if boundary is not None and not evaluate([json.loads(next(v.document for v in boundary.versions if v.is_default))],
+                                                 action, resource).allowed:
+            return f"{role.name}'s permissions boundary does not allow {action} on {resource}"
+    return None
+
+
 def handle(method: str, url: str, headers: dict, body: bytes) -> tuple[int, dict]:
     parts = urlsplit(url)
     found = resolve(parts.hostname or "")
@@ -818,6 +885,8 @@ def handle(method: str, url: str, headers: dict, body: bytes) -> tuple[int, dict
         raise EndpointConnectionError(endpoint_url=url)  # no route from outside the VPC: the connection times out
     if cluster.iam_auth and "neptune-db/aws4_request" not in str(headers.get("Authorization", "")):
         raise DataPlaneError(403, "AccessDeniedException", "Missing Authentication Token")
+    if cluster.iam_auth and (denied := _authorized(account, region, cluster, method, urlsplit(url).path.rstrip("/"), body)):
+        raise DataPlaneError(403, "AccessDeniedException", denied)
     vol = volume(cluster.db_cluster_resource_id)
     streams = streams_enabled(backend, cluster)
     params = {k: v[-1] for k, v in parse_qs(parts.query).items()}

@@ -1,7 +1,8 @@
 """The customer's application for the local AWS: it writes to the cluster's production endpoint (the name that the
 cutover keeps) and counts every write the database acknowledged, so that a test can say which acknowledged writes
 the cluster serving the name holds at the end. Property graph writes are Gremlin `addV`; RDF writes SPARQL
-`INSERT DATA`. It runs in the cluster's VPC (no Lambda function around it: the data plane admits it).
+`INSERT DATA`. It runs in the cluster's VPC (no Lambda function around it: the data plane admits it), and signs its
+requests for `neptune-db` when the cluster uses IAM database authentication.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import time
 import uuid
 from urllib.parse import urlencode
 
+import botocore.session
+from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.httpsession import URLLib3Session
 from moto.rds import models as rds_models
@@ -24,6 +27,7 @@ class Writer:
         cluster = rds_models.rds_backends[account][region].clusters[cluster_id.lower()]
         self.account, self.region, self.cluster_id, self.model = account, region, cluster_id, data_model
         self.url = f"https://{cluster.endpoint}:{cluster.port}"  # the production name: it follows the identifier
+        self.credentials = botocore.session.get_session().get_credentials() if cluster.iam_auth else None
         self.interval, self.acknowledged, self.failed = interval, [], 0
         self.name = f"{cluster_id}-{uuid.uuid4().hex[:6]}"  # each writer's own element ids
         self._running = threading.Event()
@@ -59,8 +63,11 @@ class Writer:
             body, path, kind = urlencode({"update": f'INSERT DATA {{ <urn:write:{key}> <urn:p:n> "{n}" }}'}).encode(), "/sparql", "application/x-www-form-urlencoded"
         else:
             body, path, kind = json.dumps({"gremlin": f"g.addV('Write').property(T.id, '{key}').property('n', {n})"}).encode(), "/gremlin", "application/json"
+        request = AWSRequest("POST", self.url + path, data=body, headers={"Content-Type": kind})
+        if self.credentials is not None:
+            SigV4Auth(self.credentials.get_frozen_credentials(), "neptune-db", self.region).add_auth(request)
         try:
-            response = URLLib3Session(timeout=5).send(AWSRequest("POST", self.url + path, data=body, headers={"Content-Type": kind}).prepare())
+            response = URLLib3Session(timeout=5).send(request.prepare())
         except Exception:  # the name resolves to nothing during a rename: not acknowledged
             return False
         return response.status_code == 200

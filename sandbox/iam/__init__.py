@@ -1,1 +1,2 @@
-"""IAM's policy evaluation (evaluator) and the harness that runs the real code on the synthesized roles (executed)."""
+"""The harness that runs the real code on the synthesized roles (executed), authorized by IAM's policy evaluation
+(sandbox.aws.iam_policy)."""

@@ -1,5 +1,5 @@
 """Executed IAM: the roles the CDK app synthesizes, deployed into the local AWS, and every request made with
-their credentials authorized as IAM authorizes it, by sandbox/iam/evaluator.py.
+their credentials authorized as IAM authorizes it, by sandbox/aws/iam_policy.py.
 
 moto's own enforcement evaluates most services against `*` and ignores most conditions, so it cannot tell a
 tag-scoped grant from an open one. This stand-in, built from the AWS references below, takes moto's hook
@@ -64,7 +64,7 @@ import botocore.session
 from botocore.credentials import Credentials, ReadOnlyCredentials
 
 from sandbox.aws import function_urls
-from sandbox.iam.evaluator import evaluate, resolve
+from sandbox.aws.iam_policy import evaluate, resolve
 
 PREFIXES = {"monitoring": "cloudwatch"}  # signing name -> the Service Authorization Reference's prefix
 # API operations whose IAM action is named otherwise (Service Authorization Reference, AWS Lambda).
