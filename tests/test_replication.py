@@ -484,3 +484,19 @@ def test_a_function_reaches_an_iam_auth_cluster_only_as_far_as_its_role_and_boun
     assert "DeleteDataViaQuery" in denied("replicator", "cluster-A", "POST", "/sparql", urlencode({"update": "DELETE DATA { <a:s> <a:p> <a:o> }"}).encode())
     assert "boundary" in denied("bounded", "cluster-A", "POST", "/gremlin", add)
     assert denied("bounded", "cluster-A", "GET", "/sparql/stream") is None
+
+
+def test_a_value_keeps_its_type_or_is_refused(clusters):
+    """Gremlin results are asked for in GraphSON 3 and read with their types; a number without one is refused, not
+    guessed; a Short or Byte cannot be written with its type and is refused; dates keep their millisecond."""
+    source, source_id, _, _ = clusters
+    with pytest.raises(replication.UnsupportedChange, match="without its type"):
+        replication._typed(7)
+    with pytest.raises(replication.UnsupportedChange, match="Short"):
+        replication.gremlin({"op": "ADD", "data": {"id": "v", "type": "vp", "key": "k", "value": {"value": 3, "dataType": "Short"}}})
+    gremlin(source, "g.addV('a').property(T.id, 'v').property('at', datetime('2038-06-13T14:51:45.081Z'))"
+                    ".property('tiny', " + replication._literal({"value": 1e-05, "dataType": "Double"}) + ")")
+    state = replication.vertex_states(source, ["v"])["v"]
+    assert sorted(json.loads(p)[1]["dataType"] for p in state["properties"]) == ["Date", "Double"]
+    assert json.dumps(["at", {"dataType": "Date", "value": "2038-06-13T14:51:45.081Z"}], sort_keys=True) in state["properties"]
+    assert neptune_data.volume(source_id).vertices["v"]["props"]["tiny"] == {(1e-05, "Double")}

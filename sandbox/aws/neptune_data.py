@@ -240,7 +240,7 @@ def _value(typed: tuple) -> dict:
 
 # ---------------------------------------------------------------- Gremlin (a subset of TinkerPop's steps)
 
-TOKEN = re.compile(r"""\s*(?:(?P<str>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")|(?P<num>-?\d+(?:\.\d+)?[LlDdFf]?)|(?P<name>[A-Za-z_][\w]*)|(?P<sym>[().,;\[\]:]))""")
+TOKEN = re.compile(r"""\s*(?:(?P<str>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")|(?P<num>-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?[LlDdFf]?)|(?P<name>[A-Za-z_][\w]*)|(?P<sym>[().,;\[\]:]))""")
 
 
 class Gremlin:
@@ -315,7 +315,7 @@ class Gremlin:
                 return ("lit", (int(number), "Long"))
             if suffix == "f":
                 return ("lit", (float(number), "Float"))
-            if suffix == "d" or "." in number:
+            if suffix == "d" or "." in number or "e" in number.lower():
                 return ("lit", (float(number), "Double"))
             return ("lit", (int(number), "Integer"))
         if text in ("true", "false"):
@@ -419,13 +419,13 @@ def _run_traversal(tx: Transaction, steps: list, start: list | None = None) -> l
                      for e, edge in vol.edges.items() if edge[end] == i[1]]
         elif name in ("outV", "inV"):
             items = [("v", vol.edges[i[1]]["from" if name == "outV" else "to"]) for i in _materialize(tx, items) if i[0] == "e"]
-        elif name == "project":
-            modulators = steps[index + 1:index + 1 + len(values)]
-            if len(modulators) != len(values) or any(step[0] != "by" for step in modulators):
-                raise DataPlaneError(400, "MalformedQueryException", "project() needs one by() per key")
-            items = [("map", [(key[0], _projected(tx, item, by[1][0])) for key, by in zip(values, modulators)])
+        elif name == "project":  # its by() modulators taken in turn, cycling (TinkerPop's ProjectStep, a traversal ring)
+            count = next((n for n, step in enumerate(steps[index + 1:]) if step[0] != "by"), len(steps) - index - 1)
+            modulators = [step[1][0] if step[1] else ("identity", None) for step in steps[index + 1:index + 1 + count]]
+            items = [("map", [(key[0], value) for n, key in enumerate(values)
+                              if (value := _projected(tx, item, modulators[n % len(modulators)] if modulators else ("identity", None))) is not None])
                      for item in _materialize(tx, items)]
-            return _run_traversal(tx, [("__", [])] + steps[index + 1 + len(values):], items)
+            return _run_traversal(tx, [("__", [])] + steps[index + 1 + count:], items)
         elif name == "fold":
             items = [("list", _materialize(tx, items))]
         elif name == "unfold":
@@ -462,13 +462,14 @@ def _run_traversal(tx: Transaction, steps: list, start: list | None = None) -> l
 
 
 def _projected(tx: Transaction, item: tuple, by: tuple):
-    """One `by()` of `project()`: a token of the element (T.id, T.label, T.key, T.value) or a traversal's first result."""
+    """One `by()` of `project()`: the element itself, a token of it (T.id, T.label, T.key, T.value) or a traversal's
+    first result; None when the traversal yields nothing (the key is left out, as TinkerPop 3.6 does)."""
     kind, what = by
+    if kind == "identity":
+        return item
     if kind == "traversal":
         found = _run_traversal(tx, what, [item])
-        if not found:  # TinkerPop: "The provided traverser does not map to a value"
-            raise DataPlaneError(500, "InternalFailureException", "The provided traverser does not map to a value")
-        return found[0]
+        return found[0] if found else None
     if what == "id" and item[0] in ("v", "e"):
         return ("val", item[1])
     if what == "label" and item[0] in ("v", "e"):
@@ -531,6 +532,7 @@ def run_gremlin(vol: Volume, streams: bool, script: str) -> list:
 # GraphSON 3.0, Neptune's default serialization of Gremlin results over HTTP: a type name beside each value that JSON
 # cannot tell apart. https://tinkerpop.apache.org/docs/current/dev/io/#graphson-3d0
 # https://docs.aws.amazon.com/neptune/latest/userguide/access-graph-gremlin-rest.html
+EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 GRAPHSON_TYPES = {"Integer": "g:Int32", "Int": "g:Int32", "Long": "g:Int64", "Float": "g:Float", "Double": "g:Double",
                   "Short": "gx:Int16", "Byte": "gx:Byte"}
 
@@ -548,10 +550,15 @@ def graphson(vol: Volume, item):
         return {"@type": "g:Vertex", "@value": {"id": item[1], "label": "::".join(sorted(vol.vertices[item[1]]["labels"]))}}
     if kind == "e":
         edge = vol.edges[item[1]]
-        return {"@type": "g:Edge", "@value": {"id": item[1], "label": edge["label"], "outV": edge["from"], "inV": edge["to"]}}
-    if kind in ("vp", "ep"):
-        return {"@type": "g:VertexProperty" if kind == "vp" else "g:Property",
-                "@value": {"label" if kind == "vp" else "key": item[2], "value": graphson(vol, ("typed", item[3]))}}
+        labels = {end: "::".join(sorted(vol.vertices[edge[end]]["labels"])) if edge[end] in vol.vertices else "vertex" for end in ("from", "to")}
+        return {"@type": "g:Edge", "@value": {"id": item[1], "label": edge["label"], "outVLabel": labels["from"], "inVLabel": labels["to"],
+                                             "outV": edge["from"], "inV": edge["to"]}}
+    if kind == "vp":  # a vertex property's id: Neptune's are opaque strings
+        value = graphson(vol, ("typed", item[3]))
+        return {"@type": "g:VertexProperty", "@value": {"id": f"{item[1]}|{item[2]}|{json.dumps(value, sort_keys=True)}",
+                                                        "value": value, "label": item[2]}}
+    if kind == "ep":
+        return {"@type": "g:Property", "@value": {"key": item[2], "value": graphson(vol, ("typed", item[3]))}}
     if kind == "list":
         return {"@type": "g:List", "@value": [graphson(vol, i) for i in item[1]]}
     if kind == "map":
@@ -564,11 +571,11 @@ def date_millis(text: str) -> int:
     moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=datetime.timezone.utc)
-    return int(moment.timestamp() * 1000)
+    return (moment - EPOCH) // datetime.timedelta(milliseconds=1)
 
 
 def date_text(millis: int) -> str:
-    return datetime.datetime.fromtimestamp(millis / 1000, datetime.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return (EPOCH + datetime.timedelta(milliseconds=millis)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 # ---------------------------------------------------------------- SPARQL 1.1 Update: INSERT DATA, DELETE DATA
@@ -898,7 +905,8 @@ def handle(method: str, url: str, headers: dict, body: bytes) -> tuple[int, dict
     if method == "POST" and path == "/gremlin":
         script = json.loads(body or b"{}").get("gremlin", "")
         data = {"@type": "g:List", "@value": run_gremlin(vol, streams, script)}
-        return 200, {"requestId": str(time.monotonic_ns()), "status": {"code": 200}, "result": {"data": data, "meta": {}}}
+        return 200, {"requestId": str(time.monotonic_ns()), "status": {"message": "", "code": 200, "attributes": {"@type": "g:Map", "@value": []}},
+                     "result": {"data": data, "meta": {"@type": "g:Map", "@value": []}}}
     if method == "POST" and path == "/sparql":
         form = {k: v[-1] for k, v in parse_qs((body or b"").decode()).items()}
         if "update" not in form:

@@ -277,10 +277,12 @@ def _progress(step: Step) -> dict:
         found = step.state.get(key)
         if isinstance(found, dict) and "positions" in found:
             return {"positions": found["positions"], "overlaps": found.get("overlaps", []), "target_position": found.get("target_position")}
-    start, bound = step.state["stream_position"]["positions"], step.state["snapshot_bound"]["positions"]
-    overlap = replication.position_key(bound["pg"]) > replication.position_key(start["pg"])
+    # An execution started before the snapshot bound and the copy's position were recorded has neither: the copy's
+    # position unknown, the first run takes everything up to the source's latest as an overlap (replication.replicate).
+    start, bound = step.state["stream_position"]["positions"], (step.state.get("snapshot_bound") or {}).get("positions")
+    overlap = bound is not None and replication.position_key(bound["pg"]) > replication.position_key(start["pg"])
     return {"positions": start, "overlaps": [{"from": start["pg"], "to": bound["pg"]}] if overlap else [],
-            "target_position": step.state["replicator_access"]["target_position"]}
+            "target_position": step.state["replicator_access"].get("target_position")}
 
 
 def _replicate(step: Step, source: str, target: str, progress: dict) -> dict:

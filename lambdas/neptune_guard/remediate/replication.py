@@ -70,6 +70,7 @@ REQUEST_RECORDS = 1000  # records one write request carries: far below Neptune's
 HELD_BYTES = 200 * 1024 * 1024  # a transaction's records held to apply it whole (as the stream sends them): inside the function's 1 GB
 RECONCILE_BATCH = 200  # vertices read in one query when the copy is reconciled with the source
 NEPTUNE_PORT = 8182
+GRAPHSON_3 = "application/vnd.gremlin-v3.0+json"
 
 
 class DataPlaneError(Exception):
@@ -104,9 +105,11 @@ class Neptune:
         self.http = URLLib3Session(timeout=timeout)
         self.credentials = botocore.session.get_session().get_credentials() if iam_auth else None
 
-    def call(self, method: str, path: str, params: dict | None = None, body: bytes | None = None, content_type: str | None = None) -> dict:
+    def call(self, method: str, path: str, params: dict | None = None, body: bytes | None = None, content_type: str | None = None,
+             accept: str | None = None) -> dict:
         url = self.base + path + (f"?{urlencode(params)}" if params else "")
-        request = AWSRequest(method=method, url=url, data=body, headers={"Content-Type": content_type} if content_type else {})
+        headers = {**({"Content-Type": content_type} if content_type else {}), **({"Accept": accept} if accept else {})}
+        request = AWSRequest(method=method, url=url, data=body, headers=headers)
         if self.iam_auth:
             SigV4Auth(self.credentials.get_frozen_credentials(), "neptune-db", self.region).add_auth(request)
         try:
@@ -144,7 +147,9 @@ class Neptune:
         return None if page is None else {**page["lastEventId"], "timestamp": page["lastTrxTimestamp"]}
 
     def gremlin(self, script: str) -> list:
-        data = self.call("POST", "/gremlin", body=json.dumps({"gremlin": script}).encode(), content_type="application/json")["result"]["data"]
+        """Results in GraphSON 3, asked for: its values carry their types (access-graph-gremlin-rest.html)."""
+        data = self.call("POST", "/gremlin", body=json.dumps({"gremlin": script}).encode(), content_type="application/json",
+                         accept=GRAPHSON_3)["result"]["data"]
         return data.get("@value", []) if isinstance(data, dict) else data  # GraphSON 3's typed list, or a plain one
 
     def opencypher(self, query: str, parameters: dict) -> list:
@@ -229,7 +234,9 @@ def _literal(value: dict) -> str:
         return "'" + str(raw).replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n") + "'"
     if kind == "Boolean":
         return "true" if raw in (True, "true") else "false"
-    if kind in ("Integer", "Int", "Short", "Byte"):
+    if kind in ("Short", "Byte"):  # Gremlin's script literals have no such integer: it would arrive an Int
+        raise UnsupportedChange(f"a {kind} property value of {raw}: Gremlin cannot write one with its type")
+    if kind in ("Integer", "Int"):
         return str(int(raw))
     if kind == "Long":
         return f"{int(raw)}L"
@@ -297,11 +304,15 @@ def from_graphson(value):
 
 
 def _typed(value) -> dict:
-    """A property value as the stream writes one (a JSON number without a GraphSON type: Long or Double)."""
+    """A property value as the stream writes one. A number without a GraphSON type cannot say whether it is an Int or
+    a Long, a Double or a Float or a Date: refused rather than guessed (the queries ask for GraphSON 3)."""
     if isinstance(value, dict):
         return value
-    kind = "Boolean" if isinstance(value, bool) else "String" if isinstance(value, str) else "Long" if isinstance(value, int) else "Double"
-    return {"value": value, "dataType": kind}
+    if isinstance(value, bool):
+        return {"value": value, "dataType": "Boolean"}
+    if isinstance(value, str):
+        return {"value": value, "dataType": "String"}
+    raise UnsupportedChange(f"a property value without its type ({value!r}): the cluster did not answer in GraphSON 3")
 
 
 # A vertex as a whole: its labels, each property value, and each edge it ends (label, ends, properties).
@@ -506,11 +517,12 @@ def replicate(source: Neptune, target: Neptune, positions: dict, seconds: float,
     applied whole (one larger than HELD_BYTES is refused: the function could not hold it).
 
     `overlaps` are the ranges of the source's stream replayed over a copy that may already hold them (reconcile()
-    settles their vertices at the drain), `target_position` where the target's own stream stood when the last run
-    returned: a target that moved since was written by a run that never returned (a crash, a timeout), so from
-    `positions` to the source's latest is replayed over what that run applied, and joins the overlaps."""
+    settles their vertices), `target_position` where the target's own stream stood when the last run returned: a
+    target that moved since was written by a run that never returned (a crash, a timeout), so from `positions` to
+    the source's latest is replayed over what that run applied, and joins the overlaps; so does it when where the
+    target stood is not known (None)."""
     overlaps = list(overlaps or [])
-    if target_position is not None and position_of(target.latest("pg")) != target_position.get("pg"):
+    if target_position is None or position_of(target.latest("pg")) != target_position.get("pg"):
         overlaps.append({"from": positions.get("pg"), "to": position_of(source.latest("pg"))})
     positions, applied, started = dict(positions), dict.fromkeys(MODELS, 0), time.monotonic()
     for number, model in enumerate(MODELS):
