@@ -500,3 +500,42 @@ def test_a_value_keeps_its_type_or_is_refused(clusters):
     assert sorted(json.loads(p)[1]["dataType"] for p in state["properties"]) == ["Date", "Double"]
     assert json.dumps(["at", {"dataType": "Date", "value": "2038-06-13T14:51:45.081Z"}], sort_keys=True) in state["properties"]
     assert neptune_data.volume(source_id).vertices["v"]["props"]["tiny"] == {(1e-05, "Double")}
+
+
+def test_overlaps_are_settled_a_budget_at_a_time_while_writes_flow_then_what_was_replayed_meanwhile(clusters, monkeypatch):
+    """Before the cutover question the source keeps changing: each vertex is set to the source's state as one query
+    reads it, a batch a call, resuming after the last; the records replayed meanwhile are the next, smaller overlap,
+    settled at the drain with the source still."""
+    monkeypatch.setattr(replication, "PAGE", 1)
+    monkeypatch.setattr(replication, "MAX_PAGE", 1)
+    monkeypatch.setattr(replication, "RECONCILE_BATCH", 1)
+    source, source_id, snapshot, restore = clusters
+    gremlin(source, VERTEX_V)
+    gremlin(source, "g.addV('a::x').property(T.id, 'v2').property('p', 1)")
+    position = {m: replication.position_of(source.latest(m)) for m in replication.MODELS}
+    _label_dance(source)
+    gremlin(source, "g.V('v2').properties('p').drop()")
+    cypher(source, "MATCH (n) WHERE id(n) = $vid REMOVE n:a", vid="v2")
+    gremlin(source, "g.V('v2').property('p', 2)")
+    cypher(source, "MATCH (n) WHERE id(n) = $vid SET n:a", vid="v2")
+    cypher(source, "MATCH (n) WHERE id(n) = $vid REMOVE n:x", vid="v2")
+    snapshot("s")
+    bound = replication.position_of(source.latest("pg"))
+    target, target_id = restore("s", "copy")
+    result = replicate_until_caught_up(source, target, position)
+    overlaps, after, calls = [{"from": position["pg"], "to": bound}], None, 0
+    applied = result["positions"]
+    while True:
+        calls += 1
+        settled = replication.reconcile(source, target, overlaps, 0, after)
+        gremlin(source, f"g.addV('w').property(T.id, 'meanwhile{calls}')")  # writes keep flowing
+        cypher(source, "MATCH (n) WHERE id(n) = $vid SET n:b", vid="v")
+        if settled["done"]:
+            break
+        after = settled["after"]
+    assert calls == 2 and settled["reconciled"] == 1  # one vertex a call, the second resumed after the first
+    cypher(source, "MATCH (n) WHERE id(n) = $vid REMOVE n:b", vid="v")
+    result = replicate_until_caught_up(source, target, applied)
+    replication.reconcile(source, target, [{"from": applied["pg"], "to": settled["source_latest"]}])
+    assert contents(target_id) == contents(source_id)
+    assert replication.proof(source, result["positions"])["proven"]

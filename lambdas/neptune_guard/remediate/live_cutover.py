@@ -298,14 +298,37 @@ def replicate(step: Step) -> dict:
     plan, previous, now = step.plan, step.state.get("replication") or {}, time.time()
     result = _replicate(step, plan["cluster_id"], plan["new_cluster_id"], _progress(step))
     ready = result["caught_up"] or (result.get("lag_counted", True) and result["lag_records"] <= CAUGHT_UP_RECORDS)
+    settling = previous.get("settling")
+    if ready and (settling or any(not o.get("settled") for o in result["overlaps"])):
+        settling = _settle_overlaps(step, result, settling)
+        ready = settling is None
     asked_since = previous.get("asked_since") or (now if ready else None)
     catch_up_runs = previous.get("catch_up_runs", 0) + (asked_since is None)
     if asked_since is None and catch_up_runs >= CATCH_UP_RUNS:
         raise CannotCatchUp(f"the new cluster is still {result['lag_records']} records ({result['lag_seconds']} s) behind after "
                             f"{catch_up_runs} runs of {REPLICATE_SECONDS} s: the application writes faster than replication applies")
-    return {**result, "measured_at": now, "ready_to_ask": ready, "asked_since": asked_since, "catch_up_runs": catch_up_runs,
+    return {**result, "settling": settling, "measured_at": now, "ready_to_ask": ready, "asked_since": asked_since, "catch_up_runs": catch_up_runs,
             "pause_seconds": pause_between_runs(now - (asked_since or now), plan["approval_timeout_seconds"]),
             "approval_answered": "cutover" in step.answered}
+
+
+def _settle_overlaps(step: Step, result: dict, settling: dict | None) -> dict | None:
+    """Before the cutover question, while writes flow: the vertices of the overlaps not yet settled are reconciled a
+    run's budget at a time, so that the drain, inside the write pause, has only the records replayed meanwhile to
+    settle (one small overlap, marked settled) rather than the snapshot's range or a crashed run's. Updates `result`
+    (its overlaps and where the copy's stream stands); what is left to do next run, or None."""
+    plan = step.plan
+    settling = settling or {"overlaps": [o for o in result["overlaps"] if not o.get("settled")], "after": None,
+                            "from": result["positions"]["pg"]}
+    settled = _invoke(step, {"action": "reconcile", "source": _endpoint(step, plan["cluster_id"]), "target": _endpoint(step, plan["new_cluster_id"]),
+                             "overlaps": settling["overlaps"], "seconds": REPLICATE_SECONDS, "after": settling["after"]})
+    result["target_position"] = settled["target_position"]
+    if not settled["done"]:
+        return {**settling, "after": settled["after"]}
+    replayed = {"from": settling["from"], "to": settled["source_latest"], "settled": True}
+    result["overlaps"] = [o for o in result["overlaps"] if o not in settling["overlaps"]] + (
+        [replayed] if replication.position_key(replayed["to"]) > replication.position_key(replayed["from"]) else [])
+    return None
 
 
 def pause_between_runs(waiting_seconds: float, approval_timeout_seconds: int) -> int:

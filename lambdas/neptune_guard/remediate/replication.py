@@ -387,33 +387,49 @@ def _state_records(vid: str, want: dict, have: dict | None) -> tuple[list[dict],
     return vertex, edges
 
 
-def reconcile(source: Neptune, target: Neptune, overlaps: list[dict]) -> dict:
-    """With the source still (writes stopped, before the proof that shows none came): each vertex a record within the
-    overlapping ranges removed labels of is read whole on both clusters, and the copy's rewritten where it differs.
-    Read again after: a difference left is NotReconciled (no swap)."""
-    vertices, changed = sorted(vertices_to_reconcile(source, overlaps)), 0
+def reconcile(source: Neptune, target: Neptune, overlaps: list[dict], seconds: float | None = None, after: str | None = None) -> dict:
+    """Each vertex a record within the overlapping ranges removed labels of is read whole on both clusters, and the
+    copy's rewritten where it differs; read again after, a difference left is NotReconciled (no swap).
+
+    With the source still (at the drain, before the proof that shows it was), that ends the overlaps. With writes
+    flowing (before the cutover question, `seconds` at a time, resuming after the vertex id `after`), each vertex is
+    set to the source's state at some commit between the two latest positions read around its query: the records
+    from the applied position up to `source_latest`, read after, are then replayed over vertices that may be ahead
+    of them, a new and smaller overlap."""
+    deadline = None if seconds is None else time.monotonic() + seconds
+    vertices = [vid for vid in sorted(vertices_to_reconcile(source, overlaps)) if after is None or vid > after]
+    changed, checked = 0, 0
     for start in range(0, len(vertices), RECONCILE_BATCH):
         batch = vertices[start:start + RECONCILE_BATCH]
-        want, have = vertex_states(source, batch), vertex_states(target, batch)
-        wrong = [vid for vid in batch if want.get(vid) != have.get(vid)]
-        if not wrong:
-            continue
-        gone = [vid for vid in wrong if vid not in want]
-        if gone:
-            target.gremlin(f"g.V({', '.join(_string(vid) for vid in gone)}).drop()")
-        made = [_state_records(vid, want[vid], have.get(vid)) for vid in wrong if vid in want]
-        target.apply("pg", [r for vertex, _ in made for r in vertex] + [r for _, edges in made for r in edges])
-        for vid in wrong:
-            extra = [label for label in (have.get(vid) or {}).get("labels", []) if vid in want and label not in want[vid]["labels"]]
-            if extra:
-                target.opencypher(f"MATCH (n) WHERE id(n) = $vid REMOVE n{cypher_labels(extra)}", {"vid": vid})
-        again = vertex_states(target, wrong)
-        still = [vid for vid in wrong if again.get(vid) != want.get(vid)]
-        if still:
-            raise NotReconciled(f"{len(still)} vertices of the copy still differ from the source's after being rewritten from it "
-                                f"(first: {still[0]}): an edge to a vertex the copy lacks, or a change the copy cannot take")
-        changed += len(wrong)
-    return {"reconciled": len(vertices), "changed": changed, "target_position": {"pg": position_of(target.latest("pg"))}}
+        changed += _reconcile_batch(source, target, batch)
+        checked += len(batch)
+        if deadline is not None and time.monotonic() >= deadline and start + RECONCILE_BATCH < len(vertices):
+            return {"done": False, "after": batch[-1], "reconciled": checked, "changed": changed,
+                    "target_position": {"pg": position_of(target.latest("pg"))}}
+    return {"done": True, "after": None, "reconciled": checked, "changed": changed, "source_latest": position_of(source.latest("pg")),
+            "target_position": {"pg": position_of(target.latest("pg"))}}
+
+
+def _reconcile_batch(source: Neptune, target: Neptune, batch: list[str]) -> int:
+    want, have = vertex_states(source, batch), vertex_states(target, batch)
+    wrong = [vid for vid in batch if want.get(vid) != have.get(vid)]
+    if not wrong:
+        return 0
+    gone = [vid for vid in wrong if vid not in want]
+    if gone:
+        target.gremlin(f"g.V({', '.join(_string(vid) for vid in gone)}).drop()")
+    made = [_state_records(vid, want[vid], have.get(vid)) for vid in wrong if vid in want]
+    target.apply("pg", [r for vertex, _ in made for r in vertex] + [r for _, edges in made for r in edges])
+    for vid in wrong:
+        extra = [label for label in (have.get(vid) or {}).get("labels", []) if vid in want and label not in want[vid]["labels"]]
+        if extra:
+            target.opencypher(f"MATCH (n) WHERE id(n) = $vid REMOVE n{cypher_labels(extra)}", {"vid": vid})
+    again = vertex_states(target, wrong)
+    still = [vid for vid in wrong if again.get(vid) != want.get(vid)]
+    if still:
+        raise NotReconciled(f"{len(still)} vertices of the copy still differ from the source's after being rewritten from it "
+                            f"(first: {still[0]}): an edge to a vertex the copy lacks, or a change the copy cannot take")
+    return len(wrong)
 
 
 def cypher_labels(labels) -> str:
@@ -587,7 +603,7 @@ def _cluster(spec: dict, allowed: str) -> Neptune:
 def handler(event: dict, context) -> dict:
     """The replicator function's entry point, invoked by the workflow's steps with the member role:
     `{"action": "position"|"replicate"|"reconcile"|"prove", "source": {endpoint, region, iam_auth, port}, "target": {...},
-    "positions": {...}, "seconds": N, "overlaps": [...], "target_position": {...}}`."""
+    "positions": {...}, "seconds": N, "overlaps": [...], "target_position": {...}, "after": vertex id}`."""
     action = event.get("action")
     source = _cluster(event["source"], READ_HOSTS)
     if action == "position":
@@ -597,7 +613,9 @@ def handler(event: dict, context) -> dict:
         return replicate(source, _cluster(event["target"], WRITE_HOSTS), event.get("positions") or {}, seconds,
                          event.get("overlaps"), event.get("target_position"))
     if action == "reconcile":
-        return reconcile(source, _cluster(event["target"], WRITE_HOSTS), event.get("overlaps") or [])
+        seconds = event.get("seconds")
+        return reconcile(source, _cluster(event["target"], WRITE_HOSTS), event.get("overlaps") or [],
+                         None if seconds is None else float(seconds), event.get("after"))
     if action == "prove":
         return proof(source, event.get("positions") or {})
     raise ValueError(f"unknown replicator action {action!r}")
