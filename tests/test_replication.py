@@ -438,8 +438,15 @@ def test_a_run_that_never_returned_makes_its_range_an_overlap(clusters, monkeypa
     _label_dance(source)
     crashed = replication.replicate(source, target, returned["positions"], 30, [], returned["target_position"])  # its result is lost
     assert crashed["caught_up"]
+    time.sleep(0.01)
+    cypher(source, "MATCH (n) WHERE id(n) = $vid SET n:z", vid="u")  # after the crash, a label removed elsewhere
+    cypher(source, "MATCH (n) WHERE id(n) = $vid REMOVE n:z", vid="u")
     retried = replicate_until_caught_up_from(source, target, returned)
-    assert retried["overlaps"] == [{"from": returned["positions"]["pg"], "to": replication.position_of(source.latest("pg"))}]
+    [overlap] = retried["overlaps"]
+    assert (overlap["from"], overlap["to"]) == (returned["positions"]["pg"], replication.position_of(source.latest("pg")))
+    # bounded by what the crashed run could have applied: nothing the source committed after the target's last commit
+    assert replication.vertices_to_reconcile(source, retried["overlaps"]) == {"v", "u"}
+    assert replication.vertices_to_reconcile(source, [{**overlap, "until_ms": overlap["until_ms"] - replication.CLOCK_SKEW_MS}]) == {"v"}
     assert contents(target_id) != contents(source_id), "the replay was not misread: this test shows nothing"
     replication.reconcile(source, target, retried["overlaps"])
     assert contents(target_id) == contents(source_id)

@@ -69,6 +69,7 @@ MAX_PAGE = 100_000  # the most one read may ask for (the API's limit)
 REQUEST_RECORDS = 1000  # records one write request carries: far below Neptune's 150 MB request limit for any value Gremlin takes
 HELD_BYTES = 200 * 1024 * 1024  # a transaction's records held to apply it whole (as the stream sends them): inside the function's 1 GB
 RECONCILE_BATCH = 200  # vertices read in one query when the copy is reconciled with the source
+CLOCK_SKEW_MS = 60_000  # between two clusters' commit timestamps (each its writer's clock): a wide margin
 NEPTUNE_PORT = 8182
 GRAPHSON_3 = "application/vnd.gremlin-v3.0+json"
 
@@ -336,20 +337,26 @@ def vertex_states(cluster: Neptune, ids: list[str]) -> dict[str, dict]:
 
 def vertices_to_reconcile(source: Neptune, overlaps: list[dict]) -> set[str]:
     """The vertices whose labels a property-graph record within the ranges removes: the records `_remove_labels` may
-    have misread there, replayed over a copy that already held later changes."""
+    have misread there, replayed over a copy that already held later changes. A range ends at its `to` position, and
+    at its `until_ms` commit time when it has one."""
     found = set()
     for span in overlaps:
-        read, end = span["from"], position_key(span["to"])
-        while position_key(read) < end:
-            page = source.after("pg", read, MAX_PAGE)
-            if page is None or not page["records"]:
-                break
-            for record in page["records"]:
-                if position_key(position_of(record["eventId"])) > end:
-                    break
-                if record["op"] == "REMOVE" and record["data"]["type"] == "vl":
-                    found.add(record["data"]["id"])
-            read = position_of(page["records"][-1]["eventId"])
+        found |= _label_removals(source, span["from"], position_key(span["to"]), span.get("until_ms", math.inf))
+    return found
+
+
+def _label_removals(source: Neptune, read: dict | None, end: tuple, until_ms: float) -> set[str]:
+    found = set()
+    while position_key(read) < end:
+        page = source.after("pg", read, MAX_PAGE)
+        if page is None or not page["records"]:
+            break
+        for record in page["records"]:
+            if position_key(position_of(record["eventId"])) > end or record["commitTimestamp"] > until_ms:
+                return found
+            if record["op"] == "REMOVE" and record["data"]["type"] == "vl":
+                found.add(record["data"]["id"])
+        read = position_of(page["records"][-1]["eventId"])
     return found
 
 
@@ -538,8 +545,11 @@ def replicate(source: Neptune, target: Neptune, positions: dict, seconds: float,
     the source's latest is replayed over what that run applied, and joins the overlaps; so does it when where the
     target stood is not known (None)."""
     overlaps = list(overlaps or [])
-    if target_position is None or position_of(target.latest("pg")) != target_position.get("pg"):
-        overlaps.append({"from": positions.get("pg"), "to": position_of(source.latest("pg"))})
+    target_latest = target.latest("pg")
+    if target_position is None or position_of(target_latest) != target_position.get("pg"):
+        # What that run changed on the target came from source records committed before the target's last commit.
+        bound = {} if target_position is None or target_latest is None else {"until_ms": target_latest["timestamp"] + CLOCK_SKEW_MS}
+        overlaps.append({"from": positions.get("pg"), "to": position_of(source.latest("pg")), **bound})
     positions, applied, started = dict(positions), dict.fromkeys(MODELS, 0), time.monotonic()
     for number, model in enumerate(MODELS):
         deadline = started + seconds * (number + 1) / len(MODELS) if number + 1 < len(MODELS) else started + seconds
