@@ -427,6 +427,7 @@ def test_a_replicator_replaced_under_its_name_is_not_believed(deployed):
     import zipfile
 
     from neptune_guard.approve import workflow
+    from neptune_guard.approve.approvals import NoPendingApproval
 
     session, sfn, arns = deployed
     writer = Writer(ACCOUNT, REGION, "graph", "property-graph").start()
@@ -449,7 +450,10 @@ def test_a_replicator_replaced_under_its_name_is_not_believed(deployed):
                             VpcConfig={"SubnetIds": configuration["VpcConfig"]["SubnetIds"],
                                        "SecurityGroupIds": configuration["VpcConfig"]["SecurityGroupIds"]})
         writer.pause()
-        decide(sfn, execution, "cutover", approved=True, approver="bob")
+        try:
+            decide(sfn, execution, "cutover", approved=True, approver="bob")
+        except NoPendingApproval:  # the replicating branch beside the question found it first: the question is withdrawn
+            pass
         description = finish(sfn, execution)
     finally:
         writer.stop()
