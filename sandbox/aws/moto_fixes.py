@@ -623,8 +623,11 @@ def send_task_failure_keeps_its_cause() -> None:
 def execution_history_is_answered_in_json_directly() -> None:
     """`GetExecutionHistory` as the JSON protocol writes it (timestamps as epoch seconds), without moto's generic
     serializer, which tries every one of a history event's sixty optional members on every event: a few hundred
-    events took 0.6 s a read, and every step of a workflow reads its execution's history. Not an AWS correction:
-    the events are moto's own, unchanged. https://docs.aws.amazon.com/step-functions/latest/apireference/API_GetExecutionHistory.html
+    events took 0.6 s a read, and every step of a workflow reads its execution's history. The events are moto's own;
+    their timestamps, which moto's interpreter keeps as ISO-8601 text, are written as epoch seconds as AWS writes
+    them (botocore read the text back through dateutil, most of a streams demo's time).
+    https://docs.aws.amazon.com/step-functions/latest/apireference/API_GetExecutionHistory.html
+    https://smithy.io/2.0/aws/protocols/aws-json-1_0-protocol.html (timestamps: epoch-seconds)
     """
 
     def as_json(value):
@@ -632,9 +635,15 @@ def execution_history_is_answered_in_json_directly() -> None:
             return value.timestamp()
         raise TypeError(f"not serializable: {type(value).__name__}")
 
+    def epoch(event: dict) -> dict:
+        stamp = event.get("timestamp")
+        if isinstance(stamp, str):
+            return {**event, "timestamp": datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()}
+        return event
+
     def get_execution_history(self):
         history = self.stepfunction_backend.get_execution_history(self._get_param("executionArn"))
-        events = list(history["events"])
+        events = [epoch(event) for event in history["events"]]
         if self._get_param("reverseOrder"):
             events.reverse()
         return json.dumps({"events": events}, default=as_json)

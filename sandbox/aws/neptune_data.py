@@ -54,6 +54,7 @@ for the AWS APIs: requests to port 8182 come here, everything else goes where it
 
 from __future__ import annotations
 
+import bisect
 import contextvars
 import copy
 import datetime
@@ -95,13 +96,14 @@ class Volume:
     vertices: dict = field(default_factory=dict)  # id -> {"labels": set, "props": {key: set((value, dataType))}}
     edges: dict = field(default_factory=dict)     # id -> {"label", "from", "to", "props": {key: (value, dataType)}}
     quads: set = field(default_factory=set)       # "s p o g" with N-Triples terms
-    log: list = field(default_factory=list)       # (commitNum, opNum, commitTimestamp ms, model, op, data, isLastOp)
+    log: dict = field(default_factory=lambda: {"pg": [], "rdf": []})  # model -> [(commitNum, opNum, commitTimestamp ms, model, op, data, isLastOp)]
     commits: int = 0
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     def copy(self) -> "Volume":
         with self.lock:
-            return Volume(copy.deepcopy(self.vertices), copy.deepcopy(self.edges), set(self.quads), list(self.log), self.commits)
+            return Volume(copy.deepcopy(self.vertices), copy.deepcopy(self.edges), set(self.quads),
+                          {model: list(records) for model, records in self.log.items()}, self.commits)
 
 
 _volumes: dict[str, Volume] = {}       # DbClusterResourceId -> volume
@@ -138,7 +140,7 @@ class Transaction:
         self.vol.commits += 1
         now = int(time.time() * 1000)
         for n, (model, op, data) in enumerate(self.records, start=1):
-            self.vol.log.append((self.vol.commits, n, now, model, op, data, n == len(self.records)))
+            self.vol.log[model].append((self.vol.commits, n, now, model, op, data, n == len(self.records)))
 
     # property graph
     def add_vertex(self, vid: str, label: str) -> None:
@@ -710,19 +712,19 @@ def read_stream(vol: Volume, model: str, params: dict, expiry_days: int) -> dict
     if iterator in ("AT_SEQUENCE_NUMBER", "AFTER_SEQUENCE_NUMBER") and commit is None:
         raise DataPlaneError(400, "InvalidParameterException", f"commitNum is required with {iterator}")
     oldest = int((time.time() - expiry_days * 86400) * 1000)
-    with vol.lock:
-        log = [r for r in vol.log if r[3] == model]
-    live = [r for r in log if r[2] >= oldest]
-    if iterator == "LATEST":
-        chosen = live[-1:]
-    elif iterator == "TRIM_HORIZON":
-        chosen = live
-    else:
-        position = (commit, op)
-        requested = [r for r in log if ((r[0], r[1]) > position if iterator == "AFTER_SEQUENCE_NUMBER" else (r[0], r[1]) >= position)]
-        if requested and requested[0][2] < oldest:  # the record asked for is gone: reading on would skip changes
-            raise DataPlaneError(400, "ExpiredStreamException", "All of the requested records exceed the maximum age allowed and have expired.")
-        chosen = requested
+    with vol.lock:  # the log is in commit order, so in time order too: found by bisection, not read whole
+        log = vol.log[model]
+        if iterator == "LATEST":
+            chosen = log[-1:] if log and log[-1][2] >= oldest else []
+        elif iterator == "TRIM_HORIZON":
+            start = bisect.bisect_left(log, oldest, key=lambda r: r[2])
+            chosen = log[start:start + limit]
+        else:
+            find = bisect.bisect_right if iterator == "AFTER_SEQUENCE_NUMBER" else bisect.bisect_left
+            start = find(log, (commit, op), key=lambda r: (r[0], r[1]))
+            if start < len(log) and log[start][2] < oldest:  # the record asked for is gone: reading on would skip changes
+                raise DataPlaneError(400, "ExpiredStreamException", "All of the requested records exceed the maximum age allowed and have expired.")
+            chosen = log[start:start + limit]
     if not chosen:
         raise DataPlaneError(404, "StreamRecordsNotFoundException", "The requested resource could not be found. The stream may not be specified correctly.")
     records, size = [], 0
