@@ -130,6 +130,19 @@ class Transaction:
 
     def __init__(self, vol: Volume, streams: bool):
         self.vol, self.streams, self.records = vol, streams, []
+        self.saved: dict = {}  # (table, id) -> the element before this transaction first changed it (None: absent)
+
+    def _save(self, table: str, key: str) -> None:
+        if (table, key) not in self.saved:
+            self.saved[(table, key)] = copy.deepcopy(getattr(self.vol, table).get(key))
+
+    def rollback(self) -> None:
+        """Each element the transaction changed, as it was: a failed query changes nothing."""
+        for (table, key), before in self.saved.items():
+            if before is None:
+                getattr(self.vol, table).pop(key, None)
+            else:
+                getattr(self.vol, table)[key] = before
 
     def record(self, model: str, op: str, data: dict) -> None:
         self.records.append((model, op, data))
@@ -145,10 +158,12 @@ class Transaction:
     # property graph
     def add_vertex(self, vid: str, label: str) -> None:
         """A vertex with one label per `::`-separated part, each recorded on its own (Neptune's multi-label vertices)."""
+        self._save("vertices", vid)
         self.vol.vertices.setdefault(vid, {"labels": set(), "props": {}})
         self.add_labels(vid, label.split("::"))
 
     def add_labels(self, vid: str, labels: list[str]) -> None:
+        self._save("vertices", vid)
         v = self.vol.vertices[vid]
         for label in labels:
             if label not in v["labels"]:
@@ -158,6 +173,7 @@ class Transaction:
     def remove_labels(self, vid: str, labels: list[str]) -> None:
         """Every node keeps one label at least: removing all of them is an error (User Guide, openCypher data model;
         the error's code is not documented: this stand-in answers ConstraintViolationException)."""
+        self._save("vertices", vid)
         v = self.vol.vertices[vid]
         if not v["labels"] - set(labels):
             raise DataPlaneError(400, "ConstraintViolationException", f"cannot remove every label of node {vid}")
@@ -167,6 +183,7 @@ class Transaction:
                 self.record("pg", "REMOVE", {"id": vid, "type": "vl", "key": "label", "value": {"value": label, "dataType": "String"}})
 
     def set_vertex_property(self, vid: str, key: str, typed: tuple, single: bool) -> None:
+        self._save("vertices", vid)
         props = self.vol.vertices[vid]["props"]
         if single:
             for old in sorted(props.get(key, set()) - {typed}, key=repr):
@@ -177,6 +194,7 @@ class Transaction:
             self.record("pg", "ADD", {"id": vid, "type": "vp", "key": key, "value": _value(typed)})
 
     def remove_vertex_property(self, vid: str, key: str, typed: tuple) -> None:
+        self._save("vertices", vid)
         values = self.vol.vertices[vid]["props"].get(key, set())
         if typed in values:
             values.discard(typed)
@@ -185,6 +203,7 @@ class Transaction:
             self.record("pg", "REMOVE", {"id": vid, "type": "vp", "key": key, "value": _value(typed)})
 
     def drop_vertex(self, vid: str) -> None:
+        self._save("vertices", vid)
         for eid in [e for e, edge in self.vol.edges.items() if vid in (edge["from"], edge["to"])]:
             self.drop_edge(eid)
         vertex = self.vol.vertices[vid]
@@ -196,6 +215,7 @@ class Transaction:
         del self.vol.vertices[vid]
 
     def add_edge(self, eid: str, label: str, source: str, target: str) -> None:
+        self._save("edges", eid)
         if eid in self.vol.edges:
             raise DataPlaneError(400, "ConstraintViolationException", f"an edge with id {eid} already exists")
         self.vol.edges[eid] = {"label": label, "from": source, "to": target, "props": {}}
@@ -203,6 +223,7 @@ class Transaction:
                                   "from": source, "to": target})
 
     def set_edge_property(self, eid: str, key: str, typed: tuple) -> None:
+        self._save("edges", eid)
         props = self.vol.edges[eid]["props"]
         if props.get(key) == typed:
             return
@@ -212,10 +233,12 @@ class Transaction:
         self.record("pg", "ADD", {"id": eid, "type": "ep", "key": key, "value": _value(typed)})
 
     def remove_edge_property(self, eid: str, key: str) -> None:
+        self._save("edges", eid)
         typed = self.vol.edges[eid]["props"].pop(key)
         self.record("pg", "REMOVE", {"id": eid, "type": "ep", "key": key, "value": _value(typed)})
 
     def drop_edge(self, eid: str) -> None:
+        self._save("edges", eid)
         edge = self.vol.edges[eid]
         for key in sorted(edge["props"]):
             self.remove_edge_property(eid, key)
@@ -517,7 +540,6 @@ def _materialize(tx: Transaction, items: list) -> list:
 def run_gremlin(vol: Volume, streams: bool, script: str) -> list:
     traversals = Gremlin(script).parse()
     with vol.lock:
-        snapshot = vol.copy()
         tx = Transaction(vol, streams)
         try:
             # As Neptune runs a script: a statement before the last is executed only when iterated.
@@ -525,7 +547,7 @@ def run_gremlin(vol: Volume, streams: bool, script: str) -> list:
             results = [r for n, steps in enumerate(traversals) if n == len(traversals) - 1 or steps[-1][0] == "iterate"
                        for r in _run_traversal(tx, steps)]
         except DataPlaneError:
-            vol.vertices, vol.edges, vol.quads = snapshot.vertices, snapshot.edges, snapshot.quads  # rolled back
+            tx.rollback()
             raise
         tx.commit()
     return [graphson(vol, r) for r in results]
@@ -681,14 +703,13 @@ def run_opencypher(vol: Volume, streams: bool, query: str, parameters: dict) -> 
     labels = [name[1:-1].replace("``", "`") if name.startswith("`") else name
               for name in re.findall(r"`(?:[^`]|``)*`|[A-Za-z_][A-Za-z0-9_]*", match["labels"])]
     with vol.lock:
-        before = copy.deepcopy(vol.vertices)
         tx = Transaction(vol, streams)
         try:
             for vid in ids:
                 if vid in vol.vertices:  # MATCH finds nothing: nothing to set
                     (tx.add_labels if match["verb"].upper() == "SET" else tx.remove_labels)(vid, labels)
         except DataPlaneError:
-            vol.vertices = before  # the query's transaction rolls back
+            tx.rollback()  # the query's transaction rolls back
             raise
         tx.commit()
     return []
