@@ -36,11 +36,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Annotated, Literal, Optional, Union
 
-import boto3
 from botocore.exceptions import ClientError
 from botocore.utils import ArnParser, InvalidArnException
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from neptune_guard import aws
 from neptune_guard.approve import workflow
 from neptune_guard.remediate.guard import running_tasks
 from neptune_guard.remediate.resources import NotOurs
@@ -456,5 +456,5 @@ def decide(body, caller: Caller, endpoint: Endpoint, sfn, session=None) -> dict:
     if caller.person is None:
         raise Forbidden(f"{caller.arn} is not a person's role session (assumed-role/ROLE/SOURCE-IDENTITY)")
     if request.action == "approve":
-        return approve(sfn, request, caller, endpoint, session or boto3.Session(region_name=endpoint.region))
+        return approve(sfn, request, caller, endpoint, session or aws.new_session(endpoint.region))
     return ACTIONS[request.action](sfn, request, caller, endpoint)

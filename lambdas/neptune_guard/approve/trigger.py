@@ -102,7 +102,7 @@ def remediation_request(finding: dict, config: TriggerConfig, session: boto3.Ses
 
 
 def access_session(config: TriggerConfig, account: str, region: str, session: boto3.Session | None = None) -> boto3.Session:
-    return aws.assume_role(session or boto3.Session(region_name=region), account, config.access_role_name, region,
+    return aws.assume_role(session or aws.new_session(region), account, config.access_role_name, region,
                            "neptune-guard-trigger")
 
 

@@ -44,7 +44,7 @@ def member_session(request: dict, base: boto3.Session | None = None) -> boto3.Se
     workflow's own role needs nothing but sts:AssumeRole. `base`: whose credentials assume it (default: the
     environment's)."""
     role = request.get("role_name") or DEFAULT_REMEDIATION_ROLE
-    return aws.assume_role(base or boto3.Session(region_name=request["region"]), request["account_id"], role, request["region"],
+    return aws.assume_role(base or aws.new_session(request["region"]), request["account_id"], role, request["region"],
                            "neptune-guard-remediation")
 
 
@@ -59,6 +59,7 @@ class Step:
     answered: frozenset[str] = frozenset()  # the approval stages the execution's history shows answered (the guard reads it)
     base: boto3.Session | None = None  # whose credentials assume the member role (the CLI's --profile)
     _session: boto3.Session | None = None
+    _clients: dict = field(default_factory=dict)
 
     @property
     def session(self) -> boto3.Session:
@@ -67,7 +68,10 @@ class Step:
         return self._session
 
     def client(self, service: str):
-        return self.session.client(service, region_name=self.request["region"], config=aws.CLIENT_CONFIG)
+        """One client per service for the step (a client costs as much to make as several calls)."""
+        if service not in self._clients:
+            self._clients[service] = self.session.client(service, region_name=self.request["region"], config=aws.CLIENT_CONFIG)
+        return self._clients[service]
 
     @property
     def neptune(self):
