@@ -146,10 +146,10 @@ def fast_clock():
     clock.sleep = lambda seconds: None
     stack = contextlib.ExitStack()
     stack.enter_context(mock.patch.object(retrier_decl, "time", clock))
-    original_wait = wait_function.WaitFunction._wait_interval
-    # Wait states too, capped at a second: the metrics settle and the soak checks pass without hours of real time.
+    # Wait states too, to a twentieth of a second (interrupted, as moto's own wait is, when the execution stops): the
+    # metrics settle, the soak checks and the replication loop's pauses pass without hours of real time.
     stack.enter_context(mock.patch.object(wait_function.WaitFunction, "_wait_interval",
-                                          lambda self, env, wait_seconds: original_wait(self, env, min(wait_seconds, 1))))
+                                          lambda self, env, wait_seconds: env.program_state_event.wait(min(wait_seconds, 0.05))))
     return stack
 
 
