@@ -159,3 +159,19 @@ def test_neptune_analytics_out_of_scope_is_not_read_and_its_findings_are_left_as
     assert unit.read_in_full and GRAPH in unit.unread_types and not calls
     graph_findings = [f for f in findings(session, "111111111111", "us-east-1").values() if ":graph/" in f["Resources"][0]["Id"]]
     assert graph_findings and {f["RecordState"] for f in graph_findings} == {"ACTIVE"}  # out of scope is not gone
+
+
+def test_sessions_of_their_own_credentials_share_one_loader_that_does_not_grow(local_aws):
+    """A step assumes its role into a session of its own: the service models are read once per process, and boto3's
+    resource-model path, appended to the loader at every session, is kept once."""
+    from neptune_guard import aws
+
+    first = aws.new_session("us-east-1")
+    paths = list(first._session.get_component("data_loader").search_paths)
+    member = None
+    for number in range(3):
+        member = aws.new_session("eu-west-1", aws_access_key_id=f"AKIA{number}", aws_secret_access_key="secret", aws_session_token="token")
+    loader = member._session.get_component("data_loader")
+    assert loader is first._session.get_component("data_loader") and loader.search_paths == paths
+    assert member.get_credentials().access_key == "AKIA2" and member.region_name == "eu-west-1"
+    assert first.get_credentials().access_key != "AKIA2"
