@@ -71,6 +71,7 @@ from botocore.awsrequest import AWSResponse
 from botocore.exceptions import EndpointConnectionError
 from botocore.httpsession import URLLib3Session
 from moto.ec2.models import ec2_backends
+from moto.iam.exceptions import NotFoundException
 from moto.iam.models import iam_backends
 from moto.rds import models as rds_models
 
@@ -889,7 +890,7 @@ def _authorized(account: str, region: str, cluster, method: str, path: str, body
     iam = iam_backends[account]["global"]
     try:
         role = iam.get_role_by_arn(function.role)
-    except Exception:  # noqa: BLE001 - moto raises its own not-found error
+    except NotFoundException:
         return f"the function's role {function.role} does not exist"
     identity = [json.loads(document) for document in role.policies.values()]
     identity += [json.loads(next(v.document for v in policy.versions if v.is_default)) for policy in role.managed_policies.values()]

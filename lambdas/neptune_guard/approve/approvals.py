@@ -42,11 +42,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from neptune_guard import aws
 from neptune_guard.approve import workflow
-from neptune_guard.remediate.guard import running_tasks
+from neptune_guard.remediate.guard import APPROVAL_STEP, STATE_MACHINE_NAMES, running_tasks
 from neptune_guard.remediate.resources import NotOurs
 
-STATE_MACHINE_NAMES = ("NeptuneGuardClusterRemediation", "NeptuneGuardSnapshotRemediation")
-APPROVAL_STEP = "request_approval"
 MAX_CAUSE = 32768  # SendTaskFailure's limit on `cause`
 
 

@@ -10,14 +10,13 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta, timezone
 
-from neptune_guard.remediate.guard import running_tasks
+from neptune_guard.remediate.guard import APPROVAL_STEP, running_tasks
 
 CLUSTER_STATE_MACHINE = "NeptuneGuardClusterRemediation"
 SNAPSHOT_STATE_MACHINE = "NeptuneGuardSnapshotRemediation"
 # The approval stages each workflow asks for, in order (the `stage` of its request_approval tasks).
 STAGES = {CLUSTER_STATE_MACHINE: ("snapshot", "cutover", "decommission"), SNAPSHOT_STATE_MACHINE: ("delete-original",)}
 ALL_STAGES = tuple(stage for stages in STAGES.values() for stage in stages)
-APPROVAL_STEP = "request_approval"
 
 
 def state_machine_of(execution_arn: str) -> str:

@@ -16,6 +16,7 @@ from botocore.exceptions import ClientError
 from neptune_guard.remediate.resources import parse_arn
 
 STATE_MACHINE_NAMES = ("NeptuneGuardClusterRemediation", "NeptuneGuardSnapshotRemediation")
+APPROVAL_STEP = "request_approval"  # the step whose task token waits on on-call
 PLAN_KINDS = ("cluster-plan", "snapshot-plan")
 ENDED = ("Succeeded", "Failed", "TimedOut", "StartFailed", "ScheduleFailed", "SubmitFailed", "Aborted")
 BRANCHES_ENDED = ("ParallelStateSucceeded", "ParallelStateFailed", "ParallelStateAborted", "MapStateSucceeded", "MapStateFailed",

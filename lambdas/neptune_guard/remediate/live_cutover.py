@@ -242,19 +242,20 @@ def _invoke(step: Step, payload: dict) -> dict:
     return body
 
 
+def _endpoints(step: Step, source: str, target: str) -> dict:
+    """The two clusters a replicator call reads and writes, described once for the step's calls."""
+    return {"source": _endpoint(step, source), "target": _endpoint(step, target)}
+
+
 def _stream_position(step: Step, cluster_id: str) -> dict:
     return _invoke(step, {"action": "position", "source": _endpoint(step, cluster_id)})
 
 
-def record_stream_position(step: Step) -> dict:
-    """The original's latest event, read before the snapshot is requested: everything up to it is in the snapshot."""
-    return _stream_position(step, step.plan["cluster_id"])
-
-
-def record_snapshot_bound(step: Step) -> dict:
-    """The original's latest event once the snapshot is available: the snapshot holds nothing after it. Where in
-    between the snapshot was taken is not documented, so the records from the position read before it to this one are
-    replayed over a copy that may hold them already (an overlap, reconciled at the drain)."""
+def record_original_position(step: Step) -> dict:
+    """The original's latest event, read twice around the snapshot. Before it is requested (`record_stream_position`):
+    everything up to it is in the snapshot. Once it is available (`record_snapshot_bound`): the snapshot holds nothing
+    after it. Where in between the snapshot was taken is not documented, so the records between the two are replayed
+    over a copy that may hold them already (an overlap, reconciled before the swap)."""
     return _stream_position(step, step.plan["cluster_id"])
 
 
@@ -285,10 +286,15 @@ def _progress(step: Step) -> dict:
             "target_position": step.state["replicator_access"].get("target_position")}
 
 
-def _replicate(step: Step, source: str, target: str, progress: dict) -> dict:
-    return _invoke(step, {"action": "replicate", "source": _endpoint(step, source), "target": _endpoint(step, target),
-                          "positions": progress["positions"], "overlaps": progress["overlaps"],
+def _replicate(step: Step, endpoints: dict, progress: dict) -> dict:
+    return _invoke(step, {"action": "replicate", **endpoints, "positions": progress["positions"], "overlaps": progress["overlaps"],
                           "target_position": progress["target_position"], "seconds": REPLICATE_SECONDS})
+
+
+def _reconcile(step: Step, endpoints: dict, overlaps: list, **budget) -> dict:
+    """The vertices a label removal touched within `overlaps`, made on the target as they are on the source
+    (replication.reconcile); `budget`: seconds and where the last budgeted call stopped."""
+    return _invoke(step, {"action": "reconcile", **endpoints, "overlaps": overlaps, **budget})
 
 
 def replicate(step: Step) -> dict:
@@ -296,15 +302,19 @@ def replicate(step: Step) -> dict:
     long to pause before the next one. An execution's history holds 25,000 events: the loops are bounded so that
     catching up, then waiting for the cutover answer however long it may take, stay well inside it."""
     plan, previous, now = step.plan, step.state.get("replication") or {}, time.time()
-    result = _replicate(step, plan["cluster_id"], plan["new_cluster_id"], _progress(step))
+    endpoints = _endpoints(step, plan["cluster_id"], plan["new_cluster_id"])
+    result = _replicate(step, endpoints, _progress(step))
     ready = result["caught_up"] or (result.get("lag_counted", True) and result["lag_records"] <= CAUGHT_UP_RECORDS)
     settling = previous.get("settling")
     if ready and (settling or any(not o.get("settled") for o in result["overlaps"])):
-        settling = _settle_overlaps(step, result, settling)
+        settling = _settle_overlaps(step, endpoints, result, settling)
         ready = settling is None
     asked_since = previous.get("asked_since") or (now if ready else None)
     catch_up_runs = previous.get("catch_up_runs", 0) + (asked_since is None)
     if asked_since is None and catch_up_runs >= CATCH_UP_RUNS:
+        if settling is not None:
+            raise CannotCatchUp(f"{len(settling['overlaps'])} overlapping ranges of the stream are still being reconciled after "
+                                f"{catch_up_runs} runs of {REPLICATE_SECONDS} s")
         raise CannotCatchUp(f"the new cluster is still {result['lag_records']} records ({result['lag_seconds']} s) behind after "
                             f"{catch_up_runs} runs of {REPLICATE_SECONDS} s: the application writes faster than replication applies")
     return {**result, "settling": settling, "measured_at": now, "ready_to_ask": ready, "asked_since": asked_since, "catch_up_runs": catch_up_runs,
@@ -312,16 +322,14 @@ def replicate(step: Step) -> dict:
             "approval_answered": "cutover" in step.answered}
 
 
-def _settle_overlaps(step: Step, result: dict, settling: dict | None) -> dict | None:
+def _settle_overlaps(step: Step, endpoints: dict, result: dict, settling: dict | None) -> dict | None:
     """Before the cutover question, while writes flow: the vertices of the overlaps not yet settled are reconciled a
     run's budget at a time, so that the drain, inside the write pause, has only the records replayed meanwhile to
     settle (one small overlap, marked settled) rather than the snapshot's range or a crashed run's. Updates `result`
     (its overlaps and where the copy's stream stands); what is left to do next run, or None."""
-    plan = step.plan
     settling = settling or {"overlaps": [o for o in result["overlaps"] if not o.get("settled")], "after": None,
                             "from": result["positions"]["pg"]}
-    settled = _invoke(step, {"action": "reconcile", "source": _endpoint(step, plan["cluster_id"]), "target": _endpoint(step, plan["new_cluster_id"]),
-                             "overlaps": settling["overlaps"], "seconds": REPLICATE_SECONDS, "after": settling["after"]})
+    settled = _reconcile(step, endpoints, settling["overlaps"], seconds=REPLICATE_SECONDS, after=settling["after"])
     result["target_position"] = settled["target_position"]
     if not settled["done"]:
         return {**settling, "after": settled["after"]}
@@ -343,18 +351,18 @@ def _drain_and_prove(step: Step, source: str, target: str, progress: dict) -> di
     vertices of any overlapping range with the source (still now), then prove. Writes that keep coming for
     DRAIN_SECONDS mean the application has not stopped: no swap."""
     started = time.time()
-    drained = _replicate(step, source, target, progress)
+    endpoints = _endpoints(step, source, target)
+    drained = _replicate(step, endpoints, progress)
     applied = sum(drained["applied"].values())
     while not drained["caught_up"] and time.time() - started < DRAIN_SECONDS:
-        drained = _replicate(step, source, target, drained)
+        drained = _replicate(step, endpoints, drained)
         applied += sum(drained["applied"].values())
     if not drained["caught_up"]:
         raise WritesStillFlowing(f"{source} is still {drained['lag_records']} records ahead after {DRAIN_SECONDS} s of draining")
     reconciled = {"reconciled": 0, "changed": 0, "target_position": drained["target_position"]}
     if drained["overlaps"]:
-        reconciled = _invoke(step, {"action": "reconcile", "source": _endpoint(step, source), "target": _endpoint(step, target),
-                                    "overlaps": drained["overlaps"]})
-    proof = _invoke(step, {"action": "prove", "source": _endpoint(step, source), "positions": drained["positions"]})
+        reconciled = _reconcile(step, endpoints, drained["overlaps"])
+    proof = _invoke(step, {"action": "prove", "source": endpoints["source"], "positions": drained["positions"]})
     if not proof["proven"]:
         raise WritesStillFlowing(f"{source} committed past the drained position {proof['applied']}: {proof['past_position']}")
     return {"positions": drained["positions"], "source_latest": proof["source_latest"], "proven": True, "started_at": started,
@@ -478,8 +486,8 @@ def remove_replicator(step: Step) -> dict:
 
 STEPS = {
     "provision_replicator": (provision_replicator, "snapshot"),
-    "record_stream_position": (record_stream_position, "snapshot"),
-    "record_snapshot_bound": (record_snapshot_bound, "snapshot"),
+    "record_stream_position": (record_original_position, "snapshot"),
+    "record_snapshot_bound": (record_original_position, "snapshot"),
     "admit_replicator_to_new_cluster": (admit_replicator_to_new_cluster, "snapshot"),
     "replicate": (replicate, "snapshot"),
     "drain_and_prove": (drain_and_prove, "cutover"),
