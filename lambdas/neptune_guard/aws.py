@@ -30,14 +30,13 @@ _LOADER_LOCK = threading.Lock()
 _LOADER_PATHS: list[str] = []
 
 
-def new_session(region: str | None = None, **credentials: str) -> boto3.Session:
-    """A session, with credentials of its own if given, that reads botocore's data through the one loader every
-    session of this process shares. A session of its own per assumed role otherwise reads the endpoint rules and each
-    service's model from disk again (the loader caches them per instance): half of a remediation step's time."""
-    core = botocore.session.Session()
+def _sharing_the_loader(core: botocore.session.Session, **arguments) -> boto3.Session:
+    """A session that reads botocore's data through the one loader every session of this process shares. A session of
+    its own per assumed role (or per scan) otherwise reads the endpoint rules and each service's model from disk again
+    (the loader caches them per instance): half of a remediation step's time."""
     core.register_component("data_loader", _LOADER)
     with _LOADER_LOCK:
-        made = boto3.Session(botocore_session=core, region_name=region, **credentials)
+        made = boto3.Session(botocore_session=core, **arguments)
         # boto3 appends its resource models' folder to the loader's search paths at every session (Session._setup_loader):
         # kept once, or a warm Lambda's shared loader would grow a path per step.
         if not _LOADER_PATHS:
@@ -46,13 +45,22 @@ def new_session(region: str | None = None, **credentials: str) -> boto3.Session:
     return made
 
 
+def new_session(region: str | None = None, profile: str | None = None, **credentials: str) -> boto3.Session:
+    """A session in `region`, from `profile` or with credentials of its own if given, else the environment's. An unknown
+    profile raises ProfileNotFound here, as boto3.Session does."""
+    core = botocore.session.Session(profile=profile)
+    if profile is not None:
+        core.get_scoped_config()
+    return _sharing_the_loader(core, region_name=region, **credentials)
+
+
 def scan_session() -> boto3.Session:
     """A session for scanning, whose clients leave timestamps as AWS sent them. A scan reads none, and parsing them was
     a sixth of its CPU: botocore's response parser factory takes the timestamp parser as a default for the parsers it
     makes (botocore.parsers.ResponseParserFactory.set_parser_defaults)."""
-    core = botocore.session.get_session()
+    core = botocore.session.Session()
     core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=lambda value: value)
-    return boto3.Session(botocore_session=core)
+    return _sharing_the_loader(core)
 
 
 def home_region(session: boto3.Session) -> str:

@@ -15,7 +15,7 @@ from botocore.utils import ArnParser, InvalidArnException
 
 from neptune_guard import __version__, console
 from neptune_guard.approve import approval_client, executions
-from neptune_guard.aws import ACCOUNT_ID, REGION_NAME
+from neptune_guard.aws import ACCOUNT_ID, REGION_NAME, new_session
 from neptune_guard.findings import report
 from neptune_guard.options import accounts_option, concurrency_option, regions_option
 from neptune_guard.scanner import DEFAULT_AUDIT_ROLE, ScanOptions, ScanSetupError, scan
@@ -236,7 +236,7 @@ def aws_session(args):
 
     if args.debug:
         boto3.set_stream_logger("botocore", logging.DEBUG)
-    return boto3.Session(profile_name=args.profile, region_name=getattr(args, "region", None))
+    return new_session(getattr(args, "region", None), args.profile)
 
 
 def show(document: dict, output: str) -> None:
