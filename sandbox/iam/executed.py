@@ -776,7 +776,9 @@ def enforced(harness: ExecutedIAM):
             return original_invoke(self, event)
 
     def get_credentials(self):
-        if self._credentials is None:
+        # A session that found its credentials in the environment (a handler's module-level session, warm from an
+        # earlier test) signs as the thread's identity too: in Lambda the environment holds the function role's.
+        if self._credentials is None or getattr(self._credentials, "method", None) == "env":
             return thread_credentials
         return original_credentials(self)
 
