@@ -175,3 +175,21 @@ def test_sessions_of_their_own_credentials_share_one_loader_that_does_not_grow(l
     assert loader is first._session.get_component("data_loader") and loader.search_paths == paths
     assert member.get_credentials().access_key == "AKIA2" and member.region_name == "eu-west-1"
     assert first.get_credentials().access_key != "AKIA2"
+
+
+def test_a_session_keeps_what_the_environment_configures_of_botocore(local_aws, monkeypatch, tmp_path):
+    """An unknown profile from AWS_PROFILE is refused when the session is made (the CLI's exit 3), and AWS_DATA_PATH's
+    models are read, as boto3.Session does."""
+    import botocore.exceptions
+
+    from neptune_guard import aws
+
+    monkeypatch.setenv("AWS_PROFILE", "no-such-profile")
+    with pytest.raises(botocore.exceptions.ProfileNotFound):
+        aws.new_session("us-east-1")
+    monkeypatch.delenv("AWS_PROFILE")
+    monkeypatch.setenv("AWS_DATA_PATH", str(tmp_path))
+    custom = aws.new_session("us-east-1")._session.get_component("data_loader")
+    monkeypatch.delenv("AWS_DATA_PATH")
+    plain = aws.new_session("us-east-1")._session.get_component("data_loader")
+    assert str(tmp_path) in custom.search_paths and str(tmp_path) not in plain.search_paths

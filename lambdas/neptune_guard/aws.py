@@ -25,33 +25,33 @@ CLIENT_CONFIG = Config(
 )
 
 
-_LOADER = botocore.loaders.create_loader()
+_LOADERS: dict[str | None, botocore.loaders.Loader] = {}  # by the data_path the session's configuration names
 _LOADER_LOCK = threading.Lock()
-_LOADER_PATHS: list[str] = []
 
 
 def _sharing_the_loader(core: botocore.session.Session, **arguments) -> boto3.Session:
     """A session that reads botocore's data through the one loader every session of this process shares. A session of
     its own per assumed role (or per scan) otherwise reads the endpoint rules and each service's model from disk again
     (the loader caches them per instance): half of a remediation step's time."""
-    core.register_component("data_loader", _LOADER)
     with _LOADER_LOCK:
+        # Read as botocore reads it for its own loader (AWS_DATA_PATH, the profile's data_path); reading it also
+        # raises ProfileNotFound for an unknown profile, named or from AWS_PROFILE, as boto3.Session does.
+        data_path = core.get_config_variable("data_path")
+        loader = _LOADERS.setdefault(data_path, botocore.loaders.create_loader(data_path))
+        core.register_component("data_loader", loader)
         made = boto3.Session(botocore_session=core, **arguments)
         # boto3 appends its resource models' folder to the loader's search paths at every session (Session._setup_loader):
         # kept once, or a warm Lambda's shared loader would grow a path per step.
-        if not _LOADER_PATHS:
-            _LOADER_PATHS.extend(_LOADER.search_paths)
-        del _LOADER.search_paths[len(_LOADER_PATHS):]
+        paths = loader.search_paths
+        if paths and paths[-1] in paths[:-1]:
+            paths.pop()
     return made
 
 
 def new_session(region: str | None = None, profile: str | None = None, **credentials: str) -> boto3.Session:
     """A session in `region`, from `profile` or with credentials of its own if given, else the environment's. An unknown
     profile raises ProfileNotFound here, as boto3.Session does."""
-    core = botocore.session.Session(profile=profile)
-    if profile is not None:
-        core.get_scoped_config()
-    return _sharing_the_loader(core, region_name=region, **credentials)
+    return _sharing_the_loader(botocore.session.Session(profile=profile), region_name=region, **credentials)
 
 
 def scan_session() -> boto3.Session:
