@@ -232,7 +232,8 @@ def _endpoint(step: Step, cluster_id: str) -> dict:
 
 def _invoke(step: Step, payload: dict) -> dict:
     _check_replicator(step)
-    response = step.session.client("lambda", region_name=step.request["region"], config=REPLICATOR_CALL).invoke(FunctionName=replicator_names(step.execution)["function"], Payload=json.dumps(payload).encode())
+    response = step.client("lambda", REPLICATOR_CALL).invoke(FunctionName=replicator_names(step.execution)["function"],
+                                                             Payload=json.dumps(payload).encode())
     body = json.loads(response["Payload"].read() or b"null")
     _check_replicator(step)
     if response.get("FunctionError"):
@@ -304,15 +305,15 @@ def replicate(step: Step) -> dict:
     plan, previous, now = step.plan, step.state.get("replication") or {}, time.time()
     endpoints = _endpoints(step, plan["cluster_id"], plan["new_cluster_id"])
     result = _replicate(step, endpoints, _progress(step))
-    ready = result["caught_up"] or (result.get("lag_counted", True) and result["lag_records"] <= CAUGHT_UP_RECORDS)
+    caught_up = ready = result["caught_up"] or (result.get("lag_counted", True) and result["lag_records"] <= CAUGHT_UP_RECORDS)
     settling = previous.get("settling")
-    if ready and (settling or any(not o.get("settled") for o in result["overlaps"])):
+    if caught_up and (settling or any(not o.get("settled") for o in result["overlaps"])):
         settling = _settle_overlaps(step, endpoints, result, settling)
         ready = settling is None
     asked_since = previous.get("asked_since") or (now if ready else None)
     catch_up_runs = previous.get("catch_up_runs", 0) + (asked_since is None)
     if asked_since is None and catch_up_runs >= CATCH_UP_RUNS:
-        if settling is not None:
+        if caught_up and settling is not None:
             raise CannotCatchUp(f"{len(settling['overlaps'])} overlapping ranges of the stream are still being reconciled after "
                                 f"{catch_up_runs} runs of {REPLICATE_SECONDS} s")
         raise CannotCatchUp(f"the new cluster is still {result['lag_records']} records ({result['lag_seconds']} s) behind after "

@@ -67,11 +67,11 @@ class Step:
             self._session = member_session(self.request, self.base)
         return self._session
 
-    def client(self, service: str):
-        """One client per service for the step (a client costs as much to make as several calls)."""
-        if service not in self._clients:
-            self._clients[service] = self.session.client(service, region_name=self.request["region"], config=aws.CLIENT_CONFIG)
-        return self._clients[service]
+    def client(self, service: str, config=aws.CLIENT_CONFIG):
+        """One client per service and configuration for the step (a client costs as much to make as several calls)."""
+        if (service, config) not in self._clients:
+            self._clients[(service, config)] = self.session.client(service, region_name=self.request["region"], config=config)
+        return self._clients[(service, config)]
 
     @property
     def neptune(self):
