@@ -250,8 +250,9 @@ def test_the_retained_original_is_stopped_again_when_neptune_restarts_it(deploye
     session, sfn, arns = deployed
     _, bob = on_call
     # The workflow looks at the retained original until the soak ends (15 s after retiring it; the local clock makes
-    # each wait between looks a second): long enough that the restart below lands before the last look even on a
-    # loaded machine. With 4 s, CI's last look came first and the restart was never seen.
+    # each wait between looks a twentieth of a second, a look itself most of one): long enough that the restart below
+    # lands before the last look even on a loaded machine. With 4 s, CI's last look came first and the restart was
+    # never seen.
     execution = workflow.start(sfn, arns["cluster"], request(soak_seconds=15))
     decide(sfn, execution, "snapshot")
     plan = decide(sfn, execution, "cutover")["plan"]

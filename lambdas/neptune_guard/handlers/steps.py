@@ -14,7 +14,7 @@ from neptune_guard.remediate import cluster, guard, snapshot
 from neptune_guard.remediate.resources import Step, parse_arn
 
 STEPS = {**cluster.STEPS, **snapshot.STEPS}
-STEP_ARGUMENTS = {"request_approval": ("stage", "task_token"), "notify": ("outcome",)}
+STEP_ARGUMENTS = {guard.APPROVAL_STEP: ("stage", "task_token"), "notify": ("outcome",)}
 EVENT_SCHEMA = {
     "type": "object",
     "required": ["step", "execution", "state"],

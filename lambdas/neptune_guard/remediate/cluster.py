@@ -17,6 +17,7 @@ from neptune_guard.remediate import (
     cutover,
     decommission,
     endpoints,
+    guard,
     live_cutover,
     notify,
     plan,
@@ -29,7 +30,7 @@ from neptune_guard.remediate import (
 STEPS = {
     **live_cutover.STEPS,
     "plan": (plan.plan_cluster, None),
-    "request_approval": (notify.request_approval, None),
+    guard.APPROVAL_STEP: (notify.request_approval, None),
     "writes_stopped": (writes.writes_stopped, "snapshot"),
     "mark_original": (rebuild.mark_original, "snapshot"),
     "unmark_original": (rebuild.unmark_original, "snapshot"),
