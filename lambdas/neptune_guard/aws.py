@@ -30,14 +30,16 @@ _LOADER_LOCK = threading.Lock()
 
 
 def _sharing_the_loader(core: botocore.session.Session, **arguments) -> boto3.Session:
-    """A session that reads botocore's data through the one loader every session of this process shares. A session of
-    its own per assumed role (or per scan) otherwise reads the endpoint rules and each service's model from disk again
-    (the loader caches them per instance): half of a remediation step's time."""
+    """A session that reads botocore's data through the loader every session of this process with the same data path
+    shares. A session of its own per assumed role (or per scan) otherwise reads the endpoint rules and each service's
+    model from disk again (the loader caches them per instance): half of a remediation step's time."""
     with _LOADER_LOCK:
         # Read as botocore reads it for its own loader (AWS_DATA_PATH, the profile's data_path); reading it also
         # raises ProfileNotFound for an unknown profile, named or from AWS_PROFILE, as boto3.Session does.
         data_path = core.get_config_variable("data_path")
-        loader = _LOADERS.setdefault(data_path, botocore.loaders.create_loader(data_path))
+        loader = _LOADERS.get(data_path)
+        if loader is None:
+            loader = _LOADERS[data_path] = botocore.loaders.create_loader(data_path)
         core.register_component("data_loader", loader)
         made = boto3.Session(botocore_session=core, **arguments)
         # boto3 appends its resource models' folder to the loader's search paths at every session (Session._setup_loader):
