@@ -419,6 +419,20 @@ def test_the_replicator_reads_and_writes_only_the_clusters_it_was_made_for(monke
             replication.handler(event, context)
 
 
+def test_a_replicator_deleted_under_the_workflow_is_refused_by_name_not_as_a_fault(local_aws):
+    """Deleted between two calls (or before a forged one is made under its name): the step says the function it made
+    is gone, the same refusal as a replaced one, not a bare not-found error."""
+    from neptune_guard.remediate import live_cutover
+    from neptune_guard.remediate.resources import NotOurs, Step
+
+    execution = f"arn:aws:states:{REGION}:123456789012:execution:NeptuneGuardClusterRemediation:gone"
+    step = Step(request={"account_id": "123456789012", "region": REGION}, execution=execution,
+                state={"replicator": {"made": {"code_sha256": "x", "role": "r", "hosts": {}, "last_modified": "t"}}},
+                _session=local_aws)
+    with pytest.raises(NotOurs, match="not the function this execution made: it was deleted"):
+        live_cutover._invoke(step, {"action": "position"})
+
+
 def test_a_replicator_replaced_under_its_name_is_not_believed(deployed):
     """A holder of the remediation role may delete the execution's replicator and make another under its name, with
     its tag, role and hosts, answering a forged proof: the workflow checks it is the function it made, before and

@@ -212,7 +212,12 @@ def _check_replicator(step: Step) -> None:
     execution made."""
     made = (step.state.get("replicator") or {}).get("made")
     name = replicator_names(step.execution)["function"]
-    configuration = step.client("lambda").get_function(FunctionName=name)["Configuration"]
+    lam = step.client("lambda")
+    try:
+        configuration = lam.get_function(FunctionName=name)["Configuration"]
+    except lam.exceptions.ResourceNotFoundException:
+        raise NotOurs(f"{name} is not the function this execution made: it was deleted, so nothing answered under its "
+                      "name is trusted") from None
     if made is None or _as_made(configuration) != made:
         raise NotOurs(f"{name} is not the function this execution made (its code, role, hosts or last change differ): "
                       "nothing it answers is trusted")
@@ -232,8 +237,12 @@ def _endpoint(step: Step, cluster_id: str) -> dict:
 
 def _invoke(step: Step, payload: dict) -> dict:
     _check_replicator(step)
-    response = step.client("lambda", REPLICATOR_CALL).invoke(FunctionName=replicator_names(step.execution)["function"],
-                                                             Payload=json.dumps(payload).encode())
+    lam = step.client("lambda", REPLICATOR_CALL)
+    try:
+        response = lam.invoke(FunctionName=replicator_names(step.execution)["function"], Payload=json.dumps(payload).encode())
+    except lam.exceptions.ResourceNotFoundException:
+        _check_replicator(step)  # deleted between the check and the call: says so
+        raise
     body = json.loads(response["Payload"].read() or b"null")
     _check_replicator(step)
     if response.get("FunctionError"):
