@@ -14,6 +14,7 @@ from neptune_guard.tags import (
     CREATED_BY,
     CUTOVER,
     DECOMMISSION_APPROVED_BY,
+    REENCRYPT_APPROVED_BY,
     REMEDIATED_BY,
     REPLACE_APPROVED_BY,
     REPLACED_BY,
@@ -174,17 +175,20 @@ class MemberRolesStack(Stack):
              [f"{account_rds}:cluster:{pattern}" for pattern in naming.TEMPORARY_CLUSTER_NAMES],
              tagged_for_an_execution(TEMPORARY_FOR, requested=True)),
             ("RestoreATemporaryClusterWithTheSettings", ["rds:RestoreDBClusterFromSnapshot"], settings, temporary),
-            ("RestoreTheAccountsSnapshotsOnlyIntoATemporaryCluster", ["rds:RestoreDBClusterFromSnapshot"],
-             [f"{account_rds}:cluster-snapshot:*"], temporary),
+            ("RestoreOnlyAnApprovedSnapshotIntoATemporaryCluster", ["rds:RestoreDBClusterFromSnapshot"],
+             [f"{account_rds}:cluster-snapshot:*"],
+             {**temporary, "StringLike": {**temporary["StringLike"], f"aws:ResourceTag/{REENCRYPT_APPROVED_BY}": executions}}),
             ("SnapshotAndDeleteTemporaryClusters", ["rds:CreateDBClusterSnapshot", "rds:DeleteDBCluster"], [f"{account_rds}:cluster:*"],
              {"StringLike": {f"aws:ResourceTag/{TEMPORARY_FOR}": executions}}),
         ]
         statements += [
-            # What is snapshotted or copied: a customer's cluster only once an approval marked it; a cluster the
-            # execution created; a snapshot of the account (a copy of it lands under the names above, or untagged).
+            # What is snapshotted or copied: a customer's cluster or snapshot only once an approval marked it; what the
+            # execution created.
             ("SnapshotOnlyAnApprovedOrOwnCluster", ["rds:CreateDBClusterSnapshot"], [f"{account_rds}:cluster:*"], marked),
             ("SnapshotOwnClusters", ["rds:CreateDBClusterSnapshot"], [f"{account_rds}:cluster:*"], own),
-            ("CopyFromTheAccountsSnapshots", ["rds:CopyDBClusterSnapshot"], [f"{account_rds}:cluster-snapshot:*"], None),
+            ("CopyOnlyAnApprovedSnapshot", ["rds:CopyDBClusterSnapshot"], [f"{account_rds}:cluster-snapshot:*"],
+             tagged_for_an_execution(REENCRYPT_APPROVED_BY)),
+            ("CopyOwnSnapshots", ["rds:CopyDBClusterSnapshot"], [f"{account_rds}:cluster-snapshot:*"], own),
             ("InstancesOnlyInOwnClusters", ["rds:CreateDBInstance"], [f"{account_rds}:cluster:*"], own),
             # Bookkeeping that authorizes nothing, on what an approval marked or the execution created.
             ("BookkeepingOnApprovedResources", ["rds:AddTagsToResource"], neptune_resources,
@@ -197,7 +201,7 @@ class MemberRolesStack(Stack):
              {"ForAllValues:StringEquals": {"aws:TagKeys": [RETIRED_BY, REPLACED_BY, RETAINED_UNTIL]}, "Null": {"aws:TagKeys": "false"}}),
             # Removing a tag only ever narrows what the role may do: hand-over and rollback give up their hold.
             ("RemoveOwnershipTagsOnly", ["rds:RemoveTagsFromResource"], neptune_resources,
-             {"ForAllValues:StringEquals": {"aws:TagKeys": [CREATED_BY, CUTOVER, SERVED]}}),
+             {"ForAllValues:StringEquals": {"aws:TagKeys": [CREATED_BY, CUTOVER, SERVED, REENCRYPT_APPROVED_BY, REPLACE_APPROVED_BY]}}),
             ("ChangeOnlyWhatAnExecutionCreated", ["rds:ModifyDBCluster", "rds:ModifyDBInstance", "rds:StopDBCluster",
                                                   "rds:AddRoleToDBCluster", "rds:DeleteDBCluster", "rds:DeleteDBInstance",
                                                   "rds:DeleteDBClusterSnapshot"], neptune_resources, own),

@@ -15,9 +15,10 @@ OURS = f"arn:aws:states:{REGION}:{SECURITY}:execution:NeptuneGuardClusterRemedia
 REFERENCES = {"AWS::Partition": "aws", "AWS::AccountId": MEMBER, "AWS::Region": REGION, "SecurityAccountId": SECURITY,
               "OrganizationId": "o-exampleorgid"}
 KEYS = [f"neptune-guard:{k}" for k in ("created-by", "archived-by", "cutover", "retired-by", "replaced-by", "retained-until",
-                                        "remediated-by", "served-production", "replace-approved-by", "decommission-approved-by", "temporary-for")]
-AUTHORIZING = {f"neptune-guard:{k}" for k in ("created-by", "archived-by", "cutover", "replace-approved-by", "decommission-approved-by",
-                                               "temporary-for")}
+                                        "remediated-by", "served-production", "replace-approved-by", "re-encrypt-approved-by", "decommission-approved-by",
+                                        "temporary-for")]
+AUTHORIZING = {f"neptune-guard:{k}" for k in ("created-by", "archived-by", "cutover", "replace-approved-by", "re-encrypt-approved-by",
+                                               "decommission-approved-by", "temporary-for")}
 ACTIONS = {
     "cluster": ["ModifyDBCluster", "StopDBCluster", "StartDBCluster", "DeleteDBCluster", "AddRoleToDBCluster", "RemoveRoleFromDBCluster",
                 "CreateDBClusterSnapshot", "CreateDBInstance", "CreateDBClusterEndpoint", "FailoverDBCluster", "RebootDBCluster"],
@@ -29,15 +30,11 @@ ACTIONS = {
 ROLES = ("NeptuneGuardRemediation", "NeptuneGuardAudit", "NeptuneGuardTriggerAccess", "NeptuneGuardPlanner")
 # What IAM cannot express (docs/iam.md): RDS authorizes tag-on-create as a plain AddTagsToResource, and a moved custom
 # endpoint keeps the customer's name, so the endpoint's cutover tag cannot be told from a forged one (an endpoint holds
-# no data); a copy's source snapshot has no condition that tells it from the target (the copy is untagged or under the
-# workflow's names: it can be neither shared nor deleted by the role); a customer's snapshot may be restored only into
-# a temporary cluster, which the role can snapshot and delete but not give an instance or change. (Security Hub has no
+# no data). A customer's snapshot is copied or restored only once the re-encrypt approval marked it. (Security Hub has no
 # condition on a finding's product: no role may suppress, re-rate or mark false a finding; a Note and one status at most.)
 RESIDUAL = {
     ("NeptuneGuardRemediation", "rds:AddTagsToResource", "cluster-endpoint"),
     ("NeptuneGuardRemediation", "rds:DeleteDBClusterEndpoint", "cluster-endpoint"),
-    ("NeptuneGuardRemediation", "rds:CopyDBClusterSnapshot", "cluster-snapshot"),
-    ("NeptuneGuardRemediation", "rds:RestoreDBClusterFromSnapshot", "cluster-snapshot"),
 }
 
 

@@ -183,11 +183,13 @@ def test_every_code_path_runs_on_the_synthesized_roles_alone(deployed, monkeypat
         assert workflows.wait_for(sfn, billing, lambda d, h: False)["error"] == "RolledBack"
 
     # The snapshot workflow the trigger started: an unencrypted shared snapshot, restored and snapshotted under the CMK.
-    wait_for_stage(sfn, snapshot, "delete-original")
-    assert as_person(bob, monkeypatch, url, "approve", snapshot) == 0  # one question in the snapshot workflow: no --stage needed
+    wait_for_stage(sfn, snapshot, "re-encrypt")
+    assert as_person(bob, monkeypatch, url, "approve", snapshot, "--stage", "re-encrypt") == 0
     snapshot = next(e["executionArn"] for e in sfn.list_executions(stateMachineArn=arns["snapshot"], statusFilter="RUNNING")["executions"])
-    wait_for_stage(sfn, snapshot, "delete-original")  # adopted by bob, as the trigger's executions are: alice approves
-    assert as_person(alice, monkeypatch, url, "approve", snapshot) == 0
+    wait_for_stage(sfn, snapshot, "re-encrypt")  # adopted by bob, as the trigger's executions are: alice approves
+    assert as_person(alice, monkeypatch, url, "approve", snapshot, "--stage", "re-encrypt") == 0
+    wait_for_stage(sfn, snapshot, "delete-original")
+    assert as_person(alice, monkeypatch, url, "approve", snapshot, "--stage", "delete-original") == 0
     assert workflows.wait_for(sfn, snapshot, lambda d, h: False)["status"] == "SUCCEEDED"
     capsys.readouterr()
 

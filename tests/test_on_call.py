@@ -91,11 +91,14 @@ def test_find_read_approve_and_reject_with_the_commands(deploy_workflows, monkey
     assert json.loads(out) == []
 
 
-def test_approve_needs_no_stage_where_the_workflow_asks_one_question():
+def test_approve_names_the_stage_in_both_workflows_and_only_one_they_ask():
     from neptune_guard.cli import approval_request
 
     args = build_parser().parse_args(["approve", SNAPSHOT_EXECUTION])
-    assert approval_request(args)["stage"] == "delete-original"
+    with pytest.raises(Exception, match="approve needs --stage.*re-encrypt, delete-original"):
+        approval_request(args)
+    args = build_parser().parse_args(["approve", SNAPSHOT_EXECUTION, "--stage", "re-encrypt"])
+    assert approval_request(args)["stage"] == "re-encrypt"
     args = build_parser().parse_args(["approve", SNAPSHOT_EXECUTION, "--stage", "cutover"])
     with pytest.raises(Exception, match="no cutover approval"):
         approval_request(args)

@@ -58,7 +58,11 @@ def test_snapshot_is_replaced_by_one_under_the_cmk_with_its_tags_and_audience_af
     audience = shared_with(session, snapshot_id)
     neptune(session).add_tags_to_resource(ResourceName=original["DBClusterSnapshotArn"], Tags=[{"Key": "retention", "Value": "7y"}])
     execution = workflow.start(sfn, arns["snapshot"], request(snapshot_id))
-    plan = awaiting(sfn, execution, "delete-original") and approvals.pending_approval(sfn, execution)["plan"]
+    plan = awaiting(sfn, execution, "re-encrypt") and approvals.pending_approval(sfn, execution)["plan"]
+    assert plan["new_snapshot_id"] not in snapshots(session)  # nothing is copied before on-call approves it
+    assert snapshot_id in plan["questions"]["re-encrypt"] and "Nothing of" in plan["questions"]["re-encrypt"]
+    decide(sfn, execution, "re-encrypt")
+    awaiting(sfn, execution, "delete-original")
     assert snapshot_id in snapshots(session)  # the original stays until on-call approves
     if audience:
         assert PARTNER in plan["questions"]["delete-original"] and "kms:CreateGrant" in plan["questions"]["delete-original"]
@@ -77,16 +81,42 @@ def test_snapshot_is_replaced_by_one_under_the_cmk_with_its_tags_and_audience_af
     assert temporary == []
 
 
-def test_rejection_keeps_the_original_and_removes_the_new_snapshot(deployed, on_call):
+def neptune_guard_tags(session, snapshot_id):
+    arn = snapshots(session)[snapshot_id]["DBClusterSnapshotArn"]
+    return {t["Key"] for t in neptune(session).list_tags_for_resource(ResourceName=arn)["TagList"] if t["Key"].startswith("neptune-guard:")}
+
+
+@pytest.mark.parametrize("stage", ["re-encrypt", "delete-original"])
+def test_rejection_keeps_the_original_free_of_marks_and_removes_the_new_snapshot(deployed, on_call, stage):
+    """Rejected before the copy: nothing was made. Rejected after it: the copy is removed, and the re-encrypt
+    approval's mark comes off the original, which a later remediation may take up again."""
     session, sfn, arns = deployed
     _, bob = on_call
     execution = workflow.start(sfn, arns["snapshot"], request("plain-snap"))
-    plan = awaiting(sfn, execution, "delete-original") and approvals.pending_approval(sfn, execution)["plan"]
+    plan = awaiting(sfn, execution, "re-encrypt") and approvals.pending_approval(sfn, execution)["plan"]
+    if stage == "delete-original":
+        decide(sfn, execution, "re-encrypt")
+        awaiting(sfn, execution, "delete-original")
+        assert neptune_guard_tags(session, "plain-snap") == {"neptune-guard:re-encrypt-approved-by"}
     bob.reject(execution, "legal hold")
     result = finish(sfn, execution)
     assert (result["status"], result["error"]) == ("FAILED", "NotApproved")
     after = snapshots(session)
     assert "plain-snap" in after and plan["new_snapshot_id"] not in after
+    assert neptune_guard_tags(session, "plain-snap") == set()
+
+
+def test_a_snapshot_is_not_copied_without_the_re_encrypt_approvals_mark(deployed):
+    """An approval answered straight through Step Functions, past the approval endpoint, marks nothing: the copy step
+    says so, and the remediation role could not have copied the customer's snapshot anyway."""
+    session, sfn, arns = deployed
+    execution = workflow.start(sfn, arns["snapshot"], request("default-snap"))
+    plan = awaiting(sfn, execution, "re-encrypt") and approvals.pending_approval(sfn, execution)["plan"]
+    pending = approvals.pending_approval(sfn, execution)
+    sfn.send_task_success(taskToken=pending["token"], output=json.dumps({"approved": True, "stage": "re-encrypt", "approver": "x"}))
+    result = finish(sfn, execution)
+    assert result["status"] == "FAILED" and "re-encrypt approval's mark is missing" in json.dumps(final_state(sfn, execution))
+    assert plan["new_snapshot_id"] not in snapshots(session)
 
 
 def test_a_public_snapshot_is_refused(deployed):

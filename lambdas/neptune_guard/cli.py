@@ -144,8 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     approve = commands.add_parser("approve", parents=[answer], epilog=EXIT_CODES, help="approve the step an execution waits on, through the approval endpoint")
     approve.add_argument("execution_arn", type=_arn_of("states", "execution"))
     approve.add_argument("--stage", choices=executions.ALL_STAGES,
-                         help="the approval you give (required where the workflow asks for several: the cluster workflow's "
-                              "snapshot, cutover and decommission); the endpoint refuses it if the execution waits for another")
+                         help="the approval you give (required: the cluster workflow asks snapshot, cutover and decommission, "
+                              "the snapshot workflow re-encrypt and delete-original); the endpoint refuses it if the execution "
+                              "waits for another")
     approve.add_argument("--reason", help="why, recorded with the approval in the execution's history")
     approve.add_argument("--accept-write-loss", action="store_true",
                          help="approve a cutover although writes were detected after the snapshot (they are lost)")
@@ -217,8 +218,6 @@ def approval_request(args) -> dict:
     stage = getattr(args, "stage", None)
     if args.command == "approve":
         stages = executions.stages_of(args.execution_arn)
-        if stage is None and len(stages) == 1:
-            stage = stages[0]  # one approval in this workflow: nothing to mistake
         if stage is None:
             raise UsageError(f"approve needs --stage: this execution's workflow asks for {len(stages) or 'several'} approvals "
                              f"({', '.join(stages) or 'unknown stages'}), and an approval meant for one must not answer "

@@ -15,12 +15,13 @@ REPLACED_BY = TAG_PREFIX + "replaced-by"            # the DbClusterResourceId th
 RETAINED_UNTIL = TAG_PREFIX + "retained-until"      # the earliest date decommission may be approved
 REMEDIATED_BY = TAG_PREFIX + "remediated-by"        # informational: the serving cluster's provenance
 REPLACE_APPROVED_BY = TAG_PREFIX + "replace-approved-by"  # an original snapshot whose deletion on-call approved
+REENCRYPT_APPROVED_BY = TAG_PREFIX + "re-encrypt-approved-by"  # an original snapshot on-call approved copying under the key
 TEMPORARY_FOR = TAG_PREFIX + "temporary-for"        # a cluster restored from a customer's snapshot only to be snapshotted
 DECOMMISSION_APPROVED_BY = TAG_PREFIX + "decommission-approved-by"  # a retired original whose deletion on-call approved
 SERVED = TAG_PREFIX + "served-production"           # set on the new cluster just before it takes the production name
 ARCHIVED_BY = TAG_PREFIX + "archived-by"            # the archive of a decommissioned original: the customer's, never deleted by us
-# CUTOVER, REPLACE_APPROVED_BY and DECOMMISSION_APPROVED_BY are approval marks: only the approval endpoint writes them
-# (approve/approval_marks.py), through a member role of their own.
+# CUTOVER, REENCRYPT_APPROVED_BY, REPLACE_APPROVED_BY and DECOMMISSION_APPROVED_BY are approval marks: only the approval
+# endpoint writes them (approve/approval_marks.py), through a member role of their own.
 
 
 def tag_map(tags: list[dict]) -> dict[str, str]:

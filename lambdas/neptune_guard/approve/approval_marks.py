@@ -10,6 +10,7 @@ still those resources (the same DbClusterResourceId, the same ARN) and no other 
 | stage approved | mark | on | lets the remediation role |
 | --- | --- | --- | --- |
 | snapshot | `cutover` | the original cluster, its instances, its custom endpoints | snapshot it; later rename, stop, move the endpoints |
+| re-encrypt | `re-encrypt-approved-by` | the original snapshot | copy it under the key, or restore it into a temporary cluster |
 | decommission | `decommission-approved-by` | the retired original and its instances | delete them |
 | delete-original | `replace-approved-by` | the original snapshot, and its re-encrypted copy | delete the original; share the copy |
 """
@@ -20,10 +21,10 @@ import boto3
 
 from neptune_guard import aws
 from neptune_guard.remediate.resources import NotOurs, custom_endpoints, describe_cluster, describe_snapshot, instances_in, tags_of
-from neptune_guard.tags import CREATED_BY, CUTOVER, DECOMMISSION_APPROVED_BY, REPLACE_APPROVED_BY, RETIRED_BY
+from neptune_guard.tags import CREATED_BY, CUTOVER, DECOMMISSION_APPROVED_BY, REENCRYPT_APPROVED_BY, REPLACE_APPROVED_BY, RETIRED_BY
 
 MARKS_ROLE = "NeptuneGuardApprovalMarks"
-MARKS = (CUTOVER, DECOMMISSION_APPROVED_BY, REPLACE_APPROVED_BY)
+MARKS = (CUTOVER, REENCRYPT_APPROVED_BY, DECOMMISSION_APPROVED_BY, REPLACE_APPROVED_BY)
 
 # What the marks role may do, as data (stacks/member_roles.py grants exactly these).
 PERMISSIONS = {
@@ -61,18 +62,35 @@ def _decommission_stage(neptune, plan: dict, execution: str) -> list[str]:
     return [cluster["DBClusterArn"], *(i["DBInstanceArn"] for i in instances)]
 
 
+def _planned_snapshot(neptune, plan: dict) -> dict | None:
+    original = describe_snapshot(neptune, plan["snapshot_id"])
+    if original is not None and original["DBClusterSnapshotArn"] != plan["snapshot_arn"]:
+        raise NotOurs(f"{plan['snapshot_id']} is not the snapshot that was planned")
+    return original
+
+
+def _re_encrypt_stage(neptune, plan: dict, execution: str) -> list[str]:
+    original = _planned_snapshot(neptune, plan)
+    if original is None:
+        raise NotOurs(f"{plan['snapshot_id']} is gone: nothing to re-encrypt")
+    tags = tags_of(neptune, original["DBClusterSnapshotArn"])
+    holder = next((tags[k] for k in (*MARKS, CREATED_BY) if tags.get(k, execution) != execution), None)
+    if holder is not None:
+        raise NotOurs(f"{plan['snapshot_id']} is already part of remediation {holder}")
+    return [original["DBClusterSnapshotArn"]]
+
+
 def _delete_original_stage(neptune, plan: dict, execution: str) -> list[str]:
     new = describe_snapshot(neptune, plan["new_snapshot_id"])
     if new is None or tags_of(neptune, new["DBClusterSnapshotArn"]).get(CREATED_BY) != execution:
         raise NotOurs(f"{plan['new_snapshot_id']} is not the snapshot this execution made")
-    original = describe_snapshot(neptune, plan["snapshot_id"])
-    if original is not None and original["DBClusterSnapshotArn"] != plan["snapshot_arn"]:
-        raise NotOurs(f"{plan['snapshot_id']} is not the snapshot that was planned")
+    original = _planned_snapshot(neptune, plan)
     return [new["DBClusterSnapshotArn"], *([original["DBClusterSnapshotArn"]] if original else [])]
 
 
 STAGES = {  # stage -> (mark, the resources it covers); a stage not listed (cutover) needs no new mark
     "snapshot": (CUTOVER, _snapshot_stage),
+    "re-encrypt": (REENCRYPT_APPROVED_BY, _re_encrypt_stage),
     "decommission": (DECOMMISSION_APPROVED_BY, _decommission_stage),
     "delete-original": (REPLACE_APPROVED_BY, _delete_original_stage),
 }

@@ -14,7 +14,7 @@ from neptune_guard.remediate.guard import APPROVAL_STEP, STATE_MACHINE_NAMES, ru
 
 CLUSTER_STATE_MACHINE, SNAPSHOT_STATE_MACHINE = STATE_MACHINE_NAMES
 # The approval stages each workflow asks for, in order (the `stage` of its request_approval tasks).
-STAGES = {CLUSTER_STATE_MACHINE: ("snapshot", "cutover", "decommission"), SNAPSHOT_STATE_MACHINE: ("delete-original",)}
+STAGES = {CLUSTER_STATE_MACHINE: ("snapshot", "cutover", "decommission"), SNAPSHOT_STATE_MACHINE: ("re-encrypt", "delete-original")}
 ALL_STAGES = tuple(stage for stages in STAGES.values() for stage in stages)
 
 

@@ -1,9 +1,10 @@
 """Re-encrypting a Neptune cluster snapshot under a customer-managed key.
 
-An encrypted snapshot is copied under the key. An unencrypted one cannot be encrypted by copying: it
-is restored under the key to a temporary cluster, which is snapshotted and then deleted. The new
-snapshot keeps the original's audience (the accounts it is shared with); the original is deleted only
-after the new one is verified and on-call approves. Steps follow the same rules as the cluster
+On-call first approves re-encrypting it (the approval marks the original; nothing of it changes). An encrypted
+snapshot is copied under the key. An unencrypted one cannot be encrypted by copying: it is restored under the key
+to a temporary cluster, which is snapshotted and then deleted. The new snapshot keeps the original's audience (the
+accounts it is shared with); the original is deleted only after the new one is verified and on-call approves that
+too. Steps follow the same rules as the cluster
 workflow's: idempotent, convergent, ResourceNotReady while AWS works, only resources tagged for this
 execution touched.
 """
@@ -31,6 +32,7 @@ from neptune_guard.remediate.resources import (
 )
 from neptune_guard.tags import (
     CREATED_BY,
+    REENCRYPT_APPROVED_BY,
     REMEDIATED_BY,
     REPLACE_APPROVED_BY,
     TAG_PREFIX,
@@ -149,6 +151,12 @@ def plan_snapshot(step: Step) -> dict:
         "approval_timeout_seconds": request.get("approval_timeout_seconds", DEFAULT_APPROVAL_TIMEOUT_SECONDS),
         "summary": f"Re-encrypted under {key['Arn']} as {new_snapshot_id}, shared as before; the original {snapshot_id} deleted.",
         "questions": {
+            "re-encrypt": (f"Re-encrypt {snapshot_id} in {request['account_id']} {request['region']} under {key['Arn']}? "
+                           + ("It is copied under the key" if path == "copy" else
+                              "It is unencrypted: it is restored under the key into a temporary cluster, which is snapshotted "
+                              "and deleted")
+                           + f", as {new_snapshot_id}. Nothing of {snapshot_id} changes; deleting it is asked separately, "
+                           "once the copy is verified."),
             "delete-original": (f"The snapshot {new_snapshot_id} (encrypted with {key['Arn']}, verified, tags and sharing kept) "
                                 f"replaces {snapshot_id} in {request['account_id']} {request['region']}. Approve deleting "
                                 f"{snapshot_id}?{grants}"),
@@ -156,8 +164,19 @@ def plan_snapshot(step: Step) -> dict:
     }
 
 
+def _approved_original(step: Step) -> None:
+    """The re-encrypt approval marked the original for this execution: what alone lets the remediation role copy or
+    restore a customer's snapshot (said here, before AWS refuses it as a bare AccessDenied)."""
+    original = describe_snapshot(step.neptune, step.plan["snapshot_id"])
+    if original is None or original["DBClusterSnapshotArn"] != step.plan["snapshot_arn"]:
+        raise NotOurs(f"{step.plan['snapshot_id']} is no longer the snapshot that was planned and approved")
+    if tags_of(step.neptune, original["DBClusterSnapshotArn"]).get(REENCRYPT_APPROVED_BY) != step.execution:
+        raise NotOurs(f"the re-encrypt approval's mark is missing on {step.plan['snapshot_id']}: approve through the approval endpoint")
+
+
 def copy_snapshot(step: Step) -> dict:
     plan, neptune = step.plan, step.neptune
+    _approved_original(step)
     adopt_or_create(neptune, describe_snapshot(neptune, plan["new_snapshot_id"]), "DBClusterSnapshotArn", step.execution,
                     lambda: neptune.copy_db_cluster_snapshot(
                         SourceDBClusterSnapshotIdentifier=plan["snapshot_id"], TargetDBClusterSnapshotIdentifier=plan["new_snapshot_id"],
@@ -173,6 +192,7 @@ def new_snapshot_available(step: Step) -> dict:
 
 def restore_temporary_cluster(step: Step) -> dict:
     plan, neptune = step.plan, step.neptune
+    _approved_original(step)
     adopt_or_create(neptune, describe_cluster(neptune, plan["temporary_cluster_id"]), "DBClusterArn", step.execution,
                     lambda: neptune.restore_db_cluster_from_snapshot(
                         DBClusterIdentifier=plan["temporary_cluster_id"], SnapshotIdentifier=plan["snapshot_id"], Engine="neptune",
@@ -273,7 +293,8 @@ def delete_original_snapshot(step: Step) -> dict:
 
 def roll_back_snapshot(step: Step) -> dict:
     """Remove what this execution created; the original snapshot is never touched before approval, and the new
-    one is removed only while the original still exists."""
+    one is removed only while the original still exists. The approvals' marks for this execution come off the
+    original, so that it is free for the next remediation."""
     plan = step.plan
     if not plan:
         return {"kept": step.request.get("snapshot_id"), "removed": []}
@@ -286,14 +307,19 @@ def roll_back_snapshot(step: Step) -> dict:
     if new is not None and original is not None and tags_of(neptune, new["DBClusterSnapshotArn"]).get(CREATED_BY) == step.execution:
         neptune.delete_db_cluster_snapshot(DBClusterSnapshotIdentifier=plan["new_snapshot_id"])
         removed.append(plan["new_snapshot_id"])
+    if original is not None and original["DBClusterSnapshotArn"] == plan["snapshot_arn"]:
+        marks = [k for k, v in tags_of(neptune, original["DBClusterSnapshotArn"]).items()
+                 if k in (REENCRYPT_APPROVED_BY, REPLACE_APPROVED_BY) and v == step.execution]
+        if marks:
+            neptune.remove_tags_from_resource(ResourceName=original["DBClusterSnapshotArn"], TagKeys=marks)
     return {"kept": plan["snapshot_id"] if original else plan["new_snapshot_id"], "removed": removed}
 
 
 STEPS = {
     "plan_snapshot": (plan_snapshot, None),
-    "copy_snapshot": (copy_snapshot, None),
+    "copy_snapshot": (copy_snapshot, "re-encrypt"),
     "new_snapshot_available": (new_snapshot_available, None),
-    "restore_temporary_cluster": (restore_temporary_cluster, None),
+    "restore_temporary_cluster": (restore_temporary_cluster, "re-encrypt"),
     "temporary_cluster_available": (temporary_cluster_available, None),
     "snapshot_temporary_cluster": (snapshot_temporary_cluster, None),
     "delete_temporary_cluster": (delete_temporary_cluster, None),
