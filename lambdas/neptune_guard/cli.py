@@ -18,6 +18,7 @@ from neptune_guard.approve import approval_client, executions
 from neptune_guard.aws import ACCOUNT_ID, REGION_NAME, new_session
 from neptune_guard.findings import report
 from neptune_guard.options import accounts_option, concurrency_option, regions_option
+from neptune_guard.remediate.guard import ALL_STAGES
 from neptune_guard.scanner import DEFAULT_AUDIT_ROLE, ScanOptions, ScanSetupError, scan
 
 EXIT_OK, EXIT_NOTHING_SCANNED, EXIT_USAGE, EXIT_CREDENTIALS, EXIT_AWS = 0, 1, 2, 3, 4
@@ -143,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_approval_url_argument(remediate, "start through the approval endpoint, which records you as the requester")
     approve = commands.add_parser("approve", parents=[answer], epilog=EXIT_CODES, help="approve the step an execution waits on, through the approval endpoint")
     approve.add_argument("execution_arn", type=_arn_of("states", "execution"))
-    approve.add_argument("--stage", choices=executions.ALL_STAGES,
+    approve.add_argument("--stage", choices=ALL_STAGES,
                          help="the approval you give (required: the cluster workflow asks snapshot, cutover and decommission, "
                               "the snapshot workflow re-encrypt and delete-original); the endpoint refuses it if the execution "
                               "waits for another")
@@ -153,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_approval_url_argument(approve, "the approval endpoint (required)")
     reject = commands.add_parser("reject", parents=[answer], epilog=EXIT_CODES, help="reject the step an execution waits on, through the approval endpoint")
     reject.add_argument("execution_arn", type=_arn_of("states", "execution"))
-    reject.add_argument("--stage", choices=executions.ALL_STAGES, help="reject only if the execution waits for this approval")
+    reject.add_argument("--stage", choices=ALL_STAGES, help="reject only if the execution waits for this approval")
     reject.add_argument("--reason", required=True, help="why, recorded in the execution's history and told to the requester")
     _add_approval_url_argument(reject, "the approval endpoint (required)")
     pending = commands.add_parser("pending", parents=[home], epilog=EXIT_CODES,

@@ -10,12 +10,9 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta, timezone
 
-from neptune_guard.remediate.guard import APPROVAL_STEP, STATE_MACHINE_NAMES, running_tasks
+from neptune_guard.remediate.guard import APPROVAL_STEP, STAGES, STATE_MACHINE_NAMES, running_tasks
 
 CLUSTER_STATE_MACHINE, SNAPSHOT_STATE_MACHINE = STATE_MACHINE_NAMES
-# The approval stages each workflow asks for, in order (the `stage` of its request_approval tasks).
-STAGES = {CLUSTER_STATE_MACHINE: ("snapshot", "cutover", "decommission"), SNAPSHOT_STATE_MACHINE: ("re-encrypt", "delete-original")}
-ALL_STAGES = tuple(stage for stages in STAGES.values() for stage in stages)
 
 
 def state_machine_of(execution_arn: str) -> str:

@@ -9,7 +9,6 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from aws_lambda_powertools.utilities.validation import SchemaValidationError, validate
 
-from neptune_guard.approve.executions import ALL_STAGES
 from neptune_guard.aws import CLIENT_CONFIG
 from neptune_guard.remediate import cluster, guard, snapshot
 from neptune_guard.remediate.resources import Step, parse_arn
@@ -22,7 +21,7 @@ EVENT_SCHEMA = {
     "properties": {
         "step": {"enum": sorted(STEPS)},
         "execution": {"type": "string", "pattern": r"^arn:aws[\w-]*:states:[a-z0-9-]+:\d{12}:execution:[\w-]+:[\w-]+$"},
-        "stage": {"enum": list(ALL_STAGES)},
+        "stage": {"enum": list(guard.ALL_STAGES)},
         "task_token": {"type": "string", "minLength": 1, "maxLength": 8192},
         "outcome": {"type": "string", "pattern": r"^[A-Z_]{1,40}$"},
         "state": {"type": "object", "required": ["request"], "properties": {"request": {"type": "object"}, "plan": {"type": "object"}}},

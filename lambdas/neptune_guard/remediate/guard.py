@@ -16,6 +16,9 @@ from botocore.exceptions import ClientError
 from neptune_guard.remediate.resources import parse_arn
 
 STATE_MACHINE_NAMES = ("NeptuneGuardClusterRemediation", "NeptuneGuardSnapshotRemediation")
+# The approval stages each workflow asks for, in order (the `stage` of its request_approval tasks).
+STAGES = dict(zip(STATE_MACHINE_NAMES, (("snapshot", "cutover", "decommission"), ("re-encrypt", "delete-original"))))
+ALL_STAGES = tuple(stage for stages in STAGES.values() for stage in stages)
 APPROVAL_STEP = "request_approval"  # the step whose task token waits on on-call
 PLAN_KINDS = ("cluster-plan", "snapshot-plan")
 ENDED = ("Succeeded", "Failed", "TimedOut", "StartFailed", "ScheduleFailed", "SubmitFailed", "Aborted")
