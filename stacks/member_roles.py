@@ -302,7 +302,7 @@ class MemberRolesStack(Stack):
                 "keys are not known when the Organization-wide roles are deployed. ec2:DescribeRegions and "
                 "cloudwatch:GetMetricData have no resource type. Every rename, stop, deletion-protection change and "
                 "deletion is conditioned on a Neptune Guard tag naming a remediation execution of the security account: "
-                "created-by (set only at creation), cutover (the original, after on-call approval), retired-by (after the "
-                "cutover) or replace-approved-by (a snapshot whose deletion on-call approved). A principal holding this role "
-                "can add those bookkeeping tags itself; only the security account's workflow role may assume it.")}],
+                "created-by (set only at creation, under the workflow's names) or an approval mark (cutover, "
+                "re-encrypt-approved-by, replace-approved-by, decommission-approved-by), which only the approval marks "
+                "role writes; only the security account's workflow role may assume the remediation role.")}],
         )
