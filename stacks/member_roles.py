@@ -173,7 +173,7 @@ class MemberRolesStack(Stack):
         statements += [
             ("RestoreIntoATemporaryCluster", ["rds:RestoreDBClusterFromSnapshot", "rds:AddTagsToResource"],
              [f"{account_rds}:cluster:{pattern}" for pattern in naming.TEMPORARY_CLUSTER_NAMES],
-             tagged_for_an_execution(TEMPORARY_FOR, requested=True)),
+             {**tagged_for_an_execution(TEMPORARY_FOR, requested=True), "ForAllValues:StringEquals": {"aws:TagKeys": [TEMPORARY_FOR]}}),
             ("RestoreATemporaryClusterWithTheSettings", ["rds:RestoreDBClusterFromSnapshot"], settings, temporary),
             ("RestoreOnlyAnApprovedSnapshotIntoATemporaryCluster", ["rds:RestoreDBClusterFromSnapshot"],
              [f"{account_rds}:cluster-snapshot:*"],

@@ -75,7 +75,8 @@ def test_snapshot_is_replaced_by_one_under_the_cmk_with_its_tags_and_audience_af
     new = after[plan["new_snapshot_id"]]
     assert new["StorageEncrypted"] and new["KmsKeyId"] == key_arn(session)
     tags = {t["Key"]: t["Value"] for t in neptune(session).list_tags_for_resource(ResourceName=new["DBClusterSnapshotArn"])["TagList"]}
-    assert tags["retention"] == "7y" and "neptune-guard:created-by" not in tags  # the customer's now
+    # The customer's now: no tag left that lets the remediation role share or delete it.
+    assert tags["retention"] == "7y" and {k for k in tags if k.startswith("neptune-guard:")} == {"neptune-guard:remediated-by"}
     assert shared_with(session, plan["new_snapshot_id"]) == audience
     temporary = [c for c in neptune(session).describe_db_clusters()["DBClusters"] if c["DBClusterIdentifier"] == plan["temporary_cluster_id"]]
     assert temporary == []
@@ -169,3 +170,16 @@ def test_the_key_policy_check_needs_every_action_for_the_account(statement, admi
     assert key_policy_admits(policy, PARTNER, "arn:aws:kms:us-east-1:111111111111:key/k") is admitted
     denied = json.dumps({"Statement": [statement, {"Effect": "Deny", "Principal": "*", "Action": "kms:CreateGrant", "Resource": "*"}]})
     assert key_policy_admits(denied, PARTNER, "arn:aws:kms:us-east-1:111111111111:key/k") is False
+
+
+def test_a_snapshot_made_again_under_the_planned_name_is_not_approved_for_re_encryption(deployed):
+    """A snapshot's ARN is its name: deleted and made again between the plan and the approval, it is another snapshot,
+    and the approval endpoint marks nothing."""
+    session, sfn, arns = deployed
+    execution = workflow.start(sfn, arns["snapshot"], request("plain-snap"))
+    awaiting(sfn, execution, "re-encrypt")
+    neptune(session).delete_db_cluster_snapshot(DBClusterSnapshotIdentifier="plain-snap")
+    neptune(session).create_db_cluster_snapshot(DBClusterSnapshotIdentifier="plain-snap", DBClusterIdentifier="plain")
+    with pytest.raises(approvals.NotApprovable, match="not the snapshot that was planned"):
+        decide(sfn, execution, "re-encrypt")
+    assert neptune_guard_tags(session, "plain-snap") == set()

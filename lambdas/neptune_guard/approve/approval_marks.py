@@ -20,7 +20,15 @@ from __future__ import annotations
 import boto3
 
 from neptune_guard import aws
-from neptune_guard.remediate.resources import NotOurs, custom_endpoints, describe_cluster, describe_snapshot, instances_in, tags_of
+from neptune_guard.remediate.resources import (
+    NotOurs,
+    custom_endpoints,
+    describe_cluster,
+    describe_snapshot,
+    instances_in,
+    is_planned_snapshot,
+    tags_of,
+)
 from neptune_guard.tags import CREATED_BY, CUTOVER, DECOMMISSION_APPROVED_BY, REENCRYPT_APPROVED_BY, REPLACE_APPROVED_BY, RETIRED_BY
 
 MARKS_ROLE = "NeptuneGuardApprovalMarks"
@@ -64,7 +72,7 @@ def _decommission_stage(neptune, plan: dict, execution: str) -> list[str]:
 
 def _planned_snapshot(neptune, plan: dict) -> dict | None:
     original = describe_snapshot(neptune, plan["snapshot_id"])
-    if original is not None and original["DBClusterSnapshotArn"] != plan["snapshot_arn"]:
+    if original is not None and not is_planned_snapshot(original, plan):
         raise NotOurs(f"{plan['snapshot_id']} is not the snapshot that was planned")
     return original
 

@@ -112,6 +112,16 @@ def tags_of(neptune, arn: str) -> dict[str, str]:
     return tag_map(neptune.list_tags_for_resource(ResourceName=arn).get("TagList", []))
 
 
+def snapshot_identity(snapshot: dict) -> dict:
+    """What tells a snapshot from another made later under its name (its ARN is built from the name)."""
+    created = snapshot.get("SnapshotCreateTime")
+    return {"arn": snapshot["DBClusterSnapshotArn"], "created": created.isoformat() if hasattr(created, "isoformat") else created}
+
+
+def is_planned_snapshot(snapshot: dict | None, plan: dict) -> bool:
+    return snapshot is not None and snapshot_identity(snapshot) == plan["snapshot_identity"]
+
+
 def require_ours(neptune, resource: dict, arn_field: str, execution: str, *keys: str) -> dict[str, str]:
     """The resource's tags, if one of `keys` (default: created-by) names this execution; NotOurs otherwise.
     A resource that merely has the name the workflow would have given it is never adopted."""

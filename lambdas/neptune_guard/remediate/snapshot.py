@@ -24,10 +24,12 @@ from neptune_guard.remediate.resources import (
     adopt_or_create,
     describe_cluster,
     describe_snapshot,
+    is_planned_snapshot,
     parse_arn,
     require_available_cluster,
     require_available_snapshot,
     require_ours,
+    snapshot_identity,
     tags_of,
 )
 from neptune_guard.tags import (
@@ -141,7 +143,7 @@ def plan_snapshot(step: Step) -> dict:
         "kind": "snapshot-plan",
         "execution": step.execution,
         "snapshot_id": snapshot_id,
-        "snapshot_arn": snapshot["DBClusterSnapshotArn"],
+        "snapshot_identity": snapshot_identity(snapshot),
         "new_snapshot_id": new_snapshot_id,
         "temporary_cluster_id": naming.derived(snapshot_id[:40], "tmp", token),
         "target_key_arn": key["Arn"],
@@ -168,7 +170,7 @@ def _approved_original(step: Step) -> None:
     """The re-encrypt approval marked the original for this execution: what alone lets the remediation role copy or
     restore a customer's snapshot (said here, before AWS refuses it as a bare AccessDenied)."""
     original = describe_snapshot(step.neptune, step.plan["snapshot_id"])
-    if original is None or original["DBClusterSnapshotArn"] != step.plan["snapshot_arn"]:
+    if not is_planned_snapshot(original, step.plan):
         raise NotOurs(f"{step.plan['snapshot_id']} is no longer the snapshot that was planned and approved")
     if tags_of(step.neptune, original["DBClusterSnapshotArn"]).get(REENCRYPT_APPROVED_BY) != step.execution:
         raise NotOurs(f"the re-encrypt approval's mark is missing on {step.plan['snapshot_id']}: approve through the approval endpoint")
@@ -280,14 +282,15 @@ def delete_original_snapshot(step: Step) -> dict:
     plan, neptune = step.plan, step.neptune
     original = describe_snapshot(neptune, plan["snapshot_id"])
     if original is not None:
-        if original["DBClusterSnapshotArn"] != plan["snapshot_arn"]:
+        if not is_planned_snapshot(original, plan):
             raise NotOurs(f"{plan['snapshot_id']} is not the snapshot that was planned")
         require_ours(neptune, original, "DBClusterSnapshotArn", step.execution, REPLACE_APPROVED_BY)
         neptune.delete_db_cluster_snapshot(DBClusterSnapshotIdentifier=plan["snapshot_id"])
     new = describe_snapshot(neptune, plan["new_snapshot_id"])
     require_ours(neptune, new, "DBClusterSnapshotArn", step.execution, CREATED_BY, REMEDIATED_BY)
     neptune.add_tags_to_resource(ResourceName=new["DBClusterSnapshotArn"], Tags=[{"Key": REMEDIATED_BY, "Value": step.execution}])
-    neptune.remove_tags_from_resource(ResourceName=new["DBClusterSnapshotArn"], TagKeys=[CREATED_BY])
+    # The customer's now: neither its creation tag nor the approval's mark (which lets the role share and delete) stays.
+    neptune.remove_tags_from_resource(ResourceName=new["DBClusterSnapshotArn"], TagKeys=[CREATED_BY, REPLACE_APPROVED_BY])
     return {"deleted": plan["snapshot_id"], "replaced_by": plan["new_snapshot_id"]}
 
 
@@ -307,7 +310,7 @@ def roll_back_snapshot(step: Step) -> dict:
     if new is not None and original is not None and tags_of(neptune, new["DBClusterSnapshotArn"]).get(CREATED_BY) == step.execution:
         neptune.delete_db_cluster_snapshot(DBClusterSnapshotIdentifier=plan["new_snapshot_id"])
         removed.append(plan["new_snapshot_id"])
-    if original is not None and original["DBClusterSnapshotArn"] == plan["snapshot_arn"]:
+    if is_planned_snapshot(original, plan):
         marks = [k for k, v in tags_of(neptune, original["DBClusterSnapshotArn"]).items()
                  if k in (REENCRYPT_APPROVED_BY, REPLACE_APPROVED_BY) and v == step.execution]
         if marks:
