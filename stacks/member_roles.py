@@ -277,6 +277,9 @@ class MemberRolesStack(Stack):
             sid="WriteApprovalMarksOnly", actions=approval_marks.PERMISSIONS["mark"], resources=neptune_resources,
             conditions={"ForAllValues:StringEquals": {"aws:TagKeys": list(approval_marks.MARKS)},
                         "StringLikeIfExists": {f"aws:RequestTag/{key}": executions for key in approval_marks.MARKS}}))
+        marks.add_to_policy(iam.PolicyStatement(
+            sid="TakeBackApprovalMarksOnly", actions=approval_marks.PERMISSIONS["take back"], resources=neptune_resources,
+            conditions={"ForAllValues:StringEquals": {"aws:TagKeys": list(approval_marks.MARKS)}}))
 
         # On-call's `plan` reads what a remediation would carry, and nothing else; their own sessions assume it.
         if config.on_call_roles:

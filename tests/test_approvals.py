@@ -366,3 +366,26 @@ def test_an_approval_marks_what_the_plan_names_and_nothing_once_it_changed(team)
     assert cluster in answer["marked"]
     tags = {t["Key"]: t["Value"] for t in neptune.list_tags_for_resource(ResourceName=cluster)["TagList"]}
     assert tags["neptune-guard:cutover"] == execution
+
+
+def test_an_approval_that_no_longer_reaches_the_execution_takes_its_marks_back(team, monkeypatch):
+    """Marked, then the answer finds the question gone (rejected by someone else or timed out in between): the marks
+    would outlive the execution, holding the cluster against every later plan and open to the remediation role."""
+    session, sfn, arns, alice, bob = team
+    neptune = member_session(session, ACCOUNT).client("neptune", region_name=REGION)
+    cluster = neptune.describe_db_clusters(DBClusterIdentifier="orders")["DBClusters"][0]["DBClusterArn"]
+    execution = alice.start(arns["cluster"], REQUEST)
+    waiting_for(sfn, execution, "snapshot")
+    write_marks = approvals.write_marks
+
+    def rejected_meanwhile(*args, **kwargs):
+        marked = write_marks(*args, **kwargs)
+        token = approvals.pending_approval(sfn, execution)["token"]
+        sfn.send_task_failure(taskToken=token, error="Rejected", cause="rejected by alice meanwhile")
+        return marked
+
+    monkeypatch.setattr(approvals, "write_marks", rejected_meanwhile)
+    refusal = refused(bob, {"action": "approve", "execution_arn": execution, "stage": "snapshot"})
+
+    assert refusal.status == 409 and "answered or timed out meanwhile" in str(refusal)
+    assert "neptune-guard:cutover" not in {t["Key"] for t in neptune.list_tags_for_resource(ResourceName=cluster)["TagList"]}

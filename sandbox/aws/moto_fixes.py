@@ -35,6 +35,7 @@ from moto.securityhub import responses as securityhub_responses
 from moto.securityhub import urls as securityhub_urls
 from moto.securityhub.exceptions import SecurityHubClientError
 from moto.stepfunctions import responses as stepfunctions_responses
+from moto.stepfunctions.parser.asl.eval.callback import callback as stepfunctions_callback
 from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration import distributed_iteration_component
 from moto.stepfunctions.parser.asl.component.state.exec.state_map.result_writer.resource_eval import (
     resource_eval_s3 as result_writer_s3)
@@ -620,6 +621,24 @@ def send_task_failure_keeps_its_cause() -> None:
     stepfunctions_responses.StepFunctionResponse.send_task_failure = send_task_failure
 
 
+def a_task_token_is_answered_once() -> None:
+    """A task token answered once (`SendTaskSuccess` or `SendTaskFailure`) is closed: a second answer is refused with
+    `InvalidToken` ("the task associated with the token has already been closed") and changes nothing. (moto's
+    callback pool took every answer, so of two people answering one question at once both were told it was theirs.)
+
+    https://docs.aws.amazon.com/step-functions/latest/apireference/API_SendTaskSuccess.html#API_SendTaskSuccess_Errors
+    """
+    notify = stepfunctions_callback.CallbackPoolManager.notify
+
+    def notify_once(self, callback_id, outcome):
+        endpoint = self.get(callback_id)
+        if endpoint is not None and endpoint.get_outcome() is not None:
+            return False  # send_task_success/failure then raise InvalidToken, as no running execution holds it
+        return notify(self, callback_id, outcome)
+
+    stepfunctions_callback.CallbackPoolManager.notify = notify_once
+
+
 def execution_history_is_answered_in_json_directly() -> None:
     """`GetExecutionHistory` as the JSON protocol writes it (timestamps as epoch seconds), without moto's generic
     serializer, which tries every one of a history event's sixty optional members on every event: a few hundred
@@ -741,6 +760,7 @@ def apply() -> None:
     neptune_storage_types()
     lambda_runs_handlers_in_process()
     lambda_manages_vpc_network_interfaces()
+    a_task_token_is_answered_once()
     # Not corrections: stand-ins for what moto lacks, each documented in its own module.
     cluster_endpoints.install()
     neptune_graph.install()

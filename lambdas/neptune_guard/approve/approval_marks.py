@@ -39,6 +39,7 @@ PERMISSIONS = {
     "read": ["rds:DescribeDBClusters", "rds:DescribeDBInstances", "rds:DescribeDBClusterEndpoints",
              "rds:DescribeDBClusterSnapshots", "rds:ListTagsForResource"],
     "mark": ["rds:AddTagsToResource"],
+    "take back": ["rds:RemoveTagsFromResource"],
 }
 
 
@@ -104,15 +105,32 @@ STAGES = {  # stage -> (mark, the resources it covers); a stage not listed (cuto
 }
 
 
+def _marks_client(session: boto3.Session, plan: dict):
+    member = aws.assume_role(session, plan["account_id"], MARKS_ROLE, plan["region"], "neptune-guard-approval")
+    return member.client("neptune", region_name=plan["region"], config=aws.CLIENT_CONFIG)
+
+
 def mark(session: boto3.Session, stage: str, execution: str, plan: dict) -> list[str]:
     """Write the approved stage's mark on what the plan names, as the marks role of the plan's account; the ARNs
     marked. Raises NotOurs when the resources are no longer the planned ones (nothing is marked then)."""
     if stage not in STAGES:
         return []
     key, covered = STAGES[stage]
-    member = aws.assume_role(session, plan["account_id"], MARKS_ROLE, plan["region"], "neptune-guard-approval")
-    neptune = member.client("neptune", region_name=plan["region"], config=aws.CLIENT_CONFIG)
+    neptune = _marks_client(session, plan)
     arns = covered(neptune, plan, execution)
     for arn in arns:
         neptune.add_tags_to_resource(ResourceName=arn, Tags=[{"Key": key, "Value": execution}])
     return arns
+
+
+def take_back(session: boto3.Session, stage: str, execution: str, plan: dict, arns: list[str]) -> list[str]:
+    """Remove the stage's mark naming this execution from what `mark` marked: the approval did not reach the execution
+    (it was answered or timed out meanwhile), and a mark left behind would outlive it, holding the resource."""
+    if not arns:
+        return []
+    key = STAGES[stage][0]
+    neptune = _marks_client(session, plan)
+    taken = [arn for arn in arns if tags_of(neptune, arn).get(key) == execution]
+    for arn in taken:
+        neptune.remove_tags_from_resource(ResourceName=arn, TagKeys=[key])
+    return taken

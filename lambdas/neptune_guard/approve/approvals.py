@@ -391,13 +391,29 @@ def write_marks(session, stage: str, execution_arn: str, started_with: dict, pla
     from neptune_guard.approve import approval_marks
 
     try:
-        return approval_marks.mark(session, stage, execution_arn,
-                                   {**plan, "account_id": started_with.get("account_id"), "region": started_with.get("region")})
+        return approval_marks.mark(session, stage, execution_arn, _where(started_with, plan))
     except NotOurs as error:
         raise NotApprovable(f"{error}: reject it") from None
     except ClientError as error:
         raise MarkFailed(f"could not mark what the {stage} approval covers in {started_with.get('account_id')}: "
                          f"{error.response['Error']['Code']}: {error.response['Error'].get('Message', '')}") from None
+
+
+def _where(started_with: dict, plan: dict) -> dict:
+    return {**plan, "account_id": started_with.get("account_id"), "region": started_with.get("region")}
+
+
+def take_back_marks(session, stage: str, execution_arn: str, started_with: dict, plan: dict, marked: list[str]) -> None:
+    """The approval did not reach the execution: the marks written for it would outlive the execution, holding the
+    resource (no later plan takes it up) and letting the remediation role act on it."""
+    from neptune_guard.approve import approval_marks
+
+    try:
+        approval_marks.take_back(session, stage, execution_arn, _where(started_with, plan), marked)
+    except ClientError as error:
+        raise MarkFailed(f"the approval did not reach {execution_arn}, and its {stage} marks could not be taken back "
+                         f"({error.response['Error']['Code']}): remove the tag {approval_marks.STAGES[stage][0]} naming it from "
+                         f"{', '.join(marked)}") from None
 
 
 def approve(sfn, body: Approve, caller: Caller, endpoint: Endpoint, session=None) -> dict:
@@ -423,7 +439,12 @@ def approve(sfn, body: Approve, caller: Caller, endpoint: Endpoint, session=None
     marked = write_marks(session, pending["stage"], body.execution_arn, pending["started_with"], pending.get("plan") or {})
     decision = {"approved": True, "stage": pending["stage"], "approver": caller.arn, "at": _now(),
                 "accept_write_loss": body.accept_write_loss, **({"reason": body.reason} if body.reason else {})}
-    _answer(sfn.send_task_success, taskToken=pending["token"], output=json.dumps(decision))
+    try:
+        _answer(sfn.send_task_success, taskToken=pending["token"], output=json.dumps(decision))
+    except NoPendingApproval:  # rejected or timed out meanwhile; or approved by someone else, whose approval needs the marks
+        if not any(given.get("stage") == pending["stage"] for given in approvals_given(sfn, body.execution_arn)):
+            take_back_marks(session, pending["stage"], body.execution_arn, pending["started_with"], pending.get("plan") or {}, marked)
+        raise
     decision = {**decision, **({"marked": marked} if marked else {})}
     return {**decision, "execution_arn": body.execution_arn, "requested_by": starter}
 
