@@ -183,3 +183,22 @@ def test_a_snapshot_made_again_under_the_planned_name_is_not_approved_for_re_enc
     with pytest.raises(approvals.NotApprovable, match="not the snapshot that was planned"):
         decide(sfn, execution, "re-encrypt")
     assert neptune_guard_tags(session, "plain-snap") == set()
+
+
+def test_a_mark_an_ended_execution_left_behind_is_refused_with_the_command_that_frees_the_snapshot(deployed):
+    """Stopped by hand before its rollback ran, an execution leaves its mark: the next plan says how to take it off."""
+    session, sfn, arns = deployed
+    stopped = workflow.start(sfn, arns["snapshot"], request("plain-snap"))
+    awaiting(sfn, stopped, "re-encrypt")
+    decide(sfn, stopped, "re-encrypt")
+    awaiting(sfn, stopped, "delete-original")
+    sfn.stop_execution(executionArn=stopped, error="Stopped", cause="stopped by an administrator")
+    assert neptune_guard_tags(session, "plain-snap") == {"neptune-guard:re-encrypt-approved-by"}
+
+    refused = workflow.start(sfn, arns["snapshot"], request("plain-snap"))
+    cause = final_state(sfn, refused)["error"]["Cause"] if finish(sfn, refused)["error"] == "Refused" else ""
+    arn = snapshots(session)["plain-snap"]["DBClusterSnapshotArn"]
+    assert f"remove-tags-from-resource --resource-name {arn} --tag-keys neptune-guard:re-encrypt-approved-by" in cause
+    assert stopped in cause
+    neptune(session).remove_tags_from_resource(ResourceName=arn, TagKeys=["neptune-guard:re-encrypt-approved-by"])
+    assert awaiting(sfn, workflow.start(sfn, arns["snapshot"], request("plain-snap")), "re-encrypt")["status"] == "RUNNING"

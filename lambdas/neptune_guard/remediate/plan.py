@@ -127,6 +127,15 @@ def validated_key(kms, request: dict) -> dict:
     return key
 
 
+def if_left_behind(arn: str, tags: dict[str, str], keys: list[str]) -> str:
+    """What on-call does when the execution a tag names has ended without taking it off (stopped by hand, or its
+    rollback failed): the tags would hold the resource against every later plan."""
+    executions = sorted({tags[k] for k in keys})
+    return (f" If {'that execution has' if len(executions) == 1 else 'those executions have'} ended (neptune-guard status "
+            f"{' / '.join(executions)}), the tags were left behind: remove them with aws rds remove-tags-from-resource "
+            f"--resource-name {arn} --tag-keys {' '.join(keys)}")
+
+
 def _refuse_unless_ours_to_remediate(cluster: dict, tags: dict[str, str]) -> None:
     if RETIRED_BY in tags:
         raise InvalidRequest(f"{cluster['DBClusterIdentifier']} is an original retained by {tags[RETIRED_BY]} until "
@@ -134,7 +143,8 @@ def _refuse_unless_ours_to_remediate(cluster: dict, tags: dict[str, str]) -> Non
     for key in (CREATED_BY, CUTOVER):
         if key in tags:
             raise InvalidRequest(f"{cluster['DBClusterIdentifier']} is part of remediation {tags[key]} ({key}); "
-                                 "one remediation per cluster at a time")
+                                 "one remediation per cluster at a time." + if_left_behind(cluster["DBClusterArn"], tags, [key])
+                                 + (" (and from its instances and custom endpoints)" if key == CUTOVER else ""))
     if cluster.get("GlobalClusterIdentifier"):
         raise InvalidRequest(f"{cluster['DBClusterIdentifier']} is a member of global database {cluster['GlobalClusterIdentifier']}: "
                              "a restore cannot rejoin it; remove it from the global database first (Neptune's documented "

@@ -45,6 +45,7 @@ from neptune_guard.tags import (
 from neptune_guard.remediate.plan import (
     DEFAULT_APPROVAL_TIMEOUT_SECONDS,
     current_key_is_customer_managed,
+    if_left_behind,
     validate_request,
     validated_key,
 )
@@ -117,7 +118,8 @@ def plan_snapshot(step: Step) -> dict:
     ours = sorted(k for k in tags if k.startswith(TAG_PREFIX) and k != REMEDIATED_BY)
     if ours:
         raise InvalidRequest(f"{request['snapshot_id']} belongs to a Neptune Guard execution ({', '.join(f'{k}={tags[k]}' for k in ours)}): "
-                             "that execution keeps or removes it")
+                             "while it runs, it keeps or removes the snapshot."
+                             + if_left_behind(snapshot["DBClusterSnapshotArn"], tags, ours))
     key = validated_key(kms, request)
     if snapshot.get("StorageEncrypted") and snapshot.get("KmsKeyId") == key["Arn"]:
         raise InvalidRequest(f"snapshot {request['snapshot_id']} is already encrypted with {key['Arn']}")
