@@ -198,7 +198,7 @@ def test_a_mark_an_ended_execution_left_behind_is_refused_with_the_command_that_
     refused = workflow.start(sfn, arns["snapshot"], request("plain-snap"))
     cause = final_state(sfn, refused)["error"]["Cause"] if finish(sfn, refused)["error"] == "Refused" else ""
     arn = snapshots(session)["plain-snap"]["DBClusterSnapshotArn"]
-    assert f"remove-tags-from-resource --resource-name {arn} --tag-keys neptune-guard:re-encrypt-approved-by" in cause
+    assert f"remove-tags-from-resource --region {REGION} --resource-name {arn} --tag-keys neptune-guard:re-encrypt-approved-by" in cause
     assert stopped in cause
     neptune(session).remove_tags_from_resource(ResourceName=arn, TagKeys=["neptune-guard:re-encrypt-approved-by"])
     assert awaiting(sfn, workflow.start(sfn, arns["snapshot"], request("plain-snap")), "re-encrypt")["status"] == "RUNNING"

@@ -18,6 +18,7 @@ still those resources (the same DbClusterResourceId, the same ARN) and no other 
 from __future__ import annotations
 
 import boto3
+from botocore.exceptions import ClientError
 
 from neptune_guard import aws
 from neptune_guard.remediate.resources import (
@@ -130,7 +131,13 @@ def take_back(session: boto3.Session, stage: str, execution: str, plan: dict, ar
         return []
     key = STAGES[stage][0]
     neptune = _marks_client(session, plan)
-    taken = [arn for arn in arns if tags_of(neptune, arn).get(key) == execution]
-    for arn in taken:
-        neptune.remove_tags_from_resource(ResourceName=arn, TagKeys=[key])
+    taken = []
+    for arn in arns:
+        try:
+            if tags_of(neptune, arn).get(key) == execution:
+                neptune.remove_tags_from_resource(ResourceName=arn, TagKeys=[key])
+                taken.append(arn)
+        except ClientError as error:  # gone meanwhile (a rollback deleted the copy): nothing of it to take back
+            if not error.response["Error"]["Code"].endswith("NotFound"):
+                raise
     return taken

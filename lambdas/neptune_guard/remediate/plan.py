@@ -127,13 +127,16 @@ def validated_key(kms, request: dict) -> dict:
     return key
 
 
-def if_left_behind(arn: str, tags: dict[str, str], keys: list[str]) -> str:
+def if_left_behind(arn: str, tags: dict[str, str], keys: list[str], also: str = "") -> str:
     """What on-call does when the execution a tag names has ended without taking it off (stopped by hand, or its
-    rollback failed): the tags would hold the resource against every later plan."""
-    executions = sorted({tags[k] for k in keys})
+    rollback failed): the tags would hold the resource against every later plan. Only tags naming an execution."""
+    named = [k for k in keys if ":execution:" in tags[k]]
+    if not named:
+        return ""
+    executions = sorted({tags[k] for k in named})
     return (f" If {'that execution has' if len(executions) == 1 else 'those executions have'} ended (neptune-guard status "
-            f"{' / '.join(executions)}), the tags were left behind: remove them with aws rds remove-tags-from-resource "
-            f"--resource-name {arn} --tag-keys {' '.join(keys)}")
+            f"{' / '.join(executions)}), the tags were left behind: remove them{also} with aws rds remove-tags-from-resource "
+            f"--region {arn.split(':')[3]} --resource-name {arn} --tag-keys {' '.join(named)}")
 
 
 def _refuse_unless_ours_to_remediate(cluster: dict, tags: dict[str, str]) -> None:
@@ -143,8 +146,9 @@ def _refuse_unless_ours_to_remediate(cluster: dict, tags: dict[str, str]) -> Non
     for key in (CREATED_BY, CUTOVER):
         if key in tags:
             raise InvalidRequest(f"{cluster['DBClusterIdentifier']} is part of remediation {tags[key]} ({key}); "
-                                 "one remediation per cluster at a time." + if_left_behind(cluster["DBClusterArn"], tags, [key])
-                                 + (" (and from its instances and custom endpoints)" if key == CUTOVER else ""))
+                                 "one remediation per cluster at a time."
+                                 + if_left_behind(cluster["DBClusterArn"], tags, [key],
+                                                  " (and from its instances and custom endpoints)" if key == CUTOVER else ""))
     if cluster.get("GlobalClusterIdentifier"):
         raise InvalidRequest(f"{cluster['DBClusterIdentifier']} is a member of global database {cluster['GlobalClusterIdentifier']}: "
                              "a restore cannot rejoin it; remove it from the global database first (Neptune's documented "

@@ -33,6 +33,7 @@ from neptune_guard.remediate.resources import (
     tags_of,
 )
 from neptune_guard.tags import (
+    ARCHIVED_BY,
     CREATED_BY,
     REENCRYPT_APPROVED_BY,
     REMEDIATED_BY,
@@ -119,7 +120,7 @@ def plan_snapshot(step: Step) -> dict:
     if ours:
         raise InvalidRequest(f"{request['snapshot_id']} belongs to a Neptune Guard execution ({', '.join(f'{k}={tags[k]}' for k in ours)}): "
                              "while it runs, it keeps or removes the snapshot."
-                             + if_left_behind(snapshot["DBClusterSnapshotArn"], tags, ours))
+                             + if_left_behind(snapshot["DBClusterSnapshotArn"], tags, [k for k in ours if k != ARCHIVED_BY]))
     key = validated_key(kms, request)
     if snapshot.get("StorageEncrypted") and snapshot.get("KmsKeyId") == key["Arn"]:
         raise InvalidRequest(f"snapshot {request['snapshot_id']} is already encrypted with {key['Arn']}")
