@@ -622,9 +622,11 @@ def send_task_failure_keeps_its_cause() -> None:
 
 
 def a_task_token_is_answered_once() -> None:
-    """A task token answered once (`SendTaskSuccess` or `SendTaskFailure`) is closed: a second answer is refused with
-    `InvalidToken` ("the task associated with the token has already been closed") and changes nothing. (moto's
-    callback pool took every answer, so of two people answering one question at once both were told it was theirs.)
+    """A task token answered once (`SendTaskSuccess` or `SendTaskFailure`) is closed: a second answer is refused and
+    changes nothing. (moto's callback pool took every answer, so of two people answering one question at once both
+    were told it was theirs.) AWS names the refusal `TaskTimedOut` ("the task associated with the token has already
+    been closed"); here it is `InvalidToken`, which the approval endpoint treats alike, and a token whose task timed
+    out is not yet closed by this correction.
 
     https://docs.aws.amazon.com/step-functions/latest/apireference/API_SendTaskSuccess.html#API_SendTaskSuccess_Errors
     """
