@@ -154,17 +154,22 @@ class MemberRolesStack(Stack):
                     f"arn:{Aws.PARTITION}:ec2:*:{Aws.ACCOUNT_ID}:security-group/*"]
         own = {"StringLike": {f"aws:ResourceTag/{CREATED_BY}": executions}}
         marked = {"StringLike": {f"aws:ResourceTag/{CUTOVER}": executions}}
-        statements = []
-        for sid, key in (("Create", CREATED_BY), ("Archive", ARCHIVED_BY)):
-            # The new resource: only under the names the workflow derives, and only with its execution's tag.
-            statements.append((f"{sid}TaggedForAnExecution", ["rds:CreateDBClusterSnapshot", "rds:CopyDBClusterSnapshot",
-                                                              "rds:RestoreDBClusterFromSnapshot", "rds:CreateDBInstance",
-                                                              "rds:AddTagsToResource"],
-                               created, tagged_for_an_execution(key, requested=True)))
-            statements.append((f"{sid}WithTheClustersSettings", ["rds:RestoreDBClusterFromSnapshot", "rds:CreateDBInstance"],
-                               settings, tagged_for_an_execution(key, requested=True)))
-            statements.append((f"RestoreOnlyFromSnapshotsTaggedBy{sid}", ["rds:RestoreDBClusterFromSnapshot"],
-                               [f"{account_rds}:cluster-snapshot:*"], {"StringLike": {f"aws:ResourceTag/{key}": executions}}))
+        # The new resource: only under the names the workflow derives, and only with its execution's tag. What a workflow
+        # handed over keeps such a name (a re-encrypted copy, an archive) and the tag that says so: never tagged again.
+        def created_for_an_execution(key: str) -> dict:
+            return {**tagged_for_an_execution(key, requested=True),
+                    "Null": {f"aws:ResourceTag/{REMEDIATED_BY}": "true", f"aws:ResourceTag/{ARCHIVED_BY}": "true"}}
+
+        statements = [
+            ("CreateTaggedForAnExecution", ["rds:CreateDBClusterSnapshot", "rds:CopyDBClusterSnapshot", "rds:RestoreDBClusterFromSnapshot",
+                                            "rds:CreateDBInstance", "rds:AddTagsToResource"], created, created_for_an_execution(CREATED_BY)),
+            ("CreateWithTheClustersSettings", ["rds:RestoreDBClusterFromSnapshot", "rds:CreateDBInstance"], settings,
+             tagged_for_an_execution(CREATED_BY, requested=True)),
+            ("RestoreOnlyFromSnapshotsTaggedByCreate", ["rds:RestoreDBClusterFromSnapshot"], [f"{account_rds}:cluster-snapshot:*"], own),
+            # The archive: a snapshot (copied, or taken of a cluster the execution restored), kept by the customer.
+            ("ArchiveTaggedForAnExecution", ["rds:CreateDBClusterSnapshot", "rds:CopyDBClusterSnapshot", "rds:AddTagsToResource"],
+             our_names("cluster-snapshot"), created_for_an_execution(ARCHIVED_BY)),
+        ]
         # A customer's unencrypted snapshot cannot be copied under a key: it is restored into a temporary cluster, under
         # a tag of its own and not the creation tag, so that the role may snapshot and delete that cluster but never give
         # it an instance or change it; and a restore from a snapshot the execution did not make may create nothing else.

@@ -52,17 +52,19 @@ RESERVED_NAME_RESIDUAL = RESIDUAL | {("NeptuneGuardRemediation", f"rds:{action}"
 }.items() for action in actions}
 
 
-def grants_on_customer_resources(policies: list[dict], role: str, names: dict[str, str] = CUSTOMER_NAMES) -> set[tuple[str, str, str]]:
-    found = set()
+def grants_on_customer_resources(policies: list[dict], role: str, names: dict[str, str] = CUSTOMER_NAMES,
+                                 carrying: dict[str, str] | None = None) -> set[tuple[str, str, str]]:
+    """`carrying`: the tags the resources already have (none: a customer's resource the tool never touched)."""
+    found, held = set(), {f"aws:ResourceTag/{k}": v for k, v in (carrying or {}).items()}
     for kind, actions in ACTIONS.items():
         resource = f"arn:aws:rds:{REGION}:{MEMBER}:{kind}:{names[kind]}"  # any engine's: Aurora's ARNs look the same
         writable = [k for k in KEYS if evaluate(policies, "rds:AddTagsToResource", resource,
-                                                {f"aws:RequestTag/{k}": OURS, "aws:TagKeys": [k]}).allowed]
+                                                {**held, f"aws:RequestTag/{k}": OURS, "aws:TagKeys": [k]}).allowed]
         # A tag counts when it authorizes something: the creation tags and the approval marks.
         found |= {(role, "rds:AddTagsToResource", kind) for k in writable if k in AUTHORIZING}
         for action in (f"rds:{a}" for a in actions):
-            situations = [{}] + [{f"aws:RequestTag/{k}": OURS, "aws:TagKeys": [k]} for k in KEYS] \
-                + [{f"aws:ResourceTag/{k}": OURS} for k in writable]
+            situations = [held] + [{**held, f"aws:RequestTag/{k}": OURS, "aws:TagKeys": [k]} for k in KEYS] \
+                + [{**held, f"aws:ResourceTag/{k}": OURS} for k in writable]
             if any(evaluate(policies, action, resource, context).allowed for context in situations):
                 found.add((role, action, kind))
     hub = f"arn:aws:securityhub:{REGION}:{MEMBER}:hub/default"
@@ -89,6 +91,24 @@ def test_a_customer_resource_under_a_name_the_workflow_derives_is_reached_as_if_
     _, members = synthesized
     found = grants_on_customer_resources(role_policies(members, role, REFERENCES), role, RESERVED_NAMES)
     assert found == {grant for grant in RESERVED_NAME_RESIDUAL if grant[0] == role}
+
+
+# What the workflows hand over keeps a name they derive: the snapshot workflow's re-encrypted copy (`remediated-by`) and
+# the cluster workflow's archive of a decommissioned original (`archived-by`), by then its only copy.
+HANDED_OVER = {
+    "the re-encrypted copy of a snapshot": ({"cluster-snapshot": "orders-daily-cmk-1a2b3c4d"}, {"neptune-guard:remediated-by": OURS}),
+    "the archive of a decommissioned original": ({"cluster-snapshot": "orders-archive-1a2b3c4d"}, {"neptune-guard:archived-by": OURS}),
+}
+
+
+@pytest.mark.parametrize("handed_over", HANDED_OVER)
+@pytest.mark.parametrize("role", ROLES)
+def test_what_a_workflow_handed_over_under_its_names_is_not_reached_again(synthesized, role, handed_over):
+    """Its name is one the workflow derives, so the name cannot keep a creation tag off it: the tags it keeps do."""
+    _, members = synthesized
+    names, carrying = HANDED_OVER[handed_over]
+    found = grants_on_customer_resources(role_policies(members, role, REFERENCES), role, {**CUSTOMER_NAMES, **names}, carrying)
+    assert found == {grant for grant in RESIDUAL if grant[0] == role}
 
 
 def test_a_temporary_cluster_takes_no_tag_but_its_own(synthesized):
