@@ -3,10 +3,12 @@
 import pytest
 from moto.rds import models as rds_models
 
-from neptune_guard.approve import workflow
+from neptune_guard.approve import approvals, workflow
 from neptune_guard.remediate import naming
+from neptune_guard.tags import CUTOVER, DECOMMISSION_APPROVED_BY, RETIRED_BY
 from sandbox.aws import write_activity
-from tests.conftest import awaiting, decide, final_state, finish, member_session
+from sandbox.demo import workflows
+from tests.conftest import decide, final_state, finish, member_session
 
 ACCOUNT, REGION = "111111111111", "us-east-1"
 SCENARIO = {"accounts": {ACCOUNT: {REGION: {
@@ -49,12 +51,38 @@ def assert_kept_through_decommission(session, sfn, execution, retired):
     """Approved all the way, the original is parked at decommission with the writes named, asked again, never deleted."""
     decide(sfn, execution, "snapshot")
     decide(sfn, execution, "cutover")
-    decide(sfn, execution, "decommission")
-    awaiting(sfn, execution, "decommission")
+    first = decide(sfn, execution, "decommission")
+    asked_again(sfn, execution, first["token"])
     assert retired in clusters(session)
+    # The approval the parked run had is spent: until on-call approves again, the role may not delete the original.
+    assert {key for tags in tags_on(session, retired).values() for key in tags} >= {CUTOVER, RETIRED_BY}
+    assert all(DECOMMISSION_APPROVED_BY not in tags for tags in tags_on(session, retired).values())
     decide(sfn, execution, "decommission", approved=False)
     assert finish(sfn, execution)["status"] == "SUCCEEDED" and retired in clusters(session)
     assert final_state(sfn, execution)["decommission_error"]["Error"] == "WritesDetected"
+    # Kept, with its retirement tags saying why, and no mark of an execution that has ended.
+    kept = tags_on(session, retired)
+    assert kept and all(tags.get(RETIRED_BY) == execution and CUTOVER not in tags and DECOMMISSION_APPROVED_BY not in tags
+                        for tags in kept.values()), kept
+
+
+def asked_again(sfn, execution, answered_token):
+    """Until the execution waits on a question other than the one answered (it records the answer asynchronously)."""
+    def until(description, history):
+        try:
+            return approvals.pending_approval(sfn, execution)["token"] != answered_token
+        except approvals.NoPendingApproval:
+            return False
+    workflows.wait_for(sfn, execution, until, 300.0)
+
+
+def tags_on(session, cluster_id):
+    """The tags of a cluster and of each of its instances, by ARN."""
+    neptune = member_session(session, ACCOUNT).client("neptune", region_name=REGION)
+    cluster = neptune.describe_db_clusters(DBClusterIdentifier=cluster_id)["DBClusters"][0]
+    instances = neptune.describe_db_instances(Filters=[{"Name": "db-cluster-id", "Values": [cluster_id]}])["DBInstances"]
+    return {arn: {t["Key"]: t["Value"] for t in neptune.list_tags_for_resource(ResourceName=arn)["TagList"]}
+            for arn in [cluster["DBClusterArn"], *(i["DBInstanceArn"] for i in instances)]}
 
 
 def names(execution, cluster_id):

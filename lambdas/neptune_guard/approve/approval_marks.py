@@ -18,7 +18,6 @@ still those resources (the same DbClusterResourceId, the same ARN) and no other 
 from __future__ import annotations
 
 import boto3
-from botocore.exceptions import ClientError
 
 from neptune_guard import aws
 from neptune_guard.remediate.resources import (
@@ -29,6 +28,7 @@ from neptune_guard.remediate.resources import (
     instances_in,
     is_planned_snapshot,
     tags_of,
+    take_off,
 )
 from neptune_guard.tags import CREATED_BY, CUTOVER, DECOMMISSION_APPROVED_BY, REENCRYPT_APPROVED_BY, REPLACE_APPROVED_BY, RETIRED_BY
 
@@ -129,15 +129,4 @@ def take_back(session: boto3.Session, stage: str, execution: str, plan: dict, ar
     (it was answered or timed out meanwhile), and a mark left behind would outlive it, holding the resource."""
     if not arns:
         return []
-    key = STAGES[stage][0]
-    neptune = _marks_client(session, plan)
-    taken = []
-    for arn in arns:
-        try:
-            if tags_of(neptune, arn).get(key) == execution:
-                neptune.remove_tags_from_resource(ResourceName=arn, TagKeys=[key])
-                taken.append(arn)
-        except ClientError as error:  # gone meanwhile (a rollback deleted the copy): nothing of it to take back
-            if not error.response["Error"]["Code"].endswith("NotFound"):
-                raise
-    return taken
+    return take_off(_marks_client(session, plan), arns, (STAGES[stage][0],), execution)

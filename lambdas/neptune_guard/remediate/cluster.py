@@ -51,6 +51,8 @@ STEPS = {
     "hand_over_new_cluster": (cutover.hand_over_new_cluster, "cutover"),
     "resolve_finding": (notify.resolve_finding, "cutover"),
     "keep_retired_stopped": (decommission.keep_retired_stopped, "cutover"),
+    "withdraw_decommission_approval": (decommission.withdraw_decommission_approval, "cutover"),
+    "release_retained": (decommission.release_retained, "cutover"),
     "prove_no_writes_since_cutover": (decommission.prove_no_writes_since_cutover, "decommission"),
     "archive_retired": (decommission.archive_retired, "decommission"),
     "delete_retired": (decommission.delete_retired, "decommission"),

@@ -16,6 +16,7 @@ from neptune_guard.remediate.resources import (
     instances_in,
     iso,
     require_ours,
+    take_off,
     utcnow,
 )
 from neptune_guard.remediate.writes import WritesDetected, cutover_started, write_activity
@@ -65,17 +66,41 @@ def automated_backups_of(neptune, cluster: dict, names: tuple[str, ...]) -> list
 
 
 def keep_retired_stopped(step: Step) -> dict:
-    """During the soak: Neptune restarts a stopped cluster after 7 days; stop it again."""
+    """During the soak: Neptune restarts a stopped cluster after 7 days; stop it again. No decommission is approved
+    while it soaks (the question comes after this step): a mark an earlier approval left, when its run parked, comes off."""
     plan, neptune = step.plan, step.neptune
     retired = describe_cluster(neptune, plan["retired_cluster_id"])
     if retired is None:
         raise NotOurs(f"{plan['retired_cluster_id']} is gone: decommission has nothing to do")
     require_ours(neptune, retired, "DBClusterArn", step.execution, RETIRED_BY)
+    withdrawn = withdraw_decommission_approval(step)["withdrawn"]
     restopped = retired["Status"] == "available"
     if restopped:
         neptune.stop_db_cluster(DBClusterIdentifier=plan["retired_cluster_id"])
     until = datetime.fromisoformat(step.state["retired"]["retained_until"])
-    return {"status": "stopping" if restopped else retired["Status"], "restopped": restopped, "soak_over": utcnow() >= until}
+    return {"status": "stopping" if restopped else retired["Status"], "restopped": restopped, "soak_over": utcnow() >= until,
+            **({"withdrawn": withdrawn} if withdrawn else {})}
+
+
+def _retired_original(step: Step) -> list[str]:
+    """The ARNs of the retired original and its instances, while it is still the cluster that was planned."""
+    plan, neptune = step.plan, step.neptune
+    retired = describe_cluster(neptune, plan["retired_cluster_id"])
+    if retired is None or retired["DbClusterResourceId"] != plan["cluster_resource_id"]:
+        return []
+    return [retired["DBClusterArn"], *(i["DBInstanceArn"] for i in instances_in(neptune, [plan["retired_cluster_id"]]).values())]
+
+
+def withdraw_decommission_approval(step: Step) -> dict:
+    """A decommission run parked (a write reached the original, or a fault): the approval it had is spent. Its mark
+    comes off, so that the remediation role cannot delete the original until on-call approves again."""
+    return {"withdrawn": take_off(step.neptune, _retired_original(step), (DECOMMISSION_APPROVED_BY,), step.execution)}
+
+
+def release_retained(step: Step) -> dict:
+    """The execution ends with the original kept: none of its approval marks stay (they would let the remediation role
+    stop, change or delete it with no execution running); its retirement tags stay, to say why it is kept."""
+    return {"released": take_off(step.neptune, _retired_original(step), (CUTOVER, DECOMMISSION_APPROVED_BY), step.execution)}
 
 
 def prove_no_writes_since_cutover(step: Step) -> dict:

@@ -18,6 +18,7 @@ from neptune_guard.remediate.resources import (
     require_available_snapshot,
     require_ours,
     tags_of,
+    take_off,
 )
 from neptune_guard.tags import CREATED_BY, CUTOVER, RETIRED_BY, created_by
 
@@ -56,10 +57,7 @@ def unmark_original(step: Step) -> dict:
         return {"unmarked": []}
     covered = [cluster["DBClusterArn"], *(i["DBInstanceArn"] for i in instances_in(neptune, [plan["cluster_id"]]).values()),
                *(e["arn"] for e in custom_endpoints(neptune, plan["cluster_id"]))]
-    unmarked = [arn for arn in covered if tags_of(neptune, arn).get(CUTOVER) == step.execution]
-    for arn in unmarked:
-        neptune.remove_tags_from_resource(ResourceName=arn, TagKeys=[CUTOVER])
-    return {"unmarked": unmarked}
+    return {"unmarked": take_off(neptune, covered, (CUTOVER,), step.execution)}
 
 
 def create_snapshot(step: Step) -> dict:

@@ -112,6 +112,23 @@ def tags_of(neptune, arn: str) -> dict[str, str]:
     return tag_map(neptune.list_tags_for_resource(ResourceName=arn).get("TagList", []))
 
 
+def take_off(neptune, arns: list[str], keys: tuple[str, ...], execution: str) -> list[str]:
+    """Remove those of `keys` that name this execution from each resource (another execution's stay); the ARNs changed.
+    A resource deleted meanwhile has nothing left to take off (RDS answers DBClusterNotFoundFault, DBInstanceNotFound,
+    DBClusterSnapshotNotFoundFault, ... for its tags)."""
+    changed = []
+    for arn in arns:
+        try:
+            naming_it = [key for key, value in tags_of(neptune, arn).items() if key in keys and value == execution]
+            if naming_it:
+                neptune.remove_tags_from_resource(ResourceName=arn, TagKeys=naming_it)
+                changed.append(arn)
+        except ClientError as error:
+            if "NotFound" not in error.response["Error"]["Code"]:
+                raise
+    return changed
+
+
 def snapshot_identity(snapshot: dict) -> dict:
     """What tells a snapshot from another made later under its name (its ARN is built from the name)."""
     created = snapshot.get("SnapshotCreateTime")

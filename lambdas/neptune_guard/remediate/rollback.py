@@ -15,6 +15,7 @@ from neptune_guard.remediate.resources import (
     rename_cluster,
     require_ours,
     tags_of,
+    take_off,
     utcnow,
 )
 from neptune_guard.tags import CREATED_BY, CUTOVER, SERVED
@@ -56,9 +57,7 @@ def roll_back(step: Step) -> dict:
     kept, removed = _remove_what_never_served(step)
     marked = ([holder["DBClusterArn"]] + [i["DBInstanceArn"] for i in instances_in(neptune, [original]).values()]
               + [e["arn"] for e in custom_endpoints(neptune, original)])
-    for arn in marked:
-        if tags_of(neptune, arn).get(CUTOVER) == step.execution:
-            neptune.remove_tags_from_resource(ResourceName=arn, TagKeys=[CUTOVER])
+    take_off(neptune, marked, (CUTOVER,), step.execution)
     return {"serving": original, "serving_resource_id": plan["cluster_resource_id"], "kept": kept, "removed": removed,
             **({"served_writes": _served_writes(step, served)} if served else {})}
 

@@ -31,6 +31,7 @@ from neptune_guard.remediate.resources import (
     require_ours,
     snapshot_identity,
     tags_of,
+    take_off,
 )
 from neptune_guard.tags import (
     ARCHIVED_BY,
@@ -314,10 +315,7 @@ def roll_back_snapshot(step: Step) -> dict:
         neptune.delete_db_cluster_snapshot(DBClusterSnapshotIdentifier=plan["new_snapshot_id"])
         removed.append(plan["new_snapshot_id"])
     if is_planned_snapshot(original, plan):
-        marks = [k for k, v in tags_of(neptune, original["DBClusterSnapshotArn"]).items()
-                 if k in (REENCRYPT_APPROVED_BY, REPLACE_APPROVED_BY) and v == step.execution]
-        if marks:
-            neptune.remove_tags_from_resource(ResourceName=original["DBClusterSnapshotArn"], TagKeys=marks)
+        take_off(neptune, [original["DBClusterSnapshotArn"]], (REENCRYPT_APPROVED_BY, REPLACE_APPROVED_BY), step.execution)
     return {"kept": plan["snapshot_id"] if original else plan["new_snapshot_id"], "removed": removed}
 
 
