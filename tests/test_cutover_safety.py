@@ -52,7 +52,7 @@ def assert_kept_through_decommission(session, sfn, execution, retired):
     decide(sfn, execution, "snapshot")
     decide(sfn, execution, "cutover")
     first = decide(sfn, execution, "decommission")
-    asked_again(sfn, execution, first["token"])
+    second = asked_again(sfn, execution, first["token"])
     assert retired in clusters(session)
     # The approval the parked run had is spent: until on-call approves again, the role may not delete the original.
     assert {key for tags in tags_on(session, retired).values() for key in tags} >= {CUTOVER, RETIRED_BY}
@@ -60,6 +60,10 @@ def assert_kept_through_decommission(session, sfn, execution, retired):
     decide(sfn, execution, "decommission", approved=False)
     assert finish(sfn, execution)["status"] == "SUCCEEDED" and retired in clusters(session)
     assert final_state(sfn, execution)["decommission_error"]["Error"] == "WritesDetected"
+    # Two questions of one stage: which was approved is told by its token (the endpoint takes back the marks of an
+    # approval that reached neither).
+    assert approvals.answered_with_an_approval(sfn, execution, first["token"])
+    assert not approvals.answered_with_an_approval(sfn, execution, second)
     # Kept, with its retirement tags saying why, and no mark of an execution that has ended.
     kept = tags_on(session, retired)
     assert kept and all(tags.get(RETIRED_BY) == execution and CUTOVER not in tags and DECOMMISSION_APPROVED_BY not in tags
@@ -67,13 +71,15 @@ def assert_kept_through_decommission(session, sfn, execution, retired):
 
 
 def asked_again(sfn, execution, answered_token):
-    """Until the execution waits on a question other than the one answered (it records the answer asynchronously)."""
+    """The task token of the next question, once the execution waits on one other than the one answered (it records
+    the answer asynchronously)."""
     def until(description, history):
         try:
             return approvals.pending_approval(sfn, execution)["token"] != answered_token
         except approvals.NoPendingApproval:
             return False
     workflows.wait_for(sfn, execution, until, 300.0)
+    return approvals.pending_approval(sfn, execution)["token"]
 
 
 def tags_on(session, cluster_id):

@@ -42,7 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from neptune_guard import aws
 from neptune_guard.approve import workflow
-from neptune_guard.remediate.guard import APPROVAL_STEP, STATE_MACHINE_NAMES, running_tasks
+from neptune_guard.remediate.guard import APPROVAL_STEP, STATE_MACHINE_NAMES, answer_to, running_tasks
 from neptune_guard.remediate.resources import NotOurs
 
 MAX_CAUSE = 32768  # SendTaskFailure's limit on `cause`
@@ -336,6 +336,18 @@ def approvals_given(sfn, execution_arn: str) -> list[dict]:
     return given
 
 
+def answered_with_an_approval(sfn, execution_arn: str, token: str) -> bool:
+    """Whether this question (its task token, not its stage: a parked decommission asks again) was answered by an
+    approval, rather than rejected or timed out. Not yet recorded counts as not: the marks are taken back."""
+    pages = sfn.get_paginator("get_execution_history").paginate(executionArn=execution_arn)
+    end = answer_to([event for page in pages for event in page["events"]], token)
+    try:
+        decision = json.loads(end["taskSucceededEventDetails"]["output"]) if end and end["type"] == "TaskSucceeded" else None
+    except (KeyError, ValueError):
+        return False
+    return isinstance(decision, dict) and decision.get("approved") is True
+
+
 def _waiting(sfn, execution_arn: str, stage: str | None) -> dict:
     description = _describe(sfn, execution_arn)
     if description["status"] != "RUNNING":
@@ -442,7 +454,7 @@ def approve(sfn, body: Approve, caller: Caller, endpoint: Endpoint, session=None
     try:
         _answer(sfn.send_task_success, taskToken=pending["token"], output=json.dumps(decision))
     except NoPendingApproval:  # rejected or timed out meanwhile; or approved by someone else, whose approval needs the marks
-        if not any(given.get("stage") == pending["stage"] for given in approvals_given(sfn, body.execution_arn)):
+        if not answered_with_an_approval(sfn, body.execution_arn, pending["token"]):
             take_back_marks(session, pending["stage"], body.execution_arn, pending["started_with"], pending.get("plan") or {}, marked)
         raise
     decision = {**decision, **({"marked": marked} if marked else {})}

@@ -70,10 +70,21 @@ def scheduled_input(event: dict) -> dict | None:
 
 
 def running_tasks(events: list[dict]) -> dict[int, tuple[dict, dict]]:
-    """Scheduled event id -> (that event, the task's input) of each task scheduled and not yet ended, oldest first. A
-    task's end (succeeded, failed, timed out) points back through `previousEventId` to its start and its scheduling,
-    in its own branch; a Parallel or Map state's end ends its branches' tasks."""
-    scheduled, previous, branches = {}, {}, []
+    """Scheduled event id -> (that event, the task's input) of each task scheduled and not yet ended, oldest first."""
+    return _tasks(events)[0]
+
+
+def answer_to(events: list[dict], token: str) -> dict | None:
+    """The event that ended the task asked with this task token (succeeded, failed, timed out); None while it waits."""
+    return next((end for payload, end in _tasks(events)[1].values() if payload.get("task_token") == token), None)
+
+
+def _tasks(events: list[dict]) -> tuple[dict[int, tuple[dict, dict]], dict[int, tuple[dict, dict]]]:
+    """(running, ended): scheduled event id -> (that event, the task's input) of each task not yet ended, and -> (the
+    task's input, the event that ended it) of each that did. A task's end (succeeded, failed, timed out) points back
+    through `previousEventId` to its start and its scheduling, in its own branch; a Parallel or Map state's end ends
+    its branches' tasks (aborted, with no end of their own)."""
+    scheduled, ended, previous, branches = {}, {}, {}, []
     for event in events:
         previous[event["id"]] = event.get("previousEventId")
         if event["type"] in ("ParallelStateStarted", "MapStateStarted"):
@@ -88,10 +99,10 @@ def running_tasks(events: list[dict]) -> dict[int, tuple[dict, dict]]:
             at = event.get("previousEventId")
             for _ in range(4):  # scheduled <- started (<- submitted) <- ended
                 if at in scheduled:
-                    del scheduled[at]
+                    ended[at] = (scheduled.pop(at)[1], event)
                     break
                 at = previous.get(at)
-    return scheduled
+    return scheduled, ended
 
 
 def read_execution(sfn, execution: str, own_account: str | None = None) -> ExecutionRecord:
