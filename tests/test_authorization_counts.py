@@ -39,10 +39,12 @@ RESIDUAL = {
 
 
 # RDS authorizes tag-on-create as a plain AddTagsToResource, so the creation tags may be written on the names the
-# workflow derives (naming.CREATED_NAMES, `*-cmk-????????`, ...): to IAM, a customer's resource that happens to bear
-# such a name (a final snapshot dated `orders-final-20261204`) is one the workflow could have made. docs/iam.md.
+# workflow derives (naming.CREATED_NAMES, `*-cmk-ng????????`, ...): to IAM, a customer's resource that bears such a name
+# is one the workflow could have made. docs/iam.md. A customer's own dated names (`orders-final-20261204`) are not such.
 CUSTOMER_NAMES = dict.fromkeys(ACTIONS, "orders-graph")
-RESERVED_NAMES = {"cluster": "orders-cmk-20261204", "db": "orders-cmk-20261204", "cluster-snapshot": "orders-final-20261204",
+DATED_NAMES = {"cluster": "orders-cmk-20261204", "db": "orders-cmk-20261204", "cluster-snapshot": "orders-final-20261204",
+               "cluster-endpoint": "orders-graph"}
+RESERVED_NAMES = {"cluster": "orders-cmk-ng20261204", "db": "orders-cmk-ng20261204", "cluster-snapshot": "orders-final-ng20261204",
                   "cluster-endpoint": "orders-graph"}
 RESERVED_NAME_RESIDUAL = RESIDUAL | {("NeptuneGuardRemediation", f"rds:{action}", kind) for kind, actions in {
     "cluster": ["AddTagsToResource", "ModifyDBCluster", "StopDBCluster", "DeleteDBCluster", "AddRoleToDBCluster",
@@ -81,8 +83,9 @@ def grants_on_customer_resources(policies: list[dict], role: str, names: dict[st
 @pytest.mark.parametrize("role", ROLES)
 def test_no_member_role_reaches_a_customer_resource_without_our_creation_tag_or_an_approval_mark(synthesized, role):
     _, members = synthesized
-    found = grants_on_customer_resources(role_policies(members, role, REFERENCES), role)
-    assert found == {grant for grant in RESIDUAL if grant[0] == role}
+    policies = role_policies(members, role, REFERENCES)
+    for names in (CUSTOMER_NAMES, DATED_NAMES):
+        assert grants_on_customer_resources(policies, role, names) == {grant for grant in RESIDUAL if grant[0] == role}, names
 
 
 @pytest.mark.parametrize("role", ROLES)
@@ -96,8 +99,8 @@ def test_a_customer_resource_under_a_name_the_workflow_derives_is_reached_as_if_
 # What the workflows hand over keeps a name they derive: the snapshot workflow's re-encrypted copy (`remediated-by`) and
 # the cluster workflow's archive of a decommissioned original (`archived-by`), by then its only copy.
 HANDED_OVER = {
-    "the re-encrypted copy of a snapshot": ({"cluster-snapshot": "orders-daily-cmk-1a2b3c4d"}, {"neptune-guard:remediated-by": OURS}),
-    "the archive of a decommissioned original": ({"cluster-snapshot": "orders-archive-1a2b3c4d"}, {"neptune-guard:archived-by": OURS}),
+    "the re-encrypted copy of a snapshot": ({"cluster-snapshot": "orders-daily-cmk-ng1a2b3c4d"}, {"neptune-guard:remediated-by": OURS}),
+    "the archive of a decommissioned original": ({"cluster-snapshot": "orders-archive-ng1a2b3c4d"}, {"neptune-guard:archived-by": OURS}),
 }
 
 
@@ -116,7 +119,7 @@ def test_a_temporary_cluster_takes_no_tag_but_its_own(synthesized):
     given instances and changed."""
     _, members = synthesized
     policies = role_policies(members, "NeptuneGuardRemediation", REFERENCES)
-    temporary = f"arn:aws:rds:{REGION}:{MEMBER}:cluster:orders-tmp-1a2b3c4d"
+    temporary = f"arn:aws:rds:{REGION}:{MEMBER}:cluster:orders-tmp-ng1a2b3c4d"
     own = {"aws:RequestTag/neptune-guard:temporary-for": OURS}
     assert evaluate(policies, "rds:AddTagsToResource", temporary, {**own, "aws:TagKeys": ["neptune-guard:temporary-for"]}).allowed
     for key in ("neptune-guard:created-by", "neptune-guard:archived-by", "neptune-guard:cutover", "owner"):

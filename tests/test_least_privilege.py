@@ -23,7 +23,8 @@ DESTRUCTIVE = {
     "cluster-snapshot": ["rds:DeleteDBClusterSnapshot", "rds:ModifyDBClusterSnapshotAttribute"],
 }
 # Customer resources, Neptune and Aurora, under any name: some look like the workflow's own.
-NAMES = ["orders-graph", "billing-cmk", "ledger-pre-cmk", "neptune-guard-tmp-1a2b", "orders-retired-1a2b3c4d", "aurora-prod"]
+NAMES = ["orders-graph", "billing-cmk", "ledger-pre-cmk", "neptune-guard-tmp-1a2b", "orders-retired-1a2b3c4d", "aurora-prod",
+         "orders-cmk-20261204", "orders-final-20261204"]
 
 
 @pytest.fixture(scope="module")
@@ -85,9 +86,9 @@ def test_the_approved_original_may_be_renamed_and_stopped_but_deleted_only_once_
 
 def test_creating_needs_the_executions_tag_on_the_request_and_one_of_its_own_names(remediation_policies):
     request = {"aws:RequestTag/neptune-guard:created-by": OURS, "aws:TagKeys": ["neptune-guard:created-by"]}
-    for action, resource in (("rds:RestoreDBClusterFromSnapshot", arn("cluster", "orders-graph-cmk-1a2b3c4d")),
-                             ("rds:CreateDBInstance", arn("db", "orders-graph-1-cmk-1a2b3c4d")),
-                             ("rds:AddTagsToResource", arn("cluster-snapshot", "x-pre-cmk-1a2b3c4d"))):
+    for action, resource in (("rds:RestoreDBClusterFromSnapshot", arn("cluster", "orders-graph-cmk-ng1a2b3c4d")),
+                             ("rds:CreateDBInstance", arn("db", "orders-graph-1-cmk-ng1a2b3c4d")),
+                             ("rds:AddTagsToResource", arn("cluster-snapshot", "x-pre-cmk-ng1a2b3c4d"))):
         assert not evaluate(remediation_policies, action, resource, {}).allowed, action
         assert evaluate(remediation_policies, action, resource, request).allowed, action
         customers = resource.rsplit(":", 1)[0] + ":orders-graph"

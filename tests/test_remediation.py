@@ -228,7 +228,7 @@ def test_names_keep_the_execution_suffix_at_every_length(length):
     token = naming.execution_token("arn:aws:states:us-east-1:123456789012:execution:NeptuneGuardClusterRemediation:x")
     for role in ("cmk", "retired", "pre-cmk", "archive"):
         name = naming.derived(cluster_id, role, token)
-        assert naming.is_identifier(name) and name.endswith(f"-{role}-{token}") and len(name) <= 63
+        assert naming.is_identifier(name) and name.endswith(f"-{role}-ng{token}") and len(name) <= 63
 
 
 def test_a_63_character_cluster_is_remediated(deployed):
