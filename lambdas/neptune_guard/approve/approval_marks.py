@@ -26,7 +26,7 @@ from neptune_guard.remediate.resources import (
     describe_cluster,
     describe_snapshot,
     instances_in,
-    is_planned_snapshot,
+    planned_snapshot,
     tags_of,
     take_off,
 )
@@ -72,15 +72,8 @@ def _decommission_stage(neptune, plan: dict, execution: str) -> list[str]:
     return [cluster["DBClusterArn"], *(i["DBInstanceArn"] for i in instances)]
 
 
-def _planned_snapshot(neptune, plan: dict) -> dict | None:
-    original = describe_snapshot(neptune, plan["snapshot_id"])
-    if original is not None and not is_planned_snapshot(original, plan):
-        raise NotOurs(f"{plan['snapshot_id']} is not the snapshot that was planned")
-    return original
-
-
 def _re_encrypt_stage(neptune, plan: dict, execution: str) -> list[str]:
-    original = _planned_snapshot(neptune, plan)
+    original = planned_snapshot(neptune, plan)
     if original is None:
         raise NotOurs(f"{plan['snapshot_id']} is gone: nothing to re-encrypt")
     tags = tags_of(neptune, original["DBClusterSnapshotArn"])
@@ -94,7 +87,7 @@ def _delete_original_stage(neptune, plan: dict, execution: str) -> list[str]:
     new = describe_snapshot(neptune, plan["new_snapshot_id"])
     if new is None or tags_of(neptune, new["DBClusterSnapshotArn"]).get(CREATED_BY) != execution:
         raise NotOurs(f"{plan['new_snapshot_id']} is not the snapshot this execution made")
-    original = _planned_snapshot(neptune, plan)
+    original = planned_snapshot(neptune, plan)
     return [new["DBClusterSnapshotArn"], *([original["DBClusterSnapshotArn"]] if original else [])]
 
 

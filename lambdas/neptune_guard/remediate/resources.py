@@ -136,7 +136,16 @@ def snapshot_identity(snapshot: dict) -> dict:
 
 
 def is_planned_snapshot(snapshot: dict | None, plan: dict) -> bool:
-    return snapshot is not None and snapshot_identity(snapshot) == plan["snapshot_identity"]
+    """A plan made before snapshots had an identity (an execution older than this version) matches none."""
+    return snapshot is not None and snapshot_identity(snapshot) == plan.get("snapshot_identity")
+
+
+def planned_snapshot(neptune, plan: dict) -> dict | None:
+    """The snapshot the plan names, or None when it is gone; NotOurs when another snapshot holds its name now."""
+    snapshot = describe_snapshot(neptune, plan["snapshot_id"])
+    if snapshot is not None and not is_planned_snapshot(snapshot, plan):
+        raise NotOurs(f"{plan['snapshot_id']} is not the snapshot that was planned")
+    return snapshot
 
 
 def require_ours(neptune, resource: dict, arn_field: str, execution: str, *keys: str) -> dict[str, str]:

@@ -26,6 +26,7 @@ from neptune_guard.remediate.resources import (
     describe_snapshot,
     is_planned_snapshot,
     parse_arn,
+    planned_snapshot,
     require_available_cluster,
     require_available_snapshot,
     require_ours,
@@ -173,9 +174,9 @@ def plan_snapshot(step: Step) -> dict:
 def _approved_original(step: Step) -> None:
     """The re-encrypt approval marked the original for this execution: what alone lets the remediation role copy or
     restore a customer's snapshot (said here, before AWS refuses it as a bare AccessDenied)."""
-    original = describe_snapshot(step.neptune, step.plan["snapshot_id"])
-    if not is_planned_snapshot(original, step.plan):
-        raise NotOurs(f"{step.plan['snapshot_id']} is no longer the snapshot that was planned and approved")
+    original = planned_snapshot(step.neptune, step.plan)
+    if original is None:
+        raise NotOurs(f"{step.plan['snapshot_id']} is gone: nothing to re-encrypt")
     if tags_of(step.neptune, original["DBClusterSnapshotArn"]).get(REENCRYPT_APPROVED_BY) != step.execution:
         raise NotOurs(f"the re-encrypt approval's mark is missing on {step.plan['snapshot_id']}: approve through the approval endpoint")
 
@@ -284,10 +285,8 @@ def delete_original_snapshot(step: Step) -> dict:
     """After approval: the original, which the approval marked for replacement by this execution (what the
     remediation role's delete permission requires), is deleted; the new snapshot becomes the customer's."""
     plan, neptune = step.plan, step.neptune
-    original = describe_snapshot(neptune, plan["snapshot_id"])
+    original = planned_snapshot(neptune, plan)
     if original is not None:
-        if not is_planned_snapshot(original, plan):
-            raise NotOurs(f"{plan['snapshot_id']} is not the snapshot that was planned")
         require_ours(neptune, original, "DBClusterSnapshotArn", step.execution, REPLACE_APPROVED_BY)
         neptune.delete_db_cluster_snapshot(DBClusterSnapshotIdentifier=plan["snapshot_id"])
     new = describe_snapshot(neptune, plan["new_snapshot_id"])
