@@ -36,3 +36,27 @@ def test_every_approval_is_checked_for_approved_true_and_its_stage_before_anythi
 def test_the_lambda_integration_is_partition_aware(states):
     for name, state in states.items():
         assert "arn:aws:" not in json.dumps(state), name
+
+
+def _unreachable(machine: dict) -> set[str]:
+    """States no transition leads to from StartAt (Next, Default, a choice's or a catcher's Next), nested ones too."""
+    states, seen, todo = machine["States"], set(), [machine["StartAt"]]
+    unreachable = set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        state = states[name]
+        todo += [state[k] for k in ("Next", "Default") if k in state]
+        todo += [choice["Next"] for choice in state.get("Choices", []) if "Next" in choice]
+        todo += [catcher["Next"] for catcher in state.get("Catch", [])]
+        for nested in state.get("Branches", []) + [state[k] for k in ("ItemProcessor", "Iterator") if k in state]:
+            unreachable |= _unreachable(nested)
+    return unreachable | (set(states) - seen)
+
+
+@pytest.mark.parametrize("name", ["cluster_remediation", "snapshot_remediation", "scheduled_scan"])
+def test_every_state_can_be_reached(name):
+    """A state nothing leads to is an outcome on-call is told to expect and never sees."""
+    assert _unreachable(json.loads((STATE_MACHINES / f"{name}.asl.json").read_text())) == set()
