@@ -11,6 +11,7 @@ from constructs import Construct
 from neptune_guard.approve import approval_marks
 from neptune_guard.remediate import naming
 from neptune_guard.tags import (
+    AUTHORIZING_TAGS,
     CREATED_BY,
     CUTOVER,
     DECOMMISSION_APPROVED_BY,
@@ -156,9 +157,14 @@ class MemberRolesStack(Stack):
         marked = {"StringLike": {f"aws:ResourceTag/{CUTOVER}": executions}}
         # The new resource: only under the names the workflow derives, and only with its execution's tag. What a workflow
         # handed over keeps such a name (a re-encrypted copy, an archive) and the tag that says so: never tagged again.
+        # A request carrying one authorizing tag carries no other: an approval mark written with a creation tag, in the
+        # same call, would be a mark the approval endpoint never wrote.
+        def only(key: str) -> dict:
+            return {f"aws:RequestTag/{other}": "true" for other in AUTHORIZING_TAGS if other != key}
+
         def created_for_an_execution(key: str) -> dict:
             return {**tagged_for_an_execution(key, requested=True),
-                    "Null": {f"aws:ResourceTag/{REMEDIATED_BY}": "true", f"aws:ResourceTag/{ARCHIVED_BY}": "true"}}
+                    "Null": {f"aws:ResourceTag/{REMEDIATED_BY}": "true", f"aws:ResourceTag/{ARCHIVED_BY}": "true", **only(key)}}
 
         statements = [
             ("CreateTaggedForAnExecution", ["rds:CreateDBClusterSnapshot", "rds:CopyDBClusterSnapshot", "rds:RestoreDBClusterFromSnapshot",
@@ -219,7 +225,7 @@ class MemberRolesStack(Stack):
                                            "rds:DeleteDBClusterEndpoint"],
              neptune_resources[:2] + neptune_resources[3:], marked),
             ("MoveTheApprovedCustomEndpoints", ["rds:CreateDBClusterEndpoint", "rds:AddTagsToResource"],
-             [f"{account_rds}:cluster-endpoint:*"], tagged_for_an_execution(CUTOVER, requested=True)),
+             [f"{account_rds}:cluster-endpoint:*"], {**tagged_for_an_execution(CUTOVER, requested=True), "Null": only(CUTOVER)}),
             ("EndpointsOnApprovedClusters", ["rds:CreateDBClusterEndpoint"], [f"{account_rds}:cluster:*"], marked),
             ("EndpointsOnOwnClusters", ["rds:CreateDBClusterEndpoint"], [f"{account_rds}:cluster:*"], own),
             ("DecommissionOnlyWhatOnCallApproved", ["rds:DeleteDBCluster", "rds:DeleteDBInstance"], neptune_resources[:2],

@@ -6,6 +6,8 @@ docs/iam.md."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from sandbox.aws.iam_policy import evaluate, role_policies
@@ -58,16 +60,18 @@ def grants_on_customer_resources(policies: list[dict], role: str, names: dict[st
                                  carrying: dict[str, str] | None = None) -> set[tuple[str, str, str]]:
     """`carrying`: the tags the resources already have (none: a customer's resource the tool never touched)."""
     found, held = set(), {f"aws:ResourceTag/{k}": v for k, v in (carrying or {}).items()}
+    # One request may carry one tag or several: every key alone, and every pair (a creation tag with a mark).
+    requests = [(k,) for k in KEYS] + list(itertools.combinations(KEYS, 2))
     for kind, actions in ACTIONS.items():
         resource = f"arn:aws:rds:{REGION}:{MEMBER}:{kind}:{names[kind]}"  # any engine's: Aurora's ARNs look the same
-        writable = [k for k in KEYS if evaluate(policies, "rds:AddTagsToResource", resource,
-                                                {**held, f"aws:RequestTag/{k}": OURS, "aws:TagKeys": [k]}).allowed]
+        requested = [{**held, **{f"aws:RequestTag/{k}": OURS for k in keys}, "aws:TagKeys": list(keys)} for keys in requests]
+        written = [keys for keys, context in zip(requests, requested)
+                   if evaluate(policies, "rds:AddTagsToResource", resource, context).allowed]
         # A tag counts when it authorizes something: the creation tags and the approval marks.
-        found |= {(role, "rds:AddTagsToResource", kind) for k in writable if k in AUTHORIZING}
+        found |= {(role, "rds:AddTagsToResource", kind) for keys in written if AUTHORIZING & set(keys)}
+        after = [{**held, **{f"aws:ResourceTag/{k}": OURS for k in keys}} for keys in written + [tuple(set().union(*written))]]
         for action in (f"rds:{a}" for a in actions):
-            situations = [held] + [{**held, f"aws:RequestTag/{k}": OURS, "aws:TagKeys": [k]} for k in KEYS] \
-                + [{**held, f"aws:ResourceTag/{k}": OURS} for k in writable]
-            if any(evaluate(policies, action, resource, context).allowed for context in situations):
+            if any(evaluate(policies, action, resource, context).allowed for context in [held] + requested + after):
                 found.add((role, action, kind))
     hub = f"arn:aws:securityhub:{REGION}:{MEMBER}:hub/default"
     for field, value in (("Workflow.Status", "SUPPRESSED"), ("Severity.Label", "INFORMATIONAL"), ("VerificationState", "FALSE_POSITIVE")):
@@ -112,6 +116,26 @@ def test_what_a_workflow_handed_over_under_its_names_is_not_reached_again(synthe
     names, carrying = HANDED_OVER[handed_over]
     found = grants_on_customer_resources(role_policies(members, role, REFERENCES), role, {**CUSTOMER_NAMES, **names}, carrying)
     assert found == {grant for grant in RESIDUAL if grant[0] == role}
+
+
+@pytest.mark.parametrize("name", ["orders-pre-cmk-ng1a2b3c4d", "orders-final-ng1a2b3c4d", "orders-daily-cmk-ng1a2b3c4d"])
+def test_no_snapshot_the_workflow_makes_can_be_shared_without_the_approval_endpoints_mark(synthesized, name):
+    """The workflow's own snapshots hold the customer's data (the one before the key, unencrypted when the original
+    was): sharing needs the replacement approval's mark, which no request of the remediation role may carry, alone
+    or beside a creation tag."""
+    _, members = synthesized
+    policies = role_policies(members, "NeptuneGuardRemediation", REFERENCES)
+    snapshot = f"arn:aws:rds:{REGION}:{MEMBER}:cluster-snapshot:{name}"
+    own = {"aws:ResourceTag/neptune-guard:created-by": OURS}
+    for keys in [(k,) for k in KEYS] + list(itertools.combinations(KEYS, 2)):
+        request = {**{f"aws:RequestTag/{k}": OURS for k in keys}, "aws:TagKeys": list(keys)}
+        if "neptune-guard:replace-approved-by" in keys:
+            assert not evaluate(policies, "rds:AddTagsToResource", snapshot, {**own, **request}).allowed, keys
+            for action in ("rds:CreateDBClusterSnapshot", "rds:CopyDBClusterSnapshot"):  # made with the mark on it
+                assert not evaluate(policies, action, snapshot, request).allowed, (action, keys)
+    assert not evaluate(policies, "rds:ModifyDBClusterSnapshotAttribute", snapshot, own).allowed
+    assert evaluate(policies, "rds:ModifyDBClusterSnapshotAttribute", snapshot,
+                    {**own, "aws:ResourceTag/neptune-guard:replace-approved-by": OURS}).allowed  # what the approval opens
 
 
 def test_a_temporary_cluster_takes_no_tag_but_its_own(synthesized):

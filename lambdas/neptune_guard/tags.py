@@ -22,6 +22,9 @@ SERVED = TAG_PREFIX + "served-production"           # set on the new cluster jus
 ARCHIVED_BY = TAG_PREFIX + "archived-by"            # the archive of a decommissioned original: the customer's, never deleted by us
 # CUTOVER, REENCRYPT_APPROVED_BY, REPLACE_APPROVED_BY and DECOMMISSION_APPROVED_BY are approval marks: only the approval
 # endpoint writes them (approve/approval_marks.py), through a member role of their own.
+APPROVAL_MARKS = (CUTOVER, REENCRYPT_APPROVED_BY, DECOMMISSION_APPROVED_BY, REPLACE_APPROVED_BY)
+# The tags the member roles' IAM conditions grant on (stacks/member_roles.py): the creation tags and the marks.
+AUTHORIZING_TAGS = (CREATED_BY, ARCHIVED_BY, TEMPORARY_FOR, *APPROVAL_MARKS)
 
 
 def tag_map(tags: list[dict]) -> dict[str, str]:

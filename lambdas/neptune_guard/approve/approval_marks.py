@@ -30,10 +30,18 @@ from neptune_guard.remediate.resources import (
     tags_of,
     take_off,
 )
-from neptune_guard.tags import CREATED_BY, CUTOVER, DECOMMISSION_APPROVED_BY, REENCRYPT_APPROVED_BY, REPLACE_APPROVED_BY, RETIRED_BY
+from neptune_guard.tags import (
+    APPROVAL_MARKS,
+    CREATED_BY,
+    CUTOVER,
+    DECOMMISSION_APPROVED_BY,
+    REENCRYPT_APPROVED_BY,
+    REPLACE_APPROVED_BY,
+    RETIRED_BY,
+)
 
 MARKS_ROLE = "NeptuneGuardApprovalMarks"
-MARKS = (CUTOVER, REENCRYPT_APPROVED_BY, DECOMMISSION_APPROVED_BY, REPLACE_APPROVED_BY)
+MARKS = APPROVAL_MARKS
 
 # What the marks role may do, as data (stacks/member_roles.py grants exactly these).
 PERMISSIONS = {
