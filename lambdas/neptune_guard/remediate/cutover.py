@@ -102,13 +102,17 @@ def hand_over_new_cluster(step: Step) -> dict:
     if serving is None or serving["DbClusterResourceId"] != step.state["cutover"]["resource_id"]:
         raise NotOurs(f"{plan['cluster_id']} is not the cluster this execution cut over to")
     resources = [serving["DBClusterArn"]] + [i["DBInstanceArn"] for i in instances_in(neptune, [plan["cluster_id"]]).values()]
+    # Run again after a fault half-way, a resource already handed over is left as it is: with its hold gone, the role
+    # may no longer tag it.
     for endpoint in custom_endpoints(neptune, plan["cluster_id"]):
-        neptune.add_tags_to_resource(ResourceName=endpoint["arn"], Tags=[{"Key": REMEDIATED_BY, "Value": step.execution}])
+        if tags_of(neptune, endpoint["arn"]).get(REMEDIATED_BY) != step.execution:
+            neptune.add_tags_to_resource(ResourceName=endpoint["arn"], Tags=[{"Key": REMEDIATED_BY, "Value": step.execution}])
         neptune.remove_tags_from_resource(ResourceName=endpoint["arn"], TagKeys=[CUTOVER])
     for arn in resources:
         tags = tags_of(neptune, arn)
         if tags.get(CREATED_BY) not in (None, step.execution):
             raise NotOurs(f"{arn} was created by {tags[CREATED_BY]}")
-        neptune.add_tags_to_resource(ResourceName=arn, Tags=[{"Key": REMEDIATED_BY, "Value": step.execution}])
+        if tags.get(REMEDIATED_BY) != step.execution:
+            neptune.add_tags_to_resource(ResourceName=arn, Tags=[{"Key": REMEDIATED_BY, "Value": step.execution}])
         neptune.remove_tags_from_resource(ResourceName=arn, TagKeys=[CREATED_BY, SERVED])
     return {"handed_over": plan["cluster_id"]}

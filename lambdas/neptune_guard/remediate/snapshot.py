@@ -290,8 +290,9 @@ def delete_original_snapshot(step: Step) -> dict:
         require_ours(neptune, original, "DBClusterSnapshotArn", step.execution, REPLACE_APPROVED_BY)
         neptune.delete_db_cluster_snapshot(DBClusterSnapshotIdentifier=plan["snapshot_id"])
     new = describe_snapshot(neptune, plan["new_snapshot_id"])
-    require_ours(neptune, new, "DBClusterSnapshotArn", step.execution, CREATED_BY, REMEDIATED_BY)
-    neptune.add_tags_to_resource(ResourceName=new["DBClusterSnapshotArn"], Tags=[{"Key": REMEDIATED_BY, "Value": step.execution}])
+    if require_ours(neptune, new, "DBClusterSnapshotArn", step.execution, CREATED_BY, REMEDIATED_BY).get(REMEDIATED_BY) != step.execution:
+        # (run again after a fault half-way: handed over already, and no longer the role's to tag)
+        neptune.add_tags_to_resource(ResourceName=new["DBClusterSnapshotArn"], Tags=[{"Key": REMEDIATED_BY, "Value": step.execution}])
     # The customer's now: neither its creation tag nor the approval's mark (which lets the role share and delete) stays.
     neptune.remove_tags_from_resource(ResourceName=new["DBClusterSnapshotArn"], TagKeys=[CREATED_BY, REPLACE_APPROVED_BY])
     return {"deleted": plan["snapshot_id"], "replaced_by": plan["new_snapshot_id"]}
