@@ -231,6 +231,20 @@ def test_names_keep_the_execution_suffix_at_every_length(length):
         assert naming.is_identifier(name) and name.endswith(f"-{role}-ng{token}") and len(name) <= 63
 
 
+def test_two_instances_that_would_share_a_derived_name_are_refused_at_plan_time():
+    """The suffix is kept whole, so identifiers alike for as far as a name has room collide: the second instance would
+    be taken for the first's, hours in. The plan says so first."""
+    from neptune_guard.remediate.plan import cluster_names
+    from neptune_guard.remediate.resources import InvalidRequest
+
+    execution = "arn:aws:states:us-east-1:123456789012:execution:NeptuneGuardClusterRemediation:x"
+    alike = ["orders-graph-production-eu-central-1-replica-instance-1", "orders-graph-production-eu-central-1-replica-instance-2"]
+    with pytest.raises(InvalidRequest, match="would both be named .*: rename one"):
+        cluster_names("orders", alike, execution)
+    names = cluster_names("orders", ["orders-1", "orders-2"], execution)["instances"]
+    assert len({n["new_id"] for n in names.values()} | {n["retired_id"] for n in names.values()}) == 4
+
+
 def test_a_63_character_cluster_is_remediated(deployed):
     session, sfn, arns = deployed
     execution = workflow.start(sfn, arns["cluster"], request(cluster_id=LONG_ID))

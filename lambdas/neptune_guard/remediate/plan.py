@@ -168,6 +168,14 @@ def cluster_names(cluster_id: str, instance_ids: list[str], execution: str) -> d
     """Every name this execution gives: derived from the cluster's and instances' identifiers and the
     execution, so a stale resource of an earlier run can never carry one of them."""
     token = naming.execution_token(execution)
+    instances = {i: {"new_id": naming.derived(i, "cmk", token), "retired_id": naming.derived(i, "retired", token)} for i in instance_ids}
+    for role in ("new_id", "retired_id"):
+        given: dict[str, str] = {}
+        for instance, derived in instances.items():
+            if derived[role] in given:  # the suffix is kept whole, so two long identifiers alike at the start collide
+                raise InvalidRequest(f"instances {given[derived[role]]} and {instance} would both be named {derived[role]} by this "
+                                     "remediation (their identifiers agree as far as a name has room for): rename one, then plan again")
+            given[derived[role]] = instance
     return {
         "snapshot_id": naming.derived(cluster_id, "pre-cmk", token, naming.MAX_SNAPSHOT_IDENTIFIER),
         "archive_snapshot_id": naming.derived(cluster_id, "archive", token, naming.MAX_SNAPSHOT_IDENTIFIER),
@@ -175,8 +183,7 @@ def cluster_names(cluster_id: str, instance_ids: list[str], execution: str) -> d
         "archive_cluster_id": naming.derived(cluster_id, "archive", token),
         "new_cluster_id": naming.derived(cluster_id, "cmk", token),
         "retired_cluster_id": naming.derived(cluster_id, "retired", token),
-        "instances": {i: {"new_id": naming.derived(i, "cmk", token), "retired_id": naming.derived(i, "retired", token)}
-                      for i in instance_ids},
+        "instances": instances,
     }
 
 
