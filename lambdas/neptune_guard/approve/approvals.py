@@ -338,9 +338,14 @@ def approvals_given(sfn, execution_arn: str) -> list[dict]:
 
 def answered_with_an_approval(sfn, execution_arn: str, token: str) -> bool:
     """Whether this question (its task token, not its stage: a parked decommission asks again) was answered by an
-    approval, rather than rejected or timed out. Not yet recorded counts as not: the marks are taken back."""
-    pages = sfn.get_paginator("get_execution_history").paginate(executionArn=execution_arn)
-    end = answer_to([event for page in pages for event in page["events"]], token)
+    approval, rather than rejected or timed out. Not yet recorded, or a history that cannot be read, counts as not: the
+    marks are taken back (an execution that needed them stops at "mark missing" and rolls back; one left behind would
+    outlive it)."""
+    try:
+        pages = sfn.get_paginator("get_execution_history").paginate(executionArn=execution_arn)
+        end = answer_to([event for page in pages for event in page["events"]], token)
+    except ClientError:
+        return False
     try:
         decision = json.loads(end["taskSucceededEventDetails"]["output"]) if end and end["type"] == "TaskSucceeded" else None
     except (KeyError, ValueError):

@@ -73,10 +73,10 @@ def keep_retired_stopped(step: Step) -> dict:
     if retired is None:
         raise NotOurs(f"{plan['retired_cluster_id']} is gone: decommission has nothing to do")
     require_ours(neptune, retired, "DBClusterArn", step.execution, RETIRED_BY)
-    withdrawn = withdraw_decommission_approval(step)["withdrawn"]
     restopped = retired["Status"] == "available"
     if restopped:
         neptune.stop_db_cluster(DBClusterIdentifier=plan["retired_cluster_id"])
+    withdrawn = withdraw_decommission_approval(step)["withdrawn"]
     until = datetime.fromisoformat(step.state["retired"]["retained_until"])
     return {"status": "stopping" if restopped else retired["Status"], "restopped": restopped, "soak_over": utcnow() >= until,
             **({"withdrawn": withdrawn} if withdrawn else {})}
