@@ -207,9 +207,11 @@ class MemberRolesStack(Stack):
             ("BookkeepingOnOwnResources", ["rds:AddTagsToResource"], neptune_resources,
              {**own, "ForAllValues:StringEquals": {"aws:TagKeys": [SERVED, REMEDIATED_BY]}}),
             # The retired original's automated snapshots say they go with it (Neptune names no cluster on them that a
-            # condition could test); these keys authorize nothing.
-            ("BookkeepingOnTheRetiredOriginalsBackups", ["rds:AddTagsToResource"], [f"{account_rds}:cluster-snapshot:*"],
-             {"ForAllValues:StringEquals": {"aws:TagKeys": [RETIRED_BY, REPLACED_BY, RETAINED_UNTIL]}, "Null": {"aws:TagKeys": "false"}}),
+            # condition could test); these keys authorize nothing, but the scan reads them as "kept on purpose", so only
+            # on automated snapshots (`rds:` identifiers, which no manual snapshot can have) and naming an execution.
+            ("BookkeepingOnTheRetiredOriginalsBackups", ["rds:AddTagsToResource"], [f"{account_rds}:cluster-snapshot:rds:*"],
+             {"ForAllValues:StringEquals": {"aws:TagKeys": [RETIRED_BY, REPLACED_BY, RETAINED_UNTIL]}, "Null": {"aws:TagKeys": "false"},
+              "StringLike": {f"aws:RequestTag/{RETIRED_BY}": executions}}),
             # Removing a tag only ever narrows what the role may do: hand-over and rollback give up their hold.
             ("RemoveOwnershipTagsOnly", ["rds:RemoveTagsFromResource"], neptune_resources,
              {"ForAllValues:StringEquals": {"aws:TagKeys": [CREATED_BY, CUTOVER, SERVED, REENCRYPT_APPROVED_BY, REPLACE_APPROVED_BY,

@@ -138,6 +138,20 @@ def test_no_snapshot_the_workflow_makes_can_be_shared_without_the_approval_endpo
                     {**own, "aws:ResourceTag/neptune-guard:replace-approved-by": OURS}).allowed  # what the approval opens
 
 
+def test_only_a_retired_originals_automated_backups_can_be_said_to_be_kept_on_purpose(synthesized):
+    """The retention tags authorize nothing, but the scan reads them as "kept on purpose" and leaves the finding out of
+    the failures: on a customer's manual snapshot they would hide it."""
+    _, members = synthesized
+    policies = role_policies(members, "NeptuneGuardRemediation", REFERENCES)
+    retained = {"aws:RequestTag/neptune-guard:retired-by": OURS, "aws:RequestTag/neptune-guard:retained-until": "2099-01-01",
+                "aws:TagKeys": ["neptune-guard:retired-by", "neptune-guard:retained-until"]}
+    backup = f"arn:aws:rds:{REGION}:{MEMBER}:cluster-snapshot:rds:orders-2026-12-04-06-00"
+    assert evaluate(policies, "rds:AddTagsToResource", backup, retained).allowed
+    manual = f"arn:aws:rds:{REGION}:{MEMBER}:cluster-snapshot:payments-unencrypted-manual"
+    assert not evaluate(policies, "rds:AddTagsToResource", manual, retained).allowed
+    assert not evaluate(policies, "rds:AddTagsToResource", backup, {**retained, "aws:RequestTag/neptune-guard:retired-by": "anything"}).allowed
+
+
 def test_a_temporary_cluster_takes_no_tag_but_its_own(synthesized):
     """Restored from a customer's snapshot only to be snapshotted and deleted: given the creation tag too, it could be
     given instances and changed."""
