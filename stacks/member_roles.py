@@ -215,7 +215,7 @@ class MemberRolesStack(Stack):
             # Removing a tag only ever narrows what the role may do: hand-over and rollback give up their hold.
             ("RemoveOwnershipTagsOnly", ["rds:RemoveTagsFromResource"], neptune_resources,
              {"ForAllValues:StringEquals": {"aws:TagKeys": [CREATED_BY, CUTOVER, SERVED, REENCRYPT_APPROVED_BY, REPLACE_APPROVED_BY,
-                                                            DECOMMISSION_APPROVED_BY]}}),
+                                                            DECOMMISSION_APPROVED_BY, RETIRED_BY, REPLACED_BY, RETAINED_UNTIL]}}),
             ("ChangeOnlyWhatAnExecutionCreated", ["rds:ModifyDBCluster", "rds:ModifyDBInstance", "rds:StopDBCluster",
                                                   "rds:AddRoleToDBCluster", "rds:DeleteDBCluster", "rds:DeleteDBInstance",
                                                   "rds:DeleteDBClusterSnapshot"], neptune_resources, own),

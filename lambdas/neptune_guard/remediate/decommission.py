@@ -82,13 +82,16 @@ def keep_retired_stopped(step: Step) -> dict:
             **({"withdrawn": withdrawn} if withdrawn else {})}
 
 
-def _retired_original(step: Step) -> list[str]:
-    """The ARNs of the retired original and its instances, while it is still the cluster that was planned."""
+def _retired_original(step: Step, backups: bool = False) -> list[str]:
+    """The ARNs of the retired original and its instances (and its automated backups), while it is still the cluster
+    that was planned."""
     plan, neptune = step.plan, step.neptune
     retired = describe_cluster(neptune, plan["retired_cluster_id"])
     if retired is None or retired["DbClusterResourceId"] != plan["cluster_resource_id"]:
         return []
-    return [retired["DBClusterArn"], *(i["DBInstanceArn"] for i in instances_in(neptune, [plan["retired_cluster_id"]]).values())]
+    return [retired["DBClusterArn"], *(i["DBInstanceArn"] for i in instances_in(neptune, [plan["retired_cluster_id"]]).values()),
+            *(b["DBClusterSnapshotArn"] for b in (automated_backups_of(neptune, retired, (plan["cluster_id"], plan["retired_cluster_id"]))
+                                                  if backups else []))]
 
 
 def withdraw_decommission_approval(step: Step) -> dict:
@@ -98,9 +101,12 @@ def withdraw_decommission_approval(step: Step) -> dict:
 
 
 def release_retained(step: Step) -> dict:
-    """The execution ends with the original kept: none of its approval marks stay (they would let the remediation role
-    stop, change or delete it with no execution running); its retirement tags stay, to say why it is kept."""
-    return {"released": take_off(step.neptune, _retired_original(step), (CUTOVER, DECOMMISSION_APPROVED_BY), step.execution)}
+    """The execution ends with the original kept (decommission declined): it is the customer's again. None of its
+    approval marks stay (they would let the remediation role stop, change or delete it with no execution running), nor
+    its retirement tags, on it, its instances or its backups: the scan would read those as "decommission pending" and
+    leave an unencrypted cluster out of the failures for good, with nothing left to decommission it."""
+    return {"released": take_off(step.neptune, _retired_original(step, backups=True), (CUTOVER, DECOMMISSION_APPROVED_BY, RETIRED_BY),
+                                 step.execution, along=(REPLACED_BY, RETAINED_UNTIL))}
 
 
 def prove_no_writes_since_cutover(step: Step) -> dict:

@@ -112,16 +112,17 @@ def tags_of(neptune, arn: str) -> dict[str, str]:
     return tag_map(neptune.list_tags_for_resource(ResourceName=arn).get("TagList", []))
 
 
-def take_off(neptune, arns: list[str], keys: tuple[str, ...], execution: str) -> list[str]:
-    """Remove those of `keys` that name this execution from each resource (another execution's stay); the ARNs changed.
-    A resource deleted meanwhile has nothing left to take off (RDS answers DBClusterNotFoundFault, DBInstanceNotFound,
-    DBClusterSnapshotNotFoundFault, ... for its tags)."""
+def take_off(neptune, arns: list[str], keys: tuple[str, ...], execution: str, along: tuple[str, ...] = ()) -> list[str]:
+    """Remove those of `keys` that name this execution from each resource (another execution's stay), and with them
+    `along` (tags that only qualify them); the ARNs changed. A resource deleted meanwhile has nothing left to take off
+    (RDS answers DBClusterNotFoundFault, DBInstanceNotFound, DBClusterSnapshotNotFoundFault, ... for its tags)."""
     changed = []
     for arn in arns:
         try:
-            naming_it = [key for key, value in tags_of(neptune, arn).items() if key in keys and value == execution]
+            tags = tags_of(neptune, arn)
+            naming_it = [key for key, value in tags.items() if key in keys and value == execution]
             if naming_it:
-                neptune.remove_tags_from_resource(ResourceName=arn, TagKeys=naming_it)
+                neptune.remove_tags_from_resource(ResourceName=arn, TagKeys=naming_it + [key for key in along if key in tags])
                 changed.append(arn)
         except ClientError as error:
             if "NotFound" not in error.response["Error"]["Code"]:
