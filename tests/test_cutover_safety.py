@@ -133,3 +133,29 @@ def test_a_write_reaching_the_original_while_it_is_archived_keeps_it_from_deleti
 
     monkeypatch.setattr(rds_models.RDSBackend, "restore_db_cluster_from_snapshot", restore_for_the_archive)
     assert_kept_through_decommission(session, sfn, execution, retired)
+
+
+def test_a_retired_original_deleted_by_hand_during_its_soak_ends_the_execution_once(deployed, monkeypatch):
+    """The owner deletes the retired original before decommission: the execution says so and ends, instead of parking
+    and asking again every day for a cluster that is gone."""
+    from neptune_guard.handlers import steps
+
+    session, sfn, arns = deployed
+    execution = workflow.start(sfn, arns["cluster"], request("stock"))
+    retired, _ = names(execution, "stock")
+    neptune = member_session(session, ACCOUNT).client("neptune", region_name=REGION)
+    keep_stopped, step_needs = steps.STEPS["keep_retired_stopped"]
+
+    def deleted_by_the_owner_first(step):
+        for instance in neptune.describe_db_instances(Filters=[{"Name": "db-cluster-id", "Values": [retired]}])["DBInstances"]:
+            neptune.delete_db_instance(DBInstanceIdentifier=instance["DBInstanceIdentifier"], SkipFinalSnapshot=True)
+        neptune.delete_db_cluster(DBClusterIdentifier=retired, SkipFinalSnapshot=True)
+        return keep_stopped(step)
+
+    monkeypatch.setitem(steps.STEPS, "keep_retired_stopped", (deleted_by_the_owner_first, step_needs))
+    decide(sfn, execution, "snapshot")
+    decide(sfn, execution, "cutover")
+    result = finish(sfn, execution)
+    assert (result["status"], result["error"]) == ("FAILED", "RetiredOriginalGone")
+    cause = final_state(sfn, execution)["error"]["Cause"]
+    assert "deleted outside this execution" in cause and naming.derived("stock", "pre-cmk", naming.execution_token(execution)) in cause

@@ -65,13 +65,19 @@ def automated_backups_of(neptune, cluster: dict, names: tuple[str, ...]) -> list
             and s.get("ClusterCreateTime") == cluster.get("ClusterCreateTime")]
 
 
+class RetiredOriginalGone(Exception):
+    """The retired original was deleted outside the execution during its soak: nothing is left to keep or decommission."""
+
+
 def keep_retired_stopped(step: Step) -> dict:
     """During the soak: Neptune restarts a stopped cluster after 7 days; stop it again. No decommission is approved
     while it soaks (the question comes after this step): a mark an earlier approval left, when its run parked, comes off."""
     plan, neptune = step.plan, step.neptune
     retired = describe_cluster(neptune, plan["retired_cluster_id"])
     if retired is None:
-        raise NotOurs(f"{plan['retired_cluster_id']} is gone: decommission has nothing to do")
+        raise RetiredOriginalGone(f"{plan['retired_cluster_id']} was deleted outside this execution during its soak: nothing is "
+                                  f"left to keep or decommission; the workflow's snapshot {plan['snapshot_id']} is still there "
+                                  "(unencrypted if the original was): keep it or delete it")
     require_ours(neptune, retired, "DBClusterArn", step.execution, RETIRED_BY)
     restopped = retired["Status"] == "available"
     if restopped:

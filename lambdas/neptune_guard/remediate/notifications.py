@@ -24,6 +24,7 @@ URL_HINT = "The commands call the approval endpoint in $NEPTUNE_GUARD_APPROVAL_U
 OUTCOME_WORDS = {
     "SUCCEEDED": "succeeded", "CUT_OVER": "cut over", "DECOMMISSIONED": "decommissioned", "RETAINED": "original retained",
     "ROLLED_BACK": "rolled back", "ROLLBACK_FAILED": "ROLLBACK FAILED", "NEEDS_ATTENTION": "NEEDS ATTENTION",
+    "ORIGINAL_GONE": "retired original deleted outside the workflow",
 }
 
 
