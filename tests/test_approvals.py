@@ -368,9 +368,22 @@ def test_an_approval_marks_what_the_plan_names_and_nothing_once_it_changed(team)
     assert tags["neptune-guard:cutover"] == execution
 
 
-def test_an_approval_that_lost_the_race_to_another_approval_leaves_the_marks_that_one_needs(team, monkeypatch):
-    """Two people approve one question at once: the second's answer fails, and the marks stay, since the first's
-    approval reached the execution and its next steps need them."""
+def approved_by_carol(sfn, execution, token):
+    sfn.send_task_success(taskToken=token, output=json.dumps(
+        {"approved": True, "stage": "snapshot", "approver": "arn:aws:sts::123456789012:assumed-role/NeptuneGuardOnCall/carol"}))
+    workflows.wait_for(sfn, execution, lambda *_: approvals.answered_with_an_approval(sfn, execution, token), 60.0)
+
+
+def rejected_by_alice(sfn, execution, token):
+    sfn.send_task_failure(taskToken=token, error="Rejected", cause="rejected by alice meanwhile")
+
+
+@pytest.mark.parametrize("meanwhile, kept", [(rejected_by_alice, False), (approved_by_carol, True)])
+def test_an_approval_that_no_longer_reaches_the_execution_takes_its_marks_back_unless_another_approval_did(team, monkeypatch,
+                                                                                                          meanwhile, kept):
+    """Marked, then the answer finds the question gone. Rejected (or timed out) in between: the marks would outlive the
+    execution, holding the cluster against every later plan and open to the remediation role, so they come off.
+    Approved by another person at once: that approval reached the execution, and its next steps need them."""
     session, sfn, arns, alice, bob = team
     neptune = member_session(session, ACCOUNT).client("neptune", region_name=REGION)
     cluster = neptune.describe_db_clusters(DBClusterIdentifier="orders")["DBClusters"][0]["DBClusterArn"]
@@ -378,40 +391,14 @@ def test_an_approval_that_lost_the_race_to_another_approval_leaves_the_marks_tha
     waiting_for(sfn, execution, "snapshot")
     write_marks = approvals.write_marks
 
-    def approved_by_carol_meanwhile(*args, **kwargs):
+    def answered_meanwhile(*args, **kwargs):
         marked = write_marks(*args, **kwargs)
-        token = approvals.pending_approval(sfn, execution)["token"]
-        sfn.send_task_success(taskToken=token, output=json.dumps(
-            {"approved": True, "stage": "snapshot", "approver": "arn:aws:sts::123456789012:assumed-role/NeptuneGuardOnCall/carol"}))
-        workflows.wait_for(sfn, execution, lambda *_: approvals.answered_with_an_approval(sfn, execution, token), 60.0)
+        meanwhile(sfn, execution, approvals.pending_approval(sfn, execution)["token"])
         return marked
 
-    monkeypatch.setattr(approvals, "write_marks", approved_by_carol_meanwhile)
+    monkeypatch.setattr(approvals, "write_marks", answered_meanwhile)
     refusal = refused(bob, {"action": "approve", "execution_arn": execution, "stage": "snapshot"})
 
     assert refusal.status == 409 and "answered or timed out meanwhile" in str(refusal)
     tags = {t["Key"]: t["Value"] for t in neptune.list_tags_for_resource(ResourceName=cluster)["TagList"]}
-    assert tags["neptune-guard:cutover"] == execution
-
-
-def test_an_approval_that_no_longer_reaches_the_execution_takes_its_marks_back(team, monkeypatch):
-    """Marked, then the answer finds the question gone (rejected by someone else or timed out in between): the marks
-    would outlive the execution, holding the cluster against every later plan and open to the remediation role."""
-    session, sfn, arns, alice, bob = team
-    neptune = member_session(session, ACCOUNT).client("neptune", region_name=REGION)
-    cluster = neptune.describe_db_clusters(DBClusterIdentifier="orders")["DBClusters"][0]["DBClusterArn"]
-    execution = alice.start(arns["cluster"], REQUEST)
-    waiting_for(sfn, execution, "snapshot")
-    write_marks = approvals.write_marks
-
-    def rejected_meanwhile(*args, **kwargs):
-        marked = write_marks(*args, **kwargs)
-        token = approvals.pending_approval(sfn, execution)["token"]
-        sfn.send_task_failure(taskToken=token, error="Rejected", cause="rejected by alice meanwhile")
-        return marked
-
-    monkeypatch.setattr(approvals, "write_marks", rejected_meanwhile)
-    refusal = refused(bob, {"action": "approve", "execution_arn": execution, "stage": "snapshot"})
-
-    assert refusal.status == 409 and "answered or timed out meanwhile" in str(refusal)
-    assert "neptune-guard:cutover" not in {t["Key"] for t in neptune.list_tags_for_resource(ResourceName=cluster)["TagList"]}
+    assert (tags.get("neptune-guard:cutover") == execution) is kept, tags
