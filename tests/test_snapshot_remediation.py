@@ -202,3 +202,59 @@ def test_a_mark_an_ended_execution_left_behind_is_refused_with_the_command_that_
     assert stopped in cause
     neptune(session).remove_tags_from_resource(ResourceName=arn, TagKeys=["neptune-guard:re-encrypt-approved-by"])
     assert awaiting(sfn, workflow.start(sfn, arns["snapshot"], request("plain-snap")), "re-encrypt")["status"] == "RUNNING"
+
+
+def neptune_guard_tags(session, snapshot_id):
+    arn = snapshots(session)[snapshot_id]["DBClusterSnapshotArn"]
+    return {t["Key"] for t in neptune(session).list_tags_for_resource(ResourceName=arn)["TagList"] if t["Key"].startswith("neptune-guard:")}
+
+
+@pytest.mark.parametrize("snapshot_id", ["default-snap", "plain-snap"])
+def test_a_replacement_made_of_other_data_under_the_planned_name_never_costs_the_original(deployed, snapshot_id):
+    """A holder of the remediation role copies another snapshot under the planned name, with the execution's tag,
+    before the copy is made: the workflow takes it for its own, but the check before the original may go asks what
+    it was made from (copied from the original, or taken of the temporary cluster this execution restored)."""
+    session, sfn, arns = deployed
+    execution = workflow.start(sfn, arns["snapshot"], request(snapshot_id))
+    plan = awaiting(sfn, execution, "re-encrypt") and approvals.pending_approval(sfn, execution)["plan"]
+    neptune(session).copy_db_cluster_snapshot(SourceDBClusterSnapshotIdentifier="good-snap", TargetDBClusterSnapshotIdentifier=plan["new_snapshot_id"],
+                                              KmsKeyId=plan["target_key_arn"], Tags=plan["tags"] + [{"Key": "neptune-guard:created-by", "Value": execution}])
+    decide(sfn, execution, "re-encrypt")
+    result = finish(sfn, execution)
+    assert (result["status"], result["error"]) == ("FAILED", "RolledBack")
+    assert ("copied from" if plan["path"] == "copy" else "taken of") in final_state(sfn, execution)["error"]["Cause"]
+    assert snapshot_id in snapshots(session) and plan["new_snapshot_id"] not in snapshots(session)
+
+
+def test_the_original_stays_when_the_key_is_no_longer_usable_by_the_time_its_deletion_is_approved(deployed):
+    session, sfn, arns = deployed
+    execution = workflow.start(sfn, arns["snapshot"], request("default-snap"))
+    plan = awaiting(sfn, execution, "re-encrypt") and approvals.pending_approval(sfn, execution)["plan"]
+    decide(sfn, execution, "re-encrypt")
+    awaiting(sfn, execution, "delete-original")
+    member_session(session, ACCOUNT).client("kms", region_name=REGION).schedule_key_deletion(KeyId=plan["target_key_arn"].split("/")[-1], PendingWindowInDays=7)
+    decide(sfn, execution, "delete-original")
+    result = finish(sfn, execution)
+    assert (result["status"], result["error"]) == ("FAILED", "RolledBack")
+    assert "key state: 'PendingDeletion'" in final_state(sfn, execution)["error"]["Cause"]
+    assert "default-snap" in snapshots(session)
+
+
+@pytest.mark.parametrize("meanwhile", ["deleted", "made again under its name"])
+def test_a_copy_that_may_be_all_that_is_left_of_the_original_is_kept_and_handed_over(deployed, on_call, meanwhile):
+    """The owner deletes the original (or makes another under its name) while the delete-original question waits, and
+    the question is rejected: the rollback keeps the copy, no longer the role's to delete or share."""
+    session, sfn, arns = deployed
+    _, bob = on_call
+    execution = workflow.start(sfn, arns["snapshot"], request("default-snap"))
+    plan = awaiting(sfn, execution, "re-encrypt") and approvals.pending_approval(sfn, execution)["plan"]
+    decide(sfn, execution, "re-encrypt")
+    awaiting(sfn, execution, "delete-original")
+    neptune(session).delete_db_cluster_snapshot(DBClusterSnapshotIdentifier="default-snap")
+    if meanwhile == "made again under its name":
+        neptune(session).create_db_cluster_snapshot(DBClusterSnapshotIdentifier="default-snap", DBClusterIdentifier="good")
+    bob.reject(execution, "the owner changed the snapshot")
+    result = finish(sfn, execution)
+    assert (result["status"], result["error"]) == ("FAILED", "OriginalGone")
+    assert final_state(sfn, execution)["rollback"]["kept"] == [plan["new_snapshot_id"]]
+    assert neptune_guard_tags(session, plan["new_snapshot_id"]) == {"neptune-guard:remediated-by"}

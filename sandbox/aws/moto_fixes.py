@@ -218,6 +218,25 @@ def unencrypted_snapshots_cannot_be_encrypted_by_copy() -> None:
     rds_models.RDSBackend.copy_db_cluster_snapshot = copy
 
 
+def copies_name_their_source() -> None:
+    """A copied cluster snapshot names the snapshot it was copied from (`SourceDBClusterSnapshotArn`); moto left it out.
+
+    https://docs.aws.amazon.com/neptune/latest/apiref/API_DBClusterSnapshot.html ("SourceDBClusterSnapshotArn: If the
+    DB cluster snapshot was copied from a source DB cluster snapshot, the Amazon Resource Name (ARN) for the source DB
+    cluster snapshot, otherwise, a null value.")
+    """
+    original = rds_models.RDSBackend.copy_db_cluster_snapshot
+
+    @functools.wraps(original)
+    def copy(self, source_db_cluster_snapshot_identifier, target_db_cluster_snapshot_identifier, *args, **kwargs):
+        source = self.get_db_cluster_snapshot(source_db_cluster_snapshot_identifier)
+        target = original(self, source_db_cluster_snapshot_identifier, target_db_cluster_snapshot_identifier, *args, **kwargs)
+        target.source_db_cluster_snapshot_arn = source.db_cluster_snapshot_arn
+        return target
+
+    rds_models.RDSBackend.copy_db_cluster_snapshot = copy
+
+
 def neptune_storage_types() -> None:
     """A Neptune cluster's `StorageType` is `standard` (the default) or `iopt1` (I/O-Optimized); Neptune
     allocates storage itself. (moto knew only the instance storage types, refused `iopt1` and reported `gp2`.)
@@ -758,6 +777,7 @@ def apply() -> None:
     neptune_restores_as_documented()
     default_cluster_parameter_groups_exist()
     unencrypted_snapshots_cannot_be_encrypted_by_copy()
+    copies_name_their_source()
     deleting_a_cluster_deletes_its_automated_backups()
     neptune_storage_types()
     lambda_runs_handlers_in_process()

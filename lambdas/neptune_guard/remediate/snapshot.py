@@ -25,6 +25,7 @@ from neptune_guard.remediate.resources import (
     describe_cluster,
     describe_snapshot,
     is_planned_snapshot,
+    iso,
     parse_arn,
     planned_snapshot,
     require_available_cluster,
@@ -198,6 +199,8 @@ def new_snapshot_available(step: Step) -> dict:
 
 
 def restore_temporary_cluster(step: Step) -> dict:
+    """The original restored under the key into a temporary cluster; its creation time is recorded, so that the new
+    snapshot is proven to be of this cluster (and not of another made under its name)."""
     plan, neptune = step.plan, step.neptune
     _approved_original(step)
     adopt_or_create(neptune, describe_cluster(neptune, plan["temporary_cluster_id"]), "DBClusterArn", step.execution,
@@ -207,7 +210,8 @@ def restore_temporary_cluster(step: Step) -> dict:
                         # temporary cluster, which it may snapshot and delete but never give an instance or change.
                         KmsKeyId=plan["target_key_arn"], Tags=[{"Key": TEMPORARY_FOR, "Value": step.execution}]),
                     key=TEMPORARY_FOR)
-    return {"cluster_id": plan["temporary_cluster_id"]}
+    return {"cluster_id": plan["temporary_cluster_id"],
+            "created": iso(describe_cluster(neptune, plan["temporary_cluster_id"])["ClusterCreateTime"])}
 
 
 def temporary_cluster_available(step: Step) -> dict:
@@ -263,20 +267,43 @@ def share_new_snapshot(step: Step) -> dict:
     return {"shared_with": plan["shared_with"]}
 
 
-def verify_snapshot(step: Step) -> dict:
+def _replacement_checks(step: Step) -> tuple[dict, dict]:
+    """(the new snapshot, what must hold of it before the original may go): this execution's, available, under the
+    target key (still enabled), and made from the original: copied from it, or taken of the temporary cluster this
+    execution restored from it (the remediation role could make another snapshot under the planned name)."""
     plan, neptune = step.plan, step.neptune
     snapshot = describe_snapshot(neptune, plan["new_snapshot_id"])
     if snapshot is None:
         raise VerificationFailed(f"{plan['new_snapshot_id']} is gone")
-    checks = {
+    if plan["path"] == "copy":
+        source = ("copied from", snapshot.get("SourceDBClusterSnapshotArn"), plan["snapshot_identity"]["arn"])
+    else:
+        source = ("taken of", (snapshot.get("DBClusterIdentifier"), iso(snapshot["ClusterCreateTime"]) if snapshot.get("ClusterCreateTime") else None),
+                  (plan["temporary_cluster_id"], (step.state.get("temporary") or {}).get("created")))
+    key = step.client("kms").describe_key(KeyId=plan["target_key_arn"])["KeyMetadata"]
+    return snapshot, {
+        "created by": (tags_of(neptune, snapshot["DBClusterSnapshotArn"]).get(CREATED_BY), step.execution),
+        "status": (snapshot.get("Status"), "available"),
         "encrypted": (snapshot.get("StorageEncrypted"), True),
         "key": (snapshot.get("KmsKeyId"), plan["target_key_arn"]),
+        "key state": (key["KeyState"], "Enabled"),
+        source[0]: source[1:],
+    }
+
+
+def _mismatches(checks: dict) -> list[str]:
+    return [f"{name}: {have!r}, expected {want!r}" for name, (have, want) in checks.items() if have != want]
+
+
+def verify_snapshot(step: Step) -> dict:
+    plan, neptune = step.plan, step.neptune
+    snapshot, checks = _replacement_checks(step)
+    checks |= {
         "tags": (tags_of(neptune, snapshot["DBClusterSnapshotArn"]),
                  {t["Key"]: t["Value"] for t in plan["tags"] + created_by(step.execution)}),
         "shared with": (shared_with(neptune, plan["new_snapshot_id"]), []),  # shared once the replacement is approved
     }
-    mismatches = [f"{name}: {have!r}, expected {want!r}" for name, (have, want) in checks.items() if have != want]
-    if mismatches:
+    if mismatches := _mismatches(checks):
         raise VerificationFailed("; ".join(mismatches))
     return {"snapshot_id": plan["new_snapshot_id"], "checked": sorted(checks)}
 
@@ -288,6 +315,9 @@ def delete_original_snapshot(step: Step) -> dict:
     original = planned_snapshot(neptune, plan)
     if original is not None:
         require_ours(neptune, original, "DBClusterSnapshotArn", step.execution, REPLACE_APPROVED_BY)
+        # The approval may have waited for days: the replacement is checked again right before the original goes.
+        if mismatches := _mismatches(_replacement_checks(step)[1]):
+            raise VerificationFailed(f"{plan['snapshot_id']} is kept: its replacement no longer holds ({'; '.join(mismatches)})")
         neptune.delete_db_cluster_snapshot(DBClusterSnapshotIdentifier=plan["snapshot_id"])
     new = describe_snapshot(neptune, plan["new_snapshot_id"])
     if require_ours(neptune, new, "DBClusterSnapshotArn", step.execution, CREATED_BY, REMEDIATED_BY).get(REMEDIATED_BY) != step.execution:
@@ -308,15 +338,24 @@ def roll_back_snapshot(step: Step) -> dict:
     neptune = step.neptune
     if not _delete_temporary_cluster(step):
         raise ResourceNotReady(f"deleting {plan['temporary_cluster_id']}")
-    removed = []
+    removed, kept = [], [plan["snapshot_id"]]
     original = describe_snapshot(neptune, plan["snapshot_id"])
+    intact = is_planned_snapshot(original, plan)
     new = describe_snapshot(neptune, plan["new_snapshot_id"])
-    if new is not None and original is not None and tags_of(neptune, new["DBClusterSnapshotArn"]).get(CREATED_BY) == step.execution:
-        neptune.delete_db_cluster_snapshot(DBClusterSnapshotIdentifier=plan["new_snapshot_id"])
-        removed.append(plan["new_snapshot_id"])
-    if is_planned_snapshot(original, plan):
+    if new is not None and tags_of(neptune, new["DBClusterSnapshotArn"]).get(CREATED_BY) == step.execution:
+        if intact:
+            neptune.delete_db_cluster_snapshot(DBClusterSnapshotIdentifier=plan["new_snapshot_id"])
+            removed.append(plan["new_snapshot_id"])
+        else:  # the original is gone, or another snapshot holds its name: the copy may be all that is left of it
+            neptune.add_tags_to_resource(ResourceName=new["DBClusterSnapshotArn"], Tags=[{"Key": REMEDIATED_BY, "Value": step.execution}])
+            neptune.remove_tags_from_resource(ResourceName=new["DBClusterSnapshotArn"], TagKeys=[CREATED_BY, REPLACE_APPROVED_BY])
+            kept = [plan["new_snapshot_id"]]
+    if intact:
         take_off(neptune, [original["DBClusterSnapshotArn"]], (REENCRYPT_APPROVED_BY, REPLACE_APPROVED_BY), step.execution)
-    return {"kept": plan["snapshot_id"] if original else plan["new_snapshot_id"], "removed": removed}
+    outcome = {"kept": kept, "removed": removed}
+    if not intact:
+        outcome["original"] = "replaced under its name" if original else "gone"
+    return outcome
 
 
 STEPS = {
