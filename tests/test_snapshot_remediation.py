@@ -204,11 +204,6 @@ def test_a_mark_an_ended_execution_left_behind_is_refused_with_the_command_that_
     assert awaiting(sfn, workflow.start(sfn, arns["snapshot"], request("plain-snap")), "re-encrypt")["status"] == "RUNNING"
 
 
-def neptune_guard_tags(session, snapshot_id):
-    arn = snapshots(session)[snapshot_id]["DBClusterSnapshotArn"]
-    return {t["Key"] for t in neptune(session).list_tags_for_resource(ResourceName=arn)["TagList"] if t["Key"].startswith("neptune-guard:")}
-
-
 @pytest.mark.parametrize("snapshot_id", ["default-snap", "plain-snap"])
 def test_a_replacement_made_of_other_data_under_the_planned_name_never_costs_the_original(deployed, snapshot_id):
     """A holder of the remediation role copies another snapshot under the planned name, with the execution's tag,
