@@ -366,7 +366,7 @@ STEPS = {
     "temporary_cluster_available": (temporary_cluster_available, None),
     "snapshot_temporary_cluster": (snapshot_temporary_cluster, None),
     "delete_temporary_cluster": (delete_temporary_cluster, None),
-    "share_new_snapshot": (share_new_snapshot, None),
+    "share_new_snapshot": (share_new_snapshot, "delete-original"),
     "verify_snapshot": (verify_snapshot, None),
     "delete_original_snapshot": (delete_original_snapshot, "delete-original"),
     "roll_back_snapshot": (roll_back_snapshot, None),
