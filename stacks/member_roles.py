@@ -171,7 +171,9 @@ class MemberRolesStack(Stack):
                                             "rds:CreateDBInstance", "rds:AddTagsToResource"], created, created_for_an_execution(CREATED_BY)),
             ("CreateWithTheClustersSettings", ["rds:RestoreDBClusterFromSnapshot", "rds:CreateDBInstance"], settings,
              tagged_for_an_execution(CREATED_BY, requested=True)),
-            ("RestoreOnlyFromSnapshotsTaggedByCreate", ["rds:RestoreDBClusterFromSnapshot"], [f"{account_rds}:cluster-snapshot:*"], own),
+            # (never into a temporary cluster: that is restored only from the snapshot a re-encrypt approval marked)
+            ("RestoreOnlyFromSnapshotsTaggedByCreate", ["rds:RestoreDBClusterFromSnapshot"], [f"{account_rds}:cluster-snapshot:*"],
+             {**own, "Null": {f"aws:RequestTag/{TEMPORARY_FOR}": "true"}}),
             # The archive: a snapshot (copied, or taken of a cluster the execution restored), kept by the customer.
             ("ArchiveTaggedForAnExecution", ["rds:CreateDBClusterSnapshot", "rds:CopyDBClusterSnapshot", "rds:AddTagsToResource"],
              our_names("cluster-snapshot"), created_for_an_execution(ARCHIVED_BY)),

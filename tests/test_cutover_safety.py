@@ -158,4 +158,9 @@ def test_a_retired_original_deleted_by_hand_during_its_soak_ends_the_execution_o
     result = finish(sfn, execution)
     assert (result["status"], result["error"]) == ("FAILED", "RetiredOriginalGone")
     cause = final_state(sfn, execution)["error"]["Cause"]
-    assert "deleted outside this execution" in cause and naming.derived("stock", "pre-cmk", naming.execution_token(execution)) in cause
+    snapshot = naming.derived("stock", "pre-cmk", naming.execution_token(execution), naming.MAX_SNAPSHOT_IDENTIFIER)
+    assert "deleted outside this execution" in cause and snapshot in cause
+    # The workflow's snapshot is the customer's now: not the role's to delete, and reported by the scan as any other.
+    arn = neptune.describe_db_cluster_snapshots(DBClusterSnapshotIdentifier=snapshot)["DBClusterSnapshots"][0]["DBClusterSnapshotArn"]
+    tags = {t["Key"]: t["Value"] for t in neptune.list_tags_for_resource(ResourceName=arn)["TagList"]}
+    assert tags == {"neptune-guard:remediated-by": execution} and retention_reason(tags) is None

@@ -253,3 +253,45 @@ def test_a_copy_that_may_be_all_that_is_left_of_the_original_is_kept_and_handed_
     assert (result["status"], result["error"]) == ("FAILED", "OriginalGone")
     assert final_state(sfn, execution)["rollback"]["kept"] == [plan["new_snapshot_id"]]
     assert neptune_guard_tags(session, plan["new_snapshot_id"]) == {"neptune-guard:remediated-by"}
+
+
+def test_a_temporary_cluster_made_before_the_approval_under_the_planned_name_is_not_taken_for_the_restore(deployed):
+    """A holder of the remediation role restores other data under the planned temporary name, with the execution's
+    tag, before on-call approves: the restore step does not take it for its own."""
+    session, sfn, arns = deployed
+    execution = workflow.start(sfn, arns["snapshot"], request("plain-snap"))
+    plan = awaiting(sfn, execution, "re-encrypt") and approvals.pending_approval(sfn, execution)["plan"]
+    neptune(session).restore_db_cluster_from_snapshot(DBClusterIdentifier=plan["temporary_cluster_id"], SnapshotIdentifier="good-snap",
+                                                      Engine="neptune", Tags=[{"Key": "neptune-guard:temporary-for", "Value": execution}])
+    decide(sfn, execution, "re-encrypt")
+    result = finish(sfn, execution)
+    assert (result["status"], result["error"]) == ("FAILED", "RolledBack")
+    assert "made before the re-encrypt approval" in final_state(sfn, execution)["error"]["Cause"]
+    assert "plain-snap" in snapshots(session) and plan["new_snapshot_id"] not in snapshots(session)
+
+
+def test_a_replacement_swapped_after_its_verification_is_never_shared(deployed, monkeypatch):
+    """Verified, then replaced under its name (with the execution's tag) while the delete-original question waits:
+    the share checks again what it shares, so the partner account never gets other data."""
+    from moto.rds import models as rds_models
+
+    session, sfn, arns = deployed
+    execution = workflow.start(sfn, arns["snapshot"], request("default-snap"))
+    plan = awaiting(sfn, execution, "re-encrypt") and approvals.pending_approval(sfn, execution)["plan"]
+    decide(sfn, execution, "re-encrypt")
+    awaiting(sfn, execution, "delete-original")
+    neptune(session).delete_db_cluster_snapshot(DBClusterSnapshotIdentifier=plan["new_snapshot_id"])
+    neptune(session).copy_db_cluster_snapshot(SourceDBClusterSnapshotIdentifier="good-snap", TargetDBClusterSnapshotIdentifier=plan["new_snapshot_id"],
+                                              KmsKeyId=plan["target_key_arn"], Tags=plan["tags"] + [{"Key": "neptune-guard:created-by", "Value": execution}])
+    shares, modify = [], rds_models.RDSBackend.modify_db_cluster_snapshot_attribute
+
+    def observed(self, db_cluster_snapshot_identifier, *args, **kwargs):
+        shares.append(db_cluster_snapshot_identifier)
+        return modify(self, db_cluster_snapshot_identifier, *args, **kwargs)
+
+    monkeypatch.setattr(rds_models.RDSBackend, "modify_db_cluster_snapshot_attribute", observed)
+    decide(sfn, execution, "delete-original")
+    result = finish(sfn, execution)
+    assert (result["status"], result["error"]) == ("FAILED", "RolledBack")
+    assert "is not shared" in final_state(sfn, execution)["error"]["Cause"] and shares == []
+    assert "default-snap" in snapshots(session)

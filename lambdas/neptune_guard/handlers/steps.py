@@ -54,7 +54,7 @@ def handler(event: dict, context: LambdaContext) -> dict:
     own_account = parse_arn(context.invoked_function_arn, "function ARN")["account"]
     record = guard.read_execution(sfn, event["execution"], own_account)
     guard.authorize_step(record, event, needs_approval)
-    step = Step(request=request, execution=event["execution"], plan=state.get("plan"), state=state, answered=frozenset(record.approvals))
+    step = Step(request=request, execution=event["execution"], plan=state.get("plan"), state=state, answered=record.answered_at)
     arguments = STEP_ARGUMENTS.get(name, ())
     missing = [a for a in arguments if a not in event]
     if missing:

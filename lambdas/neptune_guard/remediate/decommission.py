@@ -16,14 +16,17 @@ from neptune_guard.remediate.resources import (
     instances_in,
     iso,
     require_ours,
+    tags_of,
     take_off,
     utcnow,
 )
 from neptune_guard.remediate.writes import WritesDetected, cutover_started, write_activity
 from neptune_guard.tags import (
     ARCHIVED_BY,
+    CREATED_BY,
     CUTOVER,
     DECOMMISSION_APPROVED_BY,
+    REMEDIATED_BY,
     REPLACED_BY,
     RETAINED_UNTIL,
     RETIRED_BY,
@@ -75,9 +78,10 @@ def keep_retired_stopped(step: Step) -> dict:
     plan, neptune = step.plan, step.neptune
     retired = describe_cluster(neptune, plan["retired_cluster_id"])
     if retired is None:
+        left = ", ".join(_hand_over_workflow_snapshots(step)) or "none"
         raise RetiredOriginalGone(f"{plan['retired_cluster_id']} was deleted outside this execution during its soak: nothing is "
-                                  f"left to keep or decommission; the workflow's snapshot {plan['snapshot_id']} is still there "
-                                  "(unencrypted if the original was): keep it or delete it")
+                                  f"left to keep or decommission. The workflow's snapshots of it, the customer's now (unencrypted "
+                                  f"if the original was): {left}; keep or delete them")
     require_ours(neptune, retired, "DBClusterArn", step.execution, RETIRED_BY)
     restopped = retired["Status"] == "available"
     if restopped:
@@ -86,6 +90,23 @@ def keep_retired_stopped(step: Step) -> dict:
     until = datetime.fromisoformat(step.state["retired"]["retained_until"])
     return {"status": "stopping" if restopped else retired["Status"], "restopped": restopped, "soak_over": utcnow() >= until,
             **({"withdrawn": withdrawn} if withdrawn else {})}
+
+
+def _hand_over_workflow_snapshots(step: Step) -> list[str]:
+    """The execution ends without decommissioning: its own snapshots of the original become the customer's (the role
+    may no longer delete or copy them; the scan reports them as any other), not "removed at decommission" for good."""
+    plan, neptune, handed_over = step.plan, step.neptune, []
+    for snapshot_id in [plan["snapshot_id"]] + ([plan["final_snapshot_id"]] if plan.get("path") == "streams" else []):
+        snapshot = describe_snapshot(neptune, snapshot_id)
+        if snapshot is None:
+            continue
+        tags = tags_of(neptune, snapshot["DBClusterSnapshotArn"])
+        if tags.get(CREATED_BY) == step.execution:
+            neptune.add_tags_to_resource(ResourceName=snapshot["DBClusterSnapshotArn"], Tags=[{"Key": REMEDIATED_BY, "Value": step.execution}])
+            neptune.remove_tags_from_resource(ResourceName=snapshot["DBClusterSnapshotArn"], TagKeys=[CREATED_BY])
+        if tags.get(CREATED_BY) == step.execution or tags.get(REMEDIATED_BY) == step.execution:
+            handed_over.append(snapshot_id)
+    return handed_over
 
 
 def _retired_original(step: Step, backups: bool = False) -> list[str]:
@@ -111,8 +132,10 @@ def release_retained(step: Step) -> dict:
     approval marks stay (they would let the remediation role stop, change or delete it with no execution running), nor
     its retirement tags, on it, its instances or its backups: the scan would read those as "decommission pending" and
     leave an unencrypted cluster out of the failures for good, with nothing left to decommission it."""
-    return {"released": take_off(step.neptune, _retired_original(step, backups=True), (CUTOVER, DECOMMISSION_APPROVED_BY, RETIRED_BY),
-                                 step.execution, along=(REPLACED_BY, RETAINED_UNTIL))}
+    held = _retired_original(step, backups=True)
+    marks = take_off(step.neptune, held, (CUTOVER, DECOMMISSION_APPROVED_BY), step.execution)
+    retirement = take_off(step.neptune, held, (RETIRED_BY,), step.execution, along=(REPLACED_BY, RETAINED_UNTIL))
+    return {"released": sorted(set(marks) | set(retirement))}
 
 
 def prove_no_writes_since_cutover(step: Step) -> dict:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import timezone
 
 from botocore.exceptions import ClientError
 
@@ -35,6 +36,7 @@ class ExecutionRecord:
     started_with: dict
     plan: dict | None = None
     approvals: dict[str, dict] = field(default_factory=dict)
+    answered_at: dict[str, str] = field(default_factory=dict)  # stage -> when AWS recorded its answer (ISO 8601, UTC)
     running: set[str] = field(default_factory=set)  # the step events of the tasks scheduled and not finished, canonical JSON
 
 
@@ -43,7 +45,7 @@ def canonical(event: dict) -> str:
 
 
 def _outputs(events: list[dict]):
-    """(kind of task, output) of every task that succeeded, in order."""
+    """(kind of task, output, when) of every task that succeeded, in order."""
     for event in events:
         for details_key in ("lambdaFunctionSucceededEventDetails", "taskSucceededEventDetails"):
             details = event.get(details_key)
@@ -52,7 +54,8 @@ def _outputs(events: list[dict]):
                     output = json.loads(details["output"])
                 except ValueError:
                     continue
-                yield details_key, output.get("Payload", output) if isinstance(output, dict) and "Payload" in output else output
+                yield (details_key, output.get("Payload", output) if isinstance(output, dict) and "Payload" in output else output,
+                       event["timestamp"])
 
 
 def scheduled_input(event: dict) -> dict | None:
@@ -122,13 +125,14 @@ def read_execution(sfn, execution: str, own_account: str | None = None) -> Execu
         raise NotAuthorizedStep(f"{execution} is {described['status']}, not RUNNING")
     record = ExecutionRecord(started_with=json.loads(described.get("input") or "{}"))
     record.running = {canonical(payload) for _, payload in running_tasks(events).values()}
-    for source, output in _outputs(events):
+    for source, output, when in _outputs(events):
         if not isinstance(output, dict):
             continue
         if source == "lambdaFunctionSucceededEventDetails" and output.get("kind") in PLAN_KINDS and output.get("execution") == execution:
             record.plan = output
         elif source == "taskSucceededEventDetails" and isinstance(output.get("stage"), str):
             record.approvals[output["stage"]] = output
+            record.answered_at[output["stage"]] = when.astimezone(timezone.utc).isoformat()
     return record
 
 

@@ -56,7 +56,7 @@ class Step:
     execution: str
     plan: dict | None = None
     state: dict = field(default_factory=dict)
-    answered: frozenset[str] = frozenset()  # the approval stages the execution's history shows answered (the guard reads it)
+    answered: dict[str, str] = field(default_factory=dict)  # stage -> when the execution's history shows it answered (the guard reads it)
     base: boto3.Session | None = None  # whose credentials assume the member role (the CLI's --profile)
     _session: boto3.Session | None = None
     _clients: dict = field(default_factory=dict)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+from datetime import datetime, timezone
 
 from neptune_guard.remediate import naming
 from neptune_guard.remediate.resources import (
@@ -172,6 +173,11 @@ def plan_snapshot(step: Step) -> dict:
     }
 
 
+def _utc(moment) -> datetime:
+    moment = datetime.fromisoformat(moment) if isinstance(moment, str) else moment
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
 def _approved_original(step: Step) -> None:
     """The re-encrypt approval marked the original for this execution: what alone lets the remediation role copy or
     restore a customer's snapshot (said here, before AWS refuses it as a bare AccessDenied)."""
@@ -200,18 +206,26 @@ def new_snapshot_available(step: Step) -> dict:
 
 def restore_temporary_cluster(step: Step) -> dict:
     """The original restored under the key into a temporary cluster; its creation time is recorded, so that the new
-    snapshot is proven to be of this cluster (and not of another made under its name)."""
+    snapshot is proven to be of this cluster (and not of another made under its name). A cluster already under the
+    name is taken for this execution's (a retried step) only if it was made after the re-encrypt approval: one made
+    before it is not of this execution's restore, whatever its tag says."""
     plan, neptune = step.plan, step.neptune
     _approved_original(step)
-    adopt_or_create(neptune, describe_cluster(neptune, plan["temporary_cluster_id"]), "DBClusterArn", step.execution,
-                    lambda: neptune.restore_db_cluster_from_snapshot(
-                        DBClusterIdentifier=plan["temporary_cluster_id"], SnapshotIdentifier=plan["snapshot_id"], Engine="neptune",
-                        # Its own tag, not the creation tag: the role may restore a customer's snapshot only into a
-                        # temporary cluster, which it may snapshot and delete but never give an instance or change.
-                        KmsKeyId=plan["target_key_arn"], Tags=[{"Key": TEMPORARY_FOR, "Value": step.execution}]),
-                    key=TEMPORARY_FOR)
-    return {"cluster_id": plan["temporary_cluster_id"],
-            "created": iso(describe_cluster(neptune, plan["temporary_cluster_id"])["ClusterCreateTime"])}
+    temporary = describe_cluster(neptune, plan["temporary_cluster_id"])
+    if temporary is None:
+        temporary = neptune.restore_db_cluster_from_snapshot(
+            DBClusterIdentifier=plan["temporary_cluster_id"], SnapshotIdentifier=plan["snapshot_id"], Engine="neptune",
+            # Its own tag, not the creation tag: the role may restore a customer's snapshot only into a temporary
+            # cluster, which it may snapshot and delete but never give an instance or change.
+            KmsKeyId=plan["target_key_arn"], Tags=[{"Key": TEMPORARY_FOR, "Value": step.execution}])["DBCluster"]
+    else:
+        require_ours(neptune, temporary, "DBClusterArn", step.execution, TEMPORARY_FOR)
+    created = temporary.get("ClusterCreateTime")
+    if created is None:
+        raise ResourceNotReady(f"{plan['temporary_cluster_id']} has no creation time yet")
+    if _utc(created) < datetime.fromisoformat(step.answered["re-encrypt"]):
+        raise NotOurs(f"{plan['temporary_cluster_id']} was made before the re-encrypt approval: not this execution's restore")
+    return {"cluster_id": plan["temporary_cluster_id"], "created": iso(created)}
 
 
 def temporary_cluster_available(step: Step) -> dict:
@@ -257,8 +271,9 @@ def share_new_snapshot(step: Step) -> dict:
     it. (The remediation role may share only a snapshot the approval marked, and IAM cannot see the account list.)"""
     plan, neptune = step.plan, step.neptune
     if plan["shared_with"]:
-        snapshot = describe_snapshot(neptune, plan["new_snapshot_id"])
-        require_ours(neptune, snapshot, "DBClusterSnapshotArn", step.execution)
+        # What is shared is what was verified: checked again, as the original's deletion is, since it waited.
+        if mismatches := _mismatches(_replacement_checks(step)[1]):
+            raise VerificationFailed(f"{plan['new_snapshot_id']} is not shared: it no longer holds ({'; '.join(mismatches)})")
         neptune.modify_db_cluster_snapshot_attribute(DBClusterSnapshotIdentifier=plan["new_snapshot_id"], AttributeName="restore",
                                                      ValuesToAdd=plan["shared_with"])
     audience = shared_with(neptune, plan["new_snapshot_id"])
