@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from neptune_guard.approve import approvals, workflow
+from neptune_guard.approve import approvals, executions, workflow
 from tests.conftest import awaiting, decide, final_state, finish, member_session
 
 ACCOUNT, REGION, PARTNER = "111111111111", "us-east-1", "444444444444"
@@ -137,6 +137,9 @@ def test_bad_snapshot_requests_are_refused(deployed, snapshot_id, complaint):
     result = finish(sfn, execution)
     assert result["error"] == "Refused" and complaint in final_state(sfn, execution)["error"]["Cause"]
     assert snapshots(session).keys() == before.keys()
+    # What on-call reads is the plan's reason, one line, not the Lambda error's JSON around it.
+    cause = executions.status(sfn, execution)["cause"]
+    assert complaint in cause and not cause.startswith("{") and "\n" not in cause, cause
 
 
 def test_automated_snapshots_are_refused(deployed):

@@ -11,6 +11,7 @@ import json
 from datetime import datetime, timedelta, timezone
 
 from neptune_guard.remediate.guard import APPROVAL_STEP, STAGES, STATE_MACHINE_NAMES, running_tasks
+from neptune_guard.remediate.notifications import readable_cause
 
 CLUSTER_STATE_MACHINE, SNAPSHOT_STATE_MACHINE = STATE_MACHINE_NAMES
 
@@ -152,7 +153,7 @@ def status(sfn, execution_arn: str) -> dict:
     }
     if description["status"] != "RUNNING":
         document["error"] = description.get("error")
-        document["cause"] = description.get("cause") or (data.get("error") or {}).get("Cause")
+        document["cause"] = readable_cause(description.get("cause") or (data.get("error") or {}).get("Cause"))
     if state_machine_of(execution_arn) == CLUSTER_STATE_MACHINE:
         document["serving"], document["retained"] = serving_and_retained(data)
     return document

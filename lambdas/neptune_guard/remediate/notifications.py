@@ -120,6 +120,16 @@ def approval(execution: str, stage: str, request: dict, question: str, deadline:
     return Notification(subject(headline, f"{kind} {resource}", account, region), "\n".join(lines), chatbot, full)
 
 
+def readable_cause(cause: str | None) -> str | None:
+    """A Lambda task's failure reaches Step Functions as its error in JSON (`errorType`, `errorMessage`, `stackTrace`):
+    the message is what a person reads."""
+    try:
+        body = json.loads(cause)
+    except (TypeError, ValueError):
+        return cause
+    return (body.get("errorMessage") or cause) if isinstance(body, dict) else cause
+
+
 def outcome(execution: str, request: dict, outcome_code: str, error: dict | None, detail: dict | None = None,
             notes: tuple[str, ...] = ()) -> Notification:
     kind, resource = resource_of(request)
@@ -127,7 +137,7 @@ def outcome(execution: str, request: dict, outcome_code: str, error: dict | None
     words = OUTCOME_WORDS.get(outcome_code, outcome_code.replace("_", " ").lower())
     headline = f"Neptune Guard {words}"
     status = command("status", execution)
-    cause = (error or {}).get("Cause") or (error or {}).get("Error")
+    cause = readable_cause((error or {}).get("Cause")) or (error or {}).get("Error")
     lines = [f"Remediation of {kind} {resource} (account {account}, region {region}): {words}.",
              *([f"Why: {cause}"] if cause else []), *notes, f"Execution: {execution}", f"Status:  {status}"]
     chatbot = {
