@@ -220,11 +220,11 @@ def restore_temporary_cluster(step: Step) -> dict:
             KmsKeyId=plan["target_key_arn"], Tags=[{"Key": TEMPORARY_FOR, "Value": step.execution}])["DBCluster"]
     else:
         require_ours(neptune, temporary, "DBClusterArn", step.execution, TEMPORARY_FOR)
+        if temporary.get("ClusterCreateTime") and _utc(temporary["ClusterCreateTime"]) < datetime.fromisoformat(step.answered["re-encrypt"]):
+            raise NotOurs(f"{plan['temporary_cluster_id']} was made before the re-encrypt approval: not this execution's restore")
     created = temporary.get("ClusterCreateTime")
     if created is None:
         raise ResourceNotReady(f"{plan['temporary_cluster_id']} has no creation time yet")
-    if _utc(created) < datetime.fromisoformat(step.answered["re-encrypt"]):
-        raise NotOurs(f"{plan['temporary_cluster_id']} was made before the re-encrypt approval: not this execution's restore")
     return {"cluster_id": plan["temporary_cluster_id"], "created": iso(created)}
 
 
