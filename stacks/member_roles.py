@@ -188,9 +188,11 @@ class MemberRolesStack(Stack):
              [f"{account_rds}:cluster:{pattern}" for pattern in naming.TEMPORARY_CLUSTER_NAMES],
              {**tagged_for_an_execution(TEMPORARY_FOR, requested=True), "ForAllValues:StringEquals": {"aws:TagKeys": [TEMPORARY_FOR]}}),
             ("RestoreATemporaryClusterWithTheSettings", ["rds:RestoreDBClusterFromSnapshot"], settings, temporary),
+            # ... and only the snapshot the same execution's approval marked (not another execution's, of other data).
             ("RestoreOnlyAnApprovedSnapshotIntoATemporaryCluster", ["rds:RestoreDBClusterFromSnapshot"],
              [f"{account_rds}:cluster-snapshot:*"],
-             {**temporary, "StringLike": {**temporary["StringLike"], f"aws:ResourceTag/{REENCRYPT_APPROVED_BY}": executions}}),
+             {**temporary, "StringLike": {**temporary["StringLike"], f"aws:ResourceTag/{REENCRYPT_APPROVED_BY}": executions},
+              "StringEquals": {f"aws:ResourceTag/{REENCRYPT_APPROVED_BY}": "${aws:RequestTag/" + TEMPORARY_FOR + "}"}}),
             ("SnapshotAndDeleteTemporaryClusters", ["rds:CreateDBClusterSnapshot", "rds:DeleteDBCluster"], [f"{account_rds}:cluster:*"],
              {"StringLike": {f"aws:ResourceTag/{TEMPORARY_FOR}": executions}}),
         ]

@@ -205,3 +205,17 @@ def test_no_member_role_adds_a_rule_to_any_security_group_or_deletes_a_customers
         assert not evaluate(policies, "ec2:DeleteSecurityGroup", group, context).allowed, (role, context)
     expected = role == "NeptuneGuardRemediation"
     assert evaluate(policies, "ec2:DeleteSecurityGroup", group, own_group).allowed is expected
+
+
+def test_a_temporary_cluster_is_restored_only_from_the_snapshot_its_own_executions_approval_marked(synthesized):
+    """Another execution's approved snapshot holds other data: restored under this execution's temporary name, it
+    would be taken for this execution's restore."""
+    _, members = synthesized
+    policies = role_policies(members, "NeptuneGuardRemediation", REFERENCES)
+    other = OURS.replace("1a2b3c4d5e6f7a8b", "ffffffffffffffff")
+    snapshot = f"arn:aws:rds:{REGION}:{MEMBER}:cluster-snapshot:orders-daily"
+    request = {"aws:RequestTag/neptune-guard:temporary-for": OURS, "aws:TagKeys": ["neptune-guard:temporary-for"]}
+    assert evaluate(policies, "rds:RestoreDBClusterFromSnapshot", snapshot,
+                    {**request, "aws:ResourceTag/neptune-guard:re-encrypt-approved-by": OURS}).allowed
+    assert not evaluate(policies, "rds:RestoreDBClusterFromSnapshot", snapshot,
+                        {**request, "aws:ResourceTag/neptune-guard:re-encrypt-approved-by": other}).allowed

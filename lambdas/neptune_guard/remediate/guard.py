@@ -132,7 +132,7 @@ def read_execution(sfn, execution: str, own_account: str | None = None) -> Execu
             record.plan = output
         elif source == "taskSucceededEventDetails" and isinstance(output.get("stage"), str):
             record.approvals[output["stage"]] = output
-            record.answered_at[output["stage"]] = when.astimezone(timezone.utc).isoformat()
+            record.answered_at[output["stage"]] = (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).astimezone(timezone.utc).isoformat()
     return record
 
 

@@ -218,6 +218,7 @@ def restore_temporary_cluster(step: Step) -> dict:
             # Its own tag, not the creation tag: the role may restore a customer's snapshot only into a temporary
             # cluster, which it may snapshot and delete but never give an instance or change.
             KmsKeyId=plan["target_key_arn"], Tags=[{"Key": TEMPORARY_FOR, "Value": step.execution}])["DBCluster"]
+        temporary = describe_cluster(neptune, plan["temporary_cluster_id"]) or temporary  # the time the snapshot will carry
     else:
         require_ours(neptune, temporary, "DBClusterArn", step.execution, TEMPORARY_FOR)
         if temporary.get("ClusterCreateTime") and _utc(temporary["ClusterCreateTime"]) < datetime.fromisoformat(step.answered["re-encrypt"]):
