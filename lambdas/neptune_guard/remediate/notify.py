@@ -10,7 +10,7 @@ import boto3
 from neptune_guard import aws
 from neptune_guard.remediate.plan import DEFAULT_APPROVAL_TIMEOUT_SECONDS
 from neptune_guard.remediate.resources import Step, iso, parse_arn, utcnow
-from neptune_guard.tags import CUTOVER, DECOMMISSION_APPROVED_BY
+from neptune_guard.tags import CUTOVER, DECOMMISSION_APPROVED_BY, REPLACED_BY, RETAINED_UNTIL, RETIRED_BY
 
 
 def request_approval(step: Step, stage: str, task_token: str) -> dict:
@@ -77,10 +77,11 @@ def notify(step: Step, outcome: str) -> dict:
         f"{quiet['past_position']}): they are not in {step.plan['cluster_id']}. It is kept, and decommission will refuse to "
         "delete it until a person has reconciled them.",))
     if step.state.get("release_error"):
-        notes += (f"This execution's approval marks could not be taken off the retained {step.plan['retired_cluster_id']} "
-                  f"({step.state['release_error'].get('Error')}): while they stay, the remediation role may still stop, change or "
-                  f"delete it. Remove the tags {CUTOVER} and {DECOMMISSION_APPROVED_BY} naming {step.execution} from it and its "
-                  "instances (aws rds remove-tags-from-resource).",)
+        notes += (f"This execution's tags could not be taken off the kept {step.plan['retired_cluster_id']} "
+                  f"({step.state['release_error'].get('Error')}): while its marks stay, the remediation role may still stop, change "
+                  f"or delete it, and while its retirement tags stay the scan counts it as kept on purpose. Remove {CUTOVER}, "
+                  f"{DECOMMISSION_APPROVED_BY} and {RETIRED_BY} naming {step.execution}, with {REPLACED_BY} and {RETAINED_UNTIL}, "
+                  "from it, its instances and its automated backups (aws rds remove-tags-from-resource).",)
     send_notification(notifications.outcome(step.execution, step.request, outcome, step.state.get("error"), {
         "rollback": step.state.get("rollback"), "needs_attention": step.state.get("bookkeeping_error"), "plan": step.plan}, notes))
     return {"notified": outcome}
