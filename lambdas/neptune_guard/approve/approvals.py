@@ -321,19 +321,21 @@ def _describe(sfn, execution_arn: str) -> dict:
         raise
 
 
+def _approval_in(event: dict | None) -> dict | None:
+    """The approval a task's success event carries (the endpoint's decision, with its approver), if it is one."""
+    output = ((event or {}).get("taskSucceededEventDetails") or {}).get("output")
+    try:
+        decision = json.loads(output) if output else None
+    except ValueError:
+        return None
+    approved = isinstance(decision, dict) and decision.get("approved") is True and isinstance(decision.get("approver"), str)
+    return decision if approved else None
+
+
 def approvals_given(sfn, execution_arn: str) -> list[dict]:
     """The decisions the endpoint sent to this execution so far (each records its approver)."""
-    given = []
-    for page in sfn.get_paginator("get_execution_history").paginate(executionArn=execution_arn):
-        for event in page["events"]:
-            output = (event.get("taskSucceededEventDetails") or {}).get("output")
-            try:
-                decision = json.loads(output) if output else None
-            except ValueError:
-                continue
-            if isinstance(decision, dict) and decision.get("approved") is True and isinstance(decision.get("approver"), str):
-                given.append(decision)
-    return given
+    pages = sfn.get_paginator("get_execution_history").paginate(executionArn=execution_arn)
+    return [decision for page in pages for event in page["events"] if (decision := _approval_in(event))]
 
 
 def answered_with_an_approval(sfn, execution_arn: str, token: str) -> bool:
@@ -343,14 +345,9 @@ def answered_with_an_approval(sfn, execution_arn: str, token: str) -> bool:
     outlive it)."""
     try:
         pages = sfn.get_paginator("get_execution_history").paginate(executionArn=execution_arn)
-        end = answer_to([event for page in pages for event in page["events"]], token)
+        return _approval_in(answer_to([event for page in pages for event in page["events"]], token)) is not None
     except ClientError:
         return False
-    try:
-        decision = json.loads(end["taskSucceededEventDetails"]["output"]) if end and end["type"] == "TaskSucceeded" else None
-    except (KeyError, ValueError):
-        return False
-    return isinstance(decision, dict) and decision.get("approved") is True
 
 
 def _waiting(sfn, execution_arn: str, stage: str | None) -> dict:
