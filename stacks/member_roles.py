@@ -11,6 +11,7 @@ from constructs import Construct
 from neptune_guard.approve import approval_marks
 from neptune_guard.remediate import naming
 from neptune_guard.tags import (
+    APPROVAL_MARKS,
     AUTHORIZING_TAGS,
     CREATED_BY,
     CUTOVER,
@@ -293,11 +294,11 @@ class MemberRolesStack(Stack):
             sid="ReadWhatThePlanNames", actions=approval_marks.PERMISSIONS["read"], resources=neptune_resources))
         marks.add_to_policy(iam.PolicyStatement(
             sid="WriteApprovalMarksOnly", actions=approval_marks.PERMISSIONS["mark"], resources=neptune_resources,
-            conditions={"ForAllValues:StringEquals": {"aws:TagKeys": list(approval_marks.MARKS)},
-                        "StringLikeIfExists": {f"aws:RequestTag/{key}": executions for key in approval_marks.MARKS}}))
+            conditions={"ForAllValues:StringEquals": {"aws:TagKeys": list(APPROVAL_MARKS)},
+                        "StringLikeIfExists": {f"aws:RequestTag/{key}": executions for key in APPROVAL_MARKS}}))
         marks.add_to_policy(iam.PolicyStatement(
             sid="TakeBackApprovalMarksOnly", actions=approval_marks.PERMISSIONS["take back"], resources=neptune_resources,
-            conditions={"ForAllValues:StringEquals": {"aws:TagKeys": list(approval_marks.MARKS)}}))
+            conditions={"ForAllValues:StringEquals": {"aws:TagKeys": list(APPROVAL_MARKS)}}))
 
         # On-call's `plan` reads what a remediation would carry, and nothing else; their own sessions assume it.
         if config.on_call_roles:

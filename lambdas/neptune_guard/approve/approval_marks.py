@@ -41,7 +41,6 @@ from neptune_guard.tags import (
 )
 
 MARKS_ROLE = "NeptuneGuardApprovalMarks"
-MARKS = APPROVAL_MARKS
 
 # What the marks role may do, as data (stacks/member_roles.py grants exactly these).
 PERMISSIONS = {
@@ -85,7 +84,7 @@ def _re_encrypt_stage(neptune, plan: dict, execution: str) -> list[str]:
     if original is None:
         raise NotOurs(f"{plan['snapshot_id']} is gone: nothing to re-encrypt")
     tags = tags_of(neptune, original["DBClusterSnapshotArn"])
-    holder = next((tags[k] for k in (*MARKS, CREATED_BY) if tags.get(k, execution) != execution), None)
+    holder = next((tags[k] for k in (*APPROVAL_MARKS, CREATED_BY) if tags.get(k, execution) != execution), None)
     if holder is not None:
         raise NotOurs(f"{plan['snapshot_id']} is already part of remediation {holder}")
     return [original["DBClusterSnapshotArn"]]

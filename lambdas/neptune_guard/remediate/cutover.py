@@ -13,6 +13,7 @@ from neptune_guard.remediate.resources import (
     converge_instance_names,
     custom_endpoints,
     describe_cluster,
+    hand_over,
     instances_in,
     iso,
     rename_cluster,
@@ -21,7 +22,7 @@ from neptune_guard.remediate.resources import (
     utcnow,
 )
 from neptune_guard.remediate.writes import WritesDetected, accepted_write_loss, writes_until_now
-from neptune_guard.tags import CREATED_BY, CUTOVER, REMEDIATED_BY, SERVED
+from neptune_guard.tags import CREATED_BY, CUTOVER, SERVED
 
 
 def move_original_aside(step: Step) -> dict:
@@ -105,14 +106,10 @@ def hand_over_new_cluster(step: Step) -> dict:
     # Run again after a fault half-way, a resource already handed over is left as it is: with its hold gone, the role
     # may no longer tag it.
     for endpoint in custom_endpoints(neptune, plan["cluster_id"]):
-        if tags_of(neptune, endpoint["arn"]).get(REMEDIATED_BY) != step.execution:
-            neptune.add_tags_to_resource(ResourceName=endpoint["arn"], Tags=[{"Key": REMEDIATED_BY, "Value": step.execution}])
-        neptune.remove_tags_from_resource(ResourceName=endpoint["arn"], TagKeys=[CUTOVER])
+        hand_over(neptune, endpoint["arn"], tags_of(neptune, endpoint["arn"]), step.execution, (CUTOVER,))
     for arn in resources:
         tags = tags_of(neptune, arn)
         if tags.get(CREATED_BY) not in (None, step.execution):
             raise NotOurs(f"{arn} was created by {tags[CREATED_BY]}")
-        if tags.get(REMEDIATED_BY) != step.execution:
-            neptune.add_tags_to_resource(ResourceName=arn, Tags=[{"Key": REMEDIATED_BY, "Value": step.execution}])
-        neptune.remove_tags_from_resource(ResourceName=arn, TagKeys=[CREATED_BY, SERVED])
+        hand_over(neptune, arn, tags, step.execution, (CREATED_BY, SERVED))
     return {"handed_over": plan["cluster_id"]}

@@ -13,6 +13,7 @@ from neptune_guard.remediate.resources import (
     VerificationFailed,
     describe_cluster,
     describe_snapshot,
+    hand_over,
     instances_in,
     iso,
     require_ours,
@@ -86,7 +87,7 @@ def keep_retired_stopped(step: Step) -> dict:
     restopped = retired["Status"] == "available"
     if restopped:
         neptune.stop_db_cluster(DBClusterIdentifier=plan["retired_cluster_id"])
-    withdrawn = withdraw_decommission_approval(step)["withdrawn"]
+    withdrawn = withdraw_decommission_approval(step, retired)["withdrawn"]
     until = datetime.fromisoformat(step.state["retired"]["retained_until"])
     return {"status": "stopping" if restopped else retired["Status"], "restopped": restopped, "soak_over": utcnow() >= until,
             **({"withdrawn": withdrawn} if withdrawn else {})}
@@ -102,18 +103,17 @@ def _hand_over_workflow_snapshots(step: Step) -> list[str]:
             continue
         tags = tags_of(neptune, snapshot["DBClusterSnapshotArn"])
         if tags.get(CREATED_BY) == step.execution:
-            neptune.add_tags_to_resource(ResourceName=snapshot["DBClusterSnapshotArn"], Tags=[{"Key": REMEDIATED_BY, "Value": step.execution}])
-            neptune.remove_tags_from_resource(ResourceName=snapshot["DBClusterSnapshotArn"], TagKeys=[CREATED_BY])
+            hand_over(neptune, snapshot["DBClusterSnapshotArn"], tags, step.execution, (CREATED_BY,))
         if tags.get(CREATED_BY) == step.execution or tags.get(REMEDIATED_BY) == step.execution:
             handed_over.append(snapshot_id)
     return handed_over
 
 
-def _retired_original(step: Step, backups: bool = False) -> list[str]:
-    """The ARNs of the retired original and its instances (and its automated backups), while it is still the cluster
-    that was planned."""
+def _retired_original(step: Step, retired: dict | None = None, backups: bool = False) -> list[str]:
+    """The ARNs of the retired original (described here unless given) and its instances (and its automated backups),
+    while it is still the cluster that was planned."""
     plan, neptune = step.plan, step.neptune
-    retired = describe_cluster(neptune, plan["retired_cluster_id"])
+    retired = retired or describe_cluster(neptune, plan["retired_cluster_id"])
     if retired is None or retired["DbClusterResourceId"] != plan["cluster_resource_id"]:
         return []
     return [retired["DBClusterArn"], *(i["DBInstanceArn"] for i in instances_in(neptune, [plan["retired_cluster_id"]]).values()),
@@ -121,10 +121,10 @@ def _retired_original(step: Step, backups: bool = False) -> list[str]:
                                                   if backups else []))]
 
 
-def withdraw_decommission_approval(step: Step) -> dict:
+def withdraw_decommission_approval(step: Step, retired: dict | None = None) -> dict:
     """A decommission run parked (a write reached the original, or a fault): the approval it had is spent. Its mark
     comes off, so that the remediation role cannot delete the original until on-call approves again."""
-    return {"withdrawn": take_off(step.neptune, _retired_original(step), (DECOMMISSION_APPROVED_BY,), step.execution)}
+    return {"withdrawn": take_off(step.neptune, _retired_original(step, retired), (DECOMMISSION_APPROVED_BY,), step.execution)}
 
 
 def release_retained(step: Step) -> dict:

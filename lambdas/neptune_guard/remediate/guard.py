@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import timezone
 
 from botocore.exceptions import ClientError
 
-from neptune_guard.remediate.resources import parse_arn
+from neptune_guard.remediate.resources import parse_arn, utc
 
 STATE_MACHINE_NAMES = ("NeptuneGuardClusterRemediation", "NeptuneGuardSnapshotRemediation")
 # The approval stages each workflow asks for, in order (the `stage` of its request_approval tasks).
@@ -132,7 +131,7 @@ def read_execution(sfn, execution: str, own_account: str | None = None) -> Execu
             record.plan = output
         elif source == "taskSucceededEventDetails" and isinstance(output.get("stage"), str):
             record.approvals[output["stage"]] = output
-            record.answered_at[output["stage"]] = (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).astimezone(timezone.utc).isoformat()
+            record.answered_at[output["stage"]] = utc(when).isoformat()
     return record
 
 

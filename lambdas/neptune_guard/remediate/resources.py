@@ -18,7 +18,7 @@ from botocore.exceptions import ClientError
 from botocore.utils import ArnParser, InvalidArnException
 
 from neptune_guard import aws
-from neptune_guard.tags import CREATED_BY, customer_tags, tag_map
+from neptune_guard.tags import CREATED_BY, REMEDIATED_BY, customer_tags, tag_map
 
 DEFAULT_REMEDIATION_ROLE = "NeptuneGuardRemediation"
 
@@ -130,6 +130,15 @@ def take_off(neptune, arns: list[str], keys: tuple[str, ...], execution: str, al
     return changed
 
 
+def hand_over(neptune, arn: str, tags: dict[str, str], execution: str, let_go: tuple[str, ...]) -> None:
+    """The resource is the customer's from now: it says which remediation made it (`remediated-by`, which also keeps a
+    creation tag off it for good) and loses this execution's hold on it (`let_go`). Run again, it adds nothing: once its
+    hold is gone the role may no longer tag it."""
+    if tags.get(REMEDIATED_BY) != execution:
+        neptune.add_tags_to_resource(ResourceName=arn, Tags=[{"Key": REMEDIATED_BY, "Value": execution}])
+    neptune.remove_tags_from_resource(ResourceName=arn, TagKeys=list(let_go))
+
+
 def snapshot_identity(snapshot: dict) -> dict:
     """What tells a snapshot from another made later under its name (its ARN is built from the name)."""
     created = snapshot.get("SnapshotCreateTime")
@@ -237,9 +246,11 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def utc(moment) -> datetime:
+    """A datetime (or ISO 8601 text) as an aware UTC datetime; a naive one is taken to be UTC already."""
+    moment = datetime.fromisoformat(moment) if isinstance(moment, str) else moment
+    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+
+
 def iso(moment) -> str:
-    if isinstance(moment, str):
-        return moment
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).isoformat(timespec="seconds")
+    return moment if isinstance(moment, str) else utc(moment).isoformat(timespec="seconds")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import fnmatch
 import json
-from datetime import datetime, timezone
 
 from neptune_guard.remediate import naming
 from neptune_guard.remediate.resources import (
@@ -25,6 +24,7 @@ from neptune_guard.remediate.resources import (
     adopt_or_create,
     describe_cluster,
     describe_snapshot,
+    hand_over,
     is_planned_snapshot,
     iso,
     parse_arn,
@@ -35,6 +35,7 @@ from neptune_guard.remediate.resources import (
     snapshot_identity,
     tags_of,
     take_off,
+    utc,
 )
 from neptune_guard.tags import (
     ARCHIVED_BY,
@@ -173,11 +174,6 @@ def plan_snapshot(step: Step) -> dict:
     }
 
 
-def _utc(moment) -> datetime:
-    moment = datetime.fromisoformat(moment) if isinstance(moment, str) else moment
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-
-
 def _approved_original(step: Step) -> None:
     """The re-encrypt approval marked the original for this execution: what alone lets the remediation role copy or
     restore a customer's snapshot (said here, before AWS refuses it as a bare AccessDenied)."""
@@ -221,7 +217,7 @@ def restore_temporary_cluster(step: Step) -> dict:
         temporary = describe_cluster(neptune, plan["temporary_cluster_id"]) or temporary  # the time the snapshot will carry
     else:
         require_ours(neptune, temporary, "DBClusterArn", step.execution, TEMPORARY_FOR)
-        if temporary.get("ClusterCreateTime") and _utc(temporary["ClusterCreateTime"]) < datetime.fromisoformat(step.answered["re-encrypt"]):
+        if temporary.get("ClusterCreateTime") and utc(temporary["ClusterCreateTime"]) < utc(step.answered["re-encrypt"]):
             raise NotOurs(f"{plan['temporary_cluster_id']} was made before the re-encrypt approval: not this execution's restore")
     created = temporary.get("ClusterCreateTime")
     if created is None:
@@ -273,7 +269,7 @@ def share_new_snapshot(step: Step) -> dict:
     plan, neptune = step.plan, step.neptune
     if plan["shared_with"]:
         # What is shared is what was verified: checked again, as the original's deletion is, since it waited.
-        if mismatches := _mismatches(_replacement_checks(step)[1]):
+        if mismatches := _mismatches(_replacement_checks(step)[2]):
             raise VerificationFailed(f"{plan['new_snapshot_id']} is not shared: it no longer holds ({'; '.join(mismatches)})")
         neptune.modify_db_cluster_snapshot_attribute(DBClusterSnapshotIdentifier=plan["new_snapshot_id"], AttributeName="restore",
                                                      ValuesToAdd=plan["shared_with"])
@@ -283,8 +279,8 @@ def share_new_snapshot(step: Step) -> dict:
     return {"shared_with": plan["shared_with"]}
 
 
-def _replacement_checks(step: Step) -> tuple[dict, dict]:
-    """(the new snapshot, what must hold of it before the original may go): this execution's, available, under the
+def _replacement_checks(step: Step) -> tuple[dict, dict, dict]:
+    """(the new snapshot, its tags, what must hold of it before the original may go): this execution's, available, under the
     target key (still enabled), and made from the original: copied from it, or taken of the temporary cluster this
     execution restored from it (the remediation role could make another snapshot under the planned name)."""
     plan, neptune = step.plan, step.neptune
@@ -297,8 +293,9 @@ def _replacement_checks(step: Step) -> tuple[dict, dict]:
         source = ("taken of", (snapshot.get("DBClusterIdentifier"), iso(snapshot["ClusterCreateTime"]) if snapshot.get("ClusterCreateTime") else None),
                   (plan["temporary_cluster_id"], (step.state.get("temporary") or {}).get("created")))
     key = step.client("kms").describe_key(KeyId=plan["target_key_arn"])["KeyMetadata"]
-    return snapshot, {
-        "created by": (tags_of(neptune, snapshot["DBClusterSnapshotArn"]).get(CREATED_BY), step.execution),
+    tags = tags_of(neptune, snapshot["DBClusterSnapshotArn"])
+    return snapshot, tags, {
+        "created by": (tags.get(CREATED_BY), step.execution),
         "status": (snapshot.get("Status"), "available"),
         "encrypted": (snapshot.get("StorageEncrypted"), True),
         "key": (snapshot.get("KmsKeyId"), plan["target_key_arn"]),
@@ -313,10 +310,9 @@ def _mismatches(checks: dict) -> list[str]:
 
 def verify_snapshot(step: Step) -> dict:
     plan, neptune = step.plan, step.neptune
-    snapshot, checks = _replacement_checks(step)
+    _, tags, checks = _replacement_checks(step)
     checks |= {
-        "tags": (tags_of(neptune, snapshot["DBClusterSnapshotArn"]),
-                 {t["Key"]: t["Value"] for t in plan["tags"] + created_by(step.execution)}),
+        "tags": (tags, {t["Key"]: t["Value"] for t in plan["tags"] + created_by(step.execution)}),
         "shared with": (shared_with(neptune, plan["new_snapshot_id"]), []),  # shared once the replacement is approved
     }
     if mismatches := _mismatches(checks):
@@ -332,15 +328,13 @@ def delete_original_snapshot(step: Step) -> dict:
     if original is not None:
         require_ours(neptune, original, "DBClusterSnapshotArn", step.execution, REPLACE_APPROVED_BY)
         # The approval may have waited for days: the replacement is checked again right before the original goes.
-        if mismatches := _mismatches(_replacement_checks(step)[1]):
+        if mismatches := _mismatches(_replacement_checks(step)[2]):
             raise VerificationFailed(f"{plan['snapshot_id']} is kept: its replacement no longer holds ({'; '.join(mismatches)})")
         neptune.delete_db_cluster_snapshot(DBClusterSnapshotIdentifier=plan["snapshot_id"])
     new = describe_snapshot(neptune, plan["new_snapshot_id"])
-    if require_ours(neptune, new, "DBClusterSnapshotArn", step.execution, CREATED_BY, REMEDIATED_BY).get(REMEDIATED_BY) != step.execution:
-        # (run again after a fault half-way: handed over already, and no longer the role's to tag)
-        neptune.add_tags_to_resource(ResourceName=new["DBClusterSnapshotArn"], Tags=[{"Key": REMEDIATED_BY, "Value": step.execution}])
+    tags = require_ours(neptune, new, "DBClusterSnapshotArn", step.execution, CREATED_BY, REMEDIATED_BY)
     # The customer's now: neither its creation tag nor the approval's mark (which lets the role share and delete) stays.
-    neptune.remove_tags_from_resource(ResourceName=new["DBClusterSnapshotArn"], TagKeys=[CREATED_BY, REPLACE_APPROVED_BY])
+    hand_over(neptune, new["DBClusterSnapshotArn"], tags, step.execution, (CREATED_BY, REPLACE_APPROVED_BY))
     return {"deleted": plan["snapshot_id"], "replaced_by": plan["new_snapshot_id"]}
 
 
@@ -358,13 +352,13 @@ def roll_back_snapshot(step: Step) -> dict:
     original = describe_snapshot(neptune, plan["snapshot_id"])
     intact = is_planned_snapshot(original, plan)
     new = describe_snapshot(neptune, plan["new_snapshot_id"])
-    if new is not None and tags_of(neptune, new["DBClusterSnapshotArn"]).get(CREATED_BY) == step.execution:
+    new_tags = tags_of(neptune, new["DBClusterSnapshotArn"]) if new is not None else {}
+    if new_tags.get(CREATED_BY) == step.execution:
         if intact:
             neptune.delete_db_cluster_snapshot(DBClusterSnapshotIdentifier=plan["new_snapshot_id"])
             removed.append(plan["new_snapshot_id"])
         else:  # the original is gone, or another snapshot holds its name: the copy may be all that is left of it
-            neptune.add_tags_to_resource(ResourceName=new["DBClusterSnapshotArn"], Tags=[{"Key": REMEDIATED_BY, "Value": step.execution}])
-            neptune.remove_tags_from_resource(ResourceName=new["DBClusterSnapshotArn"], TagKeys=[CREATED_BY, REPLACE_APPROVED_BY])
+            hand_over(neptune, new["DBClusterSnapshotArn"], new_tags, step.execution, (CREATED_BY, REPLACE_APPROVED_BY))
             kept = [plan["new_snapshot_id"]]
     if intact:
         take_off(neptune, [original["DBClusterSnapshotArn"]], (REENCRYPT_APPROVED_BY, REPLACE_APPROVED_BY), step.execution)
