@@ -13,6 +13,7 @@ from neptune_guard.remediate import naming
 from neptune_guard.tags import (
     APPROVAL_MARKS,
     AUTHORIZING_TAGS,
+    BOOKKEEPING_TAGS,
     CREATED_BY,
     CUTOVER,
     DECOMMISSION_APPROVED_BY,
@@ -231,8 +232,13 @@ class MemberRolesStack(Stack):
             ("RenameTheApprovedOriginal", ["rds:ModifyDBCluster", "rds:ModifyDBInstance", "rds:StopDBCluster",
                                            "rds:DeleteDBClusterEndpoint"],
              neptune_resources[:2] + neptune_resources[3:], marked),
+            # A moved custom endpoint keeps the customer's name and tags (a tag policy may require them at creation), and
+            # says which execution made it; it carries no other Neptune Guard tag, so nothing the role writes on an
+            # endpoint lets it delete one: only the approval endpoint's cutover mark does (the original's, above).
             ("MoveTheApprovedCustomEndpoints", ["rds:CreateDBClusterEndpoint", "rds:AddTagsToResource"],
-             [f"{account_rds}:cluster-endpoint:*"], {**tagged_for_an_execution(CUTOVER, requested=True), "Null": only(CUTOVER)}),
+             [f"{account_rds}:cluster-endpoint:*"],
+             {**tagged_for_an_execution(REMEDIATED_BY, requested=True),
+              "Null": {f"aws:RequestTag/{other}": "true" for other in AUTHORIZING_TAGS + BOOKKEEPING_TAGS if other != REMEDIATED_BY}}),
             ("EndpointsOnApprovedClusters", ["rds:CreateDBClusterEndpoint"], [f"{account_rds}:cluster:*"], marked),
             ("EndpointsOnOwnClusters", ["rds:CreateDBClusterEndpoint"], [f"{account_rds}:cluster:*"], own),
             ("DecommissionOnlyWhatOnCallApproved", ["rds:DeleteDBCluster", "rds:DeleteDBInstance"], neptune_resources[:2],

@@ -30,14 +30,10 @@ ACTIONS = {
     "cluster-endpoint": ["DeleteDBClusterEndpoint", "ModifyDBClusterEndpoint"],
 }
 ROLES = ("NeptuneGuardRemediation", "NeptuneGuardAudit", "NeptuneGuardTriggerAccess", "NeptuneGuardPlanner")
-# What IAM cannot express (docs/iam.md): RDS authorizes tag-on-create as a plain AddTagsToResource, and a moved custom
-# endpoint keeps the customer's name, so the endpoint's cutover tag cannot be told from a forged one (an endpoint holds
-# no data). A customer's snapshot is copied or restored only once the re-encrypt approval marked it. (Security Hub has no
-# condition on a finding's product: no role may suppress, re-rate or mark false a finding; a Note and one status at most.)
-RESIDUAL = {
-    ("NeptuneGuardRemediation", "rds:AddTagsToResource", "cluster-endpoint"),
-    ("NeptuneGuardRemediation", "rds:DeleteDBClusterEndpoint", "cluster-endpoint"),
-}
+# A customer's snapshot is copied or restored only once the re-encrypt approval marked it; a custom endpoint is deleted
+# only where the approval endpoint's cutover mark is. (Security Hub has no condition on a finding's product: no role may
+# suppress, re-rate or mark false a finding; a Note and one status at most.) Nothing is left that IAM cannot express on
+# a resource under the customer's own names (docs/iam.md): the count is 0.
 
 
 # RDS authorizes tag-on-create as a plain AddTagsToResource, so the creation tags may be written on the names the
@@ -48,7 +44,7 @@ DATED_NAMES = {"cluster": "orders-cmk-20261204", "db": "orders-cmk-20261204", "c
                "cluster-endpoint": "orders-graph"}
 RESERVED_NAMES = {"cluster": "orders-cmk-ng20261204", "db": "orders-cmk-ng20261204", "cluster-snapshot": "orders-final-ng20261204",
                   "cluster-endpoint": "orders-graph"}
-RESERVED_NAME_RESIDUAL = RESIDUAL | {("NeptuneGuardRemediation", f"rds:{action}", kind) for kind, actions in {
+RESERVED_NAME_RESIDUAL = {("NeptuneGuardRemediation", f"rds:{action}", kind) for kind, actions in {
     "cluster": ["AddTagsToResource", "ModifyDBCluster", "StopDBCluster", "DeleteDBCluster", "AddRoleToDBCluster",
                 "CreateDBClusterSnapshot", "CreateDBInstance", "CreateDBClusterEndpoint"],
     "db": ["AddTagsToResource", "ModifyDBInstance", "DeleteDBInstance"],
@@ -89,7 +85,7 @@ def test_no_member_role_reaches_a_customer_resource_without_our_creation_tag_or_
     _, members = synthesized
     policies = role_policies(members, role, REFERENCES)
     for names in (CUSTOMER_NAMES, DATED_NAMES):
-        assert grants_on_customer_resources(policies, role, names) == {grant for grant in RESIDUAL if grant[0] == role}, names
+        assert grants_on_customer_resources(policies, role, names) == set(), names
 
 
 @pytest.mark.parametrize("role", ROLES)
@@ -115,7 +111,7 @@ def test_what_a_workflow_handed_over_under_its_names_is_not_reached_again(synthe
     _, members = synthesized
     names, carrying = HANDED_OVER[handed_over]
     found = grants_on_customer_resources(role_policies(members, role, REFERENCES), role, {**CUSTOMER_NAMES, **names}, carrying)
-    assert found == {grant for grant in RESIDUAL if grant[0] == role}
+    assert found == set()
 
 
 @pytest.mark.parametrize("name", ["orders-pre-cmk-ng1a2b3c4d", "orders-final-ng1a2b3c4d", "orders-daily-cmk-ng1a2b3c4d"])
@@ -219,3 +215,27 @@ def test_a_temporary_cluster_is_restored_only_from_the_snapshot_its_own_executio
                     {**request, "aws:ResourceTag/neptune-guard:re-encrypt-approved-by": OURS}).allowed
     assert not evaluate(policies, "rds:RestoreDBClusterFromSnapshot", snapshot,
                         {**request, "aws:ResourceTag/neptune-guard:re-encrypt-approved-by": other}).allowed
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_the_one_tag_write_on_a_customers_resource_is_a_moved_endpoints_which_authorizes_nothing(synthesized, role):
+    """A moved custom endpoint is created with the customer's tags (a tag policy may require them) and `remediated-by`:
+    to IAM, a tag write any endpoint could receive. It carries no other Neptune Guard tag, and no tag lets the role
+    delete or change an endpoint: only the approval endpoint's cutover mark does."""
+    _, members = synthesized
+    policies = role_policies(members, role, REFERENCES)
+    moved = {"aws:RequestTag/neptune-guard:remediated-by": OURS, "aws:RequestTag/team": "orders",
+             "aws:TagKeys": ["neptune-guard:remediated-by", "team"]}
+    for kind in ACTIONS:
+        resource = f"arn:aws:rds:{REGION}:{MEMBER}:{kind}:orders-graph"
+        expected = role == "NeptuneGuardRemediation" and kind == "cluster-endpoint"
+        assert evaluate(policies, "rds:AddTagsToResource", resource, moved).allowed is expected, kind
+        assert not evaluate(policies, "rds:AddTagsToResource", resource, {"aws:RequestTag/team": "x", "aws:TagKeys": ["team"]}).allowed
+        for other in (k for k in KEYS if k != "neptune-guard:remediated-by"):
+            context = {**moved, f"aws:RequestTag/{other}": OURS, "aws:TagKeys": moved["aws:TagKeys"] + [other]}
+            assert not evaluate(policies, "rds:AddTagsToResource", resource, context).allowed, (kind, other)
+    endpoint = f"arn:aws:rds:{REGION}:{MEMBER}:cluster-endpoint:orders-graph"
+    for action in ("rds:DeleteDBClusterEndpoint", "rds:ModifyDBClusterEndpoint"):
+        assert not evaluate(policies, action, endpoint, {"aws:ResourceTag/neptune-guard:remediated-by": OURS, "aws:ResourceTag/team": "orders"}).allowed
+    assert evaluate(policies, "rds:DeleteDBClusterEndpoint", endpoint, {"aws:ResourceTag/neptune-guard:cutover": OURS}).allowed is (
+        role == "NeptuneGuardRemediation")

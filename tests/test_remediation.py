@@ -512,6 +512,56 @@ def test_a_fault_at_every_aws_call_after_the_cutover_is_retried_to_a_compliant_e
     assert manual_snapshots(session)[output["archive"]["archive"]]["StorageEncrypted"]
 
 
+def test_custom_endpoints_that_cannot_be_moved_leave_the_cutover_standing_and_on_call_told_how_to_finish(deployed, monkeypatch):
+    """Past the name swap a rollback would have to delete the endpoints it recreated, which the remediation role may
+    not (only the approval endpoint's mark lets it delete one): a move that still fails after its retries is reported
+    with the commands that finish it, and the lifecycle goes on with the new cluster serving."""
+    import threading
+
+    from moto.rds import responses as rds_responses
+    from moto.rds.exceptions import RDSClientError
+
+    session, sfn, arns = deployed
+    sqs = session.client("sqs", region_name=REGION)
+    queue = sqs.create_queue(QueueName="on-call")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    session.client("sns", region_name=REGION).subscribe(TopicArn=arns["topic"], Protocol="sqs", Endpoint=queue_arn,
+                                                         Attributes={"RawMessageDelivery": "true"})
+    recreate = rds_responses.RDSResponse.create_db_cluster_endpoint
+
+    def over_quota(self):
+        if threading.current_thread() is not threading.main_thread():
+            raise RDSClientError("DBClusterEndpointQuotaExceededFault", "Cluster endpoint quota exceeded")
+        return recreate(self)
+
+    monkeypatch.setattr(rds_responses.RDSResponse, "create_db_cluster_endpoint", over_quota)
+    original = clusters(session)["orders"]["DbClusterResourceId"]
+    execution = workflow.start(sfn, arns["cluster"], request())
+    decide(sfn, execution, "snapshot")
+    decide(sfn, execution, "cutover")
+    awaiting(sfn, execution, "decommission")
+
+    serving = clusters(session)["orders"]
+    assert serving["StorageEncrypted"] and serving["DbClusterResourceId"] != original
+    assert neptune(session).describe_db_cluster_endpoints(DBClusterIdentifier="orders")["DBClusterEndpoints"] == []
+    messages = []
+    for _ in range(20):
+        messages += sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=1, MaxNumberOfMessages=10,
+                                        MessageAttributeNames=["All"]).get("Messages", [])
+        if any("decommission" in json.loads(m["Body"])["content"]["title"] for m in messages):
+            break
+    told = "\n".join(m["Body"] for m in messages)
+    assert "CUSTOM ENDPOINTS NOT MOVED to orders" in told and "Cluster endpoint quota exceeded" in told
+    assert ("aws neptune create-db-cluster-endpoint --db-cluster-identifier orders --db-cluster-endpoint-identifier "
+            "orders-analytics --endpoint-type READER --static-members orders-2") in told
+    monkeypatch.setattr(rds_responses.RDSResponse, "create_db_cluster_endpoint", recreate)
+    neptune(session).create_db_cluster_endpoint(DBClusterIdentifier="orders", DBClusterEndpointIdentifier="orders-analytics",
+                                                EndpointType="READER", StaticMembers=["orders-2"])  # a person, as told
+    decide(sfn, execution, "decommission")
+    assert finish(sfn, execution)["status"] == "SUCCEEDED"
+    assert custom_endpoint(session)["DBClusterIdentifier"] == "orders"
+
+
 def test_a_plan_given_the_state_machine_names_exactly_what_the_execution_will_create(deployed, capsys):
     """`plan --state-machine-arn` derives its names from the execution `remediate` would start next (the first
     attempt's, or the next after one has ended), so what on-call reads is what gets created."""

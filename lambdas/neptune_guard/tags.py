@@ -25,6 +25,8 @@ ARCHIVED_BY = TAG_PREFIX + "archived-by"            # the archive of a decommiss
 APPROVAL_MARKS = (CUTOVER, REENCRYPT_APPROVED_BY, DECOMMISSION_APPROVED_BY, REPLACE_APPROVED_BY)
 # The tags the member roles' IAM conditions grant on (stacks/member_roles.py): the creation tags and the marks.
 AUTHORIZING_TAGS = (CREATED_BY, ARCHIVED_BY, TEMPORARY_FOR, *APPROVAL_MARKS)
+# The bookkeeping, which authorizes nothing (the scan reads the retirement tags as "kept on purpose").
+BOOKKEEPING_TAGS = (RETIRED_BY, REPLACED_BY, RETAINED_UNTIL, REMEDIATED_BY, SERVED)
 
 
 def tag_map(tags: list[dict]) -> dict[str, str]:

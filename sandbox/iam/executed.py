@@ -24,7 +24,8 @@ for a request signed with temporary credentials of a deployed role:
 Services authorize more than the request's own action, and so does this stand-in (`ExecutedIAM._implied`): RDS
 checks `iam:PassRole` (with `iam:PassedToService`) when a role is added to a cluster, Lambda when a function is
 created (and `lambda:TagResource` for its tags, the EC2 reads for its VPC configuration), EC2 `ec2:CreateTags` (with
-`ec2:CreateAction`) when a resource is tagged on creation, IAM `iam:TagRole` for a role created with tags.
+`ec2:CreateAction`) and RDS `rds:AddTagsToResource` when a resource is tagged on creation, IAM `iam:TagRole` for a
+role created with tags.
 `iam:PermissionsBoundary` is the boundary a CreateRole sets or the role holds. A role a deployed role made at run
 time (the replicator's) is trusted as its own trust policy says.
 Lambda's Invoke bypasses moto's hook: a state machine's role is evaluated on the function its definition names
@@ -336,6 +337,8 @@ class ExecutedIAM:
           https://docs.aws.amazon.com/IAM/latest/UserGuide/id_roles_use_passrole.html
         - EC2 tagging on create: `ec2:CreateTags` on the new resource, with `ec2:CreateAction`;
           https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/supported-iam-actions-tagging.html
+        - RDS (and Neptune) tagging on create: `rds:AddTagsToResource` on the new resource, with the request's tags;
+          https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/security_iam_id-based-policy-examples-grant-permissions-tags-on-create.html
         - IAM creating a tagged role: `iam:TagRole`; https://docs.aws.amazon.com/IAM/latest/UserGuide/id_tags_roles.html
         - Lambda creating a function: `iam:PassRole` of its role to lambda.amazonaws.com, `lambda:TagResource` for its
           tags, and for a VPC configuration the three EC2 reads.
@@ -348,6 +351,9 @@ class ExecutedIAM:
         made = _EC2_MADE.get(action.split(":", 1)[1]) if prefix == "ec2" else None
         if made is not None and "aws:TagKeys" in tags:
             implied.append(("ec2:CreateTags", _wildcard(prefix, made, region, account), {**tags, "ec2:CreateAction": action.split(":", 1)[1]}))
+        made = _RDS_MADE.get(action.split(":", 1)[1]) if prefix == "rds" else None
+        if made is not None and "aws:TagKeys" in tags and isinstance(parameters.get(made[0]), str):
+            implied.append(("rds:AddTagsToResource", f"arn:aws:rds:{region}:{account}:{made[1]}:{parameters[made[0]]}", tags))
         if action.lower() == "iam:createrole" and "aws:TagKeys" in tags:
             implied += [("iam:TagRole", r, tags) for r in self._resources(prefix, "CreateRole", parameters, region, account)]
         if action.lower() == "lambda:createfunction":
@@ -474,6 +480,12 @@ def _named_resources(prefix: str, operation: str, parameters: dict, region: str,
     return named
 
 
+# What an RDS create makes: the parameter naming it, and its resource type (the Amazon RDS / Neptune API references).
+_RDS_MADE = {"CreateDBCluster": ("DBClusterIdentifier", "cluster"), "RestoreDBClusterFromSnapshot": ("DBClusterIdentifier", "cluster"),
+             "CreateDBInstance": ("DBInstanceIdentifier", "db"),
+             "CreateDBClusterSnapshot": ("DBClusterSnapshotIdentifier", "cluster-snapshot"),
+             "CopyDBClusterSnapshot": ("TargetDBClusterSnapshotIdentifier", "cluster-snapshot"),
+             "CreateDBClusterEndpoint": ("DBClusterEndpointIdentifier", "cluster-endpoint")}
 # The resource type an EC2 create makes (the Service Authorization Reference lists every type the action touches,
 # alphabetically: it does not say which is made).
 _EC2_MADE = {"CreateSecurityGroup": "security-group"}

@@ -11,7 +11,6 @@ from neptune_guard.remediate.resources import (
     ResourceNotReady,
     Step,
     converge_instance_names,
-    custom_endpoints,
     describe_cluster,
     hand_over,
     instances_in,
@@ -104,9 +103,7 @@ def hand_over_new_cluster(step: Step) -> dict:
         raise NotOurs(f"{plan['cluster_id']} is not the cluster this execution cut over to")
     resources = [serving["DBClusterArn"]] + [i["DBInstanceArn"] for i in instances_in(neptune, [plan["cluster_id"]]).values()]
     # Run again after a fault half-way, a resource already handed over is left as it is: with its hold gone, the role
-    # may no longer tag it.
-    for endpoint in custom_endpoints(neptune, plan["cluster_id"]):
-        hand_over(neptune, endpoint["arn"], tags_of(neptune, endpoint["arn"]), step.execution, (CUTOVER,))
+    # may no longer tag it. (The moved custom endpoints carry `remediated-by` from their creation, and no hold.)
     for arn in resources:
         tags = tags_of(neptune, arn)
         if tags.get(CREATED_BY) not in (None, step.execution):

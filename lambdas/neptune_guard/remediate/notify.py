@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import shlex
 from datetime import timedelta
 
 import boto3
 
 from neptune_guard import aws
+from neptune_guard.remediate import endpoints
 from neptune_guard.remediate.plan import DEFAULT_APPROVAL_TIMEOUT_SECONDS
 from neptune_guard.remediate.resources import Step, iso, parse_arn, utcnow
 from neptune_guard.tags import CUTOVER, DECOMMISSION_APPROVED_BY, REPLACED_BY, RETAINED_UNTIL, RETIRED_BY
@@ -46,6 +48,8 @@ def request_approval(step: Step, stage: str, task_token: str) -> dict:
             **plan["iam_authentication"], "new_resource_id": new_id,
             "update": f"IAM policies granting neptune-db:* on {plan['cluster_resource_id']} must name {new_id} after the cutover",
         }
+    if stage == "decommission":
+        question = " ".join((*_endpoints_not_moved(step), question))
     send_notification(notifications.approval(step.execution, stage, step.request, question, deadline, writes_detected, detail))
     return {"requested_at": iso(requested_at)}
 
@@ -76,6 +80,7 @@ def notify(step: Step, outcome: str) -> dict:
         f"WRITES AFTER THE CUTOVER reached the retired original {step.plan['retired_cluster_id']} (first commit: "
         f"{quiet['past_position']}): they are not in {step.plan['cluster_id']}. It is kept, and decommission will refuse to "
         "delete it until a person has reconciled them.",))
+    notes += _endpoints_not_moved(step)
     if step.state.get("release_error"):
         notes += (f"This execution's tags could not be taken off the kept {step.plan['retired_cluster_id']} "
                   f"({step.state['release_error'].get('Error')}): while its marks stay, the remediation role may still stop, change "
@@ -85,6 +90,30 @@ def notify(step: Step, outcome: str) -> dict:
     send_notification(notifications.outcome(step.execution, step.request, outcome, step.state.get("error"), {
         "rollback": step.state.get("rollback"), "needs_attention": step.state.get("bookkeeping_error"), "plan": step.plan}, notes))
     return {"notified": outcome}
+
+
+def _endpoints_not_moved(step: Step) -> tuple[str, ...]:
+    """The custom endpoints a failed move left off the serving cluster, and the commands that finish it: the cutover
+    stands (moving back would need the recreated endpoints deleted, which the remediation role may not do)."""
+    from neptune_guard.remediate import notifications
+
+    lacking = endpoints.not_moved(step)
+    if not lacking:
+        return ()
+    cluster = step.plan["cluster_id"]
+    commands = []
+    for endpoint, found in lacking:
+        if found is not None:
+            commands.append(shlex.join(["aws", "neptune", "delete-db-cluster-endpoint", "--db-cluster-endpoint-identifier", endpoint["id"]]))
+        members = [*(["--static-members", *endpoint["static_members"]] if endpoint["static_members"] else []),
+                   *(["--excluded-members", *endpoint["excluded_members"]] if endpoint["excluded_members"] else [])]
+        tags = ["--tags", *(f"Key={t['Key']},Value={t['Value']}" for t in endpoint["tags"])] if endpoint["tags"] else []
+        commands.append(shlex.join(["aws", "neptune", "create-db-cluster-endpoint", "--db-cluster-identifier", cluster,
+                                    "--db-cluster-endpoint-identifier", endpoint["id"], "--endpoint-type", endpoint["type"],
+                                    *members, *tags]))
+    cause = notifications.readable_cause(step.state["custom_endpoints"].get("Cause")) or step.state["custom_endpoints"]["Error"]
+    return (f"CUSTOM ENDPOINTS NOT MOVED to {cluster} ({cause}): {', '.join(e['id'] for e, _ in lacking)}; applications that use "
+            f"them get no answer (or reach the retired original) until a person runs: {'; '.join(commands)}.",)
 
 
 def send_notification(notification) -> None:
