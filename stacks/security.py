@@ -103,6 +103,7 @@ class SecurityStack(Stack):
         self.cluster_workflow = self._state_machine("ClusterRemediation", CLUSTER_STATE_MACHINE, "cluster_remediation", self.steps, steps)
         self.snapshot_workflow = self._state_machine("SnapshotRemediation", SNAPSHOT_STATE_MACHINE, "snapshot_remediation", self.steps,
                                                      steps)
+        self.execution_ended = self._execution_ended()
         self.trigger = self._trigger()
         self.approval = self._approval_endpoint()
         self.approver_policy = self._approver_policy()
@@ -243,6 +244,19 @@ class SecurityStack(Stack):
         )
         function.grant_invoke(machine)
         return machine
+
+    def _execution_ended(self) -> lambda_.Function:
+        """However a remediation execution ended (stopped by hand included), the approval marks it still holds come off
+        (remediate/ended.py). It runs as the workflow's role, which reads the executions and acts as the remediation role."""
+        ended = self._function("ExecutionEnded", "neptune_guard.handlers.execution_ended.handler", None, Duration.minutes(2), 256, {},
+                               role=self.steps.role)
+        events.Rule(self, "ExecutionEndedRule", description="A Neptune Guard remediation execution ended: take its approval marks off",
+                    event_pattern=events.EventPattern(
+                        source=["aws.states"], detail_type=["Step Functions Execution Status Change"],
+                        detail={"status": ["SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"],
+                                "stateMachineArn": [self.cluster_workflow.state_machine_arn, self.snapshot_workflow.state_machine_arn]}),
+                    targets=[targets.LambdaFunction(ended)])
+        return ended
 
     def _trigger(self) -> lambda_.Function:
         config = self.config

@@ -111,13 +111,27 @@ def test_a_small_organization_may_scan_in_the_detector_alone(tmp_path):
 
 def test_custom_action_rule_invokes_the_trigger(stacks):
     _, _, security, _ = stacks
-    rule = next(r for r in security.find_resources("AWS::Events::Rule").values() if "EventPattern" in r["Properties"])
+    rule = next(r for r in security.find_resources("AWS::Events::Rule").values()
+                if r["Properties"].get("EventPattern", {}).get("source") == ["aws.securityhub"])
     pattern = rule["Properties"]["EventPattern"]
     assert pattern["detail-type"] == ["Security Hub Findings - Custom Action"]
     assert "action/custom/RemediateWithCMK" in json.dumps(pattern["resources"])
     assert "Trigger" in json.dumps(rule["Properties"]["Targets"])
     create = next(r for r in security.find_resources("Custom::AWS").values())["Properties"]["Create"]
     assert "createActionTarget" in json.dumps(create) and "Remediate with CMK" in json.dumps(create)
+
+
+def test_every_end_of_a_remediation_execution_takes_its_marks_off_as_the_workflows_role(stacks):
+    _, _, security, _ = stacks
+    rule = next(r for r in security.find_resources("AWS::Events::Rule").values()
+                if r["Properties"].get("EventPattern", {}).get("source") == ["aws.states"])
+    pattern = rule["Properties"]["EventPattern"]
+    assert pattern["detail-type"] == ["Step Functions Execution Status Change"]
+    assert sorted(pattern["detail"]["status"]) == ["ABORTED", "FAILED", "SUCCEEDED", "TIMED_OUT"]
+    assert len(pattern["detail"]["stateMachineArn"]) == 2 and "ExecutionEnded" in json.dumps(rule["Properties"]["Targets"])
+    functions = {f["Properties"]["Handler"]: f["Properties"] for f in security.find_resources("AWS::Lambda::Function").values()
+                 if "Handler" in f["Properties"]}
+    assert functions["neptune_guard.handlers.execution_ended.handler"]["Role"] == functions["neptune_guard.handlers.steps.handler"]["Role"]
 
 
 def test_state_machines_are_the_asl_files_with_every_placeholder_substituted(stacks):
@@ -309,7 +323,7 @@ def test_every_function_runs_on_arm64(stacks):
     _, _, security, _ = stacks
     functions = security.find_resources("AWS::Lambda::Function")
     ours = {k: f for k, f in functions.items() if f["Properties"].get("Handler", "").startswith("neptune_guard.handlers.")}
-    assert len(ours) == 5 and all(f["Properties"]["Architectures"] == ["arm64"] for f in ours.values())
+    assert len(ours) == 6 and all(f["Properties"]["Architectures"] == ["arm64"] for f in ours.values())
 
 
 def test_no_state_machine_definition_holds_a_partial_placeholder(stacks):

@@ -164,3 +164,33 @@ def test_a_retired_original_deleted_by_hand_during_its_soak_ends_the_execution_o
     arn = neptune.describe_db_cluster_snapshots(DBClusterSnapshotIdentifier=snapshot)["DBClusterSnapshots"][0]["DBClusterSnapshotArn"]
     tags = {t["Key"]: t["Value"] for t in neptune.list_tags_for_resource(ResourceName=arn)["TagList"]}
     assert tags == {"neptune-guard:remediated-by": execution} and retention_reason(tags) is None
+
+
+def status_change(execution, status):
+    """What Step Functions sends EventBridge when an execution ends (or what anyone could send the function)."""
+    return {"version": "0", "id": "315c1398-40ff-a850-213b-158f73e60175", "detail-type": "Step Functions Execution Status Change",
+            "source": "aws.states", "account": "123456789012", "time": "2026-12-04T10:00:00Z", "region": REGION, "resources": [execution],
+            "detail": {"executionArn": execution, "stateMachineArn": execution.replace(":execution:", ":stateMachine:").rsplit(":", 1)[0],
+                       "status": status}}
+
+
+def test_an_execution_stopped_by_hand_leaves_no_approval_mark_behind(deployed):
+    """Its marks would go on letting the remediation role snapshot, stop, rename or delete the original with no execution
+    to use them. The end is read from Step Functions: an event naming a running execution takes nothing off."""
+    from neptune_guard.handlers import execution_ended
+    from tests.conftest import LambdaContext
+
+    session, sfn, arns = deployed
+    stopped, running = (workflow.start(sfn, arns["cluster"], request(name)) for name in ("sales", "stock"))
+    for execution in (stopped, running):
+        decide(sfn, execution, "snapshot")
+    sfn.stop_execution(executionArn=stopped, cause="stopped by hand")
+
+    refused = execution_ended.handler(status_change(running, "ABORTED"), LambdaContext())  # forged: it still runs
+    assert refused["released"] == [] and "RUNNING" in refused["refused"]
+    assert all(tags.get(CUTOVER) == running for tags in tags_on(session, "stock").values())
+    released = execution_ended.handler(status_change(stopped, "ABORTED"), LambdaContext())
+    assert len(released["released"]) == 2  # the cluster and its instance
+    assert all(CUTOVER not in tags for tags in tags_on(session, "sales").values())
+    assert execution_ended.handler(status_change(stopped, "ABORTED"), LambdaContext())["released"] == []  # run twice: nothing left
+    sfn.stop_execution(executionArn=running)

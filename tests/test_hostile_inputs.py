@@ -202,8 +202,8 @@ def test_a_malformed_response_in_one_region_is_that_units_error_only(world, monk
     assert not by_region["eu-west-1"].complete and "malformed" in by_region["eu-west-1"].errors[0].message
 
 
-HANDLERS = {"approval": None, "change_scan": "InvalidEvent", "detector": "InvalidEvent", "scheduled_scan": "InvalidScanEvent",
-            "steps": "InvalidStepEvent", "trigger": "InvalidEvent"}
+HANDLERS = {"approval": None, "change_scan": "InvalidEvent", "detector": "InvalidEvent", "execution_ended": "InvalidEvent",
+            "scheduled_scan": "InvalidScanEvent", "steps": "InvalidStepEvent", "trigger": "InvalidEvent"}
 MALFORMED_EVENTS = [{}, [], None, "event", 7, {"detail": None}, {"Records": "x"}, {"Records": [{"body": 1}]},
                     {"requestContext": {}}, {"detail-type": "Scheduled Event", "source": "aws.events", "detail": []}]
 

@@ -29,7 +29,7 @@ STAGES = {
     "naming": 0, "resources": 0, "notifications": 0, "replication": 0, "network": 0,
     "guard": 1, "plan": 1,
     "writes": 2, "endpoints": 2, "live_cutover": 2,
-    "rebuild": 3, "cutover": 3, "decommission": 3, "rollback": 3, "notify": 3, "snapshot": 3,
+    "rebuild": 3, "ended": 3, "cutover": 3, "decommission": 3, "rollback": 3, "notify": 3, "snapshot": 3,
     "cluster": 4,
 }
 SANDBOX = {"sandbox.aws": {"sandbox.aws"}, "sandbox.iam": {"sandbox.aws", "sandbox.iam", "sandbox.demo"},

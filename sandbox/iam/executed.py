@@ -659,14 +659,15 @@ def _other_tags(prefix: str, arn: str, region: str, account: str) -> dict:
 
 FUNCTIONS = {"neptune_guard.handlers.detector.handler": "neptune-guard-detector", "neptune_guard.handlers.scheduled_scan.handler": "neptune-guard-detector",
              "neptune_guard.handlers.steps.handler": "neptune-guard-steps",
-             "neptune_guard.handlers.trigger.handler": "neptune-guard-trigger", "neptune_guard.handlers.approval.handler": "neptune-guard-approval"}
+             "neptune_guard.handlers.trigger.handler": "neptune-guard-trigger", "neptune_guard.handlers.approval.handler": "neptune-guard-approval",
+             "neptune_guard.handlers.execution_ended.handler": "neptune-guard-execution-ended"}
 
 
 def deploy(session: boto3.Session, security_template: dict, member_template: dict, region: str = "us-east-1") -> tuple[ExecutedIAM, dict]:
     """The security stack's roles and functions in this (the security) account and the member stack's roles in every
     account of the Organization, as the app and its StackSet deploy them; the workflows and the approval endpoint as
     sandbox/demo/workflows.py deploys them, on the synthesized roles. Returns the harness and the deployed ARNs (those of
-    workflows.deploy, plus "detector" and "trigger" function names)."""
+    workflows.deploy, plus the "detector", "trigger" and "execution-ended" function names)."""
     from sandbox.demo import on_call, workflows
     from sandbox.demo.organization import account_session
 
@@ -741,7 +742,7 @@ def deploy(session: boto3.Session, security_template: dict, member_template: dic
                 session, region, deployed(item["Properties"]["Environment"]["Variables"], account, region, physical),
                 function_roles[name], machine_roles[machine("NeptuneGuardScheduledScan")])["state_machine"]
             arns["detector"] = name
-        elif name in ("neptune-guard-detector", "neptune-guard-trigger"):
+        elif name in ("neptune-guard-detector", "neptune-guard-trigger", "neptune-guard-execution-ended"):
             environment = deployed(item["Properties"]["Environment"]["Variables"], account, region, physical)
             lambda_client.create_function(FunctionName=name, Runtime="python3.13", Role=function_roles[name],
                                           Handler=item["Properties"]["Handler"], Code={"ZipFile": workflows.code_zip()},

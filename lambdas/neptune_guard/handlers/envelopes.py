@@ -19,6 +19,11 @@ EVENTBRIDGE = {
     "properties": {"detail-type": {"type": "string"}, "source": {"type": "string"}, "detail": {"type": "object"},
                    "resources": {"type": "array", "items": {"type": "string"}}},
 }
+EXECUTION_STATUS_CHANGE = {  # https://docs.aws.amazon.com/step-functions/latest/dg/cw-events.html
+    **EVENTBRIDGE,
+    "properties": {**EVENTBRIDGE["properties"],
+                   "detail": {"type": "object", "required": ["executionArn"], "properties": {"executionArn": {"type": "string", "maxLength": 2048}}}},
+}
 SQS = {
     "type": "object",
     "required": ["Records"],

@@ -107,8 +107,9 @@ def _tasks(events: list[dict]) -> tuple[dict[int, tuple[dict, dict]], dict[int, 
     return scheduled, ended
 
 
-def read_execution(sfn, execution: str, own_account: str | None = None) -> ExecutionRecord:
-    """The execution as AWS records it; NotAuthorizedStep unless it is a running execution of ours."""
+def read_execution(sfn, execution: str, own_account: str | None = None, ended: bool = False) -> ExecutionRecord:
+    """The execution as AWS records it; NotAuthorizedStep unless it is an execution of ours, running (or, with
+    `ended`, one that has ended)."""
     arn = parse_arn(execution, "execution ARN")
     parts = arn["resource"].split(":")
     if arn["service"] != "states" or len(parts) != 3 or parts[0] != "execution" or parts[1] not in STATE_MACHINE_NAMES:
@@ -120,8 +121,8 @@ def read_execution(sfn, execution: str, own_account: str | None = None) -> Execu
         events = [e for page in sfn.get_paginator("get_execution_history").paginate(executionArn=execution) for e in page["events"]]
     except ClientError as error:
         raise NotAuthorizedStep(f"{execution}: {error.response['Error']['Message']}") from error
-    if described["status"] != "RUNNING":
-        raise NotAuthorizedStep(f"{execution} is {described['status']}, not RUNNING")
+    if (described["status"] == "RUNNING") is ended:
+        raise NotAuthorizedStep(f"{execution} is {described['status']}, not {'ended' if ended else 'RUNNING'}")
     record = ExecutionRecord(started_with=json.loads(described.get("input") or "{}"))
     record.running = {canonical(payload) for _, payload in running_tasks(events).values()}
     for source, output, when in _outputs(events):

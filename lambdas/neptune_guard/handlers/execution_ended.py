@@ -1,0 +1,33 @@
+"""Step Functions announces that a remediation execution ended ("Step Functions Execution Status Change", through
+EventBridge): the approval marks it still holds come off (remediate/ended.py). The event only names the execution:
+that it ended, where it ran and what its plan names are read from Step Functions, never taken from the event."""
+
+import boto3
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from neptune_guard.aws import CLIENT_CONFIG
+from neptune_guard.handlers import envelopes
+from neptune_guard.remediate import ended, guard
+from neptune_guard.remediate.resources import Step, parse_arn
+
+logger = Logger()
+tracer = Tracer()
+
+
+@tracer.capture_lambda_handler
+@logger.inject_lambda_context
+@envelopes.checked(envelopes.EXECUTION_STATUS_CHANGE, "a Step Functions execution status change")
+def handler(event: dict, context: LambdaContext) -> dict:
+    execution = event["detail"]["executionArn"]
+    logger.append_keys(execution=execution)
+    function = parse_arn(context.invoked_function_arn, "function ARN")
+    sfn = boto3.client("stepfunctions", region_name=function["region"], config=CLIENT_CONFIG)
+    try:
+        record = guard.read_execution(sfn, execution, function["account"], ended=True)
+    except guard.NotAuthorizedStep as refusal:  # not ours, not ended: nothing to release (and nothing to retry)
+        logger.warning("refused", reason=str(refusal))
+        return {"released": [], "refused": str(refusal)}
+    released = ended.release_marks(Step(request=record.started_with, execution=execution, plan=record.plan))
+    logger.info("released", **released)
+    return released
