@@ -164,9 +164,15 @@ class MemberRolesStack(Stack):
         def only(key: str) -> dict:
             return {f"aws:RequestTag/{other}": "true" for other in AUTHORIZING_TAGS if other != key}
 
+        # Nothing is made from a snapshot the replacement approval marked (an original about to be deleted, or its
+        # shareable copy): RDS copies a source's tags (CopyTags) without authorizing them as the request's, so such a
+        # copy could carry the mark that lets the role share it.
+        unshareable_source = {f"aws:ResourceTag/{REPLACE_APPROVED_BY}": "true"}
+
         def created_for_an_execution(key: str) -> dict:
             return {**tagged_for_an_execution(key, requested=True),
-                    "Null": {f"aws:ResourceTag/{REMEDIATED_BY}": "true", f"aws:ResourceTag/{ARCHIVED_BY}": "true", **only(key)}}
+                    "Null": {f"aws:ResourceTag/{REMEDIATED_BY}": "true", f"aws:ResourceTag/{ARCHIVED_BY}": "true", **unshareable_source,
+                             **only(key)}}
 
         statements = [
             ("CreateTaggedForAnExecution", ["rds:CreateDBClusterSnapshot", "rds:CopyDBClusterSnapshot", "rds:RestoreDBClusterFromSnapshot",
@@ -175,7 +181,7 @@ class MemberRolesStack(Stack):
              tagged_for_an_execution(CREATED_BY, requested=True)),
             # (never into a temporary cluster: that is restored only from the snapshot a re-encrypt approval marked)
             ("RestoreOnlyFromSnapshotsTaggedByCreate", ["rds:RestoreDBClusterFromSnapshot"], [f"{account_rds}:cluster-snapshot:*"],
-             {**own, "Null": {f"aws:RequestTag/{TEMPORARY_FOR}": "true"}}),
+             {**own, "Null": {f"aws:RequestTag/{TEMPORARY_FOR}": "true", **unshareable_source}}),
             # The archive: a snapshot (copied, or taken of a cluster the execution restored), kept by the customer.
             ("ArchiveTaggedForAnExecution", ["rds:CreateDBClusterSnapshot", "rds:CopyDBClusterSnapshot", "rds:AddTagsToResource"],
              our_names("cluster-snapshot"), created_for_an_execution(ARCHIVED_BY)),
@@ -193,7 +199,8 @@ class MemberRolesStack(Stack):
             # ... and only the snapshot the same execution's approval marked (not another execution's, of other data).
             ("RestoreOnlyAnApprovedSnapshotIntoATemporaryCluster", ["rds:RestoreDBClusterFromSnapshot"],
              [f"{account_rds}:cluster-snapshot:*"],
-             {**temporary, "StringLike": {**temporary["StringLike"], f"aws:ResourceTag/{REENCRYPT_APPROVED_BY}": executions},
+             {**temporary, "Null": {**temporary["Null"], **unshareable_source},
+              "StringLike": {**temporary["StringLike"], f"aws:ResourceTag/{REENCRYPT_APPROVED_BY}": executions},
               "StringEquals": {f"aws:ResourceTag/{REENCRYPT_APPROVED_BY}": "${aws:RequestTag/" + TEMPORARY_FOR + "}"}}),
             ("SnapshotAndDeleteTemporaryClusters", ["rds:CreateDBClusterSnapshot", "rds:DeleteDBCluster"], [f"{account_rds}:cluster:*"],
              {"StringLike": {f"aws:ResourceTag/{TEMPORARY_FOR}": executions}}),
@@ -204,8 +211,8 @@ class MemberRolesStack(Stack):
             ("SnapshotOnlyAnApprovedOrOwnCluster", ["rds:CreateDBClusterSnapshot"], [f"{account_rds}:cluster:*"], marked),
             ("SnapshotOwnClusters", ["rds:CreateDBClusterSnapshot"], [f"{account_rds}:cluster:*"], own),
             ("CopyOnlyAnApprovedSnapshot", ["rds:CopyDBClusterSnapshot"], [f"{account_rds}:cluster-snapshot:*"],
-             tagged_for_an_execution(REENCRYPT_APPROVED_BY)),
-            ("CopyOwnSnapshots", ["rds:CopyDBClusterSnapshot"], [f"{account_rds}:cluster-snapshot:*"], own),
+             {**tagged_for_an_execution(REENCRYPT_APPROVED_BY), "Null": unshareable_source}),
+            ("CopyOwnSnapshots", ["rds:CopyDBClusterSnapshot"], [f"{account_rds}:cluster-snapshot:*"], {**own, "Null": unshareable_source}),
             ("InstancesOnlyInOwnClusters", ["rds:CreateDBInstance"], [f"{account_rds}:cluster:*"], own),
             # Bookkeeping that authorizes nothing, on what an approval marked or the execution created.
             ("BookkeepingOnApprovedResources", ["rds:AddTagsToResource"], neptune_resources,

@@ -239,3 +239,21 @@ def test_the_one_tag_write_on_a_customers_resource_is_a_moved_endpoints_which_au
         assert not evaluate(policies, action, endpoint, {"aws:ResourceTag/neptune-guard:remediated-by": OURS, "aws:ResourceTag/team": "orders"}).allowed
     assert evaluate(policies, "rds:DeleteDBClusterEndpoint", endpoint, {"aws:ResourceTag/neptune-guard:cutover": OURS}).allowed is (
         role == "NeptuneGuardRemediation")
+
+
+@pytest.mark.parametrize("name", ["orders-daily", "orders-daily-cmk-ng1a2b3c4d"])
+def test_nothing_is_made_from_a_snapshot_the_replacement_approval_marked(synthesized, name):
+    """RDS copies a source's tags (CopyTags) without authorizing them as the request's: a copy of the marked original,
+    or of its marked re-encrypted copy, would carry the mark that lets the role share it (with any account, or all)."""
+    _, members = synthesized
+    policies = role_policies(members, "NeptuneGuardRemediation", REFERENCES)
+    source = f"arn:aws:rds:{REGION}:{MEMBER}:cluster-snapshot:{name}"
+    marked = {"aws:ResourceTag/neptune-guard:re-encrypt-approved-by": OURS, "aws:ResourceTag/neptune-guard:replace-approved-by": OURS,
+              **({"aws:ResourceTag/neptune-guard:created-by": OURS} if "-ng" in name else {})}
+    for keys in (("neptune-guard:created-by",), ("neptune-guard:archived-by",), ("neptune-guard:temporary-for",)):
+        request = {**{f"aws:RequestTag/{k}": OURS for k in keys}, "aws:TagKeys": list(keys)}
+        for action in ("rds:CopyDBClusterSnapshot", "rds:RestoreDBClusterFromSnapshot"):
+            assert not evaluate(policies, action, source, {**marked, **request}).allowed, (action, keys)
+            unmarked = {k: v for k, v in marked.items() if "replace-approved-by" not in k}
+            if action == "rds:CopyDBClusterSnapshot" and keys == ("neptune-guard:created-by",):
+                assert evaluate(policies, action, source, {**unmarked, **request}).allowed  # before the replacement approval
