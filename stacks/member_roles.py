@@ -39,21 +39,6 @@ RESTORE_KMS_ACTIONS = [  # the permissions Neptune documents for creating an enc
 ]
 
 
-# What BatchUpdateFindings may change besides the Note (securityhub:ASFFSyntaxPath, "Configuring access to
-# BatchUpdateFindings" in the Security Hub user guide). Security Hub has no condition on a finding's product, so no role
-# may suppress, re-rate or re-classify a finding: a Note, and the one workflow status its step sets, at most.
-FINDING_FIELDS = ("Workflow.Status", "Severity.Label", "Severity.Normalized", "Severity.Product", "Confidence", "Criticality",
-                  "Types", "UserDefinedFields", "VerificationState", "RelatedFindings")
-
-
-def finding_update(workflow_status: str | None = None) -> dict:
-    others = [f for f in FINDING_FIELDS if not (workflow_status and f == "Workflow.Status")]
-    conditions: dict = {"Null": {f"securityhub:ASFFSyntaxPath/{field}": "true" for field in others}}
-    if workflow_status:
-        conditions["StringEquals"] = {"securityhub:ASFFSyntaxPath/Workflow.Status": workflow_status}
-    return conditions
-
-
 class MemberRolesStack(Stack):
     def _streams_path_grants(self, remediation: iam.Role, executions: str, tagged_for_an_execution) -> None:
         """The streams path (lambdas/neptune_guard/remediate/live_cutover.py, PERMISSIONS): the replicator's security group, role and
@@ -124,11 +109,12 @@ class MemberRolesStack(Stack):
         audit.add_to_policy(iam.PolicyStatement(
             sid="ClassifyKeys", actions=["kms:DescribeKey"], resources=[f"arn:{Aws.PARTITION}:kms:*:*:key/*"]))
         audit.add_to_policy(iam.PolicyStatement(sid="FindRegions", actions=["ec2:DescribeRegions"], resources=["*"]))
+        # The tool's own findings only, through its own product (an import names the product, and Security Hub takes a
+        # custom integration's findings only for its own account's default product); no BatchUpdateFindings, which
+        # would reach any product's findings, by any role.
+        own_findings = [hub, f"arn:{Aws.PARTITION}:securityhub:*:{Aws.ACCOUNT_ID}:product/{Aws.ACCOUNT_ID}/default"]
         audit.add_to_policy(iam.PolicyStatement(
-            sid="PublishOwnFindings", actions=["securityhub:GetFindings", "securityhub:BatchImportFindings"],
-            resources=[hub, f"arn:{Aws.PARTITION}:securityhub:*:{Aws.ACCOUNT_ID}:product/{Aws.ACCOUNT_ID}/default"]))
-        audit.add_to_policy(iam.PolicyStatement(
-            sid="NoteRetainedFindings", actions=["securityhub:BatchUpdateFindings"], resources=[hub], conditions=finding_update()))
+            sid="PublishOwnFindings", actions=["securityhub:GetFindings", "securityhub:BatchImportFindings"], resources=own_findings))
 
         remediation = iam.Role(
             self, "RemediationRole", role_name=config.remediation_role_name,
@@ -277,7 +263,8 @@ class MemberRolesStack(Stack):
             sid="GrantTheOriginalsKeyToNeptune", actions=["kms:CreateGrant"], resources=account_keys,
             conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}, **via_neptune}))
         grant(iam.PolicyStatement(
-            sid="ResolveFindings", actions=["securityhub:BatchUpdateFindings"], resources=[hub], conditions=finding_update("RESOLVED")))
+            sid="NoteTheRemediationOnItsFinding", actions=["securityhub:GetFindings", "securityhub:BatchImportFindings"],
+            resources=own_findings))
         self._streams_path_grants(remediation, executions, tagged_for_an_execution)
         # Named managed policies, so that the guardrail SCP protects their versions (an inline policy this size would
         # overflow into managed policies with generated names); each under IAM's 6,144-character limit.
@@ -296,7 +283,8 @@ class MemberRolesStack(Stack):
         trigger_access.add_to_policy(iam.PolicyStatement(
             sid="ClassifyItsKey", actions=["kms:DescribeKey"], resources=[f"arn:{Aws.PARTITION}:kms:*:*:key/*"]))
         trigger_access.add_to_policy(iam.PolicyStatement(
-            sid="NoteTheFinding", actions=["securityhub:BatchUpdateFindings"], resources=[hub], conditions=finding_update("NOTIFIED")))
+            sid="NoteTheRemediationOnItsFinding", actions=["securityhub:GetFindings", "securityhub:BatchImportFindings"],
+            resources=own_findings))
 
         # The approval marks (neptune_guard/approve/approval_marks.py): written only by this role, which only the approval
         # endpoint assumes, after its checks; the remediation role cannot write them.

@@ -70,9 +70,14 @@ def grants_on_customer_resources(policies: list[dict], role: str, names: dict[st
             if any(evaluate(policies, action, resource, context).allowed for context in [held] + requested + after):
                 found.add((role, action, kind))
     hub = f"arn:aws:securityhub:{REGION}:{MEMBER}:hub/default"
-    for field, value in (("Workflow.Status", "SUPPRESSED"), ("Severity.Label", "INFORMATIONAL"), ("VerificationState", "FALSE_POSITIVE")):
+    # Any product's findings: BatchUpdateFindings has no condition on the product, so no role may call it at all.
+    for field, value in (("Workflow.Status", "SUPPRESSED"), ("Workflow.Status", "RESOLVED"), ("Workflow.Status", "NOTIFIED"),
+                         ("Severity.Label", "INFORMATIONAL"), ("VerificationState", "FALSE_POSITIVE"), ("Note.Text", "x")):
         if evaluate(policies, "securityhub:BatchUpdateFindings", hub, {f"securityhub:ASFFSyntaxPath/{field}": value}).allowed:
             found.add((role, "securityhub:BatchUpdateFindings", field))
+    for product in ("aws/guardduty", "aws/securityhub", f"{MEMBER}/some-other-integration"):
+        if evaluate(policies, "securityhub:BatchImportFindings", f"arn:aws:securityhub:{REGION}::product/{product}", {}).allowed:
+            found.add((role, "securityhub:BatchImportFindings", product))
     for action in ("kms:Decrypt", "kms:CreateGrant", "kms:Encrypt", "kms:GenerateDataKey", "kms:ReEncryptFrom"):
         if evaluate(policies, action, f"arn:aws:kms:{REGION}:222222222222:key/1234abcd", {
                 "kms:ViaService": f"rds.{REGION}.amazonaws.com", "kms:GrantIsForAWSResource": "true"}).allowed:
@@ -171,17 +176,15 @@ def test_the_target_key_is_used_only_through_neptune_and_by_its_alias(synthesize
     assert not evaluate(policies, "kms:Decrypt", key, {}).allowed  # not through Neptune
 
 
-def test_findings_get_a_note_and_the_one_status_each_step_sets_and_nothing_else(synthesized):
+def test_the_tools_own_findings_are_updated_through_its_own_product_and_no_other_products_at_all(synthesized):
     _, members = synthesized
     hub = f"arn:aws:securityhub:{REGION}:{MEMBER}:hub/default"
-    status = "securityhub:ASFFSyntaxPath/Workflow.Status"
-    for role, allowed in (("NeptuneGuardRemediation", "RESOLVED"), ("NeptuneGuardTriggerAccess", "NOTIFIED"), ("NeptuneGuardAudit", None)):
+    own = f"arn:aws:securityhub:{REGION}:{MEMBER}:product/{MEMBER}/default"
+    for role in ROLES:
         policies = role_policies(members, role, REFERENCES)
-        assert evaluate(policies, "securityhub:BatchUpdateFindings", hub, {"securityhub:ASFFSyntaxPath/Note.Text": "x",
-                                                                           **({status: allowed} if allowed else {})}).allowed, role
-        for other in ("NEW", "NOTIFIED", "RESOLVED", "SUPPRESSED"):
-            if other != allowed:
-                assert not evaluate(policies, "securityhub:BatchUpdateFindings", hub, {status: other}).allowed, (role, other)
+        assert not evaluate(policies, "securityhub:BatchUpdateFindings", hub, {"securityhub:ASFFSyntaxPath/Note.Text": "x"}).allowed, role
+        expected = role != "NeptuneGuardPlanner"  # the scan publishes, the trigger and the workflow say what they did
+        assert evaluate(policies, "securityhub:BatchImportFindings", own, {}).allowed is expected, role
 
 
 @pytest.mark.parametrize("role", ROLES)

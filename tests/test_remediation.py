@@ -310,7 +310,7 @@ def test_a_retained_original_is_never_itself_remediated(deployed):
     securityhub = member_session(session, ACCOUNT).client("securityhub", region_name=REGION)
     finding_id = asff.finding_id(kept[0].resource_arn, kept[0].check_id)
     stored = securityhub.get_findings(Filters={"Id": [{"Value": finding_id, "Comparison": "EQUALS"}]})["Findings"][0]
-    assert "decommission pending" in stored["Note"]["Text"]
+    assert stored["Description"].startswith("Kept on purpose:") and "decommission pending" in stored["Description"]
 
 
 def test_rejection_at_cutover_removes_what_the_execution_made_and_leaves_the_original(deployed, on_call):

@@ -59,9 +59,14 @@ def test_only_failed_active_findings_of_this_tool_start_workflows_once(setup):
     assert len(sfn.list_executions(stateMachineArn=arns["snapshot"])["executions"]) == 1
     started_by = json.loads(sfn.describe_execution(executionArn=result["started"][0]["execution_arn"])["input"])["requested_by"]
     assert started_by == session.client("sts").get_caller_identity()["Arn"]  # the trigger records itself as the requester
-    notified = by_title(hub, "(cluster plain)", "neptune_cluster_uses_cmk")
-    assert notified["Workflow"]["Status"] == "NOTIFIED"
-    assert result["started"][0]["execution_arn"] in notified["Note"]["Text"]
+    # Said on the finding through the tool's own product (an import: no role may change another product's findings),
+    # and kept by the next scan's import.
+    noted = by_title(hub, "(cluster plain)", "neptune_cluster_uses_cmk")["ProductFields"]
+    assert noted["neptune-guard/RemediationExecution"] == result["started"][0]["execution_arn"]
+    assert noted["neptune-guard/RemediationStatus"].startswith("requested") and "not_noted" not in result["started"][0]
+    scan(ScanOptions(accounts=ACCOUNT, regions=(REGION,), publish=True))
+    assert by_title(hub, "(cluster plain)", "neptune_cluster_uses_cmk")["ProductFields"]["neptune-guard/RemediationExecution"] == \
+        result["started"][0]["execution_arn"]
 
 
 def test_a_forged_or_stale_finding_never_starts_a_remediation(setup):
@@ -93,3 +98,30 @@ def test_a_forged_or_stale_finding_never_starts_a_remediation(setup):
     started = [json.loads(sfn.describe_execution(executionArn=e["executionArn"])["input"])
                for e in sfn.list_executions(stateMachineArn=arns["cluster"])["executions"]]
     assert [request["cluster_id"] for request in started] == ["plain"]
+
+
+def test_the_remediation_says_on_its_finding_that_it_is_done_and_the_next_scan_finds_it_passed(setup):
+    """Through the tool's own product, as the trigger's note: no role may call BatchUpdateFindings (any product's)."""
+    import time
+
+    from neptune_guard.handlers import trigger
+    from tests.conftest import decide
+
+    session, hub, arns = setup
+    sfn = session.client("stepfunctions", region_name=REGION)
+    started = trigger.handler(custom_action_event([by_title(hub, "(cluster plain)", "neptune_cluster_uses_cmk")]), Context())
+    execution = started["started"][0]["execution_arn"]
+    for stage in ("snapshot", "cutover"):
+        decide(sfn, execution, stage)
+    deadline = time.monotonic() + 120
+    while not by_title(hub, "(cluster plain)", "neptune_cluster_uses_cmk")["ProductFields"]["neptune-guard/RemediationStatus"].startswith(
+            "remediated") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    sfn.stop_execution(executionArn=execution)  # in its soak, for days: what follows is the scan's
+    noted = by_title(hub, "(cluster plain)", "neptune_cluster_uses_cmk")
+    assert noted["ProductFields"]["neptune-guard/RemediationStatus"].startswith("remediated") and "alice" in \
+        noted["ProductFields"]["neptune-guard/RemediationStatus"]
+    assert noted["Workflow"]["Status"] == "NEW" and "Note" not in noted  # nothing set that belongs to the customer's triage
+    scan(ScanOptions(accounts=ACCOUNT, regions=(REGION,), publish=True))
+    after = by_title(hub, "(cluster plain)", "neptune_cluster_uses_cmk")
+    assert after["Compliance"]["Status"] == "PASSED" and after["ProductFields"]["neptune-guard/RemediationExecution"] == execution

@@ -28,6 +28,10 @@ AUTHORIZING_TAGS = (CREATED_BY, ARCHIVED_BY, TEMPORARY_FOR, *APPROVAL_MARKS)
 # The bookkeeping, which authorizes nothing (the scan reads the retirement tags as "kept on purpose").
 BOOKKEEPING_TAGS = (RETIRED_BY, REPLACED_BY, RETAINED_UNTIL, REMEDIATED_BY, SERVED)
 
+# What a remediation says on its Security Hub finding, as ProductFields imported through the tool's own product
+# (remediate/notify.note_remediation); the scan keeps them when it imports the finding again (findings/asff.py).
+FINDING_REMEDIATION_FIELDS = ("neptune-guard/RemediationExecution", "neptune-guard/RemediationStatus")
+
 
 def tag_map(tags: list[dict]) -> dict[str, str]:
     return {t["Key"]: t["Value"] for t in tags}

@@ -31,8 +31,6 @@ from moto.rds import models as rds_models
 from moto.rds import responses as rds_responses
 from moto.securityhub import exceptions as securityhub_exceptions
 from moto.securityhub import models as securityhub_models
-from moto.securityhub import responses as securityhub_responses
-from moto.securityhub import urls as securityhub_urls
 from moto.securityhub.exceptions import SecurityHubClientError
 from moto.stepfunctions import responses as stepfunctions_responses
 from moto.stepfunctions.parser.asl.eval.callback import callback as stepfunctions_callback
@@ -566,10 +564,8 @@ def security_hub_behaves_as_documented() -> None:
     - `BatchImportFindings` from a custom integration accepts only findings whose `AwsAccountId` is the
       calling account and whose `ProductArn` is that account's default product; an existing finding
       is updated only when the new `UpdatedAt` is later, and `Workflow` and `Note` are not changed by
-      an import (only by `BatchUpdateFindings`). A new finding starts with `Workflow.Status` NEW.
-      https://docs.aws.amazon.com/securityhub/latest/userguide/finding-update-batchimportfindings.html
-    - `BatchUpdateFindings` updates `Note` and `Workflow.Status` of the identified findings.
-      https://docs.aws.amazon.com/securityhub/1.0/APIReference/API_BatchUpdateFindings.html
+      an import (only by `BatchUpdateFindings`, which Neptune Guard does not call). A new finding starts with
+      `Workflow.Status` NEW. https://docs.aws.amazon.com/securityhub/latest/userguide/finding-update-batchimportfindings.html
     """
     backend_class = securityhub_models.SecurityHubBackend
 
@@ -595,33 +591,8 @@ def security_hub_behaves_as_documented() -> None:
                 existing.data.update({**data, **kept})
         return len(failed), len(findings) - len(failed), failed
 
-    def batch_update_findings(self, identifiers, note=None, workflow=None):
-        _require_hub(self, "BatchUpdateFindings")
-        processed, unprocessed = [], []
-        for identifier in identifiers:
-            finding = next((f for f in self.findings if f.id == identifier["Id"] and f.data.get("ProductArn") == identifier["ProductArn"]), None)
-            if finding is None:
-                unprocessed.append({"FindingIdentifier": identifier, "ErrorCode": "FindingNotFound", "ErrorMessage": "no such finding"})
-                continue
-            if note:
-                finding.data["Note"] = {**note, "UpdatedAt": utcnow().isoformat() + "Z"}
-            if workflow:
-                finding.data["Workflow"] = {"Status": workflow["Status"]}
-            processed.append(identifier)
-        return processed, unprocessed
-
-    def batch_update_findings_response(self):
-        body = json.loads(self.body)
-        processed, unprocessed = self.securityhub_backend.batch_update_findings(
-            body["FindingIdentifiers"], body.get("Note"), body.get("Workflow")
-        )
-        return json.dumps({"ProcessedFindings": processed, "UnprocessedFindings": unprocessed})
-
     backend_class.get_findings = get_findings
     backend_class.batch_import_findings = batch_import_findings
-    backend_class.batch_update_findings = batch_update_findings
-    securityhub_responses.SecurityHubResponse.batch_update_findings = batch_update_findings_response
-    securityhub_urls.url_paths["{0}/findings/batchupdate$"] = securityhub_responses.SecurityHubResponse.dispatch
 
 
 def send_task_failure_keeps_its_cause() -> None:

@@ -14,8 +14,7 @@ for a request signed with temporary credentials of a deployed role:
    list call with no identifier on `<type>:*`. Every resource must be allowed, as IAM requires;
 3. builds the request context: `aws:ResourceTag/*` and the service's own `<prefix>:<type>-tag/*` keys from the
    resource's current tags, `aws:RequestTag/*` and `aws:TagKeys` from the request, `aws:PrincipalOrgID`,
-   `aws:PrincipalArn`, `iam:PassedToService`, Security Hub's `securityhub:ASFFSyntaxPath/*` for the fields a
-   BatchUpdateFindings sets, and for Lambda function URLs `lambda:FunctionUrlAuthType` and
+   `aws:PrincipalArn`, `iam:PassedToService`, and for Lambda function URLs `lambda:FunctionUrlAuthType` and
    `lambda:InvokedViaFunctionUrl`;
 4. evaluates the role's identity policies; for `sts:AssumeRole` also the target role's trust policy (the
    principal is the calling role; its organization's id is `aws:PrincipalOrgID`), and both must allow;
@@ -313,7 +312,7 @@ class ExecutedIAM:
         parameters = _parameters(response)
         for resource in self._resources(prefix, operation, parameters, region, account):
             context = {**_request_tags(parameters), **_resource_tags(prefix, resource, region, account),
-                       **_finding_fields(action, parameters), **_boundary(action, parameters, account)}
+                       **_boundary(action, parameters, account)}
             decision = self.decide(role_arn, action, resource, context)
             if not decision.allowed:
                 raise _denied(prefix, role_arn, action)
@@ -593,22 +592,6 @@ def _request_tags(parameters: dict) -> dict:
     context = {f"aws:RequestTag/{k}": v for k, v in tags.items()}
     if keys:
         context["aws:TagKeys"] = keys
-    return context
-
-
-def _finding_fields(action: str, parameters: dict) -> dict:
-    """securityhub:ASFFSyntaxPath/<field> for each finding field a BatchUpdateFindings request sets (nested objects by
-    their dotted path), as Security Hub's "Configuring access to BatchUpdateFindings" describes."""
-    if action.lower() != "securityhub:batchupdatefindings":
-        return {}
-    context = {}
-    for name, value in parameters.items():
-        if name == "FindingIdentifiers":
-            continue
-        if isinstance(value, dict) and name not in ("UserDefinedFields",):
-            context |= {f"securityhub:ASFFSyntaxPath/{name}.{k}": v for k, v in value.items()}
-        else:
-            context[f"securityhub:ASFFSyntaxPath/{name}"] = value
     return context
 
 

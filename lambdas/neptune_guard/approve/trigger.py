@@ -22,6 +22,7 @@ from neptune_guard.detect import checks, inventory
 from neptune_guard.detect.checks import CLUSTER_WORKFLOW, SNAPSHOT_WORKFLOW
 from neptune_guard.findings import asff
 from neptune_guard.models import Status
+from neptune_guard.remediate import notify
 from neptune_guard.remediate.resources import InvalidRequest, parse_arn
 
 RESOURCE_KINDS = {  # ASFF type -> (ARN resource type, Details key, identifier field, request field, workflow)
@@ -119,14 +120,16 @@ def fails_now(config: TriggerConfig, account: str, region: str, check_id: str, r
     return any(v.status is Status.FAILED for v in verdicts)
 
 
-def mark_notified(config: TriggerConfig, request: dict, execution_arn: str, session: boto3.Session | None = None) -> None:
+def note_requested(config: TriggerConfig, request: dict, execution_arn: str, session: boto3.Session | None = None) -> dict:
+    """On the finding, through this tool's own product: the remediation it started, waiting for on-call. {} when noted;
+    the reason otherwise (the execution runs either way)."""
     securityhub = access_session(config, request["account_id"], request["region"], session).client(
         "securityhub", region_name=request["region"], config=aws.CLIENT_CONFIG)
-    securityhub.batch_update_findings(
-        FindingIdentifiers=[{"Id": request["finding"]["id"], "ProductArn": request["finding"]["product_arn"]}],
-        Note={"Text": f"Neptune Guard remediation requested: {execution_arn}. It waits for on-call approval.", "UpdatedBy": "neptune-guard"},
-        Workflow={"Status": "NOTIFIED"},
-    )
+    try:
+        notify.note_remediation(securityhub, request["finding"], execution_arn, "requested: waits for on-call approval")
+    except (notify.FindingNotNoted, ClientError, BotoCoreError) as error:
+        return {"not_noted": inventory.error_message(error) if isinstance(error, (ClientError, BotoCoreError)) else str(error)}
+    return {}
 
 
 def trigger(findings: list, config: TriggerConfig, sfn, session: boto3.Session | None = None) -> dict:
@@ -137,12 +140,11 @@ def trigger(findings: list, config: TriggerConfig, sfn, session: boto3.Session |
         try:
             state_machine_arn, request = remediation_request(finding, config, session)
             execution_arn = workflow.start(sfn, state_machine_arn, request)
-            mark_notified(config, request, execution_arn, session)
         except NotRemediable as reason:
             skipped.append({"finding": finding_id, "reason": str(reason)})
             continue
         except (ClientError, BotoCoreError) as error:
             skipped.append({"finding": finding_id, "reason": f"AWS refused: {inventory.error_message(error)}"})
             continue
-        started.append({"finding": finding_id, "execution_arn": execution_arn})
+        started.append({"finding": finding_id, "execution_arn": execution_arn, **note_requested(config, request, execution_arn, session)})
     return {"started": started, "skipped": skipped}

@@ -17,6 +17,7 @@ from neptune_guard.models import (
     Resource,
     Status,
 )
+from neptune_guard.tags import FINDING_REMEDIATION_FIELDS
 
 GENERATOR_PREFIX = "neptune-guard/"
 TYPES = ["Software and Configuration Checks/AWS Security Best Practices", "Effects/Data Exposure"]
@@ -76,10 +77,15 @@ def _details(resource: Resource) -> dict:
     }
 
 
+def remediation_fields(existing: dict | None) -> dict[str, str]:
+    """What a remediation said on the existing finding (tags.FINDING_REMEDIATION_FIELDS), to keep."""
+    return {k: v for k, v in ((existing or {}).get("ProductFields") or {}).items() if k in FINDING_REMEDIATION_FIELDS}
+
+
 def build(evaluation: Evaluation, resource: Resource, partition: str, now: str, first_seen: str | None,
-          tags: dict[str, str] | None = None) -> dict:
+          tags: dict[str, str] | None = None, remediation: dict[str, str] | None = None) -> dict:
     """The ASFF finding for one evaluation. `first_seen` is the CreatedAt of an existing finding, kept; `tags`, the
-    resource's tags where the scan read them."""
+    resource's tags where the scan read them; `remediation`, what a remediation said on the existing finding, kept."""
     check = CHECKS_BY_ID[evaluation.check_id]
     kind = KINDS[resource.resource_type]
     key = f"KMS key: {resource.kms_key_id}." if resource.kms_key_id else "KMS key: none (not encrypted)."
@@ -101,7 +107,8 @@ def build(evaluation: Evaluation, resource: Resource, partition: str, now: str, 
         "Severity": {"Label": evaluation.severity},
         "FindingProviderFields": {"Severity": {"Label": evaluation.severity}, "Types": TYPES},
         "Title": f"{check.title} ({kind} {resource.identifier})"[:256],
-        "Description": f"{evaluation.message} {key} {check.description}"[:1024],
+        "Description": ((f"Kept on purpose: {evaluation.retained}. " if evaluation.retained else "")
+                        + f"{evaluation.message} {key} {check.description}")[:1024],
         "Remediation": {"Recommendation": {"Text": check.remediation[:512], "Url": check.remediation_url}},
         "Compliance": {"Status": evaluation.status.value, "RelatedRequirements": [r.id for r in check.requirements]},
         "ProductFields": {
@@ -110,6 +117,7 @@ def build(evaluation: Evaluation, resource: Resource, partition: str, now: str, 
             **({"neptune-guard/SecurityHubControl": check.security_hub_control} if check.security_hub_control else {}),
             **({"neptune-guard/Retained": evaluation.retained[:2048]} if evaluation.retained else {}),
             "neptune-guard/Remediation": check.workflow if evaluation.status is Status.FAILED and check.workflow else "none",
+            **(remediation or {}),
         },
         "Resources": [
             {

@@ -73,25 +73,6 @@ def import_findings(securityhub, findings: list[dict]) -> list[str]:
     return problems
 
 
-def note_retained(securityhub, unit: UnitResult, product: str, existing: dict[str, dict]) -> list[str]:
-    """A failing finding kept on purpose (a remediation's retained original or its snapshot) carries a Note saying
-    why. BatchUpdateFindings is the only way to set a Note; only Notes that change are written."""
-    notes: dict[str, list[str]] = {}
-    for evaluation in unit.evaluations:
-        if evaluation.retained and evaluation.status.value == "FAILED":
-            finding_id = asff.finding_id(evaluation.resource_arn, evaluation.check_id)
-            text = f"Neptune Guard: {evaluation.retained}."[:512]
-            if existing.get(finding_id, {}).get("Note", {}).get("Text") != text:
-                notes.setdefault(text, []).append(finding_id)
-    problems = []
-    for text, finding_ids in notes.items():
-        for start in range(0, len(finding_ids), 100):
-            identifiers = [{"Id": i, "ProductArn": product} for i in finding_ids[start:start + 100]]
-            response = securityhub.batch_update_findings(FindingIdentifiers=identifiers, Note={"Text": text, "UpdatedBy": "neptune-guard"})
-            problems += [f"finding {u['FindingIdentifier']['Id']} not noted: {u.get('ErrorMessage')}" for u in response.get("UnprocessedFindings", [])]
-    return problems
-
-
 def _resource_type(finding: dict) -> str | None:
     """The resource type of one of our findings, from the check that made it (GeneratorId)."""
     check = checks.CHECKS_BY_ID.get(str(finding.get("GeneratorId", "")).removeprefix(asff.GENERATOR_PREFIX))
@@ -115,14 +96,13 @@ def publish_unit(clients: ClientFactory, unit: UnitResult, partition: str) -> li
             previous = existing.get(asff.finding_id(resource.arn, evaluation.check_id))
             # Title, Description and Remediation are capped in asff.build, far below the 240 KB a finding may be.
             findings.append(asff.build(evaluation, resource, partition, now, previous and previous["CreatedAt"],
-                                       unit.tags.get(resource.arn)))
+                                       unit.tags.get(resource.arn), asff.remediation_fields(previous)))
         if unit.complete:
             current = {finding["Id"] for finding in findings}
             # A finding of a type left unread, or of no check we know, is left as it is: its resource may still be there.
             findings += [asff.archived(old, now) for finding_id, old in existing.items() if finding_id not in current
                          and not (unit.unread_types and _resource_type(old) in unit.unread_types | {None})]
         problems = import_findings(securityhub, findings)
-        problems += note_retained(securityhub, unit, product, existing)
     except ResponseParserError as error:
         return [ScanError(unit.account_id, unit.region, f"publishing failed: malformed response from Security Hub: {error}"[:500])]
     except (ClientError, BotoCoreError) as error:

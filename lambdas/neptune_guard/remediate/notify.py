@@ -12,7 +12,7 @@ from neptune_guard import aws
 from neptune_guard.remediate import endpoints
 from neptune_guard.remediate.plan import DEFAULT_APPROVAL_TIMEOUT_SECONDS
 from neptune_guard.remediate.resources import Step, iso, parse_arn, utcnow
-from neptune_guard.tags import CUTOVER, DECOMMISSION_APPROVED_BY, REPLACED_BY, RETAINED_UNTIL, RETIRED_BY
+from neptune_guard.tags import CUTOVER, DECOMMISSION_APPROVED_BY, FINDING_REMEDIATION_FIELDS, REPLACED_BY, RETAINED_UNTIL, RETIRED_BY
 
 
 def request_approval(step: Step, stage: str, task_token: str) -> dict:
@@ -54,20 +54,36 @@ def request_approval(step: Step, stage: str, task_token: str) -> dict:
     return {"requested_at": iso(requested_at)}
 
 
+class FindingNotNoted(Exception):
+    """A remediation's note could not be put on its finding (gone, not this tool's, or refused by Security Hub)."""
+
+
+def note_remediation(securityhub, finding: dict[str, str], execution: str, status: str) -> None:
+    """Say on one of this tool's own findings (`finding`: its id and product ARN) which remediation acts on it and how
+    it stands, through the tool's own product: the finding is read and imported again with those ProductFields (the
+    scan keeps them). BatchUpdateFindings would reach any product's findings; an import reaches only our own."""
+    found = securityhub.get_findings(Filters={"Id": [{"Value": finding["id"], "Comparison": "EQUALS"}],
+                                              "ProductArn": [{"Value": finding["product_arn"], "Comparison": "EQUALS"}]})["Findings"]
+    if not found:
+        raise FindingNotNoted(f"finding {finding['id']} is not in {finding['product_arn']}")
+    fields = dict(zip(FINDING_REMEDIATION_FIELDS, (execution, status[:2048])))
+    failed = securityhub.batch_import_findings(Findings=[{**found[0], "UpdatedAt": utcnow().isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                                                          "ProductFields": {**found[0].get("ProductFields", {}), **fields}}])
+    if failed.get("FailedFindings"):
+        problem = failed["FailedFindings"][0]
+        raise FindingNotNoted(f"finding {finding['id']} not noted: {problem.get('ErrorCode')}: {problem.get('ErrorMessage')}")
+
+
 def resolve_finding(step: Step) -> dict:
+    """The finding that started the execution says it was remediated, by whom approved (the next scan finds it PASSED)."""
     finding = step.request.get("finding")
     if not finding:
         return {"finding": None}
     approvers = sorted({d.get("approver") for d in step.state.get("approvals", {}).values() if isinstance(d, dict) and d.get("approver")})
     writes = step.state.get("final_write_check", {})
-    note = (f"{step.plan['summary']} Execution {step.execution}, approved by {', '.join(approvers) or 'unknown'}."
+    note = (f"remediated: {step.plan['summary']} Approved by {', '.join(approvers) or 'unknown'}."
             + (" WRITE LOSS ACCEPTED by on-call." if writes.get("writes_detected") else ""))
-    securityhub = step.client("securityhub")
-    securityhub.batch_update_findings(
-        FindingIdentifiers=[{"Id": finding["id"], "ProductArn": finding["product_arn"]}],
-        Note={"Text": note[:512], "UpdatedBy": "neptune-guard"},
-        Workflow={"Status": "RESOLVED"},
-    )
+    note_remediation(step.client("securityhub"), finding, step.execution, note)
     return {"finding": finding["id"], "note": note}
 
 
