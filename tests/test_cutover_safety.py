@@ -194,3 +194,27 @@ def test_an_execution_stopped_by_hand_leaves_no_approval_mark_behind(deployed):
     assert all(CUTOVER not in tags for tags in tags_on(session, "sales").values())
     assert execution_ended.handler(status_change(stopped, "ABORTED"), LambdaContext())["released"] == []  # run twice: nothing left
     sfn.stop_execution(executionArn=running)
+
+
+def test_a_new_cluster_that_served_is_the_customers_once_its_execution_ends_or_rolls_back(deployed, fail):
+    """It holds writes nobody else has: with the execution's creation tag left on it, the remediation role could still
+    stop, change or delete it. Stopped by hand after the name swap (retiring the original failing on), the execution's
+    end hands it over; so does a rollback that keeps one."""
+    from neptune_guard.handlers import execution_ended
+    from tests.conftest import LambdaContext
+
+    session, sfn, arns = deployed
+    execution = workflow.start(sfn, arns["cluster"], request("sales"))
+    retired = naming.derived("sales", "retired", naming.execution_token(execution))
+    fail("stop_db_cluster", lambda *args, **kwargs: str(kwargs.get("cluster_identifier", args[0] if args else "")).lower() == retired)
+    decide(sfn, execution, "snapshot")
+    decide(sfn, execution, "cutover")
+    workflows.wait_for(sfn, execution, lambda d, history: any(e.get("stateEnteredEventDetails", {}).get("name") == "NotifyNeedsAttention"
+                                                             for e in history), timeout=120)
+    sfn.stop_execution(executionArn=execution, cause="stopped by hand while retiring the original failed")
+    serving = clusters(session)["sales"]
+    assert tags_on(session, "sales")[serving["DBClusterArn"]].get("neptune-guard:created-by") == execution  # still held
+    ended = execution_ended.handler(status_change(execution, "ABORTED"), LambdaContext())
+    assert ended["handed_over"] == [serving["DBClusterArn"]]
+    for tags in tags_on(session, "sales").values():
+        assert "neptune-guard:created-by" not in tags and tags["neptune-guard:remediated-by"] == execution

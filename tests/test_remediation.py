@@ -182,6 +182,9 @@ def test_a_fault_after_the_new_cluster_served_keeps_it_and_puts_the_original_bac
     assert after["orders"]["DbClusterResourceId"] == before["DbClusterResourceId"] and after["orders"]["Status"] == "available"
     served = after[output["plan"]["new_cluster_id"]]  # it held the production name: kept, stopped, never deleted
     assert served["Status"] == "stopped" and "neptune-guard:served-production" in tags(session, served["DBClusterArn"])
+    # ... and the customer's: the remediation role may no longer stop, change or delete it
+    assert "neptune-guard:created-by" not in tags(session, served["DBClusterArn"])
+    assert tags(session, served["DBClusterArn"])["neptune-guard:remediated-by"] == execution
     assert any("served production" in kept for kept in output["rollback"]["kept"])
     stranded = output["rollback"]["served_writes"]  # never called lost or nothing: where they are, since when
     assert stranded["stranded_in"] == output["plan"]["new_cluster_id"] and "bring them back by hand" in stranded["note"]

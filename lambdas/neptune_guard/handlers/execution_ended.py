@@ -1,5 +1,5 @@
 """Step Functions announces that a remediation execution ended ("Step Functions Execution Status Change", through
-EventBridge): the approval marks it still holds come off (remediate/ended.py). The event only names the execution:
+EventBridge): the approval marks it still holds come off, and a new cluster that served production is handed over (remediate/ended.py). The event only names the execution:
 that it ended, where it ran and what its plan names are read from Step Functions, never taken from the event."""
 
 import boto3
@@ -28,6 +28,6 @@ def handler(event: dict, context: LambdaContext) -> dict:
     except guard.NotAuthorizedStep as refusal:  # not ours, not ended: nothing to release (and nothing to retry)
         logger.warning("refused", reason=str(refusal))
         return {"released": [], "refused": str(refusal)}
-    released = ended.release_marks(Step(request=record.started_with, execution=execution, plan=record.plan))
+    released = ended.release(Step(request=record.started_with, execution=execution, plan=record.plan))
     logger.info("released", **released)
     return released

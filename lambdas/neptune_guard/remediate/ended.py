@@ -1,9 +1,10 @@
 """An execution that ended with approval marks still on the customer's resources (stopped by hand, at Step Functions'
 one-year limit, after a rollback or a release that failed): with no execution left to use them, the marks would go on
-letting the remediation role snapshot, stop, rename or delete those resources. Step Functions announces every end;
-this takes each mark naming the execution off what its plan names, as they are now.
+letting the remediation role snapshot, stop, rename or delete those resources; and a new cluster that served production
+before the hand-over keeps the creation tag that lets the role delete it. Step Functions announces every end; this takes
+each mark naming the execution off what its plan names, as they are now, and hands such a cluster over.
 
-Taking a mark off only ever takes a power away, and the execution must have ended as Step Functions records it
+Taking a mark off, or handing a cluster over, only ever takes a power away, and the execution must have ended as Step Functions records it
 (guard.read_execution), so an event nobody should have sent changes nothing that should stay."""
 
 from __future__ import annotations
@@ -13,15 +14,18 @@ from neptune_guard.remediate.resources import (
     custom_endpoints,
     describe_cluster,
     describe_snapshot,
+    hand_over_served,
     instances_in,
     planned_snapshot,
+    tags_of,
     take_off,
 )
-from neptune_guard.tags import APPROVAL_MARKS
+from neptune_guard.tags import APPROVAL_MARKS, CREATED_BY, SERVED
 
-# What releasing needs, as data (the remediation role grants it: ReadNeptune, RemoveOwnershipTagsOnly).
+# What releasing needs, as data (the remediation role grants it: ReadNeptune, RemoveOwnershipTagsOnly, and on what the
+# execution created, BookkeepingOnOwnResources and ChangeOnlyWhatAnExecutionCreated for the stop).
 PERMISSIONS = ["rds:DescribeDBClusters", "rds:DescribeDBInstances", "rds:DescribeDBClusterEndpoints", "rds:DescribeDBClusterSnapshots",
-               "rds:ListTagsForResource", "rds:RemoveTagsFromResource"]
+               "rds:ListTagsForResource", "rds:RemoveTagsFromResource", "rds:AddTagsToResource", "rds:StopDBCluster"]
 
 
 def marked_by_plan(neptune, plan: dict) -> list[str]:
@@ -38,8 +42,29 @@ def marked_by_plan(neptune, plan: dict) -> list[str]:
     return arns
 
 
-def release_marks(step: Step) -> dict:
-    """Every approval mark naming the ended execution, off what its plan names; the ARNs changed."""
+def served_and_still_held(neptune, plan: dict, execution: str) -> list[tuple[dict, dict]]:
+    """(cluster, tags) of the execution's new cluster if it held the production name (its served-production tag) and
+    still carries the execution's creation tag: stopped between the name swap and the hand-over, or before a rollback
+    handed it over."""
+    if plan.get("kind") != "cluster-plan":
+        return []
+    held = []
+    for name in dict.fromkeys((plan["cluster_id"], plan["new_cluster_id"])):
+        cluster = describe_cluster(neptune, name)
+        tags = tags_of(neptune, cluster["DBClusterArn"]) if cluster is not None else {}
+        if tags.get(CREATED_BY) == execution and SERVED in tags:
+            held.append((cluster, tags))
+    return held
+
+
+def release(step: Step) -> dict:
+    """Every approval mark naming the ended execution, off what its plan names; and a new cluster that served production
+    and is still the execution's, the customer's (it holds writes nobody else has). The ARNs changed."""
     if not step.plan:
-        return {"released": []}
-    return {"released": take_off(step.neptune, marked_by_plan(step.neptune, step.plan), APPROVAL_MARKS, step.execution)}
+        return {"released": [], "handed_over": []}
+    neptune = step.neptune
+    released = take_off(neptune, marked_by_plan(neptune, step.plan), APPROVAL_MARKS, step.execution)
+    served = served_and_still_held(neptune, step.plan, step.execution)
+    for cluster, tags in served:
+        hand_over_served(neptune, cluster, tags, step.execution)
+    return {"released": released, "handed_over": [cluster["DBClusterArn"] for cluster, _ in served]}

@@ -10,6 +10,7 @@ from neptune_guard.remediate.resources import (
     custom_endpoints,
     describe_cluster,
     describe_snapshot,
+    hand_over_served,
     instances_in,
     iso,
     rename_cluster,
@@ -18,7 +19,7 @@ from neptune_guard.remediate.resources import (
     take_off,
     utcnow,
 )
-from neptune_guard.tags import CREATED_BY, CUTOVER, SERVED
+from neptune_guard.tags import CREATED_BY, CUTOVER, REMEDIATED_BY, SERVED
 
 
 def roll_back(step: Step) -> dict:
@@ -95,12 +96,11 @@ def _remove_what_never_served(step: Step) -> tuple[list[str], list[str]]:
     cluster = describe_cluster(neptune, new)
     if cluster is not None:
         tags = tags_of(neptune, cluster["DBClusterArn"])
-        if tags.get(CREATED_BY) != step.execution:
+        if step.execution not in (tags.get(CREATED_BY), tags.get(REMEDIATED_BY)):
             kept.append(f"{new} (not created by this execution)")
         elif SERVED in tags:
-            if cluster["Status"] == "available":
-                neptune.stop_db_cluster(DBClusterIdentifier=new)
             kept.append(f"{new} (served production from {tags[SERVED]}: kept, stopped, for its owner)")
+            hand_over_served(neptune, cluster, tags, step.execution)
         else:
             members = instances_in(neptune, [new])
             for instance in members.values():
