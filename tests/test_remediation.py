@@ -403,13 +403,19 @@ def test_the_steps_function_acts_only_for_a_running_execution_past_its_approval(
     assert all(not tags(session, c["DBClusterArn"]).get("neptune-guard:cutover") for c in clusters(session).values())
 
 
-def test_on_call_is_told_the_plan_the_write_check_and_how_to_answer(deployed):
-    session, sfn, arns = deployed
+def on_call_queue(session, arns):
+    """(SQS client, queue URL) of a queue that receives what on-call is sent, as AWS Chatbot would."""
     sqs = session.client("sqs", region_name=REGION)
     queue = sqs.create_queue(QueueName="on-call")["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     session.client("sns", region_name=REGION).subscribe(TopicArn=arns["topic"], Protocol="sqs", Endpoint=queue_arn,
                                                          Attributes={"RawMessageDelivery": "true"})
+    return sqs, queue
+
+
+def test_on_call_is_told_the_plan_the_write_check_and_how_to_answer(deployed):
+    session, sfn, arns = deployed
+    sqs, queue = on_call_queue(session, arns)
     execution = workflow.start(sfn, arns["cluster"], request())
     decide(sfn, execution, "snapshot")
     awaiting(sfn, execution, "cutover")
@@ -525,11 +531,7 @@ def test_custom_endpoints_that_cannot_be_moved_leave_the_cutover_standing_and_on
     from moto.rds.exceptions import RDSClientError
 
     session, sfn, arns = deployed
-    sqs = session.client("sqs", region_name=REGION)
-    queue = sqs.create_queue(QueueName="on-call")["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    session.client("sns", region_name=REGION).subscribe(TopicArn=arns["topic"], Protocol="sqs", Endpoint=queue_arn,
-                                                         Attributes={"RawMessageDelivery": "true"})
+    sqs, queue = on_call_queue(session, arns)
     recreate = rds_responses.RDSResponse.create_db_cluster_endpoint
 
     def over_quota(self):
