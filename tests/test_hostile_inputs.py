@@ -260,3 +260,16 @@ def test_without_credentials_every_command_that_needs_them_exits_3(monkeypatch, 
                   "--cluster", "orders", "--approval-url", "http://127.0.0.1:9/"]):
         code, output = run_cli(argv, capsys)
         assert code == 3 and output.count("\n") == 1 and "credentials" in output, (argv, output)
+
+
+@pytest.mark.parametrize("execution", ["x", "arn:aws:states:us-east-1:123456789012:execution:NeptuneGuardClusterRemediation:a\n",
+                                       "arn:aws:states:us-east-1:１２３456789012:execution:NeptuneGuardClusterRemediation:a",
+                                       "arn:aws:states:us-east-1:123456789012:stateMachine:NeptuneGuardClusterRemediation", 7])
+def test_an_execution_status_change_naming_no_execution_is_refused_in_one_line(local_aws, execution):
+    """The end-of-execution release reads the execution from Step Functions: a value that names none never gets there."""
+    from neptune_guard.handlers import execution_ended
+
+    event = {"detail-type": "Step Functions Execution Status Change", "source": "aws.states", "detail": {"executionArn": execution}}
+    with pytest.raises(Exception) as refusal:
+        execution_ended.handler(event, LambdaContext())
+    assert type(refusal.value).__name__ == "InvalidEvent" and "\n" not in str(refusal.value), refusal.value

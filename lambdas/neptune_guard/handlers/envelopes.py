@@ -22,7 +22,8 @@ EVENTBRIDGE = {
 EXECUTION_STATUS_CHANGE = {  # https://docs.aws.amazon.com/step-functions/latest/dg/cw-events.html
     **EVENTBRIDGE,
     "properties": {**EVENTBRIDGE["properties"],
-                   "detail": {"type": "object", "required": ["executionArn"], "properties": {"executionArn": {"type": "string", "maxLength": 2048}}}},
+                   "detail": {"type": "object", "required": ["executionArn"], "properties": {"executionArn": {
+                       "type": "string", "maxLength": 2048, "pattern": r"^arn:aws[a-z-]*:states:[a-z0-9-]+:[0-9]{12}:execution:[A-Za-z0-9_-]+:[A-Za-z0-9_-]+\Z"}}}},
 }
 SQS = {
     "type": "object",

@@ -1,6 +1,7 @@
 """Step Functions announces that a remediation execution ended ("Step Functions Execution Status Change", through
-EventBridge): the approval marks it still holds come off, and a new cluster that served production is handed over (remediate/ended.py). The event only names the execution:
-that it ended, where it ran and what its plan names are read from Step Functions, never taken from the event."""
+EventBridge): the approval marks it still holds come off, and a new cluster that served production is handed over
+(remediate/ended.py). The event only names the execution: that it ended, where it ran and what its plan names are read
+from Step Functions, never taken from the event."""
 
 import boto3
 from aws_lambda_powertools import Logger, Tracer

@@ -4,8 +4,10 @@ letting the remediation role snapshot, stop, rename or delete those resources; a
 before the hand-over keeps the creation tag that lets the role delete it. Step Functions announces every end; this takes
 each mark naming the execution off what its plan names, as they are now, and hands such a cluster over.
 
-Taking a mark off, or handing a cluster over, only ever takes a power away, and the execution must have ended as Step Functions records it
-(guard.read_execution), so an event nobody should have sent changes nothing that should stay."""
+Taking a mark off, or handing a cluster over, only ever takes a power away, and the execution must have ended as Step
+Functions records it (guard.read_execution), so an event nobody should have sent changes nothing that should stay. It
+acts as the remediation role, on its grants ReadNeptune, RemoveOwnershipTagsOnly and, on what the execution created,
+BookkeepingOnOwnResources and ChangeOnlyWhatAnExecutionCreated (the stop)."""
 
 from __future__ import annotations
 
@@ -22,36 +24,35 @@ from neptune_guard.remediate.resources import (
 )
 from neptune_guard.tags import APPROVAL_MARKS, CREATED_BY, SERVED
 
-# What releasing needs, as data (the remediation role grants it: ReadNeptune, RemoveOwnershipTagsOnly, and on what the
-# execution created, BookkeepingOnOwnResources and ChangeOnlyWhatAnExecutionCreated for the stop).
-PERMISSIONS = ["rds:DescribeDBClusters", "rds:DescribeDBInstances", "rds:DescribeDBClusterEndpoints", "rds:DescribeDBClusterSnapshots",
-               "rds:ListTagsForResource", "rds:RemoveTagsFromResource", "rds:AddTagsToResource", "rds:StopDBCluster"]
+
+def _clusters(neptune, plan: dict) -> dict[str, dict]:
+    """Each cluster the plan names (its own name, its retired name, the new cluster's), described once; those that exist."""
+    names = dict.fromkeys((plan["cluster_id"], plan["retired_cluster_id"], plan["new_cluster_id"]))
+    found = {name: describe_cluster(neptune, name) for name in names}
+    return {name: cluster for name, cluster in found.items() if cluster is not None}
 
 
-def marked_by_plan(neptune, plan: dict) -> list[str]:
+def marked_by_plan(neptune, plan: dict, clusters: dict[str, dict]) -> list[str]:
     """The ARNs an approval of this plan can have marked: the original cluster (under its name or its retired name, while
     it is the planned cluster), its instances and custom endpoints; or the original snapshot and its re-encrypted copy."""
     if plan.get("kind") == "snapshot-plan":
         return [s["DBClusterSnapshotArn"] for s in (planned_snapshot(neptune, plan), describe_snapshot(neptune, plan["new_snapshot_id"])) if s]
     arns = []
-    for name in dict.fromkeys((plan["cluster_id"], plan["retired_cluster_id"])):
-        cluster = describe_cluster(neptune, name)
+    for name in (plan["cluster_id"], plan["retired_cluster_id"]):
+        cluster = clusters.get(name)
         if cluster is not None and cluster["DbClusterResourceId"] == plan["cluster_resource_id"]:
             arns += [cluster["DBClusterArn"], *(i["DBInstanceArn"] for i in instances_in(neptune, [name]).values()),
                      *(e["arn"] for e in custom_endpoints(neptune, name))]
     return arns
 
 
-def served_and_still_held(neptune, plan: dict, execution: str) -> list[tuple[dict, dict]]:
+def served_and_still_held(neptune, clusters: dict[str, dict], execution: str) -> list[tuple[dict, dict]]:
     """(cluster, tags) of the execution's new cluster if it held the production name (its served-production tag) and
     still carries the execution's creation tag: stopped between the name swap and the hand-over, or before a rollback
     handed it over."""
-    if plan.get("kind") != "cluster-plan":
-        return []
     held = []
-    for name in dict.fromkeys((plan["cluster_id"], plan["new_cluster_id"])):
-        cluster = describe_cluster(neptune, name)
-        tags = tags_of(neptune, cluster["DBClusterArn"]) if cluster is not None else {}
+    for cluster in clusters.values():
+        tags = tags_of(neptune, cluster["DBClusterArn"])
         if tags.get(CREATED_BY) == execution and SERVED in tags:
             held.append((cluster, tags))
     return held
@@ -63,8 +64,9 @@ def release(step: Step) -> dict:
     if not step.plan:
         return {"released": [], "handed_over": []}
     neptune = step.neptune
-    released = take_off(neptune, marked_by_plan(neptune, step.plan), APPROVAL_MARKS, step.execution)
-    served = served_and_still_held(neptune, step.plan, step.execution)
+    clusters = _clusters(neptune, step.plan) if step.plan.get("kind") == "cluster-plan" else {}
+    released = take_off(neptune, marked_by_plan(neptune, step.plan, clusters), APPROVAL_MARKS, step.execution)
+    served = served_and_still_held(neptune, clusters, step.execution)
     for cluster, tags in served:
         hand_over_served(neptune, cluster, tags, step.execution)
     return {"released": released, "handed_over": [cluster["DBClusterArn"] for cluster, _ in served]}
