@@ -119,3 +119,20 @@ def test_the_lifecycle_diagram_is_the_one_the_asl_generates():
                        *(c["Next"] for c in state.get("Catch", []))]:
             if target:
                 assert re.search(rf"^    {name} --> {target}\b", diagram, flags=re.M), (name, target)
+
+
+def _about(seconds: int) -> str:
+    hours = seconds / 3600
+    return f"about {round(seconds / 60)} min" if seconds < 3600 else f"about {hours:.1f} h" if hours < 10 else f"about {round(hours)} h"
+
+
+@pytest.mark.parametrize("page", ["README.md", "docs/live-cutover.md"])
+def test_the_cost_table_is_the_plans_estimate(page):
+    """The pauses the README and the live-cutover page promise are the ones every plan states for its own cluster."""
+    from neptune_guard.remediate.plan import estimated_waits
+
+    text = (ROOT / page).read_text()
+    for label, size in (("10 GB", 10 * 10**9), ("1 TB", 10**12), ("10 TB", 10 * 10**12)):
+        waits = estimated_waits(size, 1)
+        cells = [label, *(_about(waits[kind][path]) for path in ("streams", "freeze") for kind in ("write_pause_seconds", "nameless_seconds"))]
+        assert "| " + " | ".join(cells) + " |" in text, (page, cells)
