@@ -50,10 +50,8 @@ class MemberRolesStack(Stack):
         functions = f"arn:{Aws.PARTITION}:lambda:*:{Aws.ACCOUNT_ID}:function:{live_cutover.FUNCTION_PREFIX}*"
         boundary = iam.ManagedPolicy(
             self, "ReplicatorBoundary", managed_policy_name=live_cutover.BOUNDARY,
-            description="The most a Neptune Guard replicator role may hold: Neptune data access and its function's network interfaces",
-            statements=[iam.PolicyStatement(actions=live_cutover.REPLICATION_ACTIONS,
-                                            resources=[f"arn:{Aws.PARTITION}:neptune-db:*:{Aws.ACCOUNT_ID}:*/*"]),
-                        iam.PolicyStatement(actions=live_cutover.VPC_ACCESS_ACTIONS, resources=["*"])])
+            description="The most a Neptune Guard replicator role may hold: Neptune data access from a replicator's code, and its function's network interfaces",
+            document=iam.PolicyDocument.from_json(live_cutover.boundary_policy(Aws.PARTITION, Aws.ACCOUNT_ID)))
         statements = [
             ("ChooseThePath", grants["plan"] + grants["network_read"], ["*"], None),
             ("CreateTheReplicatorGroupTagged", ["ec2:CreateSecurityGroup"], [f"{ec2}:security-group/*"], tagged_for_an_execution(CREATED_BY, requested=True)),

@@ -28,7 +28,7 @@ SCENARIO = {
                            "custom_endpoints": {"orders-analytics": {"type": "READER", "members": ["orders-1"]}}},
                 "ledger": {"encryption": "aws-managed", "instances": {"ledger-1": "db.r6g.large"}},
                 "billing": {"encryption": "none", "instances": {"billing-1": "db.r6g.large"}},
-                "catalog": {"encryption": "aws-managed", "instances": {"catalog-1": "db.r6g.large"}, "streams": True,
+                "catalog": {"encryption": "aws-managed", "instances": {"catalog-1": "db.r6g.large"}, "streams": True, "iam_auth": True,
                             "custom_endpoints": {"catalog-reports": {"type": "READER", "members": ["catalog-1"]}}},
                 "customer-cmk": {"encryption": "none", "instances": {}},
             },

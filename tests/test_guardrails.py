@@ -439,3 +439,37 @@ def test_ci_example_runs_the_check_on_the_json_of_the_plan_it_made():
     setup = next(step for step in steps if step.get("uses", "").startswith("hashicorp/setup-terraform@"))
     assert setup["with"]["terraform_wrapper"] is False
 
+
+
+RCP_FULL_AWS_ACCESS = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": "*", "Action": "*", "Resource": "*"}]}
+REPLICATOR_ROLES_RCP = json.loads((GUARDRAILS / "rcp" / "replicator-roles-only-for-lambda.json").read_text())
+REPLICATOR_ROLE = "arn:aws:iam::111111111111:role/neptune-guard/NeptuneGuardReplicator-1a2b3c4d"
+
+
+@pytest.mark.parametrize("action", ["sts:AssumeRole", "sts:AssumeRoleWithWebIdentity", "sts:AssumeRoleWithSAML", "sts:TagSession",
+                                    "sts:SetSourceIdentity"])
+@pytest.mark.parametrize("principal", [
+    {"aws:PrincipalArn": "arn:aws:iam::999999999999:role/Mallory", "aws:PrincipalAccount": "999999999999"},  # another account
+    {"aws:PrincipalArn": "arn:aws:iam::111111111111:role/NeptuneGuardRemediation", "aws:PrincipalAccount": "111111111111"},
+    {"aws:PrincipalIsAWSService": "true", "aws:PrincipalServiceName": "ecs-tasks.amazonaws.com"},  # a container of one's own
+    {},  # a web identity or SAML federation: no principal ARN at all
+])
+def test_rcp_lets_no_one_but_lambda_assume_a_replicator_role(action, principal):
+    """A replicator role's trust policy is whatever its creator wrote (IAM offers no condition on it): the resource
+    control policy makes any other trust void, so the role's credentials exist only inside a Lambda function."""
+    decision = evaluate([RCP_FULL_AWS_ACCESS, REPLICATOR_ROLES_RCP], action, REPLICATOR_ROLE, principal)
+    assert (decision.allowed, decision.statements) == (False, ["OnlyLambdaAssumesAReplicatorRole"])
+
+
+def test_rcp_lets_lambda_assume_a_replicator_role_and_leaves_every_other_role_alone():
+    lambda_service = {"aws:PrincipalIsAWSService": "true", "aws:PrincipalServiceName": "lambda.amazonaws.com"}
+    assert evaluate([RCP_FULL_AWS_ACCESS, REPLICATOR_ROLES_RCP], "sts:AssumeRole", REPLICATOR_ROLE, lambda_service).allowed
+    for role in ("arn:aws:iam::111111111111:role/NeptuneGuardRemediation", "arn:aws:iam::111111111111:role/OrdersApp",
+                 "arn:aws:iam::111111111111:role/NeptuneGuardReplicator-1a2b3c4d"):  # the same name outside the path is not one
+        assert evaluate([RCP_FULL_AWS_ACCESS, REPLICATOR_ROLES_RCP], "sts:AssumeRole", role,
+                        {"aws:PrincipalArn": "arn:aws:iam::999999999999:role/Partner"}).allowed, role
+
+
+def test_rcp_fits_the_organizations_size_limit():
+    # RCPs may be at most 5,120 characters, as SCPs (AWS Organizations quotas).
+    assert len(json.dumps(REPLICATOR_ROLES_RCP, separators=(",", ":"))) <= 5120

@@ -15,6 +15,7 @@ import boto3
 from moto.organizations import utils as organizations_utils
 
 from neptune_guard import aws
+from neptune_guard.remediate import live_cutover
 
 from sandbox.aws import write_activity
 
@@ -136,9 +137,12 @@ def account_session(session: boto3.Session, account_id: str) -> boto3.Session:
 
 
 def create_member_roles(session: boto3.Session) -> None:
+    """The member stack's roles, and the replicator's permissions boundary, which the local Neptune evaluates."""
     iam = session.client("iam", region_name="us-east-1")
     for role in (AUDIT_ROLE, REMEDIATION_ROLE, TRIGGER_ACCESS_ROLE, PLANNER_ROLE, MARKS_ROLE):
         iam.create_role(RoleName=role, AssumeRolePolicyDocument=member_trust_policy())
+    account = session.client("sts").get_caller_identity()["Account"]
+    iam.create_policy(PolicyName=live_cutover.BOUNDARY, PolicyDocument=json.dumps(live_cutover.boundary_policy("aws", account)))
 
 
 def _key_policy(account_id: str, shared_with: list[str]) -> str:

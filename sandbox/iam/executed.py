@@ -692,13 +692,23 @@ def deploy(session: boto3.Session, security_template: dict, member_template: dic
     for role in security_roles.values():
         iam.create_role(RoleName=role.arn.rsplit("/", 1)[1], AssumeRolePolicyDocument=json.dumps(role.trust))
     roles = {role.arn: role for role in security_roles.values()}
+    member_parameters = {"SecurityAccountId": account, "OrganizationId": organization_id}
     for member in accounts:
         member_iam = account_session(session, member).client("iam")
-        for role in template_roles(member_template, member, region, {"SecurityAccountId": account, "OrganizationId": organization_id},
-                                   {}).values():
+        for role in template_roles(member_template, member, region, member_parameters, {}).values():
             roles[role.arn] = role
             with contextlib.suppress(member_iam.exceptions.EntityAlreadyExistsException):
                 member_iam.create_role(RoleName=role.arn.rsplit("/", 1)[1], AssumeRolePolicyDocument=json.dumps(role.trust))
+        # The stack's named managed policies exist in the account as CloudFormation makes them: the replicator's
+        # permissions boundary is one, and the local Neptune evaluates a replicator's requests against it.
+        named = {logical: item["Properties"] for logical, item in member_template["Resources"].items()
+                 if item["Type"] == "AWS::IAM::ManagedPolicy" and "ManagedPolicyName" in item["Properties"]}
+        references = {**member_parameters, **{logical: f"arn:aws:iam::{member}:policy{p.get('Path', '/')}{p['ManagedPolicyName']}"
+                                              for logical, p in named.items()}}  # a managed policy's Ref is its ARN
+        for properties in named.values():
+            with contextlib.suppress(member_iam.exceptions.EntityAlreadyExistsException):
+                member_iam.create_policy(PolicyName=properties["ManagedPolicyName"], Path=properties.get("Path", "/"),
+                                         PolicyDocument=json.dumps(deployed(properties["PolicyDocument"], member, region, references)))
     harness = ExecutedIAM(roles, organization_id, set(accounts))
     machine_functions = {physical[k]: physical[next(v["Fn::GetAtt"][0] for v in i["Properties"]["DefinitionSubstitutions"].values()
                                                     if isinstance(v, dict) and "Fn::GetAtt" in v)]

@@ -92,6 +92,21 @@ class ReplicationImpossible(Exception):
     """The stream holds a change that cannot be replayed exactly, or has expired past the position: no retry helps."""
 
 
+def boundary_policy(partition: str, account: str) -> dict:
+    """The most a replicator role may hold, whatever policy it is given (the member stack deploys it as BOUNDARY):
+    Neptune data access only from a replicator function's code, whose requests Lambda marks with the function
+    (`lambda:SourceFunctionArn`), so the role's credentials held anywhere else reach no graph (its trust policy is not a
+    condition IAM offers on CreateRole); and the network interfaces only as Lambda itself manages them with the role,
+    outside the function, where it adds no source function (so the function's code cannot unassign or delete any
+    interface's addresses). https://docs.aws.amazon.com/lambda/latest/dg/permissions-source-function-arn.html"""
+    return {"Version": "2012-10-17", "Statement": [
+        {"Sid": "GraphsFromAReplicatorsCode", "Effect": "Allow", "Action": REPLICATION_ACTIONS,
+         "Resource": f"arn:{partition}:neptune-db:*:{account}:*/*",
+         "Condition": {"ArnLike": {"lambda:SourceFunctionArn": f"arn:{partition}:lambda:*:{account}:function:{FUNCTION_PREFIX}*"}}},
+        {"Sid": "NetworkInterfacesAsLambdaManagesThem", "Effect": "Allow", "Action": VPC_ACCESS_ACTIONS, "Resource": "*",
+         "Condition": {"Null": {"lambda:SourceFunctionArn": "true"}}}]}
+
+
 def replicator_names(execution: str) -> dict:
     token = naming.execution_token(execution)
     return {"function": FUNCTION_PREFIX + token, "role": ROLE_PREFIX + token, "security_group": FUNCTION_PREFIX + token}
