@@ -475,3 +475,41 @@ def test_a_replicator_replaced_under_its_name_is_not_believed(deployed):
     assert description["status"] == "FAILED" and "not the function this execution made" in json.dumps(state), state.get("error")
     assert "cutover" not in state or not state["cutover"].get("resource_id")
     assert writer.missing() == []
+
+
+def test_a_replicator_left_by_an_execution_stopped_by_hand_is_removed_when_it_ends(deployed):
+    """Stopped while replicating, the execution never reaches its removal: the function that reaches both clusters, its
+    role and its group would stay. Step Functions announces the end; the function goes at once, the role and group once
+    Lambda has released the interfaces (until then the invocation fails, and Lambda retries the same event)."""
+    from neptune_guard.approve import workflow
+    from neptune_guard.handlers import execution_ended
+    from neptune_guard.remediate.ended import ReplicatorStillReleasing
+    from tests.conftest import LambdaContext
+    from tests.test_cutover_safety import status_change
+
+    session, sfn, arns = deployed
+    execution = workflow.start(sfn, arns["cluster"], request("graph"))
+    decide(sfn, execution, "snapshot", approved=True, approver="bob")
+    awaiting(sfn, execution, "cutover", timeout=120)
+    sfn.stop_execution(executionArn=execution, cause="stopped by hand while replicating")
+    member = member_session(session, ACCOUNT)
+    lam, iam, ec2 = (member.client(name, region_name=REGION) for name in ("lambda", "iam", "ec2"))
+
+    def replicator() -> dict:
+        return {"functions": [f["FunctionName"] for f in lam.list_functions()["Functions"] if f["FunctionName"].startswith("neptune-guard-replicator-")],
+                "roles": [r["RoleName"] for r in iam.list_roles(PathPrefix="/neptune-guard/")["Roles"]],
+                "groups": [g["GroupName"] for g in ec2.describe_security_groups()["SecurityGroups"] if g["GroupName"].startswith("neptune-guard-replicator-")]}
+
+    assert all(replicator().values()), replicator()
+    attempts = []
+    for _ in range(20):  # Lambda's retries of the same event
+        try:
+            attempts.append(execution_ended.handler(status_change(execution, "ABORTED"), LambdaContext()))
+            break
+        except ReplicatorStillReleasing as waiting:
+            attempts.append(str(waiting))
+            assert not replicator()["functions"], "the function goes first, at once"
+            time.sleep(0.5)
+    assert replicator() == {"functions": [], "roles": [], "groups": []}, attempts
+    assert len(attempts[-1]["replicator_removed"]) >= 2, attempts  # the role and the group, at least, on the last run
+    assert execution_ended.handler(status_change(execution, "ABORTED"), LambdaContext())["replicator_removed"] == []  # once more: nothing

@@ -1,7 +1,9 @@
 """Step Functions announces that a remediation execution ended ("Step Functions Execution Status Change", through
-EventBridge): the approval marks it still holds come off, and a new cluster that served production is handed over
-(remediate/ended.py). The event only names the execution: that it ended, where it ran and what its plan names are read
-from Step Functions, never taken from the event."""
+EventBridge): the approval marks it still holds come off, a new cluster that served production is handed over, and a
+replicator left behind is removed (remediate/ended.py). The event only names the execution: that it ended, where it ran
+and what its plan names are read from Step Functions, never taken from the event. A replicator whose interfaces Lambda
+is still releasing fails the invocation, so that Lambda retries the event; past its retries, the ExecutionEndedErrors
+alarm tells on-call."""
 
 import boto3
 from aws_lambda_powertools import Logger, Tracer

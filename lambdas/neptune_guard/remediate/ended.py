@@ -1,17 +1,20 @@
 """An execution that ended with approval marks still on the customer's resources (stopped by hand, at Step Functions'
 one-year limit, after a rollback or a release that failed): with no execution left to use them, the marks would go on
 letting the remediation role snapshot, stop, rename or delete those resources; and a new cluster that served production
-before the hand-over keeps the creation tag that lets the role delete it. Step Functions announces every end; this takes
-each mark naming the execution off what its plan names, as they are now, and hands such a cluster over.
+before the hand-over keeps the creation tag that lets the role delete it; and a replicator stopped mid-replication
+stays a function that can reach both clusters. Step Functions announces every end; this takes each mark naming the
+execution off what its plan names, as they are now, hands such a cluster over, and removes the replicator.
 
 Taking a mark off, or handing a cluster over, only ever takes a power away, and the execution must have ended as Step
 Functions records it (guard.read_execution), so an event nobody should have sent changes nothing that should stay. It
 acts as the remediation role, on its grants ReadNeptune, RemoveOwnershipTagsOnly and, on what the execution created,
-BookkeepingOnOwnResources and ChangeOnlyWhatAnExecutionCreated (the stop)."""
+BookkeepingOnOwnResources and ChangeOnlyWhatAnExecutionCreated (the stop), and the streams path's removal grants."""
 
 from __future__ import annotations
 
+from neptune_guard.remediate import live_cutover
 from neptune_guard.remediate.resources import (
+    ResourceNotReady,
     Step,
     custom_endpoints,
     describe_cluster,
@@ -58,15 +61,26 @@ def served_and_still_held(neptune, clusters: dict[str, dict], execution: str) ->
     return held
 
 
+class ReplicatorStillReleasing(Exception):
+    """Everything else is released; the replicator's role and group wait for Lambda to release its function's network
+    interfaces. Lambda invokes the function again for the same event (asynchronous retries), and what is done stays done."""
+
+
 def release(step: Step) -> dict:
-    """Every approval mark naming the ended execution, off what its plan names; and a new cluster that served production
-    and is still the execution's, the customer's (it holds writes nobody else has). The ARNs changed."""
+    """Every approval mark naming the ended execution, off what its plan names; a new cluster that served production
+    and is still the execution's, the customer's (it holds writes nobody else has); and the replicator, if it was not
+    removed. The ARNs and names changed."""
     if not step.plan:
-        return {"released": [], "handed_over": []}
+        return {"released": [], "handed_over": [], "replicator_removed": []}
     neptune = step.neptune
     clusters = _clusters(neptune, step.plan) if step.plan.get("kind") == "cluster-plan" else {}
     released = take_off(neptune, marked_by_plan(neptune, step.plan, clusters), APPROVAL_MARKS, step.execution)
     served = served_and_still_held(neptune, clusters, step.execution)
     for cluster, tags in served:
         hand_over_served(neptune, cluster, tags, step.execution)
-    return {"released": released, "handed_over": [cluster["DBClusterArn"] for cluster, _ in served]}
+    handed_over = [cluster["DBClusterArn"] for cluster, _ in served]
+    try:
+        removed = live_cutover.remove_replicator(step)["removed"]
+    except ResourceNotReady as waiting:
+        raise ReplicatorStillReleasing(f"{waiting} (released {released}, handed over {handed_over})") from waiting
+    return {"released": released, "handed_over": handed_over, "replicator_removed": removed}
