@@ -216,5 +216,19 @@ def test_a_new_cluster_that_served_is_the_customers_once_its_execution_ends_or_r
     assert tags_on(session, "sales")[serving["DBClusterArn"]].get("neptune-guard:created-by") == execution  # still held
     ended = execution_ended.handler(status_change(execution, "ABORTED"), LambdaContext())
     assert ended["handed_over"] == [serving["DBClusterArn"]]
+    assert clusters(session)["sales"]["Status"] == "available"  # it serves the production name: never stopped (review)
     for tags in tags_on(session, "sales").values():
         assert "neptune-guard:created-by" not in tags and tags["neptune-guard:remediated-by"] == execution
+
+
+def test_a_snapshot_made_since_under_the_originals_name_is_not_released_as_the_planned_one(local_aws):
+    """The end-of-execution release of a snapshot plan reads what its names hold now: another snapshot under the
+    original's name is skipped (it is not the one the approval marked), not a failure that keeps the copy's mark on."""
+    from neptune_guard.remediate import ended
+
+    rds = local_aws.client("rds", region_name=REGION)
+    rds.create_db_cluster(DBClusterIdentifier="orig-cluster", Engine="neptune")
+    made_since = rds.create_db_cluster_snapshot(DBClusterIdentifier="orig-cluster", DBClusterSnapshotIdentifier="orig")["DBClusterSnapshot"]
+    plan = {"kind": "snapshot-plan", "snapshot_id": "orig", "new_snapshot_id": "orig-cmk-ng1a2b3c4d",
+            "snapshot_identity": {"arn": made_since["DBClusterSnapshotArn"], "created": "2026-01-01T00:00:00+00:00"}}
+    assert ended.marked_by_plan(rds, plan, {}) == []

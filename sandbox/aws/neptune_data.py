@@ -11,9 +11,9 @@ Neptune User Guide and the Neptune Data API reference, never from what Neptune G
   address) and one of its own groups lets out (the caller outside any function is the customer's application,
   already in the VPC). https://docs.aws.amazon.com/vpc/latest/userguide/vpc-security-groups.html With IAM database authentication on, a request must be SigV4-signed
   for `neptune-db`, and one from a Lambda function is authorized as its execution role: each `neptune-db` action the
-  request needs (`required_actions`) on the cluster's data resource, by the role's policies and boundary, with the
-  function's ARN as `lambda:SourceFunctionArn`, which Lambda puts in the context of every request made with the
-  credentials it gives the function's code. https://docs.aws.amazon.com/lambda/latest/dg/permissions-source-function-arn.html
+  request needs (`required_actions`) on the cluster's data resource, by the role's policies and boundary (a role
+  whose boundary does not exist is refused), with no condition key beyond what the request names: Neptune's list of
+  data-access condition keys has none of Lambda's. https://docs.aws.amazon.com/neptune/latest/userguide/iam-data-condition-keys.html
   https://docs.aws.amazon.com/neptune/latest/userguide/feature-overview-endpoints.html
   https://docs.aws.amazon.com/neptune/latest/userguide/get-started-vpc.html
   https://docs.aws.amazon.com/neptune/latest/userguide/iam-auth-connecting.html
@@ -901,12 +901,11 @@ def _authorized(account: str, region: str, cluster, method: str, path: str, body
         return f"{role.name}'s permissions boundary {role.permissions_boundary_arn} does not exist"
     partition = function.role.split(":")[1]
     resource = f"arn:{partition}:neptune-db:{region}:{account}:{cluster.db_cluster_resource_id}/*"
-    context = {"lambda:SourceFunctionArn": function.function_arn}
     for action in sorted(required_actions(method, path, body)):
-        if not evaluate(identity, action, resource, context).allowed:
+        if not evaluate(identity, action, resource).allowed:
             return f"{role.name} is not authorized to perform {action} on {resource}"
         if boundary is not None and not evaluate([json.loads(next(v.document for v in boundary.versions if v.is_default))],
-                                                 action, resource, context).allowed:
+                                                 action, resource).allowed:
             return f"{role.name}'s permissions boundary does not allow {action} on {resource}"
     return None
 

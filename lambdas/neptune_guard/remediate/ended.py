@@ -21,7 +21,7 @@ from neptune_guard.remediate.resources import (
     describe_snapshot,
     hand_over_served,
     instances_in,
-    planned_snapshot,
+    is_planned_snapshot,
     tags_of,
     take_off,
 )
@@ -38,8 +38,10 @@ def _clusters(neptune, plan: dict) -> dict[str, dict]:
 def marked_by_plan(neptune, plan: dict, clusters: dict[str, dict]) -> list[str]:
     """The ARNs an approval of this plan can have marked: the original cluster (under its name or its retired name, while
     it is the planned cluster), its instances and custom endpoints; or the original snapshot and its re-encrypted copy."""
-    if plan.get("kind") == "snapshot-plan":
-        return [s["DBClusterSnapshotArn"] for s in (planned_snapshot(neptune, plan), describe_snapshot(neptune, plan["new_snapshot_id"])) if s]
+    if plan.get("kind") == "snapshot-plan":  # a snapshot made since under the original's name is not the planned one
+        original = describe_snapshot(neptune, plan["snapshot_id"])
+        return [s["DBClusterSnapshotArn"] for s in (original if is_planned_snapshot(original, plan) else None,
+                                                     describe_snapshot(neptune, plan["new_snapshot_id"])) if s]
     arns = []
     for name in (plan["cluster_id"], plan["retired_cluster_id"]):
         cluster = clusters.get(name)
@@ -76,8 +78,9 @@ def release(step: Step) -> dict:
     clusters = _clusters(neptune, step.plan) if step.plan.get("kind") == "cluster-plan" else {}
     released = take_off(neptune, marked_by_plan(neptune, step.plan, clusters), APPROVAL_MARKS, step.execution)
     served = served_and_still_held(neptune, clusters, step.execution)
-    for cluster, tags in served:
-        hand_over_served(neptune, cluster, tags, step.execution)
+    for cluster, tags in served:  # one under the production name serves it: handed over, never stopped
+        serving = cluster["DBClusterIdentifier"].lower() == step.plan["cluster_id"].lower()
+        hand_over_served(neptune, cluster, tags, step.execution, stop=not serving)
     handed_over = [cluster["DBClusterArn"] for cluster, _ in served]
     try:
         removed = live_cutover.remove_replicator(step)["removed"]

@@ -93,16 +93,17 @@ class ReplicationImpossible(Exception):
 
 
 def boundary_policy(partition: str, account: str) -> dict:
-    """The most a replicator role may hold, whatever policy it is given (the member stack deploys it as BOUNDARY):
-    Neptune data access only from a replicator function's code, whose requests Lambda marks with the function
-    (`lambda:SourceFunctionArn`), so the role's credentials held anywhere else reach no graph (its trust policy is not a
-    condition IAM offers on CreateRole); and the network interfaces only as Lambda itself manages them with the role,
-    outside the function, where it adds no source function (so the function's code cannot unassign or delete any
-    interface's addresses). https://docs.aws.amazon.com/lambda/latest/dg/permissions-source-function-arn.html"""
+    """The most a replicator role may hold, whatever policy it is given (the member stack deploys it as BOUNDARY): the
+    data actions replication needs, on the account's clusters; and the network interfaces only as Lambda itself
+    manages them with the role, outside the function, where it adds no `lambda:SourceFunctionArn`, so that the
+    function's code cannot unassign or delete any interface's addresses (EC2 requests made from the function carry
+    the key). Neptune's data-access condition keys do not include that key, so it cannot bind the data actions to a
+    function; the RCP guardrails/rcp/replicator-roles-only-for-lambda.json keeps the role's credentials inside Lambda.
+    https://docs.aws.amazon.com/lambda/latest/dg/permissions-source-function-arn.html
+    https://docs.aws.amazon.com/neptune/latest/userguide/iam-data-condition-keys.html"""
     return {"Version": "2012-10-17", "Statement": [
-        {"Sid": "GraphsFromAReplicatorsCode", "Effect": "Allow", "Action": REPLICATION_ACTIONS,
-         "Resource": f"arn:{partition}:neptune-db:*:{account}:*/*",
-         "Condition": {"ArnLike": {"lambda:SourceFunctionArn": f"arn:{partition}:lambda:*:{account}:function:{FUNCTION_PREFIX}*"}}},
+        {"Sid": "ReplicationOnTheAccountsGraphs", "Effect": "Allow", "Action": REPLICATION_ACTIONS,
+         "Resource": f"arn:{partition}:neptune-db:*:{account}:*/*"},
         {"Sid": "NetworkInterfacesAsLambdaManagesThem", "Effect": "Allow", "Action": VPC_ACCESS_ACTIONS, "Resource": "*",
          "Condition": {"Null": {"lambda:SourceFunctionArn": "true"}}}]}
 

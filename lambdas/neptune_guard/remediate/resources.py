@@ -139,13 +139,13 @@ def hand_over(neptune, arn: str, tags: dict[str, str], execution: str, let_go: t
     neptune.remove_tags_from_resource(ResourceName=arn, TagKeys=list(let_go))
 
 
-def hand_over_served(neptune, cluster: dict, tags: dict[str, str], execution: str) -> None:
-    """A new cluster that held the production name holds writes nobody else has: stopped, and the customer's (with its
-    instances), so that the remediation role can no longer stop, change or delete it. Its served-production tag stays
-    as the record; run again, it finds nothing left to do."""
+def hand_over_served(neptune, cluster: dict, tags: dict[str, str], execution: str, *, stop: bool = True) -> None:
+    """A new cluster that held the production name holds writes nobody else has: the customer's (with its instances),
+    so that the remediation role can no longer stop, change or delete it; stopped too, unless it still serves (`stop`
+    False). Its served-production tag stays as the record; run again, it finds nothing left to do."""
     if tags.get(CREATED_BY) != execution:
         return
-    if cluster["Status"] == "available":
+    if stop and cluster["Status"] == "available":
         neptune.stop_db_cluster(DBClusterIdentifier=cluster["DBClusterIdentifier"])
     for instance in instances_in(neptune, [cluster["DBClusterIdentifier"]]).values():
         hand_over(neptune, instance["DBInstanceArn"], tags_of(neptune, instance["DBInstanceArn"]), execution, (CREATED_BY,))
