@@ -198,8 +198,9 @@ def test_an_execution_stopped_by_hand_leaves_no_approval_mark_behind(deployed):
 
 def test_a_new_cluster_that_served_is_the_customers_once_its_execution_ends_or_rolls_back(deployed, fail):
     """It holds writes nobody else has: with the execution's creation tag left on it, the remediation role could still
-    stop, change or delete it. Stopped by hand after the name swap (retiring the original failing on), the execution's
-    end hands it over; so does a rollback that keeps one."""
+    stop, change or delete it. The workflow hands it over as soon as its endpoints moved, before retiring the original
+    (a retirement that fails parks the execution). Stopped by hand after the name swap with that hand-over failing,
+    the execution's end hands it over, without stopping what serves; so does a rollback that keeps one."""
     from neptune_guard.handlers import execution_ended
     from tests.conftest import LambdaContext
 
@@ -207,11 +208,15 @@ def test_a_new_cluster_that_served_is_the_customers_once_its_execution_ends_or_r
     execution = workflow.start(sfn, arns["cluster"], request("sales"))
     retired = naming.derived("sales", "retired", naming.execution_token(execution))
     fail("stop_db_cluster", lambda *args, **kwargs: str(kwargs.get("cluster_identifier", args[0] if args else "")).lower() == retired)
+    hand_over_fails = [True]
+    fail("remove_tags_from_resource", lambda arn, keys, *rest: hand_over_fails[0] and arn.endswith(":cluster:sales")
+         and "neptune-guard:created-by" in keys)
     decide(sfn, execution, "snapshot")
     decide(sfn, execution, "cutover")
     workflows.wait_for(sfn, execution, lambda d, history: any(e.get("stateEnteredEventDetails", {}).get("name") == "NotifyNeedsAttention"
                                                              for e in history), timeout=120)
-    sfn.stop_execution(executionArn=execution, cause="stopped by hand while retiring the original failed")
+    sfn.stop_execution(executionArn=execution, cause="stopped by hand while handing over and retiring failed")
+    hand_over_fails[0] = False
     serving = clusters(session)["sales"]
     assert tags_on(session, "sales")[serving["DBClusterArn"]].get("neptune-guard:created-by") == execution  # still held
     ended = execution_ended.handler(status_change(execution, "ABORTED"), LambdaContext())
