@@ -96,7 +96,8 @@ def _remove_what_never_served(step: Step) -> tuple[list[str], list[str]]:
     cluster = describe_cluster(neptune, new)
     if cluster is not None:
         tags = tags_of(neptune, cluster["DBClusterArn"])
-        if step.execution not in (tags.get(CREATED_BY), tags.get(REMEDIATED_BY)):
+        handed_over = tags.get(REMEDIATED_BY) == step.execution and SERVED in tags  # run again after its hand-over
+        if tags.get(CREATED_BY) != step.execution and not handed_over:
             kept.append(f"{new} (not created by this execution)")
         elif SERVED in tags:
             kept.append(f"{new} (served production from {tags[SERVED]}: kept, stopped, for its owner)")
