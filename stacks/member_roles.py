@@ -50,7 +50,7 @@ class MemberRolesStack(Stack):
         functions = f"arn:{Aws.PARTITION}:lambda:*:{Aws.ACCOUNT_ID}:function:{live_cutover.FUNCTION_PREFIX}*"
         boundary = iam.ManagedPolicy(
             self, "ReplicatorBoundary", managed_policy_name=live_cutover.BOUNDARY,
-            description="The most a Neptune Guard replicator role may hold: Neptune data access from a replicator's code, and its function's network interfaces",
+            description="The most a Neptune Guard replicator role may hold: Neptune data access, and its function's network interfaces as Lambda manages them",
             document=iam.PolicyDocument.from_json(live_cutover.boundary_policy(Aws.PARTITION, Aws.ACCOUNT_ID)))
         statements = [
             ("ChooseThePath", grants["plan"] + grants["network_read"], ["*"], None),

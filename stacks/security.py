@@ -252,11 +252,12 @@ class SecurityStack(Stack):
         (twice, asynchronously); one that still fails alarms on-call."""
         ended = self._function("ExecutionEnded", "neptune_guard.handlers.execution_ended.handler", None, Duration.minutes(2), 256, {},
                                role=self.steps.role)
-        cloudwatch.Alarm(self, "ExecutionEndedErrors", metric=ended.metric_errors(period=Duration.minutes(15)), threshold=1,
-                         evaluation_periods=1, treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-                         alarm_description="An ended remediation could not be released (marks, a served cluster or its replicator): "
-                                           "see the ExecutionEnded log; Lambda retried it twice").add_alarm_action(
-            cloudwatch_actions.SnsAction(self.topic))
+        not_released = cloudwatch.Alarm(
+            self, "ExecutionEndedErrors", metric=ended.metric_errors(period=Duration.minutes(15)), threshold=1, evaluation_periods=1,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            alarm_description="An ended remediation could not be released (marks, a served cluster or its replicator): "
+                              "see the ExecutionEnded log; Lambda retried it twice")
+        not_released.add_alarm_action(cloudwatch_actions.SnsAction(self.topic))
         events.Rule(self, "ExecutionEndedRule", description="A Neptune Guard remediation execution ended: take its approval marks off",
                     event_pattern=events.EventPattern(
                         source=["aws.states"], detail_type=["Step Functions Execution Status Change"],

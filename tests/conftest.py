@@ -238,6 +238,14 @@ def findings(session, account_id, region, **filters):
     return {f["Id"]: f for page in pages for f in page["Findings"]}
 
 
+def status_change(execution: str, status: str) -> dict:
+    """What Step Functions sends EventBridge when an execution ends (or what anyone could send the function)."""
+    return {"version": "0", "id": "315c1398-40ff-a850-213b-158f73e60175", "detail-type": "Step Functions Execution Status Change",
+            "source": "aws.states", "account": execution.split(":")[4], "time": "2026-12-04T10:00:00Z", "region": execution.split(":")[3],
+            "resources": [execution],
+            "detail": {"executionArn": execution, "stateMachineArn": execution.replace(":execution:", ":stateMachine:").rsplit(":", 1)[0],
+                       "status": status}}
+
 
 @dataclass
 class LambdaContext:

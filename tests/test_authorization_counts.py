@@ -10,7 +10,7 @@ import itertools
 
 import pytest
 
-from sandbox.aws.iam_policy import evaluate, role_policies
+from sandbox.aws.iam_policy import evaluate, resolve, role_policies
 
 MEMBER, SECURITY, REGION = "111111111111", "999999999999", "us-east-1"
 OURS = f"arn:aws:states:{REGION}:{SECURITY}:execution:NeptuneGuardClusterRemediation:orders-1a2b3c4d5e6f7a8b"
@@ -269,8 +269,6 @@ def test_the_replicator_boundary_keeps_a_functions_code_off_every_network_interf
     _, members = synthesized
     boundary = next(r["Properties"]["PolicyDocument"] for r in members["Resources"].values()
                     if r["Type"] == "AWS::IAM::ManagedPolicy" and r["Properties"].get("ManagedPolicyName") == "NeptuneGuardReplicatorBoundary")
-    from sandbox.aws.iam_policy import resolve
-
     boundary = resolve(boundary, REFERENCES)
     replicator = f"arn:aws:lambda:{REGION}:{MEMBER}:function:neptune-guard-replicator-1a2b3c4d5e6f7a8b"
     for action in ("neptune-db:ReadDataViaQuery", "neptune-db:WriteDataViaQuery", "neptune-db:DeleteDataViaQuery", "neptune-db:GetStreamRecords"):

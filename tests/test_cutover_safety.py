@@ -9,7 +9,7 @@ from neptune_guard.remediate import naming
 from neptune_guard.tags import CUTOVER, DECOMMISSION_APPROVED_BY, RETIRED_BY
 from sandbox.aws import write_activity
 from sandbox.demo import workflows
-from tests.conftest import decide, final_state, finish, member_session
+from tests.conftest import decide, final_state, finish, member_session, status_change
 
 ACCOUNT, REGION = "111111111111", "us-east-1"
 SCENARIO = {"accounts": {ACCOUNT: {REGION: {
@@ -164,14 +164,6 @@ def test_a_retired_original_deleted_by_hand_during_its_soak_ends_the_execution_o
     arn = neptune.describe_db_cluster_snapshots(DBClusterSnapshotIdentifier=snapshot)["DBClusterSnapshots"][0]["DBClusterSnapshotArn"]
     tags = {t["Key"]: t["Value"] for t in neptune.list_tags_for_resource(ResourceName=arn)["TagList"]}
     assert tags == {"neptune-guard:remediated-by": execution} and retention_reason(tags) is None
-
-
-def status_change(execution, status):
-    """What Step Functions sends EventBridge when an execution ends (or what anyone could send the function)."""
-    return {"version": "0", "id": "315c1398-40ff-a850-213b-158f73e60175", "detail-type": "Step Functions Execution Status Change",
-            "source": "aws.states", "account": "123456789012", "time": "2026-12-04T10:00:00Z", "region": REGION, "resources": [execution],
-            "detail": {"executionArn": execution, "stateMachineArn": execution.replace(":execution:", ":stateMachine:").rsplit(":", 1)[0],
-                       "status": status}}
 
 
 def test_an_execution_stopped_by_hand_leaves_no_approval_mark_behind(deployed):

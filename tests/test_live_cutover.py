@@ -484,8 +484,7 @@ def test_a_replicator_left_by_an_execution_stopped_by_hand_is_removed_when_it_en
     from neptune_guard.approve import workflow
     from neptune_guard.handlers import execution_ended
     from neptune_guard.remediate.ended import ReplicatorStillReleasing
-    from tests.conftest import LambdaContext
-    from tests.test_cutover_safety import status_change
+    from tests.conftest import LambdaContext, status_change
 
     session, sfn, arns = deployed
     execution = workflow.start(sfn, arns["cluster"], request("graph"))

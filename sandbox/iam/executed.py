@@ -103,6 +103,12 @@ class Decision:
 # Resolving the synthesized templates.
 
 
+def managed_policy_arns(template: dict, account: str) -> dict[str, str]:
+    """{logical id: ARN} of the template's named managed policies in `account` (a managed policy's Ref is its ARN)."""
+    return {k: f"arn:aws:iam::{account}:policy{r['Properties'].get('Path', '/')}{r['Properties']['ManagedPolicyName']}"
+            for k, r in template["Resources"].items() if r["Type"] == "AWS::IAM::ManagedPolicy" and "ManagedPolicyName" in r["Properties"]}
+
+
 def template_roles(template: dict, account: str, region: str, parameters: dict[str, str],
                    physical: dict[str, str]) -> dict[str, Role]:
     """{logical id: Role} for a template deployed in `account`: each role's ARN (its RoleName, or its logical id when
@@ -112,11 +118,9 @@ def template_roles(template: dict, account: str, region: str, parameters: dict[s
     items = template["Resources"]
     role_arns = {k: f"arn:aws:iam::{account}:role/{r['Properties'].get('RoleName', k)}"
                  for k, r in items.items() if r["Type"] == "AWS::IAM::Role"}
-    managed_policy_arns = {k: f"arn:aws:iam::{account}:policy{r['Properties'].get('Path', '/')}{r['Properties']['ManagedPolicyName']}"
-                           for k, r in items.items() if r["Type"] == "AWS::IAM::ManagedPolicy" and "ManagedPolicyName" in r["Properties"]}
     references = {"AWS::Partition": "aws", "AWS::AccountId": account, "AWS::Region": region, **parameters,
                   **{k: k for k in items}, **physical, **{k: arn.rsplit("/", 1)[1] for k, arn in role_arns.items()},
-                  **managed_policy_arns}  # a managed policy's Ref is its ARN
+                  **managed_policy_arns(template, account)}
     attributes = {}
     for logical, item in items.items():
         service = item["Type"].split("::")[1].lower()
@@ -701,14 +705,13 @@ def deploy(session: boto3.Session, security_template: dict, member_template: dic
                 member_iam.create_role(RoleName=role.arn.rsplit("/", 1)[1], AssumeRolePolicyDocument=json.dumps(role.trust))
         # The stack's named managed policies exist in the account as CloudFormation makes them: the replicator's
         # permissions boundary is one, and the local Neptune evaluates a replicator's requests against it.
-        named = {logical: item["Properties"] for logical, item in member_template["Resources"].items()
-                 if item["Type"] == "AWS::IAM::ManagedPolicy" and "ManagedPolicyName" in item["Properties"]}
-        references = {**member_parameters, **{logical: f"arn:aws:iam::{member}:policy{p.get('Path', '/')}{p['ManagedPolicyName']}"
-                                              for logical, p in named.items()}}  # a managed policy's Ref is its ARN
-        for properties in named.values():
+        policies = managed_policy_arns(member_template, member)
+        for logical in policies:
+            properties = member_template["Resources"][logical]["Properties"]
+            document = managed_policy(member_template, properties["ManagedPolicyName"], member, region, {**member_parameters, **policies})
             with contextlib.suppress(member_iam.exceptions.EntityAlreadyExistsException):
                 member_iam.create_policy(PolicyName=properties["ManagedPolicyName"], Path=properties.get("Path", "/"),
-                                         PolicyDocument=json.dumps(deployed(properties["PolicyDocument"], member, region, references)))
+                                         PolicyDocument=json.dumps(document))
     harness = ExecutedIAM(roles, organization_id, set(accounts))
     machine_functions = {physical[k]: physical[next(v["Fn::GetAtt"][0] for v in i["Properties"]["DefinitionSubstitutions"].values()
                                                     if isinstance(v, dict) and "Fn::GetAtt" in v)]
