@@ -1,11 +1,14 @@
 """The freeze path's windows, driven through the real ASL: a write in each gap the metrics proof used to leave is caught."""
 
+import json
+
 import pytest
 from moto.rds import models as rds_models
 
 from neptune_guard.approve import approvals, workflow
 from neptune_guard.detect.inventory import retention_reason
-from neptune_guard.remediate import naming
+from neptune_guard.remediate import naming, notify
+from neptune_guard.remediate.resources import Step
 from neptune_guard.tags import CUTOVER, DECOMMISSION_APPROVED_BY, RETIRED_BY
 from sandbox.aws import write_activity
 from sandbox.demo import workflows
@@ -207,6 +210,12 @@ def test_a_new_cluster_that_served_is_the_customers_once_its_execution_ends_or_r
     decide(sfn, execution, "cutover")
     workflows.wait_for(sfn, execution, lambda d, history: any(e.get("stateEnteredEventDetails", {}).get("name") == "NotifyNeedsAttention"
                                                              for e in history), timeout=120)
+    history = sfn.get_execution_history(executionArn=execution, maxResults=1000, reverseOrder=True)["events"]
+    asked = json.loads(next(e["stateEnteredEventDetails"]["input"] for e in history
+                            if e.get("stateEnteredEventDetails", {}).get("name") == "NotifyNeedsAttention"))
+    assert asked["hand_over_error"] and asked["bookkeeping_error"]  # two faults in a row: neither hides the other
+    told = notify.hand_over_note(Step(request=asked["request"], execution=execution, plan=asked["plan"], state=asked))
+    assert "sales, which serves now, could not be handed over" in told[0] and execution in told[0]
     sfn.stop_execution(executionArn=execution, cause="stopped by hand while handing over and retiring failed")
     hand_over_fails[0] = False
     serving = clusters(session)["sales"]

@@ -12,7 +12,8 @@ from neptune_guard import aws
 from neptune_guard.remediate import endpoints
 from neptune_guard.remediate.plan import DEFAULT_APPROVAL_TIMEOUT_SECONDS
 from neptune_guard.remediate.resources import Step, iso, parse_arn, utcnow
-from neptune_guard.tags import CUTOVER, DECOMMISSION_APPROVED_BY, FINDING_REMEDIATION_FIELDS, REPLACED_BY, RETAINED_UNTIL, RETIRED_BY
+from neptune_guard.tags import (CREATED_BY, CUTOVER, DECOMMISSION_APPROVED_BY, FINDING_REMEDIATION_FIELDS, REPLACED_BY, RETAINED_UNTIL, RETIRED_BY,
+                               SERVED)
 
 
 def request_approval(step: Step, stage: str, task_token: str) -> dict:
@@ -96,7 +97,7 @@ def notify(step: Step, outcome: str) -> dict:
         f"WRITES AFTER THE CUTOVER reached the retired original {step.plan['retired_cluster_id']} (first commit: "
         f"{quiet['past_position']}): they are not in {step.plan['cluster_id']}. It is kept, and decommission will refuse to "
         "delete it until a person has reconciled them.",))
-    notes += _endpoints_not_moved(step)
+    notes += _endpoints_not_moved(step) + hand_over_note(step)
     if step.state.get("release_error"):
         notes += (f"This execution's tags could not be taken off the kept {step.plan['retired_cluster_id']} "
                   f"({step.state['release_error'].get('Error')}): while its marks stay, the remediation role may still stop, change "
@@ -106,6 +107,17 @@ def notify(step: Step, outcome: str) -> dict:
     send_notification(notifications.outcome(step.execution, step.request, outcome, step.state.get("error"), {
         "rollback": step.state.get("rollback"), "needs_attention": step.state.get("bookkeeping_error"), "plan": step.plan}, notes))
     return {"notified": outcome}
+
+
+def hand_over_note(step: Step) -> tuple[str, ...]:
+    """A hand-over that failed, in its own field (`hand_over_error`): a retirement that fails after it must not hide it."""
+    failed = step.state.get("hand_over_error")
+    if not failed:
+        return ()
+    return (f"{step.plan['cluster_id']}, which serves now, could not be handed over ({failed.get('Error')}): while it and its "
+            f"instances carry {CREATED_BY} naming {step.execution}, the remediation role may still stop, change or delete them. "
+            f"The end of this execution hands them over; to do it now, remove that tag and {SERVED} from them "
+            "(aws rds remove-tags-from-resource).",)
 
 
 def _endpoints_not_moved(step: Step) -> tuple[str, ...]:
