@@ -53,7 +53,7 @@ class MemberRolesStack(Stack):
             description="The most a Neptune Guard replicator role may hold: Neptune data access, and its function's network interfaces as Lambda manages them",
             document=iam.PolicyDocument.from_json(live_cutover.boundary_policy(Aws.PARTITION, Aws.ACCOUNT_ID)))
         statements = [
-            ("ChooseThePath", grants["plan"] + grants["network_read"], ["*"], None),
+            ("ChooseThePath", grants["plan"] + grants["network_read"] + grants["find_code_signing"], ["*"], None),
             ("CreateTheReplicatorGroupTagged", ["ec2:CreateSecurityGroup"], [f"{ec2}:security-group/*"], tagged_for_an_execution(CREATED_BY, requested=True)),
             ("InTheClustersVpc", ["ec2:CreateSecurityGroup"], [f"{ec2}:vpc/*"], None),
             # No rule, on any group: IAM cannot limit what a rule would open. The replicator joins what the clusters
@@ -67,7 +67,8 @@ class MemberRolesStack(Stack):
             ("ReadTheReplicatorRole", ["iam:GetRole"], [replicator_role, f"arn:{Aws.PARTITION}:iam::{Aws.ACCOUNT_ID}:role/{live_cutover.ROLE_PREFIX}*"], None),
             ("PassTheReplicatorRoleToLambdaOnly", grants["pass_role"], [replicator_role],
              {"StringEquals": {"iam:PassedToService": "lambda.amazonaws.com"}}),
-            ("TheReplicatorFunction", grants["function"], [functions], None),
+            # CreateFunction is the member regional stack's, under its code-signing configuration (stacks/member_events.py).
+            ("TheReplicatorFunction", [a for a in grants["function"] if a != "lambda:CreateFunction"], [functions], None),
             ("ReadTheRetiredOriginalsStream", grants["read_retired_stream"], [f"arn:{Aws.PARTITION}:rds:*:{Aws.ACCOUNT_ID}:cluster:*"],
              tagged_for_an_execution(CUTOVER)),
         ]

@@ -4,11 +4,12 @@ account of the Organization."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from pathlib import Path
 
-from aws_cdk import Aws, CfnOutput, Duration, Fn, RemovalPolicy, Stack
+from aws_cdk import Aws, CfnOutput, CustomResource, Duration, Fn, RemovalPolicy, Stack
 from aws_cdk import aws_cloudformation as cloudformation
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
@@ -20,6 +21,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as lambda_events
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_signer as signer
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_ssm as ssm
 from aws_cdk import aws_sns_subscriptions as subscriptions
@@ -32,6 +34,7 @@ from constructs import Construct
 from neptune_guard.approve import approval_marks
 from neptune_guard.detect.changes import CLOUDTRAIL, WATCHED
 from neptune_guard.options import METRICS_NAMESPACE
+from neptune_guard.remediate import replicator_package
 
 from . import lambda_code
 from .config import (APPROVAL_ROLE, CHANGE_BUS, CLUSTER_STATE_MACHINE, DETECTOR_ROLE, PLANNER_ROLE, SCAN_STATE_MACHINE, SNAPSHOT_STATE_MACHINE,
@@ -99,6 +102,7 @@ class SecurityStack(Stack):
                        for name in (CLUSTER_STATE_MACHINE, SNAPSHOT_STATE_MACHINE)]))
         self.topic.grant_publish(self.steps)
         key.grant(self.steps, "kms:Decrypt", "kms:GenerateDataKey*")
+        self.signing_profile = self._replicator_signing()
         steps = {"StepsFunctionArn": self.steps.function_arn}
         self.cluster_workflow = self._state_machine("ClusterRemediation", CLUSTER_STATE_MACHINE, "cluster_remediation", self.steps, steps)
         self.snapshot_workflow = self._state_machine("SnapshotRemediation", SNAPSHOT_STATE_MACHINE, "snapshot_remediation", self.steps,
@@ -128,6 +132,42 @@ class SecurityStack(Stack):
             environment={"POWERTOOLS_SERVICE_NAME": f"neptune-guard-{name.lower()}", "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
                          **environment},
         )
+
+    def _replicator_signing(self) -> signer.SigningProfile:
+        """The replicator's code, signed when the stack is deployed (remediate/replicator_package.py): a versioned bucket
+        (Signer reads a version), the one signing profile the member accounts' code-signing configurations accept, and
+        the custom resource that signs the code and tells the steps function where the signed package is."""
+        bucket = s3.Bucket(self, "ReplicatorPackage", encryption=s3.BucketEncryption.S3_MANAGED, enforce_ssl=True, versioned=True,
+                           block_public_access=s3.BlockPublicAccess.BLOCK_ALL, removal_policy=RemovalPolicy.RETAIN,
+                           object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED)
+        NagSuppressions.add_resource_suppressions(bucket, [{"id": "AwsSolutions-S1", "reason": (
+            "Written only by the stack's signing custom resource and AWS Signer, read only by the steps function: each "
+            "write is a signing job Signer records. A second bucket for its access logs would need the same exemption.")}])
+        profile = signer.SigningProfile(self, "ReplicatorSigning", platform=signer.Platform.AWS_LAMBDA_SHA384_ECDSA,
+                                        signature_validity=Duration.days(3650))
+        sign = self._function("SignReplicator", "neptune_guard.handlers.sign_replicator.handler", None, Duration.minutes(3), 256,
+                              {"PACKAGE_BUCKET": bucket.bucket_name, "SIGNING_PROFILE_NAME": profile.signing_profile_name})
+        # Signer reads the source and writes the signed package with the caller's permissions.
+        # https://docs.aws.amazon.com/signer/latest/developerguide/signing-jobs-lambda.html
+        unsigned, signed_packages = (bucket.arn_for_objects(f"{prefix}*") for prefix in (replicator_package.UNSIGNED_PREFIX,
+                                                                                          replicator_package.SIGNED_PREFIX))
+        for sid, actions, resources in (
+                ("PutTheCodeToSign", ["s3:PutObject"], [unsigned]),
+                ("SignerReadsItAsTheCaller", ["s3:GetObject", "s3:GetObjectVersion"], [unsigned]),
+                ("SignerWritesTheSignedPackageAsTheCaller", ["s3:PutObject"], [signed_packages]),
+                ("SignWithTheReplicatorProfile", ["signer:StartSigningJob"], [profile.signing_profile_arn]),
+                ("ReadTheJob", ["signer:DescribeSigningJob"], ["*"])):  # DescribeSigningJob has no resource type
+            sign.add_to_role_policy(iam.PolicyStatement(sid=sid, actions=actions, resources=resources))
+        provider_logs = logs.LogGroup(self, "SignReplicatorProviderLogs", retention=RETENTION[self.config.log_retention_days],
+                                      encryption_key=self.logs_key, removal_policy=RemovalPolicy.RETAIN)
+        provider = cr.Provider(self, "SignReplicatorProvider", on_event_handler=sign, log_group=provider_logs)
+        signed = CustomResource(self, "SignedReplicator", service_token=provider.service_token,
+                                properties={"CodeSha256": hashlib.sha256(replicator_package.code_zip()).hexdigest()})
+        self.steps.add_to_role_policy(iam.PolicyStatement(sid="ReadTheSignedReplicator", actions=replicator_package.PERMISSIONS["read_package"],
+                                                          resources=[signed_packages]))
+        self.steps.add_environment(replicator_package.PACKAGE_ENVIRONMENT, signed.get_att_string("Package"))
+        self.steps.add_environment(replicator_package.PROFILE_ENVIRONMENT, profile.signing_profile_version_arn)
+        return profile
 
     def _may_assume(self, role: iam.IRole, member_role_name: str) -> None:
         """The member role by name in any account, of the Organization only: a configured account outside it, or a role
@@ -425,9 +465,12 @@ class SecurityStack(Stack):
         )
 
     def _member_events_stack_set(self, template: dict) -> cloudformation.CfnStackSet:
-        return self._stack_set("MemberEvents", "NeptuneGuardMemberEvents", template, "CAPABILITY_IAM",
-                               {"SecurityRegion": Aws.REGION},
-                               list(self.config.change_regions))  # rules are regional: every region changes are forwarded from
+        stack_set = self._stack_set(
+            "MemberEvents", "NeptuneGuardMemberEvents", template, "CAPABILITY_IAM",
+            {"SecurityRegion": Aws.REGION, "ReplicatorSigningProfileVersionArn": self.signing_profile.signing_profile_version_arn},
+            list(self.config.change_regions))  # regional: every region changes are forwarded from and replicators run in
+        stack_set.node.add_dependency(self.stack_set)  # its replicator grant is a policy of the member remediation role
+        return stack_set
 
     def _member_stack_set(self, member_template: dict) -> cloudformation.CfnStackSet:
         stack_set = self._stack_set("MemberRoles", "NeptuneGuardMemberRoles", member_template, "CAPABILITY_NAMED_IAM",

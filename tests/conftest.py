@@ -6,18 +6,22 @@ import boto3
 import pytest
 
 from neptune_guard.approve import approvals
+from neptune_guard.remediate import replicator_package
 from sandbox.aws import moto_fixes
 from sandbox.demo import workflows
 from sandbox.demo.workflows import final_state  # noqa: F401  (the workflow tests import it from here)
-from sandbox.demo.organization import seed
+from sandbox.demo.organization import scenario_regions, seed
 
 REGIONS = ("us-east-1", "eu-west-1")
 EXAMPLE_ORGANIZATION = "o-exampleorgid"  # cdk.json leaves organizationId empty: synth refuses to guess it
 
 
 def local_environment(patch: pytest.MonkeyPatch) -> None:
-    """No test ever reaches real AWS: fake credentials, a fixed region, no endpoint override."""
-    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+    """No test ever reaches real AWS: fake credentials, a fixed region, no endpoint override; and no deployment's
+    replicator package left in the process by a function of an earlier test's local AWS (the in-process Lambda
+    runtime leaves a function's environment applied)."""
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN",
+                 replicator_package.PACKAGE_ENVIRONMENT, replicator_package.PROFILE_ENVIRONMENT):
         patch.delenv(name, raising=False)
     patch.setenv("AWS_ACCESS_KEY_ID", "testing")
     patch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
@@ -77,7 +81,7 @@ def deployments(session: boto3.Session):
     with workflows.fast_clock(), contextlib.ExitStack() as servers:
         def _deploy(scenario: dict):
             seed(scenario, session)
-            arns = workflows.deploy(session)
+            arns = workflows.deploy(session, member_regions=scenario_regions(scenario))
             arns["approval_url"] = servers.enter_context(function_urls.serve(session, arns["approval_function"])).url
             sfn = session.client("stepfunctions", region_name="us-east-1")
             deployed.append((sfn, arns))

@@ -103,7 +103,7 @@ def test_a_small_organization_may_scan_in_the_detector_alone(tmp_path):
         "ScheduleExpression": CONTEXT["neptune-guard:schedule"],
         "Targets": [{"Arn": {"Fn::GetAtt": [Match.string_like_regexp("Detector"), "Arn"]}, "Id": Match.any_value()}],
     })
-    assert not template.find_resources("AWS::S3::Bucket")
+    assert [k for k in template.find_resources("AWS::S3::Bucket") if not k.startswith("ReplicatorPackage")] == []  # no runs bucket
     for metric in ("accounts_failed", "account_regions_failed", "account_regions_partly_read", "account_regions_unpublished"):
         template.has_resource_properties("AWS::CloudWatch::Alarm", {"MetricName": metric, "AlarmActions": [{"Ref": Match.any_value()}]})
     assert len(template.find_resources("AWS::StepFunctions::StateMachine")) == 2
@@ -298,7 +298,7 @@ def test_members_forward_the_watched_changes_to_a_bus_only_the_organization_may_
                                                    "CreateGraph", "RestoreGraphFromSnapshot"}
     (target,) = rule["Properties"]["Targets"]
     assert "event-bus/NeptuneGuardChanges" in json.dumps(target["Arn"]) and "RoleArn" in target
-    (policy,) = members.find_resources("AWS::IAM::Policy").values()
+    (policy,) = [p for p in members.find_resources("AWS::IAM::Policy").values() if "Ref" in p["Properties"]["Roles"][0]]
     (put,) = policy["Properties"]["PolicyDocument"]["Statement"]
     assert actions(put) == ["events:PutEvents"] and "event-bus/NeptuneGuardChanges" in json.dumps(put["Resource"])
 
@@ -323,7 +323,7 @@ def test_every_function_runs_on_arm64(stacks):
     _, _, security, _ = stacks
     functions = security.find_resources("AWS::Lambda::Function")
     ours = {k: f for k, f in functions.items() if f["Properties"].get("Handler", "").startswith("neptune_guard.handlers.")}
-    assert len(ours) == 6 and all(f["Properties"]["Architectures"] == ["arm64"] for f in ours.values())
+    assert len(ours) == 7 and all(f["Properties"]["Architectures"] == ["arm64"] for f in ours.values())
 
 
 def test_no_state_machine_definition_holds_a_partial_placeholder(stacks):
@@ -350,3 +350,40 @@ def test_cfn_lint_finds_no_error_in_the_synthesized_templates(stacks, tmp_path):
     findings = json.loads(linted.stdout or "[]")
     errors = [f"{f['Rule']['Id']} {f['Message']} ({f['Filename']})" for f in findings if f["Level"] == "Error"]
     assert errors == [] and linted.returncode in (0, 4, 8, 12), linted.stderr  # 4, 8: warnings and informational only
+
+
+def test_a_replicator_can_be_made_only_from_the_code_the_security_stack_signed(stacks):
+    """The security stack signs the replicator at deployment and hands its profile version to the regional member
+    stack, whose code-signing configuration accepts that profile alone and enforces it; the remediation role's only
+    CreateFunction grant is that stack's, per region, under that configuration, and the roles stack grants none."""
+    from neptune_guard.remediate import live_cutover, replicator_package
+
+    _, _, security, members_roles = stacks
+    profile = next(iter(security.find_resources("AWS::Signer::SigningProfile")))
+    security.has_resource_properties("AWS::Signer::SigningProfile", {"PlatformId": "AWSLambda-SHA384-ECDSA"})
+    stack_sets = {s["Properties"]["StackSetName"]: (k, s) for k, s in security.find_resources("AWS::CloudFormation::StackSet").items()}
+    _, events = stack_sets["NeptuneGuardMemberEvents"]
+    assert stack_sets["NeptuneGuardMemberRoles"][0] in events["DependsOn"]  # the grant is a policy of a role that stack makes
+    parameters = {p["ParameterKey"]: p["ParameterValue"] for p in events["Properties"]["Parameters"]}
+    assert parameters["ReplicatorSigningProfileVersionArn"] == {"Fn::GetAtt": [profile, "ProfileVersionArn"]}
+    steps = next(f["Properties"] for f in security.find_resources("AWS::Lambda::Function").values()
+                 if f["Properties"]["Handler"] == "neptune_guard.handlers.steps.handler")["Environment"]["Variables"]
+    assert steps[replicator_package.PROFILE_ENVIRONMENT] == {"Fn::GetAtt": [profile, "ProfileVersionArn"]}
+    (signed,) = security.find_resources("AWS::CloudFormation::CustomResource").values()
+    assert steps[replicator_package.PACKAGE_ENVIRONMENT]["Fn::GetAtt"][1] == "Package"
+    assert signed["Properties"]["CodeSha256"] == __import__("hashlib").sha256(replicator_package.code_zip()).hexdigest()
+
+    regional = Template.from_json(json.loads(events["Properties"]["TemplateBody"]))
+    (config_id, config), = regional.find_resources("AWS::Lambda::CodeSigningConfig").items()
+    assert config["Properties"]["AllowedPublishers"] == {"SigningProfileVersionArns": [{"Ref": "ReplicatorSigningProfileVersionArn"}]}
+    assert config["Properties"]["CodeSigningPolicies"] == {"UntrustedArtifactOnDeployment": "Enforce"}
+    (creation,) = [p["Properties"] for p in regional.find_resources("AWS::IAM::Policy").values() if "Ref" not in p["Properties"]["Roles"][0]]
+    assert creation["Roles"] == [CONTEXT.get("neptune-guard:remediationRoleName", "NeptuneGuardRemediation")]
+    (statement,) = creation["PolicyDocument"]["Statement"]
+    expected = live_cutover.creation_statement("PARTITION", "REGION", "ACCOUNT", "CONFIG")
+    assert statement["Action"] == expected["Action"] and statement["Effect"] == "Allow"
+    assert statement["Condition"] == {"StringEquals": {"lambda:CodeSigningConfigArn": {"Fn::GetAtt": [config_id, "CodeSigningConfigArn"]}}}
+    assert "function:" + live_cutover.FUNCTION_PREFIX + "*" in json.dumps(statement["Resource"]) and "AWS::Region" in json.dumps(statement["Resource"])
+    granted = [a for s in statements(members_roles) for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])]
+    assert "lambda:CreateFunction" not in granted and "lambda:UpdateFunctionCode" not in granted
+

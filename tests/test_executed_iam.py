@@ -308,9 +308,35 @@ def test_the_remediation_roles_own_credentials_cannot_touch_an_untagged_customer
     assert customer_group in {g["GroupId"] for g in member.client("ec2", region_name=REGION).describe_security_groups()["SecurityGroups"]}
     assert len(harness.denied()) == len(attempts)
 
+    # The replicator's own grants, used for code of one's own: a role within the boundary may be made, and a function
+    # under the region's code-signing configuration may be asked for, but Lambda refuses a package Neptune Guard did not
+    # sign; without the configuration IAM refuses the request (the attempt above).
+    mallory = iam.create_role(RoleName="NeptuneGuardReplicator-mallory", Path="/neptune-guard/", AssumeRolePolicyDocument=trust,
+                              PermissionsBoundary=boundary, Tags=ours)["Role"]["Arn"]
+    (config,) = [c["CodeSigningConfigArn"] for c in lam.list_code_signing_configs()["CodeSigningConfigs"]]
+    with pytest.raises(ClientError) as refused:
+        lam.create_function(FunctionName="neptune-guard-replicator-mallory", Runtime="python3.13", Handler="x.handler", Role=mallory,
+                            Code={"ZipFile": _zip("x.py", "def handler(event, context):\n    return event\n")},
+                            CodeSigningConfigArn=config, Tags={ours[0]["Key"]: ours[0]["Value"]})
+    assert refused.value.response["Error"]["Code"] == "CodeVerificationFailedException"
+    assert len(harness.denied()) == len(attempts)  # IAM let it through: the signature refused it
+    assert not [f for f in member.client("lambda", region_name=REGION).list_functions()["Functions"]
+                if f["FunctionName"].startswith("neptune-guard-replicator-")]
+    iam.delete_role(RoleName="NeptuneGuardReplicator-mallory")
+
     # The security roles assume member roles by name only in the Organization's accounts.
     for role in ("NeptuneGuardDetector", "NeptuneGuardWorkflow", "NeptuneGuardTrigger"):
         for member_role in ("NeptuneGuardAudit", "NeptuneGuardRemediation", "NeptuneGuardTriggerAccess"):
             outside = harness.decide(f"arn:aws:iam::123456789012:role/{role}", "sts:AssumeRole",
                                      f"arn:aws:iam::999988887777:role/{member_role}", {})
             assert not outside.allowed and "implicitly denied" in outside.reason, outside
+
+
+def _zip(name: str, text: str) -> bytes:
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr(name, text)
+    return buffer.getvalue()

@@ -203,8 +203,10 @@ def test_a_malformed_response_in_one_region_is_that_units_error_only(world, monk
 
 
 HANDLERS = {"approval": None, "change_scan": "InvalidEvent", "detector": "InvalidEvent", "execution_ended": "InvalidEvent",
-            "scheduled_scan": "InvalidScanEvent", "steps": "InvalidStepEvent", "trigger": "InvalidEvent"}
+            "scheduled_scan": "InvalidScanEvent", "sign_replicator": "InvalidEvent",
+            "steps": "InvalidStepEvent", "trigger": "InvalidEvent"}
 MALFORMED_EVENTS = [{}, [], None, "event", 7, {"detail": None}, {"Records": "x"}, {"Records": [{"body": 1}]},
+                    {"RequestType": "Drop"},
                     {"requestContext": {}}, {"detail-type": "Scheduled Event", "source": "aws.events", "detail": []}]
 
 
@@ -215,7 +217,8 @@ def test_every_handler_refuses_an_event_of_another_shape_in_one_line(local_aws, 
 
     monkeypatch.setenv("CLUSTER_STATE_MACHINE_ARN", "arn:aws:states:us-east-1:123456789012:stateMachine:NeptuneGuardClusterRemediation")
     monkeypatch.setenv("APPROVER_PRINCIPALS", "arn:aws:sts::123456789012:assumed-role/NeptuneGuardOnCall/*")
-    handler = importlib.import_module(f"neptune_guard.handlers.{name}").handler
+    module, _, entry = name.partition(".")
+    handler = getattr(importlib.import_module(f"neptune_guard.handlers.{module}"), entry or "handler")
     if HANDLERS[name] is None:  # the approval endpoint answers in HTTP: one 400 line
         answer = handler(event, LambdaContext())
         assert answer["statusCode"] == 400 and "\n" not in json.loads(answer["body"])["message"]

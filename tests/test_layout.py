@@ -27,10 +27,11 @@ SIDE_BY_SIDE = [("neptune_guard.detect", "neptune_guard.remediate"), ("neptune_g
 # Inside remediate/: strictly downward.
 STAGES = {
     "naming": 0, "resources": 0, "notifications": 0, "replication": 0, "network": 0,
-    "guard": 1, "plan": 1,
-    "writes": 2, "endpoints": 2, "live_cutover": 2,
-    "rebuild": 3, "ended": 3, "cutover": 3, "decommission": 3, "rollback": 3, "notify": 3, "snapshot": 3,
-    "cluster": 4,
+    "replicator_package": 1,
+    "guard": 2, "plan": 2,
+    "writes": 3, "endpoints": 3, "live_cutover": 3,
+    "rebuild": 4, "ended": 4, "cutover": 4, "decommission": 4, "rollback": 4, "notify": 4, "snapshot": 4,
+    "cluster": 5,
 }
 SANDBOX = {"sandbox.aws": {"sandbox.aws"}, "sandbox.iam": {"sandbox.aws", "sandbox.iam", "sandbox.demo"},
            "sandbox.demo": {"sandbox.aws", "sandbox.demo"}}
@@ -146,7 +147,7 @@ def test_each_check_catches_what_it_is_for():
 
 
 def test_the_replicator_ships_alone_and_imports_nothing_of_the_library_beyond_its_zip(tmp_path):
-    """The replicator function's code is live_cutover.code_zip(): replication.py and its packages' markers. In the local
+    """The replicator function's code is replicator_package.code_zip(): replication.py and its packages' markers. In the local
     AWS its handler runs in-process, so a missing import would break only in AWS: import it from the unpacked zip
     alone, with botocore and no site hooks (no development install), and see nothing else of ours come in."""
     import subprocess
@@ -155,9 +156,9 @@ def test_the_replicator_ships_alone_and_imports_nothing_of_the_library_beyond_it
     import zipfile
     from io import BytesIO
 
-    from neptune_guard.remediate import live_cutover
+    from neptune_guard.remediate import replicator_package
 
-    zipfile.ZipFile(BytesIO(live_cutover.code_zip())).extractall(tmp_path)
+    zipfile.ZipFile(BytesIO(replicator_package.code_zip())).extractall(tmp_path)
     assert imported_names(LIBRARY / "neptune_guard" / "__init__.py", "neptune_guard") == set()
     assert imported_names(LIBRARY / "neptune_guard" / "remediate" / "__init__.py", "neptune_guard.remediate") == set()
     probe = ("import sys, neptune_guard.remediate.replication as r; "

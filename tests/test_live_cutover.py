@@ -374,18 +374,18 @@ def test_a_streams_cluster_its_groups_do_not_admit_from_inside_takes_the_freeze_
     neptune, ec2 = local_aws.client("neptune", region_name=REGION), local_aws.client("ec2", region_name=REGION)
     ledger = neptune.describe_db_clusters(DBClusterIdentifier="ledger")["DBClusters"][0]
     (group,) = [g["VpcSecurityGroupId"] for g in ledger["VpcSecurityGroups"]]
-    path = streams_path(neptune, ec2, ledger, 3600)
+    path = streams_path(neptune, ec2, local_aws.client("lambda", region_name=REGION), ledger, 3600)
     assert path["path"] == "streams" and path["network"]["reach"]["via"] == "address range"
     rules_before = ec2.describe_security_group_rules(Filters=[{"Name": "group-id", "Values": [group]}])["SecurityGroupRules"]
     ec2.revoke_security_group_ingress(GroupId=group, IpPermissions=[_from_range("172.31.0.0/16")])
-    path = streams_path(neptune, ec2, ledger, 3600)
+    path = streams_path(neptune, ec2, local_aws.client("lambda", region_name=REGION), ledger, 3600)
     assert path["path"] == "freeze" and "neither a security group nor an IPv4 range" in path["why"]
     subnets = [s["SubnetIdentifier"] for s in neptune.describe_db_subnet_groups(DBSubnetGroupName=ledger["DBSubnetGroup"])["DBSubnetGroups"][0]["Subnets"]]
     assert not _reaches(local_aws, ledger, subnets, group)  # even inside the cluster's own group: it admits no one now
     vpc = ec2.describe_security_groups(GroupIds=[group])["SecurityGroups"][0]["VpcId"]
     application = ec2.create_security_group(GroupName="application", Description="the application", VpcId=vpc)["GroupId"]
     ec2.authorize_security_group_ingress(GroupId=group, IpPermissions=[_from_group(application)])
-    path = streams_path(neptune, ec2, ledger, 3600)
+    path = streams_path(neptune, ec2, local_aws.client("lambda", region_name=REGION), ledger, 3600)
     assert path["network"]["reach"] == {"via": "security group", "group_id": application, "subnets": path["network"]["subnets"]}
     assert _reaches(local_aws, ledger, subnets, application)
     ec2.revoke_security_group_egress(GroupId=application, IpPermissions=[{"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
@@ -401,22 +401,29 @@ def test_the_replicator_reads_and_writes_only_the_clusters_it_was_made_for(monke
 
     from neptune_guard.remediate import live_cutover, replication
 
-    plan = {"cluster_id": "Ledger", "new_cluster_id": "ledger-cmk-1a2b", "retired_cluster_id": "ledger-retired-1a2b"}
+    plan = {"cluster_id": "Ledger", "new_cluster_id": "ledger-cmk-ng1a2b3c4d", "retired_cluster_id": "ledger-retired-ng1a2b3c4d"}
     for name, hosts in live_cutover.replicator_hosts(plan, "ledger.cluster-c0ffee.us-east-1.neptune.amazonaws.com").items():
         monkeypatch.setenv(name, hosts)
 
     def cluster(name):
         return {"endpoint": f"{name}.cluster-c0ffee.us-east-1.neptune.amazonaws.com", "region": REGION}
 
-    context = SimpleNamespace(get_remaining_time_in_millis=lambda: 900_000)
-    refused = [{"action": "replicate", "source": cluster("ledger-retired-1a2b"), "target": cluster("ledger")},  # production
+    context = SimpleNamespace(get_remaining_time_in_millis=lambda: 900_000, function_name="neptune-guard-replicator-1a2b3c4d")
+    refused = [{"action": "replicate", "source": cluster("ledger-retired-ng1a2b3c4d"), "target": cluster("ledger")},  # production
                {"action": "replicate", "source": cluster("ledger"), "target": cluster("orders")},
                {"action": "position", "source": cluster("orders")},
                {"action": "prove", "source": cluster("ledger.cluster-c0ffee.us-east-1.neptune.amazonaws.com.attacker.example")},
-               {"action": "replicate", "source": cluster("orders"), "target": cluster("ledger-cmk-1a2b")}]
+               {"action": "replicate", "source": cluster("orders"), "target": cluster("ledger-cmk-ng1a2b3c4d")}]
     for event in refused:
         with pytest.raises(replication.NotItsCluster):
             replication.handler(event, context)
+    # The code is signed, but whoever makes a function of it chooses its environment: one told it may write a customer's
+    # cluster, or another execution's copy, still never writes either.
+    monkeypatch.setenv(replication.WRITE_HOSTS, ",".join(cluster(n)["endpoint"] for n in ("orders", "orders-cmk-ng99999999")))
+    monkeypatch.setenv(replication.READ_HOSTS, cluster("ledger")["endpoint"])
+    for target in ("orders", "orders-cmk-ng99999999"):
+        with pytest.raises(replication.NotItsCluster, match="never written"):
+            replication.handler({"action": "replicate", "source": cluster("ledger"), "target": cluster(target)}, context)
 
 
 def test_a_replicator_deleted_under_the_workflow_is_refused_by_name_not_as_a_fault(local_aws):
@@ -512,3 +519,4 @@ def test_a_replicator_left_by_an_execution_stopped_by_hand_is_removed_when_it_en
     assert replicator() == {"functions": [], "roles": [], "groups": []}, attempts
     assert len(attempts[-1]["replicator_removed"]) >= 2, attempts  # the role and the group, at least, on the last run
     assert execution_ended.handler(status_change(execution, "ABORTED"), LambdaContext())["replicator_removed"] == []  # once more: nothing
+

@@ -42,7 +42,7 @@ from moto.sts.exceptions import STSClientError
 from moto.utilities.paginator import paginate
 from moto.utilities.utils import get_partition
 
-from sandbox.aws import cluster_endpoints, neptune_data, neptune_graph, write_activity
+from sandbox.aws import cluster_endpoints, code_signing, neptune_data, neptune_graph, write_activity
 
 _applied = False
 
@@ -756,6 +756,7 @@ def apply() -> None:
     a_task_token_is_answered_once()
     # Not corrections: stand-ins for what moto lacks, each documented in its own module.
     cluster_endpoints.install()
+    code_signing.install()
     neptune_graph.install()
     neptune_data.install()
     write_activity.install()

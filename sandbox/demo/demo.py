@@ -25,7 +25,7 @@ from neptune_guard.remediate.resources import custom_endpoints
 
 from sandbox.aws import function_urls, moto_fixes
 from sandbox.demo import application, on_call, workflows
-from sandbox.demo.organization import DEMO_SCENARIO, account_session, alias_name, seed
+from sandbox.demo.organization import DEMO_SCENARIO, account_session, alias_name, scenario_regions, seed
 
 SANDBOX_ENVIRONMENT = {
     "AWS_ACCESS_KEY_ID": "sandbox",
@@ -109,10 +109,6 @@ def _check_references(where: str, spec: dict) -> None:
         cluster_id = source if isinstance(source, str) else source["cluster"]
         if cluster_id not in clusters:
             raise ScenarioError(f"{where}: snapshot {snapshot_id} is of cluster {cluster_id}, which the region does not define")
-
-
-def scenario_regions(scenario: dict) -> tuple[str, ...]:
-    return tuple(sorted({region for regions in scenario["accounts"].values() for region in regions}))
 
 
 def remediation_requests(evaluations, target_key: str) -> list[tuple[str, dict]]:
@@ -271,7 +267,7 @@ def _run(scenario_path: str | None, output: str, progress: Progress) -> int:
         seed(scenario, session)
         before = scan(options, session, on_unit_done=progress)
         progress.say("deploying the state machines and the approval endpoint")
-        arns = workflows.deploy(session)
+        arns = workflows.deploy(session, member_regions=scenario_regions(scenario))
         approval_url = servers.enter_context(function_urls.serve(session, arns["approval_function"])).url
         requester, approver = on_call.Engineer(session, "requester", approval_url), on_call.Engineer(session, "approver", approval_url)
         sfn = session.client("stepfunctions", region_name="us-east-1")

@@ -145,6 +145,32 @@ def create_member_roles(session: boto3.Session) -> None:
     iam.create_policy(PolicyName=live_cutover.BOUNDARY, PolicyDocument=json.dumps(live_cutover.boundary_policy("aws", account)))
 
 
+def scenario_regions(scenario: dict) -> tuple[str, ...]:
+    return tuple(sorted({region for regions in scenario["accounts"].values() for region in regions}))
+
+
+def deploy_member_code_signing(session: boto3.Session, profile_version_arn: str, regions: tuple[str, ...]) -> None:
+    """The regional member stack's replicator code signing (stacks/member_events.py), in each region of every account
+    of the Organization that holds the member roles: a configuration that accepts only the security stack's signing
+    profile and enforces it, and the remediation role's grant to create a replicator under it."""
+    accounts = [a["Id"] for page in session.client("organizations").get_paginator("list_accounts").paginate() for a in page["Accounts"]]
+    for account in accounts:
+        member = session if account == MANAGEMENT_ACCOUNT else account_session(session, account)
+        iam = member.client("iam")
+        try:
+            iam.get_role(RoleName=REMEDIATION_ROLE)
+        except iam.exceptions.NoSuchEntityException:
+            continue
+        for region in regions:
+            config = member.client("lambda", region_name=region).create_code_signing_config(
+                Description="Neptune Guard replicator: only code Neptune Guard signed",
+                AllowedPublishers={"SigningProfileVersionArns": [profile_version_arn]},
+                CodeSigningPolicies={"UntrustedArtifactOnDeployment": "Enforce"})["CodeSigningConfig"]["CodeSigningConfigArn"]
+            statement = live_cutover.creation_statement("aws", region, account, config)
+            iam.put_role_policy(RoleName=REMEDIATION_ROLE, PolicyName=f"NeptuneGuardReplicatorCreation-{region}",
+                                PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [statement]}))
+
+
 def _key_policy(account_id: str, shared_with: list[str]) -> str:
     """The default key policy (the account's root may do everything), plus, for a key that snapshots shared with
     other accounts are re-encrypted under, what those accounts need to restore them.

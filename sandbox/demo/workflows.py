@@ -16,7 +16,11 @@ import boto3
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function import wait_function
 
+from neptune_guard.remediate import replicator_package
+from sandbox.demo import organization
+
 STATE_MACHINES = Path(__file__).resolve().parents[2] / "state_machines"
+REPLICATOR_SIGNING_PROFILE = "NeptuneGuardReplicator"
 TRUST = json.dumps({"Version": "2012-10-17", "Statement": [
     {"Effect": "Allow", "Principal": {"Service": ["lambda.amazonaws.com", "states.amazonaws.com"]}, "Action": "sts:AssumeRole"}]})
 
@@ -35,18 +39,34 @@ def code_zip() -> bytes:
     return buffer.getvalue()
 
 
-def deploy(session: boto3.Session | None = None, region: str = "us-east-1", roles: dict[str, str] | None = None) -> dict[str, str]:
-    """The state machines, the steps function and the approval endpoint. `roles` gives each its role ARN ("steps",
-    "approval", "cluster", "snapshot": the synthesized roles, sandbox/iam/executed.py); without it one sandbox role
-    serves all."""
+def deploy_replicator_signing(session: boto3.Session, region: str) -> dict[str, str]:
+    """The security stack's replicator signing (stacks/security.py): its versioned bucket, its signing profile, and
+    the signing its custom resource does at deployment (the library's own `sign`). Returns the steps function's
+    settings that name them."""
+    bucket = replicator_bucket(session.client("sts").get_caller_identity()["Account"])
+    s3, signer = session.client("s3", region_name=region), session.client("signer", region_name=region)
+    s3.create_bucket(Bucket=bucket, **({} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}))
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    profile = signer.put_signing_profile(profileName=REPLICATOR_SIGNING_PROFILE, platformId="AWSLambda-SHA384-ECDSA")
+    return {replicator_package.PACKAGE_ENVIRONMENT: replicator_package.sign(s3, signer, bucket, REPLICATOR_SIGNING_PROFILE),
+            replicator_package.PROFILE_ENVIRONMENT: profile["profileVersionArn"]}
+
+
+def deploy(session: boto3.Session | None = None, region: str = "us-east-1", roles: dict[str, str] | None = None,
+           member_regions: tuple[str, ...] = ()) -> dict[str, str]:
+    """The state machines, the steps function and the approval endpoint, and the replicator's signing with its
+    regional member part in `member_regions`. `roles` gives each its role ARN ("steps", "approval", "cluster",
+    "snapshot": the synthesized roles, sandbox/iam/executed.py); without it one sandbox role serves all."""
     session = session or boto3.Session(region_name=region)
     if roles is None:
         role_arn = session.client("iam").create_role(RoleName="NeptuneGuardWorkflow", AssumeRolePolicyDocument=TRUST)["Role"]["Arn"]
         roles = dict.fromkeys(("steps", "approval", "cluster", "snapshot"), role_arn)
     topic_arn = session.client("sns", region_name=region).create_topic(Name="neptune-guard-on-call")["TopicArn"]
+    signing = deploy_replicator_signing(session, region)
+    organization.deploy_member_code_signing(session, signing[replicator_package.PROFILE_ENVIRONMENT], member_regions)
     function_arn = session.client("lambda", region_name=region).create_function(
         FunctionName="neptune-guard-steps", Runtime="python3.13", Role=roles["steps"], Handler="neptune_guard.handlers.steps.handler",
-        Code={"ZipFile": code_zip()}, Timeout=300, Environment={"Variables": {"NOTIFICATION_TOPIC_ARN": topic_arn}},
+        Code={"ZipFile": code_zip()}, Timeout=300, Environment={"Variables": {"NOTIFICATION_TOPIC_ARN": topic_arn, **signing}},
     )["FunctionArn"]
     sfn = session.client("stepfunctions", region_name=region)
     cluster = sfn.create_state_machine(
@@ -60,6 +80,10 @@ def deploy(session: boto3.Session | None = None, region: str = "us-east-1", role
     approval_function = deploy_approval_endpoint(session, roles["approval"], region)
     return {"cluster": cluster, "snapshot": snapshot, "steps_function": function_arn, "topic": topic_arn, "role": roles["steps"],
             "approval_function": approval_function}
+
+
+def replicator_bucket(account: str) -> str:
+    return f"neptune-guard-replicator-{account}"
 
 
 def runs_bucket(account: str) -> str:

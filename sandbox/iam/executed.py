@@ -316,7 +316,7 @@ class ExecutedIAM:
         parameters = _parameters(response)
         for resource in self._resources(prefix, operation, parameters, region, account):
             context = {**_request_tags(parameters), **_resource_tags(prefix, resource, region, account),
-                       **_boundary(action, parameters, account)}
+                       **_boundary(action, parameters, account), **_code_signing(action, parameters)}
             decision = self.decide(role_arn, action, resource, context)
             if not decision.allowed:
                 raise _denied(prefix, role_arn, action)
@@ -568,6 +568,14 @@ def _boundary(action: str, parameters: dict, account: str) -> dict:
     return {}
 
 
+def _code_signing(action: str, parameters: dict) -> dict:
+    """lambda:CodeSigningConfigArn: the configuration a CreateFunction request names (absent when it names none).
+    https://docs.aws.amazon.com/lambda/latest/dg/config-codesigning-policies.html"""
+    if action.lower() == "lambda:createfunction" and parameters.get("CodeSigningConfigArn"):
+        return {"lambda:CodeSigningConfigArn": parameters["CodeSigningConfigArn"]}
+    return {}
+
+
 def _key_arn(key_id: str, region: str, account: str) -> str:
     if key_id.startswith("arn:") and ":key/" in key_id:
         return key_id
@@ -650,11 +658,31 @@ FUNCTIONS = {"neptune_guard.handlers.detector.handler": "neptune-guard-detector"
              "neptune_guard.handlers.execution_ended.handler": "neptune-guard-execution-ended"}
 
 
-def deploy(session: boto3.Session, security_template: dict, member_template: dict, region: str = "us-east-1") -> tuple[ExecutedIAM, dict]:
+def regional_grants(events_template: dict, account: str, region: str, session: boto3.Session) -> dict[str, list[dict]]:
+    """{role name: policy documents} the regional member stack gives roles of the roles stack in `account` and
+    `region` (the replicator's creation grant, under the code-signing configuration made there)."""
+    items = events_template["Resources"]
+    lam = session.client("lambda", region_name=region)
+    made = {c["Description"]: c["CodeSigningConfigArn"] for page in lam.get_paginator("list_code_signing_configs").paginate()
+            for c in page["CodeSigningConfigs"]}
+    attributes = {(k, "CodeSigningConfigArn"): made[i["Properties"]["Description"]]
+                  for k, i in items.items() if i["Type"] == "AWS::Lambda::CodeSigningConfig"}
+    references = {"AWS::Partition": "aws", "AWS::AccountId": account, "AWS::Region": region}
+    grants: dict[str, list[dict]] = {}
+    for item in items.values():
+        if item["Type"] == "AWS::IAM::Policy":
+            for name in (r for r in item["Properties"]["Roles"] if isinstance(r, str)):  # a role of another stack, by name
+                grants.setdefault(name, []).append(resolve(item["Properties"]["PolicyDocument"], references, attributes))
+    return grants
+
+
+def deploy(session: boto3.Session, security_template: dict, member_template: dict, region: str = "us-east-1",
+           member_regions: tuple[str, ...] = ("us-east-1",)) -> tuple[ExecutedIAM, dict]:
     """The security stack's roles and functions in this (the security) account and the member stack's roles in every
-    account of the Organization, as the app and its StackSet deploy them; the workflows and the approval endpoint as
-    sandbox/demo/workflows.py deploys them, on the synthesized roles. Returns the harness and the deployed ARNs (those of
-    workflows.deploy, plus the "detector", "trigger" and "execution-ended" function names)."""
+    account of the Organization, as the app and its StackSets deploy them (the regional member stack's grants in
+    `member_regions`); the workflows and the approval endpoint as sandbox/demo/workflows.py deploys them, on the
+    synthesized roles. Returns the harness and the deployed ARNs (those of workflows.deploy, plus the "detector",
+    "trigger" and "execution-ended" function names)."""
     from sandbox.demo import on_call, workflows
     from sandbox.demo.organization import account_session
 
@@ -683,7 +711,7 @@ def deploy(session: boto3.Session, security_template: dict, member_template: dic
         elif item["Type"] == "AWS::SNS::Topic":
             physical[logical] = f"arn:aws:sns:{region}:{account}:neptune-guard-on-call"
         elif item["Type"] == "AWS::S3::Bucket":
-            physical[logical] = workflows.runs_bucket(account)
+            physical[logical] = (workflows.replicator_bucket if logical.startswith("ReplicatorPackage") else workflows.runs_bucket)(account)
     security_roles = template_roles(security_template, account, region, {}, physical)
 
     def role_of(logical: str, attribute: str) -> str:
@@ -726,7 +754,15 @@ def deploy(session: boto3.Session, security_template: dict, member_template: dic
 
     arns = workflows.deploy(session, region, roles={
         "steps": function_roles["neptune-guard-steps"], "approval": function_roles["neptune-guard-approval"],
-        "cluster": machine_roles[machine("NeptuneGuardClusterRemediation")], "snapshot": machine_roles[machine("NeptuneGuardSnapshotRemediation")]})
+        "cluster": machine_roles[machine("NeptuneGuardClusterRemediation")], "snapshot": machine_roles[machine("NeptuneGuardSnapshotRemediation")]},
+        member_regions=member_regions)
+    events_template = json.loads(next(i["Properties"]["TemplateBody"] for i in items.values() if i["Type"] == "AWS::CloudFormation::StackSet"
+                                      and i["Properties"]["StackSetName"] == "NeptuneGuardMemberEvents"))
+    for member in accounts:
+        for member_region in member_regions:
+            member_session = session if member == account else account_session(session, member)
+            for name, documents in regional_grants(events_template, member, member_region, member_session).items():
+                roles[f"arn:aws:iam::{member}:role/{name}"].policies.extend(documents)
     on_call_role = f"arn:aws:iam::{account}:role/{on_call.ON_CALL_ROLE}"
     roles[on_call_role] = Role(on_call_role, iam.get_role(RoleName=on_call.ON_CALL_ROLE)["Role"]["AssumeRolePolicyDocument"],
                                [managed_policy(security_template, "NeptuneGuardApprover", account, region, physical)])

@@ -31,6 +31,12 @@ SQS = {
     "properties": {"Records": {"type": "array", "items": {"type": "object", "required": ["messageId", "body"],
                                                           "properties": {"messageId": {"type": "string"}, "body": {"type": "string"}}}}},
 }
+CUSTOM_RESOURCE = {  # https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/crpg-ref-requests.html
+    "type": "object",
+    "required": ["RequestType"],
+    "properties": {"RequestType": {"enum": ["Create", "Update", "Delete"]}, "PhysicalResourceId": {"type": "string"}},
+    "if": {"properties": {"RequestType": {"const": "Delete"}}}, "then": {"required": ["PhysicalResourceId"]},
+}
 FUNCTION_URL = {
     "type": "object",
     "required": ["requestContext"],

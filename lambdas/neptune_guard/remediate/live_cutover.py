@@ -19,17 +19,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import io
 import json
 import math
 import time
-import zipfile
-from pathlib import Path
 
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from neptune_guard.remediate import naming, network, replication
+from neptune_guard.remediate import naming, network, replication, replicator_package
 from neptune_guard.remediate.resources import NotOurs, ResourceNotReady, Step, describe_cluster
 from neptune_guard.tags import CREATED_BY
 
@@ -50,12 +47,16 @@ FUNCTION_PREFIX, ROLE_PREFIX = "neptune-guard-replicator-", "NeptuneGuardReplica
 PERMISSIONS = {
     "plan": ["rds:DescribeDBClusterParameters", "rds:DescribeDBSubnetGroups", "cloudwatch:GetMetricStatistics",
              "ec2:DescribeSecurityGroups", "ec2:DescribeSubnets"],  # network.py: what the cluster's groups admit
+    # The workflow's plan and ProvisionReplicator: the region can run the signed replicator (a person's plan, which
+    # has no package configured, does not ask).
+    "find_code_signing": replicator_package.PERMISSIONS["find_configuration"],
     "network_read": ["ec2:DescribeVpcs", "ec2:DescribeNetworkInterfaces"],
     "security_group_create": ["ec2:CreateSecurityGroup", "ec2:CreateTags"],
     "security_group_delete": ["ec2:DeleteSecurityGroup"],
     "role": ["iam:CreateRole", "iam:TagRole", "iam:GetRole", "iam:PutRolePolicy", "iam:DeleteRolePolicy", "iam:ListRolePolicies",
              "iam:DeleteRole"],
     "pass_role": ["iam:PassRole"],
+    # CreateFunction is granted per region, under that region's code-signing configuration (creation_statement).
     "function": ["lambda:CreateFunction", "lambda:TagResource", "lambda:GetFunction", "lambda:InvokeFunction", "lambda:DeleteFunction"],
     "read_retired_stream": ["rds:StartDBCluster"],
 }
@@ -108,19 +109,19 @@ def boundary_policy(partition: str, account: str) -> dict:
          "Condition": {"Null": {"lambda:SourceFunctionArn": "true"}}}]}
 
 
+def creation_statement(partition: str, region: str, account: str, code_signing_config_arn: str) -> dict:
+    """The one grant to create a replicator function, in one region, under that region's code-signing configuration
+    (the member stack deploys it beside the configuration, stacks/member_events.py): Lambda blocks a CreateFunction
+    request whose CodeSigningConfigArn is missing or other, and the configuration accepts only the security stack's
+    signed package. https://docs.aws.amazon.com/lambda/latest/dg/config-codesigning-policies.html"""
+    return {"Sid": "CreateTheReplicatorOnlyFromSignedCode", "Effect": "Allow", "Action": "lambda:CreateFunction",
+            "Resource": f"arn:{partition}:lambda:{region}:{account}:function:{FUNCTION_PREFIX}*",
+            "Condition": {"StringEquals": {"lambda:CodeSigningConfigArn": code_signing_config_arn}}}
+
+
 def replicator_names(execution: str) -> dict:
     token = naming.execution_token(execution)
     return {"function": FUNCTION_PREFIX + token, "role": ROLE_PREFIX + token, "security_group": FUNCTION_PREFIX + token}
-
-
-def code_zip() -> bytes:
-    """The replicator's code: replication.py and its packages' markers, nothing else (it needs only botocore)."""
-    library = Path(__file__).resolve().parents[2]
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name in ("neptune_guard/__init__.py", "neptune_guard/remediate/__init__.py", "neptune_guard/remediate/replication.py"):
-            archive.write(library / name, name)
-    return buffer.getvalue()
 
 
 def replicator_hosts(plan: dict, endpoint: str) -> dict:
@@ -155,6 +156,21 @@ def _policy(step: Step, resource_ids: list[str]) -> str:
         {"Effect": "Allow", "Action": VPC_ACCESS_ACTIONS, "Resource": "*"}]})
 
 
+def replicator_code(lam) -> tuple[bytes, str]:
+    """The signed package and the member region's code-signing configuration the replicator is made with
+    (replicator_package.py says why); ReplicationImpossible, before anything is made, where either is missing."""
+    configured = replicator_package.configured()
+    if configured is None:
+        raise ReplicationImpossible(f"the deployment configured no signed replicator package ({replicator_package.PACKAGE_ENVIRONMENT}, "
+                                    f"{replicator_package.PROFILE_ENVIRONMENT})")
+    location, profile = configured
+    signing_config = replicator_package.code_signing_config(lam, profile)
+    if signing_config is None:
+        raise ReplicationImpossible(f"this account and region have no code-signing configuration that accepts {profile} alone: "
+                                    "deploy the NeptuneGuardMemberEvents stack instance here")
+    return replicator_package.package(location), signing_config
+
+
 def provision_replicator(step: Step) -> dict:
     """The replicator's security group (it admits nothing), role and function, its interfaces where the clusters admit
     them (read again now: the customer may have changed a rule since the plan); ResourceNotReady until active."""
@@ -165,6 +181,7 @@ def provision_replicator(step: Step) -> dict:
         raise NotOurs(f"{plan['cluster_id']} is not the cluster this execution planned for")
     hosts = replicator_hosts(plan, original["Endpoint"])
     ec2, iam, lam = step.client("ec2"), step.client("iam"), step.client("lambda")
+    code, signing_config = replicator_code(lam)
     reach = network.describe_reach(ec2, planned["port"], planned["vpc_id"], planned["security_groups"], planned["subnets"])
     if reach is None:
         raise ReplicationImpossible(f"the security groups of {plan['cluster_id']} ({', '.join(planned['security_groups'])}) no longer "
@@ -196,19 +213,23 @@ def provision_replicator(step: Step) -> dict:
         joined = [group_id] + ([reach["group_id"]] if reach.get("group_id") else [])
         try:
             lam.create_function(FunctionName=names["function"], Runtime="python3.13", Architectures=["arm64"], Role=role_arn,
-                                Handler=REPLICATOR_HANDLER, Code={"ZipFile": code_zip()}, Timeout=900, MemorySize=1024,
-                                Environment={"Variables": hosts},
+                                Handler=REPLICATOR_HANDLER, Code={"ZipFile": code}, CodeSigningConfigArn=signing_config,
+                                Timeout=900, MemorySize=1024, Environment={"Variables": hosts},
                                 VpcConfig={"SubnetIds": reach["subnets"], "SecurityGroupIds": joined},
                                 Description="Neptune Guard: replicates a cluster into its re-encrypted copy", Tags={CREATED_BY: step.execution})
-        except ClientError as error:  # a new role takes seconds to be assumable by Lambda
-            if error.response["Error"]["Code"] == "InvalidParameterValueException":
+        except ClientError as error:
+            code_name = error.response["Error"]["Code"]
+            if code_name == "InvalidParameterValueException":  # a new role takes seconds to be assumable by Lambda
                 raise ResourceNotReady(f"the replicator's role is not usable yet: {error.response['Error']['Message']}") from error
+            if code_name in ("CodeVerificationFailedException", "InvalidCodeSignatureException", "CodeSigningConfigNotFoundException"):
+                raise ReplicationImpossible(f"Lambda refused the replicator's signed package under {signing_config} ({code_name}: "
+                                            f"{error.response['Error']['Message']}): deploy the security stack again to sign it anew") from error
             raise
         raise ResourceNotReady(f"creating {names['function']}")
     configuration = function["Configuration"]
     if configuration.get("State", "Active") != "Active":
         raise ResourceNotReady(f"{names['function']} is {configuration.get('State')}")
-    expected = {"code_sha256": base64.b64encode(hashlib.sha256(code_zip()).digest()).decode(), "role": role_arn, "hosts": hosts}
+    expected = {"code_sha256": base64.b64encode(hashlib.sha256(code).digest()).decode(), "role": role_arn, "hosts": hosts}
     made = _as_made(configuration)
     if {key: made[key] for key in expected} != expected:
         raise NotOurs(f"{names['function']} does not run the code, role and hosts this execution gives it")

@@ -10,7 +10,7 @@ from datetime import timedelta
 from botocore.exceptions import ClientError
 
 from neptune_guard import aws
-from neptune_guard.remediate import naming, network
+from neptune_guard.remediate import naming, network, replicator_package
 from neptune_guard.remediate.resources import (
     InvalidRequest,
     Step,
@@ -257,7 +257,7 @@ def plan_cluster(step: Step) -> dict:
     # Replication needs the stream's records from the snapshot to the cutover. The decommission proof needs none of
     # them: it looks for records after the cutover's position, and one expired there keeps the original (never a
     # delete on an unproven stream).
-    streams = streams_path(neptune, step.client("ec2"), cluster, estimates["until_cutover_seconds"] + approval_timeout)
+    streams = streams_path(neptune, step.client("ec2"), step.client("lambda"), cluster, estimates["until_cutover_seconds"] + approval_timeout)
     return {
         "kind": "cluster-plan",
         "execution": step.execution,
@@ -321,10 +321,11 @@ def cluster_parameters(neptune, group: str | None) -> dict[str, str]:
     return {p["ParameterName"]: str(p.get("ParameterValue")) for page in pages for p in page["Parameters"] if "ParameterValue" in p}
 
 
-def streams_path(neptune, ec2, cluster: dict, needed_seconds: int) -> dict:
+def streams_path(neptune, ec2, lam, cluster: dict, needed_seconds: int) -> dict:
     """The streams path when the cluster's stream is on (applied on every instance), outlives the rebuild and the
-    cutover approval, and its security groups admit something the replicator can join (network.py); otherwise the
-    freeze path, and why. https://docs.aws.amazon.com/neptune/latest/userguide/streams-using-enabling.html"""
+    cutover approval, its security groups admit something the replicator can join (network.py), and the region can
+    run the signed replicator (replicator_package.py; not checked where no package is configured, as in the CLI's
+    preview); otherwise the freeze path, and why. https://docs.aws.amazon.com/neptune/latest/userguide/streams-using-enabling.html"""
     parameters = cluster_parameters(neptune, cluster.get("DBClusterParameterGroup"))
     expiry_days = int(parameters.get("neptune_streams_expiry_days", STREAMS_DEFAULT_EXPIRY_DAYS))
     pending = [m["DBInstanceIdentifier"] for m in cluster.get("DBClusterMembers", []) if m.get("DBClusterParameterGroupStatus") != "in-sync"]
@@ -352,6 +353,11 @@ def streams_path(neptune, ec2, cluster: dict, needed_seconds: int) -> dict:
                         "join (it joins what admits the application, and changes no group)"),
                 "enable": (f"admit the application's security group (or its subnets' range) on port {port} in a rule of one of "
                            f"{cluster['DBClusterIdentifier']}'s security groups, then plan again")}
+    signing = replicator_package.configured()
+    if signing is not None and replicator_package.code_signing_config(lam, signing[1]) is None:
+        return {"path": "freeze", "expiry_days": expiry_days,
+                "why": "this account and region have no Neptune Guard code-signing configuration, so no replicator can be made here",
+                "enable": "deploy the NeptuneGuardMemberEvents StackSet's instance in this account and region, then plan again"}
     return {"path": "streams", "why": "Neptune Streams is on: the application keeps writing until a pause of seconds at the cutover",
             "expiry_days": expiry_days,
             "network": {"vpc_id": subnets["VpcId"], "subnets": subnet_ids, "security_groups": groups, "port": port, "reach": reach}}

@@ -43,7 +43,8 @@ nothing omitted; each change is one record identified by (`commitNum`, `opNum`),
 This module runs in two places: inside the member account's VPC (`handler`, the replicator function that
 live_cutover.py creates per execution; it imports nothing but the standard library and botocore, which the Lambda
 runtime has), and in the workflow's steps, which only invoke that function. The function reads and writes only the
-hosts its environment names (`NotItsCluster` otherwise), set by the workflow when it makes the function.
+hosts its environment names (`NotItsCluster` otherwise), set by the workflow when it makes the function, and writes
+only clusters under the names derived for its execution (`WRITABLE`).
 """
 
 from __future__ import annotations
@@ -600,14 +601,23 @@ def proof(source: Neptune, positions: dict) -> dict:
 
 
 READ_HOSTS, WRITE_HOSTS = "NEPTUNE_GUARD_READ", "NEPTUNE_GUARD_WRITE"  # the function's environment, set when it is made
+# Whatever its environment says, the function writes only clusters under the names the workflow derives for the
+# execution it is named for (naming.py: `<base>-cmk-ng<token>`, `<base>-retired-ng<token>`; the function is
+# `neptune-guard-replicator-<token>`). Its code is signed (replicator_package.py), but its environment is whoever made
+# it: this keeps a replicator made with other settings off a customer's cluster.
+WRITABLE = re.compile(r"\A[a-z0-9-]+-(?:cmk|retired)-ng(?P<token>[0-9a-f]{8})\.")
 
 
-def _cluster(spec: dict, allowed: str) -> Neptune:
+def _cluster(spec: dict, allowed: str, function_name: str) -> Neptune:
     """The cluster an event names, only if its host is one the function was made for: whoever may invoke it cannot
     aim it at another cluster its network reaches (the function's environment cannot be changed by that role)."""
-    if spec["endpoint"] not in os.environ.get(allowed, "").split(","):
-        raise NotItsCluster(f"{spec['endpoint']} is not among the clusters this replicator may {'write' if allowed == WRITE_HOSTS else 'read'}")
-    return Neptune(spec["endpoint"], spec["region"], bool(spec.get("iam_auth")), int(spec.get("port", NEPTUNE_PORT)))
+    endpoint = spec["endpoint"]
+    if endpoint not in os.environ.get(allowed, "").split(","):
+        raise NotItsCluster(f"{endpoint} is not among the clusters this replicator may {'write' if allowed == WRITE_HOSTS else 'read'}")
+    writable = WRITABLE.match(endpoint)
+    if allowed == WRITE_HOSTS and (writable is None or writable["token"] != function_name.rsplit("-", 1)[-1]):
+        raise NotItsCluster(f"{endpoint} is not a cluster the execution of {function_name} made or retired: never written")
+    return Neptune(endpoint, spec["region"], bool(spec.get("iam_auth")), int(spec.get("port", NEPTUNE_PORT)))
 
 
 def handler(event: dict, context) -> dict:
@@ -615,16 +625,16 @@ def handler(event: dict, context) -> dict:
     `{"action": "position"|"replicate"|"reconcile"|"prove", "source": {endpoint, region, iam_auth, port}, "target": {...},
     "positions": {...}, "seconds": N, "overlaps": [...], "target_position": {...}, "after": vertex id}`."""
     action = event.get("action")
-    source = _cluster(event["source"], READ_HOSTS)
+    source = _cluster(event["source"], READ_HOSTS, context.function_name)
     if action == "position":
         return {"positions": {m: position_of(source.latest(m)) for m in MODELS}, "read_at": time.time()}
     if action == "replicate":
         seconds = min(float(event.get("seconds", 60)), max(1.0, context.get_remaining_time_in_millis() / 1000 - 30))
-        return replicate(source, _cluster(event["target"], WRITE_HOSTS), event.get("positions") or {}, seconds,
+        return replicate(source, _cluster(event["target"], WRITE_HOSTS, context.function_name), event.get("positions") or {}, seconds,
                          event.get("overlaps"), event.get("target_position"))
     if action == "reconcile":
         seconds = event.get("seconds")
-        return reconcile(source, _cluster(event["target"], WRITE_HOSTS), event.get("overlaps") or [],
+        return reconcile(source, _cluster(event["target"], WRITE_HOSTS, context.function_name), event.get("overlaps") or [],
                          None if seconds is None else float(seconds), event.get("after"))
     if action == "prove":
         return proof(source, event.get("positions") or {})
