@@ -298,12 +298,28 @@ class SecurityStack(Stack):
             alarm_description="An ended remediation could not be released (marks, a served cluster or its replicator): "
                               "see the ExecutionEnded log; Lambda retried it twice")
         not_released.add_alarm_action(cloudwatch_actions.SnsAction(self.topic))
+        # Stopping an execution does not stop a step already running: the same event again, once no step can still run
+        # (the steps function's timeout), releases what such a step did after the first release.
+        late = self._function("ExecutionEndedLate", "neptune_guard.handlers.execution_ended.delivered_late", None, Duration.minutes(2),
+                              256, {}, role=self.steps.role)
+        not_released_late = sqs.Queue(self, "ExecutionsNotReleased", encryption=sqs.QueueEncryption.SQS_MANAGED, enforce_ssl=True,
+                                      retention_period=Duration.days(14))
+        delayed = sqs.Queue(self, "ExecutionsEndedLate", encryption=sqs.QueueEncryption.SQS_MANAGED, enforce_ssl=True,
+                            delivery_delay=Duration.seconds(self.steps.timeout.to_seconds() + 120),
+                            visibility_timeout=Duration.minutes(12),  # six times the function's timeout, as Lambda advises
+                            dead_letter_queue=sqs.DeadLetterQueue(queue=not_released_late, max_receive_count=3))
+        late.add_event_source(lambda_events.SqsEventSource(delayed, batch_size=1))
+        cloudwatch.Alarm(
+            self, "ExecutionsNotReleasedLate", metric=not_released_late.metric_approximate_number_of_messages_visible(period=Duration.minutes(15)),
+            threshold=1, evaluation_periods=1, treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            alarm_description="An ended remediation's second release failed three times (see the ExecutionEndedLate log)",
+        ).add_alarm_action(cloudwatch_actions.SnsAction(self.topic))
         events.Rule(self, "ExecutionEndedRule", description="A Neptune Guard remediation execution ended: take its approval marks off",
                     event_pattern=events.EventPattern(
                         source=["aws.states"], detail_type=["Step Functions Execution Status Change"],
                         detail={"status": ["SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"],
                                 "stateMachineArn": [self.cluster_workflow.state_machine_arn, self.snapshot_workflow.state_machine_arn]}),
-                    targets=[targets.LambdaFunction(ended)])
+                    targets=[targets.LambdaFunction(ended), targets.SqsQueue(delayed)])
         return ended
 
     def _trigger(self) -> lambda_.Function:

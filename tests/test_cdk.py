@@ -323,7 +323,7 @@ def test_every_function_runs_on_arm64(stacks):
     _, _, security, _ = stacks
     functions = security.find_resources("AWS::Lambda::Function")
     ours = {k: f for k, f in functions.items() if f["Properties"].get("Handler", "").startswith("neptune_guard.handlers.")}
-    assert len(ours) == 7 and all(f["Properties"]["Architectures"] == ["arm64"] for f in ours.values())
+    assert len(ours) == 8 and all(f["Properties"]["Architectures"] == ["arm64"] for f in ours.values())
 
 
 def test_no_state_machine_definition_holds_a_partial_placeholder(stacks):
@@ -387,3 +387,22 @@ def test_a_replicator_can_be_made_only_from_the_code_the_security_stack_signed(s
     granted = [a for s in statements(members_roles) for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])]
     assert "lambda:CreateFunction" not in granted and "lambda:UpdateFunctionCode" not in granted
 
+
+def test_an_ended_execution_is_released_again_once_no_step_of_it_can_still_run(stacks):
+    """Stopping an execution does not stop a step already running: the end is delivered a second time, through a queue
+    whose delay outlasts the steps function's timeout, to the late release; what it cannot release reaches on-call."""
+    _, _, security, _ = stacks
+    functions = security.find_resources("AWS::Lambda::Function")
+    steps = next(f["Properties"] for f in functions.values() if f["Properties"]["Handler"] == "neptune_guard.handlers.steps.handler")
+    late_id = next(k for k, f in functions.items() if f["Properties"]["Handler"] == "neptune_guard.handlers.execution_ended.delivered_late")
+    (rule,) = [r["Properties"] for r in security.find_resources("AWS::Events::Rule").values()
+               if r["Properties"].get("EventPattern", {}).get("detail-type") == ["Step Functions Execution Status Change"]]
+    queues = security.find_resources("AWS::SQS::Queue")
+    (queue_id,) = [t["Arn"]["Fn::GetAtt"][0] for t in rule["Targets"] if t["Arn"]["Fn::GetAtt"][0] in queues]
+    queue = queues[queue_id]["Properties"]
+    assert queue["DelaySeconds"] > steps["Timeout"] and queue["RedrivePolicy"]["maxReceiveCount"] == 3
+    security.has_resource_properties("AWS::Lambda::EventSourceMapping", {
+        "BatchSize": 1, "EventSourceArn": {"Fn::GetAtt": [queue_id, "Arn"]}, "FunctionName": {"Ref": late_id}})
+    dead_letters = queue["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+    alarms = [a["Properties"] for a in security.find_resources("AWS::CloudWatch::Alarm").values()]
+    assert any(dead_letters in json.dumps(a.get("Dimensions")) and a["AlarmActions"] for a in alarms)

@@ -203,7 +203,7 @@ def test_a_malformed_response_in_one_region_is_that_units_error_only(world, monk
 
 
 HANDLERS = {"approval": None, "change_scan": "InvalidEvent", "detector": "InvalidEvent", "execution_ended": "InvalidEvent",
-            "scheduled_scan": "InvalidScanEvent", "sign_replicator": "InvalidEvent",
+            "execution_ended.delivered_late": "InvalidEvent", "scheduled_scan": "InvalidScanEvent", "sign_replicator": "InvalidEvent",
             "steps": "InvalidStepEvent", "trigger": "InvalidEvent"}
 MALFORMED_EVENTS = [{}, [], None, "event", 7, {"detail": None}, {"Records": "x"}, {"Records": [{"body": 1}]},
                     {"RequestType": "Drop"},
@@ -234,6 +234,18 @@ def test_every_handler_refuses_an_event_of_another_shape_in_one_line(local_aws, 
         handler(event, LambdaContext())
     assert type(refusal.value).__name__ == HANDLERS[name] and "\n" not in str(refusal.value), refusal.value
     assert executions() == before
+
+
+@pytest.mark.parametrize("body", ["not json", "[]", '{"detail": {"executionArn": "x"}}', '{"detail": {}}',
+                                  '{"detail": {"executionArn": "arn:aws:states:us-east-1:123456789012:execution:M:e\\n"}}'])
+def test_a_late_delivery_whose_message_is_no_status_change_is_refused_in_one_line(local_aws, body):
+    """The late release's queue takes only the rule's events; a message of anything else is refused (SQS delivers it
+    again, then to the dead-letter queue that alarms), before anything is read or released."""
+    from neptune_guard.handlers import execution_ended
+
+    with pytest.raises(Exception) as refusal:
+        execution_ended.delivered_late({"Records": [{"messageId": "1", "body": body}]}, LambdaContext())
+    assert type(refusal.value).__name__ == "InvalidEvent" and "\n" not in str(refusal.value), refusal.value
 
 
 def test_the_readmes_exit_status_table_is_the_code(capsys):

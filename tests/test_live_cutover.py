@@ -487,10 +487,13 @@ def test_a_replicator_replaced_under_its_name_is_not_believed(deployed):
 def test_a_replicator_left_by_an_execution_stopped_by_hand_is_removed_when_it_ends(deployed):
     """Stopped while replicating, the execution never reaches its removal: the function that reaches both clusters, its
     role and its group would stay. Step Functions announces the end; the function goes at once, the role and group once
-    Lambda has released the interfaces (until then the invocation fails, and Lambda retries the same event)."""
+    Lambda has released the interfaces (until then the invocation fails, and Lambda retries the same event). A step
+    still running when it was stopped can make it again: the end, delivered again later, removes that too."""
     from neptune_guard.approve import workflow
     from neptune_guard.handlers import execution_ended
+    from neptune_guard.remediate import guard, live_cutover
     from neptune_guard.remediate.ended import ReplicatorStillReleasing
+    from neptune_guard.remediate.resources import ResourceNotReady, Step
     from tests.conftest import LambdaContext, status_change
 
     session, sfn, arns = deployed
@@ -520,3 +523,17 @@ def test_a_replicator_left_by_an_execution_stopped_by_hand_is_removed_when_it_en
     assert len(attempts[-1]["replicator_removed"]) >= 2, attempts  # the role and the group, at least, on the last run
     assert execution_ended.handler(status_change(execution, "ABORTED"), LambdaContext())["replicator_removed"] == []  # once more: nothing
 
+    # A step already running when the execution was stopped is not stopped: one making the replicator lands after the
+    # release. The end, delivered again once no step can still run, removes what it made.
+    record = guard.read_execution(sfn, execution, session.client("sts").get_caller_identity()["Account"], ended=True)
+    with pytest.raises(ResourceNotReady, match="creating"):
+        live_cutover.provision_replicator(Step(request=record.started_with, execution=execution, plan=record.plan))
+    assert replicator()["functions"], "the late step made the replicator again"
+    late = {"Records": [{"messageId": "1", "body": json.dumps(status_change(execution, "ABORTED"))}]}
+    for _ in range(20):  # SQS delivers the message again until it succeeds
+        try:
+            execution_ended.delivered_late(late, LambdaContext())
+            break
+        except ReplicatorStillReleasing:
+            time.sleep(0.5)
+    assert replicator() == {"functions": [], "roles": [], "groups": []}

@@ -3,7 +3,13 @@ EventBridge): the approval marks it still holds come off, a new cluster that ser
 replicator left behind is removed (remediate/ended.py). The event only names the execution: that it ended, where it ran
 and what its plan names are read from Step Functions, never taken from the event. A replicator whose interfaces Lambda
 is still releasing fails the invocation, so that Lambda retries the event; past its retries, the ExecutionEndedErrors
-alarm tells on-call."""
+alarm tells on-call.
+
+The same event comes again through a queue that delivers it later than any step can still run (`delivered_late`):
+stopping an execution does not stop a step already running, which can mark, hand over or make a replicator after the
+first release; the second release finds and releases what it did (a release run twice changes nothing more)."""
+
+import json
 
 import boto3
 from aws_lambda_powertools import Logger, Tracer
@@ -22,6 +28,29 @@ tracer = Tracer()
 @logger.inject_lambda_context
 @envelopes.checked(envelopes.EXECUTION_STATUS_CHANGE, "a Step Functions execution status change")
 def handler(event: dict, context: LambdaContext) -> dict:
+    return _release(event, context)
+
+
+@tracer.capture_lambda_handler
+@logger.inject_lambda_context
+@envelopes.checked(envelopes.SQS, "an SQS batch")
+def delivered_late(event: dict, context: LambdaContext) -> dict:
+    """The queue's delivery, one status change a message (batch size 1): a failure leaves the message for SQS to deliver
+    again, then to its dead-letter queue, which alarms on-call."""
+    released = []
+    for record in event["Records"]:
+        try:
+            change = json.loads(record["body"])
+        except ValueError:
+            change = None
+        reason = envelopes.problem(change, envelopes.EXECUTION_STATUS_CHANGE, "a Step Functions execution status change")
+        if reason:
+            raise envelopes.InvalidEvent(reason)
+        released.append(_release(change, context))
+    return {"released": released}
+
+
+def _release(event: dict, context: LambdaContext) -> dict:
     execution = event["detail"]["executionArn"]
     logger.append_keys(execution=execution)
     function = parse_arn(context.invoked_function_arn, "function ARN")
