@@ -9,7 +9,7 @@ from cdk_nag import NagSuppressions
 from constructs import Construct
 
 from neptune_guard.approve import approval_marks
-from neptune_guard.remediate import naming
+from neptune_guard.remediate import finding_notes, naming
 from neptune_guard.tags import (
     APPROVAL_MARKS,
     AUTHORIZING_TAGS,
@@ -92,9 +92,13 @@ class MemberRolesStack(Stack):
         account_rds = f"arn:{Aws.PARTITION}:rds:*:{Aws.ACCOUNT_ID}"
         hub = f"arn:{Aws.PARTITION}:securityhub:*:{Aws.ACCOUNT_ID}:hub/default"
 
+        # The one member role that imports this tool's findings: the scan's, and the trigger's and the workflow's notes on
+        # the finding they act on (no other member role has Security Hub access, so the remediation role's credentials
+        # cannot pass or archive a finding).
         audit = iam.Role(
-            self, "AuditRole", role_name=config.audit_role_name, assumed_by=security_role(DETECTOR_ROLE),
-            description="Neptune Guard detector: read Neptune clusters, snapshots, Neptune Analytics graphs and keys; import this account's findings",
+            self, "AuditRole", role_name=config.audit_role_name,
+            assumed_by=iam.CompositePrincipal(*(security_role(name) for name in (DETECTOR_ROLE, WORKFLOW_ROLE, TRIGGER_ROLE))),
+            description="Neptune Guard: read Neptune clusters, snapshots, Neptune Analytics graphs and keys; import this account's findings",
         )
         audit.add_to_policy(iam.PolicyStatement(
             # Tags come with the descriptions (inventory.read_region); ListTagsForResource is the fallback for one without.
@@ -113,7 +117,7 @@ class MemberRolesStack(Stack):
         # would reach any product's findings, by any role.
         own_findings = [hub, f"arn:{Aws.PARTITION}:securityhub:*:{Aws.ACCOUNT_ID}:product/{Aws.ACCOUNT_ID}/default"]
         audit.add_to_policy(iam.PolicyStatement(
-            sid="PublishOwnFindings", actions=["securityhub:GetFindings", "securityhub:BatchImportFindings"], resources=own_findings))
+            sid="PublishOwnFindings", actions=finding_notes.PERMISSIONS, resources=own_findings))
 
         remediation = iam.Role(
             self, "RemediationRole", role_name=config.remediation_role_name,
@@ -261,9 +265,6 @@ class MemberRolesStack(Stack):
         grant(iam.PolicyStatement(
             sid="GrantTheOriginalsKeyToNeptune", actions=["kms:CreateGrant"], resources=account_keys,
             conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}, **via_neptune}))
-        grant(iam.PolicyStatement(
-            sid="NoteTheRemediationOnItsFinding", actions=["securityhub:GetFindings", "securityhub:BatchImportFindings"],
-            resources=own_findings))
         self._streams_path_grants(remediation, executions, tagged_for_an_execution)
         # Named managed policies, so that the guardrail SCP protects their versions (an inline policy this size would
         # overflow into managed policies with generated names); each under IAM's 6,144-character limit.
@@ -274,16 +275,13 @@ class MemberRolesStack(Stack):
 
         trigger_access = iam.Role(
             self, "TriggerAccessRole", role_name=config.trigger_access_role_name, assumed_by=security_role(TRIGGER_ROLE),
-            description="Neptune Guard trigger: read the resource a finding names, and note the finding; nothing else",
+            description="Neptune Guard trigger: read the resource a finding names; nothing else",
         )
         trigger_access.add_to_policy(iam.PolicyStatement(
             sid="ReadTheNamedResource", actions=["rds:DescribeDBClusters", "rds:DescribeDBClusterSnapshots"],
             resources=[f"{account_rds}:cluster:*", f"{account_rds}:cluster-snapshot:*"]))
         trigger_access.add_to_policy(iam.PolicyStatement(
             sid="ClassifyItsKey", actions=["kms:DescribeKey"], resources=[f"arn:{Aws.PARTITION}:kms:*:*:key/*"]))
-        trigger_access.add_to_policy(iam.PolicyStatement(
-            sid="NoteTheRemediationOnItsFinding", actions=["securityhub:GetFindings", "securityhub:BatchImportFindings"],
-            resources=own_findings))
 
         # The approval marks (neptune_guard/approve/approval_marks.py): written only by this role, which only the approval
         # endpoint assumes, after its checks; the remediation role cannot write them.

@@ -93,8 +93,9 @@ class SecurityStack(Stack):
             conditions={"ArnLike": {"kms:EncryptionContext:aws:logs:arn": f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:log-group:*"}}))
         self.detector, self.scan_workflow = self._detector()
         self.steps = self._function("Steps", "neptune_guard.handlers.steps.handler", WORKFLOW_ROLE, Duration.minutes(5), 512,
-                                    {"NOTIFICATION_TOPIC_ARN": self.topic.topic_arn})
+                                    {"NOTIFICATION_TOPIC_ARN": self.topic.topic_arn, "AUDIT_ROLE_NAME": config.audit_role_name})
         self._may_assume(self.steps.role, config.remediation_role_name)
+        self._may_assume(self.steps.role, config.audit_role_name)  # notes the finding it remediated (notify.findings_client)
         # Every step reads the execution it acts for (running, ours, approved) before it does anything.
         self.steps.add_to_role_policy(iam.PolicyStatement(
             sid="ConfirmTheExecution", actions=["states:DescribeExecution", "states:GetExecutionHistory"],
@@ -328,13 +329,14 @@ class SecurityStack(Stack):
             "CLUSTER_STATE_MACHINE_ARN": self.cluster_workflow.state_machine_arn,
             "SNAPSHOT_STATE_MACHINE_ARN": self.snapshot_workflow.state_machine_arn,
             "TARGET_KEY": config.target_key, "REMEDIATION_ROLE_NAME": config.remediation_role_name,
-            "TRIGGER_ACCESS_ROLE_NAME": config.trigger_access_role_name,
+            "TRIGGER_ACCESS_ROLE_NAME": config.trigger_access_role_name, "AUDIT_ROLE_NAME": config.audit_role_name,
             "APPROVAL_TIMEOUT_SECONDS": str(config.approval_timeout_seconds),
             "SOAK_SECONDS": str(config.soak_seconds), "METRICS_SETTLE_SECONDS": str(config.metrics_settle_seconds),
         })
         self.cluster_workflow.grant_start_execution(trigger)
         self.snapshot_workflow.grant_start_execution(trigger)
         self._may_assume(trigger.role, config.trigger_access_role_name)
+        self._may_assume(trigger.role, config.audit_role_name)  # notes the finding it started a remediation for
         # A second finding of a resource already being remediated finds the running execution by its name.
         trigger.add_to_role_policy(iam.PolicyStatement(
             sid="FindTheRunningExecution", actions=["states:DescribeExecution"],

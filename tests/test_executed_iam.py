@@ -323,6 +323,15 @@ def test_the_remediation_roles_own_credentials_cannot_touch_an_untagged_customer
     assert not [f for f in member.client("lambda", region_name=REGION).list_functions()["Functions"]
                 if f["FunctionName"].startswith("neptune-guard-replicator-")]
     iam.delete_role(RoleName="NeptuneGuardReplicator-mallory")
+    # No Security Hub access at all (review): an import by this role could archive or pass the tool's own findings.
+    forged = {"SchemaVersion": "2018-10-08", "Id": "x", "ProductArn": f"arn:aws:securityhub:{REGION}:{ACCOUNT}:product/{ACCOUNT}/default",
+              "GeneratorId": "x", "AwsAccountId": ACCOUNT, "Types": ["Software and Configuration Checks"], "CreatedAt": "2026-01-01T00:00:00Z",
+              "UpdatedAt": "2099-01-01T00:00:00Z", "Severity": {"Label": "INFORMATIONAL"}, "Title": "x", "Description": "x",
+              "Resources": [{"Type": "Other", "Id": "x"}], "RecordState": "ARCHIVED"}
+    for call in (lambda hub: hub.get_findings(), lambda hub: hub.batch_import_findings(Findings=[forged])):
+        with pytest.raises(ClientError) as refused:
+            call(attacker.client("securityhub"))
+        assert refused.value.response["Error"]["Code"] == "AccessDeniedException"
 
     # The security roles assume member roles by name only in the Organization's accounts.
     for role in ("NeptuneGuardDetector", "NeptuneGuardWorkflow", "NeptuneGuardTrigger"):

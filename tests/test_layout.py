@@ -28,7 +28,7 @@ SIDE_BY_SIDE = [("neptune_guard.detect", "neptune_guard.remediate"), ("neptune_g
 STAGES = {
     "naming": 0, "resources": 0, "notifications": 0, "replication": 0, "network": 0,
     "replicator_package": 1,
-    "guard": 2, "plan": 2,
+    "guard": 2, "plan": 2, "finding_notes": 2,
     "writes": 3, "endpoints": 3, "live_cutover": 3,
     "rebuild": 4, "ended": 4, "cutover": 4, "decommission": 4, "rollback": 4, "notify": 4, "snapshot": 4,
     "cluster": 5,

@@ -621,3 +621,34 @@ def test_a_task_is_running_from_its_scheduling_to_its_end_or_its_branch_s_end():
     assert running_tasks(history) == {} and executions.waiting_approval(history) is None
     history += [scheduled_lambda(19, 18, "roll_back"), event(20, "LambdaFunctionStarted", 19)]
     assert [p["step"] for _, p in running_tasks(history).values()] == ["roll_back"]
+
+
+def test_the_commands_that_finish_a_failed_endpoint_move_work_as_given(monkeypatch):
+    """Review: the endpoint is deleted asynchronously, so creating it again at once fails; a tag value with a comma broke
+    the shorthand; and a fault reading the endpoints lost the whole question or notification."""
+    import shlex
+
+    from botocore.exceptions import ClientError
+
+    from neptune_guard.remediate import endpoints, notify
+    from neptune_guard.remediate.resources import Step
+
+    endpoint = {"id": "orders-analytics", "type": "READER", "static_members": ["orders-2"], "excluded_members": [],
+                "tags": [{"Key": "cost-centre", "Value": "a,b=c"}]}
+    step = Step(request={}, execution="arn:aws:states:us-east-1:123456789012:execution:M:e",
+                plan={"cluster_id": "orders", "custom_endpoints": [endpoint]},
+                state={"custom_endpoints": {"Error": "States.TaskFailed", "Cause": "quota"}})
+    monkeypatch.setattr(endpoints, "not_moved", lambda s: [(endpoint, {"DBClusterIdentifier": "orders-retired-ng12345678"})])
+    (told,) = notify._endpoints_not_moved(step)
+    delete, wait, create = told.split("runs: ", 1)[1].rstrip(".").split("; ")
+    assert delete == "aws neptune delete-db-cluster-endpoint --db-cluster-endpoint-identifier orders-analytics"
+    assert "until it answers DBClusterEndpointNotFoundFault" in wait
+    argv = shlex.split(create)
+    assert json.loads(argv[argv.index("--tags") + 1]) == [{"Key": "cost-centre", "Value": "a,b=c"}]
+
+    def unreadable(s):
+        raise ClientError({"Error": {"Code": "Throttling", "Message": "Rate exceeded"}}, "DescribeDBClusterEndpoints")
+
+    monkeypatch.setattr(endpoints, "not_moved", unreadable)
+    (told,) = notify._endpoints_not_moved(step)
+    assert "MAY NOT HAVE MOVED" in told and "describe-db-cluster-endpoints --db-cluster-identifier orders" in told

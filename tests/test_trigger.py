@@ -125,3 +125,55 @@ def test_the_remediation_says_on_its_finding_that_it_is_done_and_the_next_scan_f
     scan(ScanOptions(accounts=ACCOUNT, regions=(REGION,), publish=True))
     after = by_title(hub, "(cluster plain)", "neptune_cluster_uses_cmk")
     assert after["Compliance"]["Status"] == "PASSED" and after["ProductFields"]["neptune-guard/RemediationExecution"] == execution
+
+
+def test_a_remediation_that_ends_without_remediating_no_longer_says_it_waits_for_on_call(setup):
+    """Review: only the trigger and the remediated step wrote the note, so a rejected, rolled-back or stopped execution
+    left "requested" on its finding for good. Its end notes it, while the finding still says so: a later execution's
+    note, or this one's "remediated", is left alone."""
+    from neptune_guard.handlers import execution_ended, trigger
+    from tests.conftest import decide, finish, status_change
+
+    session, hub, arns = setup
+    sfn = session.client("stepfunctions", region_name=REGION)
+    started = trigger.handler(custom_action_event([by_title(hub, "(cluster plain)", "neptune_cluster_uses_cmk")]), Context())
+    rejected = started["started"][0]["execution_arn"]
+    decide(sfn, rejected, "snapshot", approved=False, reason="not now")
+    assert finish(sfn, rejected)["status"] == "FAILED"
+    assert execution_ended.handler(status_change(rejected, "FAILED"), Context())["finding"] == "noted"
+    scan(ScanOptions(accounts=ACCOUNT, regions=(REGION,), publish=True))
+    fields = by_title(hub, "(cluster plain)", "neptune_cluster_uses_cmk")["ProductFields"]
+    assert fields["neptune-guard/RemediationExecution"] == rejected and fields["neptune-guard/RemediationStatus"].startswith("ended failed")
+
+    again = trigger.handler(custom_action_event([by_title(hub, "(cluster plain)", "neptune_cluster_uses_cmk")]), Context())
+    later = again["started"][0]["execution_arn"]
+    assert later != rejected
+    assert "left alone" in execution_ended.handler(status_change(rejected, "FAILED"), Context())["finding"]  # delivered late
+    fields = by_title(hub, "(cluster plain)", "neptune_cluster_uses_cmk")["ProductFields"]
+    assert fields["neptune-guard/RemediationExecution"] == later and fields["neptune-guard/RemediationStatus"].startswith("requested")
+
+
+def test_an_sts_fault_while_noting_loses_neither_the_started_execution_nor_the_other_findings(setup, monkeypatch):
+    """Review: the note's role was assumed outside its `try`, so a throttled AssumeRole after the first start escaped
+    the trigger and the batch's other findings were never handled."""
+    from botocore.exceptions import ClientError
+
+    from neptune_guard.approve import trigger as trigger_module
+    from neptune_guard.handlers import trigger
+
+    _, hub, _ = setup
+    real, calls = trigger_module.access_session, []
+
+    def flaky(config, *args, **kwargs):
+        if config.access_role_name == config.findings_role_name:
+            calls.append(1)
+            if len(calls) == 1:
+                raise ClientError({"Error": {"Code": "Throttling", "Message": "Rate exceeded"}}, "AssumeRole")
+        return real(config, *args, **kwargs)
+
+    monkeypatch.setattr(trigger_module, "access_session", flaky)
+    event = custom_action_event([by_title(hub, "(cluster plain)", "neptune_cluster_uses_cmk"),
+                                 by_title(hub, "(cluster snapshot plain-snap)", "neptune_cluster_snapshot_uses_cmk")])
+    result = trigger.handler(event, Context())
+    assert len(result["started"]) == 2 and not result["skipped"], result
+    assert "Throttling" in result["started"][0]["not_noted"] and "not_noted" not in result["started"][1]

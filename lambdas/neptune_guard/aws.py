@@ -11,6 +11,7 @@ import botocore.session
 from botocore.config import Config
 
 DEFAULT_REGION = "us-east-1"
+DEFAULT_AUDIT_ROLE = "NeptuneGuardAudit"  # the member role that reads, and the one that imports this tool's findings
 # ASCII digits only, the whole string (\d takes any script's digits, and $ a trailing newline).
 ACCOUNT_ID = re.compile(r"\A[0-9]{12}\Z")
 REGION_NAME = re.compile(r"\A[a-z]{2}(-[a-z]+)+-[0-9]+\Z")

@@ -15,11 +15,11 @@ from botocore.utils import ArnParser, InvalidArnException
 
 from neptune_guard import __version__, console
 from neptune_guard.approve import approval_client, executions
-from neptune_guard.aws import ACCOUNT_ID, REGION_NAME, new_session
+from neptune_guard.aws import ACCOUNT_ID, DEFAULT_AUDIT_ROLE, REGION_NAME, new_session
 from neptune_guard.findings import report
 from neptune_guard.options import accounts_option, concurrency_option, regions_option
 from neptune_guard.remediate.guard import ALL_STAGES
-from neptune_guard.scanner import DEFAULT_AUDIT_ROLE, ScanOptions, ScanSetupError, scan
+from neptune_guard.scanner import ScanOptions, ScanSetupError, scan
 
 EXIT_OK, EXIT_NOTHING_SCANNED, EXIT_USAGE, EXIT_CREDENTIALS, EXIT_AWS = 0, 1, 2, 3, 4
 EXIT_FAILED = 1  # the approval endpoint could not be reached or failed: nothing is known to have changed

@@ -6,9 +6,9 @@ from __future__ import annotations
 import argparse
 import os
 
-from neptune_guard.aws import REGION_NAME
+from neptune_guard.aws import DEFAULT_AUDIT_ROLE, REGION_NAME
 from neptune_guard.detect.inventory import parse_account_list
-from neptune_guard.scanner import DEFAULT_AUDIT_ROLE, ScanOptions
+from neptune_guard.scanner import ScanOptions
 
 
 # The CloudWatch namespace of every function's metrics, the one the stack's alarms read: in the code, not only in the

@@ -21,7 +21,6 @@ from neptune_guard.detect import checks, graphs, inventory
 from neptune_guard.findings import securityhub
 from neptune_guard.models import GRAPH, GRAPH_SNAPSHOT, NOT_REACHED, ScanError, ScanResult, Status, UnitResult
 
-DEFAULT_AUDIT_ROLE = "NeptuneGuardAudit"
 _ARNS = ArnParser()
 
 
@@ -32,7 +31,7 @@ class ScanSetupError(Exception):
 @dataclass(frozen=True)
 class ScanOptions:
     accounts: str = "self"  # "self", "org", or a comma list of account ids
-    role_name: str = DEFAULT_AUDIT_ROLE
+    role_name: str = aws.DEFAULT_AUDIT_ROLE
     regions: tuple[str, ...] | None = None  # None: every region enabled for each account
     concurrency: int = 16
     publish: bool = False  # import findings into each account-region's Security Hub

@@ -11,6 +11,7 @@ double click (or a second finding of the same cluster) starts one execution.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import boto3
@@ -22,7 +23,7 @@ from neptune_guard.detect import checks, inventory
 from neptune_guard.detect.checks import CLUSTER_WORKFLOW, SNAPSHOT_WORKFLOW
 from neptune_guard.findings import asff
 from neptune_guard.models import Status
-from neptune_guard.remediate import notify
+from neptune_guard.remediate import finding_notes
 from neptune_guard.remediate.resources import InvalidRequest, parse_arn
 
 RESOURCE_KINDS = {  # ASFF type -> (ARN resource type, Details key, identifier field, request field, workflow)
@@ -40,7 +41,8 @@ class TriggerConfig:
     remediation_role_name: str
     approval_timeout_seconds: int
     requested_by: str  # who starts the executions: the trigger's own identity (the custom action event names no person)
-    access_role_name: str = "NeptuneGuardTriggerAccess"  # the member role the trigger reads and updates findings with
+    access_role_name: str = "NeptuneGuardTriggerAccess"  # the member role the trigger reads the named resource with
+    findings_role_name: str = aws.DEFAULT_AUDIT_ROLE  # the member role that imports this tool's findings (remediate/finding_notes.py)
     soak_seconds: int = 7 * 24 * 3600  # the deployment's safety durations: the execution states them explicitly
     metrics_settle_seconds: int = 600
 
@@ -123,11 +125,12 @@ def fails_now(config: TriggerConfig, account: str, region: str, check_id: str, r
 def note_requested(config: TriggerConfig, request: dict, execution_arn: str, session: boto3.Session | None = None) -> dict:
     """On the finding, through this tool's own product: the remediation it started, waiting for on-call. {} when noted;
     the reason otherwise (the execution runs either way)."""
-    securityhub = access_session(config, request["account_id"], request["region"], session).client(
-        "securityhub", region_name=request["region"], config=aws.CLIENT_CONFIG)
     try:
-        notify.note_remediation(securityhub, request["finding"], execution_arn, "requested: waits for on-call approval")
-    except (notify.FindingNotNoted, ClientError, BotoCoreError) as error:
+        with_role = dataclasses.replace(config, access_role_name=config.findings_role_name)
+        securityhub = access_session(with_role, request["account_id"], request["region"], session).client(
+            "securityhub", region_name=request["region"], config=aws.CLIENT_CONFIG)
+        finding_notes.note_remediation(securityhub, request["finding"], execution_arn, finding_notes.REQUESTED)
+    except (finding_notes.FindingNotNoted, ClientError, BotoCoreError) as error:
         return {"not_noted": inventory.error_message(error) if isinstance(error, (ClientError, BotoCoreError)) else str(error)}
     return {}
 

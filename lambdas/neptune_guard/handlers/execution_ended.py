@@ -60,6 +60,8 @@ def _release(event: dict, context: LambdaContext) -> dict:
     except guard.NotAuthorizedStep as refusal:  # not ours, not ended: nothing to release (and nothing to retry)
         logger.warning("refused", reason=str(refusal))
         return {"released": [], "refused": str(refusal)}
-    released = ended.release(Step(request=record.started_with, execution=execution, plan=record.plan))
+    step = Step(request=record.started_with, execution=execution, plan=record.plan)
+    released = ended.release(step)
+    released["finding"] = ended.note_outcome(step, sfn.describe_execution(executionArn=execution)["status"])
     logger.info("released", **released)
     return released

@@ -11,7 +11,7 @@ from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from neptune_guard.approve.trigger import TriggerConfig, trigger
-from neptune_guard.aws import CLIENT_CONFIG
+from neptune_guard.aws import CLIENT_CONFIG, DEFAULT_AUDIT_ROLE
 from neptune_guard.handlers import envelopes
 from neptune_guard.remediate.resources import parse_arn
 
@@ -28,6 +28,7 @@ def config_from_environment(requested_by: str) -> TriggerConfig:
         approval_timeout_seconds=int(os.environ.get("APPROVAL_TIMEOUT_SECONDS", "86400")),
         requested_by=requested_by,
         access_role_name=os.environ.get("TRIGGER_ACCESS_ROLE_NAME", "NeptuneGuardTriggerAccess"),
+        findings_role_name=os.environ.get("AUDIT_ROLE_NAME") or DEFAULT_AUDIT_ROLE,
         soak_seconds=int(os.environ.get("SOAK_SECONDS", str(7 * 24 * 3600))),
         metrics_settle_seconds=int(os.environ.get("METRICS_SETTLE_SECONDS", "600")),
     )

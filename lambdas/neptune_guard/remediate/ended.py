@@ -12,7 +12,9 @@ BookkeepingOnOwnResources and ChangeOnlyWhatAnExecutionCreated (the stop), and t
 
 from __future__ import annotations
 
-from neptune_guard.remediate import live_cutover
+from botocore.exceptions import BotoCoreError, ClientError
+
+from neptune_guard.remediate import finding_notes, live_cutover
 from neptune_guard.remediate.resources import (
     ResourceNotReady,
     Step,
@@ -87,3 +89,20 @@ def release(step: Step) -> dict:
     except ResourceNotReady as waiting:
         raise ReplicatorStillReleasing(f"{waiting} (released {released}, handed over {handed_over})") from waiting
     return {"released": released, "handed_over": handed_over, "replicator_removed": removed}
+
+
+def note_outcome(step: Step, status: str) -> str | None:
+    """The finding the execution was started for stops saying it waits on it: one that ended (FAILED, TIMED_OUT,
+    ABORTED) while the finding still says it was requested is noted as ended without remediating (one that remediated
+    noted so itself, and a later execution's note is left alone). What happened, for the log; a note that fails is
+    reported, not raised: the release itself is done."""
+    finding = step.request.get("finding")
+    if not finding or status == "SUCCEEDED":
+        return None
+    try:
+        noted = finding_notes.note_remediation(
+            finding_notes.findings_client(step.request["account_id"], step.request["region"], step.base), finding, step.execution,
+            f"ended {status.lower()} without remediating: start a remediation again", only_while_requested=True)
+    except (finding_notes.FindingNotNoted, ClientError, BotoCoreError) as error:
+        return f"not noted: {error}"
+    return "noted" if noted else "left alone: the finding says something else now (a later execution, or remediated)"

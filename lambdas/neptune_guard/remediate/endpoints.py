@@ -57,13 +57,14 @@ def move_custom_endpoints(step: Step) -> dict:
 
 def not_moved(step: Step) -> list[tuple[dict, dict | None]]:
     """After a move that failed past its retries (the cutover stands, and only a person may finish it): each planned
-    endpoint the serving cluster lacks, with where it is now (None: nowhere)."""
+    endpoint the serving cluster lacks, or holds unusable (`inactive`) or going (`deleting`), with where it is now
+    (None: nowhere)."""
     failed = step.state.get("custom_endpoints")
     if not (isinstance(failed, dict) and "Error" in failed):
         return []
     plan, lacking = step.plan, []
     for endpoint in plan.get("custom_endpoints", []):
         found = _describe_endpoint(step.neptune, endpoint["id"])
-        if found is None or found["DBClusterIdentifier"] != plan["cluster_id"]:
+        if found is None or found["DBClusterIdentifier"] != plan["cluster_id"] or found["Status"] in ("inactive", "deleting"):
             lacking.append((endpoint, found))
     return lacking

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 from datetime import timedelta
 
 import boto3
+from botocore.exceptions import BotoCoreError, ClientError
 
 from neptune_guard import aws
-from neptune_guard.remediate import endpoints
+from neptune_guard.remediate import endpoints, finding_notes
 from neptune_guard.remediate.plan import DEFAULT_APPROVAL_TIMEOUT_SECONDS
 from neptune_guard.remediate.resources import Step, iso, parse_arn, utcnow
-from neptune_guard.tags import (CREATED_BY, CUTOVER, DECOMMISSION_APPROVED_BY, FINDING_REMEDIATION_FIELDS, REPLACED_BY, RETAINED_UNTIL, RETIRED_BY,
+from neptune_guard.tags import (CREATED_BY, CUTOVER, DECOMMISSION_APPROVED_BY, REPLACED_BY, RETAINED_UNTIL, RETIRED_BY,
                                SERVED)
 
 
@@ -55,26 +57,6 @@ def request_approval(step: Step, stage: str, task_token: str) -> dict:
     return {"requested_at": iso(requested_at)}
 
 
-class FindingNotNoted(Exception):
-    """A remediation's note could not be put on its finding (gone, not this tool's, or refused by Security Hub)."""
-
-
-def note_remediation(securityhub, finding: dict[str, str], execution: str, status: str) -> None:
-    """Say on one of this tool's own findings (`finding`: its id and product ARN) which remediation acts on it and how
-    it stands, through the tool's own product: the finding is read and imported again with those ProductFields (the
-    scan keeps them). BatchUpdateFindings would reach any product's findings; an import reaches only our own."""
-    found = securityhub.get_findings(Filters={"Id": [{"Value": finding["id"], "Comparison": "EQUALS"}],
-                                              "ProductArn": [{"Value": finding["product_arn"], "Comparison": "EQUALS"}]})["Findings"]
-    if not found:
-        raise FindingNotNoted(f"finding {finding['id']} is not in {finding['product_arn']}")
-    fields = dict(zip(FINDING_REMEDIATION_FIELDS, (execution, status[:2048])))
-    failed = securityhub.batch_import_findings(Findings=[{**found[0], "UpdatedAt": utcnow().isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-                                                          "ProductFields": {**found[0].get("ProductFields", {}), **fields}}])
-    if failed.get("FailedFindings"):
-        problem = failed["FailedFindings"][0]
-        raise FindingNotNoted(f"finding {finding['id']} not noted: {problem.get('ErrorCode')}: {problem.get('ErrorMessage')}")
-
-
 def resolve_finding(step: Step) -> dict:
     """The finding that started the execution says it was remediated, by whom approved (the next scan finds it PASSED)."""
     finding = step.request.get("finding")
@@ -84,7 +66,8 @@ def resolve_finding(step: Step) -> dict:
     writes = step.state.get("final_write_check", {})
     note = (f"remediated: {step.plan['summary']} Approved by {', '.join(approvers) or 'unknown'}."
             + (" WRITE LOSS ACCEPTED by on-call." if writes.get("writes_detected") else ""))
-    note_remediation(step.client("securityhub"), finding, step.execution, note)
+    finding_notes.note_remediation(finding_notes.findings_client(step.request["account_id"], step.request["region"], step.base),
+                                   finding, step.execution, note)
     return {"finding": finding["id"], "note": note}
 
 
@@ -122,10 +105,16 @@ def hand_over_note(step: Step) -> tuple[str, ...]:
 
 def _endpoints_not_moved(step: Step) -> tuple[str, ...]:
     """The custom endpoints a failed move left off the serving cluster, and the commands that finish it: the cutover
-    stands (moving back would need the recreated endpoints deleted, which the remediation role may not do)."""
+    stands (moving back would need the recreated endpoints deleted, which the remediation role may not do). A fault
+    reading them is said, not raised: the question or the notification it is part of still goes out."""
     from neptune_guard.remediate import notifications
 
-    lacking = endpoints.not_moved(step)
+    failed = step.state.get("custom_endpoints")
+    try:
+        lacking = endpoints.not_moved(step)
+    except (ClientError, BotoCoreError) as error:
+        return (f"CUSTOM ENDPOINTS MAY NOT HAVE MOVED to {step.plan['cluster_id']} ({failed.get('Error')}), and reading them failed "
+                f"({error}): check with aws neptune describe-db-cluster-endpoints --db-cluster-identifier {step.plan['cluster_id']}.",)
     if not lacking:
         return ()
     cluster = step.plan["cluster_id"]
@@ -133,13 +122,16 @@ def _endpoints_not_moved(step: Step) -> tuple[str, ...]:
     for endpoint, found in lacking:
         if found is not None:
             commands.append(shlex.join(["aws", "neptune", "delete-db-cluster-endpoint", "--db-cluster-endpoint-identifier", endpoint["id"]]))
+            # Deletion takes a while: the same identifier is free only once the endpoint is gone.
+            commands.append(f"repeat {shlex.join(['aws', 'neptune', 'describe-db-cluster-endpoints', '--db-cluster-endpoint-identifier', endpoint['id']])} "
+                            "until it answers DBClusterEndpointNotFoundFault")
         members = [*(["--static-members", *endpoint["static_members"]] if endpoint["static_members"] else []),
                    *(["--excluded-members", *endpoint["excluded_members"]] if endpoint["excluded_members"] else [])]
-        tags = ["--tags", *(f"Key={t['Key']},Value={t['Value']}" for t in endpoint["tags"])] if endpoint["tags"] else []
+        tags = ["--tags", json.dumps([{"Key": t["Key"], "Value": t["Value"]} for t in endpoint["tags"]])] if endpoint["tags"] else []
         commands.append(shlex.join(["aws", "neptune", "create-db-cluster-endpoint", "--db-cluster-identifier", cluster,
                                     "--db-cluster-endpoint-identifier", endpoint["id"], "--endpoint-type", endpoint["type"],
                                     *members, *tags]))
-    cause = notifications.readable_cause(step.state["custom_endpoints"].get("Cause")) or step.state["custom_endpoints"]["Error"]
+    cause = notifications.readable_cause(failed.get("Cause")) or failed["Error"]
     return (f"CUSTOM ENDPOINTS NOT MOVED to {cluster} ({cause}): {', '.join(e['id'] for e, _ in lacking)}; applications that use "
             f"them get no answer (or reach the retired original) until a person runs: {'; '.join(commands)}.",)
 
