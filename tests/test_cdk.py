@@ -386,6 +386,16 @@ def test_a_replicator_can_be_made_only_from_the_code_the_security_stack_signed(s
     assert "function:" + live_cutover.FUNCTION_PREFIX + "*" in json.dumps(statement["Resource"]) and "AWS::Region" in json.dumps(statement["Resource"])
     granted = [a for s in statements(members_roles) for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])]
     assert "lambda:CreateFunction" not in granted and "lambda:UpdateFunctionCode" not in granted
+    # One inline policy of the remediation role per region, within IAM's 10,240 characters for all of a role's inline
+    # policies (the roles stack gives it none): 30 regions of the longest names fit.
+    assert not [r for r in members_roles.find_resources("AWS::IAM::Policy").values()
+                if any("RemediationRole" in json.dumps(role) for role in r["Properties"]["Roles"])]
+    region, arn = "ap-southeast-5", "arn:aws:lambda:ap-southeast-5:123456789012:code-signing-config:csc-0d4518bd353a0a7c6"
+    resolved = json.dumps(creation["PolicyDocument"], separators=(",", ":")).replace(
+        json.dumps({"Fn::GetAtt": [config_id, "CodeSigningConfigArn"]}, separators=(",", ":")), json.dumps(arn))
+    resolved = re.sub(r'\{"Fn::Join":\["",\[("[^"]*"|\{"Ref":"[^"]+"\}|,)+\]\]\}', '"arn:aws:lambda:%s:123456789012:function:%s*"' % (
+        region, live_cutover.FUNCTION_PREFIX), resolved)
+    assert "Fn::" not in resolved and 30 * len(resolved) <= 10_240, resolved
 
 
 def test_an_ended_execution_is_released_again_once_no_step_of_it_can_still_run(stacks):

@@ -113,8 +113,10 @@ def creation_statement(partition: str, region: str, account: str, code_signing_c
     """The one grant to create a replicator function, in one region, under that region's code-signing configuration
     (the member stack deploys it beside the configuration, stacks/member_events.py): Lambda blocks a CreateFunction
     request whose CodeSigningConfigArn is missing or other, and the configuration accepts only the security stack's
-    signed package. https://docs.aws.amazon.com/lambda/latest/dg/config-codesigning-policies.html"""
-    return {"Sid": "CreateTheReplicatorOnlyFromSignedCode", "Effect": "Allow", "Action": "lambda:CreateFunction",
+    signed package. It is an inline policy of the remediation role per region, and a role's inline policies share 10,240
+    characters, so it stays short (no Sid): 30 regions fit (test_cdk). https://docs.aws.amazon.com/lambda/latest/dg/config-codesigning-policies.html
+    https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html"""
+    return {"Effect": "Allow", "Action": "lambda:CreateFunction",
             "Resource": f"arn:{partition}:lambda:{region}:{account}:function:{FUNCTION_PREFIX}*",
             "Condition": {"StringEquals": {"lambda:CodeSigningConfigArn": code_signing_config_arn}}}
 
