@@ -4,8 +4,9 @@
   EventBridge receives CloudTrail management events on the default bus of the region the call was made in, without a
   trail being needed;
 - the replicator's code signing: a code-signing configuration that accepts only the security stack's signing profile
-  and blocks anything else, and the remediation role's one grant to create a replicator function here, under that
-  configuration (remediate/replicator_package.py says why).
+  and blocks anything else, and the one role that may create a replicator function here, under that configuration,
+  which only the security account's workflow role may assume (remediate/replicator_package.py and
+  live_cutover.creator_policy say why).
 https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-service-event-cloudtrail.html
 https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-cross-account.html
 https://docs.aws.amazon.com/lambda/latest/dg/configuration-codesigning.html"""
@@ -23,7 +24,7 @@ from constructs import Construct
 from neptune_guard.detect.changes import CLOUDTRAIL, WATCHED
 from neptune_guard.remediate import live_cutover
 
-from .config import CHANGE_BUS, Config
+from .config import CHANGE_BUS, WORKFLOW_ROLE, Config
 
 
 class MemberEventsStack(Stack):
@@ -43,9 +44,11 @@ class MemberEventsStack(Stack):
                     event_pattern=events.EventPattern(source=sorted(WATCHED), detail_type=[CLOUDTRAIL],
                                                       detail={"eventName": sorted({n for names in WATCHED.values() for n in names})}),
                     targets=[targets.EventBus(events.EventBus.from_event_bus_arn(self, "ChangeBus", bus_arn), role=forwarder)])
-        self._replicator_code_signing(config)
+        self._replicator_code_signing(security_account)
 
-    def _replicator_code_signing(self, config: Config) -> None:
+    def _replicator_code_signing(self, security_account: str) -> None:
+        organization_id = CfnParameter(self, "OrganizationId", type="String", allowed_pattern=r"^o-[a-z0-9]{10,32}$",
+                                       description="The Organization whose security account may assume the creator role").value_as_string
         profile_version = CfnParameter(self, "ReplicatorSigningProfileVersionArn", type="String",
                                        allowed_pattern=r"^arn:aws[a-z-]*:signer:[a-z0-9-]+:\d{12}:/signing-profiles/[A-Za-z0-9_]{2,64}/[A-Za-z0-9]+$",
                                        description="The security stack's signing profile version: the replicator's one publisher").value_as_string
@@ -54,10 +57,13 @@ class MemberEventsStack(Stack):
             self, "ReplicatorCodeSigning", description="Neptune Guard replicator: only code Neptune Guard signed",
             allowed_publishers=lambda_.CfnCodeSigningConfig.AllowedPublishersProperty(signing_profile_version_arns=[profile_version]),
             code_signing_policies=lambda_.CfnCodeSigningConfig.CodeSigningPoliciesProperty(untrusted_artifact_on_deployment="Enforce"))
-        statement = live_cutover.creation_statement(Aws.PARTITION, Aws.REGION, Aws.ACCOUNT_ID, signing.attr_code_signing_config_arn)
-        creation = iam.Policy(self, "ReplicatorCreation", policy_name=f"NeptuneGuardReplicatorCreation-{Aws.REGION}",
-                              roles=[iam.Role.from_role_name(self, "RemediationRole", config.remediation_role_name)],
-                              statements=[iam.PolicyStatement.from_json(statement)])
-        NagSuppressions.add_resource_suppressions(creation, [{"id": "AwsSolutions-IAM5", "reason": (
-            "The replicator functions' names end in the execution's token, unknown in advance; each may be created only "
-            "under this region's code-signing configuration, which accepts only Neptune Guard's signed code.")}])
+        workflow = iam.ArnPrincipal(f"arn:{Aws.PARTITION}:iam::{security_account}:role/{WORKFLOW_ROLE}").with_conditions(
+            {"StringEquals": {"aws:PrincipalOrgID": organization_id}})
+        creator = iam.Role(self, "ReplicatorCreator", role_name=f"{live_cutover.CREATOR_PREFIX}{Aws.REGION}", assumed_by=workflow,
+                           description="Neptune Guard workflow: create this region's replicator functions, from signed code only",
+                           inline_policies={"CreateReplicators": iam.PolicyDocument.from_json(live_cutover.creator_policy(
+                               Aws.PARTITION, Aws.REGION, Aws.ACCOUNT_ID, signing.attr_code_signing_config_arn))})
+        NagSuppressions.add_resource_suppressions(creator, [{"id": "AwsSolutions-IAM5", "reason": (
+            "Replicator functions and roles are named for the execution's token, unknown in advance; a function may be created "
+            "only under this region's code-signing configuration, which accepts only Neptune Guard's signed code. The EC2 "
+            "reads Lambda authorizes for a VPC configuration have no resource-level permissions.")}])

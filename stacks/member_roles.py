@@ -41,9 +41,9 @@ RESTORE_KMS_ACTIONS = [  # the permissions Neptune documents for creating an enc
 
 class MemberRolesStack(Stack):
     def _streams_path_grants(self, remediation: iam.Role, executions: str, tagged_for_an_execution) -> None:
-        """The streams path (lambdas/neptune_guard/remediate/live_cutover.py, PERMISSIONS): the replicator's security group, role and
-        function, each created with the execution's tag and changed or deleted only with it; its role can never hold more
-        than the boundary policy, and may be passed to Lambda only."""
+        """The streams path (lambdas/neptune_guard/remediate/live_cutover.py, PERMISSIONS): the replicator's security group and
+        role, each created with the execution's tag and changed or deleted only with it (its role can never hold more than
+        the boundary policy); its function is invoked and deleted here, and created only by the regional creator role."""
         grants = live_cutover.PERMISSIONS
         ec2 = f"arn:{Aws.PARTITION}:ec2:*:{Aws.ACCOUNT_ID}"
         replicator_role = f"arn:{Aws.PARTITION}:iam::{Aws.ACCOUNT_ID}:role{live_cutover.ROLE_PATH}{live_cutover.ROLE_PREFIX}*"
@@ -65,10 +65,8 @@ class MemberRolesStack(Stack):
             ("ManageTheReplicatorRole", [a for a in grants["role"] if a not in ("iam:CreateRole", "iam:PutRolePolicy", "iam:GetRole")], [replicator_role], None),
             # Read before it may exist: a role not made has no path, so its name alone too (a read, harmless).
             ("ReadTheReplicatorRole", ["iam:GetRole"], [replicator_role, f"arn:{Aws.PARTITION}:iam::{Aws.ACCOUNT_ID}:role/{live_cutover.ROLE_PREFIX}*"], None),
-            ("PassTheReplicatorRoleToLambdaOnly", grants["pass_role"], [replicator_role],
-             {"StringEquals": {"iam:PassedToService": "lambda.amazonaws.com"}}),
-            # CreateFunction is the member regional stack's, under its code-signing configuration (stacks/member_events.py).
-            ("TheReplicatorFunction", [a for a in grants["function"] if a != "lambda:CreateFunction"], [functions], None),
+            # Made by the member regional stack's creator role only (live_cutover.creator_policy): not this role's.
+            ("TheReplicatorFunction", grants["function"], [functions], None),
             ("ReadTheRetiredOriginalsStream", grants["read_retired_stream"], [f"arn:{Aws.PARTITION}:rds:*:{Aws.ACCOUNT_ID}:cluster:*"],
              tagged_for_an_execution(CUTOVER)),
         ]

@@ -34,7 +34,7 @@ from constructs import Construct
 from neptune_guard.approve import approval_marks
 from neptune_guard.detect.changes import CLOUDTRAIL, WATCHED
 from neptune_guard.options import METRICS_NAMESPACE
-from neptune_guard.remediate import replicator_package
+from neptune_guard.remediate import live_cutover, replicator_package
 
 from . import lambda_code
 from .config import (APPROVAL_ROLE, CHANGE_BUS, CLUSTER_STATE_MACHINE, DETECTOR_ROLE, PLANNER_ROLE, SCAN_STATE_MACHINE, SNAPSHOT_STATE_MACHINE,
@@ -95,7 +95,8 @@ class SecurityStack(Stack):
         self.steps = self._function("Steps", "neptune_guard.handlers.steps.handler", WORKFLOW_ROLE, Duration.minutes(5), 512,
                                     {"NOTIFICATION_TOPIC_ARN": self.topic.topic_arn, "AUDIT_ROLE_NAME": config.audit_role_name})
         self._may_assume(self.steps.role, config.remediation_role_name)
-        self._may_assume(self.steps.role, config.audit_role_name)  # notes the finding it remediated (notify.findings_client)
+        self._may_assume(self.steps.role, config.audit_role_name)  # notes the finding it remediated (finding_notes.py)
+        self._may_assume(self.steps.role, f"{live_cutover.CREATOR_PREFIX}*")  # creates a region's replicator
         # Every step reads the execution it acts for (running, ours, approved) before it does anything.
         self.steps.add_to_role_policy(iam.PolicyStatement(
             sid="ConfirmTheExecution", actions=["states:DescribeExecution", "states:GetExecutionHistory"],
@@ -174,7 +175,7 @@ class SecurityStack(Stack):
         """The member role by name in any account, of the Organization only: a configured account outside it, or a role
         of that name someone else made, is refused by IAM before its trust policy is asked."""
         role.add_to_principal_policy(iam.PolicyStatement(
-            sid=f"Assume{member_role_name}", actions=["sts:AssumeRole"],
+            sid="Assume" + re.sub(r"[^A-Za-z0-9]", "", member_role_name), actions=["sts:AssumeRole"],
             resources=[f"arn:{Aws.PARTITION}:iam::*:role/{member_role_name}"],
             conditions={"StringEquals": {"aws:ResourceOrgID": self.config.organization_id}}))
 
@@ -485,9 +486,10 @@ class SecurityStack(Stack):
     def _member_events_stack_set(self, template: dict) -> cloudformation.CfnStackSet:
         stack_set = self._stack_set(
             "MemberEvents", "NeptuneGuardMemberEvents", template, "CAPABILITY_IAM",
-            {"SecurityRegion": Aws.REGION, "ReplicatorSigningProfileVersionArn": self.signing_profile.signing_profile_version_arn},
+            {"SecurityRegion": Aws.REGION, "OrganizationId": self.config.organization_id,
+             "ReplicatorSigningProfileVersionArn": self.signing_profile.signing_profile_version_arn},
             list(self.config.change_regions))  # regional: every region changes are forwarded from and replicators run in
-        stack_set.node.add_dependency(self.stack_set)  # its replicator grant is a policy of the member remediation role
+        stack_set.node.add_dependency(self.steps.role)  # its replicator creator role trusts the workflow role
         return stack_set
 
     def _member_stack_set(self, member_template: dict) -> cloudformation.CfnStackSet:

@@ -308,18 +308,24 @@ def test_the_remediation_roles_own_credentials_cannot_touch_an_untagged_customer
     assert customer_group in {g["GroupId"] for g in member.client("ec2", region_name=REGION).describe_security_groups()["SecurityGroups"]}
     assert len(harness.denied()) == len(attempts)
 
-    # The replicator's own grants, used for code of one's own: a role within the boundary may be made, and a function
-    # under the region's code-signing configuration may be asked for, but Lambda refuses a package Neptune Guard did not
-    # sign; without the configuration IAM refuses the request (the attempt above).
+    # No function at all, signed code or not, under the region's code-signing configuration or without: whoever makes a
+    # function chooses its environment, and a Python runtime's environment can run code of the maker's. Only the
+    # regional creator role, which only the security account's workflow role may assume, makes replicators.
     mallory = iam.create_role(RoleName="NeptuneGuardReplicator-mallory", Path="/neptune-guard/", AssumeRolePolicyDocument=trust,
                               PermissionsBoundary=boundary, Tags=ours)["Role"]["Arn"]
     (config,) = [c["CodeSigningConfigArn"] for c in lam.list_code_signing_configs()["CodeSigningConfigs"]]
+    s3, bucket = session.client("s3"), workflows.replicator_bucket(session.client("sts").get_caller_identity()["Account"])
+    (key,) = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="replicator/signed/")["Contents"]]
+    signed = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    for code in (_zip("x.py", "def handler(event, context):\n    return event\n"), signed):
+        with pytest.raises(ClientError) as refused:
+            lam.create_function(FunctionName="neptune-guard-replicator-mallory", Runtime="python3.13", Handler="x.handler", Role=mallory,
+                                Code={"ZipFile": code}, Environment={"Variables": {"PYTHONWARNINGS": "ignore::antigravity.x"}},
+                                Tags={ours[0]["Key"]: ours[0]["Value"]}, CodeSigningConfigArn=config)
+        assert refused.value.response["Error"]["Code"] == "AccessDeniedException"
     with pytest.raises(ClientError) as refused:
-        lam.create_function(FunctionName="neptune-guard-replicator-mallory", Runtime="python3.13", Handler="x.handler", Role=mallory,
-                            Code={"ZipFile": _zip("x.py", "def handler(event, context):\n    return event\n")},
-                            CodeSigningConfigArn=config, Tags={ours[0]["Key"]: ours[0]["Value"]})
-    assert refused.value.response["Error"]["Code"] == "CodeVerificationFailedException"
-    assert len(harness.denied()) == len(attempts)  # IAM let it through: the signature refused it
+        attacker.client("sts").assume_role(RoleArn=f"arn:aws:iam::{ACCOUNT}:role/NeptuneGuardReplicatorCreator-{REGION}", RoleSessionName="mallory")
+    assert refused.value.response["Error"]["Code"] == "AccessDenied"
     assert not [f for f in member.client("lambda", region_name=REGION).list_functions()["Functions"]
                 if f["FunctionName"].startswith("neptune-guard-replicator-")]
     iam.delete_role(RoleName="NeptuneGuardReplicator-mallory")

@@ -152,7 +152,7 @@ def scenario_regions(scenario: dict) -> tuple[str, ...]:
 def deploy_member_code_signing(session: boto3.Session, profile_version_arn: str, regions: tuple[str, ...]) -> None:
     """The regional member stack's replicator code signing (stacks/member_events.py), in each region of every account
     of the Organization that holds the member roles: a configuration that accepts only the security stack's signing
-    profile and enforces it, and the remediation role's grant to create a replicator under it."""
+    profile and enforces it, and the role that alone may create a replicator under it."""
     accounts = [a["Id"] for page in session.client("organizations").get_paginator("list_accounts").paginate() for a in page["Accounts"]]
     for account in accounts:
         member = session if account == MANAGEMENT_ACCOUNT else account_session(session, account)
@@ -166,9 +166,10 @@ def deploy_member_code_signing(session: boto3.Session, profile_version_arn: str,
                 Description="Neptune Guard replicator: only code Neptune Guard signed",
                 AllowedPublishers={"SigningProfileVersionArns": [profile_version_arn]},
                 CodeSigningPolicies={"UntrustedArtifactOnDeployment": "Enforce"})["CodeSigningConfig"]["CodeSigningConfigArn"]
-            statement = live_cutover.creation_statement("aws", region, account, config)
-            iam.put_role_policy(RoleName=REMEDIATION_ROLE, PolicyName=f"NeptuneGuardReplicatorCreation-{region}",
-                                PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [statement]}))
+            creator = live_cutover.CREATOR_PREFIX + region
+            iam.create_role(RoleName=creator, AssumeRolePolicyDocument=member_trust_policy())
+            iam.put_role_policy(RoleName=creator, PolicyName="CreateReplicators",
+                                PolicyDocument=json.dumps(live_cutover.creator_policy("aws", region, account, config)))
 
 
 def _key_policy(account_id: str, shared_with: list[str]) -> str:

@@ -63,6 +63,7 @@ import boto3
 import botocore.session
 from botocore.credentials import Credentials, ReadOnlyCredentials
 
+from neptune_guard.remediate import live_cutover
 from sandbox.aws import function_urls
 from sandbox.aws.iam_policy import evaluate, resolve
 
@@ -127,6 +128,8 @@ def template_roles(template: dict, account: str, region: str, parameters: dict[s
         attributes[(logical, "Arn")] = role_arns.get(logical) or physical.get(logical) or f"arn:aws:{service}:{region}:{account}:{logical}"
         if item["Type"] == "AWS::S3::Bucket" and logical in physical:  # physical: the bucket's name, which its ARN holds alone
             attributes[(logical, "Arn")] = f"arn:aws:s3:::{physical[logical]}"
+        if item["Type"] == "AWS::Lambda::CodeSigningConfig" and logical in physical:
+            attributes[(logical, "CodeSigningConfigArn")] = physical[logical]
     roles = {logical: Role(arn, resolve(items[logical]["Properties"]["AssumeRolePolicyDocument"], references, attributes),
                            [resolve(p["PolicyDocument"], references, attributes) for p in items[logical]["Properties"].get("Policies", [])])
              for logical, arn in role_arns.items()}
@@ -658,22 +661,16 @@ FUNCTIONS = {"neptune_guard.handlers.detector.handler": "neptune-guard-detector"
              "neptune_guard.handlers.execution_ended.handler": "neptune-guard-execution-ended"}
 
 
-def regional_grants(events_template: dict, account: str, region: str, session: boto3.Session) -> dict[str, list[dict]]:
-    """{role name: policy documents} the regional member stack gives roles of the roles stack in `account` and
-    `region` (the replicator's creation grant, under the code-signing configuration made there)."""
-    items = events_template["Resources"]
+def regional_roles(events_template: dict, account: str, region: str, parameters: dict[str, str], session: boto3.Session) -> dict[str, Role]:
+    """{ARN: Role} of the replicator creator role the regional member stack makes in `account` and `region`, its
+    policy resolved with the code-signing configuration made there (sandbox/demo/organization.py made both)."""
     lam = session.client("lambda", region_name=region)
     made = {c["Description"]: c["CodeSigningConfigArn"] for page in lam.get_paginator("list_code_signing_configs").paginate()
             for c in page["CodeSigningConfigs"]}
-    attributes = {(k, "CodeSigningConfigArn"): made[i["Properties"]["Description"]]
-                  for k, i in items.items() if i["Type"] == "AWS::Lambda::CodeSigningConfig"}
-    references = {"AWS::Partition": "aws", "AWS::AccountId": account, "AWS::Region": region}
-    grants: dict[str, list[dict]] = {}
-    for item in items.values():
-        if item["Type"] == "AWS::IAM::Policy":
-            for name in (r for r in item["Properties"]["Roles"] if isinstance(r, str)):  # a role of another stack, by name
-                grants.setdefault(name, []).append(resolve(item["Properties"]["PolicyDocument"], references, attributes))
-    return grants
+    physical = {k: made[i["Properties"]["Description"]] for k, i in events_template["Resources"].items()
+                if i["Type"] == "AWS::Lambda::CodeSigningConfig"}
+    roles = template_roles(events_template, account, region, parameters, physical).values()
+    return {role.arn: role for role in roles if f":role/{live_cutover.CREATOR_PREFIX}" in role.arn}
 
 
 def deploy(session: boto3.Session, security_template: dict, member_template: dict, region: str = "us-east-1",
@@ -761,8 +758,8 @@ def deploy(session: boto3.Session, security_template: dict, member_template: dic
     for member in accounts:
         for member_region in member_regions:
             member_session = session if member == account else account_session(session, member)
-            for name, documents in regional_grants(events_template, member, member_region, member_session).items():
-                roles[f"arn:aws:iam::{member}:role/{name}"].policies.extend(documents)
+            roles.update(regional_roles(events_template, member, member_region, {**member_parameters, "SecurityRegion": region},
+                                        member_session))
     on_call_role = f"arn:aws:iam::{account}:role/{on_call.ON_CALL_ROLE}"
     roles[on_call_role] = Role(on_call_role, iam.get_role(RoleName=on_call.ON_CALL_ROLE)["Role"]["AssumeRolePolicyDocument"],
                                [managed_policy(security_template, "NeptuneGuardApprover", account, region, physical)])

@@ -26,6 +26,7 @@ import time
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from neptune_guard import aws
 from neptune_guard.remediate import naming, network, replication, replicator_package
 from neptune_guard.remediate.resources import NotOurs, ResourceNotReady, Step, describe_cluster
 from neptune_guard.tags import CREATED_BY
@@ -50,14 +51,12 @@ PERMISSIONS = {
     # The workflow's plan and ProvisionReplicator: the region can run the signed replicator (a person's plan, which
     # has no package configured, does not ask).
     "find_code_signing": replicator_package.PERMISSIONS["find_configuration"],
-    "network_read": ["ec2:DescribeVpcs", "ec2:DescribeNetworkInterfaces"],
+    "network_read": ["ec2:DescribeNetworkInterfaces"],
     "security_group_create": ["ec2:CreateSecurityGroup", "ec2:CreateTags"],
     "security_group_delete": ["ec2:DeleteSecurityGroup"],
     "role": ["iam:CreateRole", "iam:TagRole", "iam:GetRole", "iam:PutRolePolicy", "iam:DeleteRolePolicy", "iam:ListRolePolicies",
              "iam:DeleteRole"],
-    "pass_role": ["iam:PassRole"],
-    # CreateFunction is granted per region, under that region's code-signing configuration (creation_statement).
-    "function": ["lambda:CreateFunction", "lambda:TagResource", "lambda:GetFunction", "lambda:InvokeFunction", "lambda:DeleteFunction"],
+    "function": ["lambda:GetFunction", "lambda:InvokeFunction", "lambda:DeleteFunction"],
     "read_retired_stream": ["rds:StartDBCluster"],
 }
 REPLICATE_SECONDS = 60
@@ -109,16 +108,31 @@ def boundary_policy(partition: str, account: str) -> dict:
          "Condition": {"Null": {"lambda:SourceFunctionArn": "true"}}}]}
 
 
-def creation_statement(partition: str, region: str, account: str, code_signing_config_arn: str) -> dict:
-    """The one grant to create a replicator function, in one region, under that region's code-signing configuration
-    (the member stack deploys it beside the configuration, stacks/member_events.py): Lambda blocks a CreateFunction
-    request whose CodeSigningConfigArn is missing or other, and the configuration accepts only the security stack's
-    signed package. It is an inline policy of the remediation role per region, and a role's inline policies share 10,240
-    characters, so it stays short (no Sid): 30 regions fit (test_cdk). https://docs.aws.amazon.com/lambda/latest/dg/config-codesigning-policies.html
-    https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html"""
-    return {"Effect": "Allow", "Action": "lambda:CreateFunction",
-            "Resource": f"arn:{partition}:lambda:{region}:{account}:function:{FUNCTION_PREFIX}*",
-            "Condition": {"StringEquals": {"lambda:CodeSigningConfigArn": code_signing_config_arn}}}
+CREATOR_PREFIX = "NeptuneGuardReplicatorCreator-"  # + the region: the member regional stack's role (creator_policy)
+
+
+def creator_policy(partition: str, region: str, account: str, code_signing_config_arn: str) -> dict:
+    """The policy of the role that alone may create a replicator function in one region of a member account (the
+    member regional stack deploys both beside the region's code-signing configuration, stacks/member_events.py; only
+    the security account's workflow role may assume it): a function named for a replicator, only under that
+    configuration (Lambda blocks a CreateFunction request whose CodeSigningConfigArn is missing or other, and the
+    configuration accepts only the security stack's signed package), on a replicator role passed to Lambda only. The
+    remediation role cannot create one at all: whoever makes a function chooses its environment, and a Python
+    runtime's environment can make it run code of the maker's (PYTHONWARNINGS, for one), signed package or not. Beside
+    CreateFunction, what Lambda authorizes with it: the function's tags (lambda:TagResource), its role (iam:PassRole),
+    and for a VPC configuration three EC2 reads.
+    https://docs.aws.amazon.com/lambda/latest/dg/config-codesigning-policies.html
+    https://docs.aws.amazon.com/lambda/latest/dg/configuration-vpc.html ("User permissions")"""
+    functions = f"arn:{partition}:lambda:{region}:{account}:function:{FUNCTION_PREFIX}*"
+    return {"Version": "2012-10-17", "Statement": [
+        {"Sid": "CreateTheReplicatorOnlyFromSignedCode", "Effect": "Allow", "Action": "lambda:CreateFunction", "Resource": functions,
+         "Condition": {"StringEquals": {"lambda:CodeSigningConfigArn": code_signing_config_arn}}},
+        {"Sid": "TagItOnCreation", "Effect": "Allow", "Action": "lambda:TagResource", "Resource": functions},
+        {"Sid": "WithAReplicatorRole", "Effect": "Allow", "Action": "iam:PassRole",
+         "Resource": f"arn:{partition}:iam::{account}:role{ROLE_PATH}{ROLE_PREFIX}*",
+         "Condition": {"StringEquals": {"iam:PassedToService": "lambda.amazonaws.com"}}},
+        {"Sid": "InTheClustersVpc", "Effect": "Allow", "Action": ["ec2:DescribeSecurityGroups", "ec2:DescribeSubnets", "ec2:DescribeVpcs"],
+         "Resource": "*"}]}
 
 
 def replicator_names(execution: str) -> dict:
@@ -156,6 +170,13 @@ def _policy(step: Step, resource_ids: list[str]) -> str:
         "Effect": "Allow", "Action": REPLICATION_ACTIONS,
         "Resource": [f"arn:{partition}:neptune-db:{region}:{account}:{rid}/*" for rid in resource_ids]},
         {"Effect": "Allow", "Action": VPC_ACCESS_ACTIONS, "Resource": "*"}]})
+
+
+def creator(step: Step):
+    """Lambda in the member region, through the regional stack's creator role (creator_policy)."""
+    region = step.request["region"]
+    return aws.assume_role(step.base or aws.new_session(region), step.request["account_id"], CREATOR_PREFIX + region, region,
+                           "neptune-guard-replicator").client("lambda", region_name=region, config=aws.CLIENT_CONFIG)
 
 
 def replicator_code(lam) -> tuple[bytes, str]:
@@ -214,7 +235,7 @@ def provision_replicator(step: Step) -> dict:
     except lam.exceptions.ResourceNotFoundException:
         joined = [group_id] + ([reach["group_id"]] if reach.get("group_id") else [])
         try:
-            lam.create_function(FunctionName=names["function"], Runtime="python3.13", Architectures=["arm64"], Role=role_arn,
+            creator(step).create_function(FunctionName=names["function"], Runtime="python3.13", Architectures=["arm64"], Role=role_arn,
                                 Handler=REPLICATOR_HANDLER, Code={"ZipFile": code}, CodeSigningConfigArn=signing_config,
                                 Timeout=900, MemorySize=1024, Environment={"Variables": hosts},
                                 VpcConfig={"SubnetIds": reach["subnets"], "SecurityGroupIds": joined},
